@@ -1,0 +1,281 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is Warden's whole configuration. Every setting has a safe default,
+// so `warden serve` runs with no file at all. Sources apply in order:
+// defaults, the TOML file, WARDEN_* environment variables, then flags.
+type Config struct {
+	// DataDir holds the database, keys, pidfile and (by default) models.
+	DataDir string        `toml:"data_dir"`
+	Log     LogConfig     `toml:"log"`
+	Server  ServerConfig  `toml:"server"`
+	Runtime RuntimeConfig `toml:"runtime"`
+}
+
+// LogConfig sets Warden's own log output (stderr).
+type LogConfig struct {
+	Level  string `toml:"level"`  // debug, info, warn, error
+	Format string `toml:"format"` // text or json
+}
+
+// ServerConfig sets the HTTP surface.
+type ServerConfig struct {
+	Listen            string        `toml:"listen"`
+	MaxBodyBytes      int64         `toml:"max_body_bytes"`
+	MaxOutputTokens   int           `toml:"max_output_tokens"`
+	RequestTimeout    time.Duration `toml:"request_timeout"`
+	DrainTimeout      time.Duration `toml:"drain_timeout"`
+	KeepAliveInterval time.Duration `toml:"keepalive_interval"`
+	TrustedProxies    []string      `toml:"trusted_proxies"`
+}
+
+// RuntimeConfig sets the model backend.
+type RuntimeConfig struct {
+	OllamaBin     string        `toml:"ollama_bin"`
+	OllamaURL     string        `toml:"ollama_url"`
+	ModelsDir     string        `toml:"models_dir"`
+	ContextLength int           `toml:"context_length"`
+	Parallel      int           `toml:"parallel"`
+	MaxQueue      int           `toml:"max_queue"`
+	KeepAlive     time.Duration `toml:"keep_alive"`
+	StartTimeout  time.Duration `toml:"start_timeout"`
+	DemoModel     bool          `toml:"demo_model"`
+}
+
+// defaultConfig returns the defaults; getenv resolves the data dir.
+func defaultConfig(getenv func(string) string) Config {
+	return Config{
+		DataDir: defaultDataDir(getenv),
+		Log:     LogConfig{Level: "info", Format: "text"},
+		Server: ServerConfig{
+			Listen:            "127.0.0.1:8080",
+			MaxBodyBytes:      1 << 20,
+			MaxOutputTokens:   2048,
+			RequestTimeout:    10 * time.Minute,
+			DrainTimeout:      30 * time.Second,
+			KeepAliveInterval: 5 * time.Second,
+		},
+		Runtime: RuntimeConfig{
+			ContextLength: 4096,
+			Parallel:      4,
+			MaxQueue:      512,
+			KeepAlive:     30 * time.Minute,
+			StartTimeout:  2 * time.Minute,
+			DemoModel:     true,
+		},
+	}
+}
+
+// defaultDataDir is $WARDEN_DATA_DIR, else $XDG_DATA_HOME/warden, else
+// ~/.local/share/warden: the same for every command, so the CLI and the
+// server always meet.
+func defaultDataDir(getenv func(string) string) string {
+	if d := getenv("WARDEN_DATA_DIR"); d != "" {
+		return d
+	}
+	if d := getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "warden")
+	}
+	home := getenv("HOME")
+	if home == "" {
+		home, _ = os.UserHomeDir()
+	}
+	return filepath.Join(home, ".local", "share", "warden")
+}
+
+// loadConfig builds the configuration from defaults, the file at path (if
+// any), and the environment. Flags are applied by the caller, then Validate.
+func loadConfig(path string, getenv func(string) string) (Config, error) {
+	cfg := defaultConfig(getenv)
+	if path != "" {
+		md, err := toml.DecodeFile(path, &cfg)
+		if err != nil {
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+		if und := md.Undecoded(); len(und) > 0 {
+			keys := make([]string, len(und))
+			for i, k := range und {
+				keys[i] = k.String()
+			}
+			return cfg, fmt.Errorf("config %s: unknown settings: %s", path, strings.Join(keys, ", "))
+		}
+	}
+	if err := applyEnv(&cfg, getenv); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// applyEnv sets every field that has a WARDEN_* variable. The name is the
+// TOML path in upper case joined by "_": server.listen is
+// WARDEN_SERVER_LISTEN, runtime.ollama_bin WARDEN_RUNTIME_OLLAMA_BIN,
+// data_dir WARDEN_DATA_DIR. Lists are comma-separated.
+func applyEnv(cfg *Config, getenv func(string) string) error {
+	return walkFields(reflect.ValueOf(cfg).Elem(), "WARDEN", func(name string, v reflect.Value) error {
+		s := getenv(name)
+		if s == "" {
+			return nil
+		}
+		if err := setField(v, s); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	})
+}
+
+// envNames lists every variable applyEnv reads (for help and docs).
+func envNames() []string {
+	var names []string
+	var cfg Config
+	_ = walkFields(reflect.ValueOf(&cfg).Elem(), "WARDEN", func(name string, _ reflect.Value) error {
+		names = append(names, name)
+		return nil
+	})
+	return names
+}
+
+func walkFields(v reflect.Value, prefix string, fn func(string, reflect.Value) error) error {
+	t := v.Type()
+	for i := range t.NumField() {
+		tag := t.Field(i).Tag.Get("toml")
+		if tag == "" {
+			continue
+		}
+		name := prefix + "_" + strings.ToUpper(tag)
+		f := v.Field(i)
+		if f.Kind() == reflect.Struct {
+			if err := walkFields(f, name, fn); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := fn(name, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+func setField(v reflect.Value, s string) error {
+	switch {
+	case v.Type() == durationType:
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		v.SetInt(int64(d))
+	case v.Kind() == reflect.String:
+		v.SetString(s)
+	case v.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		v.SetBool(b)
+	case v.Kind() == reflect.Int || v.Kind() == reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return err
+		}
+		v.SetInt(n)
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
+		var parts []string
+		for p := range strings.SplitSeq(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				parts = append(parts, p)
+			}
+		}
+		v.Set(reflect.ValueOf(parts))
+	default:
+		return fmt.Errorf("unsupported setting type %s", v.Type())
+	}
+	return nil
+}
+
+// Validate checks the final configuration once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if c.DataDir == "" || !filepath.IsAbs(c.DataDir) {
+		bad("data_dir must be an absolute path, got %q", c.DataDir)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format must be text or json, got %q", c.Log.Format)
+	}
+	if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
+		bad("server.listen: %v", err)
+	}
+	if c.Server.MaxBodyBytes < 1024 {
+		bad("server.max_body_bytes must be at least 1024, got %d", c.Server.MaxBodyBytes)
+	}
+	if c.Server.MaxOutputTokens < 1 {
+		bad("server.max_output_tokens must be at least 1, got %d", c.Server.MaxOutputTokens)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"server.request_timeout", c.Server.RequestTimeout},
+		{"server.drain_timeout", c.Server.DrainTimeout},
+		{"server.keepalive_interval", c.Server.KeepAliveInterval},
+		{"runtime.start_timeout", c.Runtime.StartTimeout},
+	} {
+		if d.v <= 0 {
+			bad("%s must be positive, got %s", d.name, d.v)
+		}
+	}
+	for _, p := range c.Server.TrustedProxies {
+		if net.ParseIP(p) == nil {
+			if _, _, err := net.ParseCIDR(p); err != nil {
+				bad("server.trusted_proxies: %q is not an IP or CIDR", p)
+			}
+		}
+	}
+	if c.Runtime.OllamaURL != "" && c.Runtime.OllamaBin != "" {
+		bad("runtime.ollama_url and runtime.ollama_bin exclude each other: attach to a running Ollama, or let Warden run one")
+	}
+	if c.Runtime.ModelsDir != "" && !filepath.IsAbs(c.Runtime.ModelsDir) {
+		bad("runtime.models_dir must be an absolute path, got %q", c.Runtime.ModelsDir)
+	}
+	if c.Runtime.ContextLength < 256 {
+		bad("runtime.context_length must be at least 256, got %d", c.Runtime.ContextLength)
+	}
+	if c.Runtime.Parallel < 1 || c.Runtime.Parallel > 64 {
+		bad("runtime.parallel must be between 1 and 64, got %d", c.Runtime.Parallel)
+	}
+	if c.Runtime.MaxQueue < 1 {
+		bad("runtime.max_queue must be at least 1, got %d", c.Runtime.MaxQueue)
+	}
+	return errors.Join(errs...)
+}
+
+// modelsDir is where the managed child keeps models.
+func (c *Config) modelsDir() string {
+	if c.Runtime.ModelsDir != "" {
+		return c.Runtime.ModelsDir
+	}
+	return filepath.Join(c.DataDir, "models")
+}

@@ -1,0 +1,104 @@
+// Command warden turns a GPU box into a safe, shared LLM appliance: it runs
+// Ollama as a supervised child bound to loopback and serves an
+// OpenAI-compatible API in front of it.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/gin-gonic/gin"
+	"github.com/spf13/cobra"
+)
+
+// Version is set at build time with -ldflags "-X main.Version=...".
+var Version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRootCmd(os.Stdout, os.Stderr, os.Getenv).ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "warden:", err)
+		os.Exit(1)
+	}
+}
+
+// globals are the flags every command accepts, and what they resolve to.
+type globals struct {
+	configPath string
+	dataDir    string
+	getenv     func(string) string
+	stdout     io.Writer
+	stderr     io.Writer
+}
+
+// config loads the configuration and applies the global flags.
+func (g *globals) config() (Config, error) {
+	path := g.configPath
+	if path == "" {
+		path = g.getenv("WARDEN_CONFIG")
+	}
+	cfg, err := loadConfig(path, g.getenv)
+	if err != nil {
+		return cfg, err
+	}
+	if g.dataDir != "" {
+		cfg.DataDir = g.dataDir
+	}
+	return cfg, nil
+}
+
+func (g *globals) logger(cfg LogConfig) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(g.stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, opts))
+}
+
+func newRootCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
+	g := &globals{getenv: getenv, stdout: stdout, stderr: stderr}
+	gin.SetMode(gin.ReleaseMode)
+
+	root := &cobra.Command{
+		Use:   "warden",
+		Short: "A safe, shared door to the LLMs on your GPU box",
+		Long: `Warden runs Ollama as a supervised child bound to loopback and is the only
+door to it: an OpenAI-compatible API (/v1/chat/completions, /v1/completions,
+/v1/embeddings, /v1/models) that any OpenAI SDK can use with only the base URL
+and key changed.
+
+Every command reads the same configuration (--config, WARDEN_* variables) and
+the same data dir, so admin commands work while the server runs.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.configPath, "config", "", "TOML config file (default: $WARDEN_CONFIG, else built-in defaults)")
+	pf.StringVar(&g.dataDir, "data-dir", "", "data directory (default: $WARDEN_DATA_DIR, $XDG_DATA_HOME/warden or ~/.local/share/warden)")
+
+	root.AddCommand(newServeCmd(g), newModelsCmd(g), newVersionCmd(g))
+	return root
+}
+
+func newVersionCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print Warden's version",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			_, err := fmt.Fprintf(g.stdout, "warden %s\n", Version)
+			return err
+		},
+	}
+}

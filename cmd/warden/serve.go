@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/ollama/ollama/api"
+	"github.com/spf13/cobra"
+
+	"github.com/warden-llm/warden/models"
+	"github.com/warden-llm/warden/runtime/ollama"
+	"github.com/warden-llm/warden/server"
+)
+
+func newServeCmd(g *globals) *cobra.Command {
+	var listen string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the backend and serve the OpenAI-compatible API",
+		Long: `Serve starts Ollama as a child process on a loopback port (or attaches to
+runtime.ollama_url), imports the demo model when the backend has none, and
+serves the OpenAI-compatible API on server.listen (127.0.0.1:8080 by default).
+
+SIGINT or SIGTERM stops accepting connections, lets streams in flight finish
+up to server.drain_timeout, then stops the child.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.config()
+			if err != nil {
+				return err
+			}
+			if listen != "" {
+				cfg.Server.Listen = listen
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			return serve(cmd.Context(), cfg, g.logger(cfg.Log))
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "", "address to listen on (default 127.0.0.1:8080)")
+	return cmd
+}
+
+// backend is the running model runtime: a managed child, or an Ollama that
+// was already running.
+type backend struct {
+	base  func() *url.URL
+	ready func() error
+	close func(context.Context) error
+}
+
+func startBackend(ctx context.Context, cfg Config, log *slog.Logger) (*backend, error) {
+	if cfg.Runtime.OllamaURL != "" {
+		u, err := url.Parse(cfg.Runtime.OllamaURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("runtime.ollama_url: want http(s)://host:port, got %q", cfg.Runtime.OllamaURL)
+		}
+		log.Info("attaching to a running ollama; it is not supervised", "url", u.Redacted())
+		return &backend{
+			base:  func() *url.URL { return u },
+			ready: func() error { return nil },
+			close: func(context.Context) error { return nil },
+		}, nil
+	}
+	finder, err := ollama.NewFinder()
+	if err != nil {
+		return nil, err
+	}
+	bin, err := finder.Find(ctx, cfg.Runtime.OllamaBin)
+	if err != nil {
+		return nil, err
+	}
+	sup := ollama.NewSupervisor(ollama.Config{
+		Bin:           bin,
+		DataDir:       cfg.DataDir,
+		ModelsDir:     cfg.modelsDir(),
+		ContextLength: cfg.Runtime.ContextLength,
+		NumParallel:   cfg.Runtime.Parallel,
+		MaxQueue:      cfg.Runtime.MaxQueue,
+		KeepAlive:     cfg.Runtime.KeepAlive,
+		StartTimeout:  cfg.Runtime.StartTimeout,
+		Logger:        log.With("component", "ollama"),
+	})
+	log.Info("starting ollama", "bin", bin, "models_dir", cfg.modelsDir(), "parallel", cfg.Runtime.Parallel, "context_length", cfg.Runtime.ContextLength)
+	if err := sup.Start(ctx); err != nil {
+		_ = sup.Close(context.Background())
+		return nil, fmt.Errorf("start ollama: %w", err)
+	}
+	return &backend{
+		base: sup.URL,
+		ready: func() error {
+			if !sup.Healthy() {
+				return errors.New("ollama child is restarting")
+			}
+			return nil
+		},
+		close: sup.Close,
+	}, nil
+}
+
+func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	// Listen first: a taken port fails fast, before a child is started.
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer ln.Close()
+
+	be, err := startBackend(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := be.close(stopCtx); err != nil {
+			log.Error("stop ollama", "err", err)
+		}
+	}()
+
+	if err := writeBackendURL(cfg.DataDir, be.base()); err != nil {
+		return err
+	}
+	hc := &http.Client{Transport: ollama.NewTransport()}
+	client := ollama.NewClient(be.base, hc)
+	if cfg.Runtime.DemoModel {
+		imported, err := models.EnsureDemo(ctx, api.NewClient(be.base(), hc))
+		if err != nil {
+			return fmt.Errorf("demo model: %w", err)
+		}
+		if imported {
+			log.Info("imported the demo model: the backend had none", "model", models.DemoName)
+		}
+	}
+
+	srv, err := server.New(client, server.Config{
+		MaxBodyBytes:      cfg.Server.MaxBodyBytes,
+		MaxOutputTokens:   cfg.Server.MaxOutputTokens,
+		RequestTimeout:    cfg.Server.RequestTimeout,
+		KeepAliveInterval: cfg.Server.KeepAliveInterval,
+		TrustedProxies:    cfg.Server.TrustedProxies,
+		Ready:             be.ready,
+	}, log)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("serving", "addr", ln.Addr().String(), "version", Version)
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining requests in flight", "timeout", cfg.Server.DrainTimeout)
+	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.Server.DrainTimeout)
+	defer cancel()
+	if err := hs.Shutdown(drainCtx); err != nil {
+		log.Warn("drain timed out; closing open connections", "err", err)
+		_ = hs.Close()
+	}
+	<-errc
+	return nil
+}

@@ -1,0 +1,83 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"unicode/utf8"
+)
+
+// decodeJSON reads a request body of at most the configured size and decodes
+// it into v. The content type is not checked: a body that is valid JSON is
+// accepted whatever the client called it (curl's default form type too).
+// Invalid UTF-8 is refused explicitly because encoding/json would silently
+// replace it.
+func decodeJSON(r io.Reader, v any) error {
+	body, err := io.ReadAll(r)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errTooLarge(mbe.Limit)
+		}
+		return fmt.Errorf("read body: %w", err)
+	}
+	return unmarshalBody(body, v)
+}
+
+// unmarshalBody is decodeJSON after the read; the fuzz target calls it.
+func unmarshalBody(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Message: "The request body is empty; expected a JSON object."}
+	}
+	if !utf8.Valid(body) {
+		return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Message: "The request body is not valid UTF-8."}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Message: "Malformed JSON: unexpected data after the top-level value."}
+	}
+	return nil
+}
+
+func jsonError(err error) *apiError {
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &syn):
+		return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest,
+			Message: fmt.Sprintf("Malformed JSON at byte %d: %s.", syn.Offset, syn.Error())}
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest,
+				Message: fmt.Sprintf("Invalid request: expected a JSON object, got %s.", typ.Value)}
+		}
+		return invalidf(typ.Field, "Invalid type for '%s': expected %s, got %s.", typ.Field, jsonKind(typ.Type.Kind().String()), typ.Value)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Message: "Malformed JSON: unexpected end of input."}
+	}
+	return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Message: "Malformed JSON: " + err.Error()}
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "int", "int64", "int32", "float64", "float32":
+		return "a number"
+	case "bool":
+		return "a boolean"
+	case "slice", "array":
+		return "an array"
+	case "map", "struct", "ptr":
+		return "an object"
+	}
+	return goKind
+}

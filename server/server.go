@@ -1,0 +1,168 @@
+// Package server is Warden's HTTP surface: the OpenAI-compatible routes, their
+// wire types, the middleware chain every request passes, and health checks.
+// It reaches the model only through the Backend interface.
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/ollama/ollama/api"
+
+	"github.com/warden-llm/warden/runtime/ollama"
+)
+
+// Backend is what the HTTP layer needs from the model runtime. Streaming
+// calls invoke fn for each response in order; the last has Done set.
+type Backend interface {
+	Chat(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error
+	Generate(ctx context.Context, req *api.GenerateRequest, fn func(api.GenerateResponse) error) error
+	Embed(ctx context.Context, req *api.EmbedRequest) (*api.EmbedResponse, error)
+	List(ctx context.Context) (*api.ListResponse, error)
+	Show(ctx context.Context, req *api.ShowRequest) (*api.ShowResponse, error)
+}
+
+var _ Backend = (*ollama.Client)(nil)
+
+// Config holds the server's settings. New fills zero values with defaults.
+type Config struct {
+	// MaxBodyBytes bounds a request body; larger bodies get 413.
+	MaxBodyBytes int64
+	// MaxOutputTokens is the output cap applied when a request sets none.
+	MaxOutputTokens int
+	// RequestTimeout bounds every call to the backend.
+	RequestTimeout time.Duration
+	// KeepAliveInterval is how often an SSE comment is sent while a stream
+	// waits for its first token (a model loading, a busy backend).
+	KeepAliveInterval time.Duration
+	// TrustedProxies may set X-Forwarded-For; none by default, so the
+	// client IP is the peer address.
+	TrustedProxies []string
+	// ModelCacheTTL is how long the backend's model list is reused.
+	ModelCacheTTL time.Duration
+	// Ready, if set, reports whether the backend process is up; /readyz
+	// also checks that the model list is readable.
+	Ready func() error
+}
+
+// Defaults.
+const (
+	DefaultMaxBodyBytes      = 1 << 20
+	DefaultMaxOutputTokens   = 2048
+	DefaultRequestTimeout    = 10 * time.Minute
+	DefaultKeepAliveInterval = 5 * time.Second
+	DefaultModelCacheTTL     = 5 * time.Second
+)
+
+func (c *Config) setDefaults() {
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxOutputTokens <= 0 {
+		c.MaxOutputTokens = DefaultMaxOutputTokens
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.KeepAliveInterval <= 0 {
+		c.KeepAliveInterval = DefaultKeepAliveInterval
+	}
+	if c.ModelCacheTTL <= 0 {
+		c.ModelCacheTTL = DefaultModelCacheTTL
+	}
+}
+
+// Server serves the OpenAI-compatible API in front of a Backend.
+type Server struct {
+	cfg     Config
+	backend Backend
+	models  *catalog
+	log     *slog.Logger
+	engine  *gin.Engine
+}
+
+// New returns a server for backend. A nil logger discards logs.
+func New(backend Backend, cfg Config, logger *slog.Logger) (*Server, error) {
+	cfg.setDefaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:     cfg,
+		backend: backend,
+		models:  newCatalog(backend, cfg.ModelCacheTTL),
+		log:     logger,
+	}
+	if err := s.routes(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// routes registers every route. Ollama's own /api/* routes are never
+// exposed: anything not listed here is a 404.
+func (s *Server) routes() error {
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	if err := e.SetTrustedProxies(s.cfg.TrustedProxies); err != nil {
+		return err
+	}
+	e.Use(s.withRequestID, s.recoverPanic, s.accessLog, securityHeaders, s.limitBody)
+	e.NoRoute(s.h(func(*gin.Context) error {
+		return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: "unknown_url", Message: "Unknown request URL."}
+	}))
+	e.NoMethod(s.h(func(*gin.Context) error {
+		return &apiError{Status: http.StatusMethodNotAllowed, Type: typeInvalidRequest, Code: "method_not_allowed", Message: "Method not allowed for this URL."}
+	}))
+
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+
+	// Later: authentication, quotas and safety middleware join this group.
+	v1 := e.Group("/v1")
+	v1.POST("/chat/completions", s.h(s.chat))
+	v1.POST("/completions", s.h(s.completions))
+	v1.POST("/embeddings", s.h(s.embeddings))
+	v1.GET("/models", s.h(s.listModels))
+	v1.GET("/models/*id", s.h(s.getModel))
+
+	s.engine = e
+	return nil
+}
+
+// h adapts a handler that returns an error.
+func (s *Server) h(fn func(*gin.Context) error) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if err := fn(c); err != nil {
+			s.writeError(c, err)
+		}
+	}
+}
+
+func (s *Server) healthz(c *gin.Context) {
+	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+}
+
+func (s *Server) readyz(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 5*time.Second)
+	defer cancel()
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(); err != nil {
+			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "backend": err.Error()})
+			return
+		}
+	}
+	list, err := s.backend.List(ctx)
+	if err != nil {
+		s.log.Warn("readyz: list models", "err", err)
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "backend": "model list unreadable"})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready", "backend": "ok", "models": len(list.Models)})
+}
