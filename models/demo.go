@@ -37,11 +37,14 @@ const (
 // so after the final RMS norm it stays large and positive. Output rows of
 // tokens that must never be produced read it with weight -banned, which
 // buries their logits far below the rest; EOS reads it with -eosPenalty so
-// that it stays possible but rare.
+// that it stays possible under sampling but is never the greedy choice: at
+// temperature 0 the model runs until its output cap (measured: 20,000 tokens
+// from several prompts), which is what the output-cap and cancellation tests
+// need. With 0.6 it stopped after 300-1,600 tokens.
 const (
 	anchor     = 8
 	banned     = 16
-	eosPenalty = 0.6
+	eosPenalty = 8.0
 	seedHi     = 0x77617264656e2d64 // "warden-d"
 	seedLo     = 0x656d6f2d76310000 // "emo-v1"
 )

@@ -24,7 +24,7 @@ import (
 
 // demoSHA256 is the digest of the demo GGUF. It changes only when the
 // model's shape, seed or metadata change on purpose.
-const demoSHA256 = "b598b909e949e4fb2e50dfd170fac7600d547a930f35c8a3ff81e4301a94d872"
+const demoSHA256 = "1b0d81248f4311f309ff6c8dfb4f9911255b49bf9fa0c723dbe305388dc8c38f"
 
 func TestDemoGGUFGolden(t *testing.T) {
 	first, err := DemoGGUF()

@@ -87,6 +87,7 @@ func startBackend(ctx context.Context, cfg Config, log *slog.Logger) (*backend, 
 		MaxQueue:      cfg.Runtime.MaxQueue,
 		KeepAlive:     cfg.Runtime.KeepAlive,
 		StartTimeout:  cfg.Runtime.StartTimeout,
+		ParentEnv:     os.LookupEnv,
 		Logger:        log.With("component", "ollama"),
 	})
 	log.Info("starting ollama", "bin", bin, "models_dir", cfg.modelsDir(), "parallel", cfg.Runtime.Parallel, "context_length", cfg.Runtime.ContextLength)

@@ -1,0 +1,580 @@
+// Command bench measures what Warden costs on top of the Ollama it fronts.
+//
+// It sends the same OpenAI chat request, byte for byte, through Warden's
+// /v1/chat/completions and directly to the /v1/chat/completions of
+// Warden's own Ollama child, so the only difference between the two sides
+// is the extra hop: Warden's HTTP server, middleware, request conversion
+// and response re-encoding.
+//
+// For every cell (streaming or not × number of concurrent clients) it runs
+// both sides in A/B repetitions, alternating which goes first in each
+// repetition (AB, BA, AB, ...) so that drift in the machine's state (other
+// load, thermal, caches) falls on both sides alike. Each side of a
+// repetition runs closed-loop clients for -duration (or -requests) and
+// yields requests/s and p50/p99 latency, the latency of a request being the
+// time from sending it to reading its last byte (for streams: to EOF, after
+// "data: [DONE]"). Per cell it prints, for each side, the median across
+// repetitions, then the paired per-repetition comparisons: throughput ratio
+// warden/direct and added p50 latency (warden p50 − direct p50), each as
+// the median and the min–max spread across repetitions. The target is a
+// ratio of at least 0.98 and an added p50 of at most 0.5 ms.
+//
+// By default it starts `warden serve` itself on a free loopback port with a
+// temporary data dir, waits for /readyz, reads the child's URL from
+// backend.url, and stops Warden with SIGTERM on exit, Ctrl-C or error:
+//
+//	go run ./scripts/bench -warden $PWD/bin/warden -ollama $PWD/bin/ollama
+//
+// With -url and -direct it measures an already running Warden and backend
+// instead. Every failed request (transport error, non-200 status, stream
+// without [DONE], unreadable body) is counted, reported, and makes the
+// program exit 1.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Targets the numbers are judged against.
+const (
+	targetRatio    = 0.98 // warden req/s ≥ targetRatio × direct req/s
+	targetAddedP50 = 0.5  // warden p50 − direct p50 ≤ targetAddedP50 ms
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command-line settings.
+type options struct {
+	wardenBin    string
+	ollamaBin    string
+	url          string
+	direct       string
+	key          string
+	model        string
+	concurrency  []int
+	reps         int
+	duration     time.Duration
+	requests     int
+	maxTokens    int
+	streams      []bool
+	warmup       time.Duration
+	timeout      time.Duration
+	startTimeout time.Duration
+	parallel     int
+	json         bool
+}
+
+func parseOptions(args []string, stderr io.Writer) (*options, error) {
+	var o options
+	var conc, stream string
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.wardenBin, "warden", "", "warden binary to start (ignored with -url)")
+	fs.StringVar(&o.ollamaBin, "ollama", "", "ollama binary, passed to warden as runtime.ollama_bin (made absolute)")
+	fs.StringVar(&o.url, "url", "", "base URL of an already running Warden instead of starting one (needs -direct)")
+	fs.StringVar(&o.direct, "direct", "", "with -url: base URL of the Ollama that Warden fronts")
+	fs.StringVar(&o.key, "key", "", "API key sent to Warden only, as Authorization: Bearer")
+	fs.StringVar(&o.model, "model", "warden-demo", "model to ask")
+	fs.StringVar(&conc, "concurrency", "1,8,32", "comma-separated numbers of concurrent clients")
+	fs.IntVar(&o.reps, "reps", 5, "A/B repetitions per cell, order alternating")
+	fs.DurationVar(&o.duration, "duration", 3*time.Second, "time each side runs per repetition")
+	fs.IntVar(&o.requests, "requests", 0, "requests each side sends per repetition, instead of -duration")
+	fs.IntVar(&o.maxTokens, "max-tokens", 8, "max_tokens of every request")
+	fs.StringVar(&stream, "stream", "both", "streaming requests: both, true or false")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up time per side before each cell (0 for none)")
+	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "timeout of one request")
+	fs.DurationVar(&o.startTimeout, "start-timeout", 3*time.Minute, "how long to wait for the started warden's /readyz")
+	fs.IntVar(&o.parallel, "parallel", 0, "runtime.parallel for the started warden (0: its default)")
+	fs.BoolVar(&o.json, "json", false, "also print the results as JSON")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+
+	for f := range strings.SplitSeq(conc, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("-concurrency: want positive integers, got %q", conc)
+		}
+		o.concurrency = append(o.concurrency, n)
+	}
+	switch stream {
+	case "both":
+		o.streams = []bool{false, true}
+	case "true", "false":
+		o.streams = []bool{stream == "true"}
+	default:
+		return nil, fmt.Errorf("-stream: want both, true or false, got %q", stream)
+	}
+	switch {
+	case o.reps < 1:
+		return nil, errors.New("-reps must be at least 1")
+	case o.requests < 0:
+		return nil, errors.New("-requests must not be negative")
+	case o.requests == 0 && o.duration <= 0:
+		return nil, errors.New("-duration must be positive")
+	case o.maxTokens < 1:
+		return nil, errors.New("-max-tokens must be at least 1")
+	case o.warmup < 0:
+		return nil, errors.New("-warmup must not be negative")
+	}
+	if o.url != "" {
+		if o.direct == "" {
+			return nil, errors.New("-url needs -direct, the URL of the backend it fronts")
+		}
+		o.url = strings.TrimRight(o.url, "/")
+		o.direct = strings.TrimRight(o.direct, "/")
+		return &o, nil
+	}
+	if o.direct != "" {
+		return nil, errors.New("-direct goes with -url; without -url the direct side is the started warden's own backend")
+	}
+	if o.wardenBin == "" {
+		return nil, errors.New("-warden (a warden binary) or -url (a running warden) is required")
+	}
+	var err error
+	if o.wardenBin, err = executable(o.wardenBin); err != nil {
+		return nil, fmt.Errorf("-warden: %w", err)
+	}
+	if o.ollamaBin != "" {
+		if o.ollamaBin, err = executable(o.ollamaBin); err != nil {
+			return nil, fmt.Errorf("-ollama: %w", err)
+		}
+	}
+	return &o, nil
+}
+
+// executable makes path absolute and checks it is an executable file.
+func executable(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return "", err
+	}
+	if st.IsDir() || st.Mode().Perm()&0o111 == 0 {
+		return "", fmt.Errorf("%s is not an executable file", abs)
+	}
+	return abs, nil
+}
+
+// repResult is one A/B repetition of a cell.
+type repResult struct {
+	First  string     `json:"first"` // which side ran first
+	Warden sideResult `json:"warden"`
+	Direct sideResult `json:"direct"`
+}
+
+// cellResult is every repetition of one (stream, clients) cell, and its
+// summary.
+type cellResult struct {
+	Stream  bool        `json:"stream"`
+	Clients int         `json:"clients"`
+	Reps    []repResult `json:"reps"`
+	Summary summary     `json:"summary"`
+}
+
+// sideSummary is the median of one side across repetitions.
+type sideSummary struct {
+	ReqPerS  float64 `json:"req_per_s"`
+	P50Ms    float64 `json:"p50_ms"`
+	P99Ms    float64 `json:"p99_ms"`
+	Requests int     `json:"requests"` // all repetitions
+	Errors   int     `json:"errors"`   // all repetitions
+}
+
+// spread is a median with the min and max across repetitions.
+type spread struct {
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+}
+
+func spreadOf(xs []float64) spread {
+	return spread{Median: median(xs), Min: slices.Min(xs), Max: slices.Max(xs)}
+}
+
+type summary struct {
+	Warden      sideSummary `json:"warden"`
+	Direct      sideSummary `json:"direct"`
+	Ratio       spread      `json:"throughput_ratio"` // warden/direct, per repetition
+	AddedP50Ms  spread      `json:"added_p50_ms"`     // warden − direct, per repetition
+	RatioOK     bool        `json:"ratio_ok"`
+	AddedP50OK  bool        `json:"added_p50_ok"`
+	errorDetail []string
+}
+
+func summarize(c *cellResult) {
+	var ratio, added []float64
+	var w, d [3][]float64
+	s := &c.Summary
+	for _, r := range c.Reps {
+		if r.Direct.ReqPerS > 0 {
+			ratio = append(ratio, r.Warden.ReqPerS/r.Direct.ReqPerS)
+		}
+		added = append(added, r.Warden.P50Ms-r.Direct.P50Ms)
+		for i, v := range []float64{r.Warden.ReqPerS, r.Warden.P50Ms, r.Warden.P99Ms} {
+			w[i] = append(w[i], v)
+		}
+		for i, v := range []float64{r.Direct.ReqPerS, r.Direct.P50Ms, r.Direct.P99Ms} {
+			d[i] = append(d[i], v)
+		}
+		s.Warden.Requests += r.Warden.Requests
+		s.Warden.Errors += r.Warden.errorCount()
+		s.Direct.Requests += r.Direct.Requests
+		s.Direct.Errors += r.Direct.errorCount()
+	}
+	s.Warden.ReqPerS, s.Warden.P50Ms, s.Warden.P99Ms = median(w[0]), median(w[1]), median(w[2])
+	s.Direct.ReqPerS, s.Direct.P50Ms, s.Direct.P99Ms = median(d[0]), median(d[1]), median(d[2])
+	if len(ratio) > 0 {
+		s.Ratio = spreadOf(ratio)
+	}
+	s.AddedP50Ms = spreadOf(added)
+	s.RatioOK = s.Ratio.Median >= targetRatio
+	s.AddedP50OK = s.AddedP50Ms.Median <= targetAddedP50
+	for i, r := range c.Reps {
+		for _, side := range []struct {
+			name string
+			res  *sideResult
+		}{{"warden", &r.Warden}, {"direct", &r.Direct}} {
+			for _, k := range slices.Sorted(maps.Keys(side.res.Errors)) {
+				s.errorDetail = append(s.errorDetail, fmt.Sprintf("rep %d %s: %d × %s (e.g. %s)",
+					i+1, side.name, side.res.Errors[k], k, side.res.errSamples[k]))
+			}
+		}
+	}
+}
+
+// report is everything -json prints.
+type report struct {
+	Started     time.Time    `json:"started"`
+	GOOS        string       `json:"goos"`
+	GOARCH      string       `json:"goarch"`
+	CPUs        int          `json:"cpus"`
+	LoadAvg     string       `json:"loadavg,omitempty"`
+	Warden      string       `json:"warden_url"`
+	Direct      string       `json:"direct_url"`
+	Model       string       `json:"model"`
+	MaxTokens   int          `json:"max_tokens"`
+	Reps        int          `json:"reps"`
+	DurationS   float64      `json:"duration_s,omitempty"`
+	Requests    int          `json:"requests,omitempty"`
+	WarmupS     float64      `json:"warmup_s"`
+	TargetRatio float64      `json:"target_ratio"`
+	TargetAdded float64      `json:"target_added_p50_ms"`
+	Cells       []cellResult `json:"cells"`
+	Interrupted bool         `json:"interrupted,omitempty"`
+}
+
+func run(parent context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	o, err := parseOptions(args, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+
+	wardenURL, directURL := o.url, o.direct
+	var tail func() string
+	if o.url == "" {
+		fmt.Fprintf(stderr, "starting %s serve ...\n", o.wardenBin)
+		p, err := startWarden(ctx, o.wardenBin, o.ollamaBin, o.parallel, o.startTimeout, func(err error) {
+			if err == nil {
+				err = errors.New("exit status 0")
+			}
+			cancel(fmt.Errorf("warden exited during the run: %w", err))
+		})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			fmt.Fprintln(stderr, "stopping warden ...")
+			if cerr := p.Close(); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}()
+		wardenURL, directURL = p.baseURL, p.backendURL
+		tail = func() string { return p.logTail(20) }
+	} else {
+		rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+		err := waitReady(rctx, wardenURL, nil)
+		rcancel()
+		if err != nil {
+			return err
+		}
+	}
+	// fail wraps an error with Warden's log when Warden is what ended the run.
+	fail := func(err error) error {
+		if parent.Err() != nil {
+			return errors.New("interrupted")
+		}
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && tail != nil {
+			if errors.Is(err, context.Canceled) {
+				return fmt.Errorf("%w\n%s", cause, tail())
+			}
+			return fmt.Errorf("%w: %w\n%s", err, cause, tail())
+		}
+		return err
+	}
+
+	warden := newTarget("warden", wardenURL, o.key, o.timeout)
+	direct := newTarget("direct", directURL, "", o.timeout)
+	defer warden.close()
+	defer direct.close()
+
+	if err := sanityCheck(ctx, stderr, warden, direct, chatBody(o.model, o.maxTokens, false)); err != nil {
+		return fail(err)
+	}
+
+	rep := &report{
+		Started:     time.Now().UTC(),
+		GOOS:        runtime.GOOS,
+		GOARCH:      runtime.GOARCH,
+		CPUs:        runtime.NumCPU(),
+		LoadAvg:     loadAvg(),
+		Warden:      wardenURL,
+		Direct:      directURL,
+		Model:       o.model,
+		MaxTokens:   o.maxTokens,
+		Reps:        o.reps,
+		WarmupS:     o.warmup.Seconds(),
+		TargetRatio: targetRatio,
+		TargetAdded: targetAddedP50,
+	}
+	if o.requests > 0 {
+		rep.Requests = o.requests
+	} else {
+		rep.DurationS = o.duration.Seconds()
+	}
+	printHeader(stdout, rep)
+
+	failed := 0
+	for _, stream := range o.streams {
+		var cells []cellResult
+		err := func() error {
+			for _, clients := range o.concurrency {
+				c, err := runCell(ctx, stderr, o, warden, direct, stream, clients)
+				if err != nil {
+					return err
+				}
+				summarize(&c)
+				failed += c.Summary.Warden.Errors + c.Summary.Direct.Errors
+				cells = append(cells, c)
+				rep.Cells = append(rep.Cells, c)
+			}
+			return nil
+		}()
+		printTable(stdout, stream, cells)
+		if err != nil {
+			rep.Interrupted = true
+			if o.json {
+				printJSON(stdout, rep)
+			}
+			return fail(err)
+		}
+	}
+	if o.json {
+		printJSON(stdout, rep)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d requests failed; see the errors above", failed)
+	}
+	return nil
+}
+
+// sanityCheck sends one non-streamed request to each side: both must
+// answer, and (temperature 0, fixed seed) should answer alike.
+func sanityCheck(ctx context.Context, stderr io.Writer, warden, direct *target, body []byte) error {
+	w, err := warden.do(ctx, body, false)
+	if err != nil {
+		return fmt.Errorf("first request to warden: %w", err)
+	}
+	d, err := direct.do(ctx, body, false)
+	if err != nil {
+		return fmt.Errorf("first request to direct: %w", err)
+	}
+	if w == d {
+		fmt.Fprintf(stderr, "sanity: warden and direct answer alike: %q\n", w)
+	} else {
+		fmt.Fprintf(stderr, "sanity: WARNING: answers differ: warden %q, direct %q\n", w, d)
+	}
+	return nil
+}
+
+// runCell warms both sides up at this concurrency, then runs the
+// repetitions, alternating which side goes first.
+func runCell(ctx context.Context, stderr io.Writer, o *options, warden, direct *target, stream bool, clients int) (cellResult, error) {
+	body := chatBody(o.model, o.maxTokens, stream)
+	c := cellResult{Stream: stream, Clients: clients}
+	label := fmt.Sprintf("stream=%-5t clients=%-3d", stream, clients)
+	if o.warmup > 0 {
+		for _, t := range []*target{warden, direct} {
+			res, err := t.run(ctx, body, stream, load{clients: clients, duration: o.warmup})
+			if err != nil {
+				return c, err
+			}
+			if n := res.errorCount(); n > 0 {
+				fmt.Fprintf(stderr, "%s warm-up: %s: %d failed requests (not counted)\n", label, t.name, n)
+			}
+		}
+	}
+	l := load{clients: clients, duration: o.duration, requests: o.requests}
+	for i := range o.reps {
+		order := []*target{warden, direct}
+		if i%2 == 1 {
+			order = []*target{direct, warden}
+		}
+		r := repResult{First: order[0].name}
+		for _, t := range order {
+			res, err := t.run(ctx, body, stream, l)
+			if err != nil {
+				return c, err
+			}
+			if t == warden {
+				r.Warden = res
+			} else {
+				r.Direct = res
+			}
+		}
+		c.Reps = append(c.Reps, r)
+		fmt.Fprintf(stderr, "%s rep %d/%d: warden %7.2f req/s p50 %8.2fms | direct %7.2f req/s p50 %8.2fms%s\n",
+			label, i+1, o.reps, r.Warden.ReqPerS, r.Warden.P50Ms, r.Direct.ReqPerS, r.Direct.P50Ms,
+			errNote(r.Warden.errorCount()+r.Direct.errorCount()))
+	}
+	return c, nil
+}
+
+func errNote(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("  (%d failed)", n)
+}
+
+func printHeader(w io.Writer, r *report) {
+	fmt.Fprintf(w, "warden bench  %s  %s/%s  %d CPUs", r.Started.Format(time.RFC3339), r.GOOS, r.GOARCH, r.CPUs)
+	if r.LoadAvg != "" {
+		fmt.Fprintf(w, "  loadavg %s", r.LoadAvg)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "warden  %s\ndirect  %s\n", r.Warden, r.Direct)
+	per := fmt.Sprintf("%gs", r.DurationS)
+	if r.Requests > 0 {
+		per = fmt.Sprintf("%d requests", r.Requests)
+	}
+	fmt.Fprintf(w, "model %s, max_tokens %d; %d A/B reps per cell (order alternating), %s per side per rep, %gs warm-up\n",
+		r.Model, r.MaxTokens, r.Reps, per, r.WarmupS)
+	fmt.Fprintf(w, "target: throughput ratio ≥ %.2f, added p50 ≤ %.1fms; values are medians across reps, [min max] the spread\n",
+		r.TargetRatio, r.TargetAdded)
+}
+
+// printTable prints one stream mode's cells, benchstat-like.
+func printTable(w io.Writer, stream bool, cells []cellResult) {
+	if len(cells) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nstream=%t\n", stream)
+	fmt.Fprintf(w, "%7s │ %-28s │ %-28s │ %-27s │ %s\n", "", centre("direct", 28), centre("warden", 28),
+		centre("warden/direct req/s", 27), "added p50 (warden−direct)")
+	fmt.Fprintf(w, "%7s │ %8s %9s %9s │ %8s %9s %9s │ %-27s │\n", "clients", "req/s", "p50", "p99", "req/s", "p50", "p99", "")
+	for _, c := range cells {
+		s := c.Summary
+		fmt.Fprintf(w, "%7d │ %8.2f %9s %9s │ %8.2f %9s %9s │ %-27s │ %s\n", c.Clients,
+			s.Direct.ReqPerS, fmtMs(s.Direct.P50Ms), fmtMs(s.Direct.P99Ms),
+			s.Warden.ReqPerS, fmtMs(s.Warden.P50Ms), fmtMs(s.Warden.P99Ms),
+			fmt.Sprintf("%.3f [%.3f %.3f] %s", s.Ratio.Median, s.Ratio.Min, s.Ratio.Max, verdict(s.RatioOK)),
+			fmt.Sprintf("%+.2fms [%+.2f %+.2f] %s", s.AddedP50Ms.Median, s.AddedP50Ms.Min, s.AddedP50Ms.Max, verdict(s.AddedP50OK)))
+	}
+	var reqs []string
+	for _, c := range cells {
+		reqs = append(reqs, fmt.Sprintf("%d: %d/%d", c.Clients, c.Summary.Direct.Requests, c.Summary.Warden.Requests))
+	}
+	fmt.Fprintf(w, "requests measured (clients: direct/warden, all reps): %s\n", strings.Join(reqs, ", "))
+	errs := 0
+	for _, c := range cells {
+		for _, d := range c.Summary.errorDetail {
+			if errs == 0 {
+				fmt.Fprintln(w, "ERRORS:")
+			}
+			errs++
+			fmt.Fprintf(w, "  clients %d %s\n", c.Clients, d)
+		}
+	}
+	if errs == 0 {
+		fmt.Fprintln(w, "errors: none")
+	}
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "MISS"
+}
+
+func centre(s string, width int) string {
+	pad := width - len(s)
+	if pad <= 0 {
+		return s
+	}
+	return strings.Repeat(" ", pad/2) + s
+}
+
+func fmtMs(v float64) string {
+	switch {
+	case v >= 1000:
+		return fmt.Sprintf("%.3fs", v/1000)
+	case v >= 100:
+		return fmt.Sprintf("%.1fms", v)
+	default:
+		return fmt.Sprintf("%.2fms", v)
+	}
+}
+
+func printJSON(w io.Writer, r *report) {
+	fmt.Fprintln(w)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(r)
+}
+
+// loadAvg is the 1/5/15-minute load average where the system reports it,
+// to judge how quiet the machine was.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
