@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -59,11 +61,27 @@ func jsonError(err error) *apiError {
 			return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest,
 				Message: fmt.Sprintf("Invalid request: expected a JSON object, got %s.", typ.Value)}
 		}
-		return invalidf(typ.Field, "Invalid type for '%s': expected %s, got %s.", typ.Field, jsonKind(typ.Type.Kind().String()), typ.Value)
+		field := wireField(typ.Field)
+		return invalidf(field, "Invalid type for '%s': expected %s, got %s.", field, jsonKind(typ.Type.Kind().String()), typ.Value)
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Message: "Malformed JSON: unexpected end of input."}
 	}
 	return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Message: "Malformed JSON: " + err.Error()}
+}
+
+// wireField drops the Go names of embedded structs from a decoder field
+// path ("ChatCompletionRequest.temperature" → "temperature"): the client
+// knows only the JSON names, which are all lower case.
+func wireField(path string) string {
+	parts := strings.Split(path, ".")
+	kept := parts[:0]
+	for _, p := range parts {
+		if p != "" && unicode.IsUpper(rune(p[0])) {
+			continue
+		}
+		kept = append(kept, p)
+	}
+	return strings.Join(kept, ".")
 }
 
 func jsonKind(goKind string) string {

@@ -27,7 +27,9 @@ type sseWriter struct {
 
 func newSSE(w gin.ResponseWriter, keepAlive time.Duration) *sseWriter {
 	s := &sseWriter{w: w, interval: keepAlive}
+	s.mu.Lock() // the timer may fire before it is stored
 	s.timer = time.AfterFunc(keepAlive, s.keepAlive)
+	s.mu.Unlock()
 	return s
 }
 

@@ -11,6 +11,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"sync"
 	"time"
@@ -98,6 +99,21 @@ var doneLine = []byte("data: [DONE]")
 // do sends one chat request and reads the whole response. It returns the
 // content of a non-streamed answer (for the sanity check).
 func (t *target) do(ctx context.Context, body []byte, stream bool) (string, error) {
+	content, _, err := t.doTraced(ctx, body, stream)
+	return content, err
+}
+
+// doTraced is do, also saying whether the request had to open a new
+// connection (a warm pool should never need one).
+func (t *target) doTraced(ctx context.Context, body []byte, stream bool) (content string, newConn bool, err error) {
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) { newConn = !info.Reused },
+	})
+	content, err = t.send(ctx, body, stream)
+	return content, newConn, err
+}
+
+func (t *target) send(ctx context.Context, body []byte, stream bool) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.chatURL, bytes.NewReader(body))
 	if err != nil {
 		return "", err
@@ -173,6 +189,7 @@ type load struct {
 // sideResult is one side of one repetition.
 type sideResult struct {
 	Requests int            `json:"requests"`
+	NewConns int            `json:"new_conns"` // connections opened (0 once warm)
 	Errors   map[string]int `json:"errors,omitempty"`
 	ReqPerS  float64        `json:"req_per_s"`
 	P50Ms    float64        `json:"p50_ms"`
@@ -193,10 +210,11 @@ func (r *sideResult) errorCount() int {
 // worker is one closed-loop client: it sends the next request as soon as
 // the last one is read.
 type worker struct {
-	lats []time.Duration
-	last time.Time // end of its last request, failed or not
-	errs map[string]int
-	errx map[string]string
+	lats     []time.Duration
+	last     time.Time // end of its last request, failed or not
+	newConns int
+	errs     map[string]int
+	errx     map[string]string
 }
 
 // run drives one side with l.clients closed-loop clients. Requests that are
@@ -230,12 +248,15 @@ func (t *target) run(ctx context.Context, body []byte, stream bool, l load) (sid
 		wg.Go(func() {
 			for ctx.Err() == nil && next() {
 				t0 := time.Now()
-				_, err := t.do(ctx, body, stream)
+				_, newConn, err := t.doTraced(ctx, body, stream)
 				t1 := time.Now()
 				if ctx.Err() != nil {
 					return // interrupted: the request says nothing
 				}
 				w.last = t1
+				if newConn {
+					w.newConns++
+				}
 				if err != nil {
 					w.addErr(err)
 					continue
@@ -255,6 +276,7 @@ func (t *target) run(ctx context.Context, body []byte, stream bool, l load) (sid
 	for i := range workers {
 		w := &workers[i]
 		all = append(all, w.lats...)
+		res.NewConns += w.newConns
 		if len(w.lats) > 0 {
 			res.ReqPerS += float64(len(w.lats)) / w.last.Sub(start).Seconds()
 		}

@@ -206,8 +206,9 @@ type sideSummary struct {
 	ReqPerS  float64 `json:"req_per_s"`
 	P50Ms    float64 `json:"p50_ms"`
 	P99Ms    float64 `json:"p99_ms"`
-	Requests int     `json:"requests"` // all repetitions
-	Errors   int     `json:"errors"`   // all repetitions
+	Requests int     `json:"requests"`  // all repetitions
+	Errors   int     `json:"errors"`    // all repetitions
+	NewConns int     `json:"new_conns"` // all repetitions
 }
 
 // spread is a median with the min and max across repetitions.
@@ -250,6 +251,8 @@ func summarize(c *cellResult) {
 		s.Warden.Errors += r.Warden.errorCount()
 		s.Direct.Requests += r.Direct.Requests
 		s.Direct.Errors += r.Direct.errorCount()
+		s.Warden.NewConns += r.Warden.NewConns
+		s.Direct.NewConns += r.Direct.NewConns
 	}
 	s.Warden.ReqPerS, s.Warden.P50Ms, s.Warden.P99Ms = median(w[0]), median(w[1]), median(w[2])
 	s.Direct.ReqPerS, s.Direct.P50Ms, s.Direct.P99Ms = median(d[0]), median(d[1]), median(d[2])
@@ -279,6 +282,7 @@ type report struct {
 	GOARCH      string       `json:"goarch"`
 	CPUs        int          `json:"cpus"`
 	LoadAvg     string       `json:"loadavg,omitempty"`
+	LoadAvgEnd  string       `json:"loadavg_end,omitempty"`
 	Warden      string       `json:"warden_url"`
 	Direct      string       `json:"direct_url"`
 	Model       string       `json:"model"`
@@ -400,6 +404,9 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) (err e
 			return fail(err)
 		}
 	}
+	if rep.LoadAvgEnd = loadAvg(); rep.LoadAvgEnd != "" {
+		fmt.Fprintf(stdout, "\nloadavg at end %s\n", rep.LoadAvgEnd)
+	}
 	if o.json {
 		printJSON(stdout, rep)
 	}
@@ -512,11 +519,14 @@ func printTable(w io.Writer, stream bool, cells []cellResult) {
 			fmt.Sprintf("%.3f [%.3f %.3f] %s", s.Ratio.Median, s.Ratio.Min, s.Ratio.Max, verdict(s.RatioOK)),
 			fmt.Sprintf("%+.2fms [%+.2f %+.2f] %s", s.AddedP50Ms.Median, s.AddedP50Ms.Min, s.AddedP50Ms.Max, verdict(s.AddedP50OK)))
 	}
-	var reqs []string
+	var reqs, conns []string
 	for _, c := range cells {
-		reqs = append(reqs, fmt.Sprintf("%d: %d/%d", c.Clients, c.Summary.Direct.Requests, c.Summary.Warden.Requests))
+		s := c.Summary
+		reqs = append(reqs, fmt.Sprintf("%d: %d/%d", c.Clients, s.Direct.Requests, s.Warden.Requests))
+		conns = append(conns, fmt.Sprintf("%d: %d/%d", c.Clients, s.Direct.NewConns, s.Warden.NewConns))
 	}
-	fmt.Fprintf(w, "requests measured (clients: direct/warden, all reps): %s\n", strings.Join(reqs, ", "))
+	fmt.Fprintf(w, "requests measured, direct/warden (all reps): %s\n", strings.Join(reqs, ", "))
+	fmt.Fprintf(w, "new connections, direct/warden (all reps):  %s\n", strings.Join(conns, ", "))
 	errs := 0
 	for _, c := range cells {
 		for _, d := range c.Summary.errorDetail {
