@@ -25,7 +25,7 @@ backend: ## Build bin/ollama (CPU only) from the version pinned in go.mod; quick
 run: build backend ## Build everything and serve the demo model on 127.0.0.1:8080
 	$(WARDEN) serve $(ARGS)
 
-test: backend vet fmt-check ## Run go vet, gofmt and every test with -race (needs bin/ollama)
+test: backend vet fmt-check tidy-check ## Run go vet, gofmt, tidy check and every test with -race (builds bin/ollama first)
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 vet: ## go vet

@@ -195,7 +195,6 @@ func (r *chatRequest) toolChoice() (string, error) {
 func (r *chatRequest) toAPI(backendModel string, maxOutput int) (*api.ChatRequest, error) {
 	in := r.ChatCompletionRequest
 	in.Model = backendModel
-	in.Stream = true
 	in.DebugRenderOnly = false
 	limit := maxOutput
 	switch {

@@ -76,7 +76,6 @@ func (r *completionRequest) toAPI(backendModel, prompt string, maxOutput int) (*
 	in := r.CompletionRequest
 	in.Model = backendModel
 	in.Prompt = prompt
-	in.Stream = true
 	in.DebugRenderOnly = false
 	if r.Temperature != nil {
 		t := float32(*r.Temperature)

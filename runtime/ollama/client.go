@@ -54,27 +54,40 @@ func NewTransport() *http.Transport {
 	}
 }
 
-// Chat runs a chat request and calls fn for every streamed response, in
-// order. The last one has Done set. If the stream ends without a done
-// response (the backend died), Chat returns an error wrapping ErrUnavailable.
+// Chat runs a chat request and calls fn for every response, in order; the
+// last one has Done set. With req.Stream false (or nil) the backend answers
+// in one response, which saves it a flush per token; with it true, one
+// response per token. If the answer ends without a done response (the
+// backend died), Chat returns an error wrapping ErrUnavailable.
 func (c *Client) Chat(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
-	stream := true
 	r := *req
-	r.Stream = &stream
+	r.Stream = streaming(req.Stream)
 	return streamNDJSON(c, ctx, "/api/chat", &r, func(resp *api.ChatResponse) (bool, error) {
 		return resp.Done, fn(*resp)
 	})
 }
 
-// Generate runs a completion request and calls fn for every streamed
-// response, in order, as Chat does.
+// Generate runs a completion request and calls fn for every response, in
+// order, as Chat does.
 func (c *Client) Generate(ctx context.Context, req *api.GenerateRequest, fn func(api.GenerateResponse) error) error {
-	stream := true
 	r := *req
-	r.Stream = &stream
+	r.Stream = streaming(req.Stream)
 	return streamNDJSON(c, ctx, "/api/generate", &r, func(resp *api.GenerateResponse) (bool, error) {
 		return resp.Done, fn(*resp)
 	})
+}
+
+var (
+	streamOn  = true
+	streamOff = false
+)
+
+// streaming makes the stream flag explicit: Ollama streams when it is nil.
+func streaming(s *bool) *bool {
+	if s != nil && *s {
+		return &streamOn
+	}
+	return &streamOff
 }
 
 // Embed embeds one or more inputs.

@@ -231,13 +231,7 @@ func TestSupervisorStartCancelled(t *testing.T) {
 // process of the test's backend and no goroutine of the package remain.
 func testConfig(t *testing.T) (Config, *syncBuffer) {
 	t.Helper()
-	bin, err := filepath.Abs("../../bin/ollama")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("ollama binary missing (%v): run make backend", err)
-	}
+	bin := testBinary(t)
 	goroutines := runtime.NumGoroutine()
 	logs := &syncBuffer{}
 	cfg := Config{

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func envMap(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestDefaultsAreSafeAndValid(t *testing.T) {
+	cfg, err := loadConfig("", envMap(map[string]string{"HOME": "/home/u"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	if cfg.Server.Listen != "127.0.0.1:8080" {
+		t.Errorf("listen = %q, want loopback only", cfg.Server.Listen)
+	}
+	if cfg.DataDir != "/home/u/.local/share/warden" {
+		t.Errorf("data dir = %q", cfg.DataDir)
+	}
+	if cfg.Runtime.ContextLength != 4096 || cfg.Runtime.Parallel != 4 || cfg.Server.MaxOutputTokens != 2048 ||
+		cfg.Server.MaxBodyBytes != 1<<20 || cfg.Server.RequestTimeout != 10*time.Minute {
+		t.Errorf("defaults changed: %+v", cfg)
+	}
+}
+
+func TestDataDirOrder(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"HOME": "/h"}, "/h/.local/share/warden"},
+		{map[string]string{"HOME": "/h", "XDG_DATA_HOME": "/x"}, "/x/warden"},
+		{map[string]string{"HOME": "/h", "XDG_DATA_HOME": "/x", "WARDEN_DATA_DIR": "/w"}, "/w"},
+	}
+	for _, tt := range tests {
+		if got := defaultDataDir(envMap(tt.env)); got != tt.want {
+			t.Errorf("env %v: data dir %q, want %q", tt.env, got, tt.want)
+		}
+	}
+}
+
+func TestFileThenEnv(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "warden.toml")
+	conf := `
+data_dir = "/srv/warden"
+[server]
+listen = "127.0.0.1:9000"
+request_timeout = "90s"
+trusted_proxies = ["10.0.0.1"]
+[runtime]
+parallel = 2
+context_length = 8192
+`
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(path, envMap(map[string]string{
+		"HOME":                          "/h",
+		"WARDEN_RUNTIME_PARALLEL":       "8",
+		"WARDEN_SERVER_TRUSTED_PROXIES": "10.0.0.2, 10.0.0.3",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DataDir != "/srv/warden" || cfg.Server.Listen != "127.0.0.1:9000" || cfg.Server.RequestTimeout != 90*time.Second {
+		t.Errorf("file settings not applied: %+v", cfg)
+	}
+	if cfg.Runtime.ContextLength != 8192 {
+		t.Errorf("context length = %d, want 8192 from the file", cfg.Runtime.ContextLength)
+	}
+	if cfg.Runtime.Parallel != 8 {
+		t.Errorf("parallel = %d, want the environment's 8 over the file's 2", cfg.Runtime.Parallel)
+	}
+	if strings.Join(cfg.Server.TrustedProxies, ",") != "10.0.0.2,10.0.0.3" {
+		t.Errorf("trusted proxies = %v", cfg.Server.TrustedProxies)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(s string) string {
+		p := filepath.Join(dir, "c.toml")
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if _, err := loadConfig(write("[server]\nlisten_addr = \"x\"\n"), envMap(nil)); err == nil || !strings.Contains(err.Error(), "server.listen_addr") {
+		t.Errorf("unknown key: %v, want an error naming it", err)
+	}
+	if _, err := loadConfig(write("[server\n"), envMap(nil)); err == nil {
+		t.Error("malformed TOML accepted")
+	}
+	if _, err := loadConfig("", envMap(map[string]string{"WARDEN_RUNTIME_PARALLEL": "many"})); err == nil || !strings.Contains(err.Error(), "WARDEN_RUNTIME_PARALLEL") {
+		t.Errorf("bad env value: %v, want an error naming the variable", err)
+	}
+
+	base, _ := loadConfig("", envMap(map[string]string{"HOME": "/h"}))
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		want   string
+	}{
+		{"relative data dir", func(c *Config) { c.DataDir = "data" }, "data_dir"},
+		{"listen", func(c *Config) { c.Server.Listen = "8080" }, "server.listen"},
+		{"parallel", func(c *Config) { c.Runtime.Parallel = 0 }, "runtime.parallel"},
+		{"context", func(c *Config) { c.Runtime.ContextLength = 10 }, "runtime.context_length"},
+		{"output cap", func(c *Config) { c.Server.MaxOutputTokens = 0 }, "server.max_output_tokens"},
+		{"timeout", func(c *Config) { c.Server.RequestTimeout = 0 }, "server.request_timeout"},
+		{"proxy", func(c *Config) { c.Server.TrustedProxies = []string{"nope"} }, "trusted_proxies"},
+		{"url and bin", func(c *Config) { c.Runtime.OllamaURL = "http://x:1"; c.Runtime.OllamaBin = "/x" }, "exclude"},
+		{"log level", func(c *Config) { c.Log.Level = "loud" }, "log.level"},
+	}
+	for _, tt := range tests {
+		c := base
+		tt.mutate(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want an error about %s", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestEnvNamesCoverEverySetting(t *testing.T) {
+	names := strings.Join(envNames(), " ")
+	for _, want := range []string{"WARDEN_DATA_DIR", "WARDEN_SERVER_LISTEN", "WARDEN_RUNTIME_OLLAMA_BIN", "WARDEN_RUNTIME_MODELS_DIR", "WARDEN_LOG_LEVEL"} {
+		if !strings.Contains(names, want) {
+			t.Errorf("%s missing from %s", want, names)
+		}
+	}
+}
