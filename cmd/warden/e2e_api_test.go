@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -273,5 +274,35 @@ func TestE2EBadInput(t *testing.T) {
 				t.Errorf("status %d body %s; want %d containing %s", status, body, tt.status, tt.want)
 			}
 		})
+	}
+}
+
+// TestE2EModelsListCommand runs `warden models list` against the running
+// server's data dir, as an admin would.
+func TestE2EModelsListCommand(t *testing.T) {
+	w := sharedWarden(t)
+	out, err := exec.Command(buildWarden(t), "models", "list", "--json", "--data-dir", w.dataDir).Output()
+	if err != nil {
+		t.Fatalf("models list: %v", err)
+	}
+	var rows []struct {
+		Name   string `json:"name"`
+		Digest string `json:"digest"`
+	}
+	if err := json.Unmarshal(out, &rows); err != nil {
+		t.Fatalf("models list --json printed %s: %v", out, err)
+	}
+	if len(rows) != 1 || rows[0].Name != "warden-demo:latest" || rows[0].Digest == "" {
+		t.Errorf("models list = %+v, want warden-demo:latest with a digest", rows)
+	}
+	table, err := exec.Command(buildWarden(t), "models", "list", "--data-dir", w.dataDir).Output()
+	if err != nil || !strings.Contains(string(table), "warden-demo:latest") {
+		t.Errorf("models list table: %v\n%s", err, table)
+	}
+
+	_, err = exec.Command(buildWarden(t), "models", "list", "--data-dir", t.TempDir()).Output()
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || !strings.Contains(string(exitErr.Stderr), "warden serve") {
+		t.Errorf("models list without a server: %v, want an error pointing at warden serve", err)
 	}
 }

@@ -1,0 +1,121 @@
+// Package store opens Warden's one SQLite database: keys, usage counters,
+// audit rows and probe results live in the same file. Pragmas are set in
+// the DSN so every pooled connection has them, writers take the lock at
+// BEGIN (no failed lock upgrades), and versioned migrations run at open.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+)
+
+// FileName is the database's name inside the data dir.
+const FileName = "warden.db"
+
+// ErrNewerSchema reports a database written by a newer Warden.
+var ErrNewerSchema = errors.New("database schema is newer than this warden")
+
+// DB is the opened database. Its exported *sql.DB is safe for concurrent
+// use; Queries counts the statements run through the DB's helpers, so tests
+// can prove a hot path does not touch SQLite.
+type DB struct {
+	*sql.DB
+	path    string
+	queries atomic.Int64
+}
+
+// Options tune Open. The zero value is right for the server.
+type Options struct {
+	// BusyTimeout is how long a writer waits for another's lock.
+	BusyTimeout time.Duration
+	// SkipOwnerCheck disables the refusal to open a data dir owned by
+	// another user (tests only).
+	SkipOwnerCheck bool
+}
+
+// Open opens (creating if needed) the database in dataDir and migrates it.
+func Open(ctx context.Context, dataDir string, opts Options) (*DB, error) {
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = 5 * time.Second
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	if !opts.SkipOwnerCheck {
+		if err := checkOwner(dataDir); err != nil {
+			return nil, err
+		}
+	}
+	path := filepath.Join(dataDir, FileName)
+	// Create the file 0600 before SQLite does (it would use the umask).
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	f.Close()
+
+	q := url.Values{}
+	q.Set("_busy_timeout", fmt.Sprint(opts.BusyTimeout.Milliseconds()))
+	q.Set("_journal_mode", "WAL")
+	q.Set("_fk", "1")
+	q.Set("_sync", "FULL")
+	q.Set("_txlock", "immediate")
+	dsn := "file:" + path + "?" + q.Encode()
+	sqldb, err := sql.Open("sqlite3", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	db := &DB{DB: sqldb, path: path}
+	if err := db.migrate(ctx); err != nil {
+		sqldb.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Path is the database file's path.
+func (db *DB) Path() string { return db.path }
+
+// Queries is the number of statements run through Count.
+func (db *DB) Queries() int64 { return db.queries.Load() }
+
+// Count records one statement; the DB's users call it beside each query
+// they run, so the hot-path tests can count them.
+func (db *DB) Count() { db.queries.Add(1) }
+
+// checkOwner refuses to work on a data dir that belongs to another user:
+// root running an admin command on a user's dir would leave root-owned
+// -wal/-shm files the server then cannot open.
+func checkOwner(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if uid := os.Geteuid(); int(sys.Uid) != uid {
+		return fmt.Errorf("data dir %s belongs to uid %d but this command runs as uid %d: run it as the owner (e.g. sudo -u <owner> warden ...) so the database files keep one owner", dir, sys.Uid, uid)
+	}
+	return nil
+}
+
+// friendly turns SQLite's errors about a damaged file into a clear message.
+func friendly(path string, err error) error {
+	var se sqlite3.Error
+	if errors.As(err, &se) && (se.Code == sqlite3.ErrNotADB || se.Code == sqlite3.ErrCorrupt) {
+		return fmt.Errorf("database %s is damaged or not a Warden database (%v): restore it from a backup, or move it aside to start empty", path, err)
+	}
+	return err
+}

@@ -1,0 +1,96 @@
+package store
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestOpenCreatesPrivateFileAndMigrates(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	db, err := Open(t.Context(), dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st, err := os.Stat(db.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("database mode %v, want 0600", st.Mode().Perm())
+	}
+	dst, _ := os.Stat(dir)
+	if dst.Mode().Perm() != 0o700 {
+		t.Errorf("data dir mode %v, want 0700", dst.Mode().Perm())
+	}
+	var v int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != SchemaVersion() {
+		t.Errorf("user_version = %d (%v), want %d", v, err, SchemaVersion())
+	}
+	var mode string
+	if err := db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode = %q (%v), want wal", mode, err)
+	}
+	// Every pooled connection has the pragmas: hold one, ask on another.
+	conn, err := db.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var fk int
+	if err := db.QueryRow("PRAGMA foreign_keys").Scan(&fk); err != nil || fk != 1 {
+		t.Errorf("foreign_keys on a second connection = %d (%v), want 1", fk, err)
+	}
+
+	// Reopening is idempotent.
+	db2, err := Open(t.Context(), dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db2.Close()
+}
+
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(t.Context(), dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("PRAGMA user_version = 999"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	_, err = Open(t.Context(), dir, Options{})
+	if !errors.Is(err, ErrNewerSchema) || !strings.Contains(err.Error(), "upgrade warden") {
+		t.Errorf("newer schema: %v, want ErrNewerSchema telling to upgrade", err)
+	}
+}
+
+func TestOpenRefusesGarbage(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, FileName), []byte(strings.Repeat("not a database ", 100)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(t.Context(), dir, Options{})
+	if err == nil || !strings.Contains(err.Error(), "damaged or not a Warden database") {
+		t.Errorf("garbage file: %v, want a clear error", err)
+	}
+}
+
+func TestOpenRefusesOtherOwner(t *testing.T) {
+	dir := t.TempDir()
+	// Tests run as root; give the dir to another uid.
+	if err := os.Chown(dir, 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(t.Context(), dir, Options{})
+	if err == nil || !strings.Contains(err.Error(), "run it as the owner") {
+		t.Errorf("foreign data dir: %v, want a refusal", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, FileName)); !os.IsNotExist(err) {
+		t.Errorf("refusal left a database file behind: %v", err)
+	}
+}
