@@ -25,7 +25,9 @@ func BenchmarkChat(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				resp, err := client.Post(ts.URL+"/v1/chat/completions", "application/json", strings.NewReader(body))
+				req, _ := http.NewRequest(http.MethodPost, ts.URL+"/v1/chat/completions", strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer good")
+				resp, err := client.Do(req)
 				if err != nil {
 					b.Fatal(err)
 				}

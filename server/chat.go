@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -25,31 +26,55 @@ func (s *Server) chat(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	areq, err := req.toAPI(m.Name, s.cfg.MaxOutputTokens)
+	if err := allowModel(c, m); err != nil {
+		return err
+	}
+	adm, err := s.admit(c, estimateChat(&req), req.maxTokens(), false)
 	if err != nil {
 		return err
+	}
+	defer adm.settle(0, 0, false) // charged in full unless settled with counts
+	areq, err := req.toAPI(m.Name, adm.outputCap)
+	if err != nil {
+		return err
+	}
+	if adm.charCap > 0 {
+		// The cap is enforced between tokens, so the backend must stream.
+		areq.Stream = &streamOn
 	}
 	id := "chatcmpl-" + requestID(c)
 	if req.Stream {
 		includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
-		return s.streamChat(ctx, c, id, req.Model, areq, includeUsage)
+		return s.streamChat(ctx, c, id, req.Model, areq, adm, includeUsage)
 	}
 
 	var (
 		text      strings.Builder
 		toolCalls []openai.ToolCall
 		last      api.ChatResponse
+		chars     = charCap{limit: adm.charCap}
+		pieces    int
 	)
 	err = s.backend.Chat(ctx, areq, func(r api.ChatResponse) error {
-		text.WriteString(r.Message.Content)
+		last = r
 		if len(r.Message.ToolCalls) > 0 {
 			toolCalls = append(toolCalls, openai.ToToolCalls(r.Message.ToolCalls)...)
 		}
-		last = r
+		piece, capped := chars.take(r.Message.Content)
+		text.WriteString(piece)
+		pieces++
+		if capped {
+			return errCapped
+		}
 		return nil
 	})
-	if err != nil {
+	u, capped := s.outcome(ctx, adm, err, last.Metrics, pieces)
+	if err != nil && !capped {
 		return err
+	}
+	reason := finishReason(last.DoneReason, len(toolCalls) > 0)
+	if capped {
+		reason = "length"
 	}
 	content := text.String()
 	msg := chatMessage{Role: "assistant", Content: &content, ToolCalls: toolCalls}
@@ -62,19 +87,35 @@ func (s *Server) chat(c *gin.Context) error {
 		Created:           time.Now().Unix(),
 		Model:             req.Model,
 		SystemFingerprint: systemFingerprint,
-		Choices: []chatChoice{{
-			Message:      msg,
-			FinishReason: finishReason(last.DoneReason, len(toolCalls) > 0),
-		}},
-		Usage: usageOf(last.Metrics),
+		Choices:           []chatChoice{{Message: msg, FinishReason: reason}},
+		Usage:             u,
 	})
 	return nil
+}
+
+// outcome settles the request's reservation and returns the usage to report.
+// capped is true when the key's character cap ended the answer: the backend
+// call was cancelled before its counts, so the prompt is charged at its
+// estimate and the output at the pieces received (one token each).
+func (s *Server) outcome(ctx context.Context, adm *admission, err error, m api.Metrics, pieces int) (usage, bool) {
+	switch {
+	case errors.Is(err, errCapped):
+		u := usage{PromptTokens: int(adm.prompt), CompletionTokens: pieces, TotalTokens: int(adm.prompt) + pieces}
+		adm.settle(u.PromptTokens, u.CompletionTokens, true)
+		return u, true
+	case err != nil:
+		adm.settle(0, 0, false)
+		return usage{}, false
+	}
+	u := usageOf(m)
+	adm.settle(u.PromptTokens, u.CompletionTokens, true)
+	return u, false
 }
 
 // streamChat sends the answer as OpenAI's chunk stream: a first delta with
 // the role, content (and tool call) deltas, an empty delta with the finish
 // reason, the usage chunk when asked for, and [DONE].
-func (s *Server) streamChat(ctx context.Context, c *gin.Context, id, modelName string, areq *api.ChatRequest, includeUsage bool) error {
+func (s *Server) streamChat(ctx context.Context, c *gin.Context, id, modelName string, areq *api.ChatRequest, adm *admission, includeUsage bool) error {
 	sse := newSSE(c.Writer, s.cfg.KeepAliveInterval)
 	defer sse.Stop()
 
@@ -94,8 +135,11 @@ func (s *Server) streamChat(ctx context.Context, c *gin.Context, id, modelName s
 	var (
 		sentRole, sentTools bool
 		last                api.ChatResponse
+		chars               = charCap{limit: adm.charCap}
+		pieces              int
 	)
 	err := s.backend.Chat(ctx, areq, func(r api.ChatResponse) error {
+		last = r
 		if !sentRole {
 			sentRole = true
 			empty := ""
@@ -103,10 +147,11 @@ func (s *Server) streamChat(ctx context.Context, c *gin.Context, id, modelName s
 				return err
 			}
 		}
+		piece, capped := chars.take(r.Message.Content)
+		pieces++
 		d := chatDelta{}
-		if r.Message.Content != "" {
-			content := r.Message.Content
-			d.Content = &content
+		if piece != "" {
+			d.Content = &piece
 		}
 		if len(r.Message.ToolCalls) > 0 {
 			d.ToolCalls = openai.ToToolCalls(r.Message.ToolCalls)
@@ -117,22 +162,27 @@ func (s *Server) streamChat(ctx context.Context, c *gin.Context, id, modelName s
 				return err
 			}
 		}
-		last = r
+		if capped {
+			return errCapped
+		}
 		return nil
 	})
 	sse.Stop()
-	if err != nil {
+	u, capped := s.outcome(ctx, adm, err, last.Metrics, pieces)
+	if err != nil && !capped {
 		if !sse.Started() {
 			return err
 		}
 		return s.streamError(c, sse, err)
 	}
 	reason := finishReason(last.DoneReason, sentTools)
+	if capped {
+		reason = "length"
+	}
 	if err := send(chatDelta{}, &reason); err != nil {
 		return nil // the client is gone
 	}
 	if includeUsage {
-		u := usageOf(last.Metrics)
 		chunk.Choices = []chatChunkChoice{}
 		chunk.Usage = &u
 		if err := sse.Event(&chunk); err != nil {

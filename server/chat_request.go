@@ -190,20 +190,22 @@ func (r *chatRequest) toolChoice() (string, error) {
 	return "", invalidf("tool_choice", "Invalid 'tool_choice': function '%s' is not among the request's tools.", named.Function.Name)
 }
 
-// toAPI converts a validated request to the backend's chat request.
-// maxOutput is the cap used when the request sets no max_tokens.
-func (r *chatRequest) toAPI(backendModel string, maxOutput int) (*api.ChatRequest, error) {
+// maxTokens is the output limit the request states (max_completion_tokens,
+// else max_tokens), nil when it states none.
+func (r *chatRequest) maxTokens() *int {
+	if r.MaxCompletionTokens != nil {
+		return r.MaxCompletionTokens
+	}
+	return r.MaxTokens
+}
+
+// toAPI converts a validated request to the backend's chat request, which
+// runs with outputCap as its output limit (see Server.admit).
+func (r *chatRequest) toAPI(backendModel string, outputCap int) (*api.ChatRequest, error) {
 	in := r.ChatCompletionRequest
 	in.Model = backendModel
 	in.DebugRenderOnly = false
-	limit := maxOutput
-	switch {
-	case r.MaxCompletionTokens != nil:
-		limit = *r.MaxCompletionTokens
-	case r.MaxTokens != nil:
-		limit = *r.MaxTokens
-	}
-	in.MaxTokens = &limit
+	in.MaxTokens = &outputCap
 
 	in.Messages = make([]openai.Message, len(r.Messages))
 	for i, m := range r.Messages {

@@ -72,7 +72,7 @@ func (r *completionRequest) validate() (string, error) {
 	return prompt, validateStop(r.Stop)
 }
 
-func (r *completionRequest) toAPI(backendModel, prompt string, maxOutput int) (*api.GenerateRequest, error) {
+func (r *completionRequest) toAPI(backendModel, prompt string, outputCap int) (*api.GenerateRequest, error) {
 	in := r.CompletionRequest
 	in.Model = backendModel
 	in.Prompt = prompt
@@ -84,9 +84,7 @@ func (r *completionRequest) toAPI(backendModel, prompt string, maxOutput int) (*
 	if r.TopP != nil {
 		in.TopP = float32(*r.TopP)
 	}
-	if in.MaxTokens == nil {
-		in.MaxTokens = &maxOutput
-	}
+	in.MaxTokens = &outputCap
 	out, err := openai.FromCompleteRequest(in)
 	if err != nil {
 		return nil, invalidf("", "Invalid request: %v.", err)
@@ -111,9 +109,20 @@ func (s *Server) completions(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	areq, err := req.toAPI(m.Name, prompt, s.cfg.MaxOutputTokens)
+	if err := allowModel(c, m); err != nil {
+		return err
+	}
+	adm, err := s.admit(c, estimateText(prompt, req.Suffix), req.MaxTokens, false)
 	if err != nil {
 		return err
+	}
+	defer adm.settle(0, 0, false)
+	areq, err := req.toAPI(m.Name, prompt, adm.outputCap)
+	if err != nil {
+		return err
+	}
+	if adm.charCap > 0 {
+		areq.Stream = &streamOn
 	}
 	out := textCompletion{
 		ID:                "cmpl-" + requestID(c),
@@ -125,56 +134,80 @@ func (s *Server) completions(c *gin.Context) error {
 	}
 	if req.Stream {
 		includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
-		return s.streamCompletion(ctx, c, &out, areq, includeUsage)
+		return s.streamCompletion(ctx, c, &out, areq, adm, includeUsage)
 	}
 
 	var (
-		text strings.Builder
-		last api.GenerateResponse
+		text   strings.Builder
+		last   api.GenerateResponse
+		chars  = charCap{limit: adm.charCap}
+		pieces int
 	)
 	err = s.backend.Generate(ctx, areq, func(r api.GenerateResponse) error {
-		text.WriteString(r.Response)
 		last = r
+		piece, capped := chars.take(r.Response)
+		text.WriteString(piece)
+		pieces++
+		if capped {
+			return errCapped
+		}
 		return nil
 	})
-	if err != nil {
+	u, capped := s.outcome(ctx, adm, err, last.Metrics, pieces)
+	if err != nil && !capped {
 		return err
 	}
 	reason := finishReason(last.DoneReason, false)
-	u := usageOf(last.Metrics)
+	if capped {
+		reason = "length"
+	}
 	out.Choices[0] = textChoice{Text: text.String(), FinishReason: &reason}
 	out.Usage = &u
 	c.JSON(http.StatusOK, &out)
 	return nil
 }
 
-func (s *Server) streamCompletion(ctx context.Context, c *gin.Context, chunk *textCompletion, areq *api.GenerateRequest, includeUsage bool) error {
+func (s *Server) streamCompletion(ctx context.Context, c *gin.Context, chunk *textCompletion, areq *api.GenerateRequest, adm *admission, includeUsage bool) error {
 	sse := newSSE(c.Writer, s.cfg.KeepAliveInterval)
 	defer sse.Stop()
 
-	var last api.GenerateResponse
+	var (
+		last   api.GenerateResponse
+		chars  = charCap{limit: adm.charCap}
+		pieces int
+	)
 	err := s.backend.Generate(ctx, areq, func(r api.GenerateResponse) error {
 		last = r
-		if r.Response == "" {
-			return nil
+		piece, capped := chars.take(r.Response)
+		pieces++
+		if piece != "" {
+			chunk.Choices[0] = textChoice{Text: piece}
+			if err := sse.Event(chunk); err != nil {
+				return err
+			}
 		}
-		chunk.Choices[0] = textChoice{Text: r.Response}
-		return sse.Event(chunk)
+		if capped {
+			return errCapped
+		}
+		return nil
 	})
 	sse.Stop()
-	if err != nil {
+	u, capped := s.outcome(ctx, adm, err, last.Metrics, pieces)
+	if err != nil && !capped {
 		if !sse.Started() {
 			return err
 		}
 		return s.streamError(c, sse, err)
 	}
 	reason := finishReason(last.DoneReason, false)
+	if capped {
+		reason = "length"
+	}
 	chunk.Choices[0] = textChoice{FinishReason: &reason}
 	if err := sse.Event(chunk); err != nil {
 		return nil
 	}
 	if includeUsage {
-		u := usageOf(last.Metrics)
 		chunk.Choices = []textChoice{}
 		chunk.Usage = &u
 		if err := sse.Event(chunk); err != nil {

@@ -38,7 +38,7 @@ func TestConvertGolden(t *testing.T) {
 				if err := req.validate(); err != nil {
 					t.Fatal(err)
 				}
-				out, err = req.toAPI("demo:latest", 2048)
+				out, err = req.toAPI("demo:latest", capOf(req.maxTokens()))
 			case strings.HasPrefix(name, "completion_"):
 				var req completionRequest
 				if err := unmarshalBody(body, &req); err != nil {
@@ -48,7 +48,7 @@ func TestConvertGolden(t *testing.T) {
 				if verr != nil {
 					t.Fatal(verr)
 				}
-				out, err = req.toAPI("demo:latest", prompt, 2048)
+				out, err = req.toAPI("demo:latest", prompt, capOf(req.MaxTokens))
 			default:
 				t.Fatalf("unknown golden kind %s", name)
 			}
@@ -75,4 +75,12 @@ func TestConvertGolden(t *testing.T) {
 			}
 		})
 	}
+}
+
+// capOf is the output cap admit gives a request without key limits.
+func capOf(stated *int) int {
+	if stated != nil {
+		return *stated
+	}
+	return 2048
 }

@@ -97,6 +97,14 @@ func (s *Server) embeddings(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := allowModel(c, m); err != nil {
+		return err
+	}
+	adm, err := s.admit(c, estimateText(inputs...), nil, true)
+	if err != nil {
+		return err
+	}
+	defer adm.settle(0, 0, false)
 	no := false
 	areq := &api.EmbedRequest{Model: m.Name, Input: inputs, Truncate: &no}
 	if req.Dimensions != nil {
@@ -114,6 +122,7 @@ func (s *Server) embeddings(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	adm.settle(resp.PromptEvalCount, 0, true)
 	if len(resp.Embeddings) != len(inputs) {
 		return fmt.Errorf("embed: backend returned %d embeddings for %d inputs", len(resp.Embeddings), len(inputs))
 	}

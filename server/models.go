@@ -158,9 +158,12 @@ func (s *Server) listModels(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	p := principal(c)
 	out := wireModelList{Object: "list", Data: make([]wireModel, 0, len(list))}
 	for _, m := range list {
-		out.Data = append(out.Data, toWireModel(m))
+		if p.AllowsModel(m.Name) {
+			out.Data = append(out.Data, toWireModel(m))
+		}
 	}
 	c.JSON(http.StatusOK, out)
 	return nil
@@ -174,6 +177,9 @@ func (s *Server) getModel(c *gin.Context) error {
 	m, err := s.models.resolve(c.Request.Context(), id)
 	if err != nil {
 		return err
+	}
+	if !principal(c).AllowsModel(m.Name) {
+		return modelNotFound(id) // as OpenAI does for models a key cannot see
 	}
 	c.JSON(http.StatusOK, toWireModel(m))
 	return nil

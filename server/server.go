@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/ollama/ollama/api"
 
 	"github.com/warden-llm/warden/runtime/ollama"
+	"github.com/warden-llm/warden/safety/keys"
 )
 
 // Backend is what the HTTP layer needs from the model runtime. Streaming
@@ -46,6 +48,14 @@ type Config struct {
 	// Ready, if set, reports whether the backend process is up; /readyz
 	// also checks that the model list is readable.
 	Ready func() error
+
+	// Keys authenticates every /v1 request. Required: there is no
+	// unauthenticated mode.
+	Keys Authenticator
+	// Quota, if set, holds keys to their request and token limits.
+	Quota Limiter
+	// DefaultLimits apply where a key sets none (zero: unlimited).
+	DefaultLimits keys.Limits
 }
 
 // Defaults.
@@ -87,6 +97,9 @@ type Server struct {
 // New returns a server for backend. A nil logger discards logs.
 func New(backend Backend, cfg Config, logger *slog.Logger) (*Server, error) {
 	cfg.setDefaults()
+	if cfg.Keys == nil {
+		return nil, errors.New("server: no key authenticator configured")
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -124,13 +137,14 @@ func (s *Server) routes() error {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 
-	// Later: authentication, quotas and safety middleware join this group.
-	v1 := e.Group("/v1")
-	v1.POST("/chat/completions", s.h(s.chat))
-	v1.POST("/completions", s.h(s.completions))
-	v1.POST("/embeddings", s.h(s.embeddings))
-	v1.GET("/models", s.h(s.listModels))
-	v1.GET("/models/*id", s.h(s.getModel))
+	// Every /v1 route needs a key with the route's scope. Safety filters
+	// join this chain later.
+	v1 := e.Group("/v1", s.authenticate)
+	v1.POST("/chat/completions", s.requireScope(keys.ScopeChat), s.h(s.chat))
+	v1.POST("/completions", s.requireScope(keys.ScopeCompletions), s.h(s.completions))
+	v1.POST("/embeddings", s.requireScope(keys.ScopeEmbeddings), s.h(s.embeddings))
+	v1.GET("/models", s.requireScope(keys.ScopeModels), s.h(s.listModels))
+	v1.GET("/models/*id", s.requireScope(keys.ScopeModels), s.h(s.getModel))
 
 	s.engine = e
 	return nil

@@ -17,6 +17,7 @@ import (
 	"github.com/ollama/ollama/api"
 
 	"github.com/warden-llm/warden/runtime/ollama"
+	"github.com/warden-llm/warden/safety/keys"
 )
 
 func TestMain(m *testing.M) {
@@ -70,10 +71,24 @@ func scripted(pieces ...string) func(context.Context, *api.ChatRequest, func(api
 	}
 }
 
+// fakeKeys accepts the token "good" with every scope but admin; the real
+// key cache is tested in safety/keys and end to end in cmd/warden.
+type fakeKeys struct{}
+
+func (fakeKeys) Authenticate(token string) (*keys.Principal, error) {
+	if token != "good" {
+		return nil, keys.ErrInvalidKey
+	}
+	return &keys.Principal{KeyID: "k1", Scopes: keys.DefaultScopes()}, nil
+}
+
 func newTestServer(t *testing.T, b *fakeBackend, cfg Config) *httptest.Server {
 	t.Helper()
 	if b.models == nil {
 		b.models = []string{"demo:latest"}
+	}
+	if cfg.Keys == nil {
+		cfg.Keys = fakeKeys{}
 	}
 	s, err := New(b, cfg, nil)
 	if err != nil {
@@ -86,7 +101,22 @@ func newTestServer(t *testing.T, b *fakeBackend, cfg Config) *httptest.Server {
 
 func post(t *testing.T, ts *httptest.Server, path, ctype, body string) (*http.Response, string) {
 	t.Helper()
-	resp, err := http.Post(ts.URL+path, ctype, strings.NewReader(body))
+	return postKey(t, ts, path, ctype, body, "good")
+}
+
+func postKey(t *testing.T, ts *httptest.Server, path, ctype, body, key string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, ts.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +129,7 @@ func TestBadInput(t *testing.T) {
 	b := &fakeBackend{chat: scripted("ok"), generate: func(context.Context, *api.GenerateRequest, func(api.GenerateResponse) error) error {
 		return errors.New("not reached")
 	}}
-	ts := newTestServer(t, b, Config{MaxBodyBytes: 4096})
+	ts := newTestServer(t, b, Config{MaxBodyBytes: 4096, DefaultLimits: keys.Limits{MaxInputTokens: 500}})
 	msgs := `"messages":[{"role":"user","content":"hi"}]`
 	tests := []struct {
 		name   string
@@ -140,6 +170,7 @@ func TestBadInput(t *testing.T) {
 		{"embedding format", "/v1/embeddings", `{"model":"demo","input":"x","encoding_format":"hex"}`, 400, `"param":"encoding_format"`},
 		{"embedding dimensions above width", "/v1/embeddings", `{"model":"demo","input":"x","dimensions":65}`, 400, `"param":"dimensions"`},
 		{"ollama api hidden", "/api/chat", `{}`, 404, "unknown_url"},
+		{"max_input_tokens", "/v1/chat/completions", `{"model":"demo","messages":[{"role":"user","content":"` + strings.Repeat("b", 600) + `"}]}`, 400, "context_length_exceeded"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -254,7 +285,9 @@ func TestKeepAliveWhileWaiting(t *testing.T) {
 		return scripted("late")(ctx, req, fn)
 	}}
 	ts := newTestServer(t, b, Config{KeepAliveInterval: time.Millisecond})
-	resp, err := http.Post(ts.URL+"/v1/chat/completions", "", strings.NewReader(`{"model":"demo","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/v1/chat/completions", strings.NewReader(`{"model":"demo","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	req.Header.Set("Authorization", "Bearer good")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,6 +322,7 @@ func TestClientDisconnectCancelsBackend(t *testing.T) {
 	ts := newTestServer(t, b, Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+"/v1/chat/completions", strings.NewReader(`{"model":"demo","messages":[{"role":"user","content":"hi"}]}`))
+	req.Header.Set("Authorization", "Bearer good")
 	errc := make(chan error, 1)
 	go func() {
 		resp, err := http.DefaultClient.Do(req)
@@ -310,7 +344,7 @@ func TestClientDisconnectCancelsBackend(t *testing.T) {
 func TestHealthAndReady(t *testing.T) {
 	down := errors.New("restarting")
 	var ready error
-	s, err := New(&fakeBackend{models: []string{"demo"}}, Config{Ready: func() error { return ready }}, nil)
+	s, err := New(&fakeBackend{models: []string{"demo"}}, Config{Keys: fakeKeys{}, Ready: func() error { return ready }}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +368,75 @@ func TestHealthAndReady(t *testing.T) {
 }
 
 func TestTrustedProxies(t *testing.T) {
-	if _, err := New(&fakeBackend{}, Config{TrustedProxies: []string{"not-an-ip"}}, nil); err == nil {
+	if _, err := New(&fakeBackend{}, Config{Keys: fakeKeys{}, TrustedProxies: []string{"not-an-ip"}}, nil); err == nil {
 		t.Error("a bad trusted proxy was accepted")
+	}
+	if _, err := New(&fakeBackend{}, Config{}, nil); err == nil {
+		t.Error("a server without a key authenticator was built")
+	}
+}
+
+func TestAuthOutcomes(t *testing.T) {
+	ts := newTestServer(t, &fakeBackend{chat: scripted("hi")}, Config{})
+	body := `{"model":"demo","messages":[{"role":"user","content":"hi"}]}`
+	for _, tt := range []struct {
+		name   string
+		header string
+		value  string
+		want   int
+	}{
+		{"bearer", "Authorization", "Bearer good", 200},
+		{"bearer any case", "Authorization", "bearer good", 200},
+		{"x-api-key", "X-Api-Key", "good", 200},
+		{"missing", "", "", 401},
+		{"wrong", "Authorization", "Bearer bad", 401},
+		{"basic scheme", "Authorization", "Basic good", 401},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPost, ts.URL+"/v1/chat/completions", strings.NewReader(body))
+			if tt.header != "" {
+				req.Header.Set(tt.header, tt.value)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status %d %s, want %d", resp.StatusCode, b, tt.want)
+			}
+			if tt.want == 401 && !strings.Contains(string(b), `"code":"invalid_api_key"`) {
+				t.Errorf("401 body %s lacks invalid_api_key", b)
+			}
+		})
+	}
+	// Health stays open.
+	resp, err := http.Get(ts.URL + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Errorf("healthz without a key: %v %v", resp, err)
+	}
+}
+
+func TestCharCapEndsStream(t *testing.T) {
+	var cancelled bool
+	b := &fakeBackend{chat: func(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
+		for _, p := range []string{"abc", "déf", "ghi", "jkl"} {
+			if err := fn(api.ChatResponse{Message: api.Message{Content: p}}); err != nil {
+				cancelled = true
+				return err
+			}
+		}
+		return fn(api.ChatResponse{Done: true, DoneReason: "stop"})
+	}}
+	ts := newTestServer(t, b, Config{DefaultLimits: keys.Limits{MaxOutputChars: 5}})
+	_, body := post(t, ts, "/v1/chat/completions", "", `{"model":"demo","messages":[{"role":"user","content":"hi"}]}`)
+	if !strings.Contains(body, `"content":"abcdé"`) || !strings.Contains(body, `"finish_reason":"length"`) || !cancelled {
+		t.Errorf("plain: %s (backend cancelled: %v), want 5 characters and length", body, cancelled)
+	}
+	cancelled = false
+	_, body = post(t, ts, "/v1/chat/completions", "", `{"model":"demo","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	if !strings.Contains(body, `"content":"dé"`) || strings.Contains(body, "ghi") || !strings.Contains(body, `"finish_reason":"length"`) || !cancelled {
+		t.Errorf("stream: %s (backend cancelled: %v)", body, cancelled)
 	}
 }

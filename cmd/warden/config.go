@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/warden-llm/warden/safety/keys"
 )
 
 // Config is Warden's whole configuration. Every setting has a safe default,
@@ -23,6 +25,37 @@ type Config struct {
 	Log     LogConfig     `toml:"log"`
 	Server  ServerConfig  `toml:"server"`
 	Runtime RuntimeConfig `toml:"runtime"`
+	Keys    KeysConfig    `toml:"keys"`
+	Limits  LimitsConfig  `toml:"limits"`
+}
+
+// KeysConfig sets how keys are checked.
+type KeysConfig struct {
+	// PollInterval is how soon a running server sees a key created,
+	// rotated or revoked by the CLI.
+	PollInterval time.Duration `toml:"poll_interval"`
+	// RotationMaxAge marks keys "rotation due" in `keys list` (0: never).
+	RotationMaxAge time.Duration `toml:"rotation_max_age"`
+}
+
+// LimitsConfig holds the default limits of keys that set none (0: unlimited).
+type LimitsConfig struct {
+	RPM             int64 `toml:"rpm"`
+	TPM             int64 `toml:"tpm"`
+	TokensPerDay    int64 `toml:"tokens_per_day"`
+	TokensPerMonth  int64 `toml:"tokens_per_month"`
+	Concurrency     int64 `toml:"concurrency"`
+	MaxOutputTokens int64 `toml:"max_output_tokens"`
+	MaxOutputChars  int64 `toml:"max_output_chars"`
+	MaxInputTokens  int64 `toml:"max_input_tokens"`
+}
+
+func (l LimitsConfig) keys() keys.Limits {
+	return keys.Limits{
+		RPM: l.RPM, TPM: l.TPM, TokensPerDay: l.TokensPerDay, TokensPerMonth: l.TokensPerMonth,
+		Concurrency: l.Concurrency, MaxOutputTokens: l.MaxOutputTokens, MaxOutputChars: l.MaxOutputChars,
+		MaxInputTokens: l.MaxInputTokens,
+	}
 }
 
 // LogConfig sets Warden's own log output (stderr).
@@ -76,6 +109,7 @@ func defaultConfig(getenv func(string) string) Config {
 			StartTimeout:  2 * time.Minute,
 			DemoModel:     true,
 		},
+		Keys: KeysConfig{PollInterval: time.Second, RotationMaxAge: 90 * 24 * time.Hour},
 	}
 }
 
@@ -242,6 +276,7 @@ func (c *Config) Validate() error {
 		{"server.drain_timeout", c.Server.DrainTimeout},
 		{"server.keepalive_interval", c.Server.KeepAliveInterval},
 		{"runtime.start_timeout", c.Runtime.StartTimeout},
+		{"keys.poll_interval", c.Keys.PollInterval},
 	} {
 		if d.v <= 0 {
 			bad("%s must be positive, got %s", d.name, d.v)
@@ -268,6 +303,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Runtime.MaxQueue < 1 {
 		bad("runtime.max_queue must be at least 1, got %d", c.Runtime.MaxQueue)
+	}
+	if c.Keys.RotationMaxAge < 0 {
+		bad("keys.rotation_max_age must not be negative")
+	}
+	if err := c.Limits.keys().Validate(); err != nil {
+		bad("limits: %v", err)
 	}
 	return errors.Join(errs...)
 }

@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -87,6 +88,7 @@ type wardenProc struct {
 	dataDir string
 	models  string
 	base    string
+	key     string // the admin key made on first run
 	log     *syncBuffer
 	done    chan struct{}
 	waitErr error
@@ -163,6 +165,11 @@ func startWarden(t testing.TB, dataDir, extraTOML string) *wardenProc {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
+	b, err := os.ReadFile(filepath.Join(dataDir, "admin.key"))
+	if err != nil {
+		t.Fatalf("first run wrote no admin key: %v", err)
+	}
+	p.key = strings.TrimSpace(string(b))
 	return p
 }
 
@@ -197,10 +204,13 @@ func sharedWarden(t testing.TB) *wardenProc {
 	return shared
 }
 
-func (p *wardenProc) client() *openai.Client {
+func (p *wardenProc) client() *openai.Client { return p.clientWith(p.key) }
+
+// clientWith is an openai-go client using key.
+func (p *wardenProc) clientWith(key string) *openai.Client {
 	c := openai.NewClient(
 		option.WithBaseURL(p.base+"/v1/"),
-		option.WithAPIKey("unused"),
+		option.WithAPIKey(key),
 		option.WithMaxRetries(0),
 		option.WithRequestTimeout(2*time.Minute),
 	)
@@ -210,7 +220,13 @@ func (p *wardenProc) client() *openai.Client {
 // post sends a raw JSON body and returns status and body.
 func (p *wardenProc) post(t testing.TB, path, contentType, body string) (int, http.Header, []byte) {
 	t.Helper()
-	resp, err := http.Post(p.base+path, contentType, strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, p.base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("Authorization", "Bearer "+p.key)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,6 +236,22 @@ func (p *wardenProc) post(t testing.TB, path, contentType, body string) (int, ht
 		t.Fatal(err)
 	}
 	return resp.StatusCode, resp.Header, b
+}
+
+// warden runs an admin command on p's data dir and returns its stdout.
+func (p *wardenProc) warden(t testing.TB, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command(buildWarden(t), append(args, "--data-dir", p.dataDir)...)
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + p.dataDir}
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("warden %v: %v\n%s", args, err, ee.Stderr)
+		}
+		t.Fatalf("warden %v: %v", args, err)
+	}
+	return out
 }
 
 // waitFor polls cond until it holds or the deadline passes.

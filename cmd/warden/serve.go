@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,6 +17,9 @@ import (
 
 	"github.com/warden-llm/warden/models"
 	"github.com/warden-llm/warden/runtime/ollama"
+	"github.com/warden-llm/warden/safety/keys"
+	"github.com/warden-llm/warden/safety/quota"
+	"github.com/warden-llm/warden/safety/store"
 	"github.com/warden-llm/warden/server"
 )
 
@@ -42,7 +46,7 @@ up to server.drain_timeout, then stops the child.`,
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			return serve(cmd.Context(), cfg, g.logger(cfg.Log))
+			return serve(cmd.Context(), cfg, g.logger(cfg.Log), g.stdout)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "", "address to listen on (default 127.0.0.1:8080)")
@@ -107,11 +111,29 @@ func startBackend(ctx context.Context, cfg Config, log *slog.Logger) (*backend, 
 	}, nil
 }
 
-func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) error {
+	db, err := store.Open(ctx, cfg.DataDir, store.Options{})
+	if err != nil {
+		return err
 	}
-	// Listen first: a taken port fails fast, before a child is started.
+	defer db.Close()
+	if err := firstRun(ctx, &keys.Manager{DB: db}, cfg, stdout); err != nil {
+		return err
+	}
+	cache := keys.NewCache(db, cfg.Keys.PollInterval, time.Now)
+	cache.Log = log.With("component", "keys")
+	if err := cache.Start(ctx); err != nil {
+		return fmt.Errorf("load keys: %w", err)
+	}
+	defer cache.Close()
+	limiter := quota.New(db, time.Now)
+	defer func() {
+		if err := limiter.Close(context.Background()); err != nil {
+			log.Error("flush usage", "err", err)
+		}
+	}()
+
+	// Listen before starting a child: a taken port fails fast.
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -152,6 +174,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		KeepAliveInterval: cfg.Server.KeepAliveInterval,
 		TrustedProxies:    cfg.Server.TrustedProxies,
 		Ready:             be.ready,
+		Keys:              cache,
+		Quota:             limiter,
+		DefaultLimits:     cfg.Limits.keys(),
 	}, log)
 	if err != nil {
 		return err

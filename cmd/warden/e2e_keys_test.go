@@ -1,0 +1,205 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+)
+
+// createKey makes a key through the CLI, as an admin would, and returns it.
+func createKey(t *testing.T, w *wardenProc, args ...string) (id, key string) {
+	t.Helper()
+	out := w.warden(t, append([]string{"keys", "create", "--json"}, args...)...)
+	var k struct{ ID, Key string }
+	if err := json.Unmarshal(out, &k); err != nil || k.ID == "" || !strings.HasPrefix(k.Key, "wdn_"+k.ID+"_") {
+		t.Fatalf("keys create printed %s (%v)", out, err)
+	}
+	// The server learns of it within one poll interval.
+	waitFor(t, time.Minute, "the server to know key "+k.ID, func() bool {
+		req, _ := http.NewRequest(http.MethodGet, w.base+"/v1/models", nil)
+		req.Header.Set("Authorization", "Bearer "+k.Key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode != http.StatusUnauthorized
+	})
+	return k.ID, k.Key
+}
+
+func statusOf(err error) int {
+	var apiErr *openai.Error
+	if errors.As(err, &apiErr) {
+		return apiErr.StatusCode
+	}
+	return 0
+}
+
+func TestE2EFirstRunKey(t *testing.T) {
+	w := sharedWarden(t)
+	log := w.log.String()
+	if !strings.Contains(log, "admin.key") || !strings.Contains(log, "curl -H") {
+		t.Errorf("first run did not print the key file and a curl line:\n%s", log)
+	}
+	if strings.Contains(log, w.key) {
+		t.Error("the admin secret was printed to a non-terminal stdout")
+	}
+	// /healthz and /readyz stay open; /v1 does not.
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/v1/models": 401} {
+		resp, err := http.Get(w.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s without a key: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+}
+
+func TestE2EAuthErrorsAsTheSDKSeesThem(t *testing.T) {
+	w := sharedWarden(t)
+	ctx := ctxT(t)
+	params := chatParams("Hello", 4)
+
+	_, err := w.clientWith("wdn_nosuchkey0_AAAA").Chat.Completions.New(ctx, params)
+	if statusOf(err) != http.StatusUnauthorized {
+		t.Errorf("unknown key: %v, want 401", err)
+	}
+	_, embedOnly := createKey(t, w, "--name", "embedder", "--scopes", "embeddings")
+	if _, err := w.clientWith(embedOnly).Chat.Completions.New(ctx, params); statusOf(err) != http.StatusForbidden {
+		t.Errorf("key without the chat scope: %v, want 403", err)
+	}
+	_, otherModel := createKey(t, w, "--name", "llama-only", "--models", "llama3*")
+	if _, err := w.clientWith(otherModel).Chat.Completions.New(ctx, params); statusOf(err) != http.StatusForbidden {
+		t.Errorf("key for other models: %v, want 403", err)
+	}
+	page, err := w.clientWith(otherModel).Models.List(ctx)
+	if err != nil || len(page.Data) != 0 {
+		t.Errorf("models visible to a key for other models: %+v, %v; want none", page, err)
+	}
+	_, demoOnly := createKey(t, w, "--name", "demo-only", "--models", "warden-demo")
+	if _, err := w.clientWith(demoOnly).Chat.Completions.New(ctx, params); err != nil {
+		t.Errorf("key for warden-demo (canonically warden-demo:latest): %v", err)
+	}
+
+	_, slow := createKey(t, w, "--name", "slow", "--rpm", "1")
+	var resp *http.Response
+	if _, err := w.clientWith(slow).Chat.Completions.New(ctx, params, option.WithResponseInto(&resp)); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Header.Get("X-Ratelimit-Limit-Requests") != "1" || resp.Header.Get("X-Ratelimit-Remaining-Requests") != "0" {
+		t.Errorf("rate-limit headers: %v", resp.Header)
+	}
+	_, err = w.clientWith(slow).Chat.Completions.New(ctx, params)
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusTooManyRequests || apiErr.Response.Header.Get("Retry-After") == "" {
+		t.Errorf("second request in a minute at rpm 1: %v, want 429 with Retry-After", err)
+	}
+}
+
+func TestE2ETokenBudget(t *testing.T) {
+	w := sharedWarden(t)
+	ctx := ctxT(t)
+	_, key := createKey(t, w, "--name", "budget", "--tokens-per-day", "100")
+	c := w.clientWith(key)
+
+	// Stated max_tokens the budget cannot cover: 429, as OpenAI does.
+	if _, err := c.Chat.Completions.New(ctx, chatParams("Hi", 500)); statusOf(err) != http.StatusTooManyRequests {
+		t.Errorf("max_tokens over the budget: %v, want 429", err)
+	}
+	// No max_tokens: the default cap (2048) is lowered to what remains.
+	params := chatParams("Hi", 1)
+	params.MaxTokens = openai.ChatCompletionNewParams{}.MaxTokens // unset
+	var resp *http.Response
+	got, err := c.Chat.Completions.New(ctx, params, option.WithResponseInto(&resp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	capHeader := resp.Header.Get("X-Warden-Max-Tokens")
+	if capHeader == "" || got.Usage.TotalTokens > 100 {
+		t.Errorf("unstated max_tokens: cap header %q, usage %+v; want a lowered cap and ≤ 100 tokens", capHeader, got.Usage)
+	}
+}
+
+func TestE2ERotationWithGrace(t *testing.T) {
+	w := sharedWarden(t)
+	ctx := ctxT(t)
+	id, old := createKey(t, w, "--name", "rotating")
+	params := chatParams("Hi", 1)
+
+	out := w.warden(t, "keys", "rotate", id, "--grace", "3s", "--json")
+	var rotated struct{ ID, Key string }
+	if err := json.Unmarshal(out, &rotated); err != nil || rotated.ID != id || rotated.Key == old {
+		t.Fatalf("rotate printed %s (%v)", out, err)
+	}
+	var shown struct {
+		GraceUntil time.Time `json:"grace_until"`
+	}
+	if err := json.Unmarshal(w.warden(t, "keys", "show", id, "--json"), &shown); err != nil || shown.GraceUntil.IsZero() {
+		t.Fatalf("keys show: grace_until missing (%v)", err)
+	}
+
+	// Keep using the old secret across the end of the grace. A success
+	// proves the server checked before the grace ended, so it must have
+	// been sent before; a refusal proves it checked after, so it must have
+	// been answered after.
+	var ok, refused int
+	waitFor(t, time.Minute, "the old secret to be refused", func() bool {
+		sent := time.Now()
+		_, err := w.clientWith(old).Chat.Completions.New(ctx, params)
+		answered := time.Now()
+		switch statusOf(err) {
+		case 0:
+			if err != nil {
+				t.Fatal(err)
+			}
+			ok++
+			if !sent.Before(shown.GraceUntil) {
+				t.Errorf("old secret accepted for a request sent at %v, after the grace ended at %v", sent, shown.GraceUntil)
+			}
+			return false
+		case http.StatusUnauthorized:
+			refused++
+			if answered.Before(shown.GraceUntil) {
+				t.Errorf("old secret refused at %v, before the grace ended at %v", answered, shown.GraceUntil)
+			}
+			return true
+		default:
+			t.Fatalf("old secret: %v", err)
+		}
+		return false
+	})
+	if ok == 0 {
+		t.Error("the old secret never worked during the grace")
+	}
+	if _, err := w.clientWith(rotated.Key).Chat.Completions.New(ctx, params); err != nil {
+		t.Errorf("new secret: %v", err)
+	}
+	// After the grace the old secret stays refused.
+	if _, err := w.clientWith(old).Chat.Completions.New(ctx, params); statusOf(err) != http.StatusUnauthorized {
+		t.Errorf("old secret after the grace: %v, want 401", err)
+	}
+}
+
+func TestE2ERevokeReachesRunningServer(t *testing.T) {
+	w := sharedWarden(t)
+	ctx := ctxT(t)
+	id, key := createKey(t, w, "--name", "doomed")
+	c := w.clientWith(key)
+	if _, err := c.Models.List(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.warden(t, "keys", "revoke", id)
+	waitFor(t, time.Minute, "the revoked key to be refused", func() bool {
+		_, err := c.Models.List(ctx)
+		return statusOf(err) == http.StatusUnauthorized
+	})
+}

@@ -1,0 +1,382 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/user"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/warden-llm/warden/safety/keys"
+	"github.com/warden-llm/warden/safety/store"
+)
+
+// openKeys opens the data dir's database for an admin command. It is safe
+// while `warden serve` runs: writers take SQLite's lock and wait for it.
+func (g *globals) openKeys(ctx context.Context) (*keys.Manager, Config, func(), error) {
+	cfg, err := g.config()
+	if err != nil {
+		return nil, cfg, nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, cfg, nil, err
+	}
+	db, err := store.Open(ctx, cfg.DataDir, store.Options{})
+	if err != nil {
+		return nil, cfg, nil, err
+	}
+	return &keys.Manager{DB: db}, cfg, func() { db.Close() }, nil
+}
+
+// osActor names the person running an admin command in admin events.
+func osActor() string {
+	if u, err := user.Current(); err == nil {
+		return "os:" + u.Username
+	}
+	return "os:unknown"
+}
+
+// limitFlags binds the limit flags shared by create and set-limits.
+type limitFlags struct{ l keys.Limits }
+
+func (f *limitFlags) bind(fs *pflag.FlagSet) {
+	fs.Int64Var(&f.l.RPM, "rpm", 0, "requests per minute (0: the configured default)")
+	fs.Int64Var(&f.l.TPM, "tpm", 0, "tokens per minute")
+	fs.Int64Var(&f.l.TokensPerDay, "tokens-per-day", 0, "tokens per UTC day")
+	fs.Int64Var(&f.l.TokensPerMonth, "tokens-per-month", 0, "tokens per UTC month")
+	fs.Int64Var(&f.l.Concurrency, "concurrency", 0, "requests in flight at once")
+	fs.Int64Var(&f.l.MaxOutputTokens, "max-output-tokens", 0, "cap on output tokens per request (clamps max_tokens)")
+	fs.Int64Var(&f.l.MaxOutputChars, "max-output-chars", 0, "cap on output characters per request")
+	fs.Int64Var(&f.l.MaxInputTokens, "max-input-tokens", 0, "cap on prompt tokens per request")
+}
+
+// parseAge parses a duration that may be given in days ("90d") as well as
+// Go's units ("36h").
+func parseAge(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(d)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("invalid duration %q: want e.g. 90d or 36h", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("invalid duration %q: want e.g. 90d or 36h", s)
+	}
+	return v, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for p := range strings.SplitSeq(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func notFound(id string, err error) error {
+	if errors.Is(err, keys.ErrNotFound) {
+		return fmt.Errorf("no key with id %q (see `warden keys list`)", id)
+	}
+	return err
+}
+
+func newKeysCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "keys",
+		Short: "Create, list, rotate and revoke API keys",
+		Long: `Keys look like wdn_<id>_<secret>. The id is public; the secret is shown once,
+at create or rotate, and stored only as a hash. These commands work on the
+data dir's database directly and are safe while the server runs: it sees a
+change within keys.poll_interval (1s by default).`,
+	}
+	var asJSON bool
+	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON")
+	printKey := func(k keys.Key) error {
+		if asJSON {
+			return writeJSON(g, k)
+		}
+		return printKeyText(g, k)
+	}
+	printSecret := func(k keys.Key, token, verb string) error {
+		if asJSON {
+			return writeJSON(g, map[string]string{"id": k.ID, "key": token})
+		}
+		fmt.Fprintf(g.stdout, "%s key %s (%s)\n\n  %s\n\nThe secret is shown only now: store it safely.\n", verb, k.ID, k.Name, token)
+		return nil
+	}
+
+	var (
+		name, scopes, modelsList, expires string
+		lf                                limitFlags
+	)
+	create := &cobra.Command{
+		Use:   "create --name NAME",
+		Short: "Create a key and print it once",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			exp, err := parseAge(expires)
+			if err != nil {
+				return err
+			}
+			spec := keys.Spec{Name: name, Models: splitList(modelsList), Expires: exp, Limits: lf.l}
+			for _, s := range splitList(scopes) {
+				spec.Scopes = append(spec.Scopes, keys.Scope(s))
+			}
+			if err := spec.Validate(); err != nil {
+				return err
+			}
+			m, _, done, err := g.openKeys(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			k, token, err := m.Create(cmd.Context(), osActor(), spec)
+			if err != nil {
+				return err
+			}
+			return printSecret(k, token, "Created")
+		},
+	}
+	create.Flags().StringVar(&name, "name", "", "a name for the key (who or what uses it)")
+	create.Flags().StringVar(&scopes, "scopes", "", "comma-separated: chat, completions, embeddings, models, admin (default: all but admin)")
+	create.Flags().StringVar(&modelsList, "models", "", "comma-separated model names or globs the key may use (default: all)")
+	create.Flags().StringVar(&expires, "expires", "", "lifetime, e.g. 90d or 720h (default: never)")
+	lf.bind(create.Flags())
+	_ = create.MarkFlagRequired("name")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List keys with age, last use, expiry and rotation status",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			m, cfg, done, err := g.openKeys(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			ks, err := m.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			if asJSON {
+				type row struct {
+					keys.Key
+					Status string `json:"status"`
+				}
+				rows := make([]row, 0, len(ks))
+				for _, k := range ks {
+					rows = append(rows, row{k, keyStatus(k, now, cfg.Keys.RotationMaxAge)})
+				}
+				return writeJSON(g, rows)
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tNAME\tSCOPES\tAGE\tLAST USED\tEXPIRES\tSTATUS")
+			for _, k := range ks {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, joinScopes(k.Scopes),
+					ago(now, &k.Created), ago(now, k.LastUsed), until(now, k.Expires), keyStatus(k, now, cfg.Keys.RotationMaxAge))
+			}
+			return tw.Flush()
+		},
+	}
+
+	show := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show one key",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, _, done, err := g.openKeys(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			k, err := m.Get(cmd.Context(), args[0])
+			if err != nil {
+				return notFound(args[0], err)
+			}
+			return printKey(k)
+		},
+	}
+
+	var grace time.Duration
+	rotate := &cobra.Command{
+		Use:   "rotate ID",
+		Short: "Issue a new secret; the old one keeps working for --grace",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if grace < 0 {
+				return fmt.Errorf("--grace must not be negative")
+			}
+			m, _, done, err := g.openKeys(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			k, token, err := m.Rotate(cmd.Context(), osActor(), args[0], grace)
+			if err != nil {
+				return notFound(args[0], err)
+			}
+			return printSecret(k, token, "Rotated")
+		},
+	}
+	rotate.Flags().DurationVar(&grace, "grace", 24*time.Hour, "how long the previous secret keeps working")
+
+	revoke := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke a key (its secrets stop working within one poll interval)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, _, done, err := g.openKeys(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			if err := m.Revoke(cmd.Context(), osActor(), args[0]); err != nil {
+				return notFound(args[0], err)
+			}
+			k, err := m.Get(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return printKey(k)
+		},
+	}
+
+	var setLF limitFlags
+	setLimits := &cobra.Command{
+		Use:   "set-limits ID [--rpm N] [--tpm N] ...",
+		Short: "Change a key's limits (flags not given keep their value; 0 means the configured default)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := setLF.l.Validate(); err != nil {
+				return err
+			}
+			m, _, done, err := g.openKeys(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			k, err := m.Get(cmd.Context(), args[0])
+			if err != nil {
+				return notFound(args[0], err)
+			}
+			l := k.Limits
+			fs := cmd.Flags()
+			for flag, dst := range map[string]*int64{
+				"rpm": &l.RPM, "tpm": &l.TPM, "tokens-per-day": &l.TokensPerDay, "tokens-per-month": &l.TokensPerMonth,
+				"concurrency": &l.Concurrency, "max-output-tokens": &l.MaxOutputTokens,
+				"max-output-chars": &l.MaxOutputChars, "max-input-tokens": &l.MaxInputTokens,
+			} {
+				if fs.Changed(flag) {
+					*dst, _ = fs.GetInt64(flag)
+				}
+			}
+			if err := m.SetLimits(cmd.Context(), osActor(), args[0], l); err != nil {
+				return notFound(args[0], err)
+			}
+			if k, err = m.Get(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			return printKey(k)
+		},
+	}
+	setLF.bind(setLimits.Flags())
+
+	cmd.AddCommand(create, list, show, rotate, revoke, setLimits)
+	return cmd
+}
+
+func writeJSON(g *globals, v any) error {
+	enc := json.NewEncoder(g.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func printKeyText(g *globals, k keys.Key) error {
+	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+	now := time.Now()
+	models := "all"
+	if len(k.Models) > 0 {
+		models = strings.Join(k.Models, ", ")
+	}
+	b, _ := json.Marshal(k.Limits)
+	fmt.Fprintf(tw, "id\t%s\nname\t%s\nscopes\t%s\nmodels\t%s\nlimits\t%s\ncreated\t%s\nlast used\t%s\nexpires\t%s\n",
+		k.ID, k.Name, joinScopes(k.Scopes), models, b, k.Created.UTC().Format(time.RFC3339), ago(now, k.LastUsed), until(now, k.Expires))
+	if k.GraceUntil != nil && k.GraceUntil.After(now) {
+		fmt.Fprintf(tw, "previous secret\tworks until %s\n", k.GraceUntil.UTC().Format(time.RFC3339))
+	}
+	if k.Revoked != nil {
+		fmt.Fprintf(tw, "revoked\t%s\n", k.Revoked.UTC().Format(time.RFC3339))
+	}
+	return tw.Flush()
+}
+
+func joinScopes(s []keys.Scope) string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = string(v)
+	}
+	return strings.Join(out, ",")
+}
+
+// keyStatus is active, revoked, expired, or "rotation due" once the secret
+// is older than maxAge.
+func keyStatus(k keys.Key, now time.Time, maxAge time.Duration) string {
+	switch {
+	case k.Revoked != nil:
+		return "revoked"
+	case k.Expires != nil && !now.Before(*k.Expires):
+		return "expired"
+	}
+	born := k.Created
+	if k.Rotated != nil {
+		born = *k.Rotated
+	}
+	if maxAge > 0 && now.Sub(born) > maxAge {
+		return "rotation due"
+	}
+	return "active"
+}
+
+func ago(now time.Time, t *time.Time) string {
+	if t == nil {
+		return "never"
+	}
+	return roundAge(now.Sub(*t)) + " ago"
+}
+
+func until(now time.Time, t *time.Time) string {
+	if t == nil {
+		return "never"
+	}
+	if !now.Before(*t) {
+		return "expired"
+	}
+	return "in " + roundAge(t.Sub(now))
+}
+
+func roundAge(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%dd", int(d.Hours()/24))
+	case d >= time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	case d >= time.Minute:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	}
+	return fmt.Sprintf("%ds", int(d.Seconds()))
+}

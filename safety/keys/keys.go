@@ -1,0 +1,211 @@
+// Package keys holds Warden's scoped API keys: their format
+// (wdn_<id>_<secret>), the Manager that creates, rotates, revokes and
+// re-limits them in the SQLite store (each change one transaction with its
+// admin event), and the Cache that authenticates requests from memory.
+//
+// Only SHA-256 of a secret is stored. The server's hot path, Cache.Authenticate,
+// runs no SQL: the Cache polls one `SELECT MAX(version)` per interval and
+// reloads the keys only when a writer (the CLI, the admin API) changed one,
+// so a revoke or rotate reaches a running server within one interval.
+package keys
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+var (
+	// ErrNotFound reports an id that names no key.
+	ErrNotFound = errors.New("key not found")
+	// ErrInvalidKey is the one error Authenticate and Parse return, whatever
+	// the reason (missing, malformed, unknown, wrong secret, revoked,
+	// expired, past its grace), so callers cannot tell ids apart.
+	ErrInvalidKey = errors.New("invalid api key")
+	// ErrRevoked reports an attempt to rotate a revoked key.
+	ErrRevoked = errors.New("key is revoked")
+)
+
+// Scope is one permission a key can hold.
+type Scope string
+
+// The scopes a key can hold. Admin grants only the admin API; it does not
+// imply the others.
+const (
+	ScopeChat        Scope = "chat"
+	ScopeCompletions Scope = "completions"
+	ScopeEmbeddings  Scope = "embeddings"
+	ScopeModels      Scope = "models"
+	ScopeAdmin       Scope = "admin"
+)
+
+// AllScopes lists every known scope.
+func AllScopes() []Scope {
+	return []Scope{ScopeChat, ScopeCompletions, ScopeEmbeddings, ScopeModels, ScopeAdmin}
+}
+
+// DefaultScopes are given to a key created with none: everything but admin.
+func DefaultScopes() []Scope {
+	return []Scope{ScopeChat, ScopeCompletions, ScopeEmbeddings, ScopeModels}
+}
+
+// Known reports whether s is one of AllScopes.
+func (s Scope) Known() bool {
+	switch s {
+	case ScopeChat, ScopeCompletions, ScopeEmbeddings, ScopeModels, ScopeAdmin:
+		return true
+	}
+	return false
+}
+
+// Limits are a key's quotas and caps. A zero field is not set: the server's
+// configured default applies.
+type Limits struct {
+	RPM             int64 `json:"rpm,omitempty"`
+	TPM             int64 `json:"tpm,omitempty"`
+	TokensPerDay    int64 `json:"tokens_per_day,omitempty"`
+	TokensPerMonth  int64 `json:"tokens_per_month,omitempty"`
+	Concurrency     int64 `json:"concurrency,omitempty"`
+	MaxOutputTokens int64 `json:"max_output_tokens,omitempty"`
+	MaxOutputChars  int64 `json:"max_output_chars,omitempty"`
+	MaxInputTokens  int64 `json:"max_input_tokens,omitempty"`
+}
+
+// Validate refuses negative limits, naming the first one.
+func (l Limits) Validate() error {
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"rpm", l.RPM}, {"tpm", l.TPM}, {"tokens-per-day", l.TokensPerDay},
+		{"tokens-per-month", l.TokensPerMonth}, {"concurrency", l.Concurrency},
+		{"max-output-tokens", l.MaxOutputTokens}, {"max-output-chars", l.MaxOutputChars},
+		{"max-input-tokens", l.MaxInputTokens},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("limit %s is negative (%d)", f.name, f.v)
+		}
+	}
+	return nil
+}
+
+// Key is a stored key as the admin sees it: never its secret or hash.
+type Key struct {
+	ID       string     `json:"id"`
+	Name     string     `json:"name"`
+	Scopes   []Scope    `json:"scopes"`
+	Models   []string   `json:"models"` // glob patterns; empty = all models
+	Limits   Limits     `json:"limits"`
+	Policy   string     `json:"policy,omitempty"`
+	Created  time.Time  `json:"created"`
+	Rotated  *time.Time `json:"rotated,omitempty"`
+	Expires  *time.Time `json:"expires,omitempty"`
+	Revoked  *time.Time `json:"revoked,omitempty"`
+	LastUsed *time.Time `json:"last_used,omitempty"`
+	// GraceUntil is when the previous secret stops working after a rotate
+	// (nil when there is none).
+	GraceUntil *time.Time `json:"grace_until,omitempty"`
+}
+
+// Spec is what Create needs to make a key.
+type Spec struct {
+	Name    string
+	Scopes  []Scope       // empty = DefaultScopes
+	Models  []string      // glob patterns (path.Match syntax); empty = all
+	Expires time.Duration // from creation; 0 = never
+	Limits  Limits
+	Policy  string
+}
+
+const (
+	maxNameLen    = 64
+	maxPolicyLen  = 64
+	maxModels     = 256
+	maxPatternLen = 512
+)
+
+// Validate checks s without writing anything. Create calls it and stores
+// the normalized form (see normalize).
+func (s Spec) Validate() error {
+	_, err := s.normalize()
+	return err
+}
+
+// normalize validates s and returns it with the name trimmed, scopes
+// defaulted and deduplicated, and model patterns trimmed and lowercased.
+func (s Spec) normalize() (Spec, error) {
+	s.Name = strings.TrimSpace(s.Name)
+	if err := checkLabel("name", s.Name, maxNameLen); err != nil {
+		return Spec{}, err
+	}
+	if s.Name == "" {
+		return Spec{}, errors.New("name is required")
+	}
+	if s.Policy != "" {
+		if err := checkLabel("policy", s.Policy, maxPolicyLen); err != nil {
+			return Spec{}, err
+		}
+	}
+	scopes, err := normalizeScopes(s.Scopes)
+	if err != nil {
+		return Spec{}, err
+	}
+	s.Scopes = scopes
+	models, err := normalizePatterns(s.Models)
+	if err != nil {
+		return Spec{}, err
+	}
+	s.Models = models
+	if s.Expires < 0 {
+		return Spec{}, fmt.Errorf("expiry %v is negative", s.Expires)
+	}
+	if err := s.Limits.Validate(); err != nil {
+		return Spec{}, err
+	}
+	return s, nil
+}
+
+// checkLabel refuses text that is too long, not UTF-8 or not printable.
+func checkLabel(what, s string, max int) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s is not valid UTF-8", what)
+	}
+	if n := utf8.RuneCountInString(s); n > max {
+		return fmt.Errorf("%s is %d characters, at most %d allowed", what, n, max)
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("%s holds a non-printable character %U", what, r)
+		}
+	}
+	return nil
+}
+
+func normalizeScopes(in []Scope) ([]Scope, error) {
+	if len(in) == 0 {
+		return DefaultScopes(), nil
+	}
+	out := make([]Scope, 0, len(in))
+	for _, s := range in {
+		s = Scope(strings.ToLower(strings.TrimSpace(string(s))))
+		if !s.Known() {
+			return nil, fmt.Errorf("unknown scope %q (known: chat, completions, embeddings, models, admin)", s)
+		}
+		if !containsScope(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+func containsScope(list []Scope, s Scope) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

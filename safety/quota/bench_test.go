@@ -1,0 +1,72 @@
+package quota
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+)
+
+// BenchmarkAdmitSettle measures one request's quota path. "memory" is
+// Admit, Status and the in-memory part of Settle (what the request waits
+// for apart from the SQLite write); "durable" is the whole Settle, waiting
+// for its commit, one request at a time; "durable-parallel" shows the
+// commits shared by concurrent requests.
+func BenchmarkAdmitSettle(b *testing.B) {
+	lim := Limits{RPM: 1e9, TPM: 1e12, TokensPerDay: 1e15, TokensPerMonth: 1e16, Concurrency: 1e6}
+	ctx := context.Background()
+
+	b.Run("memory", func(b *testing.B) {
+		l, _ := newLimiter(b, newClock(start))
+		admit(b, l, "k", lim, 1, 1, true).Fail(ctx)
+		b.ReportAllocs()
+		for b.Loop() {
+			r, err := l.Admit(ctx, "k", lim, 200, 512, false)
+			if err != nil {
+				b.Fatal(err)
+			}
+			l.Status("k", lim)
+			if r.done.CompareAndSwap(false, true) {
+				r.release(300)
+			}
+		}
+	})
+	b.Run("durable", func(b *testing.B) {
+		l, db := newLimiter(b, newClock(start))
+		admit(b, l, "k", lim, 1, 1, true).Fail(ctx)
+		before := db.Queries()
+		for b.Loop() {
+			r, err := l.Admit(ctx, "k", lim, 200, 512, false)
+			if err != nil {
+				b.Fatal(err)
+			}
+			l.Status("k", lim)
+			if err := r.Settle(ctx, 100, 200); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(db.Queries()-before)/float64(b.N), "stmts/op")
+	})
+	b.Run("durable-parallel", func(b *testing.B) {
+		l, db := newLimiter(b, newClock(start))
+		var id atomic.Int64
+		before := db.Queries()
+		b.SetParallelism(8)
+		b.RunParallel(func(pb *testing.PB) {
+			key := fmt.Sprint("k", id.Add(1)%4)
+			for pb.Next() {
+				r, err := l.Admit(ctx, key, lim, 200, 512, false)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				l.Status(key, lim)
+				if err := r.Settle(ctx, 100, 200); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(db.Queries()-before)/float64(b.N), "stmts/op")
+	})
+}

@@ -1,0 +1,251 @@
+package quota
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+const start = "2026-11-22T18:00:00Z"
+
+func TestRequestBucketRefills(t *testing.T) {
+	c := newClock(start)
+	l, _ := newLimiter(t, c)
+	lim := Limits{RPM: 3}
+	for i := range 3 {
+		settle(t, admit(t, l, "k", lim, 1, 1, true), 1, 1)
+		if got, want := l.Status("k", lim).RemainingRequests, int64(2-i); got != want {
+			t.Errorf("after %d requests remaining = %d, want %d", i+1, got, want)
+		}
+	}
+	e := refused(t, l, "k", lim, 1, 1, true, LimitRequestsPerMinute)
+	if e.RetryAfter != 20*time.Second {
+		t.Errorf("RetryAfter = %v, want 20s (one request per 20 s)", e.RetryAfter)
+	}
+	if e.Status.LimitRequests != 3 || e.Status.RemainingRequests != 0 || e.Status.ResetRequests != time.Minute {
+		t.Errorf("refusal status = %+v, want limit 3, remaining 0, reset 1m", e.Status)
+	}
+	c.Advance(10 * time.Second)
+	if e := refused(t, l, "k", lim, 1, 1, true, LimitRequestsPerMinute); e.RetryAfter != 10*time.Second {
+		t.Errorf("after 10 s RetryAfter = %v, want 10s", e.RetryAfter)
+	}
+	c.Advance(10 * time.Second)
+	admit(t, l, "k", lim, 1, 1, true).Fail(context.Background())
+	c.Advance(time.Hour)
+	if s := l.Status("k", lim); s.RemainingRequests != 3 || s.ResetRequests != 0 {
+		t.Errorf("after an hour status = %+v, want a full bucket", s)
+	}
+	// Another key has its own bucket.
+	admit(t, l, "other", lim, 1, 1, true)
+}
+
+func TestTokenBucketRefillsAndRefunds(t *testing.T) {
+	c := newClock(start)
+	l, _ := newLimiter(t, c)
+	lim := Limits{TPM: 600} // 10 tokens a second
+	r := admit(t, l, "k", lim, 100, 200, true)
+	if s := l.Status("k", lim); s.LimitTokens != 600 || s.RemainingTokens != 300 || s.ResetTokens != 30*time.Second {
+		t.Errorf("while 300 reserved status = %+v, want limit 600, remaining 300, reset 30s", s)
+	}
+	c.Advance(5 * time.Second)
+	if got := l.Status("k", lim).RemainingTokens; got != 350 {
+		t.Errorf("5 s later remaining = %d, want 350", got)
+	}
+	settle(t, r, 80, 20) // charge 100, refund 200
+	if got := l.Status("k", lim).RemainingTokens; got != 550 {
+		t.Errorf("after refund remaining = %d, want 550", got)
+	}
+	c.Advance(time.Minute)
+	if got := l.Status("k", lim).RemainingTokens; got != 600 {
+		t.Errorf("after a minute remaining = %d, want 600 (capped at the limit)", got)
+	}
+	// The whole bucket, then nothing left even for an unstated cap.
+	admit(t, l, "k", lim, 100, 500, true)
+	e := refused(t, l, "k", lim, 10, 100, false, LimitTokensPerMinute)
+	if e.RetryAfter != 1100*time.Millisecond { // 11 tokens (prompt + 1) at 10/s
+		t.Errorf("RetryAfter = %v, want 1.1s", e.RetryAfter)
+	}
+}
+
+func TestMaxTokensRules(t *testing.T) {
+	lim := Limits{TokensPerDay: 1000}
+	tests := []struct {
+		name        string
+		used        int64 // settled before the request
+		prompt, max int64
+		stated      bool
+		wantLimit   string // refusal, or "" for admitted
+		wantCap     int64
+		wantLowered bool
+	}{
+		{name: "stated fits", used: 500, prompt: 100, max: 400, stated: true, wantCap: 400},
+		{name: "stated too large", used: 500, prompt: 100, max: 401, stated: true, wantLimit: LimitTokensPerDay},
+		{name: "stated larger than the budget", prompt: 1, max: 5000, stated: true, wantLimit: LimitTokensPerDay},
+		{name: "absent fits", used: 500, prompt: 100, max: 400, wantCap: 400},
+		{name: "absent lowered", used: 500, prompt: 100, max: 1024, wantCap: 400, wantLowered: true},
+		{name: "absent lowered to one", used: 899, prompt: 100, max: 1024, wantCap: 1, wantLowered: true},
+		{name: "absent nothing left after prompt", used: 900, prompt: 100, max: 1024, wantLimit: LimitTokensPerDay},
+		{name: "prompt alone too large", prompt: 1001, max: 10, wantLimit: LimitTokensPerDay},
+		{name: "no output fits", used: 900, prompt: 100, max: 0, wantCap: 0},
+		{name: "no output too large", used: 901, prompt: 100, max: 0, wantLimit: LimitTokensPerDay},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, _ := newLimiter(t, newClock(start))
+			if tt.used > 0 {
+				settle(t, admit(t, l, "k", lim, tt.used, 0, true), tt.used, 0)
+			}
+			if tt.wantLimit != "" {
+				refused(t, l, "k", lim, tt.prompt, tt.max, tt.stated, tt.wantLimit)
+				return
+			}
+			r := admit(t, l, "k", lim, tt.prompt, tt.max, tt.stated)
+			if r.OutputCap() != tt.wantCap || r.Lowered() != tt.wantLowered {
+				t.Errorf("OutputCap, Lowered = %d, %v; want %d, %v", r.OutputCap(), r.Lowered(), tt.wantCap, tt.wantLowered)
+			}
+		})
+	}
+}
+
+func TestReservationAndRefund(t *testing.T) {
+	l, db := newLimiter(t, newClock(start))
+	lim := Limits{TokensPerDay: 1000, TokensPerMonth: 10000}
+	a := admit(t, l, "k", lim, 100, 400, true)
+	b := admit(t, l, "k", lim, 100, 400, true)
+	// Both reservations hold the whole day even though nothing is settled.
+	refused(t, l, "k", lim, 0, 1, false, LimitTokensPerDay)
+	settle(t, a, 60, 40) // charges 100, frees 400
+	c := admit(t, l, "k", lim, 100, 1024, false)
+	if c.OutputCap() != 300 || !c.Lowered() {
+		t.Errorf("after a refund cap = %d lowered %v, want 300 lowered", c.OutputCap(), c.Lowered())
+	}
+	settle(t, b, 100, 400)
+	settle(t, c, 50, 300)
+	if got := dbUsage(t, db, "k", "day", "2026-11-22"); got != 100+500+350 {
+		t.Errorf("day usage in db = %d, want 950", got)
+	}
+	if got := dbUsage(t, db, "k", "month", "2026-11"); got != 950 {
+		t.Errorf("month usage in db = %d, want 950", got)
+	}
+}
+
+func TestChargeNeverExceedsReservation(t *testing.T) {
+	l, db := newLimiter(t, newClock(start))
+	r := admit(t, l, "k", Limits{}, 10, 20, true)
+	settle(t, r, 50, 100) // an estimator bug: more than reserved
+	if got := dbUsage(t, db, "k", "day", "2026-11-22"); got != 30 {
+		t.Errorf("charged %d, want the reservation (30)", got)
+	}
+}
+
+func TestFailChargesFullReservation(t *testing.T) {
+	l, db := newLimiter(t, newClock(start))
+	lim := Limits{TPM: 6000, TokensPerDay: 1000}
+	r := admit(t, l, "k", lim, 100, 300, true)
+	if err := r.Fail(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := dbUsage(t, db, "k", "day", "2026-11-22"); got != 400 {
+		t.Errorf("failed request charged %d, want 400", got)
+	}
+	if got := l.Status("k", lim).RemainingTokens; got != 5600 {
+		t.Errorf("tokens per minute remaining = %d, want 5600 (no refund)", got)
+	}
+	// A cancelled request context still charges.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r = admit(t, l, "k", lim, 100, 500, true)
+	if err := r.Fail(ctx); err != nil {
+		t.Fatal(err)
+	}
+	refused(t, l, "k", lim, 0, 1, false, LimitTokensPerDay)
+}
+
+func TestSecondEndIsNoop(t *testing.T) {
+	l, db := newLimiter(t, newClock(start))
+	lim := Limits{Concurrency: 1, TPM: 1000}
+	r := admit(t, l, "k", lim, 10, 90, true)
+	settle(t, r, 10, 10)
+	settle(t, r, 10, 90)
+	if err := r.Fail(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := dbUsage(t, db, "k", "day", "2026-11-22"); got != 20 {
+		t.Errorf("usage = %d, want 20 (charged once)", got)
+	}
+	if got := l.Status("k", lim).RemainingTokens; got != 980 {
+		t.Errorf("tokens remaining = %d, want 980 (refunded once)", got)
+	}
+	// The slot was released once: one request admitted, the next refused.
+	admit(t, l, "k", lim, 1, 1, true)
+	refused(t, l, "k", lim, 1, 1, true, LimitConcurrency)
+}
+
+func TestRetryAfter(t *testing.T) {
+	tests := []struct {
+		name  string
+		now   string
+		lim   Limits
+		fill  int64 // tokens settled first
+		limit string
+		want  time.Duration
+	}{
+		{"requests per minute", start, Limits{RPM: 4}, 0, LimitRequestsPerMinute, 15 * time.Second},
+		{"tokens per minute", start, Limits{TPM: 1200}, 1200, LimitTokensPerMinute, time.Second}, // 20 tokens at 20/s
+		{"day", start, Limits{TokensPerDay: 100}, 100, LimitTokensPerDay, 6 * time.Hour},
+		{"month", start, Limits{TokensPerMonth: 100}, 100, LimitTokensPerMonth, 8*24*time.Hour + 6*time.Hour},
+		{"month in december", "2026-12-31T23:00:00Z", Limits{TokensPerMonth: 100}, 100, LimitTokensPerMonth, time.Hour},
+		{"concurrency", start, Limits{Concurrency: 1}, 0, LimitConcurrency, time.Second},
+		// Several limits hit: the one that frees up last.
+		{"day beats minute", start, Limits{TPM: 100, TokensPerDay: 100}, 100, LimitTokensPerDay, 6 * time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, _ := newLimiter(t, newClock(tt.now))
+			if tt.fill > 0 {
+				settle(t, admit(t, l, "k", tt.lim, tt.fill, 0, true), tt.fill, 0)
+			}
+			// Hold what the limits allow without settling.
+			for tt.lim.RPM > 0 || tt.lim.Concurrency > 0 {
+				if _, err := l.Admit(context.Background(), "k", tt.lim, 0, 0, true); err != nil {
+					break
+				}
+			}
+			e := refused(t, l, "k", tt.lim, 10, 10, true, tt.limit)
+			if e.RetryAfter != tt.want {
+				t.Errorf("RetryAfter = %v, want %v", e.RetryAfter, tt.want)
+			}
+		})
+	}
+}
+
+func TestLimitErrorMessages(t *testing.T) {
+	l, _ := newLimiter(t, newClock(start))
+	e := refused(t, l, "secretish-key-id", Limits{TokensPerDay: 100}, 50, 500, true, LimitTokensPerDay)
+	msg := e.Error()
+	for _, want := range []string{"tokens per day", "550", "100", "max_tokens"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q lacks %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "secretish") {
+		t.Errorf("message %q names the key", msg)
+	}
+	admit(t, l, "k", Limits{RPM: 1}, 0, 0, true)
+	e = refused(t, l, "k", Limits{RPM: 1}, 0, 0, true, LimitRequestsPerMinute)
+	if got, want := e.Error(), "rate limit reached for requests per minute (limit 1); please try again in 1m0s"; got != want {
+		t.Errorf("message = %q, want %q", got, want)
+	}
+}
+
+func TestStatus(t *testing.T) {
+	l, _ := newLimiter(t, newClock(start))
+	if s := l.Status("unseen", Limits{RPM: 10, TPM: 100}); s != (Status{LimitRequests: 10, RemainingRequests: 10, LimitTokens: 100, RemainingTokens: 100}) {
+		t.Errorf("unseen key status = %+v, want full buckets", s)
+	}
+	admit(t, l, "k", Limits{TokensPerDay: 5}, 1, 1, true)
+	if s := l.Status("k", Limits{TokensPerDay: 5}); s != (Status{}) {
+		t.Errorf("unlimited rpm/tpm status = %+v, want zero limits", s)
+	}
+}

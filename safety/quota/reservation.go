@@ -1,0 +1,94 @@
+package quota
+
+import (
+	"context"
+	"sync/atomic"
+)
+
+// Reservation is one admitted request's hold on its key's limits: a slot
+// of concurrency and prompt + output cap tokens of every token budget. It
+// ends with exactly one Settle or Fail; later calls do nothing.
+type Reservation struct {
+	l        *Limiter
+	ks       *keyState
+	keyID    string
+	reserved int64 // prompt estimate + cap
+	cap      int64
+	lowered  bool
+	tookTPM  bool   // the tokens-per-minute bucket was charged at admission
+	day      string // the buckets the request was admitted in
+	month    string
+	done     atomic.Bool
+}
+
+// OutputCap is the output cap the request must run with: the one it was
+// admitted with, or lower when Lowered.
+func (r *Reservation) OutputCap() int64 { return r.cap }
+
+// Lowered reports that the cap was lowered to fit the remaining budget (the
+// server says so in x-warden-max-tokens).
+func (r *Reservation) Lowered() bool { return r.lowered }
+
+// Settle ends the request with the backend's real counts: it charges
+// prompt + output tokens (never more than the reservation) and refunds the
+// rest to every budget. It returns once the charge is written to the
+// database, or when ctx ends; in that case the write still happens and
+// Close waits for it. A second Settle or Fail does nothing.
+func (r *Reservation) Settle(ctx context.Context, promptTokens, outputTokens int64) error {
+	if !r.done.CompareAndSwap(false, true) {
+		return nil
+	}
+	charge := min(max(promptTokens, 0)+max(outputTokens, 0), r.reserved)
+	r.release(charge)
+	return r.persist(ctx, charge)
+}
+
+// Fail ends a request that has no counts (cancelled or failed): it charges
+// the whole reservation. Like Settle, it is a no-op after the first end.
+func (r *Reservation) Fail(ctx context.Context) error {
+	if !r.done.CompareAndSwap(false, true) {
+		return nil
+	}
+	r.release(r.reserved)
+	return r.persist(ctx, r.reserved)
+}
+
+// release frees the concurrency slot, moves charge from reserved to used
+// and refunds the rest to the tokens-per-minute bucket.
+func (r *Reservation) release(charge int64) {
+	ks := r.ks
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	ks.inflight--
+	if r.tookTPM {
+		ks.tpm.refund(r.reserved - charge)
+	}
+	// After a rollover the old bucket is gone from memory: the charge only
+	// goes to its row in the database.
+	if ks.day.name == r.day {
+		ks.day.reserved -= r.reserved
+		ks.day.used += charge
+	}
+	if ks.month.name == r.month {
+		ks.month.reserved -= r.reserved
+		ks.month.used += charge
+	}
+}
+
+// persist writes charge to the day and month rows and waits for the
+// commit (or ctx).
+func (r *Reservation) persist(ctx context.Context, charge int64) error {
+	if charge <= 0 {
+		return nil
+	}
+	b, err := r.l.writer.add(ctx, r.keyID, r.day, r.month, charge)
+	if err != nil || b == nil {
+		return err
+	}
+	select {
+	case <-b.done:
+		return b.err
+	case <-ctx.Done():
+		return nil
+	}
+}

@@ -1,0 +1,205 @@
+package quota
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/warden-llm/warden/safety/store"
+)
+
+// maxRowsPerStatement keeps one UPSERT well under SQLite's bound-variable
+// limit (four per row).
+const maxRowsPerStatement = 200
+
+// retryDelay is how long the writer waits before retrying a failed write.
+const retryDelay = time.Second
+
+var errClosed = errors.New("quota limiter closed")
+
+// usageRow names one row of the usage table.
+type usageRow struct {
+	keyID, period, bucket string
+}
+
+// batch is one group commit: every increment added while it was open is
+// written by one statement, and its waiters learn the outcome together.
+type batch struct {
+	done chan struct{}
+	err  error
+}
+
+// writer persists usage increments. Settles add to a pending map; one
+// goroutine writes whatever has accumulated in a single UPSERT, so under
+// load many requests share one commit. Increments whose write fails stay
+// pending and are retried.
+type writer struct {
+	db *store.DB
+
+	mu      sync.Mutex
+	pending map[usageRow]int64
+	open    *batch // the batch that pending increments belong to
+	closed  bool
+
+	final  error         // the last flush's outcome, read after done
+	kick   chan struct{} // capacity 1: "there is work"
+	stop   chan struct{} // closed by close
+	done   chan struct{} // closed when the goroutine exits
+	cancel context.CancelFunc
+}
+
+func newWriter(db *store.DB) *writer {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &writer{
+		db:      db,
+		pending: make(map[usageRow]int64),
+		open:    &batch{done: make(chan struct{})},
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		cancel:  cancel,
+	}
+	go w.run(ctx)
+	return w
+}
+
+// add queues tokens for the day and month rows and returns the batch that
+// will write them. After close it writes synchronously.
+func (w *writer) add(ctx context.Context, keyID, day, month string, tokens int64) (*batch, error) {
+	d := usageRow{keyID, "day", day}
+	m := usageRow{keyID, "month", month}
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		rows := map[usageRow]int64{d: tokens, m: tokens}
+		if _, err := w.write(context.WithoutCancel(ctx), rows); err != nil {
+			return nil, fmt.Errorf("save usage after close: %w", err)
+		}
+		return nil, nil
+	}
+	w.pending[d] += tokens
+	w.pending[m] += tokens
+	b := w.open
+	w.mu.Unlock()
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+	return b, nil
+}
+
+func (w *writer) run(ctx context.Context) {
+	defer close(w.done)
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-w.kick:
+		case <-retry:
+		case <-w.stop:
+			w.final = w.flush(ctx)
+			return
+		}
+		retry = nil
+		if w.flush(ctx) != nil {
+			retry = time.After(retryDelay)
+		}
+	}
+}
+
+// flush writes everything pending in one go and releases its waiters.
+func (w *writer) flush(ctx context.Context) error {
+	w.mu.Lock()
+	if len(w.pending) == 0 {
+		w.mu.Unlock()
+		return nil
+	}
+	rows, b := w.pending, w.open
+	w.pending = make(map[usageRow]int64, len(rows))
+	w.open = &batch{done: make(chan struct{})}
+	w.mu.Unlock()
+
+	failed, err := w.write(ctx, rows)
+	if err != nil {
+		w.mu.Lock()
+		for r, n := range failed {
+			w.pending[r] += n
+		}
+		w.mu.Unlock()
+		b.err = fmt.Errorf("save usage: %w", err)
+	}
+	close(b.done)
+	return err
+}
+
+// write upserts rows, at most maxRowsPerStatement per statement, and
+// returns the rows it could not write.
+func (w *writer) write(ctx context.Context, rows map[usageRow]int64) (map[usageRow]int64, error) {
+	list := make([]usageRow, 0, len(rows))
+	for r, n := range rows {
+		if n != 0 {
+			list = append(list, r)
+		}
+	}
+	for start := 0; start < len(list); start += maxRowsPerStatement {
+		chunk := list[start:min(start+maxRowsPerStatement, len(list))]
+		var q strings.Builder
+		q.WriteString("INSERT INTO usage (key_id, period, bucket, tokens) VALUES ")
+		args := make([]any, 0, 4*len(chunk))
+		for i, r := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?, ?)")
+			args = append(args, r.keyID, r.period, r.bucket, rows[r])
+		}
+		q.WriteString(" ON CONFLICT (key_id, period, bucket) DO UPDATE SET tokens = tokens + excluded.tokens")
+		w.db.Count()
+		if _, err := w.db.ExecContext(ctx, q.String(), args...); err != nil {
+			failed := make(map[usageRow]int64, len(list)-start)
+			for _, r := range list[start:] {
+				failed[r] = rows[r]
+			}
+			return failed, err
+		}
+	}
+	return nil, nil
+}
+
+// close stops accepting queued increments, writes what is pending and
+// waits for the goroutine. If ctx ends first the write in progress is
+// abandoned.
+func (w *writer) close(ctx context.Context) error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil
+	}
+	w.closed = true
+	w.mu.Unlock()
+	close(w.stop)
+	var err error
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		w.cancel()
+		<-w.done
+	}
+	w.cancel()
+	w.mu.Lock()
+	lost := len(w.pending)
+	w.mu.Unlock()
+	if lost > 0 {
+		if err == nil {
+			err = w.final
+		}
+		if err == nil {
+			err = errClosed
+		}
+		return fmt.Errorf("close quota: %d usage rows not saved: %w", lost, err)
+	}
+	return nil
+}
