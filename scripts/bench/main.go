@@ -325,6 +325,9 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) (err e
 			}
 		}()
 		wardenURL, directURL = p.baseURL, p.backendURL
+		if o.key == "" {
+			o.key = p.adminKey // every request goes through auth and quota, as in production
+		}
 		tail = func() string { return p.logTail(20) }
 	} else {
 		rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)

@@ -27,6 +27,7 @@ const stopTimeout = 60 * time.Second
 type wardenProc struct {
 	baseURL    string // Warden's API
 	backendURL string // its Ollama child, from backend.url
+	adminKey   string // the key its first run wrote to admin.key
 	dataDir    string
 	logPath    string
 
@@ -95,6 +96,11 @@ func startWarden(ctx context.Context, bin, ollamaBin string, parallel int, start
 	if p.backendURL == "" {
 		return nil, errors.Join(errors.New("backend.url is empty"), p.Close())
 	}
+	k, err := os.ReadFile(filepath.Join(dir, "admin.key"))
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("read admin.key: %w", err), p.Close())
+	}
+	p.adminKey = strings.TrimSpace(string(k))
 	return p, nil
 }
 
@@ -113,6 +119,15 @@ func wardenEnv(environ []string, ollamaBin string, parallel int) []string {
 	if parallel > 0 {
 		env = append(env, "WARDEN_RUNTIME_PARALLEL="+strconv.Itoa(parallel))
 	}
+	// Limits high enough never to refuse, so every request runs the whole
+	// quota path (buckets, reservation, settle, persisted usage).
+	env = append(env,
+		"WARDEN_LIMITS_RPM=100000000",
+		"WARDEN_LIMITS_TPM=100000000000",
+		"WARDEN_LIMITS_TOKENS_PER_DAY=100000000000",
+		"WARDEN_LIMITS_TOKENS_PER_MONTH=1000000000000",
+		"WARDEN_LIMITS_CONCURRENCY=10000",
+	)
 	return env
 }
 
