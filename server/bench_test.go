@@ -1,10 +1,16 @@
 package server
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/warden-llm/warden/safety/keys"
+	"github.com/warden-llm/warden/safety/quota"
+	"github.com/warden-llm/warden/safety/store"
 )
 
 // BenchmarkChat measures Warden's own cost per request (decode, validate,
@@ -39,4 +45,54 @@ func BenchmarkChat(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkAuthQuota is the per-request cost of the key and quota checks
+// with the real key cache and limiter on a real SQLite file: authenticate
+// a cached key, admit, settle. It reports the SQLite statements per
+// request on the request's own path (the settle's write is batched by the
+// limiter's writer).
+func BenchmarkAuthQuota(b *testing.B) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, b.TempDir(), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	m := &keys.Manager{DB: db}
+	_, token, err := m.Create(ctx, "bench", keys.Spec{Name: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cache := keys.NewCache(db, time.Hour, nil)
+	if err := cache.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer cache.Close()
+	lim := quota.New(db, nil)
+	defer lim.Close(ctx)
+	ql := quota.Limits{RPM: 1 << 40, TPM: 1 << 50, TokensPerDay: 1 << 50, TokensPerMonth: 1 << 55, Concurrency: 1 << 20}
+
+	run := func() {
+		p, err := cache.Authenticate(token)
+		if err != nil || !p.Allows(keys.ScopeChat) || !p.AllowsModel("warden-demo") {
+			b.Fatal("auth failed", err)
+		}
+		res, err := lim.Admit(ctx, p.KeyID, ql, 100, 64, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = lim.Status(p.KeyID, ql)
+		_ = res.Settle(settleCtx, 10, 64)
+	}
+	run() // first use loads the key's usage
+	start := db.Queries()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		run()
+	}
+	b.StopTimer()
+	_ = lim.Close(ctx) // wait for the batched writes before counting
+	b.ReportMetric(float64(db.Queries()-start)/float64(b.N), "stmts/op")
 }

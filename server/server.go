@@ -56,6 +56,10 @@ type Config struct {
 	Quota Limiter
 	// DefaultLimits apply where a key sets none (zero: unlimited).
 	DefaultLimits keys.Limits
+	// Admin, if set, serves the /admin key-management API to admin keys.
+	Admin KeyAdmin
+	// Usage, if set, reports per-key usage on /admin.
+	Usage UsageReader
 }
 
 // Defaults.
@@ -145,6 +149,7 @@ func (s *Server) routes() error {
 	v1.POST("/embeddings", s.requireScope(keys.ScopeEmbeddings), s.h(s.embeddings))
 	v1.GET("/models", s.requireScope(keys.ScopeModels), s.h(s.listModels))
 	v1.GET("/models/*id", s.requireScope(keys.ScopeModels), s.h(s.getModel))
+	s.adminRoutes(e)
 
 	s.engine = e
 	return nil

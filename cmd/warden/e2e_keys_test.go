@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -202,4 +203,113 @@ func TestE2ERevokeReachesRunningServer(t *testing.T) {
 		_, err := c.Models.List(ctx)
 		return statusOf(err) == http.StatusUnauthorized
 	})
+}
+
+// adminDo calls the admin API with key and decodes the JSON answer.
+func adminDo(t *testing.T, w *wardenProc, key, method, path, body string, out any) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, w.base+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+func TestE2EAdminAPI(t *testing.T) {
+	w := sharedWarden(t)
+	var created struct{ ID, Key string }
+	if st := adminDo(t, w, w.key, "POST", "/admin/keys", `{"name":"via-api","scopes":["chat","models"],"limits":{"rpm":5}}`, &created); st != http.StatusCreated {
+		t.Fatalf("create: %d", st)
+	}
+	if st := adminDo(t, w, created.Key, "GET", "/admin/keys", "", nil); st != http.StatusForbidden {
+		t.Errorf("non-admin key on /admin: %d, want 403", st)
+	}
+	var k struct {
+		Name   string
+		Limits struct{ RPM, TPM int64 }
+	}
+	if st := adminDo(t, w, w.key, "PUT", "/admin/keys/"+created.ID+"/limits", `{"tpm":1000}`, &k); st != 200 || k.Limits.RPM != 5 || k.Limits.TPM != 1000 {
+		t.Errorf("set limits: %d %+v, want rpm kept at 5 and tpm 1000", st, k)
+	}
+	var rotated struct{ ID, Key string }
+	if st := adminDo(t, w, w.key, "POST", "/admin/keys/"+created.ID+"/rotate", `{"grace":"0s"}`, &rotated); st != 200 || rotated.ID != created.ID || rotated.Key == created.Key {
+		t.Errorf("rotate: %d %+v", st, rotated)
+	}
+	var usage struct {
+		Usage struct {
+			Day string `json:"day"`
+		}
+	}
+	if st := adminDo(t, w, w.key, "GET", "/admin/keys/"+created.ID+"/usage", "", &usage); st != 200 || usage.Usage.Day == "" {
+		t.Errorf("usage: %d %+v", st, usage)
+	}
+	if st := adminDo(t, w, w.key, "POST", "/admin/keys/"+created.ID+"/revoke", "", nil); st != 200 {
+		t.Errorf("revoke: %d", st)
+	}
+	for _, tt := range []struct{ method, path, body string }{
+		{"GET", "/admin/keys/nosuchkey123", ""},
+		{"POST", "/admin/keys/nosuchkey123/rotate", ""},
+	} {
+		if st := adminDo(t, w, w.key, tt.method, tt.path, tt.body, nil); st != http.StatusNotFound {
+			t.Errorf("%s %s: %d, want 404", tt.method, tt.path, st)
+		}
+	}
+	if st := adminDo(t, w, w.key, "POST", "/admin/keys", `{"name":"x","scopes":["root"]}`, nil); st != http.StatusBadRequest {
+		t.Errorf("unknown scope: %d, want 400", st)
+	}
+	// The admin events name the admin key as the actor.
+	var list struct {
+		Data []struct{ ID, Name string }
+	}
+	adminDo(t, w, w.key, "GET", "/admin/keys", "", &list)
+	var found bool
+	for _, k := range list.Data {
+		found = found || k.ID == created.ID
+	}
+	if !found {
+		t.Errorf("created key missing from the list %+v", list.Data)
+	}
+}
+
+func TestE2EKeysCLIBadInput(t *testing.T) {
+	w := sharedWarden(t)
+	count := func() int {
+		var ks []json.RawMessage
+		if err := json.Unmarshal(w.warden(t, "keys", "list", "--json"), &ks); err != nil {
+			t.Fatal(err)
+		}
+		return len(ks)
+	}
+	before := count()
+	for _, args := range [][]string{
+		{"keys", "create", "--name", "x", "--expires", "soon"},
+		{"keys", "create", "--name", "x", "--rpm", "-1"},
+		{"keys", "create", "--name", "x", "--scopes", "root"},
+		{"keys", "create"},
+		{"keys", "revoke", "nosuchkey123"},
+		{"keys", "rotate", "nosuchkey123"},
+		{"keys", "show", "nosuchkey123"},
+		{"keys", "set-limits", "nosuchkey123", "--rpm", "3"},
+	} {
+		cmd := exec.Command(buildWarden(t), append(args, "--data-dir", w.dataDir)...)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.HasPrefix(string(out), "warden: ") {
+			t.Errorf("warden %v: %v %q, want exit 1 with a message", args, err, out)
+		}
+		if strings.Contains(strings.Join(args, " "), "nosuchkey") && !strings.Contains(string(out), "no key with id") {
+			t.Errorf("warden %v: %q, want a clear unknown-id message", args, out)
+		}
+	}
+	if after := count(); after != before {
+		t.Errorf("refused commands changed the key count from %d to %d", before, after)
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os/user"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -55,26 +54,6 @@ func (f *limitFlags) bind(fs *pflag.FlagSet) {
 	fs.Int64Var(&f.l.MaxOutputTokens, "max-output-tokens", 0, "cap on output tokens per request (clamps max_tokens)")
 	fs.Int64Var(&f.l.MaxOutputChars, "max-output-chars", 0, "cap on output characters per request")
 	fs.Int64Var(&f.l.MaxInputTokens, "max-input-tokens", 0, "cap on prompt tokens per request")
-}
-
-// parseAge parses a duration that may be given in days ("90d") as well as
-// Go's units ("36h").
-func parseAge(s string) (time.Duration, error) {
-	if s == "" {
-		return 0, nil
-	}
-	if d, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.Atoi(d)
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("invalid duration %q: want e.g. 90d or 36h", s)
-		}
-		return time.Duration(n) * 24 * time.Hour, nil
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil || v < 0 {
-		return 0, fmt.Errorf("invalid duration %q: want e.g. 90d or 36h", s)
-	}
-	return v, nil
 }
 
 func splitList(s string) []string {
@@ -128,7 +107,7 @@ change within keys.poll_interval (1s by default).`,
 		Short: "Create a key and print it once",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			exp, err := parseAge(expires)
+			exp, err := keys.ParseAge(expires)
 			if err != nil {
 				return err
 			}

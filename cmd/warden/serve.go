@@ -177,6 +177,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		Keys:              cache,
 		Quota:             limiter,
 		DefaultLimits:     cfg.Limits.keys(),
+		Admin:             adminKeys{Manager: &keys.Manager{DB: db}, cache: cache},
+		Usage:             limiter,
 	}, log)
 	if err != nil {
 		return err

@@ -31,7 +31,8 @@ type Cache struct {
 	interval time.Duration
 	now      func() time.Time
 
-	snap atomic.Pointer[snapshot]
+	snap     atomic.Pointer[snapshot]
+	reloadMu sync.Mutex // one reload at a time: the poller's or Refresh's
 
 	mu      sync.Mutex // guards the lifecycle fields below
 	started bool
@@ -182,17 +183,25 @@ func (c *Cache) poll(ctx context.Context) {
 	}
 }
 
-// tick reloads the keys if their version moved, then flushes last-used.
-func (c *Cache) tick(ctx context.Context) error {
+// Refresh reloads the keys now if their version moved. The admin API calls
+// it after a change so this server applies it at once; other processes'
+// changes arrive with the next poll.
+func (c *Cache) Refresh(ctx context.Context) error {
 	var v int64
 	c.db.Count()
 	if err := c.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM keys`).Scan(&v); err != nil {
 		return fmt.Errorf("poll key version: %w", err)
 	}
 	if snap := c.snap.Load(); snap == nil || v != snap.version {
-		if err := c.reload(ctx); err != nil {
-			return err
-		}
+		return c.reload(ctx)
+	}
+	return nil
+}
+
+// tick reloads the keys if their version moved, then flushes last-used.
+func (c *Cache) tick(ctx context.Context) error {
+	if err := c.Refresh(ctx); err != nil {
+		return err
 	}
 	return c.flush(ctx)
 }
@@ -200,6 +209,8 @@ func (c *Cache) tick(ctx context.Context) error {
 // reload reads every key (one query: a consistent view without a
 // transaction, which would take the write lock) and swaps the snapshot.
 func (c *Cache) reload(ctx context.Context) error {
+	c.reloadMu.Lock()
+	defer c.reloadMu.Unlock()
 	rs, err := allRecords(ctx, c.db)
 	if err != nil {
 		return err

@@ -1,0 +1,214 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/warden-llm/warden/safety/keys"
+	"github.com/warden-llm/warden/safety/quota"
+)
+
+// KeyAdmin is what the admin API needs from the key store: the same
+// operations as the `warden keys` commands.
+type KeyAdmin interface {
+	Create(ctx context.Context, actor string, s keys.Spec) (keys.Key, string, error)
+	Rotate(ctx context.Context, actor, id string, grace time.Duration) (keys.Key, string, error)
+	Revoke(ctx context.Context, actor, id string) error
+	SetLimits(ctx context.Context, actor, id string, l keys.Limits) error
+	Get(ctx context.Context, id string) (keys.Key, error)
+	List(ctx context.Context) ([]keys.Key, error)
+}
+
+// UsageReader reports a key's token usage.
+type UsageReader interface {
+	Usage(ctx context.Context, keyID string) (quota.Usage, error)
+}
+
+var (
+	_ KeyAdmin    = (*keys.Manager)(nil)
+	_ UsageReader = (*quota.Limiter)(nil)
+)
+
+// adminRoutes registers /admin: key management for keys with the admin
+// scope, with the CLI's semantics. Actions are recorded with the admin
+// key's id as the actor.
+func (s *Server) adminRoutes(e *gin.Engine) {
+	if s.cfg.Admin == nil {
+		return
+	}
+	a := e.Group("/admin", s.authenticate, s.requireScope(keys.ScopeAdmin))
+	a.GET("/keys", s.h(s.adminListKeys))
+	a.POST("/keys", s.h(s.adminCreateKey))
+	a.GET("/keys/:id", s.h(s.adminGetKey))
+	a.POST("/keys/:id/rotate", s.h(s.adminRotateKey))
+	a.POST("/keys/:id/revoke", s.h(s.adminRevokeKey))
+	a.PUT("/keys/:id/limits", s.h(s.adminSetLimits))
+	a.GET("/keys/:id/usage", s.h(s.adminUsage))
+}
+
+func adminActor(c *gin.Context) string { return "key:" + principal(c).KeyID }
+
+// adminError maps the key store's errors; anything else goes to toAPIError.
+func adminError(err error) error {
+	switch {
+	case errors.Is(err, keys.ErrNotFound):
+		return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: "key_not_found", Param: "id", Message: "No key with that id."}
+	case errors.Is(err, keys.ErrRevoked):
+		return &apiError{Status: http.StatusConflict, Type: typeInvalidRequest, Code: "key_revoked", Param: "id", Message: "The key is revoked."}
+	}
+	return err
+}
+
+type newKeyBody struct {
+	Name    string      `json:"name"`
+	Scopes  []string    `json:"scopes"`
+	Models  []string    `json:"models"`
+	Expires string      `json:"expires"` // "90d", "720h"; empty: never
+	Limits  keys.Limits `json:"limits"`
+	Policy  string      `json:"policy"`
+}
+
+type secretBody struct {
+	ID  string `json:"id"`
+	Key string `json:"key"`
+}
+
+func (s *Server) adminCreateKey(c *gin.Context) error {
+	var b newKeyBody
+	if err := decodeJSON(c.Request.Body, &b); err != nil {
+		return err
+	}
+	exp, err := keys.ParseAge(b.Expires)
+	if err != nil {
+		return invalidf("expires", "Invalid 'expires': %v.", err)
+	}
+	spec := keys.Spec{Name: b.Name, Models: b.Models, Expires: exp, Limits: b.Limits, Policy: b.Policy}
+	for _, sc := range b.Scopes {
+		spec.Scopes = append(spec.Scopes, keys.Scope(sc))
+	}
+	if err := spec.Validate(); err != nil {
+		return invalidf("", "Invalid key: %v.", err)
+	}
+	k, token, err := s.cfg.Admin.Create(c.Request.Context(), adminActor(c), spec)
+	if err != nil {
+		return adminError(err)
+	}
+	c.JSON(http.StatusCreated, secretBody{ID: k.ID, Key: token})
+	return nil
+}
+
+func (s *Server) adminListKeys(c *gin.Context) error {
+	ks, err := s.cfg.Admin.List(c.Request.Context())
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, gin.H{"object": "list", "data": ks})
+	return nil
+}
+
+func (s *Server) adminGetKey(c *gin.Context) error {
+	k, err := s.cfg.Admin.Get(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		return adminError(err)
+	}
+	c.JSON(http.StatusOK, k)
+	return nil
+}
+
+func (s *Server) adminRotateKey(c *gin.Context) error {
+	var b struct {
+		Grace *string `json:"grace"` // default 24h, as the CLI
+	}
+	if c.Request.ContentLength != 0 {
+		if err := decodeJSON(c.Request.Body, &b); err != nil {
+			return err
+		}
+	}
+	grace := 24 * time.Hour
+	if b.Grace != nil {
+		g, err := keys.ParseAge(*b.Grace)
+		if err != nil {
+			return invalidf("grace", "Invalid 'grace': %v.", err)
+		}
+		grace = g
+	}
+	k, token, err := s.cfg.Admin.Rotate(c.Request.Context(), adminActor(c), c.Param("id"), grace)
+	if err != nil {
+		return adminError(err)
+	}
+	c.JSON(http.StatusOK, secretBody{ID: k.ID, Key: token})
+	return nil
+}
+
+func (s *Server) adminRevokeKey(c *gin.Context) error {
+	id := c.Param("id")
+	if err := s.cfg.Admin.Revoke(c.Request.Context(), adminActor(c), id); err != nil {
+		return adminError(err)
+	}
+	return s.adminGetKey(c)
+}
+
+// adminSetLimits changes the limits the body names and keeps the others,
+// as `warden keys set-limits` does.
+func (s *Server) adminSetLimits(c *gin.Context) error {
+	var b struct {
+		RPM             *int64 `json:"rpm"`
+		TPM             *int64 `json:"tpm"`
+		TokensPerDay    *int64 `json:"tokens_per_day"`
+		TokensPerMonth  *int64 `json:"tokens_per_month"`
+		Concurrency     *int64 `json:"concurrency"`
+		MaxOutputTokens *int64 `json:"max_output_tokens"`
+		MaxOutputChars  *int64 `json:"max_output_chars"`
+		MaxInputTokens  *int64 `json:"max_input_tokens"`
+	}
+	if err := decodeJSON(c.Request.Body, &b); err != nil {
+		return err
+	}
+	ctx := c.Request.Context()
+	id := c.Param("id")
+	k, err := s.cfg.Admin.Get(ctx, id)
+	if err != nil {
+		return adminError(err)
+	}
+	l := k.Limits
+	for _, f := range []struct {
+		src *int64
+		dst *int64
+	}{
+		{b.RPM, &l.RPM}, {b.TPM, &l.TPM}, {b.TokensPerDay, &l.TokensPerDay}, {b.TokensPerMonth, &l.TokensPerMonth},
+		{b.Concurrency, &l.Concurrency}, {b.MaxOutputTokens, &l.MaxOutputTokens},
+		{b.MaxOutputChars, &l.MaxOutputChars}, {b.MaxInputTokens, &l.MaxInputTokens},
+	} {
+		if f.src != nil {
+			*f.dst = *f.src
+		}
+	}
+	if err := l.Validate(); err != nil {
+		return invalidf("", "Invalid limits: %v.", err)
+	}
+	if err := s.cfg.Admin.SetLimits(ctx, adminActor(c), id, l); err != nil {
+		return adminError(err)
+	}
+	return s.adminGetKey(c)
+}
+
+func (s *Server) adminUsage(c *gin.Context) error {
+	ctx := c.Request.Context()
+	id := c.Param("id")
+	if _, err := s.cfg.Admin.Get(ctx, id); err != nil {
+		return adminError(err)
+	}
+	if s.cfg.Usage == nil {
+		return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Message: "Usage is not tracked: quotas are off."}
+	}
+	u, err := s.cfg.Usage.Usage(ctx, id)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, gin.H{"id": id, "usage": u})
+	return nil
+}
