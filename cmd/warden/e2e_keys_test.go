@@ -313,3 +313,34 @@ func TestE2EKeysCLIBadInput(t *testing.T) {
 		t.Errorf("refused commands changed the key count from %d to %d", before, after)
 	}
 }
+
+// TestE2EOutputCharCap: the key's character cap ends the answer with
+// "length", and the backend stops: with max_tokens 100,000 an uncancelled
+// generation would outlast the client's deadline by minutes.
+func TestE2EOutputCharCap(t *testing.T) {
+	w := sharedWarden(t)
+	_, key := createKey(t, w, "--name", "terse", "--max-output-chars", "10")
+	c := w.clientWith(key)
+	ctx := ctxT(t)
+	resp, err := c.Chat.Completions.New(ctx, chatParams("Talk.", 100000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Choices[0].Message.Content; len([]rune(got)) != 10 || resp.Choices[0].FinishReason != "length" {
+		t.Errorf("capped answer %q (%d chars), finish %q; want 10 chars and length", got, len([]rune(got)), resp.Choices[0].FinishReason)
+	}
+	stream := c.Chat.Completions.NewStreaming(ctx, chatParams("Talk.", 100000))
+	var text strings.Builder
+	var finish string
+	for stream.Next() {
+		for _, ch := range stream.Current().Choices {
+			text.WriteString(ch.Delta.Content)
+			if ch.FinishReason != "" {
+				finish = ch.FinishReason
+			}
+		}
+	}
+	if err := stream.Err(); err != nil || len([]rune(text.String())) != 10 || finish != "length" {
+		t.Errorf("capped stream %q, finish %q, err %v", text.String(), finish, err)
+	}
+}
