@@ -1,6 +1,7 @@
 package main
 
 import (
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -342,5 +343,23 @@ func TestE2EOutputCharCap(t *testing.T) {
 	}
 	if err := stream.Err(); err != nil || len([]rune(text.String())) != 10 || finish != "length" {
 		t.Errorf("capped stream %q, finish %q, err %v", text.String(), finish, err)
+	}
+}
+
+func TestE2EBackupWhileServing(t *testing.T) {
+	w := sharedWarden(t)
+	dest := t.TempDir() + "/warden-backup.db"
+	out := w.warden(t, "backup", dest)
+	if !strings.Contains(string(out), dest) {
+		t.Errorf("backup printed %q", out)
+	}
+	db, err := sql.Open("sqlite3", "file:"+dest+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM keys`).Scan(&n); err != nil || n < 1 {
+		t.Errorf("backup holds %d keys (%v), want the admin key at least", n, err)
 	}
 }
