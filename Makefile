@@ -11,7 +11,7 @@ WARDEN   := $(CURDIR)/bin/warden
 export WARDEN_TEST_OLLAMA := $(OLLAMA)
 
 .DEFAULT_GOAL := help
-.PHONY: help build backend run test vet fmt-check tidy-check bench fuzz clean
+.PHONY: help build backend run test test-deps vet fmt-check tidy-check bench fuzz clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,8 +25,11 @@ backend: ## Build bin/ollama (CPU only) from the version pinned in go.mod; quick
 run: build backend ## Build everything and serve the demo model on 127.0.0.1:8080
 	$(WARDEN) serve $(ARGS)
 
-test: backend vet fmt-check tidy-check ## Run go vet, gofmt, tidy check and every test with -race (builds bin/ollama first)
+test: backend test-deps vet fmt-check tidy-check ## Run go vet, gofmt, tidy check and every test with -race (builds bin/ollama first)
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+test-deps: ## Install what the tests run for real (rsyslog with TLS, openssl)
+	@bash scripts/install-test-deps.sh
 
 vet: ## go vet
 	$(GO) vet ./...
@@ -42,8 +45,9 @@ bench: build backend ## Benchmark Warden against direct Ollama (A/B, interleaved
 	$(GO) run ./scripts/bench -warden $(WARDEN) -ollama $(OLLAMA)
 
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s)
-	@for t in $$($(GO) test -list '^Fuzz' ./server/ | grep ^Fuzz); do \
-		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} ./server/ || exit 1; done
+	@for p in ./server/ ./safety/keys/; do \
+		for t in $$($(GO) test -list '^Fuzz' $$p | grep ^Fuzz); do \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} $$p || exit 1; done; done
 
 clean: ## Remove bin/ (the ollama build too)
 	rm -rf bin

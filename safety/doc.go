@@ -1,7 +1,5 @@
-// Package safety will hold Warden's controls: API keys and quotas, content
-// detectors and policies, the streaming output filter, the audit trail and
-// probes. It knows nothing of HTTP; the server package calls into it.
-//
-// It is empty until the issues that build those controls land; the folder
-// exists so the layout is the one DESIGN.md fixes.
+// Package safety is the home of Warden's controls, one sub-package each:
+// store (the one SQLite file), keys (scoped API keys), quota (per-key
+// limits), audit (the hash-chained trail) and outbox (forwarding off-host).
+// None of them knows about HTTP; the server package calls into them.
 package safety

@@ -52,6 +52,9 @@ func (s *Server) authenticate(c *gin.Context) {
 	}
 	p, err := s.cfg.Keys.Authenticate(token)
 	if err != nil || p == nil {
+		if s.cfg.OnAuthRefused != nil {
+			s.cfg.OnAuthRefused(c.ClientIP())
+		}
 		s.writeError(c, errInvalidKey)
 		return
 	}

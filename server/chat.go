@@ -29,6 +29,7 @@ func (s *Server) chat(c *gin.Context) error {
 	if err := allowModel(c, m); err != nil {
 		return err
 	}
+	noteModel(c, m)
 	adm, err := s.admit(c, estimateChat(&req), req.maxTokens(), false)
 	if err != nil {
 		return err
@@ -56,6 +57,7 @@ func (s *Server) chat(c *gin.Context) error {
 		pieces    int
 	)
 	err = s.backend.Chat(ctx, areq, func(r api.ChatResponse) error {
+		noteFirst(c)
 		last = r
 		if len(r.Message.ToolCalls) > 0 {
 			toolCalls = append(toolCalls, openai.ToToolCalls(r.Message.ToolCalls)...)
@@ -81,7 +83,7 @@ func (s *Server) chat(c *gin.Context) error {
 	if len(toolCalls) > 0 && content == "" {
 		msg.Content = nil
 	}
-	c.JSON(http.StatusOK, chatCompletion{
+	return s.respond(c, chatCompletion{
 		ID:                id,
 		Object:            "chat.completion",
 		Created:           time.Now().Unix(),
@@ -89,8 +91,7 @@ func (s *Server) chat(c *gin.Context) error {
 		SystemFingerprint: systemFingerprint,
 		Choices:           []chatChoice{{Message: msg, FinishReason: reason}},
 		Usage:             u,
-	})
-	return nil
+	}, outcome{usage: u, finishReason: reason})
 }
 
 // outcome settles the request's reservation and returns the usage to report.
@@ -137,8 +138,10 @@ func (s *Server) streamChat(ctx context.Context, c *gin.Context, id, modelName s
 		last                api.ChatResponse
 		chars               = charCap{limit: adm.charCap}
 		pieces              int
+		delivered           strings.Builder
 	)
 	err := s.backend.Chat(ctx, areq, func(r api.ChatResponse) error {
+		noteFirst(c)
 		last = r
 		if !sentRole {
 			sentRole = true
@@ -149,6 +152,7 @@ func (s *Server) streamChat(ctx context.Context, c *gin.Context, id, modelName s
 		}
 		piece, capped := chars.take(r.Message.Content)
 		pieces++
+		delivered.WriteString(piece)
 		d := chatDelta{}
 		if piece != "" {
 			d.Content = &piece
@@ -178,6 +182,9 @@ func (s *Server) streamChat(ctx context.Context, c *gin.Context, id, modelName s
 	reason := finishReason(last.DoneReason, sentTools)
 	if capped {
 		reason = "length"
+	}
+	if err := s.complete(c, outcome{status: http.StatusOK, usage: u, finishReason: reason, response: delivered.String()}); err != nil {
+		return s.streamError(c, sse, err)
 	}
 	if err := send(chatDelta{}, &reason); err != nil {
 		return nil // the client is gone

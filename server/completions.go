@@ -112,6 +112,7 @@ func (s *Server) completions(c *gin.Context) error {
 	if err := allowModel(c, m); err != nil {
 		return err
 	}
+	noteModel(c, m)
 	adm, err := s.admit(c, estimateText(prompt, req.Suffix), req.MaxTokens, false)
 	if err != nil {
 		return err
@@ -144,6 +145,7 @@ func (s *Server) completions(c *gin.Context) error {
 		pieces int
 	)
 	err = s.backend.Generate(ctx, areq, func(r api.GenerateResponse) error {
+		noteFirst(c)
 		last = r
 		piece, capped := chars.take(r.Response)
 		text.WriteString(piece)
@@ -163,8 +165,7 @@ func (s *Server) completions(c *gin.Context) error {
 	}
 	out.Choices[0] = textChoice{Text: text.String(), FinishReason: &reason}
 	out.Usage = &u
-	c.JSON(http.StatusOK, &out)
-	return nil
+	return s.respond(c, &out, outcome{usage: u, finishReason: reason})
 }
 
 func (s *Server) streamCompletion(ctx context.Context, c *gin.Context, chunk *textCompletion, areq *api.GenerateRequest, adm *admission, includeUsage bool) error {
@@ -172,14 +173,17 @@ func (s *Server) streamCompletion(ctx context.Context, c *gin.Context, chunk *te
 	defer sse.Stop()
 
 	var (
-		last   api.GenerateResponse
-		chars  = charCap{limit: adm.charCap}
-		pieces int
+		last      api.GenerateResponse
+		chars     = charCap{limit: adm.charCap}
+		pieces    int
+		delivered strings.Builder
 	)
 	err := s.backend.Generate(ctx, areq, func(r api.GenerateResponse) error {
+		noteFirst(c)
 		last = r
 		piece, capped := chars.take(r.Response)
 		pieces++
+		delivered.WriteString(piece)
 		if piece != "" {
 			chunk.Choices[0] = textChoice{Text: piece}
 			if err := sse.Event(chunk); err != nil {
@@ -202,6 +206,9 @@ func (s *Server) streamCompletion(ctx context.Context, c *gin.Context, chunk *te
 	reason := finishReason(last.DoneReason, false)
 	if capped {
 		reason = "length"
+	}
+	if err := s.complete(c, outcome{status: http.StatusOK, usage: u, finishReason: reason, response: delivered.String()}); err != nil {
+		return s.streamError(c, sse, err)
 	}
 	chunk.Choices[0] = textChoice{FinishReason: &reason}
 	if err := sse.Event(chunk); err != nil {

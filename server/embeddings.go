@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"net/http"
 
 	"github.com/gin-gonic/gin"
 	"github.com/ollama/ollama/api"
@@ -100,6 +99,7 @@ func (s *Server) embeddings(c *gin.Context) error {
 	if err := allowModel(c, m); err != nil {
 		return err
 	}
+	noteModel(c, m)
 	adm, err := s.admit(c, estimateText(inputs...), nil, true)
 	if err != nil {
 		return err
@@ -136,8 +136,7 @@ func (s *Server) embeddings(c *gin.Context) error {
 	}
 	out.Usage.PromptTokens = resp.PromptEvalCount
 	out.Usage.TotalTokens = resp.PromptEvalCount
-	c.JSON(http.StatusOK, &out)
-	return nil
+	return s.respond(c, &out, outcome{usage: usage{PromptTokens: resp.PromptEvalCount, TotalTokens: resp.PromptEvalCount}})
 }
 
 // floatsBase64 encodes floats as OpenAI does: little-endian float32, base64.

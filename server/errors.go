@@ -165,6 +165,9 @@ func backendStatus(se api.StatusError) *apiError {
 func (s *Server) writeError(c *gin.Context, err error) {
 	ae := toAPIError(err)
 	s.logError(c, err, ae)
+	if s.complete(c, outcome{status: ae.Status, response: ae.Message}) != nil {
+		ae = errAuditUnavailable
+	}
 	if ae.RetryAfter > 0 {
 		c.Header("Retry-After", strconv.Itoa(ae.RetryAfter))
 	}

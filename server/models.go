@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -165,8 +164,7 @@ func (s *Server) listModels(c *gin.Context) error {
 			out.Data = append(out.Data, toWireModel(m))
 		}
 	}
-	c.JSON(http.StatusOK, out)
-	return nil
+	return s.respond(c, out, outcome{})
 }
 
 func (s *Server) getModel(c *gin.Context) error {
@@ -181,6 +179,6 @@ func (s *Server) getModel(c *gin.Context) error {
 	if !principal(c).AllowsModel(m.Name) {
 		return modelNotFound(id) // as OpenAI does for models a key cannot see
 	}
-	c.JSON(http.StatusOK, toWireModel(m))
-	return nil
+	noteModel(c, m)
+	return s.respond(c, toWireModel(m), outcome{})
 }

@@ -56,6 +56,15 @@ type Config struct {
 	Quota Limiter
 	// DefaultLimits apply where a key sets none (zero: unlimited).
 	DefaultLimits keys.Limits
+	// Audit, if set, receives a request record before anything reaches
+	// the model and a completion record before the answer is released.
+	// When a record cannot be written the request fails with 503, unless
+	// AuditFailOpen.
+	Audit         Auditor
+	AuditFailOpen bool
+	// OnAuthRefused, if set, counts a request refused for its key.
+	OnAuthRefused func(clientIP string)
+
 	// Admin, if set, serves the /admin key-management API to admin keys.
 	Admin KeyAdmin
 	// Usage, if set, reports per-key usage on /admin.
@@ -143,7 +152,7 @@ func (s *Server) routes() error {
 
 	// Every /v1 route needs a key with the route's scope. Safety filters
 	// join this chain later.
-	v1 := e.Group("/v1", s.authenticate)
+	v1 := e.Group("/v1", s.authenticate, s.auditRequest)
 	v1.POST("/chat/completions", s.requireScope(keys.ScopeChat), s.h(s.chat))
 	v1.POST("/completions", s.requireScope(keys.ScopeCompletions), s.h(s.completions))
 	v1.POST("/embeddings", s.requireScope(keys.ScopeEmbeddings), s.h(s.embeddings))

@@ -27,6 +27,7 @@ type Config struct {
 	Runtime RuntimeConfig `toml:"runtime"`
 	Keys    KeysConfig    `toml:"keys"`
 	Limits  LimitsConfig  `toml:"limits"`
+	Audit   AuditConfig   `toml:"audit"`
 }
 
 // KeysConfig sets how keys are checked.
@@ -109,7 +110,8 @@ func defaultConfig(getenv func(string) string) Config {
 			StartTimeout:  2 * time.Minute,
 			DemoModel:     true,
 		},
-		Keys: KeysConfig{PollInterval: time.Second, RotationMaxAge: 90 * 24 * time.Hour},
+		Keys:  KeysConfig{PollInterval: time.Second, RotationMaxAge: 90 * 24 * time.Hour},
+		Audit: defaultAudit(),
 	}
 }
 
@@ -310,6 +312,7 @@ func (c *Config) Validate() error {
 	if err := c.Limits.keys().Validate(); err != nil {
 		bad("limits: %v", err)
 	}
+	c.Audit.validate(bad)
 	return errors.Join(errs...)
 }
 

@@ -59,6 +59,11 @@ trusted_proxies = ["10.0.0.1"]
 [runtime]
 parallel = 2
 context_length = 8192
+[[audit.sink]]
+name = "hook"
+type = "webhook"
+url = "https://logs.example/hook"
+headers = { Authorization = "Bearer x" }
 `
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -76,6 +81,9 @@ context_length = 8192
 	}
 	if cfg.Runtime.ContextLength != 8192 {
 		t.Errorf("context length = %d, want 8192 from the file", cfg.Runtime.ContextLength)
+	}
+	if len(cfg.Audit.Sinks) != 1 || cfg.Audit.Sinks[0].Headers["Authorization"] != "Bearer x" {
+		t.Errorf("audit sinks = %+v", cfg.Audit.Sinks)
 	}
 	if cfg.Runtime.Parallel != 8 {
 		t.Errorf("parallel = %d, want the environment's 8 over the file's 2", cfg.Runtime.Parallel)
@@ -122,6 +130,13 @@ func TestConfigErrors(t *testing.T) {
 		{"proxy", func(c *Config) { c.Server.TrustedProxies = []string{"nope"} }, "trusted_proxies"},
 		{"url and bin", func(c *Config) { c.Runtime.OllamaURL = "http://x:1"; c.Runtime.OllamaBin = "/x" }, "exclude"},
 		{"log level", func(c *Config) { c.Log.Level = "loud" }, "log.level"},
+		{"store text", func(c *Config) { c.Audit.StoreText = "some" }, "audit.store_text"},
+		{"retention", func(c *Config) { c.Audit.RetentionDays = 0 }, "audit.retention_days"},
+		{"sink type", func(c *Config) { c.Audit.Sinks = []SinkConfig{{Name: "x", Type: "carrier-pigeon"}} }, "audit.sink[0]"},
+		{"sink names", func(c *Config) {
+			c.Audit.Sinks = []SinkConfig{{Name: "x", Type: "webhook", URL: "http://a/"}, {Name: "x", Type: "webhook", URL: "http://b/"}}
+		}, "used twice"},
+		{"negative limit", func(c *Config) { c.Limits.RPM = -1 }, "limits"},
 	}
 	for _, tt := range tests {
 		c := base

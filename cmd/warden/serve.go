@@ -126,6 +126,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		return fmt.Errorf("load keys: %w", err)
 	}
 	defer cache.Close()
+	trail, err := startAudit(ctx, cfg, db, log)
+	if err != nil {
+		return err
+	}
+	defer trail.close(context.Background(), log)
 	limiter := quota.New(db, time.Now)
 	defer func() {
 		if err := limiter.Close(context.Background()); err != nil {
@@ -177,6 +182,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		Keys:              cache,
 		Quota:             limiter,
 		DefaultLimits:     cfg.Limits.keys(),
+		Audit:             trail.writer,
+		AuditFailOpen:     cfg.Audit.FailOpen,
+		OnAuthRefused:     trail.agg.Refused,
 		Admin:             adminKeys{Manager: &keys.Manager{DB: db}, cache: cache},
 		Usage:             limiter,
 	}, log)

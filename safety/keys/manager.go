@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/store"
 )
 
@@ -271,13 +272,27 @@ func (m *Manager) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return nil
 }
 
-// event writes one admin event in tx. detail must never hold a secret.
+// event writes one admin event in tx, in the admin_events table and, in
+// the same transaction, in the audit chain. detail must never hold a secret.
 func (m *Manager) event(ctx context.Context, tx *sql.Tx, at time.Time, actor, action, keyID string, detail any) error {
+	d := mustJSON(detail)
 	m.DB.Count()
 	_, err := tx.ExecContext(ctx, `INSERT INTO admin_events (at, actor, action, key_id, detail)
-		VALUES (?, ?, ?, ?, ?)`, at.UnixMilli(), actor, action, keyID, mustJSON(detail))
+		VALUES (?, ?, ?, ?, ?)`, at.UnixMilli(), actor, action, keyID, d)
 	if err != nil {
 		return fmt.Errorf("write admin event: %w", err)
+	}
+	chained, err := json.Marshal(struct {
+		Actor  string          `json:"actor"`
+		Action string          `json:"action"`
+		Detail json.RawMessage `json:"detail"`
+	}{actor, action, json.RawMessage(d)})
+	if err != nil {
+		return fmt.Errorf("write admin event: %w", err)
+	}
+	m.DB.Count()
+	if _, err := audit.AppendTx(ctx, tx, audit.Record{Time: at, Kind: audit.KindAdmin, KeyID: keyID, Detail: chained}); err != nil {
+		return fmt.Errorf("write admin event to the audit trail: %w", err)
 	}
 	return nil
 }

@@ -14,9 +14,15 @@ type migration struct {
 }
 
 // migrations is the schema's history. Version n is migrations[:n] applied.
-// Later features append their tables here.
+// Later features append their steps here; each step's SQL lives in a file
+// of its own (migrate_*.go).
 var migrations = []migration{
-	{"keys and admin events", `
+	keysMigration,
+	auditMigration,
+	outboxMigration,
+}
+
+var keysMigration = migration{"keys and admin events", `
 CREATE TABLE keys (
 	id            TEXT PRIMARY KEY,
 	name          TEXT NOT NULL,
@@ -49,8 +55,7 @@ CREATE TABLE usage (
 	tokens  INTEGER NOT NULL,
 	PRIMARY KEY (key_id, period, bucket)
 );
-`},
-}
+`}
 
 // SchemaVersion is the version this binary writes.
 func SchemaVersion() int { return len(migrations) }

@@ -1,0 +1,110 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// recorder is a fake Appender.
+type recorder struct {
+	mu   sync.Mutex
+	recs []Record
+	err  error
+}
+
+func (r *recorder) Append(_ context.Context, rec Record) (int64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return 0, r.err
+	}
+	r.recs = append(r.recs, rec)
+	return int64(len(r.recs)), nil
+}
+
+func (r *recorder) snapshot() []Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Record(nil), r.recs...)
+}
+
+func TestAggregatorOneRecordPerIPAndMinute(t *testing.T) {
+	clock := newClock()
+	rec := &recorder{}
+	a := NewAggregator(rec)
+	a.Now, a.Tick, a.MaxIPs = clock.Now, time.Millisecond, 3
+	a.Start()
+	for i := range 10000 {
+		a.Refused(fmt.Sprintf("198.51.100.%d", i%2))
+	}
+	a.Refused("203.0.113.9")
+	a.Refused("203.0.113.10") // beyond MaxIPs
+	a.Refused("203.0.113.11")
+	time.Sleep(20 * time.Millisecond)
+	if n := len(rec.snapshot()); n != 0 {
+		t.Fatalf("%d records flushed before the minute ended", n)
+	}
+	clock.Advance(time.Minute)
+	a.Refused("198.51.100.0") // next minute: flushed by Close
+	deadline := time.Now().Add(5 * time.Second)
+	for len(rec.snapshot()) < 4 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	got := rec.snapshot()
+	want := map[string]int64{"198.51.100.0": 5000, "198.51.100.1": 5000, "203.0.113.9": 1, OtherIPs: 2}
+	if len(got) != len(want) {
+		t.Fatalf("got %d records, want %d: %+v", len(got), len(want), got)
+	}
+	for _, r := range got {
+		var d struct{ Count int64 }
+		json.Unmarshal(r.Detail, &d)
+		if r.Kind != KindAuthRefused || d.Count != want[r.ClientIP] || !r.Time.Equal(newClock().Now()) {
+			t.Errorf("record %+v (%s), want count %d at the minute's start", r, r.Detail, want[r.ClientIP])
+		}
+	}
+	if err := a.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.snapshot(); len(got) != 5 || got[4].ClientIP != "198.51.100.0" {
+		t.Errorf("Close did not flush the current minute: %+v", got)
+	}
+}
+
+func TestAggregatorKeepsCountsWhenAppendFails(t *testing.T) {
+	rec := &recorder{err: ErrNotCommitted}
+	a := NewAggregator(rec)
+	a.Refused("192.0.2.1")
+	a.Refused("192.0.2.1")
+	if err := a.Close(t.Context()); err == nil {
+		t.Fatal("Close hid a failed append")
+	}
+	rec.err = nil
+	if err := a.flush(t.Context(), 1<<62); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.snapshot(); len(got) != 1 || string(got[0].Detail) != `{"count":2,"window_seconds":60}` {
+		t.Errorf("retried records: %+v", got)
+	}
+}
+
+func TestAggregatorThroughWriter(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	w := startWriter(t, db, dir, Config{})
+	a := NewAggregator(w)
+	a.Start()
+	for range 1000 {
+		a.Refused("192.0.2.1")
+	}
+	if err := a.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, db, "audit_records"); n != 1 {
+		t.Errorf("%d records for one IP's minute, want 1", n)
+	}
+	mustVerify(t, db, dir, nil)
+}

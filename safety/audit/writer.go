@@ -1,0 +1,380 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"crypto/cipher"
+	"crypto/ed25519"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/warden-llm/warden/safety/store"
+)
+
+var (
+	// ErrNotCommitted wraps every reason a record was not committed (disk
+	// full, lock timeout, I/O error, a failing hook): the caller fails closed.
+	ErrNotCommitted = errors.New("audit record not committed")
+	// ErrClosed reports an Append on a Writer that is closed or not started.
+	ErrClosed = errors.New("audit writer not running")
+)
+
+// Config tunes a Writer. NewWriter fills zero fields with defaults.
+type Config struct {
+	// DataDir holds the key files (audit_ed25519.key, audit_text.key).
+	DataDir string
+	// StoreText is StoreTextNone (default) or StoreTextFull.
+	StoreText string
+	// MaxBatch caps the records in one transaction (default 512).
+	MaxBatch int
+	// QueueSize is the pending-record queue's capacity (default 4096).
+	QueueSize int
+	// CheckpointEvery writes a signed checkpoint after that many records
+	// since the last one (default 1000).
+	CheckpointEvery int64
+	// CheckpointInterval writes one at that period if anything was appended
+	// since the last (default 1 minute).
+	CheckpointInterval time.Duration
+	// Now is the clock for record times (nil = time.Now).
+	Now func() time.Time
+	// OnCommit runs inside each transaction before COMMIT with the records
+	// it appends; an error rolls the batch back and fails its waiters. The
+	// records still hold Prompt and Response (their JSON form leaves them
+	// out): never forward those fields.
+	OnCommit func(tx *sql.Tx, recs []StoredRecord) error
+	// OnCheckpoint runs inside the transaction that writes a checkpoint.
+	OnCheckpoint func(tx *sql.Tx, c Checkpoint) error
+	// MaxPageCount, when > 0, is set with PRAGMA max_page_count at the start
+	// of every transaction. Tests only: it simulates a full disk. The pragma
+	// stays on the pooled connection, so lift it with a large value, not 0.
+	MaxPageCount int64
+}
+
+// Stats are the Writer's counters since Start.
+type Stats struct {
+	Records     int64 // records committed
+	Commits     int64 // transactions committed
+	Failures    int64 // transactions that failed
+	Checkpoints int64 // checkpoints written
+}
+
+// Writer appends records through one goroutine that group commits: every
+// record queued while a transaction runs goes into the next one, and each
+// Append returns when its transaction has committed or failed.
+type Writer struct {
+	db  *store.DB
+	cfg Config
+
+	mu      sync.RWMutex
+	state   int // 0 new, stateStarting, 1 running, 2 closed
+	queue   chan *pending
+	done    chan struct{}
+	cancel  context.CancelFunc
+	maxPage atomic.Int64
+
+	// Owned by the goroutine after Start.
+	priv     ed25519.PrivateKey
+	text     cipher.AEAD
+	lastCkpt int64
+	buf      bytes.Buffer
+
+	records, commits, failures, checkpoints atomic.Int64
+}
+
+type pending struct {
+	rec  Record
+	done chan result // capacity 1
+}
+
+type result struct {
+	seq int64
+	err error
+}
+
+// NewWriter returns a Writer on db; Start it before appending.
+func NewWriter(db *store.DB, cfg Config) *Writer {
+	if cfg.StoreText == "" {
+		cfg.StoreText = StoreTextNone
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 512
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 4096
+	}
+	if cfg.CheckpointEvery <= 0 {
+		cfg.CheckpointEvery = 1000
+	}
+	if cfg.CheckpointInterval <= 0 {
+		cfg.CheckpointInterval = time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	w := &Writer{db: db, cfg: cfg}
+	w.maxPage.Store(cfg.MaxPageCount)
+	return w
+}
+
+// SetMaxPageCount changes Config.MaxPageCount for later transactions.
+// Tests only.
+func (w *Writer) SetMaxPageCount(n int64) { w.maxPage.Store(n) }
+
+// Stats returns the counters.
+func (w *Writer) Stats() Stats {
+	return Stats{w.records.Load(), w.commits.Load(), w.failures.Load(), w.checkpoints.Load()}
+}
+
+// Start loads (or creates) the key files and starts the goroutine. A
+// missing or corrupt key file that existing data depends on is an error
+// naming the file.
+func (w *Writer) Start(ctx context.Context) error {
+	switch w.cfg.StoreText {
+	case StoreTextNone, StoreTextFull:
+	default:
+		return fmt.Errorf("audit: store_text %q: want %q or %q", w.cfg.StoreText, StoreTextNone, StoreTextFull)
+	}
+	w.mu.Lock()
+	if w.state != 0 {
+		w.mu.Unlock()
+		return errors.New("audit writer already started")
+	}
+	w.state = stateStarting
+	w.mu.Unlock()
+	if err := w.load(ctx); err != nil {
+		w.mu.Lock()
+		if w.state == stateStarting {
+			w.state = 0
+		}
+		w.mu.Unlock()
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.state != stateStarting {
+		return ErrClosed // closed while starting
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	w.cancel = cancel
+	w.queue = make(chan *pending, w.cfg.QueueSize)
+	w.done = make(chan struct{})
+	w.state = 1
+	go w.run(runCtx)
+	return nil
+}
+
+// stateStarting marks a Writer whose Start is loading its keys.
+const stateStarting = -1
+
+// load reads the checkpoint state and the key files.
+func (w *Writer) load(ctx context.Context) error {
+	w.db.Count()
+	last, err := lastCheckpointSeq(ctx, w.db)
+	if err != nil {
+		return err
+	}
+	w.db.Count()
+	anyCkpt, err := hasRows(ctx, w.db, `SELECT count(*) FROM (SELECT 1 FROM audit_checkpoints LIMIT 1)`)
+	if err != nil {
+		return fmt.Errorf("read audit checkpoints: %w", err)
+	}
+	if w.priv, err = loadSigningKey(w.cfg.DataDir, !anyCkpt); err != nil {
+		return err
+	}
+	if w.cfg.StoreText == StoreTextFull {
+		w.db.Count()
+		anyText, err := hasRows(ctx, w.db, `SELECT count(*) FROM (SELECT 1 FROM audit_text LIMIT 1)`)
+		if err != nil {
+			return fmt.Errorf("read audit text: %w", err)
+		}
+		if w.text, err = loadTextKey(w.cfg.DataDir, !anyText); err != nil {
+			return err
+		}
+	}
+	w.lastCkpt = last
+	return nil
+}
+
+// Append queues rec and waits until the transaction holding it commits,
+// returning its seq. Any error means the record is not in the chain,
+// except when ctx ends first: then it may still commit.
+func (w *Writer) Append(ctx context.Context, rec Record) (int64, error) {
+	if err := rec.normalize(w.cfg.Now()); err != nil {
+		return 0, err
+	}
+	p := &pending{rec: rec, done: make(chan result, 1)}
+	w.mu.RLock()
+	if w.state != 1 {
+		w.mu.RUnlock()
+		return 0, ErrClosed
+	}
+	select {
+	case w.queue <- p:
+	case <-ctx.Done():
+		w.mu.RUnlock()
+		return 0, ctx.Err()
+	}
+	w.mu.RUnlock()
+	select {
+	case r := <-p.done:
+		return r.seq, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// Close stops accepting records, commits those queued, writes a final
+// checkpoint if anything is new, and waits for the goroutine. If ctx ends
+// first, the transaction in progress is abandoned.
+func (w *Writer) Close(ctx context.Context) error {
+	w.mu.Lock()
+	if w.state != 1 {
+		w.state = 2
+		w.mu.Unlock()
+		return nil
+	}
+	w.state = 2
+	close(w.queue)
+	w.mu.Unlock()
+	select {
+	case <-w.done:
+		w.cancel()
+		return nil
+	case <-ctx.Done():
+		w.cancel()
+		<-w.done
+		return ctx.Err()
+	}
+}
+
+func (w *Writer) run(ctx context.Context) {
+	defer close(w.done)
+	ticker := time.NewTicker(w.cfg.CheckpointInterval)
+	defer ticker.Stop()
+	batch := make([]*pending, 0, w.cfg.MaxBatch)
+	for {
+		select {
+		case p, ok := <-w.queue:
+			if !ok {
+				w.commit(ctx, nil, true)
+				return
+			}
+			batch = append(batch[:0], p)
+			closed := false
+		fill:
+			for len(batch) < w.cfg.MaxBatch {
+				select {
+				case p, ok := <-w.queue:
+					if !ok {
+						closed = true
+						break fill
+					}
+					batch = append(batch, p)
+				default:
+					break fill
+				}
+			}
+			w.commit(ctx, batch, closed)
+			clear(batch)
+			if closed {
+				return
+			}
+		case <-ticker.C:
+			w.commit(ctx, nil, true)
+		}
+	}
+}
+
+// commit writes batch (possibly empty) in one transaction, with a
+// checkpoint when due (or, if force, when anything is new), and releases
+// the waiters.
+func (w *Writer) commit(ctx context.Context, batch []*pending, force bool) {
+	seqs, err := w.write(ctx, batch, force)
+	if err != nil {
+		w.failures.Add(1)
+		err = fmt.Errorf("%w: %w", ErrNotCommitted, err)
+	} else if len(batch) > 0 {
+		w.commits.Add(1)
+		w.records.Add(int64(len(batch)))
+	}
+	for i, p := range batch {
+		var r result
+		if err != nil {
+			r.err = err
+		} else {
+			r.seq = seqs[i]
+		}
+		p.done <- r
+	}
+}
+
+func (w *Writer) write(ctx context.Context, batch []*pending, force bool) ([]int64, error) {
+	w.db.Count()
+	tx, err := w.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	if n := w.maxPage.Load(); n > 0 {
+		w.db.Count()
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", n)); err != nil {
+			return nil, err
+		}
+	}
+	recs := make([]Record, len(batch))
+	for i, p := range batch {
+		recs[i] = p.rec
+	}
+	stored, err := appendTx(ctx, tx, appendOpts{count: w.db.Count, text: w.text, now: w.cfg.Now, buf: &w.buf}, recs)
+	if err != nil {
+		return nil, err
+	}
+	var head int64
+	var headHash Hash
+	if len(stored) > 0 {
+		head, headHash = stored[len(stored)-1].Seq, stored[len(stored)-1].Hash
+		if w.cfg.OnCommit != nil {
+			if err := w.cfg.OnCommit(tx, stored); err != nil {
+				return nil, fmt.Errorf("on commit: %w", err)
+			}
+		}
+	} else {
+		w.db.Count()
+		if head, headHash, err = readHead(ctx, tx); err != nil {
+			return nil, err
+		}
+	}
+	ckpt := head > w.lastCkpt && (force || head-w.lastCkpt >= w.cfg.CheckpointEvery)
+	if ckpt {
+		c := signCheckpoint(w.priv, CheckpointPeriodic, head, headHash, w.cfg.Now())
+		w.db.Count()
+		if err := insertCheckpoint(ctx, tx, c); err != nil {
+			return nil, err
+		}
+		if w.cfg.OnCheckpoint != nil {
+			if err := w.cfg.OnCheckpoint(tx, c); err != nil {
+				return nil, fmt.Errorf("on checkpoint: %w", err)
+			}
+		}
+	}
+	if len(stored) == 0 && !ckpt {
+		return nil, nil
+	}
+	w.db.Count()
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	if ckpt {
+		w.lastCkpt = head
+		w.checkpoints.Add(1)
+	}
+	seqs := make([]int64, len(stored))
+	for i, s := range stored {
+		seqs[i] = s.Seq
+	}
+	return seqs, nil
+}
