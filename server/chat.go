@@ -173,30 +173,38 @@ func (s *Server) streamChat(ctx context.Context, c *gin.Context, id, modelName s
 	})
 	sse.Stop()
 	u, capped := s.outcome(ctx, adm, err, last.Metrics, pieces)
+	return s.endStream(c, sse, err, capped, u, finishReason(last.DoneReason, sentTools), delivered.String(), func(reason string) error {
+		if err := send(chatDelta{}, &reason); err != nil || !includeUsage {
+			return err
+		}
+		chunk.Choices = []chatChunkChoice{}
+		chunk.Usage = &u
+		return sse.Event(&chunk)
+	})
+}
+
+// endStream finishes a stream after its backend call returned err. An
+// error becomes the status (when nothing was sent yet) or an error event;
+// otherwise the completion record is committed, final sends the last
+// events (finish reason, usage), and [DONE] ends the stream. capped
+// (the key's character cap ended the answer) turns the reason into
+// "length".
+func (s *Server) endStream(c *gin.Context, sse *sseWriter, err error, capped bool, u usage, reason, text string, final func(reason string) error) error {
 	if err != nil && !capped {
 		if !sse.Started() {
 			return err
 		}
 		return s.streamError(c, sse, err)
 	}
-	reason := finishReason(last.DoneReason, sentTools)
 	if capped {
 		reason = "length"
 	}
-	if err := s.complete(c, outcome{status: http.StatusOK, usage: u, finishReason: reason, response: delivered.String()}); err != nil {
+	if err := s.complete(c, outcome{status: http.StatusOK, usage: u, finishReason: reason, response: text}); err != nil {
 		return s.streamError(c, sse, err)
 	}
-	if err := send(chatDelta{}, &reason); err != nil {
-		return nil // the client is gone
+	if final(reason) == nil { // else the client is gone
+		_ = sse.Done()
 	}
-	if includeUsage {
-		chunk.Choices = []chatChunkChoice{}
-		chunk.Usage = &u
-		if err := sse.Event(&chunk); err != nil {
-			return nil
-		}
-	}
-	_ = sse.Done()
 	return nil
 }
 

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"net/http"
 	"strings"
 	"time"
 
@@ -197,30 +196,13 @@ func (s *Server) streamCompletion(ctx context.Context, c *gin.Context, chunk *te
 	})
 	sse.Stop()
 	u, capped := s.outcome(ctx, adm, err, last.Metrics, pieces)
-	if err != nil && !capped {
-		if !sse.Started() {
+	return s.endStream(c, sse, err, capped, u, finishReason(last.DoneReason, false), delivered.String(), func(reason string) error {
+		chunk.Choices[0] = textChoice{FinishReason: &reason}
+		if err := sse.Event(chunk); err != nil || !includeUsage {
 			return err
 		}
-		return s.streamError(c, sse, err)
-	}
-	reason := finishReason(last.DoneReason, false)
-	if capped {
-		reason = "length"
-	}
-	if err := s.complete(c, outcome{status: http.StatusOK, usage: u, finishReason: reason, response: delivered.String()}); err != nil {
-		return s.streamError(c, sse, err)
-	}
-	chunk.Choices[0] = textChoice{FinishReason: &reason}
-	if err := sse.Event(chunk); err != nil {
-		return nil
-	}
-	if includeUsage {
 		chunk.Choices = []textChoice{}
 		chunk.Usage = &u
-		if err := sse.Event(chunk); err != nil {
-			return nil
-		}
-	}
-	_ = sse.Done()
-	return nil
+		return sse.Event(chunk)
+	})
 }

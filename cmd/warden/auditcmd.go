@@ -2,7 +2,6 @@ package main
 
 import (
 	"compress/gzip"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,24 +14,11 @@ import (
 
 	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/outbox"
-	"github.com/warden-llm/warden/safety/store"
 )
 
 // errChainBroken makes `audit verify` exit non-zero after printing the
 // break.
 var errChainBroken = errors.New("the audit chain does not verify")
-
-func (g *globals) openDB(ctx context.Context) (*store.DB, Config, error) {
-	cfg, err := g.config()
-	if err != nil {
-		return nil, cfg, err
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, cfg, err
-	}
-	db, err := store.Open(ctx, cfg.DataDir, store.Options{})
-	return db, cfg, err
-}
 
 func newAuditCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{

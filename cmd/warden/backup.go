@@ -5,8 +5,6 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
-
-	"github.com/warden-llm/warden/safety/store"
 )
 
 func newBackupCmd(g *globals) *cobra.Command {
@@ -19,14 +17,7 @@ files in the data dir (admin.key and the audit keys) are not included: copy
 them separately and keep them apart from the backup.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := g.config()
-			if err != nil {
-				return err
-			}
-			if err := cfg.Validate(); err != nil {
-				return err
-			}
-			db, err := store.Open(cmd.Context(), cfg.DataDir, store.Options{})
+			db, _, err := g.openDB(cmd.Context())
 			if err != nil {
 				return err
 			}

@@ -14,20 +14,12 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/warden-llm/warden/safety/keys"
-	"github.com/warden-llm/warden/safety/store"
 )
 
 // openKeys opens the data dir's database for an admin command. It is safe
 // while `warden serve` runs: writers take SQLite's lock and wait for it.
 func (g *globals) openKeys(ctx context.Context) (*keys.Manager, Config, func(), error) {
-	cfg, err := g.config()
-	if err != nil {
-		return nil, cfg, nil, err
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, cfg, nil, err
-	}
-	db, err := store.Open(ctx, cfg.DataDir, store.Options{})
+	db, cfg, err := g.openDB(ctx)
 	if err != nil {
 		return nil, cfg, nil, err
 	}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/spf13/cobra"
+
+	"github.com/warden-llm/warden/safety/store"
 )
 
 // Version is set at build time with -ldflags "-X main.Version=...".
@@ -52,6 +54,20 @@ func (g *globals) config() (Config, error) {
 		cfg.DataDir = g.dataDir
 	}
 	return cfg, nil
+}
+
+// openDB opens the data dir's database for an admin command, which is safe
+// while `warden serve` runs: writers take SQLite's lock and wait for it.
+func (g *globals) openDB(ctx context.Context) (*store.DB, Config, error) {
+	cfg, err := g.config()
+	if err != nil {
+		return nil, cfg, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, cfg, err
+	}
+	db, err := store.Open(ctx, cfg.DataDir, store.Options{})
+	return db, cfg, err
 }
 
 func (g *globals) logger(cfg LogConfig) *slog.Logger {
