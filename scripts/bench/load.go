@@ -9,12 +9,13 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/warden-llm/warden/runtime/ollama"
 )
 
 // target is one side of the comparison: a base URL, its own tuned client,
@@ -31,22 +32,7 @@ func newTarget(name, baseURL, key string, timeout time.Duration) *target {
 		name:    name,
 		chatURL: baseURL + "/v1/chat/completions",
 		key:     key,
-		client:  &http.Client{Transport: newTransport(), Timeout: timeout},
-	}
-}
-
-// newTransport is a loopback transport sized for the highest concurrency:
-// no proxy, no compression, and enough idle connections that no request
-// pays for a new one once warm.
-func newTransport() *http.Transport {
-	return &http.Transport{
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        256,
-		MaxIdleConnsPerHost: 256,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-		ForceAttemptHTTP2:   false,
+		client:  &http.Client{Transport: ollama.NewTransport(), Timeout: timeout},
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/warden-llm/warden/runtime/ollama"
 )
 
 // stopTimeout bounds how long Close waits for Warden after SIGTERM: Warden
@@ -151,7 +153,7 @@ var errExited = errors.New("process exited")
 // waitReady polls base/readyz until it answers 200, ctx ends, or exited
 // (if not nil) is closed.
 func waitReady(ctx context.Context, base string, exited <-chan struct{}) error {
-	hc := &http.Client{Transport: newTransport(), Timeout: 2 * time.Second}
+	hc := &http.Client{Transport: ollama.NewTransport(), Timeout: 2 * time.Second}
 	defer hc.CloseIdleConnections()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
