@@ -8,6 +8,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/warden-llm/warden/runtime/gpu"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/quota"
 )
@@ -22,6 +23,14 @@ type KeyAdmin interface {
 	Get(ctx context.Context, id string) (keys.Key, error)
 	List(ctx context.Context) ([]keys.Key, error)
 }
+
+// GPUReporter is the GPU telemetry the server shows.
+type GPUReporter interface {
+	Latest() (gpu.Snapshot, bool)
+	Status() string
+}
+
+var _ GPUReporter = (*gpu.Monitor)(nil)
 
 // UsageReader reports a key's token usage.
 type UsageReader interface {
@@ -48,6 +57,21 @@ func (s *Server) adminRoutes(e *gin.Engine) {
 	a.POST("/keys/:id/revoke", s.h(s.adminRevokeKey))
 	a.PUT("/keys/:id/limits", s.h(s.adminSetLimits))
 	a.GET("/keys/:id/usage", s.h(s.adminUsage))
+	a.GET("/gpu", s.h(s.adminGPU))
+}
+
+// adminGPU reports the latest GPU sample; without a GPU it says why.
+func (s *Server) adminGPU(c *gin.Context) error {
+	out := gin.H{"status": "not monitored", "available": false}
+	if s.cfg.GPU != nil {
+		snap, ok := s.cfg.GPU.Latest()
+		out = gin.H{"status": s.cfg.GPU.Status(), "available": ok}
+		if ok {
+			out["snapshot"] = snap
+		}
+	}
+	c.JSON(http.StatusOK, out)
+	return nil
 }
 
 func adminActor(c *gin.Context) string { return "key:" + principal(c).KeyID }

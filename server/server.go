@@ -65,6 +65,9 @@ type Config struct {
 	// OnAuthRefused, if set, counts a request refused for its key.
 	OnAuthRefused func(clientIP string)
 
+	// GPU, if set, reports GPU telemetry on /readyz and /admin/gpu.
+	GPU GPUReporter
+
 	// Admin, if set, serves the /admin key-management API to admin keys.
 	Admin KeyAdmin
 	// Usage, if set, reports per-key usage on /admin.
@@ -192,5 +195,9 @@ func (s *Server) readyz(c *gin.Context) {
 		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "backend": "model list unreadable"})
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "ready", "backend": "ok", "models": len(list.Models)})
+	out := gin.H{"status": "ready", "backend": "ok", "models": len(list.Models)}
+	if s.cfg.GPU != nil {
+		out["gpu"] = s.cfg.GPU.Status() // "no GPU: ..." is a detail, not a failure
+	}
+	c.JSON(http.StatusOK, out)
 }

@@ -28,6 +28,13 @@ type Config struct {
 	Keys    KeysConfig    `toml:"keys"`
 	Limits  LimitsConfig  `toml:"limits"`
 	Audit   AuditConfig   `toml:"audit"`
+	GPU     GPUConfig     `toml:"gpu"`
+}
+
+// GPUConfig sets GPU telemetry (NVML; without a driver Warden says "no GPU"
+// and runs on).
+type GPUConfig struct {
+	Interval time.Duration `toml:"interval"` // sampling period
 }
 
 // KeysConfig sets how keys are checked.
@@ -112,6 +119,7 @@ func defaultConfig(getenv func(string) string) Config {
 		},
 		Keys:  KeysConfig{PollInterval: time.Second, RotationMaxAge: 90 * 24 * time.Hour},
 		Audit: defaultAudit(),
+		GPU:   GPUConfig{Interval: time.Second},
 	}
 }
 
@@ -279,6 +287,7 @@ func (c *Config) Validate() error {
 		{"server.keepalive_interval", c.Server.KeepAliveInterval},
 		{"runtime.start_timeout", c.Runtime.StartTimeout},
 		{"keys.poll_interval", c.Keys.PollInterval},
+		{"gpu.interval", c.GPU.Interval},
 	} {
 		if d.v <= 0 {
 			bad("%s must be positive, got %s", d.name, d.v)

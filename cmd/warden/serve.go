@@ -12,10 +12,12 @@ import (
 	"os"
 	"time"
 
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/ollama/ollama/api"
 	"github.com/spf13/cobra"
 
 	"github.com/warden-llm/warden/models"
+	"github.com/warden-llm/warden/runtime/gpu"
 	"github.com/warden-llm/warden/runtime/ollama"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/quota"
@@ -59,6 +61,9 @@ type backend struct {
 	base  func() *url.URL
 	ready func() error
 	close func(context.Context) error
+	// pgid is the child's process group, for per-process VRAM; nil when
+	// attached to an Ollama Warden does not run.
+	pgid func() int
 }
 
 func startBackend(ctx context.Context, cfg Config, log *slog.Logger) (*backend, error) {
@@ -108,6 +113,7 @@ func startBackend(ctx context.Context, cfg Config, log *slog.Logger) (*backend, 
 			return nil
 		},
 		close: sup.Close,
+		pgid:  sup.PID, // the child leads its own group
 	}, nil
 }
 
@@ -172,6 +178,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		}
 	}
 
+	monitor := gpu.NewMonitor(gpu.NewNVML(nvml.New(), be.pgid), cfg.GPU.Interval, log.With("component", "gpu"))
+	monitor.Start(ctx)
+	defer monitor.Close()
+
 	srv, err := server.New(client, server.Config{
 		MaxBodyBytes:      cfg.Server.MaxBodyBytes,
 		MaxOutputTokens:   cfg.Server.MaxOutputTokens,
@@ -182,6 +192,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		Keys:              cache,
 		Quota:             limiter,
 		DefaultLimits:     cfg.Limits.keys(),
+		GPU:               monitor,
 		Audit:             trail.writer,
 		AuditFailOpen:     cfg.Audit.FailOpen,
 		OnAuthRefused:     trail.agg.Refused,
