@@ -175,6 +175,9 @@ func (s *Server) admit(c *gin.Context, promptTokens int64, maxTokens *int, embed
 		if err != nil {
 			var le *quota.LimitError
 			if errors.As(err, &le) {
+				if s.cfg.Metrics != nil {
+					s.cfg.Metrics.rateLimited.WithLabelValues(le.Limit).Inc()
+				}
 				return nil, rateLimited(le)
 			}
 			return nil, fmt.Errorf("admit: %w", err)

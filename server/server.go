@@ -65,6 +65,10 @@ type Config struct {
 	// OnAuthRefused, if set, counts a request refused for its key.
 	OnAuthRefused func(clientIP string)
 
+	// Metrics, if set, records Prometheus series and serves them on
+	// /metrics to admin keys.
+	Metrics *Metrics
+
 	// GPU, if set, reports GPU telemetry on /readyz and /admin/gpu.
 	GPU GPUReporter
 
@@ -155,13 +159,16 @@ func (s *Server) routes() error {
 
 	// Every /v1 route needs a key with the route's scope. Safety filters
 	// join this chain later.
-	v1 := e.Group("/v1", s.authenticate, s.auditRequest)
+	v1 := e.Group("/v1", s.authenticate, s.trackInFlight, s.auditRequest)
 	v1.POST("/chat/completions", s.requireScope(keys.ScopeChat), s.h(s.chat))
 	v1.POST("/completions", s.requireScope(keys.ScopeCompletions), s.h(s.completions))
 	v1.POST("/embeddings", s.requireScope(keys.ScopeEmbeddings), s.h(s.embeddings))
 	v1.GET("/models", s.requireScope(keys.ScopeModels), s.h(s.listModels))
 	v1.GET("/models/*id", s.requireScope(keys.ScopeModels), s.h(s.getModel))
 	s.adminRoutes(e)
+	if s.cfg.Metrics != nil {
+		e.GET("/metrics", s.authenticate, s.requireScope(keys.ScopeAdmin), s.metricsHandler)
+	}
 
 	s.engine = e
 	return nil

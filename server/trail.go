@@ -58,8 +58,21 @@ type outcome struct {
 // operator chose audit.fail_open). After the handler, a request whose
 // handler wrote no completion record (an error answer) gets one.
 func (s *Server) auditRequest(c *gin.Context) {
+	tr := &trail{
+		start: time.Now(),
+		base: audit.Record{
+			RequestID: requestID(c),
+			KeyID:     principal(c).KeyID,
+			ClientIP:  c.ClientIP(),
+			Endpoint:  c.Request.Method + " " + c.FullPath(),
+		},
+	}
 	if s.cfg.Audit == nil {
+		c.Set(trailKey, tr)
 		c.Next()
+		if !tr.done {
+			_ = s.complete(c, outcome{status: c.Writer.Status()})
+		}
 		return
 	}
 	body, err := io.ReadAll(c.Request.Body)
@@ -71,16 +84,7 @@ func (s *Server) auditRequest(c *gin.Context) {
 	}
 	c.Request.Body = io.NopCloser(bytes.NewReader(body))
 	sum := sha256.Sum256(body)
-	tr := &trail{
-		start: time.Now(),
-		base: audit.Record{
-			RequestID:    requestID(c),
-			KeyID:        principal(c).KeyID,
-			ClientIP:     c.ClientIP(),
-			Endpoint:     c.Request.Method + " " + c.FullPath(),
-			PromptSHA256: hex.EncodeToString(sum[:]),
-		},
-	}
+	tr.base.PromptSHA256 = hex.EncodeToString(sum[:])
 	rec := tr.base
 	rec.Kind = audit.KindRequest
 	rec.Time = tr.start
@@ -130,11 +134,19 @@ func noteFirst(c *gin.Context) {
 // with errAuditUnavailable instead.
 func (s *Server) complete(c *gin.Context, o outcome) error {
 	tr := trailOf(c)
-	if tr == nil || tr.done || s.cfg.Audit == nil {
+	if tr == nil || tr.done {
 		return nil
 	}
 	tr.done = true
 	now := time.Now()
+	var ttft time.Duration
+	if !tr.first.IsZero() {
+		ttft = tr.first.Sub(tr.start)
+	}
+	s.cfg.Metrics.observe(c.FullPath(), tr.model.Name, tr.base.KeyID, o, now.Sub(tr.start), ttft)
+	if s.cfg.Audit == nil {
+		return nil
+	}
 	rec := tr.base
 	rec.Kind = audit.KindCompletion
 	rec.Time = now
@@ -143,9 +155,7 @@ func (s *Server) complete(c *gin.Context, o outcome) error {
 	rec.TokensIn = int64(o.usage.PromptTokens)
 	rec.TokensOut = int64(o.usage.CompletionTokens)
 	rec.LatencyMS = now.Sub(tr.start).Milliseconds()
-	if !tr.first.IsZero() {
-		rec.TTFTMS = tr.first.Sub(tr.start).Milliseconds()
-	}
+	rec.TTFTMS = ttft.Milliseconds()
 	rec.Status = int64(o.status)
 	rec.FinishReason = o.finishReason
 	rec.Response = o.response

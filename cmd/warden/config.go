@@ -81,6 +81,10 @@ type ServerConfig struct {
 	DrainTimeout      time.Duration `toml:"drain_timeout"`
 	KeepAliveInterval time.Duration `toml:"keepalive_interval"`
 	TrustedProxies    []string      `toml:"trusted_proxies"`
+	// MetricsListen, if set, serves /metrics without a key on this
+	// address too (keep it on loopback); the main listener serves it to
+	// admin keys.
+	MetricsListen string `toml:"metrics_listen"`
 }
 
 // RuntimeConfig sets the model backend.
@@ -271,6 +275,11 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
 		bad("server.listen: %v", err)
+	}
+	if c.Server.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.Server.MetricsListen); err != nil {
+			bad("server.metrics_listen: %v", err)
+		}
 	}
 	if c.Server.MaxBodyBytes < 1024 {
 		bad("server.max_body_bytes must be at least 1024, got %d", c.Server.MaxBodyBytes)

@@ -64,6 +64,8 @@ type backend struct {
 	// pgid is the child's process group, for per-process VRAM; nil when
 	// attached to an Ollama Warden does not run.
 	pgid func() int
+	// restarts counts the child's restarts (nil when attached).
+	restarts func() int
 }
 
 func startBackend(ctx context.Context, cfg Config, log *slog.Logger) (*backend, error) {
@@ -112,8 +114,9 @@ func startBackend(ctx context.Context, cfg Config, log *slog.Logger) (*backend, 
 			}
 			return nil
 		},
-		close: sup.Close,
-		pgid:  sup.PID, // the child leads its own group
+		close:    sup.Close,
+		pgid:     sup.PID, // the child leads its own group
+		restarts: sup.Restarts,
 	}, nil
 }
 
@@ -182,6 +185,17 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	monitor.Start(ctx)
 	defer monitor.Close()
 
+	metrics := server.NewMetrics()
+	metrics.WatchGPU(monitor)
+	registerMetrics(metrics.Registry, be, trail)
+	if cfg.Server.MetricsListen != "" {
+		stop, err := serveMetrics(cfg.Server.MetricsListen, metrics, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+
 	srv, err := server.New(client, server.Config{
 		MaxBodyBytes:      cfg.Server.MaxBodyBytes,
 		MaxOutputTokens:   cfg.Server.MaxOutputTokens,
@@ -193,6 +207,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		Quota:             limiter,
 		DefaultLimits:     cfg.Limits.keys(),
 		GPU:               monitor,
+		Metrics:           metrics,
 		Audit:             trail.writer,
 		AuditFailOpen:     cfg.Audit.FailOpen,
 		OnAuthRefused:     trail.agg.Refused,

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/warden-llm/warden/server"
+)
+
+// registerMetrics adds the series of the parts cmd wires: backend restarts
+// and the audit writer's counters.
+func registerMetrics(r *prometheus.Registry, be *backend, trail *auditTrail) {
+	if be.restarts != nil {
+		r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "warden_backend_restarts_total", Help: "Times the Ollama child was restarted after it died.",
+		}, func() float64 { return float64(be.restarts()) }))
+	}
+	stat := func(name, help string, v func() int64) {
+		r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(v()) }))
+	}
+	stat("warden_audit_records_total", "Audit records committed.", func() int64 { return trail.writer.Stats().Records })
+	stat("warden_audit_commits_total", "Audit transactions committed (records are group-committed).", func() int64 { return trail.writer.Stats().Commits })
+	stat("warden_audit_failures_total", "Audit transactions that failed (their requests got 503).", func() int64 { return trail.writer.Stats().Failures })
+}
+
+// serveMetrics serves /metrics without a key on its own listener and
+// returns the function that stops it.
+func serveMetrics(addr string, m *server.Metrics, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics listener", "err", err)
+		}
+	}()
+	log.Info("serving metrics", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(ctx)
+		<-done
+	}, nil
+}

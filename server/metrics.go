@@ -1,0 +1,147 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the server's Prometheus series. Other parts of Warden (the
+// backend supervisor, the audit writer, GPU telemetry) register their own
+// collectors on Registry.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	requests    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	ttft        *prometheus.HistogramVec
+	tokens      *prometheus.CounterVec
+	inFlight    *prometheus.GaugeVec
+	rateLimited *prometheus.CounterVec
+}
+
+// NewMetrics makes the server's series on a new registry, with the Go
+// runtime and process collectors.
+func NewMetrics() *Metrics {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buckets := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
+	m := &Metrics{
+		Registry: r,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warden_requests_total", Help: "API requests answered, by endpoint, model and status.",
+		}, []string{"endpoint", "model", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "warden_request_duration_seconds", Help: "Time from the request to its answer (for streams, the last event).", Buckets: buckets,
+		}, []string{"endpoint", "model"}),
+		ttft: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "warden_time_to_first_token_seconds", Help: "Time from the request to the backend's first token.", Buckets: buckets,
+		}, []string{"endpoint", "model"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warden_tokens_total", Help: "Tokens by direction (in: prompt, out: completion), key and model.",
+		}, []string{"direction", "key", "model"}),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "warden_in_flight_requests", Help: "Requests being served, by endpoint.",
+		}, []string{"endpoint"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warden_rate_limited_total", Help: "Requests refused with 429, by the limit they hit.",
+		}, []string{"limit"}),
+	}
+	r.MustRegister(m.requests, m.duration, m.ttft, m.tokens, m.inFlight, m.rateLimited)
+	return m
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+// observe records one answered request; complete calls it with what goes
+// into the completion record.
+func (m *Metrics) observe(endpoint, model, keyID string, o outcome, elapsed, ttft time.Duration) {
+	if m == nil {
+		return
+	}
+	m.requests.WithLabelValues(endpoint, model, strconv.Itoa(o.status)).Inc()
+	if o.status == http.StatusOK {
+		m.duration.WithLabelValues(endpoint, model).Observe(elapsed.Seconds())
+		if ttft > 0 {
+			m.ttft.WithLabelValues(endpoint, model).Observe(ttft.Seconds())
+		}
+	}
+	if o.usage.PromptTokens > 0 {
+		m.tokens.WithLabelValues("in", keyID, model).Add(float64(o.usage.PromptTokens))
+	}
+	if o.usage.CompletionTokens > 0 {
+		m.tokens.WithLabelValues("out", keyID, model).Add(float64(o.usage.CompletionTokens))
+	}
+}
+
+// trackInFlight counts the requests of its group while they run.
+func (s *Server) trackInFlight(c *gin.Context) {
+	if s.cfg.Metrics == nil {
+		c.Next()
+		return
+	}
+	g := s.cfg.Metrics.inFlight.WithLabelValues(c.FullPath())
+	g.Inc()
+	defer g.Dec()
+	c.Next()
+}
+
+func (s *Server) metricsHandler(c *gin.Context) {
+	s.cfg.Metrics.Handler().ServeHTTP(c.Writer, c.Request)
+}
+
+// WatchGPU exports the latest GPU sample as gauges, read at scrape time.
+func (m *Metrics) WatchGPU(g GPUReporter) {
+	m.Registry.MustRegister(gpuCollector{g})
+}
+
+type gpuCollector struct{ g GPUReporter }
+
+var (
+	gpuLabels  = []string{"gpu", "name"}
+	gpuMemUsed = prometheus.NewDesc("warden_gpu_memory_used_bytes", "GPU memory in use.", gpuLabels, nil)
+	gpuMemTot  = prometheus.NewDesc("warden_gpu_memory_total_bytes", "GPU memory in all.", gpuLabels, nil)
+	gpuUtil    = prometheus.NewDesc("warden_gpu_utilization_ratio", "GPU busy time (kind=gpu) and memory-controller busy time (kind=memory), 0-1.", append(gpuLabels, "kind"), nil)
+	gpuTemp    = prometheus.NewDesc("warden_gpu_temperature_celsius", "GPU temperature.", gpuLabels, nil)
+	gpuPower   = prometheus.NewDesc("warden_gpu_power_watts", "GPU power draw.", gpuLabels, nil)
+	gpuProc    = prometheus.NewDesc("warden_gpu_process_memory_bytes", "GPU memory used by a process of the backend.", append(gpuLabels, "pid"), nil)
+	gpuUp      = prometheus.NewDesc("warden_gpu_available", "1 when NVML reports GPUs, 0 without (no driver, no device).", nil, nil)
+)
+
+func (gpuCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{gpuMemUsed, gpuMemTot, gpuUtil, gpuTemp, gpuPower, gpuProc, gpuUp} {
+		ch <- d
+	}
+}
+
+func (c gpuCollector) Collect(ch chan<- prometheus.Metric) {
+	snap, ok := c.g.Latest()
+	up := 0.0
+	if ok && len(snap.Devices) > 0 {
+		up = 1
+	}
+	ch <- prometheus.MustNewConstMetric(gpuUp, prometheus.GaugeValue, up)
+	for _, d := range snap.Devices {
+		l := []string{strconv.Itoa(d.Index), d.Name}
+		gauge := func(desc *prometheus.Desc, v float64, extra ...string) {
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, append(l, extra...)...)
+		}
+		gauge(gpuMemUsed, float64(d.MemoryUsed))
+		gauge(gpuMemTot, float64(d.MemoryTotal))
+		gauge(gpuUtil, float64(d.GPUUtil)/100, "gpu")
+		gauge(gpuUtil, float64(d.MemUtil)/100, "memory")
+		gauge(gpuTemp, float64(d.TemperatureC))
+		gauge(gpuPower, float64(d.PowerMilliwatts)/1000)
+		for _, p := range d.Processes {
+			gauge(gpuProc, float64(p.UsedMemory), strconv.Itoa(p.PID))
+		}
+	}
+}
