@@ -48,6 +48,11 @@ func (s *Server) chat(c *gin.Context) error {
 		includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
 		return s.streamChat(ctx, c, id, req.Model, areq, adm, includeUsage)
 	}
+	release, err := s.slot(ctx, c, m.Name, adm)
+	if err != nil {
+		return err
+	}
+	defer release()
 
 	var (
 		text      strings.Builder
@@ -133,6 +138,16 @@ func (s *Server) streamChat(ctx context.Context, c *gin.Context, id, modelName s
 		return sse.Event(&chunk)
 	}
 
+	release, err := s.slot(ctx, c, areq.Model, adm)
+	if err != nil {
+		sse.Stop()
+		if !sse.Started() {
+			return err
+		}
+		return s.streamError(c, sse, err)
+	}
+	defer release()
+
 	var (
 		sentRole, sentTools bool
 		last                api.ChatResponse
@@ -140,7 +155,7 @@ func (s *Server) streamChat(ctx context.Context, c *gin.Context, id, modelName s
 		pieces              int
 		delivered           strings.Builder
 	)
-	err := s.backend.Chat(ctx, areq, func(r api.ChatResponse) error {
+	err = s.backend.Chat(ctx, areq, func(r api.ChatResponse) error {
 		noteFirst(c)
 		last = r
 		if !sentRole {

@@ -136,6 +136,11 @@ func (s *Server) completions(c *gin.Context) error {
 		includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
 		return s.streamCompletion(ctx, c, &out, areq, adm, includeUsage)
 	}
+	release, err := s.slot(ctx, c, m.Name, adm)
+	if err != nil {
+		return err
+	}
+	defer release()
 
 	var (
 		text   strings.Builder
@@ -171,13 +176,23 @@ func (s *Server) streamCompletion(ctx context.Context, c *gin.Context, chunk *te
 	sse := newSSE(c.Writer, s.cfg.KeepAliveInterval)
 	defer sse.Stop()
 
+	release, err := s.slot(ctx, c, areq.Model, adm)
+	if err != nil {
+		sse.Stop()
+		if !sse.Started() {
+			return err
+		}
+		return s.streamError(c, sse, err)
+	}
+	defer release()
+
 	var (
 		last      api.GenerateResponse
 		chars     = charCap{limit: adm.charCap}
 		pieces    int
 		delivered strings.Builder
 	)
-	err := s.backend.Generate(ctx, areq, func(r api.GenerateResponse) error {
+	err = s.backend.Generate(ctx, areq, func(r api.GenerateResponse) error {
 		noteFirst(c)
 		last = r
 		piece, capped := chars.take(r.Response)

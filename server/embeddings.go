@@ -118,6 +118,11 @@ func (s *Server) embeddings(c *gin.Context) error {
 		}
 		areq.Dimensions = *req.Dimensions
 	}
+	release, err := s.slot(ctx, c, m.Name, adm)
+	if err != nil {
+		return err
+	}
+	defer release()
 	resp, err := s.backend.Embed(ctx, areq)
 	if err != nil {
 		return err

@@ -65,6 +65,9 @@ type Config struct {
 	// OnAuthRefused, if set, counts a request refused for its key.
 	OnAuthRefused func(clientIP string)
 
+	// Queue, if set, schedules requests fairly onto the backend's slots.
+	Queue Queue
+
 	// Metrics, if set, records Prometheus series and serves them on
 	// /metrics to admin keys.
 	Metrics *Metrics

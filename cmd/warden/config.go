@@ -29,6 +29,15 @@ type Config struct {
 	Limits  LimitsConfig  `toml:"limits"`
 	Audit   AuditConfig   `toml:"audit"`
 	GPU     GPUConfig     `toml:"gpu"`
+	Sched   SchedConfig   `toml:"scheduler"`
+}
+
+// SchedConfig sets the fair queue in front of the backend's slots (each
+// model gets runtime.parallel slots).
+type SchedConfig struct {
+	MaxQueue       int           `toml:"max_queue"`         // waiting requests in all → 503
+	MaxQueuePerKey int           `toml:"max_queue_per_key"` // waiting requests of one key → 429
+	QueueTimeout   time.Duration `toml:"queue_timeout"`     // longest wait for a slot → 503
 }
 
 // GPUConfig sets GPU telemetry (NVML; without a driver Warden says "no GPU"
@@ -124,6 +133,7 @@ func defaultConfig(getenv func(string) string) Config {
 		Keys:  KeysConfig{PollInterval: time.Second, RotationMaxAge: 90 * 24 * time.Hour},
 		Audit: defaultAudit(),
 		GPU:   GPUConfig{Interval: time.Second},
+		Sched: SchedConfig{MaxQueue: 256, MaxQueuePerKey: 64, QueueTimeout: 2 * time.Minute},
 	}
 }
 
@@ -297,6 +307,7 @@ func (c *Config) Validate() error {
 		{"runtime.start_timeout", c.Runtime.StartTimeout},
 		{"keys.poll_interval", c.Keys.PollInterval},
 		{"gpu.interval", c.GPU.Interval},
+		{"scheduler.queue_timeout", c.Sched.QueueTimeout},
 	} {
 		if d.v <= 0 {
 			bad("%s must be positive, got %s", d.name, d.v)
@@ -320,6 +331,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Runtime.Parallel < 1 || c.Runtime.Parallel > 64 {
 		bad("runtime.parallel must be between 1 and 64, got %d", c.Runtime.Parallel)
+	}
+	if c.Sched.MaxQueue < 1 || c.Sched.MaxQueuePerKey < 1 {
+		bad("scheduler.max_queue and scheduler.max_queue_per_key must be at least 1")
 	}
 	if c.Runtime.MaxQueue < 1 {
 		bad("runtime.max_queue must be at least 1, got %d", c.Runtime.MaxQueue)

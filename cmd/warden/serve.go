@@ -19,6 +19,7 @@ import (
 	"github.com/warden-llm/warden/models"
 	"github.com/warden-llm/warden/runtime/gpu"
 	"github.com/warden-llm/warden/runtime/ollama"
+	"github.com/warden-llm/warden/runtime/sched"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/quota"
 	"github.com/warden-llm/warden/safety/store"
@@ -208,11 +209,17 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		DefaultLimits:     cfg.Limits.keys(),
 		GPU:               monitor,
 		Metrics:           metrics,
-		Audit:             trail.writer,
-		AuditFailOpen:     cfg.Audit.FailOpen,
-		OnAuthRefused:     trail.agg.Refused,
-		Admin:             adminKeys{Manager: &keys.Manager{DB: db}, cache: cache},
-		Usage:             limiter,
+		Queue: sched.New(sched.Config{
+			Slots:          func(string) int { return cfg.Runtime.Parallel },
+			MaxQueue:       cfg.Sched.MaxQueue,
+			MaxQueuePerKey: cfg.Sched.MaxQueuePerKey,
+			QueueTimeout:   cfg.Sched.QueueTimeout,
+		}),
+		Audit:         trail.writer,
+		AuditFailOpen: cfg.Audit.FailOpen,
+		OnAuthRefused: trail.agg.Refused,
+		Admin:         adminKeys{Manager: &keys.Manager{DB: db}, cache: cache},
+		Usage:         limiter,
 	}, log)
 	if err != nil {
 		return err

@@ -1,0 +1,346 @@
+// Package sched shares the backend's batch slots fairly among API keys.
+//
+// Each model has a queue and a number of slots (the backend's parallel
+// setting; 1 for embedding-only models). At most that many requests for a
+// model are in flight at once, so batching happens inside the backend and
+// fairness happens here. Waiting requests are dispatched by deficit round
+// robin across keys: on each visit a key's deficit grows by Quantum×weight,
+// and the key's oldest request is dispatched once the deficit covers its cost
+// in tokens. While other keys wait, no key is given more than slots−1 of a
+// model's slots, so a light key always finds one soon. Queues are bounded
+// globally and per key, waiting is bounded by a timeout, and a cancelled
+// caller leaves the queue at once.
+//
+// Dispatch happens inside Acquire and the release funcs: the scheduler runs
+// no goroutine of its own. A key is an opaque id; the package knows nothing
+// of HTTP.
+package sched
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultSlots          = 4
+	DefaultMaxQueue       = 256
+	DefaultMaxQueuePerKey = 64
+	DefaultQueueTimeout   = 2 * time.Minute
+	DefaultQuantum        = 1024
+)
+
+// Config holds the scheduler's settings; zero values take the defaults.
+type Config struct {
+	// Slots reports a model's slots: the backend's parallel setting, 1 for
+	// embedding-only models. It is asked on every Acquire, outside the
+	// scheduler's lock. Nil means DefaultSlots; results below 1 count as 1.
+	Slots func(model string) int
+	// MaxQueue bounds the requests waiting over all models (ErrQueueFull).
+	// Zero means DefaultMaxQueue, negative means no bound.
+	MaxQueue int
+	// MaxQueuePerKey bounds the requests one key has waiting over all models
+	// (ErrKeyQueueFull). Zero means DefaultMaxQueuePerKey, negative no bound.
+	MaxQueuePerKey int
+	// QueueTimeout bounds the wait for a slot (ErrQueueTimeout). Zero means
+	// DefaultQueueTimeout, negative means no timeout.
+	QueueTimeout time.Duration
+	// Weight is a key's share in the round robin; nil or below 1 means 1.
+	// It is asked when a key starts holding or waiting for a model, under
+	// the scheduler's lock: it must be cheap and not call the Scheduler.
+	Weight func(keyID string) int
+	// Quantum is the deficit, in tokens, a key of weight 1 gains per round.
+	// Zero means DefaultQuantum.
+	Quantum int64
+	// Now is the clock for wait times; nil means time.Now.
+	Now func() time.Time
+	// After starts a timer (the queue timeout, AcquireTick's ticks): it
+	// returns a channel that receives once d has passed and a func that
+	// stops it. Nil means time.NewTimer; tests pass a fake clock's timer.
+	After func(d time.Duration) (<-chan time.Time, func() bool)
+}
+
+// Scheduler admits requests onto each model's slots. It is safe for
+// concurrent use.
+type Scheduler struct {
+	cfg Config
+
+	mu       sync.Mutex
+	models   map[string]*model // busy models and a few idle ones
+	waiting  int               // over all models
+	keyWaits map[string]int    // per key, over all models
+}
+
+// New returns a Scheduler with cfg's zero values replaced by defaults.
+func New(cfg Config) *Scheduler {
+	if cfg.Slots == nil {
+		cfg.Slots = func(string) int { return DefaultSlots }
+	}
+	if cfg.MaxQueue == 0 {
+		cfg.MaxQueue = DefaultMaxQueue
+	}
+	if cfg.MaxQueuePerKey == 0 {
+		cfg.MaxQueuePerKey = DefaultMaxQueuePerKey
+	}
+	if cfg.QueueTimeout == 0 {
+		cfg.QueueTimeout = DefaultQueueTimeout
+	}
+	if cfg.Weight == nil {
+		cfg.Weight = func(string) int { return 1 }
+	}
+	if cfg.Quantum <= 0 {
+		cfg.Quantum = DefaultQuantum
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.After == nil {
+		cfg.After = func(d time.Duration) (<-chan time.Time, func() bool) {
+			t := time.NewTimer(d)
+			return t.C, t.Stop
+		}
+	}
+	return &Scheduler{
+		cfg:      cfg,
+		models:   make(map[string]*model),
+		keyWaits: make(map[string]int),
+	}
+}
+
+// Acquire waits for a slot on model for keyID. cost is the request's expected
+// size in tokens (prompt plus output cap); the round robin charges it to the
+// key. On success it returns a release func, to be called when the backend
+// call ends (later calls are no-ops), and the time spent waiting. A full
+// queue or a wait past QueueTimeout gives a *QueueError; a cancelled ctx
+// leaves the queue at once with ctx.Err(), giving back a slot granted in the
+// same instant.
+func (s *Scheduler) Acquire(ctx context.Context, model, keyID string, cost int64) (release func(), waited time.Duration, err error) {
+	return s.AcquireTick(ctx, model, keyID, cost, 0, nil)
+}
+
+// AcquireTick is Acquire calling tick each time the request has waited
+// another interval of length every, in the caller's goroutine: a streaming
+// handler writes its SSE keep-alive comments from tick. A nil tick or every
+// ≤ 0 never ticks; tick is not called after AcquireTick returns.
+func (s *Scheduler) AcquireTick(ctx context.Context, model, keyID string, cost int64, every time.Duration, tick func()) (release func(), waited time.Duration, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	slots := max(s.cfg.Slots(model), 1)
+	cost = max(cost, 1)
+
+	s.mu.Lock()
+	m := s.models[model]
+	if m == nil {
+		m = newModel(model)
+		s.models[model] = m
+	}
+	m.slots = slots
+	if m.waiting == 0 && m.inflight < m.slots {
+		k := m.key(keyID, s.cfg.Weight)
+		at := s.cfg.Now()
+		m.inflight++
+		k.held++
+		s.mu.Unlock()
+		return s.releaser(m, k, at), 0, nil
+	}
+	if err := s.admitLocked(m, keyID); err != nil {
+		s.mu.Unlock()
+		return nil, 0, err
+	}
+	w := &waiter{
+		key:   m.key(keyID, s.cfg.Weight),
+		cost:  cost,
+		enq:   s.cfg.Now(),
+		ready: make(chan struct{}),
+	}
+	m.enqueue(w)
+	s.waiting++
+	s.keyWaits[keyID]++
+	s.dispatchLocked(m)
+	s.mu.Unlock()
+
+	var timeout <-chan time.Time
+	if s.cfg.QueueTimeout > 0 {
+		c, stop := s.cfg.After(s.cfg.QueueTimeout)
+		defer stop()
+		timeout = c
+	}
+	var ticks <-chan time.Time
+	stopTick := func() bool { return false }
+	defer func() { stopTick() }()
+	if tick != nil && every > 0 {
+		ticks, stopTick = s.cfg.After(every)
+	}
+	for {
+		select {
+		case <-ticks:
+			tick()
+			ticks, stopTick = s.cfg.After(every)
+			continue
+		case <-w.ready:
+			return s.releaser(m, w.key, w.at), w.at.Sub(w.enq), nil
+		case <-timeout:
+			return s.timedOut(m, w)
+		case <-ctx.Done():
+			return nil, s.cancelled(m, w), ctx.Err()
+		}
+	}
+}
+
+// timedOut ends a wait that hit QueueTimeout.
+func (s *Scheduler) timedOut(m *model, w *waiter) (func(), time.Duration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w.granted { // granted as the timer fired: the caller is still here
+		return s.releaser(m, w.key, w.at), w.at.Sub(w.enq), nil
+	}
+	s.leaveLocked(m, w)
+	ra := retryAfter(m.waiting, m.slots, m.hold)
+	return nil, s.cfg.Now().Sub(w.enq), &QueueError{Reason: ReasonQueueTimeout, RetryAfter: ra}
+}
+
+// cancelled ends a wait whose ctx is done and reports the time waited.
+func (s *Scheduler) cancelled(m *model, w *waiter) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w.granted { // granted as ctx ended: give the slot back
+		s.finishLocked(m, w.key, time.Time{})
+	} else {
+		s.leaveLocked(m, w)
+	}
+	return s.cfg.Now().Sub(w.enq)
+}
+
+// admitLocked checks the queue bounds for one more waiter of keyID on m.
+func (s *Scheduler) admitLocked(m *model, keyID string) error {
+	if limit := s.cfg.MaxQueuePerKey; limit > 0 && s.keyWaits[keyID] >= limit {
+		ahead := 0
+		if k := m.keys[keyID]; k != nil {
+			ahead = len(k.waiters)
+		}
+		return &QueueError{
+			Reason:     ReasonKeyQueueFull,
+			RetryAfter: retryAfter(ahead, max(m.slots-1, 1), m.hold),
+		}
+	}
+	if limit := s.cfg.MaxQueue; limit > 0 && s.waiting >= limit {
+		return &QueueError{
+			Reason:     ReasonQueueFull,
+			RetryAfter: retryAfter(m.waiting, m.slots, m.hold),
+		}
+	}
+	return nil
+}
+
+// dispatchLocked fills m's free slots from its queue.
+func (s *Scheduler) dispatchLocked(m *model) {
+	for m.inflight < m.slots {
+		w := m.next(s.cfg.Quantum)
+		if w == nil {
+			return
+		}
+		s.unwaitLocked(w.key.id)
+		m.inflight++
+		w.key.held++
+		w.granted = true
+		w.at = s.cfg.Now()
+		close(w.ready)
+	}
+}
+
+// leaveLocked takes a waiter that gave up out of the queue.
+func (s *Scheduler) leaveLocked(m *model, w *waiter) {
+	m.remove(w)
+	s.unwaitLocked(w.key.id)
+	m.dropKey(w.key)
+	s.dispatchLocked(m) // a key capped at slots−1 may now take the last slot
+	s.forgetLocked(m)
+}
+
+// finishLocked gives back a slot k held since at (zero: not used).
+func (s *Scheduler) finishLocked(m *model, k *keyState, at time.Time) {
+	m.inflight--
+	k.held--
+	if !at.IsZero() {
+		m.observe(s.cfg.Now().Sub(at))
+	}
+	m.dropKey(k)
+	s.dispatchLocked(m)
+	s.forgetLocked(m)
+}
+
+func (s *Scheduler) unwaitLocked(keyID string) {
+	s.waiting--
+	if s.keyWaits[keyID]--; s.keyWaits[keyID] <= 0 {
+		delete(s.keyWaits, keyID)
+	}
+}
+
+// maxIdleModels is how many idle models keep their state (and their hold
+// time average) so that an uncontended Acquire allocates little.
+const maxIdleModels = 32
+
+// forgetLocked drops an idle model beyond maxIdleModels, so that names seen
+// once do not pile up.
+func (s *Scheduler) forgetLocked(m *model) {
+	if m.idle() && len(s.models) > maxIdleModels && s.models[m.name] == m {
+		delete(s.models, m.name)
+	}
+}
+
+func (s *Scheduler) releaser(m *model, k *keyState, at time.Time) func() {
+	var done atomic.Bool
+	return func() {
+		if done.Swap(true) {
+			return
+		}
+		s.mu.Lock()
+		s.finishLocked(m, k, at)
+		s.mu.Unlock()
+	}
+}
+
+// Stats is a snapshot of the scheduler for metrics.
+type Stats struct {
+	Models map[string]ModelStats // models with requests in flight or waiting
+	Keys   map[string]KeyStats   // keys with requests in flight or waiting
+}
+
+// ModelStats describes one model's slots and queue.
+type ModelStats struct {
+	Slots    int
+	InFlight int
+	Queued   int
+}
+
+// KeyStats describes one key's requests over all models.
+type KeyStats struct {
+	InFlight int
+	Queued   int
+}
+
+// Stats returns a snapshot of slots in use and requests waiting.
+func (s *Scheduler) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{
+		Models: make(map[string]ModelStats, len(s.models)),
+		Keys:   make(map[string]KeyStats),
+	}
+	for name, m := range s.models {
+		if m.idle() {
+			continue
+		}
+		st.Models[name] = ModelStats{Slots: m.slots, InFlight: m.inflight, Queued: m.waiting}
+		for id, k := range m.keys {
+			ks := st.Keys[id]
+			ks.InFlight += k.held
+			ks.Queued += len(k.waiters)
+			st.Keys[id] = ks
+		}
+	}
+	return st
+}

@@ -1,0 +1,57 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/warden-llm/warden/runtime/sched"
+)
+
+// Queue shares the backend's batch slots fairly across keys: a request
+// waits for a slot of its model before its backend call.
+type Queue interface {
+	Acquire(ctx context.Context, model, keyID string, cost int64) (release func(), waited time.Duration, err error)
+}
+
+var _ Queue = (*sched.Scheduler)(nil)
+
+// slot waits for a backend slot for the request's model. Its cost for the
+// fair share is the tokens it reserved (prompt bound plus output cap). The
+// wait goes into the x-warden-queue-ms header while headers can still be
+// sent; a stream that is waiting gets keep-alive comments from its SSE
+// writer meanwhile. With no Queue configured it returns at once.
+func (s *Server) slot(ctx context.Context, c *gin.Context, model string, adm *admission) (func(), error) {
+	if s.cfg.Queue == nil {
+		return func() {}, nil
+	}
+	release, waited, err := s.cfg.Queue.Acquire(ctx, model, principal(c).KeyID, adm.prompt+int64(adm.outputCap))
+	if !c.Writer.Written() {
+		c.Header("X-Warden-Queue-Ms", strconv.FormatInt(waited.Milliseconds(), 10))
+	}
+	if err != nil {
+		return nil, queueError(err)
+	}
+	return release, nil
+}
+
+// queueError maps the scheduler's refusals: a key over its own queue bound
+// is 429 (it is the one sending too much), a full or slow queue is 503.
+func queueError(err error) error {
+	var qe *sched.QueueError
+	if !errors.As(err, &qe) {
+		return err
+	}
+	retry := max(int(math.Ceil(qe.RetryAfter.Seconds())), 1)
+	if errors.Is(err, sched.ErrKeyQueueFull) {
+		return &apiError{Status: http.StatusTooManyRequests, Type: "requests", Code: "queue_full_for_key",
+			Message: "Too many of this key's requests are waiting for the model; retry later.", RetryAfter: retry}
+	}
+	return &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: qe.Reason,
+		Message: "The model is busy; retry later.", RetryAfter: retry}
+}
