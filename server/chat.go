@@ -75,6 +75,7 @@ func (s *Server) chat(c *gin.Context) error {
 		}
 		return nil
 	})
+	release() // the slot is free once the backend is done, before the audit commit
 	u, capped := s.outcome(ctx, adm, err, last.Metrics, pieces)
 	if err != nil && !capped {
 		return err
@@ -186,6 +187,7 @@ func (s *Server) streamChat(ctx context.Context, c *gin.Context, id, modelName s
 		}
 		return nil
 	})
+	release()
 	sse.Stop()
 	u, capped := s.outcome(ctx, adm, err, last.Metrics, pieces)
 	return s.endStream(c, sse, err, capped, u, finishReason(last.DoneReason, sentTools), delivered.String(), func(reason string) error {

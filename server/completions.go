@@ -159,6 +159,7 @@ func (s *Server) completions(c *gin.Context) error {
 		}
 		return nil
 	})
+	release() // the slot is free once the backend is done, before the audit commit
 	u, capped := s.outcome(ctx, adm, err, last.Metrics, pieces)
 	if err != nil && !capped {
 		return err
@@ -209,6 +210,7 @@ func (s *Server) streamCompletion(ctx context.Context, c *gin.Context, chunk *te
 		}
 		return nil
 	})
+	release()
 	sse.Stop()
 	u, capped := s.outcome(ctx, adm, err, last.Metrics, pieces)
 	return s.endStream(c, sse, err, capped, u, finishReason(last.DoneReason, false), delivered.String(), func(reason string) error {

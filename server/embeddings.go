@@ -124,6 +124,7 @@ func (s *Server) embeddings(c *gin.Context) error {
 	}
 	defer release()
 	resp, err := s.backend.Embed(ctx, areq)
+	release()
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,10 @@ var _ Queue = (*sched.Scheduler)(nil)
 // fair share is the tokens it reserved (prompt bound plus output cap). The
 // wait goes into the x-warden-queue-ms header while headers can still be
 // sent; a stream that is waiting gets keep-alive comments from its SSE
-// writer meanwhile. With no Queue configured it returns at once.
+// writer meanwhile. Callers release the slot as soon as the backend call
+// returns (the audit commit and the answer's write need no slot) and defer
+// it too; a second release does nothing. With no Queue configured it
+// returns at once.
 func (s *Server) slot(ctx context.Context, c *gin.Context, model string, adm *admission) (func(), error) {
 	if s.cfg.Queue == nil {
 		return func() {}, nil
