@@ -92,6 +92,20 @@ func (s *Server) requireScope(scope keys.Scope) gin.HandlerFunc {
 	}
 }
 
+// useModel resolves the model a request names, refuses it with 403 when
+// the key may not use it, and notes it for the audit trail.
+func (s *Server) useModel(ctx context.Context, c *gin.Context, name string) (modelInfo, error) {
+	m, err := s.models.resolve(ctx, name)
+	if err != nil {
+		return m, err
+	}
+	if err := allowModel(c, m); err != nil {
+		return m, err
+	}
+	noteModel(c, m)
+	return m, nil
+}
+
 // allowModel refuses a model the key may not use with 403.
 func allowModel(c *gin.Context, m modelInfo) error {
 	if principal(c).AllowsModel(m.Name) {

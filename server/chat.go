@@ -22,14 +22,10 @@ func (s *Server) chat(c *gin.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
 	defer cancel()
-	m, err := s.models.resolve(ctx, req.Model)
+	m, err := s.useModel(ctx, c, req.Model)
 	if err != nil {
 		return err
 	}
-	if err := allowModel(c, m); err != nil {
-		return err
-	}
-	noteModel(c, m)
 	adm, err := s.admit(c, estimateChat(&req), req.maxTokens(), false)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
@@ -91,15 +92,12 @@ func (s *Server) embeddings(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx := c.Request.Context()
-	m, err := s.models.resolve(ctx, req.Model)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	m, err := s.useModel(ctx, c, req.Model)
 	if err != nil {
 		return err
 	}
-	if err := allowModel(c, m); err != nil {
-		return err
-	}
-	noteModel(c, m)
 	adm, err := s.admit(c, estimateText(inputs...), nil, true)
 	if err != nil {
 		return err
