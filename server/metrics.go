@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/warden-llm/warden/runtime/sched"
 )
 
 // Metrics are the server's Prometheus series. Other parts of Warden (the
@@ -23,6 +25,7 @@ type Metrics struct {
 	tokens      *prometheus.CounterVec
 	inFlight    *prometheus.GaugeVec
 	rateLimited *prometheus.CounterVec
+	queueWait   *prometheus.HistogramVec
 }
 
 // NewMetrics makes the server's series on a new registry, with the Go
@@ -51,8 +54,12 @@ func NewMetrics() *Metrics {
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "warden_rate_limited_total", Help: "Requests refused with 429, by the limit they hit.",
 		}, []string{"limit"}),
+		queueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "warden_queue_wait_seconds", Help: "Time requests waited for a backend slot, by model.",
+			Buckets: append([]float64{.0005, .001, .0025}, buckets...),
+		}, []string{"model"}),
 	}
-	r.MustRegister(m.requests, m.duration, m.ttft, m.tokens, m.inFlight, m.rateLimited)
+	r.MustRegister(m.requests, m.duration, m.ttft, m.tokens, m.inFlight, m.rateLimited, m.queueWait)
 	return m
 }
 
@@ -96,6 +103,34 @@ func (s *Server) trackInFlight(c *gin.Context) {
 
 func (s *Server) metricsHandler(c *gin.Context) {
 	s.cfg.Metrics.Handler().ServeHTTP(c.Writer, c.Request)
+}
+
+// WatchQueue exports the scheduler's per-model slots, requests in flight
+// and requests waiting, read at scrape time.
+func (m *Metrics) WatchQueue(stats func() sched.Stats) {
+	m.Registry.MustRegister(queueCollector{stats})
+}
+
+type queueCollector struct{ stats func() sched.Stats }
+
+var (
+	queueDepth    = prometheus.NewDesc("warden_queue_depth", "Requests waiting for a backend slot, by model.", []string{"model"}, nil)
+	queueInFlight = prometheus.NewDesc("warden_backend_in_flight", "Requests holding a backend slot, by model.", []string{"model"}, nil)
+	queueSlots    = prometheus.NewDesc("warden_backend_slots", "Backend slots, by model (models with requests only).", []string{"model"}, nil)
+)
+
+func (queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- queueDepth
+	ch <- queueInFlight
+	ch <- queueSlots
+}
+
+func (c queueCollector) Collect(ch chan<- prometheus.Metric) {
+	for model, st := range c.stats().Models {
+		ch <- prometheus.MustNewConstMetric(queueDepth, prometheus.GaugeValue, float64(st.Queued), model)
+		ch <- prometheus.MustNewConstMetric(queueInFlight, prometheus.GaugeValue, float64(st.InFlight), model)
+		ch <- prometheus.MustNewConstMetric(queueSlots, prometheus.GaugeValue, float64(st.Slots), model)
+	}
 }
 
 // WatchGPU exports the latest GPU sample as gauges, read at scrape time.

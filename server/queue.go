@@ -37,6 +37,9 @@ func (s *Server) slot(ctx context.Context, c *gin.Context, model string, adm *ad
 	if !c.Writer.Written() {
 		c.Header("X-Warden-Queue-Ms", strconv.FormatInt(waited.Milliseconds(), 10))
 	}
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.queueWait.WithLabelValues(model).Observe(waited.Seconds())
+	}
 	if err != nil {
 		return nil, queueError(err)
 	}

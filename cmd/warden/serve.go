@@ -186,8 +186,15 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	monitor.Start(ctx)
 	defer monitor.Close()
 
+	queue := sched.New(sched.Config{
+		Slots:          func(string) int { return cfg.Runtime.Parallel },
+		MaxQueue:       cfg.Sched.MaxQueue,
+		MaxQueuePerKey: cfg.Sched.MaxQueuePerKey,
+		QueueTimeout:   cfg.Sched.QueueTimeout,
+	})
 	metrics := server.NewMetrics()
 	metrics.WatchGPU(monitor)
+	metrics.WatchQueue(queue.Stats)
 	registerMetrics(metrics.Registry, be, trail)
 	if cfg.Server.MetricsListen != "" {
 		stop, err := serveMetrics(cfg.Server.MetricsListen, metrics, log)
@@ -209,17 +216,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		DefaultLimits:     cfg.Limits.keys(),
 		GPU:               monitor,
 		Metrics:           metrics,
-		Queue: sched.New(sched.Config{
-			Slots:          func(string) int { return cfg.Runtime.Parallel },
-			MaxQueue:       cfg.Sched.MaxQueue,
-			MaxQueuePerKey: cfg.Sched.MaxQueuePerKey,
-			QueueTimeout:   cfg.Sched.QueueTimeout,
-		}),
-		Audit:         trail.writer,
-		AuditFailOpen: cfg.Audit.FailOpen,
-		OnAuthRefused: trail.agg.Refused,
-		Admin:         adminKeys{Manager: &keys.Manager{DB: db}, cache: cache},
-		Usage:         limiter,
+		Queue:             queue,
+		Audit:             trail.writer,
+		AuditFailOpen:     cfg.Audit.FailOpen,
+		OnAuthRefused:     trail.agg.Refused,
+		Admin:             adminKeys{Manager: &keys.Manager{DB: db}, cache: cache},
+		Usage:             limiter,
 	}, log)
 	if err != nil {
 		return err
