@@ -96,12 +96,9 @@ one) to prove the chain still reaches it.`,
 			}
 			defer db.Close()
 			ctx := cmd.Context()
-			recs, err := audit.Query(ctx, db, audit.Filter{KeyID: keyID})
+			recs, err := audit.Query(ctx, db, audit.Filter{KeyID: keyID, Limit: max(last, 1), Newest: true})
 			if err != nil {
 				return err
-			}
-			if len(recs) > last {
-				recs = recs[len(recs)-last:]
 			}
 			var after int64
 			for {

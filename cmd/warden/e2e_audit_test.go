@@ -91,6 +91,23 @@ func TestE2EAuditRecordsAndVerify(t *testing.T) {
 	if !strings.HasPrefix(string(out), "ok: ") {
 		t.Errorf("audit verify: %s", out)
 	}
+
+	// tail prints the newest records, oldest first (records may be added
+	// meanwhile, never removed).
+	all := auditRecords(t, w)
+	newest := all[len(all)-1]["seq"].(float64)
+	lines := strings.Split(strings.TrimSpace(string(w.warden(t, "audit", "tail", "-n", "2", "--json"))), "\n")
+	var seqs []float64
+	for _, l := range lines {
+		var r struct{ Seq float64 }
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("tail line %q: %v", l, err)
+		}
+		seqs = append(seqs, r.Seq)
+	}
+	if len(seqs) != 2 || seqs[0] >= seqs[1] || seqs[1] < newest {
+		t.Errorf("audit tail -n 2 gave seqs %v, want the two newest (the newest at least %v) in order", seqs, newest)
+	}
 }
 
 func mustMarshal(v any) []byte {

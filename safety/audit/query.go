@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +19,9 @@ type Filter struct {
 	KeyID    string
 	AfterSeq int64 // records with a greater seq (resume point for tail -f)
 	Limit    int   // at most this many (0: no limit)
+	// Newest makes Limit keep the newest matching records instead of the
+	// oldest; they are still returned in seq order.
+	Newest bool
 }
 
 // Query returns the records matching f in seq order.
@@ -40,7 +44,11 @@ func Query(ctx context.Context, db *store.DB, f Filter) ([]StoredRecord, error) 
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += " ORDER BY seq"
+	if f.Newest {
+		q += " ORDER BY seq DESC"
+	} else {
+		q += " ORDER BY seq"
+	}
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}
@@ -60,6 +68,9 @@ func Query(ctx context.Context, db *store.DB, f Filter) ([]StoredRecord, error) 
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("query audit records: %w", err)
+	}
+	if f.Newest {
+		slices.Reverse(out)
 	}
 	return out, nil
 }

@@ -32,6 +32,8 @@ func TestQueryFilters(t *testing.T) {
 		{"window", Filter{Since: t0.Add(2 * time.Minute), Until: t0.Add(5 * time.Minute)}, []int64{3, 4, 5}},
 		{"after and limit", Filter{AfterSeq: 6, Limit: 2}, []int64{7, 8}},
 		{"key after", Filter{KeyID: "k2", AfterSeq: 6}, []int64{8, 10}},
+		{"newest", Filter{Limit: 3, Newest: true}, []int64{8, 9, 10}},
+		{"newest of a key", Filter{KeyID: "k2", Limit: 2, Newest: true}, []int64{8, 10}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
