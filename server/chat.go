@@ -137,11 +137,7 @@ func (s *Server) streamChat(ctx context.Context, c *gin.Context, id, modelName s
 
 	release, err := s.slot(ctx, c, areq.Model, adm)
 	if err != nil {
-		sse.Stop()
-		if !sse.Started() {
-			return err
-		}
-		return s.streamError(c, sse, err)
+		return s.failStream(c, sse, err)
 	}
 	defer release()
 
@@ -204,10 +200,7 @@ func (s *Server) streamChat(ctx context.Context, c *gin.Context, id, modelName s
 // "length".
 func (s *Server) endStream(c *gin.Context, sse *sseWriter, err error, capped bool, u usage, reason, text string, final func(reason string) error) error {
 	if err != nil && !capped {
-		if !sse.Started() {
-			return err
-		}
-		return s.streamError(c, sse, err)
+		return s.failStream(c, sse, err)
 	}
 	if capped {
 		reason = "length"
@@ -219,6 +212,16 @@ func (s *Server) endStream(c *gin.Context, sse *sseWriter, err error, capped boo
 		_ = sse.Done()
 	}
 	return nil
+}
+
+// failStream ends a stream with err: as the answer's status when nothing
+// was sent yet, else as an error event.
+func (s *Server) failStream(c *gin.Context, sse *sseWriter, err error) error {
+	sse.Stop()
+	if !sse.Started() {
+		return err
+	}
+	return s.streamError(c, sse, err)
 }
 
 // streamError ends a stream that has started with an error event.

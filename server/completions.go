@@ -175,11 +175,7 @@ func (s *Server) streamCompletion(ctx context.Context, c *gin.Context, chunk *te
 
 	release, err := s.slot(ctx, c, areq.Model, adm)
 	if err != nil {
-		sse.Stop()
-		if !sse.Started() {
-			return err
-		}
-		return s.streamError(c, sse, err)
+		return s.failStream(c, sse, err)
 	}
 	defer release()
 

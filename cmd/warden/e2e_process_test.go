@@ -53,7 +53,7 @@ func TestE2ECancelFreesSlot(t *testing.T) {
 	defer cancelNext()
 	resp, err := w.client().Chat.Completions.New(next, chatParams("Hello", 8))
 	if err != nil {
-		t.Fatalf("request after cancelling a long stream: %v", err)
+		t.Fatalf("request after cancelling a long stream: %v\n%s", err, w.log.String())
 	}
 	if resp.Usage.CompletionTokens != 8 {
 		t.Errorf("completion tokens = %d, want 8", resp.Usage.CompletionTokens)
