@@ -8,6 +8,9 @@ const (
 	ReasonQueueFull    = "queue_full"     // the global bound was hit (503)
 	ReasonKeyQueueFull = "key_queue_full" // the key's own bound was hit (429)
 	ReasonQueueTimeout = "queue_timeout"  // waited longer than QueueTimeout (503)
+	// ReasonGateClosed: waited longer than QueueTimeout while Config.Gate
+	// held the model (503).
+	ReasonGateClosed = "gate_closed"
 )
 
 // QueueError is returned by Acquire when a request cannot be queued or waited
@@ -27,6 +30,8 @@ func (e *QueueError) Error() string {
 		return "sched: queue full for key"
 	case ReasonQueueTimeout:
 		return "sched: timed out waiting for a slot"
+	case ReasonGateClosed:
+		return "sched: timed out while dispatch was held"
 	}
 	return "sched: " + e.Reason
 }
@@ -44,6 +49,7 @@ var (
 	ErrQueueFull    = &QueueError{Reason: ReasonQueueFull}
 	ErrKeyQueueFull = &QueueError{Reason: ReasonKeyQueueFull}
 	ErrQueueTimeout = &QueueError{Reason: ReasonQueueTimeout}
+	ErrGateClosed   = &QueueError{Reason: ReasonGateClosed}
 )
 
 const (

@@ -11,9 +11,11 @@
 // globally and per key, waiting is bounded by a timeout, and a cancelled
 // caller leaves the queue at once.
 //
-// Dispatch happens inside Acquire and the release funcs: the scheduler runs
-// no goroutine of its own. A key is an opaque id; the package knows nothing
-// of HTTP.
+// Dispatch happens inside Acquire, the release funcs and Kick: the
+// scheduler runs no goroutine of its own. A Gate can hold a model's queue
+// (a GPU too hot, a model that does not fit in free memory); whoever owns
+// the gate's inputs calls Kick when it may have opened. A key is an opaque
+// id; the package knows nothing of HTTP or GPUs.
 package sched
 
 import (
@@ -30,6 +32,7 @@ const (
 	DefaultMaxQueuePerKey = 64
 	DefaultQueueTimeout   = 2 * time.Minute
 	DefaultQuantum        = 1024
+	DefaultGateRetryAfter = 5 * time.Second
 )
 
 // Config holds the scheduler's settings; zero values take the defaults.
@@ -51,6 +54,17 @@ type Config struct {
 	// It is asked when a key starts holding or waiting for a model, under
 	// the scheduler's lock: it must be cheap and not call the Scheduler.
 	Weight func(keyID string) int
+	// Gate reports whether requests for model may be dispatched to the
+	// backend now. While it says no, the model's requests wait in the queue
+	// (bounds and QueueTimeout still apply); the scheduler asks again when a
+	// slot frees, a request arrives, or Kick is called, so the gate's owner
+	// must call Kick when it may have opened. It is asked under the
+	// scheduler's lock: it must be cheap and not call the Scheduler. Nil
+	// means always open.
+	Gate func(model string) bool
+	// GateRetryAfter is the Retry-After hint for a request that timed out
+	// while its model's gate was closed. Zero means DefaultGateRetryAfter.
+	GateRetryAfter time.Duration
 	// Quantum is the deficit, in tokens, a key of weight 1 gains per round.
 	// Zero means DefaultQuantum.
 	Quantum int64
@@ -89,6 +103,12 @@ func New(cfg Config) *Scheduler {
 	}
 	if cfg.Weight == nil {
 		cfg.Weight = func(string) int { return 1 }
+	}
+	if cfg.Gate == nil {
+		cfg.Gate = func(string) bool { return true }
+	}
+	if cfg.GateRetryAfter <= 0 {
+		cfg.GateRetryAfter = DefaultGateRetryAfter
 	}
 	if cfg.Quantum <= 0 {
 		cfg.Quantum = DefaultQuantum
@@ -138,7 +158,7 @@ func (s *Scheduler) AcquireTick(ctx context.Context, model, keyID string, cost i
 		s.models[model] = m
 	}
 	m.slots = slots
-	if m.waiting == 0 && m.inflight < m.slots {
+	if m.waiting == 0 && m.inflight < m.slots && s.cfg.Gate(model) {
 		k := m.key(keyID, s.cfg.Weight)
 		at := s.cfg.Now()
 		m.inflight++
@@ -198,6 +218,10 @@ func (s *Scheduler) timedOut(m *model, w *waiter) (func(), time.Duration, error)
 		return s.releaser(m, w.key, w.at), w.at.Sub(w.enq), nil
 	}
 	s.leaveLocked(m, w)
+	if !s.cfg.Gate(m.name) {
+		ra := max(s.cfg.GateRetryAfter, minRetryAfter).Round(time.Second)
+		return nil, s.cfg.Now().Sub(w.enq), &QueueError{Reason: ReasonGateClosed, RetryAfter: ra}
+	}
 	ra := retryAfter(m.waiting, m.slots, m.hold)
 	return nil, s.cfg.Now().Sub(w.enq), &QueueError{Reason: ReasonQueueTimeout, RetryAfter: ra}
 }
@@ -235,8 +259,12 @@ func (s *Scheduler) admitLocked(m *model, keyID string) error {
 	return nil
 }
 
-// dispatchLocked fills m's free slots from its queue.
+// dispatchLocked fills m's free slots from its queue, unless m's gate is
+// closed.
 func (s *Scheduler) dispatchLocked(m *model) {
+	if m.waiting == 0 || m.inflight >= m.slots || !s.cfg.Gate(m.name) {
+		return
+	}
 	for m.inflight < m.slots {
 		w := m.next(s.cfg.Quantum)
 		if w == nil {
@@ -248,6 +276,17 @@ func (s *Scheduler) dispatchLocked(m *model) {
 		w.granted = true
 		w.at = s.cfg.Now()
 		close(w.ready)
+	}
+}
+
+// Kick dispatches waiting requests into free slots. The owner of Config.Gate
+// calls it when the gate may have opened (after each GPU sample, say); it is
+// cheap when nothing waits.
+func (s *Scheduler) Kick() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.models {
+		s.dispatchLocked(m)
 	}
 }
 
