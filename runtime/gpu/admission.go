@@ -48,8 +48,9 @@ type Admission struct {
 // Alert reports a limit crossed (Active) or cleared (!Active).
 type Alert struct {
 	Time   time.Time
-	Kind   string // "gpu_temperature"
+	Kind   string // AlertTemperature or AlertMemory
 	Active bool
+	Model  string // the model whose load is held (AlertMemory)
 	Device int    // the hottest device
 	TempC  uint32 // its temperature
 	LimitC uint32 // TempLimitC when raised, the resume threshold when cleared
@@ -58,8 +59,13 @@ type Alert struct {
 	Message string
 }
 
-// AlertTemperature is Alert.Kind for the temperature gate.
-const AlertTemperature = "gpu_temperature"
+// Alert kinds.
+const (
+	// AlertTemperature: dispatch paused (or resumed) for GPU temperature.
+	AlertTemperature = "gpu_temperature"
+	// AlertMemory: a model's load is held (or no longer) for free VRAM.
+	AlertMemory = "gpu_memory"
+)
 
 func (a *Admission) now() time.Time {
 	if a.Now != nil {

@@ -21,6 +21,12 @@ const DefaultInterval = time.Second
 // samples again, and reports the reason through Status. Other sampling
 // errors are logged when they change and keep the last good snapshot.
 type Monitor struct {
+	// OnSample, if set, is called in the sampling goroutine after every
+	// sample, good or not, with the latest good snapshot (ok false: there
+	// is none): a Gate updates from it. After ErrNoGPU it is called once,
+	// with ok false. Set it before Start.
+	OnSample func(snap Snapshot, ok bool)
+
 	s        Sampler
 	interval time.Duration
 	log      *slog.Logger
@@ -96,7 +102,14 @@ func (m *Monitor) run(ctx context.Context, done chan<- struct{}) {
 // sample takes one sample and records it; it returns false once there is no
 // GPU, after which the sampler must not be called again.
 func (m *Monitor) sample() bool {
-	snap, err := m.s.Sample()
+	more := m.record(m.s.Sample())
+	if m.OnSample != nil {
+		m.OnSample(m.Latest())
+	}
+	return more
+}
+
+func (m *Monitor) record(snap Snapshot, err error) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {

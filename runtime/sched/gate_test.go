@@ -9,7 +9,9 @@ import (
 )
 
 // gate is a Config.Gate a test opens and closes per model.
-type gate struct{ closed atomic.Pointer[map[string]bool] }
+type gate struct {
+	closed atomic.Pointer[map[string]bool]
+}
 
 func (g *gate) set(closed map[string]bool) { g.closed.Store(&closed) }
 
