@@ -1,0 +1,258 @@
+package filter
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/warden-llm/warden/safety/detect"
+)
+
+// A canary is placed in a request's system prompt so that an answer
+// leaking the prompt can be recognised: an answer containing the canary
+// token, or repeating a long verbatim run of the prompt, is a leak
+// (category "canary"). The token is an HMAC of the prompt under the
+// server's secret: the same prompt always gets the same token, so answers
+// at temperature 0 stay deterministic and the backend's prompt cache keeps
+// working, while nobody without the secret can predict it.
+
+const (
+	canaryHexLen   = 16 // hex digits of the token
+	canaryMinBytes = 24 // system prompts shorter than this get no verbatim check
+	canaryCacheMax = 64 // system prompts whose automata are kept
+)
+
+// Canary places a canary in a system prompt and arms the request's answer
+// filter for it. It returns the prompt to send to the model. With no
+// secret configured, or no prompt, it returns system unchanged.
+func (r *Request) Canary(system string) string {
+	if len(r.e.cfg.Secret) == 0 || system == "" {
+		return system
+	}
+	c := r.e.canary(system)
+	r.canary = append(r.canary, c.token)
+	if c.verbatim != nil {
+		r.canary = append(r.canary, c.verbatim)
+	}
+	return system + "\n\n(ref " + string(c.token.lit) + ")"
+}
+
+type canaryDetectors struct {
+	token    *literal
+	verbatim *verbatim
+}
+
+// canaryCache keeps the automata of recent system prompts: most requests
+// of a deployment share a handful of them.
+type canaryCache struct {
+	mu sync.Mutex
+	m  map[string]canaryDetectors
+}
+
+func (e *Engine) canary(system string) canaryDetectors {
+	mac := hmac.New(sha256.New, e.cfg.Secret)
+	mac.Write([]byte(system))
+	sum := mac.Sum(nil)
+	key := string(sum)
+	e.canaries.mu.Lock()
+	defer e.canaries.mu.Unlock()
+	if c, ok := e.canaries.m[key]; ok {
+		return c
+	}
+	c := canaryDetectors{token: &literal{lit: []byte(hex.EncodeToString(sum)[:canaryHexLen]), detector: "token"}}
+	if len(system) >= canaryMinBytes {
+		c.verbatim = newVerbatim([]byte(system), min(e.cfg.CanaryMinRun, len(system)))
+	}
+	if e.canaries.m == nil || len(e.canaries.m) >= canaryCacheMax {
+		e.canaries.m = map[string]canaryDetectors{}
+	}
+	e.canaries.m[key] = c
+	return c
+}
+
+// literal finds an ASCII token, case-insensitively.
+type literal struct {
+	lit      []byte // lower case
+	detector string
+}
+
+func (l *literal) Category() string { return CatCanary }
+
+func (l *literal) Find(text []byte, from int, report func(detect.Match)) {
+	for i := from; i+len(l.lit) <= len(text); {
+		j := bytes.IndexByte(text[i:], l.lit[0])
+		if k := bytes.IndexByte(text[i:], l.lit[0]-0x20); l.lit[0] >= 'a' && k >= 0 && (j < 0 || k < j) {
+			j = k
+		}
+		if j < 0 {
+			return
+		}
+		i += j
+		if i+len(l.lit) <= len(text) && bytes.EqualFold(text[i:i+len(l.lit)], l.lit) {
+			report(detect.Match{Start: i, End: i + len(l.lit), Category: CatCanary, Detector: l.detector})
+			i += len(l.lit)
+			continue
+		}
+		i++
+	}
+}
+
+// Hold keeps the longest tail that could be the start of the token.
+func (l *literal) Hold(text []byte) int {
+	for n := min(len(l.lit)-1, len(text)); n > 0; n-- {
+		if bytes.EqualFold(text[len(text)-n:], l.lit[:n]) {
+			return n
+		}
+	}
+	return 0
+}
+
+// verbatim finds runs of at least min bytes that occur in the system
+// prompt (ASCII case-insensitively), with a suffix automaton of the prompt:
+// one transition per byte of the answer, whatever the prompt's length.
+type verbatim struct {
+	sam *sam
+	min int
+}
+
+func newVerbatim(prompt []byte, minRun int) *verbatim {
+	return &verbatim{sam: buildSAM(bytes.ToLower(prompt)), min: minRun}
+}
+
+func (v *verbatim) Category() string { return CatCanary }
+
+func (v *verbatim) Find(text []byte, from int, report func(detect.Match)) {
+	st, n := 0, 0
+	start, end := -1, -1 // the open run
+	flush := func() {
+		s, e := start, end
+		for s < e && !utf8.RuneStart(text[s]) {
+			s++
+		}
+		for e > s && e < len(text) && !utf8.RuneStart(text[e]) {
+			e--
+		}
+		if s >= from && s < e {
+			report(detect.Match{Start: s, End: e, Category: CatCanary, Detector: "verbatim"})
+		}
+		start, end = -1, -1
+	}
+	for i, c := range text {
+		st, n = v.sam.step(st, n, lower(c))
+		if n < v.min {
+			continue
+		}
+		s := i + 1 - n
+		if start >= 0 && s > end {
+			flush()
+		}
+		if start < 0 {
+			start = s
+		}
+		end = i + 1
+	}
+	if start >= 0 {
+		flush()
+	}
+}
+
+// Hold keeps the tail that occurs in the prompt: it may still grow into a
+// leak.
+func (v *verbatim) Hold(text []byte) int {
+	st, n := 0, 0
+	for _, c := range text[max(0, len(text)-detect.MaxHold):] {
+		st, n = v.sam.step(st, n, lower(c))
+	}
+	return min(n, v.min)
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 0x20
+	}
+	return c
+}
+
+// sam is a suffix automaton: it recognises every substring of the text it
+// was built from.
+type sam struct {
+	link []int32
+	len  []int32
+	next [][]edge
+}
+
+type edge struct {
+	c  byte
+	to int32
+}
+
+func (a *sam) move(st int, c byte) int {
+	for _, e := range a.next[st] {
+		if e.c == c {
+			return int(e.to)
+		}
+	}
+	return -1
+}
+
+// step extends the current match (state st, length n) by c and returns the
+// state and length of the longest suffix that is still a substring.
+func (a *sam) step(st, n int, c byte) (int, int) {
+	for {
+		if t := a.move(st, c); t >= 0 {
+			return t, n + 1
+		}
+		if st == 0 {
+			return 0, 0
+		}
+		st = int(a.link[st])
+		n = int(a.len[st])
+	}
+}
+
+func buildSAM(s []byte) *sam {
+	a := &sam{link: []int32{-1}, len: []int32{0}, next: [][]edge{nil}}
+	last := 0
+	set := func(st int, c byte, to int) {
+		for i, e := range a.next[st] {
+			if e.c == c {
+				a.next[st][i].to = int32(to)
+				return
+			}
+		}
+		a.next[st] = append(a.next[st], edge{c, int32(to)})
+	}
+	for _, c := range s {
+		cur := len(a.len)
+		a.len = append(a.len, a.len[last]+1)
+		a.link = append(a.link, 0)
+		a.next = append(a.next, nil)
+		p := last
+		for p >= 0 && a.move(p, c) < 0 {
+			set(p, c, cur)
+			p = int(a.link[p])
+		}
+		if p >= 0 {
+			q := a.move(p, c)
+			if a.len[p]+1 == a.len[q] {
+				a.link[cur] = int32(q)
+			} else {
+				clone := len(a.len)
+				a.len = append(a.len, a.len[p]+1)
+				a.link = append(a.link, a.link[q])
+				a.next = append(a.next, append([]edge(nil), a.next[q]...))
+				for p >= 0 && a.move(p, c) == q {
+					set(p, c, clone)
+					p = int(a.link[p])
+				}
+				a.link[q] = int32(clone)
+				a.link[cur] = int32(clone)
+			}
+		}
+		last = cur
+	}
+	return a
+}

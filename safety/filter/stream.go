@@ -1,0 +1,195 @@
+package filter
+
+import (
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/warden-llm/warden/safety/detect"
+)
+
+// Stream filters a text that arrives in pieces. Each Write returns the text
+// that is now safe to release: everything except what some detector is
+// still holding (a trailing run of digits, an unfinished address, a phrase
+// automaton's live state), redacted per the profile. Held text is kept, not
+// re-scanned from the start: each step scans only the held text and a few
+// bytes of released context, so the cost per byte stays bounded.
+//
+// After a block the stream is over: Write and Close return "" and Blocked
+// reports true. The text released before the blocked match stays released.
+type Stream struct {
+	r    *Request
+	dir  Direction
+	dets []detect.Detector
+
+	win  []byte // released context, then held text
+	from int    // win[:from] is released context
+	base int    // offset of win[0] in the whole text
+
+	blocked  bool
+	closed   bool
+	findings []Finding
+	ms       []detect.Match
+	maxHold  int
+
+	answer strings.Builder // the raw answer, for the repeat check (output only)
+	repeat bool
+}
+
+// maxRepeatBytes bounds what the repeat check keeps of an answer.
+const maxRepeatBytes = 64 << 10
+
+// Output starts filtering the request's answer. One answer per Request:
+// the repeat check counts every Output stream as an answer.
+func (r *Request) Output() *Stream { return r.stream(Output, true) }
+
+func (r *Request) stream(dir Direction, answer bool) *Stream {
+	s := &Stream{r: r, dir: dir, dets: r.dets}
+	if dir == Output && len(r.canary) > 0 {
+		s.dets = append(slices.Clip(r.dets), r.canary...)
+	}
+	s.repeat = answer && r.e.repeats != nil && r.p.Action(Output, CatRepeat) != Allow
+	return s
+}
+
+// Blocked reports whether a blocking finding ended the stream.
+func (s *Stream) Blocked() bool { return s.blocked }
+
+// MaxHold is the most text the stream has held back at once, in bytes.
+func (s *Stream) MaxHold() int { return s.maxHold }
+
+// Findings returns the stream's findings so far (allowed ones excluded).
+func (s *Stream) Findings() []Finding { return s.findings }
+
+// Write adds a piece of text and returns what can be released now.
+func (s *Stream) Write(chunk string) string {
+	if s.blocked || s.closed || chunk == "" {
+		return ""
+	}
+	s.win = append(s.win, chunk...)
+	return s.step(false)
+}
+
+// Close ends the text and returns whatever was still held, filtered.
+func (s *Stream) Close() string {
+	if s.blocked || s.closed {
+		return ""
+	}
+	out := s.step(true)
+	s.closed = true
+	if s.repeat && !s.blocked {
+		if n := s.r.e.repeats.check(s.answer.String()); n > 0 {
+			s.record(detect.Match{Category: CatRepeat, Detector: repeatDetector(n), End: len(s.win)})
+		}
+	}
+	return out
+}
+
+func (s *Stream) step(final bool) string {
+	win := s.win
+	ms := s.ms[:0]
+	for _, d := range s.dets {
+		d.Find(win, s.from, func(m detect.Match) {
+			if s.r.p.Action(s.dir, m.Category) != Allow || s.wantAllowed() {
+				ms = append(ms, m)
+			}
+		})
+	}
+	s.ms = ms
+	slices.SortFunc(ms, func(a, b detect.Match) int {
+		if a.Start != b.Start {
+			return a.Start - b.Start
+		}
+		return b.End - a.End
+	})
+
+	cut := len(win)
+	if !final {
+		hold := 0
+		for _, d := range s.dets {
+			hold = max(hold, d.Hold(win))
+		}
+		cut = len(win) - min(hold, detect.MaxHold)
+		// Never cut through a match: the cut moves back to its start,
+		// and that may move it into an earlier match.
+		for moved := true; moved; {
+			moved = false
+			for _, m := range ms {
+				if m.Start < cut && m.End > cut {
+					cut, moved = m.Start, true
+				}
+			}
+		}
+		cut = max(cut, s.from)
+		for cut > s.from && cut < len(win) && !utf8.RuneStart(win[cut]) {
+			cut--
+		}
+		s.maxHold = max(s.maxHold, len(win)-cut)
+	}
+
+	// A block ends the text at the blocking match's start: the first
+	// blocking match in order of start, so that where a text stops does not
+	// depend on how it was chunked.
+	block, end := -1, cut
+	for i, m := range ms {
+		if m.End <= cut && s.r.p.Action(s.dir, m.Category) == Block {
+			block, end, s.blocked = i, m.Start, true
+			break
+		}
+	}
+
+	var out strings.Builder
+	at := s.from // next byte of win to write
+	for i, m := range ms {
+		if m.End > cut || (block >= 0 && i > block) {
+			continue
+		}
+		act := s.record(m)
+		if i == block || act != Redact || m.End <= at {
+			continue
+		}
+		if m.Start >= at {
+			out.Write(win[at:m.Start])
+			out.WriteString(s.r.placeholder(m.Category, win[m.Start:m.End]))
+		}
+		// A match overlapping the last redacted span extends it.
+		at = m.End
+	}
+	if at < end {
+		out.Write(win[at:end])
+	}
+	if s.repeat && s.answer.Len() < maxRepeatBytes {
+		s.answer.Write(win[s.from:min(cut, s.from+maxRepeatBytes-s.answer.Len())])
+	}
+	if s.blocked {
+		s.win = nil
+		return out.String()
+	}
+
+	// Keep a little released context for the detectors' boundary checks.
+	keep := max(0, cut-detect.Context)
+	s.base += keep
+	s.win = append(win[:0], win[keep:]...)
+	s.from = cut - keep
+	return out.String()
+}
+
+// wantAllowed: findings whose action is allow are dropped early, except
+// when the request shows them (warden scan).
+func (s *Stream) wantAllowed() bool { return s.r.showAllowed }
+
+// record notes a finding in absolute offsets and returns its action.
+func (s *Stream) record(m detect.Match) Action {
+	act := s.r.p.Action(s.dir, m.Category)
+	if act == Allow && !s.r.showAllowed {
+		return act
+	}
+	f := Finding{Direction: s.dir, Category: m.Category, Detector: m.Detector,
+		Start: s.base + m.Start, End: s.base + m.End, Action: act}
+	if m.Category == CatRepeat {
+		f.Start = 0
+	}
+	s.findings = append(s.findings, f)
+	s.r.findings = append(s.r.findings, f)
+	return act
+}
