@@ -151,6 +151,17 @@ func (c *Cache) Authenticate(token string) (*Principal, error) {
 	return e.p, nil
 }
 
+// Weight returns the scheduling weight of key id (1 for an unknown key).
+// It runs no SQL and takes no lock: the scheduler asks it under its own.
+func (c *Cache) Weight(id string) int {
+	if snap := c.snap.Load(); snap != nil {
+		if e := snap.keys[id]; e != nil {
+			return e.p.Weight
+		}
+	}
+	return DefaultWeight
+}
+
 // reject logs why a token was refused (key id only, never the secret) and
 // returns the one error callers see.
 func (c *Cache) reject(id, reason string) (*Principal, error) {

@@ -94,12 +94,19 @@ func (l Limits) Validate() error {
 
 // Key is a stored key as the admin sees it: never its secret or hash.
 type Key struct {
-	ID       string     `json:"id"`
-	Name     string     `json:"name"`
-	Scopes   []Scope    `json:"scopes"`
-	Models   []string   `json:"models"` // glob patterns; empty = all models
-	Limits   Limits     `json:"limits"`
-	Policy   string     `json:"policy,omitempty"`
+	ID     string   `json:"id"`
+	Name   string   `json:"name"`
+	Scopes []Scope  `json:"scopes"`
+	Models []string `json:"models"` // glob patterns; empty = all models
+	Limits Limits   `json:"limits"`
+	Policy string   `json:"policy,omitempty"`
+	// Weight is the key's share of the backend's slots in the fair queue
+	// (1 = one share; a key of weight 2 gets twice the service of a key of
+	// weight 1 while both wait).
+	Weight int `json:"weight"`
+	// Profile names the safety-filter profile applied to the key's
+	// requests; "" is the default profile.
+	Profile  string     `json:"profile"`
 	Created  time.Time  `json:"created"`
 	Rotated  *time.Time `json:"rotated,omitempty"`
 	Expires  *time.Time `json:"expires,omitempty"`
@@ -118,6 +125,8 @@ type Spec struct {
 	Expires time.Duration // from creation; 0 = never
 	Limits  Limits
 	Policy  string
+	Weight  int    // 0 = DefaultWeight
+	Profile string // "" = the default profile
 }
 
 const (
@@ -165,7 +174,44 @@ func (s Spec) normalize() (Spec, error) {
 	if err := s.Limits.Validate(); err != nil {
 		return Spec{}, err
 	}
+	if s.Weight == 0 {
+		s.Weight = DefaultWeight
+	}
+	if err := checkWeight(s.Weight); err != nil {
+		return Spec{}, err
+	}
+	s.Profile = strings.TrimSpace(s.Profile)
+	if err := checkProfile(s.Profile); err != nil {
+		return Spec{}, err
+	}
 	return s, nil
+}
+
+// Bounds of a key's scheduling weight.
+const (
+	DefaultWeight = 1
+	MaxWeight     = 1000
+)
+
+func checkWeight(w int) error {
+	if w < 1 || w > MaxWeight {
+		return fmt.Errorf("weight must be between 1 and %d, got %d", MaxWeight, w)
+	}
+	return nil
+}
+
+const maxProfileLen = 64
+
+// checkProfile checks a profile name's form only: whether a profile of
+// that name is configured is the server's business.
+func checkProfile(p string) error {
+	if err := checkLabel("profile", p, maxProfileLen); err != nil {
+		return err
+	}
+	if strings.ContainsAny(p, " \t") {
+		return fmt.Errorf("profile %q holds a space", p)
+	}
+	return nil
 }
 
 // checkLabel refuses text that is too long, not UTF-8 or not printable.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/warden-llm/warden/safety/audit"
@@ -18,6 +19,7 @@ const (
 	ActionRotate    = "key.rotate"
 	ActionRevoke    = "key.revoke"
 	ActionSetLimits = "key.set_limits"
+	ActionUpdate    = "key.update"
 )
 
 // nextVersion is the global change counter every write sets on the row it
@@ -73,10 +75,10 @@ func (m *Manager) Create(ctx context.Context, actor string, s Spec) (Key, string
 	err = m.tx(ctx, func(tx *sql.Tx) error {
 		m.DB.Count()
 		_, err := tx.ExecContext(ctx, `INSERT INTO keys
-			(id, name, secret_hash, created_at, expires_at, scopes, models, limits, policy, version)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, `+nextVersion+`)`,
+			(id, name, secret_hash, created_at, expires_at, scopes, models, limits, policy, weight, profile, version)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, `+nextVersion+`)`,
 			id, s.Name, hash[:], now.UnixMilli(), expires,
-			mustJSON(s.Scopes), mustJSON(s.Models), mustJSON(s.Limits), s.Policy)
+			mustJSON(s.Scopes), mustJSON(s.Models), mustJSON(s.Limits), s.Policy, s.Weight, s.Profile)
 		if err != nil {
 			return fmt.Errorf("create key: %w", err)
 		}
@@ -87,7 +89,7 @@ func (m *Manager) Create(ctx context.Context, actor string, s Spec) (Key, string
 		k = r.Key
 		return m.event(ctx, tx, now, actor, ActionCreate, id, map[string]any{
 			"name": k.Name, "scopes": k.Scopes, "models": k.Models, "limits": k.Limits,
-			"policy": k.Policy, "expires": k.Expires,
+			"policy": k.Policy, "expires": k.Expires, "weight": k.Weight, "profile": k.Profile,
 		})
 	})
 	if err != nil {
@@ -192,6 +194,66 @@ func (m *Manager) SetLimits(ctx context.Context, actor, id string, l Limits) err
 		return m.event(ctx, tx, now, actor, ActionSetLimits, id, map[string]any{
 			"limits": l, "previous": r.Limits,
 		})
+	})
+}
+
+// Change is an edit of a key's settings; nil fields keep their value.
+type Change struct {
+	Limits  *Limits
+	Weight  *int
+	Profile *string
+}
+
+// Update applies ch to key id in one transaction with one admin event
+// (key.update, holding the new and previous value of each field set).
+func (m *Manager) Update(ctx context.Context, actor, id string, ch Change) error {
+	if err := checkActor(actor); err != nil {
+		return err
+	}
+	if ch.Limits != nil {
+		if err := ch.Limits.Validate(); err != nil {
+			return err
+		}
+	}
+	if ch.Weight != nil {
+		if err := checkWeight(*ch.Weight); err != nil {
+			return err
+		}
+	}
+	var profile string
+	if ch.Profile != nil {
+		profile = strings.TrimSpace(*ch.Profile)
+		if err := checkProfile(profile); err != nil {
+			return err
+		}
+	}
+	now := m.now()
+	return m.tx(ctx, func(tx *sql.Tx) error {
+		r, err := getRecord(ctx, m.DB, tx, id)
+		if err != nil {
+			return err
+		}
+		limits, weight, prof := r.Limits, r.Weight, r.Profile
+		detail := map[string]any{}
+		if ch.Limits != nil {
+			limits = *ch.Limits
+			detail["limits"], detail["previous_limits"] = limits, r.Limits
+		}
+		if ch.Weight != nil {
+			weight = *ch.Weight
+			detail["weight"], detail["previous_weight"] = weight, r.Weight
+		}
+		if ch.Profile != nil {
+			prof = profile
+			detail["profile"], detail["previous_profile"] = prof, r.Profile
+		}
+		m.DB.Count()
+		_, err = tx.ExecContext(ctx, `UPDATE keys SET limits = ?, weight = ?, profile = ?, version = `+nextVersion+` WHERE id = ?`,
+			mustJSON(limits), weight, prof, id)
+		if err != nil {
+			return fmt.Errorf("update key %s: %w", id, err)
+		}
+		return m.event(ctx, tx, now, actor, ActionUpdate, id, detail)
 	})
 }
 

@@ -18,6 +18,10 @@ type Principal struct {
 	Models []string // the key's patterns as stored; empty = all models
 	Limits Limits
 	Policy string
+	// Weight is the key's share in the fair queue (at least 1).
+	Weight int
+	// Profile names the key's safety-filter profile ("" = default).
+	Profile string
 
 	patterns []pattern
 }
@@ -152,6 +156,8 @@ func newPrincipal(k Key) *Principal {
 		Models:   k.Models,
 		Limits:   k.Limits,
 		Policy:   k.Policy,
+		Weight:   max(k.Weight, 1),
+		Profile:  k.Profile,
 		patterns: compilePatterns(k.Models),
 	}
 }

@@ -20,6 +20,7 @@ var migrations = []migration{
 	keysMigration,
 	auditMigration,
 	outboxMigration,
+	keysSchedMigration,
 }
 
 var keysMigration = migration{"keys and admin events", `
