@@ -1,0 +1,162 @@
+// Package pii detects personal data in text: e-mail addresses, phone
+// numbers, payment card numbers, IBANs, US social security numbers and IP
+// addresses. Every detector follows the streaming contract of package
+// detect: it reports matches by maximal runs of its own character class,
+// decides each run from the run itself plus a few bytes of left context
+// (never more than detect.Context), and holds a trailing run for as long as
+// more text could still turn it into a match or spoil one.
+//
+// Runs that start in the released left context are never reported: the
+// detector held every run that could still match, so a run reaching back
+// into released text is one it had already given up on.
+package pii
+
+import (
+	"encoding/binary"
+	"math/bits"
+
+	"github.com/warden-llm/warden/safety/detect"
+)
+
+// Category names, stable across config, audit and output.
+const (
+	CategoryEmail      = "email"
+	CategoryPhone      = "phone"
+	CategoryCreditCard = "credit_card"
+	CategoryIBAN       = "iban"
+	CategorySSN        = "ssn"
+	CategoryIP         = "ip"
+)
+
+// DefaultRegions are the regions whose national phone formats are accepted
+// when a caller does not configure any.
+var DefaultRegions = []string{"US", "GB", "DE", "FR", "ES", "IN", "CN", "BR", "JP", "CA", "AU", "NL", "IT"}
+
+// Options configures New.
+type Options struct {
+	// Regions lists the ISO 3166 region codes whose national phone number
+	// formats are recognised; nil means DefaultRegions. Numbers written with
+	// a leading + and country code are recognised whatever the regions.
+	Regions []string
+	// PrivateIPs also reports private, loopback, link-local, CGNAT,
+	// documentation and other non-public addresses.
+	PrivateIPs bool
+}
+
+// New returns the six PII detectors: email, phone, credit_card, iban, ssn
+// and ip.
+func New(opts Options) []detect.Detector {
+	return []detect.Detector{
+		NewEmail(),
+		NewPhone(opts.Regions),
+		NewCreditCard(),
+		NewIBAN(),
+		NewSSN(),
+		NewIP(opts.PrivateIPs),
+	}
+}
+
+const (
+	cDigit = 1 << iota
+	cUpper
+	cLower
+	cWord // letters, digits and '_'
+)
+
+var class = func() (t [256]uint8) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] |= cDigit | cWord
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] |= cUpper | cWord
+		t[c+'a'-'A'] |= cLower | cWord
+	}
+	t['_'] |= cWord
+	return t
+}()
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+func isUpper(c byte) bool { return 'A' <= c && c <= 'Z' }
+func isWord(c byte) bool  { return class[c]&cWord != 0 }
+
+// endOK reports whether a match may end at text[i]: the byte there must not
+// continue an ASCII word and must start a rune, so spans stay on rune
+// boundaries even in invalid UTF-8.
+func endOK(text []byte, i int) bool {
+	if i >= len(text) {
+		return true
+	}
+	c := text[i]
+	return !isWord(c) && (c < 0x80 || c >= 0xC0)
+}
+
+// indexDigit returns the index of the first ASCII digit in b at or after i,
+// or -1. It tests eight bytes at a time: most text has few digits.
+func indexDigit(b []byte, i int) int {
+	for ; i+8 <= len(b); i += 8 {
+		y := binary.LittleEndian.Uint64(b[i:]) ^ 0x3030303030303030
+		// A byte of y is below 10 exactly where b holds a digit; the lowest
+		// flagged byte is exact (borrows only spoil the bytes above it).
+		if m := (y - 0x0a0a0a0a0a0a0a0a) & ^y & 0x8080808080808080; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for ; i < len(b); i++ {
+		if isDigit(b[i]) {
+			return i
+		}
+	}
+	return -1
+}
+
+// lower returns c in ASCII lower case.
+func lower(c byte) byte {
+	if isUpper(c) {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// prevWords calls fn with up to n ASCII words (lower-cased, each at most 15
+// bytes) found in the look bytes before text[i], nearest first; it stops
+// at a line break, at a word cut by the edge of the look-back, or when fn
+// returns false. look must stay below detect.Context (it peeks one byte
+// further) so stream and whole-text scans see the same bytes; i must not
+// lie in the released context.
+func prevWords(text []byte, i, look, n int, fn func(w []byte) bool) {
+	look = min(look, detect.Context-1)
+	var buf [16]byte
+	lo := max(0, i-look)
+	j := i
+	for ; n > 0; n-- {
+		for j > lo && !isWord(text[j-1]) {
+			if text[j-1] == '\n' {
+				return
+			}
+			j--
+		}
+		end := j
+		for j > lo && isWord(text[j-1]) {
+			j--
+		}
+		if j == end || (j == lo && lo > 0 && isWord(text[lo-1])) || end-j > len(buf) {
+			return
+		}
+		w := buf[:end-j]
+		for k := range w {
+			w[k] = lower(text[j+k])
+		}
+		if !fn(w) {
+			return
+		}
+	}
+}
+
+func hasWord(words []string, w []byte) bool {
+	for _, s := range words {
+		if s == string(w) {
+			return true
+		}
+	}
+	return false
+}

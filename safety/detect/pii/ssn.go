@@ -1,0 +1,89 @@
+package pii
+
+import "github.com/warden-llm/warden/safety/detect"
+
+// SSN finds US social security numbers written ddd-dd-dddd or ddd dd dddd,
+// and nine bare digits only when one of the four words before them is
+// "ssn", "ss", "soc" or "social" ("SSN: 123456789", "social security
+// number 123456789"). Numbers that were never issued are rejected: area
+// 000, 666 or 900–999, group 00, serial 0000, and well-known sample and
+// advertising numbers such as 078-05-1120, 219-09-9999 and 123-45-6789.
+type SSN struct{}
+
+// NewSSN returns the ssn detector.
+func NewSSN() detect.Detector { return SSN{} }
+
+// Category implements detect.Detector.
+func (SSN) Category() string { return CategorySSN }
+
+const maxSSN = 9
+
+// Find implements detect.Detector.
+func (SSN) Find(text []byte, from int, report func(detect.Match)) {
+	pos := from
+	for pos < len(text) {
+		d := indexDigit(text, pos)
+		if d < 0 {
+			return
+		}
+		e := runEnd(text, d)
+		pos = e
+		f := runStart(text, d, 2*maxSSN)
+		if f < from || e-f < 9 || e-f > 11 || !ssnAt(text, f, e) {
+			continue
+		}
+		report(detect.Match{Start: f, End: e, Category: CategorySSN, Detector: "ssn"})
+	}
+}
+
+var sampleSSNs = []string{
+	"078051120", // Woolworth wallet card
+	"219099999", // Social Security Board pamphlet
+	"123456789",
+	"457555462", // LifeLock advertising
+	"111111111", "222222222", "333333333", "444444444", "555555555", "777777777", "888888888",
+}
+
+var ssnWords = []string{"ssn", "ssns", "ss", "soc", "social"}
+
+func ssnAt(text []byte, f, e int) bool {
+	var g [3]int
+	n, sep, ok := runGroups(text, f, e, g[:])
+	switch {
+	case !ok || !runBounded(text, f, e):
+		return false
+	case n == 3 && sep != 0 && g[0] == 3 && g[1] == 2 && g[2] == 4:
+	case n == 1 && g[0] == 9:
+		found := false
+		prevWords(text, f, 40, 4, func(w []byte) bool {
+			found = hasWord(ssnWords, w)
+			return !found
+		})
+		if !found {
+			return false
+		}
+	default:
+		return false
+	}
+	var d [9]byte
+	k := 0
+	for _, c := range text[f:e] {
+		if isDigit(c) {
+			d[k] = c
+			k++
+		}
+	}
+	area, group, serial := string(d[:3]), string(d[3:5]), string(d[5:])
+	if area == "000" || area == "666" || d[0] == '9' || group == "00" || serial == "0000" {
+		return false
+	}
+	for _, s := range sampleSSNs {
+		if s == string(d[:]) {
+			return false
+		}
+	}
+	return true
+}
+
+// Hold implements detect.Detector.
+func (SSN) Hold(text []byte) int { return runHold(text, maxSSN) }
