@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -26,11 +25,16 @@ func (s *Server) chat(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	fr, err := s.filterChat(c, &req)
+	if err != nil {
+		return err
+	}
 	adm, err := s.admit(c, estimateChat(&req), req.maxTokens(), false)
 	if err != nil {
 		return err
 	}
 	defer adm.settle(0, 0, false) // charged in full unless settled with counts
+	adm.capChars(fr)
 	areq, err := req.toAPI(m.Name, adm.outputCap)
 	if err != nil {
 		return err
@@ -42,7 +46,7 @@ func (s *Server) chat(c *gin.Context) error {
 	id := "chatcmpl-" + requestID(c)
 	if req.Stream {
 		includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
-		return s.streamChat(ctx, c, id, req.Model, areq, adm, includeUsage)
+		return s.streamChat(ctx, c, id, req.Model, areq, adm, newAnswer(fr, adm), includeUsage)
 	}
 	release, err := s.slot(ctx, c, m.Name, adm)
 	if err != nil {
@@ -54,8 +58,7 @@ func (s *Server) chat(c *gin.Context) error {
 		text      strings.Builder
 		toolCalls []openai.ToolCall
 		last      api.ChatResponse
-		chars     = charCap{limit: adm.charCap}
-		pieces    int
+		ans       = newAnswer(fr, adm)
 	)
 	err = s.backend.Chat(ctx, areq, func(r api.ChatResponse) error {
 		noteFirst(c)
@@ -63,23 +66,17 @@ func (s *Server) chat(c *gin.Context) error {
 		if len(r.Message.ToolCalls) > 0 {
 			toolCalls = append(toolCalls, openai.ToToolCalls(r.Message.ToolCalls)...)
 		}
-		piece, capped := chars.take(r.Message.Content)
+		piece, err := ans.add(r.Message.Content)
 		text.WriteString(piece)
-		pieces++
-		if capped {
-			return errCapped
-		}
-		return nil
+		return err
 	})
 	release() // the slot is free once the backend is done, before the audit commit
-	u, capped := s.outcome(ctx, adm, err, last.Metrics, pieces)
-	if err != nil && !capped {
+	u, cut := s.outcome(ctx, adm, err, last.Metrics, ans.pieces)
+	if err != nil && !cut {
 		return err
 	}
-	reason := finishReason(last.DoneReason, len(toolCalls) > 0)
-	if capped {
-		reason = "length"
-	}
+	text.WriteString(ans.end())
+	reason := ans.reason(finishReason(last.DoneReason, len(toolCalls) > 0))
 	content := text.String()
 	msg := chatMessage{Role: "assistant", Content: &content, ToolCalls: toolCalls}
 	if len(toolCalls) > 0 && content == "" {
@@ -97,20 +94,21 @@ func (s *Server) chat(c *gin.Context) error {
 }
 
 // outcome settles the request's reservation and returns the usage to report.
-// capped is true when the key's character cap ended the answer: the backend
-// call was cancelled before its counts, so the prompt is charged at its
-// estimate and the output at the pieces received (one token each).
-func (s *Server) outcome(ctx context.Context, adm *admission, err error, m api.Metrics, pieces int) (usage, bool) {
+// cut is true when the answer's own limits ended it (the character cap, a
+// safety block): the backend call was cancelled before its counts, so the
+// prompt is charged at its estimate and the output at the pieces received
+// (one token each).
+func (s *Server) outcome(ctx context.Context, adm *admission, err error, m api.Metrics, pieces int) (u usage, cut bool) {
 	switch {
-	case errors.Is(err, errCapped):
-		u := usage{PromptTokens: int(adm.prompt), CompletionTokens: pieces, TotalTokens: int(adm.prompt) + pieces}
+	case stopped(err):
+		u = usage{PromptTokens: int(adm.prompt), CompletionTokens: pieces, TotalTokens: int(adm.prompt) + pieces}
 		adm.settle(u.PromptTokens, u.CompletionTokens, true)
 		return u, true
 	case err != nil:
 		adm.settle(0, 0, false)
 		return usage{}, false
 	}
-	u := usageOf(m)
+	u = usageOf(m)
 	adm.settle(u.PromptTokens, u.CompletionTokens, true)
 	return u, false
 }
@@ -118,7 +116,7 @@ func (s *Server) outcome(ctx context.Context, adm *admission, err error, m api.M
 // streamChat sends the answer as OpenAI's chunk stream: a first delta with
 // the role, content (and tool call) deltas, an empty delta with the finish
 // reason, the usage chunk when asked for, and [DONE].
-func (s *Server) streamChat(ctx context.Context, c *gin.Context, id, modelName string, areq *api.ChatRequest, adm *admission, includeUsage bool) error {
+func (s *Server) streamChat(ctx context.Context, c *gin.Context, id, modelName string, areq *api.ChatRequest, adm *admission, ans *answer, includeUsage bool) error {
 	sse := newSSE(c.Writer, s.cfg.KeepAliveInterval)
 	defer sse.Stop()
 
@@ -144,8 +142,6 @@ func (s *Server) streamChat(ctx context.Context, c *gin.Context, id, modelName s
 	var (
 		sentRole, sentTools bool
 		last                api.ChatResponse
-		chars               = charCap{limit: adm.charCap}
-		pieces              int
 		delivered           strings.Builder
 	)
 	err = s.backend.Chat(ctx, areq, func(r api.ChatResponse) error {
@@ -158,8 +154,7 @@ func (s *Server) streamChat(ctx context.Context, c *gin.Context, id, modelName s
 				return err
 			}
 		}
-		piece, capped := chars.take(r.Message.Content)
-		pieces++
+		piece, cut := ans.add(r.Message.Content)
 		delivered.WriteString(piece)
 		d := chatDelta{}
 		if piece != "" {
@@ -174,15 +169,22 @@ func (s *Server) streamChat(ctx context.Context, c *gin.Context, id, modelName s
 				return err
 			}
 		}
-		if capped {
-			return errCapped
-		}
-		return nil
+		return cut
 	})
 	release()
 	sse.Stop()
-	u, capped := s.outcome(ctx, adm, err, last.Metrics, pieces)
-	return s.endStream(c, sse, err, capped, u, finishReason(last.DoneReason, sentTools), delivered.String(), func(reason string) error {
+	u, cut := s.outcome(ctx, adm, err, last.Metrics, ans.pieces)
+	var tail string
+	if err == nil {
+		tail = ans.end()
+		delivered.WriteString(tail)
+	}
+	return s.endStream(c, sse, err, cut, u, ans.reason(finishReason(last.DoneReason, sentTools)), delivered.String(), func(reason string) error {
+		if tail != "" {
+			if err := send(chatDelta{Content: &tail}, nil); err != nil {
+				return err
+			}
+		}
 		if err := send(chatDelta{}, &reason); err != nil || !includeUsage {
 			return err
 		}
@@ -195,15 +197,11 @@ func (s *Server) streamChat(ctx context.Context, c *gin.Context, id, modelName s
 // endStream finishes a stream after its backend call returned err. An
 // error becomes the status (when nothing was sent yet) or an error event;
 // otherwise the completion record is committed, final sends the last
-// events (finish reason, usage), and [DONE] ends the stream. capped
-// (the key's character cap ended the answer) turns the reason into
-// "length".
-func (s *Server) endStream(c *gin.Context, sse *sseWriter, err error, capped bool, u usage, reason, text string, final func(reason string) error) error {
-	if err != nil && !capped {
+// events (finish reason, usage), and [DONE] ends the stream. cut means
+// the answer's own limits ended it (reason says which).
+func (s *Server) endStream(c *gin.Context, sse *sseWriter, err error, cut bool, u usage, reason, text string, final func(reason string) error) error {
+	if err != nil && !cut {
 		return s.failStream(c, sse, err)
-	}
-	if capped {
-		reason = "length"
 	}
 	if err := s.complete(c, outcome{status: http.StatusOK, usage: u, finishReason: reason, response: text}); err != nil {
 		return s.streamError(c, sse, err)

@@ -108,11 +108,18 @@ func (s *Server) completions(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	texts := []string{prompt, req.Suffix}
+	fr, err := s.filterTexts(c, "prompt", texts)
+	if err != nil {
+		return err
+	}
+	prompt, req.Suffix = texts[0], texts[1]
 	adm, err := s.admit(c, estimateText(prompt, req.Suffix), req.MaxTokens, false)
 	if err != nil {
 		return err
 	}
 	defer adm.settle(0, 0, false)
+	adm.capChars(fr)
 	areq, err := req.toAPI(m.Name, prompt, adm.outputCap)
 	if err != nil {
 		return err
@@ -130,7 +137,7 @@ func (s *Server) completions(c *gin.Context) error {
 	}
 	if req.Stream {
 		includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
-		return s.streamCompletion(ctx, c, &out, areq, adm, includeUsage)
+		return s.streamCompletion(ctx, c, &out, areq, adm, newAnswer(fr, adm), includeUsage)
 	}
 	release, err := s.slot(ctx, c, m.Name, adm)
 	if err != nil {
@@ -139,37 +146,30 @@ func (s *Server) completions(c *gin.Context) error {
 	defer release()
 
 	var (
-		text   strings.Builder
-		last   api.GenerateResponse
-		chars  = charCap{limit: adm.charCap}
-		pieces int
+		text strings.Builder
+		last api.GenerateResponse
+		ans  = newAnswer(fr, adm)
 	)
 	err = s.backend.Generate(ctx, areq, func(r api.GenerateResponse) error {
 		noteFirst(c)
 		last = r
-		piece, capped := chars.take(r.Response)
+		piece, err := ans.add(r.Response)
 		text.WriteString(piece)
-		pieces++
-		if capped {
-			return errCapped
-		}
-		return nil
+		return err
 	})
 	release() // the slot is free once the backend is done, before the audit commit
-	u, capped := s.outcome(ctx, adm, err, last.Metrics, pieces)
-	if err != nil && !capped {
+	u, cut := s.outcome(ctx, adm, err, last.Metrics, ans.pieces)
+	if err != nil && !cut {
 		return err
 	}
-	reason := finishReason(last.DoneReason, false)
-	if capped {
-		reason = "length"
-	}
+	text.WriteString(ans.end())
+	reason := ans.reason(finishReason(last.DoneReason, false))
 	out.Choices[0] = textChoice{Text: text.String(), FinishReason: &reason}
 	out.Usage = &u
 	return s.respond(c, &out, outcome{usage: u, finishReason: reason})
 }
 
-func (s *Server) streamCompletion(ctx context.Context, c *gin.Context, chunk *textCompletion, areq *api.GenerateRequest, adm *admission, includeUsage bool) error {
+func (s *Server) streamCompletion(ctx context.Context, c *gin.Context, chunk *textCompletion, areq *api.GenerateRequest, adm *admission, ans *answer, includeUsage bool) error {
 	sse := newSSE(c.Writer, s.cfg.KeepAliveInterval)
 	defer sse.Stop()
 
@@ -181,15 +181,12 @@ func (s *Server) streamCompletion(ctx context.Context, c *gin.Context, chunk *te
 
 	var (
 		last      api.GenerateResponse
-		chars     = charCap{limit: adm.charCap}
-		pieces    int
 		delivered strings.Builder
 	)
 	err = s.backend.Generate(ctx, areq, func(r api.GenerateResponse) error {
 		noteFirst(c)
 		last = r
-		piece, capped := chars.take(r.Response)
-		pieces++
+		piece, cut := ans.add(r.Response)
 		delivered.WriteString(piece)
 		if piece != "" {
 			chunk.Choices[0] = textChoice{Text: piece}
@@ -197,15 +194,23 @@ func (s *Server) streamCompletion(ctx context.Context, c *gin.Context, chunk *te
 				return err
 			}
 		}
-		if capped {
-			return errCapped
-		}
-		return nil
+		return cut
 	})
 	release()
 	sse.Stop()
-	u, capped := s.outcome(ctx, adm, err, last.Metrics, pieces)
-	return s.endStream(c, sse, err, capped, u, finishReason(last.DoneReason, false), delivered.String(), func(reason string) error {
+	u, cut := s.outcome(ctx, adm, err, last.Metrics, ans.pieces)
+	var tail string
+	if err == nil {
+		tail = ans.end()
+		delivered.WriteString(tail)
+	}
+	return s.endStream(c, sse, err, cut, u, ans.reason(finishReason(last.DoneReason, false)), delivered.String(), func(reason string) error {
+		if tail != "" {
+			chunk.Choices[0] = textChoice{Text: tail}
+			if err := sse.Event(chunk); err != nil {
+				return err
+			}
+		}
 		chunk.Choices[0] = textChoice{FinishReason: &reason}
 		if err := sse.Event(chunk); err != nil || !includeUsage {
 			return err

@@ -98,6 +98,9 @@ func (s *Server) embeddings(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	if _, err := s.filterTexts(c, "input", inputs); err != nil {
+		return err
+	}
 	adm, err := s.admit(c, estimateText(inputs...), nil, true)
 	if err != nil {
 		return err

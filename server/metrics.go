@@ -26,6 +26,7 @@ type Metrics struct {
 	inFlight    *prometheus.GaugeVec
 	rateLimited *prometheus.CounterVec
 	queueWait   *prometheus.HistogramVec
+	findings    *prometheus.CounterVec
 }
 
 // NewMetrics makes the server's series on a new registry, with the Go
@@ -59,7 +60,10 @@ func NewMetrics() *Metrics {
 			Buckets: append([]float64{.0005, .001, .0025}, buckets...),
 		}, []string{"model"}),
 	}
-	r.MustRegister(m.requests, m.duration, m.ttft, m.tokens, m.inFlight, m.rateLimited, m.queueWait)
+	m.findings = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "warden_safety_findings_total", Help: "Safety filter findings acted on, by direction, category and action.",
+	}, []string{"direction", "category", "action"})
+	r.MustRegister(m.requests, m.duration, m.ttft, m.tokens, m.inFlight, m.rateLimited, m.queueWait, m.findings)
 	return m
 }
 

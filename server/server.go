@@ -14,6 +14,7 @@ import (
 	"github.com/ollama/ollama/api"
 
 	"github.com/warden-llm/warden/runtime/ollama"
+	"github.com/warden-llm/warden/safety/filter"
 	"github.com/warden-llm/warden/safety/keys"
 )
 
@@ -62,6 +63,14 @@ type Config struct {
 	// AuditFailOpen.
 	Audit         Auditor
 	AuditFailOpen bool
+	// AuditText is the audit writer's text mode; AuditTextRedacted makes
+	// the records carry prompts as they were after the safety filter
+	// (answers are always recorded as delivered).
+	AuditText string
+
+	// Filter, if set, applies the safety policy of each key's profile to
+	// prompts and answers.
+	Filter *filter.Engine
 	// OnAuthRefused, if set, counts a request refused for its key.
 	OnAuthRefused func(clientIP string)
 

@@ -14,7 +14,12 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/warden-llm/warden/safety/audit"
+	"github.com/warden-llm/warden/safety/filter"
 )
+
+// AuditTextRedacted is the Config.AuditText value that stores prompts and
+// answers only as they were after the safety filter.
+const AuditTextRedacted = "redacted"
 
 // Auditor commits audit records; Append returns once the record is durable.
 type Auditor interface {
@@ -42,6 +47,9 @@ type trail struct {
 	model modelInfo
 	first time.Time // first token or piece from the backend
 	done  bool
+
+	filter         *filter.Request // nil: no safety filter
+	redactedPrompt string          // the prompt texts after input filtering
 }
 
 // outcome is what a handler reports when its answer is ready.
@@ -88,7 +96,9 @@ func (s *Server) auditRequest(c *gin.Context) {
 	rec := tr.base
 	rec.Kind = audit.KindRequest
 	rec.Time = tr.start
-	rec.Prompt = string(body)
+	if s.cfg.AuditText != AuditTextRedacted {
+		rec.Prompt = string(body) // stored only when the writer keeps text
+	}
 	if _, aerr := s.cfg.Audit.Append(c.Request.Context(), rec); aerr != nil {
 		s.log.Error("audit: request record not written", "request_id", requestID(c), "err", aerr)
 		if !s.cfg.AuditFailOpen {
@@ -119,6 +129,14 @@ func trailOf(c *gin.Context) *trail {
 func noteModel(c *gin.Context, m modelInfo) {
 	if tr := trailOf(c); tr != nil {
 		tr.model = m
+	}
+}
+
+// noteRedactedPrompt records the prompt texts as the model gets them, for
+// audit.store_text = "redacted".
+func noteRedactedPrompt(c *gin.Context, text string) {
+	if tr := trailOf(c); tr != nil {
+		tr.redactedPrompt = text
 	}
 }
 
@@ -159,6 +177,11 @@ func (s *Server) complete(c *gin.Context, o outcome) error {
 	rec.Status = int64(o.status)
 	rec.FinishReason = o.finishReason
 	rec.Response = o.response
+	rec.Safety = safetyRecord(tr.filter)
+	if s.cfg.AuditText == AuditTextRedacted {
+		rec.Prompt = tr.redactedPrompt
+	}
+	s.cfg.Metrics.safety(tr.filter)
 	if o.response != "" {
 		sum := sha256.Sum256([]byte(o.response))
 		rec.ResponseSHA256 = hex.EncodeToString(sum[:])
