@@ -20,6 +20,7 @@
 package control
 
 import (
+	"encoding/binary"
 	"unicode/utf8"
 
 	"github.com/warden-llm/warden/safety/detect"
@@ -97,8 +98,22 @@ func scan(text []byte, from int, report func(detect.Match)) int {
 	n := len(text)
 	last := -1
 	for i := from; i < n; {
+		// Skip eight bytes at a time while all are printable ASCII.
+		for i+8 <= n {
+			w := binary.LittleEndian.Uint64(text[i:])
+			if ((w-0x2020202020202020)|w)&0x8080808080808080 != 0 {
+				break
+			}
+			i += 8
+		}
 		for i < n && !special[text[i]] {
 			i++
+			if i&7 == 0 {
+				break
+			}
+		}
+		if i < n && !special[text[i]] {
+			continue
 		}
 		if i >= n {
 			break

@@ -1,0 +1,265 @@
+package secret
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/warden-llm/warden/safety/detect"
+	"github.com/warden-llm/warden/safety/detect/detecttest"
+)
+
+// Test keys are assembled here from a prefix and seeded random characters,
+// so that no real-looking credential sits in the source.
+var rng = rand.New(rand.NewPCG(7, 9))
+
+func fake(prefix string, n int, alphabet string) string {
+	b := []byte(prefix)
+	for range n {
+		b = append(b, alphabet[rng.IntN(len(alphabet))])
+	}
+	return string(b)
+}
+
+const (
+	upper  = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	lower  = "abcdefghijklmnopqrstuvwxyz"
+	digits = "0123456789"
+	alnums = upper + lower + digits
+	b32    = upper + "234567"
+	b64    = alnums + "+/"
+)
+
+func jwtToken() string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." +
+		enc([]byte(`{"sub":"1234567890","name":"Test User","iat":1516239022}`)) + "." +
+		fake("", 43, alnums+"-_")
+}
+
+func pemBlock() string {
+	var b strings.Builder
+	b.WriteString("-----BEGIN RSA PRIVATE KEY-----\n")
+	for range 5 {
+		b.WriteString(fake("", 64, b64) + "\n")
+	}
+	b.WriteString(fake("", 20, b64) + "==\n-----END RSA PRIVATE KEY-----")
+	return b.String()
+}
+
+type want struct{ sub, name string }
+
+func TestFind(t *testing.T) {
+	aws := fake("AKIA", 16, b32)
+	awsSecret := fake("", 40, b64)
+	ghp := fake("ghp_", 36, alnums)
+	pat := fake("github_pat_", 22, alnums) + "_" + fake("", 59, alnums)
+	glpat := fake("glpat-", 20, alnums+"-_")
+	xoxb := "xoxb-" + fake("", 12, digits) + "-" + fake("", 13, digits) + "-" + fake("", 24, alnums)
+	hook := "hooks.slack.com/services/" + fake("T", 10, upper+digits) + "/" + fake("B", 10, upper+digits) + "/" + fake("", 24, alnums)
+	openai := fake("sk-proj-", 40, alnums) + "T3BlbkFJ" + fake("", 40, alnums)
+	openaiOld := fake("sk-", 48, alnums)
+	ant := fake("sk-ant-api03-", 93, alnums+"-_") + "AA"
+	stripe := fake("sk_live_", 24, alnums)
+	google := fake("AIza", 35, alnums+"-_")
+	jwt := jwtToken()
+	pem := pemBlock()
+	gen := fake("", 24, alnums)
+	tests := []struct {
+		name string
+		text string
+		want []want
+	}{
+		{"aws access key", "id " + aws + " ok", []want{{aws, "aws-access-key"}}},
+		{"aws key too long", "id " + aws + "Q ok", nil},
+		{"aws key lowercase", "id AKIA" + strings.ToLower(aws[4:]), nil},
+		{"aws key in word", "xx" + aws, nil},
+		{"aws secret", "aws_secret_access_key = " + awsSecret, []want{{awsSecret, "aws-secret-key"}}},
+		{"aws secret json", `{"SecretAccessKey": "` + awsSecret + `"}`, []want{{awsSecret, "aws-secret-key"}}},
+		{"github", "export GH=" + ghp, []want{{ghp, "github-token"}}},
+		{"github in generic", "GITHUB_TOKEN=" + ghp, []want{{ghp, "github-token"}}},
+		{"github pat", pat + ".", []want{{pat, "github-token"}}},
+		{"github short", "ghp_abc123", nil},
+		{"gitlab", "token " + glpat, []want{{glpat, "gitlab-token"}}},
+		{"slack", xoxb, []want{{xoxb, "slack-token"}}},
+		{"slack webhook", "https://" + hook, []want{{hook, "slack-webhook"}}},
+		{"openai project", "key " + openai, []want{{openai, "openai-key"}}},
+		{"openai", openaiOld, []want{{openaiOld, "openai-key"}}},
+		{"sk-learn", "install sk-learn and scikit-learn-contrib-intelligence-kit", nil},
+		{"sk- words", "sk-this-is-not-a-real-key-at-all-ok", nil},
+		{"anthropic", ant, []want{{ant, "anthropic-key"}}},
+		{"stripe", "pay " + stripe, []want{{stripe, "stripe-key"}}},
+		{"stripe test", "pay sk_test_" + stripe[8:], nil},
+		{"google", google, []want{{google, "google-api-key"}}},
+		{"jwt", "Bearer " + jwt + ".", []want{{jwt, "jwt"}}},
+		{"jwt bad header", "eyJub3QganNvbg.eyJhIjoxfQ.sig", nil},
+		{"private key", "key:\n" + pem + "\nend", []want{{pem, "private-key"}}},
+		{"private key no end", "x " + pem[:200] + "\n\nthat was it", []want{{strings.TrimRight(pem[:200], "\n"), "private-key"}}},
+		{"public key", "-----BEGIN PUBLIC KEY-----\n" + fake("", 64, b64) + "\n-----END PUBLIC KEY-----", nil},
+		{"private key no body", "-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----", nil},
+		{"generic", "password = " + gen, []want{{gen, "generic-secret"}}},
+		{"generic quoted", `"api_key": "` + gen + `",`, []want{{gen, "generic-secret"}}},
+		{"generic camel", "apiKey: '" + gen + "'", []want{{gen, "generic-secret"}}},
+		{"generic arrow", "'secret' => '" + gen + "'", []want{{gen, "generic-secret"}}},
+		{"generic go", "token := \"" + gen + "\"", []want{{gen, "generic-secret"}}},
+		{"generic placeholder", "password = <your-password-here>", nil},
+		{"generic var", "token = ${TOKEN}", nil},
+		{"generic stars", "password: ********", nil},
+		{"generic example", "api_key=EXAMPLEKEY1234567890abc", nil},
+		{"generic low entropy", "password = aaaaaaaaaaaaaaaa1", nil},
+		{"generic identifier", "token = self.request.headers", nil},
+		{"generic monkey", "monkey = " + gen, nil},
+		{"generic comparison", "if token == " + gen, nil},
+		{"generic uuid", "key: 123e4567-e89b-12d3-a456-426614174000", nil},
+		{"generic number", "token: 12345678901234567", nil},
+		{"generic password words", "password: CorrectHorseBatteryStaple", []want{{"CorrectHorseBatteryStaple", "generic-secret"}}},
+		{"generic key words", "key: CorrectHorseBatteryStaple", nil},
+		{"generic url", "token_url: https://auth.example.org/oauth/token", nil},
+		{"two keys", aws + " " + ghp, []want{{aws, "aws-access-key"}, {ghp, "github-token"}}},
+	}
+	d := New()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var wantSpans []detect.Match
+			for _, w := range tt.want {
+				i := strings.Index(tt.text, w.sub)
+				wantSpans = append(wantSpans, detect.Match{Start: i, End: i + len(w.sub), Category: Category, Detector: w.name})
+			}
+			got := detecttest.Whole(d, []byte(tt.text))
+			if !slices.Equal(got, wantSpans) {
+				t.Errorf("Find(%q)\n got %v\nwant %v", tt.text, got, wantSpans)
+			}
+			for _, sizes := range [][]int{{1}, {3, 1, 7}, {16}, {64}} {
+				if msg := detecttest.Chunked(d, []byte(tt.text), sizes); msg != "" {
+					t.Error(msg)
+				}
+			}
+		})
+	}
+}
+
+func TestHold(t *testing.T) {
+	tests := []struct {
+		text string
+		want int
+	}{
+		{"hello world", 0},
+		{"id AKIA12", 6},
+		{"id AKI", 3},
+		{"xAKI", 0},
+		{"token ghp_abc", 7},
+		{"-----BEGIN RSA PRI", 18},
+		{"x -----BEGIN RSA PRIVATE KEY-----\nMIIE", 36},
+		{"see sk-learn", 8},
+		{"password = abc", 3},
+		{"text ending in e", 1},
+		{"text ending in ey", 2},
+		{"hooks.slack", 11},
+	}
+	d := New()
+	for _, tt := range tests {
+		if got := d.Hold([]byte(tt.text)); got != tt.want {
+			t.Errorf("Hold(%q) = %d, want %d", tt.text, got, tt.want)
+		}
+	}
+}
+
+func TestFindFrom(t *testing.T) {
+	d := New()
+	gen := fake("", 20, alnums)
+	text := []byte("password = " + gen)
+	var got []detect.Match
+	d.Find(text, 11, func(m detect.Match) { got = append(got, m) })
+	if len(got) != 1 || got[0].Start != 11 {
+		t.Errorf("Find from the value = %v, want the value found with its key in the context", got)
+	}
+}
+
+func TestCorpus(t *testing.T) {
+	detecttest.Corpus(t, "testdata/corpus/secret.txt", Category, New(), 0.95, 0.95)
+}
+
+func TestBadInput(t *testing.T) {
+	d := New()
+	inputs := map[string][]byte{
+		"a":            bytes.Repeat([]byte("a"), 1<<20),
+		"A":            bytes.Repeat([]byte("A"), 1<<20),
+		"dashes":       bytes.Repeat([]byte("-"), 1<<20),
+		"underscores":  bytes.Repeat([]byte("_"), 1<<20),
+		"equals":       bytes.Repeat([]byte("="), 1<<20),
+		"begins":       bytes.Repeat([]byte("-----BEGIN PRIVATE KEY-----\n"), 1<<15),
+		"open pem":     append([]byte("-----BEGIN PRIVATE KEY-----\n"), bytes.Repeat([]byte("QUFB"), 1<<18)...),
+		"eyJ":          bytes.Repeat([]byte("eyJ"), 1<<18),
+		"jwt dots":     bytes.Repeat([]byte("eyJhbGciOiJIUzI1NiJ9."), 1<<15),
+		"assignments":  bytes.Repeat([]byte("key=key=token:"), 1<<16),
+		"AKIA":         bytes.Repeat([]byte("AKIA"), 1<<18),
+		"invalid utf8": bytes.Repeat([]byte{0xff, 'A', 'K', 0x80, '=', '-'}, 1<<17),
+		"long token":   []byte(fake("ghp_", 1<<20, alnums)),
+	}
+	for name, text := range inputs {
+		ms := detecttest.Whole(d, text)
+		if h := d.Hold(text); h < 0 || h > detect.MaxHold {
+			t.Errorf("%s: Hold = %d", name, h)
+		}
+		if msg := detecttest.Chunked(d, text[:min(len(text), 3000)], []int{7, 64, 1}); msg != "" {
+			t.Errorf("%s: %s", name, msg)
+		}
+		t.Logf("%s: %d matches", name, len(ms))
+	}
+}
+
+func FuzzSecret(f *testing.F) {
+	for _, s := range []string{
+		"id " + fake("AKIA", 16, b32) + " ok", fake("ghp_", 36, alnums), "password = " + fake("", 20, alnums),
+		"-----BEGIN RSA PRIVATE KEY-----\n" + fake("", 64, b64) + "\n-----END RSA PRIVATE KEY-----",
+		"-----BEGIN EC PRIVATE KEY-----\n" + fake("", 40, b64), jwtToken() + ".", fake("sk-ant-", 40, alnums),
+		"hooks.slack.com/services/T12345678/B12345678/" + fake("", 24, alnums), `"apiKey":"` + fake("", 16, alnums),
+		"xoxb-1234567890-1234567890-abc", "aws_secret_access_key: " + fake("", 40, b64),
+	} {
+		f.Add([]byte(s), []byte{5, 1, 9})
+	}
+	d := New()
+	f.Fuzz(func(t *testing.T, text, chunks []byte) {
+		if msg := detecttest.Chunked(d, text, detecttest.Sizes(chunks)); msg != "" {
+			t.Fatal(msg)
+		}
+	})
+}
+
+// mixed builds about 1 MB of prose, code, numbers, addresses and base64,
+// with an occasional secret, for benchmarks.
+func mixed() []byte {
+	r := rand.New(rand.NewPCG(1, 2))
+	parts := []string{
+		"The quick brown fox jumps over the lazy dog while the model explains its reasoning. ",
+		"func (s *Server) handle(w http.ResponseWriter, r *http.Request) error { key := r.URL.Query().Get(\"k\"); return nil }\n",
+		"Order 4417 shipped on 2024-03-18 for $1,299.00; ticket #88213, v1.24.3, ISBN 978-0-306-40615-7.\n",
+		"Contact jane.doe@example.com or +1 415 555 0100; office at 221B Baker Street, London NW1 6XE.\n",
+		"iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==\n",
+		"config: {\"timeout\": 30, \"retries\": 3, \"endpoint\": \"https://api.example.org/v1\", \"token_type\": \"bearer\"}\n",
+		"Überprüfung der Größe: naïve café, 東京, Москва — «quotes» and emoji 🚀.\n",
+	}
+	var b bytes.Buffer
+	for b.Len() < 1<<20 {
+		b.WriteString(parts[r.IntN(len(parts))])
+		if r.IntN(500) == 0 {
+			fmt.Fprintf(&b, "GITHUB_TOKEN=%s\n", fake("ghp_", 36, alnums))
+		}
+	}
+	return b.Bytes()
+}
+
+func BenchmarkFind(b *testing.B) {
+	text := mixed()
+	d := New()
+	b.SetBytes(int64(len(text)))
+	b.ReportAllocs()
+	for b.Loop() {
+		d.Find(text, 0, func(detect.Match) {})
+		d.Hold(text)
+	}
+}
