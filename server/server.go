@@ -63,7 +63,7 @@ type Config struct {
 	// AuditFailOpen.
 	Audit         Auditor
 	AuditFailOpen bool
-	// AuditText is the audit writer's text mode; AuditTextRedacted makes
+	// AuditText is the audit writer's text mode; audit.StoreTextRedacted makes
 	// the records carry prompts as they were after the safety filter
 	// (answers are always recorded as delivered).
 	AuditText string

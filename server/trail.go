@@ -17,10 +17,6 @@ import (
 	"github.com/warden-llm/warden/safety/filter"
 )
 
-// AuditTextRedacted is the Config.AuditText value that stores prompts and
-// answers only as they were after the safety filter.
-const AuditTextRedacted = "redacted"
-
 // Auditor commits audit records; Append returns once the record is durable.
 type Auditor interface {
 	Append(ctx context.Context, rec audit.Record) (int64, error)
@@ -96,7 +92,7 @@ func (s *Server) auditRequest(c *gin.Context) {
 	rec := tr.base
 	rec.Kind = audit.KindRequest
 	rec.Time = tr.start
-	if s.cfg.AuditText != AuditTextRedacted {
+	if s.cfg.AuditText != audit.StoreTextRedacted {
 		rec.Prompt = string(body) // stored only when the writer keeps text
 	}
 	if _, aerr := s.cfg.Audit.Append(c.Request.Context(), rec); aerr != nil {
@@ -178,7 +174,7 @@ func (s *Server) complete(c *gin.Context, o outcome) error {
 	rec.FinishReason = o.finishReason
 	rec.Response = o.response
 	rec.Safety = safetyRecord(tr.filter)
-	if s.cfg.AuditText == AuditTextRedacted {
+	if s.cfg.AuditText == audit.StoreTextRedacted {
 		rec.Prompt = tr.redactedPrompt
 	}
 	s.cfg.Metrics.safety(tr.filter)

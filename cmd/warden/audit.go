@@ -22,7 +22,7 @@ type AuditConfig struct {
 	// FailOpen serves requests whose records cannot be written. Off: Warden
 	// answers 503 instead, as Vault does.
 	FailOpen           bool          `toml:"fail_open"`
-	StoreText          string        `toml:"store_text"` // none | full
+	StoreText          string        `toml:"store_text"` // none | full | redacted
 	RetentionDays      int           `toml:"retention_days"`
 	TextRetentionDays  int           `toml:"text_retention_days"`
 	CheckpointEvery    int64         `toml:"checkpoint_every"`
@@ -70,9 +70,9 @@ func defaultAudit() AuditConfig {
 
 func (a AuditConfig) validate(bad func(string, ...any)) {
 	switch a.StoreText {
-	case audit.StoreTextNone, audit.StoreTextFull:
+	case audit.StoreTextNone, audit.StoreTextFull, audit.StoreTextRedacted:
 	default:
-		bad("audit.store_text must be none or full, got %q", a.StoreText)
+		bad("audit.store_text must be none, full or redacted, got %q", a.StoreText)
 	}
 	if a.RetentionDays < 1 {
 		bad("audit.retention_days must be at least 1, got %d", a.RetentionDays)

@@ -17,7 +17,13 @@ import (
 const (
 	StoreTextNone = "none" // hashes only (default)
 	StoreTextFull = "full" // prompt and response, encrypted, in audit_text
+	// StoreTextRedacted stores text like full; the server hands it the
+	// prompt and answer as they were after the safety filter's redaction.
+	StoreTextRedacted = "redacted"
 )
+
+// storesText reports whether mode keeps prompt and response text.
+func storesText(mode string) bool { return mode == StoreTextFull || mode == StoreTextRedacted }
 
 // ErrNoText reports that no text is stored for a record (never stored, or
 // purged).

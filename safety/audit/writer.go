@@ -27,7 +27,8 @@ var (
 type Config struct {
 	// DataDir holds the key files (audit_ed25519.key, audit_text.key).
 	DataDir string
-	// StoreText is StoreTextNone (default) or StoreTextFull.
+	// StoreText is StoreTextNone (default), StoreTextFull or
+	// StoreTextRedacted.
 	StoreText string
 	// MaxBatch caps the records in one transaction (default 512).
 	MaxBatch int
@@ -134,9 +135,9 @@ func (w *Writer) Stats() Stats {
 // naming the file.
 func (w *Writer) Start(ctx context.Context) error {
 	switch w.cfg.StoreText {
-	case StoreTextNone, StoreTextFull:
+	case StoreTextNone, StoreTextFull, StoreTextRedacted:
 	default:
-		return fmt.Errorf("audit: store_text %q: want %q or %q", w.cfg.StoreText, StoreTextNone, StoreTextFull)
+		return fmt.Errorf("audit: store_text %q: want %q, %q or %q", w.cfg.StoreText, StoreTextNone, StoreTextFull, StoreTextRedacted)
 	}
 	w.mu.Lock()
 	if w.state != 0 {
@@ -185,7 +186,7 @@ func (w *Writer) load(ctx context.Context) error {
 	if w.priv, err = loadSigningKey(w.cfg.DataDir, !anyCkpt); err != nil {
 		return err
 	}
-	if w.cfg.StoreText == StoreTextFull {
+	if storesText(w.cfg.StoreText) {
 		w.db.Count()
 		anyText, err := hasRows(ctx, w.db, `SELECT count(*) FROM (SELECT 1 FROM audit_text LIMIT 1)`)
 		if err != nil {

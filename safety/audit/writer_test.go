@@ -261,8 +261,8 @@ func TestTwoProcessesDoNotFork(t *testing.T) {
 func TestStartRefusesBadConfig(t *testing.T) {
 	dir := t.TempDir()
 	db := openDB(t, dir)
-	if err := NewWriter(db, Config{DataDir: dir, StoreText: "redacted"}).Start(t.Context()); err == nil {
-		t.Error("store_text redacted accepted before the filter exists")
+	if err := NewWriter(db, Config{DataDir: dir, StoreText: "everything"}).Start(t.Context()); err == nil {
+		t.Error("unknown store_text accepted")
 	}
 	w := NewWriter(db, Config{DataDir: dir})
 	if _, err := w.Append(t.Context(), req(0)); !errors.Is(err, ErrClosed) {
