@@ -48,7 +48,7 @@ func (confusable) Find(text []byte, from int, report func(detect.Match)) {
 		}
 		start, end, _ := word(text, i)
 		if start >= from && end-start <= maxWord && confusableWord(text[start:end]) {
-			report(detect.Match{Start: start, End: end, Category: "confusable", Detector: "mixed_script"})
+			report(detect.Match{Start: start, End: RuneEnd(text, end), Category: "confusable", Detector: "mixed_script"})
 		}
 		i = max(end, i+size)
 	}
@@ -88,7 +88,7 @@ func confusableWord(w []byte) bool {
 
 // Hold keeps the trailing word: a letter arriving next may make it mixed.
 func (confusable) Hold(text []byte) int {
-	p := partialRune(text)
+	p := Pending(text)
 	j := len(text) - p
 	for j > 0 && len(text)-p-j <= maxWord {
 		r, size := utf8.DecodeLastRune(text[:j])
@@ -98,7 +98,7 @@ func (confusable) Hold(text []byte) int {
 		j -= size
 	}
 	if len(text)-p-j > maxWord {
-		return p
+		return min(p, detect.MaxHold)
 	}
-	return len(text) - j
+	return min(len(text)-j, detect.MaxHold)
 }

@@ -180,13 +180,13 @@ func hscan(text []byte, from int, report func(detect.Match)) (runKind, runStart,
 	var runEnd int
 	flush := func() {
 		if runKind != hNone && runLen <= maxRun && runStart >= from && report != nil {
-			report(detect.Match{Start: runStart, End: runEnd, Category: "hidden_unicode", Detector: hiddenNames[runKind]})
+			report(detect.Match{Start: runStart, End: RuneEnd(text, runEnd), Category: "hidden_unicode", Detector: hiddenNames[runKind]})
 		}
 		runKind, runLen = hNone, 0
 	}
 	one := func(k, i, size int) {
 		if i >= from && report != nil {
-			report(detect.Match{Start: i, End: i + size, Category: "hidden_unicode", Detector: hiddenNames[k]})
+			report(detect.Match{Start: i, End: RuneEnd(text, i+size), Category: "hidden_unicode", Detector: hiddenNames[k]})
 		}
 	}
 	for i := 0; i < len(text); {
@@ -260,7 +260,7 @@ func skipASCII(text []byte, i int) int {
 // depends on what follows), a flag sequence still missing its cancel tag,
 // and an unfinished UTF-8 sequence.
 func (hidden) Hold(text []byte) int {
-	end := len(text) - partialRune(text)
+	end := len(text) - Pending(text)
 	hold := len(text) - end
 	t := text[:end]
 	// The verdicts near the end depend on at most a few runes before
@@ -283,25 +283,3 @@ func (hidden) Hold(text []byte) int {
 	}
 	return min(hold, detect.MaxHold)
 }
-
-// partialRune returns the length of an unfinished UTF-8 sequence at the end
-// of text: bytes that may still become a rune when more text arrives.
-func partialRune(text []byte) int {
-	for k := 1; k <= 3 && k <= len(text); k++ {
-		c := text[len(text)-k]
-		if c < utf8.RuneSelf {
-			return 0
-		}
-		if utf8.RuneStart(c) {
-			if utf8.FullRune(text[len(text)-k:]) {
-				return 0
-			}
-			return k
-		}
-	}
-	return 0
-}
-
-// PartialRune returns the length of an unfinished UTF-8 sequence at the end
-// of text (0–3 bytes), which a streaming detector holds back.
-func PartialRune(text []byte) int { return partialRune(text) }

@@ -60,11 +60,40 @@ func Normalize(dst []byte, offs []int32, text []byte) ([]byte, []int32) {
 }
 
 // End maps the end e of a span [s, e) of the view (e > 0) back to text:
-// the end of the original rune that produced byte e-1.
+// the end of the original rune that produced byte e-1, see RuneEnd.
 func End(text []byte, offs []int32, e int) int {
 	o := int(offs[e-1])
 	_, n := utf8.DecodeRune(text[o:])
-	return o + n
+	return RuneEnd(text, o+n)
+}
+
+// RuneEnd moves the end of a match over the stray UTF-8 continuation bytes
+// that follow it, so that the match ends where a rune may start.
+func RuneEnd(text []byte, end int) int {
+	for end < len(text) && !utf8.RuneStart(text[end]) {
+		end++
+	}
+	return end
+}
+
+// Pending returns how many bytes at the end of text may still change
+// meaning when more text arrives: an unfinished UTF-8 sequence, or stray
+// continuation bytes that would extend a match ending before them (see
+// RuneEnd). Streaming detectors hold them back and judge the rest.
+func Pending(text []byte) int {
+	p := len(text)
+	for p > 0 && !utf8.RuneStart(text[p-1]) {
+		p--
+	}
+	if p == 0 {
+		return len(text)
+	}
+	p--
+	if !utf8.FullRune(text[p:]) {
+		return len(text) - p
+	}
+	_, n := utf8.DecodeRune(text[p:])
+	return len(text) - p - n
 }
 
 type normalizer struct {

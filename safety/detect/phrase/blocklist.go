@@ -180,8 +180,17 @@ func (b *blocklist) Hold(text []byte) int {
 	defer v.release()
 	hold := len(text) - off - len(tail)
 	at := len(v.dst)
-	if l := int(b.a.live[b.a.scan(v.dst, func(int, uint32) {})]); l > 0 {
-		at = len(v.dst) - l
+	last := b.a.scan(v.dst, func(end int, s uint32) {
+		if end == len(v.dst) {
+			// A term ending at the end may still grow over stray
+			// continuation bytes (norm.RuneEnd).
+			for _, p := range b.a.outs[s] {
+				at = min(at, end-int(b.a.plen[p]))
+			}
+		}
+	})
+	if l := int(b.a.live[last]); l > 0 {
+		at = min(at, len(v.dst)-l)
 	}
 	if ws, ok := v.trailingWord(b.maxLen); ok {
 		at = min(at, ws)

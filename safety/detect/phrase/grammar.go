@@ -85,7 +85,8 @@ var tokens = concat(
 		"no content policy", "no censorship", "without restrictions",
 		"without any restrictions", "without limits", "without filters", "without rules",
 		"without any rules", "without censorship", "free of all restrictions", "free from all restrictions",
-		"not bound by", "uneingeschrankt", "uneingeschrankte", "unzensiert", "unzensierte",
+		"not bound by", "uneingeschrankt", "uneingeschrankte", "uneingeschrankter", "uneingeschranktes",
+		"unzensiert", "unzensierte", "unzensierter", "unzensiertes",
 		"ohne einschrankungen", "ohne regeln", "ohne filter", "sans restrictions", "sans limites",
 		"sans filtre", "sans regles", "sans censure", "non censure", "sin restricciones", "sin censura",
 		"sin limites", "sin filtros", "sin reglas",
@@ -144,7 +145,8 @@ var fillers = func() map[string]uint8 {
 	add(0, "the", "of", "these", "those", "this", "that", "each", "and", "a", "an", "to", "about", "me",
 		"us", "our", "old", "given", "existing", "current", "full", "entire", "exact", "complete",
 		"whole", "set", "with", "ai", "assistant", "model", "chatbot", "bot", "language", "now",
-		"completely", "totally", "fully", "new", "free", "being", "just", "please", "now,",
+		"completely", "totally", "fully", "new", "free", "being", "just", "please", "safety", "security",
+		"content", "ethical", "moral", "ia", "ki", "assistent", "assistente", "asistente", "modelo", "modele",
 		"die", "der", "den", "des", "dem", "ein", "eine", "einen", "les", "la", "le", "de", "du",
 		"un", "une", "las", "los", "el", "del", "una", "uno", "tout", "todo")
 	add(fStrong, "all", "any", "every", "alle", "allen", "alles", "toutes", "tous", "todas", "todos", "cualquier")

@@ -163,14 +163,16 @@ func (r *runner) run() {
 	if !r.hold {
 		return
 	}
-	if l := int(d.a.live[state]); l > 0 {
-		r.settle(len(v.dst) - l)
-	}
+	liveStart := len(v.dst) - int(d.a.live[state])
+	r.settle(liveStart)
 	if ws, ok := v.trailingWord(d.maxLen); ok {
 		r.settle(ws)
 	}
 	for _, th := range r.threads {
-		if r.gapPrefix(th.lastEnd, th.cjk) {
+		// The phrase is live if what follows its last token may still
+		// be a gap: fillers, then perhaps the start of a token.
+		if liveStart <= th.lastEnd || r.gapPrefix(th.lastEnd, len(v.dst), th.cjk) ||
+			liveStart < len(v.dst) && r.gapPrefix(th.lastEnd, liveStart, th.cjk) {
 			r.settle(th.start)
 		}
 	}
@@ -278,7 +280,15 @@ func (r *runner) token(ns, ne int, t *tokInfo) {
 
 func (r *runner) emit(s, e int, name string) {
 	v := r.v
-	if r.hold || s < r.lastEnd {
+	if r.hold {
+		// A match ending at the end of the view may still grow over
+		// stray continuation bytes (norm.RuneEnd).
+		if e == len(v.dst) {
+			r.settle(s)
+		}
+		return
+	}
+	if s < r.lastEnd {
 		return
 	}
 	os, oe := v.start(s), v.end(e)
@@ -310,10 +320,11 @@ func (r *runner) gap(a, b int, cjkMode bool) (uint8, bool) {
 	return f, ok
 }
 
-// gapPrefix reports whether the view from a to its end may still become
-// the gap before a phrase's next token.
-func (r *runner) gapPrefix(a int, cjkMode bool) bool {
-	_, ok, _ := r.scanGap(a, len(r.v.dst), cjkMode, true)
+// gapPrefix reports whether the view [a, b) may still become the gap
+// before a phrase's next token, b being the end of the view or where a
+// token may be starting.
+func (r *runner) gapPrefix(a, b int, cjkMode bool) bool {
+	_, ok, _ := r.scanGap(a, b, cjkMode, true)
 	return ok
 }
 
@@ -362,7 +373,7 @@ func (r *runner) scanGap(a, b int, cjkMode, open bool) (flags uint8, ok bool, wo
 			if words > maxFillers {
 				return 0, false, words
 			}
-			if open && j == len(dst) {
+			if open && j == b {
 				return flags, j-i <= r.d.maxLen, words
 			}
 			f, known := fillers[string(dst[i:j])]

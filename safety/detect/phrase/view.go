@@ -106,7 +106,7 @@ func (v *view) trailingWord(limit int) (int, bool) {
 // candidate that may still be live (maxSpan) plus context for its left
 // boundary, starting on a rune boundary, and the offset it starts at.
 func holdTail(text []byte) ([]byte, int) {
-	end := len(text) - norm.PartialRune(text)
+	end := len(text) - norm.Pending(text)
 	start := max(0, end-maxSpan-2*detect.Context)
 	for start > 0 && start < end && !utf8.RuneStart(text[start]) {
 		start++
