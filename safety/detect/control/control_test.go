@@ -200,3 +200,28 @@ func BenchmarkFind(b *testing.B) {
 		d.Hold(text)
 	}
 }
+
+// TestChunkedFragments glues sequence fragments together at random and
+// checks that every chunking finds what the whole text finds.
+func TestChunkedFragments(t *testing.T) {
+	frags := []string{
+		"\x1b", "[", "]", "1;31", "m", "\x07", "\\", "0;title", "\u009b", "\u009c", "\u009d", "\xc2", "\x9b", "\x80",
+		"a", "é", "\n", "\x00", "P", "(", "B", " ", "\u00db",
+	}
+	d := New()
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 50000 {
+		var b strings.Builder
+		for range 1 + r.IntN(12) {
+			b.WriteString(frags[r.IntN(len(frags))])
+		}
+		text := []byte(b.String())
+		sizes := make([]int, 1+r.IntN(8))
+		for i := range sizes {
+			sizes[i] = 1 + r.IntN(10)
+		}
+		if msg := detecttest.Chunked(d, text, sizes); msg != "" {
+			t.Fatalf("%q: %s", text, msg)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"math"
 	"slices"
+	"unicode/utf8"
 
 	"github.com/warden-llm/warden/safety/detect"
 )
@@ -187,6 +188,11 @@ const anchors = "AJ_-.=:"
 func scan(text []byte, from, lo int, cs []cand) []cand {
 	n := len(text)
 	add := func(c cand) {
+		// A match must end on a rune boundary: one followed by a stray
+		// continuation byte (invalid UTF-8) is not reported.
+		if c.ok && c.end < n && !utf8.RuneStart(text[c.end]) {
+			c.ok = false
+		}
 		if c.start >= from && (c.ok || c.open) {
 			cs = append(cs, c)
 		}
@@ -392,7 +398,7 @@ func privateKey(text []byte, s int) cand {
 	lim := s + detect.MaxHold
 	t := text[:min(len(text), lim)]
 	n := len(t)
-	eof := len(text) < lim // the text may still grow within the limit
+	eof := len(text) <= lim // the text may still grow within the limit
 	label := func(j int) (end int, open bool) {
 		k := j
 		for k < n && k-j < 64 && (t[k] >= 'A' && t[k] <= 'Z' || t[k] >= '0' && t[k] <= '9' || t[k] == ' ') {
@@ -430,7 +436,7 @@ body:
 			case hasPrefix(t[m:], "-----END "):
 				end, open := label(m + 9)
 				if end >= 0 {
-					c.end, c.ok = end, b64 >= 32
+					c.end, c.ok, c.open = end, b64 >= 32, end == len(text)
 					return c
 				}
 				c.open = open

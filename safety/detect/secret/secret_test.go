@@ -263,3 +263,31 @@ func BenchmarkFind(b *testing.B) {
 		d.Hold(text)
 	}
 }
+
+// TestChunkedFragments glues rule fragments together at random and checks
+// that every chunking finds what the whole text finds.
+func TestChunkedFragments(t *testing.T) {
+	frags := []string{
+		"AKIA", fake("", 16, b32), "ghp_", fake("", 36, alnums), "github_pat_", "sk-", "sk-ant-", "sk_live_",
+		fake("", 24, alnums), "eyJhbGciOiJIUzI1NiJ9", ".", "eyJhIjoxfQ", "-----BEGIN RSA PRIVATE KEY-----", "\n",
+		fake("", 64, b64), "-----END RSA PRIVATE KEY-----", "-----END ", "password", " = ", ":", "=", "\"", "key",
+		"token", "apiKey", "hooks.slack.com/services/", "T12345678/B12345678/", "xoxb-", "1234567890-", " ", "==",
+		"é", "\x80", "\\n", "AIza", "glpat-", "-", "_", "aws_secret_access_key", fake("", 40, b64),
+	}
+	d := New()
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 20000 {
+		var b strings.Builder
+		for range 1 + r.IntN(12) {
+			b.WriteString(frags[r.IntN(len(frags))])
+		}
+		text := []byte(b.String())
+		sizes := make([]int, 1+r.IntN(8))
+		for i := range sizes {
+			sizes[i] = 1 + r.IntN(20)
+		}
+		if msg := detecttest.Chunked(d, text, sizes); msg != "" {
+			t.Fatalf("%q: %s", text, msg)
+		}
+	}
+}

@@ -1,0 +1,285 @@
+// Package encoded finds base64 and hex runs that decode to text, decodes
+// them and scans the decoded text with other detectors, so that a secret or
+// an injection phrase cannot slip through a filter by being encoded. Runs
+// that decode to binary (images, compressed data, digests) are ignored.
+package encoded
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"sync"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/warden-llm/warden/safety/detect"
+)
+
+// Category is the policy name of an encoded run in which the inner
+// detectors found nothing.
+const Category = "encoded"
+
+const (
+	// minBase64 and minHex are the shortest runs considered: 18 and 16
+	// decoded bytes.
+	minBase64, minHex = 24, 32
+	// maxRun is the longest run considered. A stream cannot hold more than
+	// detect.MaxHold, so longer runs (with their padding) are never
+	// reported, in a stream or in whole text alike.
+	maxRun = detect.MaxHold - 2
+	// minPrintable is the share of printable runes decoded text must have.
+	minPrintable = 0.85
+)
+
+// run marks the characters of a base64 run, standard and URL alphabets
+// together; hex digits are a subset.
+var run = func() (t [256]bool) {
+	for _, r := range [][2]byte{{'A', 'Z'}, {'a', 'z'}, {'0', '9'}} {
+		for b := r[0]; b <= r[1]; b++ {
+			t[b] = true
+		}
+	}
+	t['+'], t['/'], t['-'], t['_'] = true, true, true, true
+	return t
+}()
+
+var bufs = sync.Pool{New: func() any { b := make([]byte, maxRun); return &b }}
+
+type detector struct {
+	inner []detect.Detector
+}
+
+// New returns the encoded payload detector. inner are the detectors run
+// over decoded text, in order of precedence: a run is reported once, under
+// the category of the first inner detector that finds something in it,
+// with Detector "base64>" or "hex>" followed by that detector's name; when
+// none does, under Category with Detector "base64" or "hex". The decoded
+// text is searched for encoded runs once more (two levels in all), giving
+// names like "base64>hex>aws-access-key".
+//
+// A run is a maximal run of [A-Za-z0-9+/_-], with up to two '=' of
+// padding; it is hex when it is all hex digits, of even length and at
+// least 32 long, else base64 (one alphabet, at least 24 long). Runs are
+// not joined across line breaks: base64 wrapped at 64 or 76 columns
+// decodes line by line, so a phrase split across two lines is missed. A
+// UUID is never a run worth decoding.
+func New(inner []detect.Detector) detect.Detector {
+	return &detector{inner: inner}
+}
+
+func (d *detector) Category() string { return Category }
+
+func (d *detector) Find(text []byte, from int, report func(detect.Match)) {
+	i := from
+	if i > 0 && run[text[i-1]] {
+		// The run at from began in the context: it was too long to
+		// hold, or it was seen whole before.
+		for i < len(text) && run[text[i]] {
+			i++
+		}
+	}
+	runs(text, i, func(s, e, pad int) {
+		// A run followed by a stray continuation byte (invalid UTF-8)
+		// cannot end a match on a rune boundary.
+		if end := e + pad; end < len(text) && !utf8.RuneStart(text[end]) {
+			return
+		}
+		if m, ok := d.decode(text[s:e], 1); ok {
+			m.Start, m.End = s, e+pad
+			report(m)
+		}
+	})
+}
+
+// Hold keeps the trailing run and its padding unless the run is already
+// too long to report.
+func (d *detector) Hold(text []byte) int {
+	n := len(text)
+	e := n
+	for e > 0 && n-e < 3 && text[e-1] == '=' {
+		e--
+	}
+	if e == n-3 {
+		return 0
+	}
+	s := e
+	for s > 0 && e-s <= maxRun && run[text[s-1]] {
+		s--
+	}
+	if e-s > maxRun || s == e {
+		return 0
+	}
+	return n - s
+}
+
+// runs calls fn for each run in text starting at or after i (where i is
+// the start of a run or not in one) that is long enough to decode and not
+// too long: [s, e) is the run, pad the '=' padding after it. Runs shorter
+// than minBase64 are skipped without looking at most of their bytes.
+func runs(text []byte, i int, fn func(s, e, pad int)) {
+	n := len(text)
+	v := i // text[i:v] is known to be in a run
+	for {
+		if v-i >= minBase64 {
+			e := v
+			for e < n && run[text[e]] {
+				e++
+			}
+			if e-i <= maxRun {
+				eq := 0
+				for e+eq < n && text[e+eq] == '=' {
+					eq++
+				}
+				if eq > 2 || e+eq < n && run[text[e+eq]] {
+					eq = 0
+				}
+				fn(i, e, eq)
+			}
+			i, v = e+1, e+1
+			continue
+		}
+		p := i + minBase64 - 1
+		if p >= n {
+			return
+		}
+		q := p
+		for q >= v && run[text[q]] {
+			q--
+		}
+		if q >= v {
+			i = q + 1
+		}
+		v = p + 1
+	}
+}
+
+// decode decodes a run and scans it; ok is false when it is not an
+// encoding of text.
+func (d *detector) decode(r []byte, depth int) (m detect.Match, ok bool) {
+	bp := bufs.Get().(*[]byte)
+	defer bufs.Put(bp)
+	var (
+		out  []byte
+		kind string
+	)
+	switch {
+	case len(r) >= minHex && len(r)%2 == 0 && isHex(r):
+		n, err := hex.Decode(*bp, r)
+		if err != nil {
+			return m, false
+		}
+		out, kind = (*bp)[:n], "hex"
+	case isUUID(r):
+		return m, false
+	default:
+		enc := base64.RawStdEncoding
+		var std, url bool
+		for _, c := range r {
+			std = std || c == '+' || c == '/'
+			url = url || c == '-' || c == '_'
+		}
+		if std && url {
+			return m, false
+		}
+		if url {
+			enc = base64.RawURLEncoding
+		}
+		n, err := enc.Decode(*bp, r)
+		if err != nil {
+			return m, false
+		}
+		out, kind = (*bp)[:n], "base64"
+	}
+	if !printable(out) {
+		return m, false
+	}
+	m = detect.Match{Category: Category, Detector: kind}
+	if inner, ok := d.scan(out, depth); ok {
+		m.Category, m.Detector = inner.Category, kind+">"+inner.Detector
+	}
+	return m, true
+}
+
+// scan runs the inner detectors over decoded text and then, below the
+// depth limit, decodes the runs inside it; it returns the first finding.
+func (d *detector) scan(text []byte, depth int) (detect.Match, bool) {
+	for _, in := range d.inner {
+		var first detect.Match
+		found := false
+		in.Find(text, 0, func(m detect.Match) {
+			if !found {
+				first, found = m, true
+			}
+		})
+		if found {
+			return first, true
+		}
+	}
+	if depth >= 2 {
+		return detect.Match{}, false
+	}
+	var (
+		first detect.Match
+		found bool
+	)
+	runs(text, 0, func(s, e, _ int) {
+		if found {
+			return
+		}
+		if m, ok := d.decode(text[s:e], depth+1); ok && m.Category != Category {
+			first, found = m, true
+		}
+	})
+	return first, found
+}
+
+func isHex(b []byte) bool {
+	for _, c := range b {
+		if !(c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func isUUID(b []byte) bool {
+	if len(b) != 36 {
+		return false
+	}
+	for i, c := range b {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			if c != '-' {
+				return false
+			}
+		} else if !(c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// printable reports whether b is valid UTF-8 made mostly of printable
+// runes (tab, newline and carriage return count as printable).
+func printable(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	total, ok := 0, 0
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c < utf8.RuneSelf {
+			total++
+			if c >= 0x20 && c < 0x7F || c == '\t' || c == '\n' || c == '\r' {
+				ok++
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		total++
+		if unicode.IsPrint(r) {
+			ok++
+		}
+		i += size
+	}
+	return total > 0 && float64(ok) >= minPrintable*float64(total)
+}
