@@ -204,12 +204,9 @@ type Change struct {
 	Profile *string
 }
 
-// Update applies ch to key id in one transaction with one admin event
-// (key.update, holding the new and previous value of each field set).
-func (m *Manager) Update(ctx context.Context, actor, id string, ch Change) error {
-	if err := checkActor(actor); err != nil {
-		return err
-	}
+// Validate refuses negative limits, a weight outside 1..MaxWeight and a
+// malformed profile name.
+func (ch Change) Validate() error {
 	if ch.Limits != nil {
 		if err := ch.Limits.Validate(); err != nil {
 			return err
@@ -220,12 +217,24 @@ func (m *Manager) Update(ctx context.Context, actor, id string, ch Change) error
 			return err
 		}
 	}
+	if ch.Profile != nil {
+		return checkProfile(strings.TrimSpace(*ch.Profile))
+	}
+	return nil
+}
+
+// Update applies ch to key id in one transaction with one admin event
+// (key.update, holding the new and previous value of each field set).
+func (m *Manager) Update(ctx context.Context, actor, id string, ch Change) error {
+	if err := checkActor(actor); err != nil {
+		return err
+	}
+	if err := ch.Validate(); err != nil {
+		return err
+	}
 	var profile string
 	if ch.Profile != nil {
 		profile = strings.TrimSpace(*ch.Profile)
-		if err := checkProfile(profile); err != nil {
-			return err
-		}
 	}
 	now := m.now()
 	return m.tx(ctx, func(tx *sql.Tx) error {
