@@ -5,6 +5,7 @@
 package encoded
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/hex"
 	"sync"
@@ -155,6 +156,9 @@ func runs(text []byte, i int, fn func(s, e, pad int)) {
 // decode decodes a run and scans it; ok is false when it is not an
 // encoding of text.
 func (d *detector) decode(r []byte, depth int) (m detect.Match, ok bool) {
+	if binaryStart(r) {
+		return m, false
+	}
 	bp := bufs.Get().(*[]byte)
 	defer bufs.Put(bp)
 	var (
@@ -230,6 +234,38 @@ func (d *detector) scan(text []byte, depth int) (detect.Match, bool) {
 		}
 	})
 	return first, found
+}
+
+// binaryStart decodes the first 32 characters of a run and reports whether
+// they are certainly not UTF-8 (a rune error with four or more bytes after
+// it cannot be a rune cut short). Images, compressed data and digests
+// mostly fail here, before the whole run is decoded.
+func binaryStart(r []byte) bool {
+	var buf [24]byte
+	var out []byte
+	if len(r) >= minHex && len(r)%2 == 0 && isHex(r) {
+		n, _ := hex.Decode(buf[:], r[:32])
+		out = buf[:n]
+	} else {
+		p := r[:min(len(r), 32)&^3]
+		enc := base64.RawStdEncoding
+		if bytes.ContainsAny(p, "-_") {
+			enc = base64.RawURLEncoding
+		}
+		n, err := enc.Decode(buf[:], p)
+		if err != nil {
+			return false
+		}
+		out = buf[:n]
+	}
+	for i := 0; i < len(out); {
+		c, size := utf8.DecodeRune(out[i:])
+		if c == utf8.RuneError && size == 1 {
+			return len(out)-i >= 4
+		}
+		i += size
+	}
+	return false
 }
 
 func isHex(b []byte) bool {
