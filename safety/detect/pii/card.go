@@ -29,10 +29,14 @@ func (CreditCard) Find(text []byte, from int, report func(detect.Match)) {
 		if d < 0 {
 			return
 		}
+		if w, ok := gluedDigit(text, d); ok {
+			pos = w
+			continue
+		}
 		e := runEnd(text, d)
 		pos = e
 		f := runStart(text, d, 2*maxCard)
-		if f < from || !cardAt(text, f, e) {
+		if f < from || e-f < 13 || !cardAt(text, f, e) {
 			continue
 		}
 		report(detect.Match{Start: f, End: e, Category: CategoryCreditCard, Detector: "luhn"})

@@ -50,10 +50,11 @@ func (IBAN) Find(text []byte, from int, report func(detect.Match)) {
 		}
 		pos = d + 1
 		s := d - 2
-		if s < from || !isUpper(text[s]) || !isUpper(text[s+1]) || d+1 >= len(text) || !isDigit(text[d+1]) {
-			continue
-		}
-		if s > 0 && isWord(text[s-1]) {
+		if s < from || !isUpper(text[s]) || !isUpper(text[s+1]) || d+1 >= len(text) || !isDigit(text[d+1]) ||
+			(s > 0 && isWord(text[s-1])) {
+			if w, ok := gluedDigit(text, d); ok {
+				pos = w // no IBAN starts inside a word
+			}
 			continue
 		}
 		if e, ok := ibanAt(text, s); ok {

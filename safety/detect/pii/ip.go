@@ -66,7 +66,13 @@ func (ip IP) Find(text []byte, from int, report func(detect.Match)) {
 			e++
 		}
 		pos = e
-		if r < from || e-r > maxIPRun || (r > 0 && isWord(text[r-1])) || !endOK(text, e) {
+		if r > 0 && isWord(text[r-1]) {
+			for pos < len(text) && isWord(text[pos]) {
+				pos++ // every run starting in this word is glued to it
+			}
+			continue
+		}
+		if r < from || e-r > maxIPRun || !endOK(text, e) {
 			continue
 		}
 		if m, ok := ip.run(text, r, e); ok {
@@ -75,7 +81,7 @@ func (ip IP) Find(text []byte, from int, report func(detect.Match)) {
 	}
 }
 
-var versionWords = []string{"version", "ver", "v", "release", "build", "firmware", "kernel"}
+var versionWords = newWordSet("version", "ver", "v", "release", "build", "firmware", "kernel")
 
 func (ip IP) run(text []byte, r, e int) (detect.Match, bool) {
 	end := e
@@ -142,7 +148,7 @@ func (ip IP) v4(text []byte, s, e int) (detect.Match, bool) {
 	}
 	version := false
 	prevWords(text, s, 24, 2, func(w []byte) bool {
-		version = hasWord(versionWords, w)
+		version = versionWords.has(w)
 		return !version
 	})
 	if version {

@@ -3,6 +3,7 @@ package pii
 import (
 	"bytes"
 	"strings"
+	"sync/atomic"
 
 	"github.com/nyaruka/phonenumbers"
 
@@ -38,7 +39,12 @@ var phoneSep = func() (t [256]bool) {
 // "+1 415 555 2671 24" still yields the number.
 type Phone struct {
 	regions []string // one region per calling code, in configured order
+	// cache maps digits to validity, direct-mapped; an entry is
+	// key<<2 | valid<<1 | 1, so concurrent scans need no lock.
+	cache *[1 << phoneCacheBits]atomic.Uint64
 }
+
+const phoneCacheBits = 12
 
 // NewPhone returns the phone detector for the given region codes; nil or
 // empty means DefaultRegions. Unknown region codes are ignored.
@@ -46,7 +52,7 @@ func NewPhone(regions []string) detect.Detector {
 	if len(regions) == 0 {
 		regions = DefaultRegions
 	}
-	p := &Phone{}
+	p := &Phone{cache: new([1 << phoneCacheBits]atomic.Uint64)}
 	seen := map[int]bool{}
 	for _, r := range regions {
 		r = strings.ToUpper(r)
@@ -109,9 +115,12 @@ func lastDigit(text []byte, d int) int {
 	}
 }
 
-// leadStart extends a component's first digit by a directly preceding '+'
-// or '('.
+// leadStart extends a component's first digit by a directly preceding
+// '+', '(' or "(+".
 func leadStart(text []byte, f int) int {
+	if f > 1 && text[f-1] == '+' && text[f-2] == '(' {
+		return f - 2
+	}
 	if f > 0 && (text[f-1] == '+' || text[f-1] == '(') {
 		return f - 1
 	}
@@ -126,6 +135,10 @@ func (p *Phone) Find(text []byte, from int, report func(detect.Match)) {
 		if d < 0 {
 			return
 		}
+		if w, ok := gluedDigit(text, d); ok {
+			pos = w
+			continue
+		}
 		e := lastDigit(text, d)
 		pos = e
 		f := firstDigit(text, d)
@@ -133,7 +146,7 @@ func (p *Phone) Find(text []byte, from int, report func(detect.Match)) {
 			continue
 		}
 		s := leadStart(text, f)
-		if s < from || e-s > maxPhone {
+		if s < from || e-s > maxPhone || e-f < 7 {
 			continue
 		}
 		p.component(text, s, e, report)
@@ -178,8 +191,8 @@ func (p *Phone) component(text []byte, s, e int, report func(detect.Match)) {
 			start--
 		}
 		for n := b; n > a && n >= b-2; n-- {
-			if n < b && text[gs[n].gs] != ' ' {
-				break // only a space-separated trailing group may be a neighbour
+			if n < b && (text[gs[n].gs] != ' ' || text[start] != '+' && text[start+1] != '+') {
+				break // only a number with a country code has a known end
 			}
 			if p.candidate(text, start, gs[a:n], n == len(gs)) {
 				report(detect.Match{Start: start, End: gs[n-1].e, Category: CategoryPhone, Detector: "phone"})
@@ -202,13 +215,13 @@ func phoneGap(g []byte) bool {
 }
 
 var (
-	phoneWords = []string{"phone", "tel", "telephone", "call", "mobile", "cell", "cellphone", "fax", "contact",
-		"whatsapp", "sms", "text", "mob", "ph", "telefon", "telefono", "handy", "number", "dial", "ring", "reach", "tlf"}
-	notPhoneWords = []string{"isbn", "issn", "order", "invoice", "ref", "reference", "id", "serial", "tracking",
+	phoneWords = newWordSet("phone", "tel", "telephone", "call", "mobile", "cell", "cellphone", "fax", "contact",
+		"whatsapp", "sms", "text", "mob", "ph", "telefon", "telefono", "handy", "number", "dial", "ring", "reach", "tlf")
+	notPhoneWords = newWordSet("isbn", "issn", "order", "invoice", "ref", "reference", "id", "serial", "tracking",
 		"account", "acct", "sku", "ticket", "issue", "pr", "build", "version", "ver", "v", "amount", "total",
 		"price", "usd", "eur", "gbp", "iban", "bic", "routing", "card", "visa", "ssn", "zip", "postcode",
 		"timestamp", "ts", "epoch", "pid", "uid", "gid", "port", "hash", "sha", "commit", "case", "claim",
-		"policy", "receipt", "transaction", "txn", "tx", "confirmation", "booking", "pnr", "doi", "pmid", "ean", "upc"}
+		"policy", "receipt", "transaction", "txn", "tx", "confirmation", "booking", "pnr", "doi", "pmid", "ean", "upc")
 )
 
 // candidate checks one candidate: gs are its groups, start its first byte
@@ -216,7 +229,7 @@ var (
 // the component does, so the byte after it is the right boundary.
 func (p *Phone) candidate(text []byte, start int, gs []phoneGroup, last bool) bool {
 	end := gs[len(gs)-1].e
-	plus := text[start] == '+'
+	plus := text[start] == '+' || (text[start] == '(' && text[start+1] == '+')
 	digits := 0
 	var seps [256]bool
 	opens, closes := 0, 0
@@ -237,7 +250,7 @@ func (p *Phone) candidate(text []byte, start int, gs []phoneGroup, last bool) bo
 		}
 		switch {
 		case n > 1:
-		case i == 0 && plus:
+		case i == 0 && plus, i == 1 && plus && len(gs) > 2: // country code, then area code as in +33 1
 		case i == 0 && (text[g.s] == '0' || text[g.s] == '1') && len(gs) > 1 && text[gs[1].gs] != '.':
 		case text[g.s] == '0' && g.s > 0 && text[g.s-1] == '(' && g.e < end && text[g.e] == ')':
 		default:
@@ -259,10 +272,19 @@ func (p *Phone) candidate(text []byte, start int, gs []phoneGroup, last bool) bo
 		if c < o+2 || c > o+6 {
 			return false // "()" or more than five digits in parentheses
 		}
-		for _, b := range text[start+o+1 : start+c] {
-			if !isDigit(b) {
+		for i, b := range text[start+o+1 : start+c] {
+			if !isDigit(b) && (b != '+' || i > 0 || o != 0) {
 				return false
 			}
+		}
+	}
+	if !plus && len(gs) >= 4 && text[gs[0].s] != '0' {
+		pairs := true
+		for _, g := range gs {
+			pairs = pairs && g.e-g.s == 2
+		}
+		if pairs {
+			return false // pairs are French style, which starts with the trunk 0
 		}
 	}
 	if seps['.'] && (seps[' '] || seps['-'] || len(gs) < 3) {
@@ -270,6 +292,9 @@ func (p *Phone) candidate(text []byte, start int, gs []phoneGroup, last bool) bo
 	}
 	if !plus && (len(gs) == 1 || digits < 8) && !p.keyword(text, start) {
 		return false // bare digits or a local number: say it is a phone
+	}
+	if len(gs) == 3 && seps['-'] && gs[0].e-gs[0].s == 3 && gs[1].e-gs[1].s == 2 && gs[2].e-gs[2].s == 4 {
+		return false // the shape of a US social security number
 	}
 	if len(gs) >= 3 && looksLikeDate(text, gs) {
 		return false
@@ -294,6 +319,8 @@ func (p *Phone) candidate(text []byte, start int, gs []phoneGroup, last bool) bo
 		switch c := text[start-1]; {
 		case isWord(c), strings.IndexByte("/#$@\\%&*^~`|", c) >= 0:
 			return false
+		case (c == '-' || c == '.') && start > 1 && isWord(text[start-2]):
+			return false // a token such as CVE-2024-12345
 		case c >= 0x80 && start >= 2 && (text[start-2] == 0xC2 && (c == 0xA3 || c == 0xA5)):
 			return false // £ ¥
 		case c == 0xAC && start >= 3 && text[start-3] == 0xE2 && text[start-2] == 0x82:
@@ -310,7 +337,7 @@ func (p *Phone) candidate(text []byte, start int, gs []phoneGroup, last bool) bo
 	}
 	bad := false
 	prevWords(text, start, 40, 2, func(w []byte) bool {
-		bad = hasWord(notPhoneWords, w)
+		bad = notPhoneWords.has(w)
 		return !bad
 	})
 	if bad {
@@ -323,7 +350,7 @@ func (p *Phone) candidate(text []byte, start int, gs []phoneGroup, last bool) bo
 func (p *Phone) keyword(text []byte, i int) bool {
 	found := false
 	prevWords(text, i, 40, 3, func(w []byte) bool {
-		found = hasWord(phoneWords, w)
+		found = phoneWords.has(w)
 		return !found
 	})
 	return found
@@ -356,7 +383,36 @@ func looksLikeDate(text []byte, gs []phoneGroup) bool {
 	return false
 }
 
+// valid asks phonenumbers about s, which has only digits, separators and
+// maybe a '+'. Parsing costs tens of microseconds (it runs many regular
+// expressions), so answers are cached by digits: separators do not change
+// what phonenumbers decides.
 func (p *Phone) valid(s string, plus bool) bool {
+	key, nd := uint64(0), uint64(0)
+	for i := 0; i < len(s); i++ {
+		if isDigit(s[i]) {
+			key = key*10 + uint64(s[i]-'0')
+			nd++
+		}
+	}
+	key = key<<5 | nd<<1 // at most 15 digits: 50 + 4 bits
+	if plus {
+		key |= 1
+	}
+	slot := &p.cache[(key*0x9E3779B97F4A7C15)>>(64-phoneCacheBits)]
+	if e := slot.Load(); e>>2 == key {
+		return e&2 != 0
+	}
+	ok := p.parse(s, plus)
+	e := key<<2 | 1
+	if ok {
+		e |= 2
+	}
+	slot.Store(e)
+	return ok
+}
+
+func (p *Phone) parse(s string, plus bool) bool {
 	if plus {
 		n, err := phonenumbers.Parse(s, phonenumbers.UNKNOWN_REGION)
 		return err == nil && phonenumbers.IsValidNumber(n)
@@ -378,6 +434,9 @@ func (p *Phone) Hold(text []byte) int {
 	h := 0
 	if n > 0 && (text[n-1] == '+' || text[n-1] == '(') {
 		h = 1
+		if n > 1 && text[n-2] == '(' && text[n-1] == '+' {
+			h = 2
+		}
 	}
 	k := n
 	for k > 0 && phoneSep[text[k-1]] && n-k < 3 {

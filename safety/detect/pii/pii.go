@@ -109,6 +109,23 @@ func indexDigit(b []byte, i int) int {
 	return -1
 }
 
+func isLetter(c byte) bool { return class[c]&(cUpper|cLower) != 0 }
+
+// gluedDigit reports whether the digit at d continues a word, as digits in
+// base64, hashes and identifiers do, and if so returns the end of that
+// word. No candidate of the digit detectors starts inside a word, so Find
+// may skip it whole; a candidate reaching back into it is found again from
+// its first digit after the word, which is how it would be found anyway.
+func gluedDigit(text []byte, d int) (int, bool) {
+	if d == 0 || !isLetter(text[d-1]) {
+		return 0, false
+	}
+	for d < len(text) && isWord(text[d]) {
+		d++
+	}
+	return d, true
+}
+
 // lower returns c in ASCII lower case.
 func lower(c byte) byte {
 	if isUpper(c) {
@@ -152,11 +169,15 @@ func prevWords(text []byte, i, look, n int, fn func(w []byte) bool) {
 	}
 }
 
-func hasWord(words []string, w []byte) bool {
-	for _, s := range words {
-		if s == string(w) {
-			return true
-		}
+// A wordSet is a set of lower-case ASCII words.
+type wordSet map[string]bool
+
+func newWordSet(words ...string) wordSet {
+	s := wordSet{}
+	for _, w := range words {
+		s[w] = true
 	}
-	return false
+	return s
 }
+
+func (s wordSet) has(w []byte) bool { return s[string(w)] }

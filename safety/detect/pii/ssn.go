@@ -26,6 +26,10 @@ func (SSN) Find(text []byte, from int, report func(detect.Match)) {
 		if d < 0 {
 			return
 		}
+		if w, ok := gluedDigit(text, d); ok {
+			pos = w
+			continue
+		}
 		e := runEnd(text, d)
 		pos = e
 		f := runStart(text, d, 2*maxSSN)
@@ -44,7 +48,7 @@ var sampleSSNs = []string{
 	"111111111", "222222222", "333333333", "444444444", "555555555", "777777777", "888888888",
 }
 
-var ssnWords = []string{"ssn", "ssns", "ss", "soc", "social"}
+var ssnWords = newWordSet("ssn", "ssns", "ss", "soc", "social")
 
 func ssnAt(text []byte, f, e int) bool {
 	var g [3]int
@@ -56,7 +60,7 @@ func ssnAt(text []byte, f, e int) bool {
 	case n == 1 && g[0] == 9:
 		found := false
 		prevWords(text, f, 40, 4, func(w []byte) bool {
-			found = hasWord(ssnWords, w)
+			found = ssnWords.has(w)
 			return !found
 		})
 		if !found {
