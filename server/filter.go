@@ -221,3 +221,16 @@ func (m *Metrics) safety(fr *filter.Request) {
 		m.findings.WithLabelValues(string(d.Direction), d.Category, string(d.Action)).Add(float64(d.Count))
 	}
 }
+
+// adminReloadSafety re-reads the blocklist files, as SIGHUP does. A file
+// that cannot be read leaves the old lists in force and is reported.
+func (s *Server) adminReloadSafety(c *gin.Context) error {
+	if err := s.cfg.Filter.Reload(); err != nil {
+		s.log.Error("safety reload", "err", err)
+		return &apiError{Status: http.StatusUnprocessableEntity, Type: typeInvalidRequest, Code: "reload_failed",
+			Message: "The blocklists were not reloaded (the old ones stay in force): " + err.Error()}
+	}
+	s.log.Info("safety blocklists reloaded")
+	c.JSON(http.StatusOK, gin.H{"reloaded": true})
+	return nil
+}

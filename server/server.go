@@ -178,6 +178,9 @@ func (s *Server) routes() error {
 	v1.GET("/models", s.requireScope(keys.ScopeModels), s.h(s.listModels))
 	v1.GET("/models/*id", s.requireScope(keys.ScopeModels), s.h(s.getModel))
 	s.adminRoutes(e)
+	if s.cfg.Filter != nil {
+		e.POST("/admin/safety/reload", s.authenticate, s.requireScope(keys.ScopeAdmin), s.h(s.adminReloadSafety))
+	}
 	if s.cfg.Metrics != nil {
 		e.GET("/metrics", s.authenticate, s.requireScope(keys.ScopeAdmin), s.metricsHandler)
 	}

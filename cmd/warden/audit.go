@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,6 +48,12 @@ type SinkConfig struct {
 	Timeout            time.Duration     `toml:"timeout"`
 	AppName            string            `toml:"app_name"`
 	Hostname           string            `toml:"hostname"`
+	// Topics the sink takes: "audit", "checkpoint", "alert". Default: audit
+	// and checkpoint for [[audit.sink]], alert for [[alerts.sink]].
+	Topics []string `toml:"topics"`
+	// SecretFile holds the key that signs webhook bodies (HMAC-SHA256 in
+	// X-Warden-Signature); read at start.
+	SecretFile string `toml:"secret_file"`
 }
 
 func (s SinkConfig) outbox() outbox.SinkConfig {
@@ -100,11 +107,14 @@ func (a AuditConfig) validate(bad func(string, ...any)) {
 // and checkpoints off-host, and the retention loop. close stops them in
 // order and waits for each.
 type auditTrail struct {
-	writer *audit.Writer
-	agg    *audit.Aggregator
-	out    *outbox.Outbox
-	stop   context.CancelFunc
-	wg     sync.WaitGroup
+	db       *store.DB
+	alerting bool // some sink takes alerts
+	log      *slog.Logger
+	writer   *audit.Writer
+	agg      *audit.Aggregator
+	out      *outbox.Outbox
+	stop     context.CancelFunc
+	wg       sync.WaitGroup
 }
 
 func startAudit(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) (*auditTrail, error) {
@@ -121,16 +131,17 @@ func startAudit(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger)
 		return nil, fmt.Errorf("audit trail in %s does not verify (%s): investigate with `warden audit verify`, restore a backup, or move the database aside", db.Path(), rep.Break)
 	}
 
-	var sinks []outbox.Sink
-	for _, sc := range ac.Sinks {
-		s, err := outbox.NewSink(sc.outbox())
-		if err != nil {
-			return nil, err
-		}
-		sinks = append(sinks, s)
+	sinks, topics, err := buildSinks(cfg)
+	if err != nil {
+		return nil, err
 	}
-	t := &auditTrail{}
+	t := &auditTrail{db: db, log: log}
 	forward := len(sinks) > 0
+	alerting := slices.ContainsFunc(sinks, func(s outbox.Sink) bool {
+		ts, ok := topics[s.Name()]
+		return !ok || slices.Contains(ts, outbox.TopicAlert)
+	})
+	t.alerting = alerting
 	t.writer = audit.NewWriter(db, audit.Config{
 		DataDir:            cfg.DataDir,
 		StoreText:          ac.StoreText,
@@ -140,13 +151,18 @@ func startAudit(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger)
 			if !forward {
 				return nil
 			}
-			msgs := make([]outbox.Message, len(recs))
-			for i, r := range recs {
+			msgs := make([]outbox.Message, 0, len(recs))
+			for _, r := range recs {
 				b, err := json.Marshal(r)
 				if err != nil {
 					return err
 				}
-				msgs[i] = outbox.Message{Topic: outbox.TopicAudit, Body: b, Time: r.Time}
+				msgs = append(msgs, outbox.Message{Topic: outbox.TopicAudit, Body: b, Time: r.Time})
+				if alerting {
+					if a := safetyAlert(r); a != nil {
+						msgs = append(msgs, *a)
+					}
+				}
 			}
 			return outbox.EnqueueTx(context.Background(), tx, msgs...)
 		},
@@ -164,12 +180,12 @@ func startAudit(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger)
 	if err := t.writer.Start(ctx); err != nil {
 		return nil, fmt.Errorf("start audit writer: %w", err)
 	}
-	if err := forgetSinks(ctx, db, ac.Sinks, log); err != nil {
+	if err := forgetSinks(ctx, db, append(slices.Clip(ac.Sinks), cfg.Alerts.Sinks...), log); err != nil {
 		_ = t.writer.Close(context.Background())
 		return nil, err
 	}
 	if forward {
-		t.out = outbox.New(db, sinks, outbox.Options{Poll: 500 * time.Millisecond, Log: log.With("component", "outbox")})
+		t.out = outbox.New(db, sinks, outbox.Options{Poll: 500 * time.Millisecond, Log: log.With("component", "outbox"), Topics: topics})
 		if err := t.out.Start(ctx); err != nil {
 			_ = t.writer.Close(context.Background())
 			return nil, fmt.Errorf("start forwarding: %w", err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding"
 	"errors"
 	"fmt"
 	"net"
@@ -30,10 +31,17 @@ type Config struct {
 	Audit   AuditConfig   `toml:"audit"`
 	GPU     GPUConfig     `toml:"gpu"`
 	Sched   SchedConfig   `toml:"scheduler"`
+	Safety  SafetyConfig  `toml:"safety"`
+	Alerts  AlertsConfig  `toml:"alerts"`
 }
 
 // SchedConfig sets the fair queue in front of the backend's slots (each
-// model gets runtime.parallel slots).
+// model gets runtime.parallel slots, runtime.model_slots overrides, and 1
+// where Ollama forces one).
+//
+// A request held by GPU admission (too hot, or a model that does not fit in
+// free VRAM) waits in this queue too and gets 503 with Retry-After at
+// queue_timeout.
 type SchedConfig struct {
 	MaxQueue       int           `toml:"max_queue"`         // waiting requests in all → 503
 	MaxQueuePerKey int           `toml:"max_queue_per_key"` // waiting requests of one key → 429
@@ -44,6 +52,39 @@ type SchedConfig struct {
 // and runs on).
 type GPUConfig struct {
 	Interval time.Duration `toml:"interval"` // sampling period
+	// VRAMHeadroom is GPU memory kept free on top of a model's estimated
+	// need before its load is let through ("512MiB", "2GiB" or bytes).
+	VRAMHeadroom ByteSize `toml:"vram_headroom"`
+	// TempLimit pauses dispatch to the backend when any GPU reaches it
+	// (°C; 0 disables); dispatch resumes once every GPU is at or below
+	// TempResume.
+	TempLimit  int `toml:"temp_limit"`
+	TempResume int `toml:"temp_resume"`
+}
+
+// ByteSize is a size in bytes written as an integer or with a binary unit
+// (KiB, MiB, GiB, TiB).
+type ByteSize int64
+
+// UnmarshalText parses "1GiB", "512MiB" or "1048576".
+func (b *ByteSize) UnmarshalText(text []byte) error {
+	s := strings.TrimSpace(string(text))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return fmt.Errorf("want a size like 512MiB or 2GiB, got %q", text)
+	}
+	*b = ByteSize(n * mult)
+	return nil
 }
 
 // KeysConfig sets how keys are checked.
@@ -107,6 +148,10 @@ type RuntimeConfig struct {
 	KeepAlive     time.Duration `toml:"keep_alive"`
 	StartTimeout  time.Duration `toml:"start_timeout"`
 	DemoModel     bool          `toml:"demo_model"`
+	// ModelSlots gives models fewer slots than Parallel (model name →
+	// slots). Embedding-only models and the architectures Ollama runs with
+	// one slot get 1 whatever is set here.
+	ModelSlots map[string]int `toml:"model_slots"`
 }
 
 // defaultConfig returns the defaults; getenv resolves the data dir.
@@ -130,10 +175,11 @@ func defaultConfig(getenv func(string) string) Config {
 			StartTimeout:  2 * time.Minute,
 			DemoModel:     true,
 		},
-		Keys:  KeysConfig{PollInterval: time.Second, RotationMaxAge: 90 * 24 * time.Hour},
-		Audit: defaultAudit(),
-		GPU:   GPUConfig{Interval: time.Second},
-		Sched: SchedConfig{MaxQueue: 256, MaxQueuePerKey: 64, QueueTimeout: 2 * time.Minute},
+		Keys:   KeysConfig{PollInterval: time.Second, RotationMaxAge: 90 * 24 * time.Hour},
+		Audit:  defaultAudit(),
+		GPU:    GPUConfig{Interval: time.Second, VRAMHeadroom: 512 << 20, TempLimit: 85, TempResume: 75},
+		Sched:  SchedConfig{MaxQueue: 256, MaxQueuePerKey: 64, QueueTimeout: 2 * time.Minute},
+		Safety: defaultSafety(),
 	}
 }
 
@@ -230,6 +276,9 @@ func walkFields(v reflect.Value, prefix string, fn func(string, reflect.Value) e
 var durationType = reflect.TypeFor[time.Duration]()
 
 func setField(v reflect.Value, s string) error {
+	if u, ok := v.Addr().Interface().(encoding.TextUnmarshaler); ok {
+		return u.UnmarshalText([]byte(s))
+	}
 	switch {
 	case v.Type() == durationType:
 		d, err := time.ParseDuration(s)
@@ -259,6 +308,21 @@ func setField(v reflect.Value, s string) error {
 			}
 		}
 		v.Set(reflect.ValueOf(parts))
+	case v.Type() == reflect.TypeFor[map[string]int]():
+		// "name=n,name=n"
+		m := map[string]int{}
+		for p := range strings.SplitSeq(s, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			k, val, ok := strings.Cut(p, "=")
+			n, err := strconv.Atoi(strings.TrimSpace(val))
+			if !ok || err != nil {
+				return fmt.Errorf("want name=number pairs, got %q", p)
+			}
+			m[strings.TrimSpace(k)] = n
+		}
+		v.Set(reflect.ValueOf(m))
 	default:
 		return fmt.Errorf("unsupported setting type %s", v.Type())
 	}
@@ -332,6 +396,23 @@ func (c *Config) Validate() error {
 	if c.Runtime.Parallel < 1 || c.Runtime.Parallel > 64 {
 		bad("runtime.parallel must be between 1 and 64, got %d", c.Runtime.Parallel)
 	}
+	for name, n := range c.Runtime.ModelSlots {
+		if n < 1 || n > c.Runtime.Parallel {
+			bad("runtime.model_slots: %q has %d slots, want 1 to runtime.parallel (%d)", name, n, c.Runtime.Parallel)
+		}
+		if name == "" {
+			bad("runtime.model_slots: empty model name")
+		}
+	}
+	if c.GPU.TempLimit < 0 || c.GPU.TempLimit > 150 || c.GPU.TempResume < 0 {
+		bad("gpu.temp_limit must be between 0 (off) and 150, and gpu.temp_resume not negative")
+	}
+	if c.GPU.TempLimit > 0 && c.GPU.TempResume >= c.GPU.TempLimit {
+		bad("gpu.temp_resume (%d) must be below gpu.temp_limit (%d)", c.GPU.TempResume, c.GPU.TempLimit)
+	}
+	if c.GPU.VRAMHeadroom < 0 {
+		bad("gpu.vram_headroom must not be negative")
+	}
 	if c.Sched.MaxQueue < 1 || c.Sched.MaxQueuePerKey < 1 {
 		bad("scheduler.max_queue and scheduler.max_queue_per_key must be at least 1")
 	}
@@ -345,6 +426,8 @@ func (c *Config) Validate() error {
 		bad("limits: %v", err)
 	}
 	c.Audit.validate(bad)
+	c.Safety.validate(bad)
+	c.Alerts.validate(c.Audit.Sinks, bad)
 	return errors.Join(errs...)
 }
 

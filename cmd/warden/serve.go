@@ -182,20 +182,44 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		}
 	}
 
-	monitor := gpu.NewMonitor(gpu.NewNVML(nvml.New(), be.pgid), cfg.GPU.Interval, log.With("component", "gpu"))
-	monitor.Start(ctx)
-	defer monitor.Close()
-
+	// GPU admission holds the queue: no dispatch while a GPU is too hot,
+	// no load of a model that does not fit in free VRAM. It decides once
+	// per sample and kicks the scheduler; without a GPU it holds nothing.
+	gpuLog := log.With("component", "gpu")
+	onAlert := alertHook(ctx, gpuLog, newAlerter(gpuLog))
+	bm := newBackendModels(apiAt{base: be.base, hc: hc}, cfg.Runtime, log.With("component", "models"))
+	gate := gpu.NewGate(&gpu.Admission{
+		HeadroomBytes: uint64(cfg.GPU.VRAMHeadroom),
+		TempLimitC:    uint32(cfg.GPU.TempLimit),
+		TempResumeC:   uint32(cfg.GPU.TempResume),
+		StaleAfter:    max(gpu.DefaultStaleAfter, 5*cfg.GPU.Interval),
+		OnAlert:       onAlert,
+	}, bm)
+	gate.OnAlert, gate.Log = onAlert, gpuLog
 	queue := sched.New(sched.Config{
-		Slots:          func(string) int { return cfg.Runtime.Parallel },
+		Slots:          bm.Slots,
+		Weight:         cache.Weight,
+		Gate:           gate.Open,
 		MaxQueue:       cfg.Sched.MaxQueue,
 		MaxQueuePerKey: cfg.Sched.MaxQueuePerKey,
 		QueueTimeout:   cfg.Sched.QueueTimeout,
 	})
+	gate.OnChange = queue.Kick
+
+	monitor := gpu.NewMonitor(gpu.NewNVML(nvml.New(), be.pgid), cfg.GPU.Interval, gpuLog)
+	monitor.OnSample = func(snap gpu.Snapshot, ok bool) {
+		uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		gate.Update(uctx, snap, ok)
+	}
+	monitor.Start(ctx)
+	defer monitor.Close()
+
 	metrics := server.NewMetrics()
 	metrics.WatchGPU(monitor)
 	metrics.WatchQueue(queue.Stats)
 	registerMetrics(metrics.Registry, be, trail)
+	registerGateMetrics(metrics.Registry, gate)
 	if cfg.Server.MetricsListen != "" {
 		stop, err := serveMetrics(cfg.Server.MetricsListen, metrics, log)
 		if err != nil {
@@ -204,6 +228,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		defer stop()
 	}
 
+	safety, err := startSafety(ctx, &cfg, log.With("component", "safety"))
+	if err != nil {
+		return err
+	}
 	srv, err := server.New(client, server.Config{
 		MaxBodyBytes:      cfg.Server.MaxBodyBytes,
 		MaxOutputTokens:   cfg.Server.MaxOutputTokens,
@@ -219,6 +247,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		Queue:             queue,
 		Audit:             trail.writer,
 		AuditFailOpen:     cfg.Audit.FailOpen,
+		AuditText:         cfg.Audit.StoreText,
+		Filter:            safety,
 		OnAuthRefused:     trail.agg.Refused,
 		Admin:             adminKeys{Manager: &keys.Manager{DB: db}, cache: cache},
 		Usage:             limiter,

@@ -26,8 +26,8 @@ type Result struct {
 	Text     string
 	Findings []Finding
 	// Blocked is set when a finding's action is block. For input the text
-	// must not be sent on; for output Text holds what came before the
-	// blocked match.
+	// must not be sent on (Text has every finding replaced); for output
+	// Text holds what came before the blocked match.
 	Blocked bool
 }
 

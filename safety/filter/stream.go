@@ -15,8 +15,9 @@ import (
 // re-scanned from the start: each step scans only the held text and a few
 // bytes of released context, so the cost per byte stays bounded.
 //
-// After a block the stream is over: Write and Close return "" and Blocked
-// reports true. The text released before the blocked match stays released.
+// After a block in an answer the stream is over: Write and Close return ""
+// and Blocked reports true. The text released before the blocked match
+// stays released. A prompt is always scanned to its end.
 type Stream struct {
 	r    *Request
 	dir  Direction
@@ -63,7 +64,7 @@ func (s *Stream) Findings() []Finding { return s.findings }
 
 // Write adds a piece of text and returns what can be released now.
 func (s *Stream) Write(chunk string) string {
-	if s.blocked || s.closed || chunk == "" {
+	if s.over() || chunk == "" {
 		return ""
 	}
 	s.win = append(s.win, chunk...)
@@ -72,7 +73,7 @@ func (s *Stream) Write(chunk string) string {
 
 // Close ends the text and returns whatever was still held, filtered.
 func (s *Stream) Close() string {
-	if s.blocked || s.closed {
+	if s.over() {
 		return ""
 	}
 	out := s.step(true)
@@ -84,6 +85,8 @@ func (s *Stream) Close() string {
 	}
 	return out
 }
+
+func (s *Stream) over() bool { return s.closed || (s.blocked && s.dir == Output) }
 
 func (s *Stream) step(final bool) string {
 	win := s.win
@@ -130,11 +133,17 @@ func (s *Stream) step(final bool) string {
 	// A block ends the text at the blocking match's start: the first
 	// blocking match in order of start, so that where a text stops does not
 	// depend on how it was chunked.
+	// A prompt is scanned to its end either way (it is refused whole, and
+	// the audit record should name everything found); its blocked spans
+	// are replaced like redactions.
 	block, end := -1, cut
 	for i, m := range ms {
 		if m.End <= cut && s.r.p.Action(s.dir, m.Category) == Block {
-			block, end, s.blocked = i, m.Start, true
-			break
+			s.blocked = true
+			if s.dir == Output {
+				block, end = i, m.Start
+				break
+			}
 		}
 	}
 
@@ -145,7 +154,7 @@ func (s *Stream) step(final bool) string {
 			continue
 		}
 		act := s.record(m)
-		if i == block || act != Redact || m.End <= at {
+		if i == block || (act != Redact && act != Block) || m.End <= at {
 			continue
 		}
 		if m.Start >= at {
@@ -161,7 +170,7 @@ func (s *Stream) step(final bool) string {
 	if s.repeat && s.answer.Len() < maxRepeatBytes {
 		s.answer.Write(win[s.from:min(cut, s.from+maxRepeatBytes-s.answer.Len())])
 	}
-	if s.blocked {
+	if s.blocked && s.dir == Output {
 		s.win = nil
 		return out.String()
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +23,9 @@ type Options struct {
 	Poll       time.Duration // how often an idle sink looks for new rows without Notify (2s)
 	Now        func() time.Time
 	Log        *slog.Logger // discarded when nil
+	// Topics maps a sink's name to the topics it takes; a sink not named
+	// here takes every topic.
+	Topics map[string][]string
 }
 
 func (o *Options) fill() {
@@ -216,7 +220,11 @@ func (o *Outbox) deliver(ctx context.Context, s Sink) (int, error) {
 	if err := o.db.QueryRowContext(ctx, "SELECT delivered FROM outbox_cursors WHERE sink = ?", name).Scan(&cursor); err != nil {
 		return 0, fmt.Errorf("read cursor: %w", err)
 	}
-	batch, err := o.read(ctx, cursor)
+	topics := o.opts.Topics[name]
+	batch, err := o.read(ctx, cursor, topics)
+	if err == nil && len(batch) == 0 && len(topics) > 0 {
+		err = o.skip(ctx, name, topics)
+	}
 	if err != nil || len(batch) == 0 {
 		return 0, err
 	}
@@ -237,9 +245,16 @@ func (o *Outbox) deliver(ctx context.Context, s Sink) (int, error) {
 	return len(batch), nil
 }
 
-func (o *Outbox) read(ctx context.Context, cursor int64) ([]Delivery, error) {
+func (o *Outbox) read(ctx context.Context, cursor int64, topics []string) ([]Delivery, error) {
+	q, args := "SELECT id, topic, at, body FROM outbox WHERE id > ?", []any{cursor}
+	if len(topics) > 0 {
+		q += " AND topic IN (?" + strings.Repeat(",?", len(topics)-1) + ")"
+		for _, t := range topics {
+			args = append(args, t)
+		}
+	}
 	o.db.Count()
-	rows, err := o.db.QueryContext(ctx, "SELECT id, topic, at, body FROM outbox WHERE id > ? ORDER BY id LIMIT ?", cursor, o.opts.Batch)
+	rows, err := o.db.QueryContext(ctx, q+" ORDER BY id LIMIT ?", append(args, o.opts.Batch)...)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}
@@ -258,6 +273,27 @@ func (o *Outbox) read(ctx context.Context, cursor int64) ([]Delivery, error) {
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}
 	return batch, nil
+}
+
+// skip moves a topic-filtered sink's cursor over the rows of other topics
+// up to its next row, in one statement, so that a row committed meanwhile
+// is never jumped over. Without this a sink that takes only alerts would
+// hold back outbox pruning forever.
+func (o *Outbox) skip(ctx context.Context, name string, topics []string) error {
+	in := "(?" + strings.Repeat(",?", len(topics)-1) + ")"
+	args := make([]any, 0, len(topics)+1)
+	for _, t := range topics {
+		args = append(args, t)
+	}
+	o.db.Count()
+	_, err := o.db.ExecContext(ctx, `UPDATE outbox_cursors SET delivered = max(delivered, coalesce(
+		(SELECT max(id) FROM outbox WHERE id > delivered AND id < coalesce(
+			(SELECT min(id) FROM outbox WHERE id > delivered AND topic IN `+in+`), 9223372036854775807)),
+		delivered)) WHERE sink = ?`, append(args, name)...)
+	if err != nil {
+		return fmt.Errorf("advance cursor: %w", err)
+	}
+	return nil
 }
 
 // recordFailure persists a sink's failure count and last error for

@@ -31,6 +31,10 @@ type SinkConfig struct {
 	// webhook
 	URL     string
 	Headers map[string]string // e.g. Authorization, X-Scope-OrgID
+	// Secret, if set, signs each webhook body: X-Warden-Timestamp carries
+	// the Unix time and X-Warden-Signature "sha256=" and the hex
+	// HMAC-SHA256 of timestamp + "." + body under Secret.
+	Secret []byte
 
 	Timeout  time.Duration // dial+write (syslog) or whole request (webhook); default 10s
 	AppName  string        // syslog APP-NAME; default "warden"

@@ -3,6 +3,9 @@ package outbox
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +31,7 @@ type Webhook struct {
 	headers map[string]string
 	appName string
 	loki    bool
+	secret  []byte
 	client  *http.Client
 }
 
@@ -56,6 +60,7 @@ func newWebhook(cfg SinkConfig) (*Webhook, error) {
 		headers: cfg.Headers,
 		appName: cfg.AppName,
 		loki:    strings.HasSuffix(strings.TrimSuffix(u.Path, "/"), "/loki/api/v1/push"),
+		secret:  cfg.Secret,
 		client:  &http.Client{Transport: tr, Timeout: cfg.Timeout},
 	}
 	if w.appName == "" {
@@ -94,6 +99,11 @@ func (w *Webhook) Send(ctx context.Context, batch []Delivery) error {
 	req.Header.Set("User-Agent", "warden-outbox")
 	for k, v := range w.headers {
 		req.Header.Set(k, v)
+	}
+	if len(w.secret) > 0 {
+		ts := strconv.FormatInt(time.Now().Unix(), 10)
+		req.Header.Set("X-Warden-Timestamp", ts)
+		req.Header.Set("X-Warden-Signature", "sha256="+Sign(w.secret, ts, payload))
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {
@@ -142,4 +152,15 @@ func unwrapURLError(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// Sign returns the hex HMAC-SHA256 of timestamp + "." + body under secret:
+// the X-Warden-Signature a receiver recomputes (and compares with
+// hmac.Equal) to know a webhook came from this Warden, unaltered.
+func Sign(secret []byte, timestamp string, body []byte) string {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(timestamp))
+	mac.Write([]byte("."))
+	mac.Write(body)
+	return hex.EncodeToString(mac.Sum(nil))
 }

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/warden-llm/warden/safety/filter"
+)
+
+// SafetyConfig is the [safety] table: the inline filters on prompts and
+// answers, and the profiles keys select with --policy.
+type SafetyConfig struct {
+	// Enabled turns the filters on (default true).
+	Enabled bool `toml:"enabled"`
+	// PhoneRegions are the regions whose national phone formats count.
+	PhoneRegions []string `toml:"phone_regions"`
+	// PrivateIPs makes private and loopback addresses ip findings too;
+	// they are normal in a homelab, so by default only public ones are.
+	PrivateIPs bool `toml:"private_ips"`
+	// Blocklists maps a category (e.g. Llama Guard's "S10") to a term file.
+	// Files are re-read on SIGHUP and POST /admin/safety/reload.
+	Blocklists map[string]string `toml:"blocklists"`
+	// Profiles are named policies; "default" applies to keys without one.
+	Profiles map[string]filter.ProfileConfig `toml:"profiles"`
+	// Canary places an HMAC canary in system prompts to catch answers that
+	// leak them (default true). The key is data_dir/canary.key.
+	Canary bool `toml:"canary"`
+	// CanaryMinRun is how many bytes of a system prompt an answer must
+	// repeat verbatim to count as a leak.
+	CanaryMinRun int `toml:"canary_min_run"`
+	// RepeatWindow is how many recent answers the repeat check remembers.
+	RepeatWindow int `toml:"repeat_window"`
+}
+
+func defaultSafety() SafetyConfig {
+	return SafetyConfig{Enabled: true, Canary: true, CanaryMinRun: 64, RepeatWindow: 1024}
+}
+
+func (s SafetyConfig) detectorOptions() filter.DetectorOptions {
+	return filter.DetectorOptions{PhoneRegions: s.PhoneRegions, PrivateIPs: s.PrivateIPs, Blocklists: s.Blocklists}
+}
+
+func (s SafetyConfig) validate(bad func(string, ...any)) {
+	if s.CanaryMinRun < 16 {
+		bad("safety.canary_min_run must be at least 16, got %d", s.CanaryMinRun)
+	}
+	if s.RepeatWindow < 0 {
+		bad("safety.repeat_window must not be negative")
+	}
+	for cat, file := range s.Blocklists {
+		if !filepath.IsAbs(file) {
+			bad("safety.blocklists.%s: %q must be an absolute path", cat, file)
+		}
+	}
+	if _, err := filter.BuildProfiles(s.Profiles, s.detectorOptions().BlocklistCategories()); err != nil {
+		bad("%v", err)
+	}
+}
+
+// newFilter builds the safety engine from the config, or nil when the
+// filters are off. The canary key is created on first use.
+func newFilter(cfg *Config) (*filter.Engine, error) {
+	if !cfg.Safety.Enabled {
+		return nil, nil
+	}
+	opts := cfg.Safety.detectorOptions()
+	profiles, err := filter.BuildProfiles(cfg.Safety.Profiles, opts.BlocklistCategories())
+	if err != nil {
+		return nil, err
+	}
+	fc := filter.Config{
+		Profiles:     profiles,
+		Detectors:    filter.Detectors(opts),
+		CanaryMinRun: cfg.Safety.CanaryMinRun,
+		RepeatWindow: cfg.Safety.RepeatWindow,
+	}
+	if cfg.Safety.RepeatWindow == 0 {
+		fc.RepeatWindow = -1
+	}
+	if cfg.Safety.Canary {
+		if fc.Secret, err = canaryKey(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	return filter.New(fc)
+}
+
+// canaryKeyFile holds the secret canaries are derived from. Losing it only
+// changes future canaries.
+const canaryKeyFile = "canary.key"
+
+func canaryKey(dataDir string) ([]byte, error) {
+	path := filepath.Join(dataDir, canaryKeyFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil && len(b) == 32:
+		return b, nil
+	case err == nil:
+		return nil, fmt.Errorf("%s: want 32 bytes, found %d", path, len(b))
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	}
+	b = make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return canaryKey(dataDir) // another process made it first
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return b, f.Close()
+}

@@ -1,0 +1,54 @@
+package filter
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/warden-llm/warden/safety/detect"
+	"github.com/warden-llm/warden/safety/detect/control"
+	"github.com/warden-llm/warden/safety/detect/encoded"
+	"github.com/warden-llm/warden/safety/detect/norm"
+	"github.com/warden-llm/warden/safety/detect/phrase"
+	"github.com/warden-llm/warden/safety/detect/pii"
+	"github.com/warden-llm/warden/safety/detect/secret"
+)
+
+// DetectorOptions configures the built-in detector set.
+type DetectorOptions struct {
+	// PhoneRegions are the regions whose national phone formats count (nil:
+	// pii.DefaultRegions).
+	PhoneRegions []string
+	// PrivateIPs makes private, loopback and other non-public addresses
+	// count as ip findings too.
+	PrivateIPs bool
+	// Blocklists maps a category name (e.g. a Llama Guard code "S10") to a
+	// term file, one term per line.
+	Blocklists map[string]string
+}
+
+// Detectors returns a builder of the full built-in detector set, for
+// Config.Detectors: PII, secrets, injection, hidden Unicode, confusables,
+// terminal control sequences, encoded payloads (decoded and scanned with
+// the secret, injection and blocklist detectors) and the blocklists, read
+// from their files on every call.
+func Detectors(o DetectorOptions) func() ([]detect.Detector, error) {
+	return func() ([]detect.Detector, error) {
+		ds := pii.New(pii.Options{Regions: o.PhoneRegions, PrivateIPs: o.PrivateIPs})
+		inner := []detect.Detector{secret.New(), phrase.NewInjection()}
+		if len(o.Blocklists) > 0 {
+			bl, err := phrase.LoadBlocklist(o.Blocklists)
+			if err != nil {
+				return nil, err
+			}
+			inner = append(inner, bl)
+		}
+		ds = append(ds, inner...)
+		ds = append(ds, norm.NewHiddenUnicode(), norm.NewConfusable(), control.New(), encoded.New(slices.Clip(inner)))
+		return ds, nil
+	}
+}
+
+// BlocklistCategories lists the categories of the configured blocklists.
+func (o DetectorOptions) BlocklistCategories() []string {
+	return slices.Sorted(maps.Keys(o.Blocklists))
+}
