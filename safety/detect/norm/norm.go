@@ -146,30 +146,62 @@ func (n *normalizer) run() {
 	for i := 0; i < len(text); {
 		c := text[i]
 		if c < utf8.RuneSelf {
-			// Fast path for a run of lower-case letters, the bulk of prose.
-			if c >= 'a' && c <= 'z' {
-				j := i
-				for j < len(text) && text[j] >= 'a' && text[j] <= 'z' {
-					j++
-				}
-				n.dst = append(n.dst, text[i:j]...)
-				for k := i; k < j; k++ {
-					n.offs = append(n.offs, int32(k))
-				}
-				n.last = text[j-1]
-				n.ign = 0
-				i = j
-				continue
-			}
-			n.ign = 0
-			n.ascii(c, i, i+1)
-			i++
+			i = n.fast(i)
 			continue
 		}
 		r, size := utf8.DecodeRune(text[i:])
 		n.rune(r, size, i)
 		i += size
 	}
+}
+
+// fast normalizes the run of ASCII at i, the bulk of most text, in one
+// tight loop (the same rules as ascii), and returns where it stops.
+func (n *normalizer) fast(i int) int {
+	text := n.text
+	w := len(n.dst)
+	if need := w + len(text) - i; cap(n.dst) < need || cap(n.offs) < need {
+		n.dst = append(n.dst[:w], make([]byte, need-w)...)[:w]
+		n.offs = append(n.offs[:w], make([]int32, need-w)...)[:w]
+	}
+	d, o := n.dst[:cap(n.dst)], n.offs[:cap(n.offs)]
+	last, run := n.last, n.punctRun
+	j := i
+	for ; j < len(text) && w < len(d) && w < len(o); j++ {
+		c := text[j]
+		if c >= utf8.RuneSelf {
+			break
+		}
+		switch asciiKind[c] {
+		case kLetter:
+			c |= 0x20
+		case kDigit:
+			if l := leet[c-'0']; l != 0 && (isASCIILetter(last) || j+1 < len(text) && isASCIILetter(text[j+1])) {
+				c = l
+			}
+		case kSpace:
+			if last == ' ' {
+				continue
+			}
+			c = ' '
+		default:
+			if c == last {
+				if run >= 3 {
+					continue
+				}
+				run++
+			} else {
+				run = 1
+			}
+		}
+		d[w], o[w] = c, int32(j)
+		w++
+		last = c
+	}
+	n.dst, n.offs = d[:w], o[:w]
+	n.last, n.punctRun = last, run
+	n.ign = 0
+	return j
 }
 
 // ascii handles one ASCII character c that came from the rune at off; next

@@ -2,6 +2,7 @@ package norm
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -334,5 +335,35 @@ func BenchmarkNormalize(b *testing.B) {
 	var offs []int32
 	for range b.N {
 		dst, offs = Normalize(dst, offs, text)
+	}
+}
+
+// TestChunkedRandom builds texts from pieces that exercise the rules (flag
+// sequences, joiners, selector runs, long runs, mixed-script words, broken
+// UTF-8) and checks that every chunking finds what the whole text finds.
+func TestChunkedRandom(t *testing.T) {
+	pieces := []string{
+		"a", "b", " ", "pay", "pal", "а", "о", "Привет", "ｉ", "Ｐ", "𝐢", "μ", "葛", "😀", "👨", "🏴", "\u200d",
+		"\u200c", "\u200b", "\u202e", "\u2066", "\ufe0f", "\ufe00", "\U000E0100", "\U000E0067", "\U000E0062",
+		"\U000E007F", "\U000E0020", "\ufeff", "\u00ad", "\u0301", "\xe2\x80", "\x80", "\xff", "می", "क",
+		strings.Repeat("\u200b", 13), strings.Repeat("\U000E0061", 11), strings.Repeat("x", 100),
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	dets := []detect.Detector{NewHiddenUnicode(), NewConfusable()}
+	for n := range 30000 {
+		var b strings.Builder
+		for range 1 + rng.IntN(40) {
+			b.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		text := []byte(b.String())
+		sizes := make([]int, 1+rng.IntN(8))
+		for i := range sizes {
+			sizes[i] = 1 + rng.IntN(12)
+		}
+		for _, d := range dets {
+			if msg := detecttest.Chunked(d, text, sizes); msg != "" {
+				t.Fatalf("case %d %s on %q: %s", n, d.Category(), text, msg)
+			}
+		}
 	}
 }

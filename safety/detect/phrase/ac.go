@@ -10,6 +10,8 @@ type automaton struct {
 	// next[s*nclass+c] is the state after reading a byte of class c in
 	// state s; outFlag marks states where some pattern ends.
 	next []uint32
+	// next16 is next in half the memory, used when the states fit.
+	next16 []uint16
 	// live[s] is the length of the longest suffix of the input read so
 	// far that a pattern could still extend: the longest proper pattern
 	// prefix among s and its fail chain.
@@ -106,13 +108,25 @@ func build(pats [][]byte) *automaton {
 			a.next[i] = t | outFlag
 		}
 	}
+	if n < outFlag16 {
+		a.next16 = make([]uint16, len(a.next))
+		for i, t := range a.next {
+			a.next16[i] = uint16(t&^outFlag) | uint16(t>>16)&outFlag16
+		}
+		a.next = nil
+	}
 	return a
 }
+
+const outFlag16 = 1 << 15
 
 // scan runs the automaton over text and calls hit with the end of text
 // consumed (exclusive) and the state for every position where some pattern
 // ends; it returns the final state.
 func (a *automaton) scan(text []byte, hit func(end int, s uint32)) uint32 {
+	if a.next16 != nil {
+		return a.scan16(text, hit)
+	}
 	var s uint32
 	nc, class, next := a.nclass, &a.class, a.next
 	for i, b := range text {
@@ -122,4 +136,16 @@ func (a *automaton) scan(text []byte, hit func(end int, s uint32)) uint32 {
 		}
 	}
 	return s &^ outFlag
+}
+
+func (a *automaton) scan16(text []byte, hit func(end int, s uint32)) uint32 {
+	var s uint16
+	nc, class, next := a.nclass, &a.class, a.next16
+	for i, b := range text {
+		s = next[int(s&^outFlag16)*nc+int(class[b])]
+		if s&outFlag16 != 0 {
+			hit(i+1, uint32(s&^outFlag16))
+		}
+	}
+	return uint32(s &^ outFlag16)
 }

@@ -324,6 +324,11 @@ func (r *runner) gap(a, b int, cjkMode bool) (uint8, bool) {
 // before a phrase's next token, b being the end of the view or where a
 // token may be starting.
 func (r *runner) gapPrefix(a, b int, cjkMode bool) bool {
+	// The next token decides the mode: a CJK phrase may still go on in
+	// Latin words.
+	if _, ok, _ := r.scanGap(a, b, false, true); ok {
+		return true
+	}
 	_, ok, _ := r.scanGap(a, b, cjkMode, true)
 	return ok
 }

@@ -3,6 +3,7 @@ package phrase
 import (
 	"bytes"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -312,3 +313,35 @@ func benchDetector(b *testing.B, d detect.Detector) {
 
 func BenchmarkInjection(b *testing.B) { benchDetector(b, NewInjection()) }
 func BenchmarkBlocklist(b *testing.B) { benchDetector(b, testBlocklist(b)) }
+
+// TestChunkedRandom builds texts from pieces that exercise the grammar
+// (tokens, fillers, invisible characters, markers, CJK, broken UTF-8) and
+// checks that every chunking finds what the whole text finds.
+func TestChunkedRandom(t *testing.T) {
+	pieces := []string{
+		"ignore", "previous", "instructions", "all", "your", "the", "rules", " ", " ", " ", "\n", ".", ". ",
+		"\u200b", "\u200b\u200b\u200b\u200b\u200b", "\U000E0069", "ｉｇｎｏｒｅ", "іgnore", "1gn0re", "prompt",
+		"system", "reveal", "you are now", "DAN", "act as", "unrestricted", "<|im_start|>", "<|", "im_end|>",
+		"###", " System:", "忽略", "之前的", "指令", "你现在是", "没有任何限制", "les", "précédentes", "\xe2\x80",
+		"\x80", "\xff", "x", "\u0301", "\u200b\u200b\u200b\u200b\u200b\u200b\u200b\u200b\u200b",
+		"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "pаypal", "nerve", "agent", "falcon", "project", "-", "(", "炸弹", "no restrictions",
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	dets := []detect.Detector{NewInjection(), testBlocklist(t)}
+	for n := range 30000 {
+		var b strings.Builder
+		for range 1 + rng.IntN(40) {
+			b.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		text := []byte(b.String())
+		sizes := make([]int, 1+rng.IntN(8))
+		for i := range sizes {
+			sizes[i] = 1 + rng.IntN(12)
+		}
+		for _, d := range dets {
+			if msg := detecttest.Chunked(d, text, sizes); msg != "" {
+				t.Fatalf("case %d %s on %q: %s", n, d.Category(), text, msg)
+			}
+		}
+	}
+}

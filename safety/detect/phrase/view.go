@@ -36,7 +36,7 @@ func getView(text []byte) *view {
 
 func (v *view) release() {
 	v.text = nil
-	if cap(v.dst) > 1<<20 {
+	if cap(v.dst) > 2<<20 {
 		v.dst, v.offs = nil, nil
 	}
 	views.Put(v)
