@@ -77,9 +77,11 @@ func RuneEnd(text []byte, end int) int {
 }
 
 // Pending returns how many bytes at the end of text may still change
-// meaning when more text arrives: an unfinished UTF-8 sequence, or stray
+// meaning when more text arrives: an unfinished UTF-8 sequence, stray
 // continuation bytes that would extend a match ending before them (see
-// RuneEnd). Streaming detectors hold them back and judge the rest.
+// RuneEnd), or a final leet digit that a letter after it would make a
+// letter ("n0" + "w"). Streaming detectors hold them back and judge the
+// rest.
 func Pending(text []byte) int {
 	p := len(text)
 	for p > 0 && !utf8.RuneStart(text[p-1]) {
@@ -93,7 +95,13 @@ func Pending(text []byte) int {
 		return len(text) - p
 	}
 	_, n := utf8.DecodeRune(text[p:])
-	return len(text) - p - n
+	if k := len(text) - p - n; k > 0 {
+		return k
+	}
+	if c := text[p]; c >= '0' && c <= '9' && leet[c-'0'] != 0 {
+		return 1
+	}
+	return 0
 }
 
 type normalizer struct {

@@ -323,12 +323,12 @@ func TestChunkedRandom(t *testing.T) {
 		"\u200b", "\u200b\u200b\u200b\u200b\u200b", "\U000E0069", "ｉｇｎｏｒｅ", "іgnore", "1gn0re", "prompt",
 		"system", "reveal", "you are now", "DAN", "act as", "unrestricted", "<|im_start|>", "<|", "im_end|>",
 		"###", " System:", "忽略", "之前的", "指令", "你现在是", "没有任何限制", "les", "précédentes", "\xe2\x80",
-		"\x80", "\xff", "x", "\u0301", "\u200b\u200b\u200b\u200b\u200b\u200b\u200b\u200b\u200b",
+		"\x80", "\xff", "x", "0", "1", "y0u are n0w", "\u0301", "\u200b\u200b\u200b\u200b\u200b\u200b\u200b\u200b\u200b",
 		"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "pаypal", "nerve", "agent", "falcon", "project", "-", "(", "炸弹", "no restrictions",
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	dets := []detect.Detector{NewInjection(), testBlocklist(t)}
-	for n := range 30000 {
+	for n := range 10000 {
 		var b strings.Builder
 		for range 1 + rng.IntN(40) {
 			b.WriteString(pieces[rng.IntN(len(pieces))])
