@@ -141,3 +141,21 @@ func BenchmarkPhoneUnique(b *testing.B) {
 	}
 	reportCPU(b, cpu, len(text))
 }
+
+// BenchmarkBaseline is the cheapest possible pass, one table lookup per
+// byte, over the same text: a yardstick for the detector numbers on a
+// machine whose speed is not known.
+func BenchmarkBaseline(b *testing.B) {
+	text := mixedText(1 << 20)
+	b.SetBytes(int64(len(text)))
+	cpu := cpuTime()
+	n := 0
+	for b.Loop() {
+		for _, c := range text {
+			if class[c]&cWord != 0 {
+				n++
+			}
+		}
+	}
+	reportCPU(b, cpu, len(text))
+}

@@ -25,13 +25,9 @@ const maxCard = 19
 func (CreditCard) Find(text []byte, from int, report func(detect.Match)) {
 	pos := from
 	for pos < len(text) {
-		d := indexDigit(text, pos)
+		d := indexWordDigit(text, pos)
 		if d < 0 {
 			return
-		}
-		if w, ok := gluedDigit(text, d); ok {
-			pos = w
-			continue
 		}
 		e := runEnd(text, d)
 		pos = e

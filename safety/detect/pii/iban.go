@@ -52,8 +52,10 @@ func (IBAN) Find(text []byte, from int, report func(detect.Match)) {
 		s := d - 2
 		if s < from || !isUpper(text[s]) || !isUpper(text[s+1]) || d+1 >= len(text) || !isDigit(text[d+1]) ||
 			(s > 0 && isWord(text[s-1])) {
-			if w, ok := gluedDigit(text, d); ok {
-				pos = w // no IBAN starts inside a word
+			if d > 0 && isLetter(text[d-1]) {
+				for pos < len(text) && isWord(text[pos]) {
+					pos++ // no IBAN starts inside a word
+				}
 			}
 			continue
 		}

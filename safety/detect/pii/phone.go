@@ -26,16 +26,22 @@ var phoneSep = func() (t [256]bool) {
 // A component is a stretch of digits joined by gaps of one or two of
 // " -.()+"; a gap that is not phone-like (two spaces, ". ", "--") splits
 // it into candidates. A candidate needs 7–15 digits and the shape of a
-// phone number: consistent separators, at most one (area) group, no
-// one-digit groups except a country code, a trunk 0 or 1, or "(0)", a last
-// group of at least two digits, and it must not read as a date, an IPv4
-// address, an ISBN-13 or a decimal. A number with a leading + must be
-// valid for its country; any other must be valid when read as a national
-// number of one of the configured regions. A bare run of digits with no
-// separators and no + counts only after a word such as "phone", "tel" or
-// "call" (within three words), and any candidate after a word such as
-// "order", "invoice", "isbn" or "id" (within two words) is rejected. If a
-// candidate fails, it is retried without its last one or two groups, so
+// phone number: consistent separators, at most one (area) group in
+// parentheses, no one-digit groups except a country code and the area code
+// after it (+33 1 …), a trunk 0 or 1, or "(0)"; a last group of at least
+// two digits; French-style pairs only after a trunk 0; and it must not
+// read as a date, an IPv4 address, an ISBN-13, a decimal, an SSN
+// (ddd-dd-dddd) or a dashed token (CVE-2024-12345). Left of it may not be
+// a word character, '/', '#', '$', '£', '€' or similar.
+//
+// A number with a leading + (or "(+") must be valid for its country; any
+// other must be valid when read as a national number of one of the
+// configured regions. A bare run of digits with no separators and no +,
+// and a national number of fewer than eight digits, count only after a
+// word such as "phone", "tel" or "call" (within three words); any
+// candidate after a word such as "order", "invoice", "isbn" or "id"
+// (within two words) is rejected. A number with a country code that fails
+// is retried without its last one or two space-separated groups, so
 // "+1 415 555 2671 24" still yields the number.
 type Phone struct {
 	regions []string // one region per calling code, in configured order
@@ -131,13 +137,9 @@ func leadStart(text []byte, f int) int {
 func (p *Phone) Find(text []byte, from int, report func(detect.Match)) {
 	pos := from
 	for pos < len(text) {
-		d := indexDigit(text, pos)
+		d := indexWordDigit(text, pos)
 		if d < 0 {
 			return
-		}
-		if w, ok := gluedDigit(text, d); ok {
-			pos = w
-			continue
 		}
 		e := lastDigit(text, d)
 		pos = e

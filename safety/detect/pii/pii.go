@@ -111,19 +111,54 @@ func indexDigit(b []byte, i int) int {
 
 func isLetter(c byte) bool { return class[c]&(cUpper|cLower) != 0 }
 
-// gluedDigit reports whether the digit at d continues a word, as digits in
-// base64, hashes and identifiers do, and if so returns the end of that
-// word. No candidate of the digit detectors starts inside a word, so Find
-// may skip it whole; a candidate reaching back into it is found again from
-// its first digit after the word, which is how it would be found anyway.
-func gluedDigit(text []byte, d int) (int, bool) {
-	if d == 0 || !isLetter(text[d-1]) {
-		return 0, false
+const (
+	lo7 = 0x7f7f7f7f7f7f7f7f
+	hi  = 0x8080808080808080
+)
+
+// digitMask has the high bit of each byte of x that is an ASCII digit.
+func digitMask(x uint64) uint64 {
+	t := x ^ 0x3030303030303030 // digits become 0..9
+	return ^((t & lo7) + 0x7676767676767676 | t) & hi
+}
+
+// wordMask has the high bit of each byte of x that is an ASCII letter,
+// digit or '_'.
+func wordMask(x uint64) uint64 {
+	y := (x | 0x2020202020202020) & lo7 // fold case
+	letters := (y + (0x80-0x61)*0x0101010101010101) & ^(y + (0x80-0x7b)*0x0101010101010101)
+	u := (x ^ 0x5f5f5f5f5f5f5f5f) & lo7 // '_' becomes 0
+	under := ^((u + lo7) | u) & hi
+	return ((letters|under)&^x | digitMask(x)) & hi
+}
+
+// indexWordDigit returns the index of the first ASCII digit at or after i
+// that starts a word (the byte before it is not a letter, digit or '_'),
+// or -1. Digits inside words (base64, hashes, identifiers) never start a
+// candidate of the digit detectors: a candidate whose first digit is glued
+// to a word is rejected, and one that continues past the word is found
+// again from its first word-starting digit and walked back to its start.
+func indexWordDigit(b []byte, i int) int {
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		d := digitMask(x)
+		if d == 0 {
+			continue
+		}
+		prev := wordMask(x) << 8
+		if i > 0 && isWord(b[i-1]) {
+			prev |= 0x80
+		}
+		if m := d &^ prev; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
 	}
-	for d < len(text) && isWord(text[d]) {
-		d++
+	for ; i < len(b); i++ {
+		if isDigit(b[i]) && (i == 0 || !isWord(b[i-1])) {
+			return i
+		}
 	}
-	return d, true
+	return -1
 }
 
 // lower returns c in ASCII lower case.

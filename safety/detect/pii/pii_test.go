@@ -202,3 +202,28 @@ func TestIP(t *testing.T) {
 		{"loopback v6", "::1", nil},
 	})
 }
+
+// TestMasks checks the eight-bytes-at-a-time classifiers against the
+// byte tables, for every byte value in every lane.
+func TestMasks(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		for pos := 0; pos < 8; pos++ {
+			var b [8]byte
+			for i := range b {
+				b[i] = byte(0x41 + i*37)
+			}
+			b[pos] = byte(c)
+			for i := range b {
+				x := uint64(0)
+				for k := 7; k >= 0; k-- {
+					x = x<<8 | uint64(b[k])
+				}
+				gd := digitMask(x)>>(8*i+7)&1 == 1
+				gw := wordMask(x)>>(8*i+7)&1 == 1
+				if gd != isDigit(b[i]) || gw != isWord(b[i]) {
+					t.Fatalf("byte %#x at %d in %x: digit %v word %v", b[i], i, b, gd, gw)
+				}
+			}
+		}
+	}
+}

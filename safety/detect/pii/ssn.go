@@ -22,13 +22,9 @@ const maxSSN = 9
 func (SSN) Find(text []byte, from int, report func(detect.Match)) {
 	pos := from
 	for pos < len(text) {
-		d := indexDigit(text, pos)
+		d := indexWordDigit(text, pos)
 		if d < 0 {
 			return
-		}
-		if w, ok := gluedDigit(text, d); ok {
-			pos = w
-			continue
 		}
 		e := runEnd(text, d)
 		pos = e
