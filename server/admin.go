@@ -19,7 +19,7 @@ type KeyAdmin interface {
 	Create(ctx context.Context, actor string, s keys.Spec) (keys.Key, string, error)
 	Rotate(ctx context.Context, actor, id string, grace time.Duration) (keys.Key, string, error)
 	Revoke(ctx context.Context, actor, id string) error
-	SetLimits(ctx context.Context, actor, id string, l keys.Limits) error
+	Update(ctx context.Context, actor, id string, ch keys.Change) error
 	Get(ctx context.Context, id string) (keys.Key, error)
 	List(ctx context.Context) ([]keys.Key, error)
 }
@@ -94,6 +94,8 @@ type newKeyBody struct {
 	Expires string      `json:"expires"` // "90d", "720h"; empty: never
 	Limits  keys.Limits `json:"limits"`
 	Policy  string      `json:"policy"`
+	Weight  int         `json:"weight"`  // 0: 1
+	Profile string      `json:"profile"` // "": the default profile
 }
 
 type secretBody struct {
@@ -110,7 +112,8 @@ func (s *Server) adminCreateKey(c *gin.Context) error {
 	if err != nil {
 		return invalidf("expires", "Invalid 'expires': %v.", err)
 	}
-	spec := keys.Spec{Name: b.Name, Models: b.Models, Expires: exp, Limits: b.Limits, Policy: b.Policy}
+	spec := keys.Spec{Name: b.Name, Models: b.Models, Expires: exp, Limits: b.Limits, Policy: b.Policy,
+		Weight: b.Weight, Profile: b.Profile}
 	for _, sc := range b.Scopes {
 		spec.Scopes = append(spec.Scopes, keys.Scope(sc))
 	}
@@ -176,18 +179,20 @@ func (s *Server) adminRevokeKey(c *gin.Context) error {
 	return s.adminGetKey(c)
 }
 
-// adminSetLimits changes the limits the body names and keeps the others,
-// as `warden keys set-limits` does.
+// adminSetLimits changes the limits, weight and profile the body names and
+// keeps the others, as `warden keys set-limits` does.
 func (s *Server) adminSetLimits(c *gin.Context) error {
 	var b struct {
-		RPM             *int64 `json:"rpm"`
-		TPM             *int64 `json:"tpm"`
-		TokensPerDay    *int64 `json:"tokens_per_day"`
-		TokensPerMonth  *int64 `json:"tokens_per_month"`
-		Concurrency     *int64 `json:"concurrency"`
-		MaxOutputTokens *int64 `json:"max_output_tokens"`
-		MaxOutputChars  *int64 `json:"max_output_chars"`
-		MaxInputTokens  *int64 `json:"max_input_tokens"`
+		RPM             *int64  `json:"rpm"`
+		TPM             *int64  `json:"tpm"`
+		TokensPerDay    *int64  `json:"tokens_per_day"`
+		TokensPerMonth  *int64  `json:"tokens_per_month"`
+		Concurrency     *int64  `json:"concurrency"`
+		MaxOutputTokens *int64  `json:"max_output_tokens"`
+		MaxOutputChars  *int64  `json:"max_output_chars"`
+		MaxInputTokens  *int64  `json:"max_input_tokens"`
+		Weight          *int    `json:"weight"`
+		Profile         *string `json:"profile"`
 	}
 	if err := decodeJSON(c.Request.Body, &b); err != nil {
 		return err
@@ -211,10 +216,11 @@ func (s *Server) adminSetLimits(c *gin.Context) error {
 			*f.dst = *f.src
 		}
 	}
-	if err := l.Validate(); err != nil {
+	ch := keys.Change{Limits: &l, Weight: b.Weight, Profile: b.Profile}
+	if err := ch.Validate(); err != nil {
 		return invalidf("", "Invalid limits: %v.", err)
 	}
-	if err := s.cfg.Admin.SetLimits(ctx, adminActor(c), id, l); err != nil {
+	if err := s.cfg.Admin.Update(ctx, adminActor(c), id, ch); err != nil {
 		return adminError(err)
 	}
 	return s.adminGetKey(c)

@@ -58,6 +58,10 @@ func queueError(err error) error {
 		return &apiError{Status: http.StatusTooManyRequests, Type: "requests", Code: "queue_full_for_key",
 			Message: "Too many of this key's requests are waiting for the model; retry later.", RetryAfter: retry}
 	}
+	if errors.Is(err, sched.ErrGateClosed) {
+		return &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: qe.Reason,
+			Message: "The model cannot be scheduled now (the GPU is too hot, or short of memory to load it); retry later.", RetryAfter: retry}
+	}
 	return &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: qe.Reason,
 		Message: "The model is busy; retry later.", RetryAfter: retry}
 }

@@ -155,3 +155,56 @@ func TestEnvNamesCoverEverySetting(t *testing.T) {
 		}
 	}
 }
+
+func TestSchedulerAndGPUSettings(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "warden.toml")
+	conf := `
+[runtime]
+parallel = 4
+[runtime.model_slots]
+"llama3:8b" = 2
+[gpu]
+vram_headroom = "2GiB"
+temp_limit = 88
+temp_resume = 80
+`
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(path, envMap(map[string]string{"HOME": "/h"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.GPU.VRAMHeadroom != 2<<30 || cfg.GPU.TempLimit != 88 || cfg.GPU.TempResume != 80 || cfg.Runtime.ModelSlots["llama3:8b"] != 2 {
+		t.Errorf("settings not applied: gpu %+v slots %v", cfg.GPU, cfg.Runtime.ModelSlots)
+	}
+	cfg, err = loadConfig("", envMap(map[string]string{"HOME": "/h",
+		"WARDEN_GPU_VRAM_HEADROOM": "768MiB", "WARDEN_RUNTIME_MODEL_SLOTS": "a=1, b:7b=3"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.GPU.VRAMHeadroom != 768<<20 || cfg.Runtime.ModelSlots["a"] != 1 || cfg.Runtime.ModelSlots["b:7b"] != 3 {
+		t.Errorf("env not applied: %+v %v", cfg.GPU, cfg.Runtime.ModelSlots)
+	}
+	for _, tt := range []struct {
+		name string
+		edit func(*Config)
+		want string
+	}{
+		{"slots above parallel", func(c *Config) { c.Runtime.ModelSlots = map[string]int{"m": 5} }, "runtime.model_slots"},
+		{"zero slots", func(c *Config) { c.Runtime.ModelSlots = map[string]int{"m": 0} }, "runtime.model_slots"},
+		{"resume not below limit", func(c *Config) { c.GPU.TempResume = 90 }, "gpu.temp_resume"},
+	} {
+		c := defaultConfig(envMap(map[string]string{"HOME": "/h"}))
+		tt.edit(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: Validate = %v, want an error about %s", tt.name, err, tt.want)
+		}
+	}
+	if _, err := loadConfig("", envMap(map[string]string{"WARDEN_GPU_VRAM_HEADROOM": "lots"})); err == nil {
+		t.Error("vram_headroom = lots accepted")
+	}
+}

@@ -93,6 +93,8 @@ change within keys.poll_interval (1s by default).`,
 	var (
 		name, scopes, modelsList, expires string
 		lf                                limitFlags
+		weight                            int
+		profile                           string
 	)
 	create := &cobra.Command{
 		Use:   "create --name NAME",
@@ -103,7 +105,8 @@ change within keys.poll_interval (1s by default).`,
 			if err != nil {
 				return err
 			}
-			spec := keys.Spec{Name: name, Models: splitList(modelsList), Expires: exp, Limits: lf.l}
+			spec := keys.Spec{Name: name, Models: splitList(modelsList), Expires: exp, Limits: lf.l,
+				Weight: weight, Profile: profile}
 			for _, s := range splitList(scopes) {
 				spec.Scopes = append(spec.Scopes, keys.Scope(s))
 			}
@@ -127,6 +130,8 @@ change within keys.poll_interval (1s by default).`,
 	create.Flags().StringVar(&modelsList, "models", "", "comma-separated model names or globs the key may use (default: all)")
 	create.Flags().StringVar(&expires, "expires", "", "lifetime, e.g. 90d or 720h (default: never)")
 	lf.bind(create.Flags())
+	create.Flags().IntVar(&weight, "weight", keys.DefaultWeight, "share of the backend's slots in the fair queue (1-1000)")
+	create.Flags().StringVar(&profile, "profile", "", "safety-filter profile name (default: the default profile)")
 	_ = create.MarkFlagRequired("name")
 
 	list := &cobra.Command{
@@ -227,13 +232,24 @@ change within keys.poll_interval (1s by default).`,
 		},
 	}
 
-	var setLF limitFlags
+	var (
+		setLF      limitFlags
+		setWeight  int
+		setProfile string
+	)
 	setLimits := &cobra.Command{
-		Use:   "set-limits ID [--rpm N] [--tpm N] ...",
-		Short: "Change a key's limits (flags not given keep their value; 0 means the configured default)",
+		Use:   "set-limits ID [--rpm N] [--tpm N] [--weight N] [--profile NAME] ...",
+		Short: "Change a key's limits, weight or profile (flags not given keep their value; a limit of 0 means the configured default)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := setLF.l.Validate(); err != nil {
+			ch := keys.Change{Limits: &setLF.l}
+			if cmd.Flags().Changed("weight") {
+				ch.Weight = &setWeight
+			}
+			if cmd.Flags().Changed("profile") {
+				ch.Profile = &setProfile
+			}
+			if err := ch.Validate(); err != nil {
 				return err
 			}
 			m, _, done, err := g.openKeys(cmd.Context())
@@ -256,7 +272,8 @@ change within keys.poll_interval (1s by default).`,
 					*dst, _ = fs.GetInt64(flag)
 				}
 			}
-			if err := m.SetLimits(cmd.Context(), osActor(), args[0], l); err != nil {
+			ch.Limits = &l
+			if err := m.Update(cmd.Context(), osActor(), args[0], ch); err != nil {
 				return notFound(args[0], err)
 			}
 			if k, err = m.Get(cmd.Context(), args[0]); err != nil {
@@ -266,6 +283,8 @@ change within keys.poll_interval (1s by default).`,
 		},
 	}
 	setLF.bind(setLimits.Flags())
+	setLimits.Flags().IntVar(&setWeight, "weight", keys.DefaultWeight, "share of the backend's slots in the fair queue (1-1000)")
+	setLimits.Flags().StringVar(&setProfile, "profile", "", "safety-filter profile name (\"\" for the default profile)")
 
 	cmd.AddCommand(create, list, show, rotate, revoke, setLimits)
 	return cmd
@@ -285,8 +304,12 @@ func printKeyText(g *globals, k keys.Key) error {
 		models = strings.Join(k.Models, ", ")
 	}
 	b, _ := json.Marshal(k.Limits)
-	fmt.Fprintf(tw, "id\t%s\nname\t%s\nscopes\t%s\nmodels\t%s\nlimits\t%s\ncreated\t%s\nlast used\t%s\nexpires\t%s\n",
-		k.ID, k.Name, joinScopes(k.Scopes), models, b, k.Created.UTC().Format(time.RFC3339), ago(now, k.LastUsed), until(now, k.Expires))
+	profile := k.Profile
+	if profile == "" {
+		profile = "default"
+	}
+	fmt.Fprintf(tw, "id\t%s\nname\t%s\nscopes\t%s\nmodels\t%s\nlimits\t%s\nweight\t%d\nprofile\t%s\ncreated\t%s\nlast used\t%s\nexpires\t%s\n",
+		k.ID, k.Name, joinScopes(k.Scopes), models, b, k.Weight, profile, k.Created.UTC().Format(time.RFC3339), ago(now, k.LastUsed), until(now, k.Expires))
 	if k.GraceUntil != nil && k.GraceUntil.After(now) {
 		fmt.Fprintf(tw, "previous secret\tworks until %s\n", k.GraceUntil.UTC().Format(time.RFC3339))
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/warden-llm/warden/runtime/gpu"
 	"github.com/warden-llm/warden/server"
 )
 
@@ -28,6 +29,18 @@ func registerMetrics(r *prometheus.Registry, be *backend, trail *auditTrail) {
 	stat("warden_audit_records_total", "Audit records committed.", func() int64 { return trail.writer.Stats().Records })
 	stat("warden_audit_commits_total", "Audit transactions committed (records are group-committed).", func() int64 { return trail.writer.Stats().Commits })
 	stat("warden_audit_failures_total", "Audit transactions that failed (their requests got 503).", func() int64 { return trail.writer.Stats().Failures })
+}
+
+// registerGateMetrics exports whether GPU admission pauses dispatch.
+func registerGateMetrics(r *prometheus.Registry, g *gpu.Gate) {
+	r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "warden_gpu_dispatch_paused", Help: "1 while dispatch to the backend is paused because a GPU is too hot.",
+	}, func() float64 {
+		if g.Paused() {
+			return 1
+		}
+		return 0
+	}))
 }
 
 // serveMetrics serves /metrics without a key on its own listener and
