@@ -7,10 +7,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ollama/ollama/api"
 
 	"github.com/warden-llm/warden/runtime/sched"
+	"github.com/warden-llm/warden/safety/keys"
+	"github.com/warden-llm/warden/safety/store"
 )
 
 // TestQueueBoundsBackendConcurrency: with two slots, a counting backend
@@ -65,5 +68,92 @@ func TestQueueRefusals(t *testing.T) {
 		if ae.Status != tt.status || ae.RetryAfter < 1 {
 			t.Errorf("%v → %d retry %d, want %d with Retry-After", tt.err, ae.Status, ae.RetryAfter, tt.status)
 		}
+	}
+}
+
+// TestWeightsEndToEnd: two real keys in the key store, weights 3 and 1,
+// both keeping the one slot's queue full. The key cache gives the scheduler
+// each key's weight, so the heavier key gets about three backend calls for
+// each of the other's, and the other is never starved.
+func TestWeightsEndToEnd(t *testing.T) {
+	db, err := store.Open(t.Context(), t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	m := &keys.Manager{DB: db}
+	_, heavy, err := m.Create(t.Context(), "os:t", keys.Spec{Name: "heavy", Weight: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, light, err := m.Create(t.Context(), "os:t", keys.Spec{Name: "light"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := keys.NewCache(db, time.Hour, nil)
+	if err := cache.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+
+	step := make(chan struct{})
+	var mu sync.Mutex
+	var order []string
+	b := &fakeBackend{chat: func(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
+		mu.Lock()
+		order = append(order, req.Messages[len(req.Messages)-1].Content)
+		mu.Unlock()
+		select {
+		case <-step:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return scripted("x")(ctx, req, fn)
+	}}
+	q := sched.New(sched.Config{Slots: func(string) int { return 1 }, Weight: cache.Weight, MaxQueue: -1, MaxQueuePerKey: -1})
+	ts := newTestServer(t, b, Config{Queue: q, Keys: cache})
+	// Each request costs its output cap plus prompt, about two quanta: a
+	// key's turn then dispatches one or two requests, so the shares show
+	// within a few rounds.
+	send := func(key, who string, wg *sync.WaitGroup) {
+		defer wg.Done()
+		resp, body := postKey(t, ts, "/v1/chat/completions", "", `{"model":"demo","max_tokens":2000,"messages":[{"role":"user","content":"`+who+`"}]}`, key)
+		if resp.StatusCode != 200 {
+			t.Errorf("%s: status %d %s", who, resp.StatusCode, body)
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go send(light, "first", &wg) // takes the slot and holds it
+	waitUntil(t, func() bool { return q.Stats().Models["demo:latest"].InFlight == 1 })
+	const each = 16
+	for range each {
+		wg.Add(2)
+		go send(heavy, "heavy", &wg)
+		go send(light, "light", &wg)
+	}
+	waitUntil(t, func() bool { return q.Stats().Models["demo:latest"].Queued == 2*each })
+	for range 2*each + 1 {
+		step <- struct{}{}
+	}
+	wg.Wait()
+	counts := map[string]int{}
+	for _, who := range order[1:17] { // the first 16 dispatched from the full queue
+		counts[who]++
+	}
+	if counts["heavy"] < 11 || counts["heavy"] > 13 || counts["light"] < 3 {
+		t.Errorf("first 16 dispatches: %v, want about 12 heavy (weight 3) and 4 light (weight 1); order %v", counts, order)
+	}
+}
+
+// waitUntil polls cond; the deadline is a hang guard, not a timing assertion.
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatal("condition never held")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
