@@ -44,8 +44,10 @@ tidy-check: ## Fail when go.mod/go.sum are not tidy
 bench: build backend ## Benchmark Warden against direct Ollama (A/B, interleaved)
 	$(GO) run ./scripts/bench -warden $(WARDEN) -ollama $(OLLAMA)
 
-fuzz: ## Run each fuzz target for FUZZTIME (default 30s)
-	@for p in ./server/ ./safety/keys/; do \
+FUZZ_PKGS = ./server/ ./safety/keys/ ./safety/filter/ $(shell $(GO) list ./safety/detect/... 2>/dev/null | sed 's|^github.com/warden-llm/warden|.|')
+
+fuzz: ## Run each fuzz target (parsers, detectors, the stream filter) for FUZZTIME (default 30s)
+	@for p in $(FUZZ_PKGS); do \
 		for t in $$($(GO) test -list '^Fuzz' $$p | grep ^Fuzz); do \
 			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} $$p || exit 1; done; done
 
