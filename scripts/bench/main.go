@@ -25,6 +25,18 @@
 //
 //	go run ./scripts/bench -warden $PWD/bin/warden -ollama $PWD/bin/ollama
 //
+// Two more measurements follow when bench starts Warden itself:
+//
+//   - stock: a second `ollama serve` with Ollama's default of one slot
+//     (OLLAMA_NUM_PARALLEL=1) on a free loopback port, over the same models
+//     dir, against Warden at the same client counts (non-streamed, A/B as
+//     above): what keeping the backend's batch full is worth.
+//   - fairness: two keys made through the admin API; one light client is
+//     measured alone and next to -fair-clients heavy clients of the other
+//     key, on Warden and, for contrast, on its Ollama directly (first come,
+//     first served). The light client's p95 under load over its p95 alone
+//     should stay at or below 1.5.
+//
 // With -url and -direct it measures an already running Warden and backend
 // instead. Every failed request (transport error, non-200 status, stream
 // without [DONE], unreadable body) is counted, reported, and makes the
@@ -85,6 +97,9 @@ type options struct {
 	startTimeout time.Duration
 	parallel     int
 	json         bool
+	stock        bool
+	fairness     bool
+	fairClients  int
 }
 
 func parseOptions(args []string, stderr io.Writer) (*options, error) {
@@ -109,6 +124,9 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.startTimeout, "start-timeout", 3*time.Minute, "how long to wait for the started warden's /readyz")
 	fs.IntVar(&o.parallel, "parallel", 0, "runtime.parallel for the started warden (0: its default)")
 	fs.BoolVar(&o.json, "json", false, "also print the results as JSON")
+	fs.BoolVar(&o.stock, "stock", true, "also compare with a stock Ollama with one slot (needs -ollama; not with -url)")
+	fs.BoolVar(&o.fairness, "fairness", true, "also measure fairness between a heavy and a light key (not with -url)")
+	fs.IntVar(&o.fairClients, "fair-clients", 32, "concurrent clients of the heavy key in the fairness run")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -294,7 +312,10 @@ type report struct {
 	TargetRatio float64      `json:"target_ratio"`
 	TargetAdded float64      `json:"target_added_p50_ms"`
 	Cells       []cellResult `json:"cells"`
-	Interrupted bool         `json:"interrupted,omitempty"`
+	// StockCells compare Warden with a stock Ollama with one slot.
+	StockCells  []cellResult     `json:"stock_cells,omitempty"`
+	Fairness    []fairnessResult `json:"fairness,omitempty"`
+	Interrupted bool             `json:"interrupted,omitempty"`
 }
 
 func run(parent context.Context, args []string, stdout, stderr io.Writer) (err error) {
@@ -307,6 +328,7 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) (err e
 
 	wardenURL, directURL := o.url, o.direct
 	var tail func() string
+	var modelsDir string
 	if o.url == "" {
 		fmt.Fprintf(stderr, "starting %s serve ...\n", o.wardenBin)
 		p, err := startWarden(ctx, o.wardenBin, o.ollamaBin, o.parallel, o.startTimeout, func(err error) {
@@ -329,6 +351,7 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) (err e
 			o.key = p.adminKey // every request goes through auth and quota, as in production
 		}
 		tail = func() string { return p.logTail(20) }
+		modelsDir = filepath.Join(p.dataDir, "models")
 	} else {
 		rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
 		err := waitReady(rctx, wardenURL, nil)
@@ -398,12 +421,22 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) (err e
 			}
 			return nil
 		}()
-		printTable(stdout, stream, cells)
+		printTable(stdout, "direct", stream, cells)
 		if err != nil {
 			rep.Interrupted = true
 			if o.json {
 				printJSON(stdout, rep)
 			}
+			return fail(err)
+		}
+	}
+	if o.stock && modelsDir != "" {
+		if err := runStock(ctx, stdout, stderr, o, warden, modelsDir, rep, &failed); err != nil {
+			return fail(err)
+		}
+	}
+	if o.fairness && o.url == "" {
+		if err := fairness(ctx, stdout, stderr, o, wardenURL, directURL, rep); err != nil {
 			return fail(err)
 		}
 	}
@@ -474,8 +507,8 @@ func runCell(ctx context.Context, stderr io.Writer, o *options, warden, direct *
 			}
 		}
 		c.Reps = append(c.Reps, r)
-		fmt.Fprintf(stderr, "%s rep %d/%d: warden %7.2f req/s p50 %8.2fms | direct %7.2f req/s p50 %8.2fms%s\n",
-			label, i+1, o.reps, r.Warden.ReqPerS, r.Warden.P50Ms, r.Direct.ReqPerS, r.Direct.P50Ms,
+		fmt.Fprintf(stderr, "%s rep %d/%d: warden %7.2f req/s p50 %8.2fms | %s %7.2f req/s p50 %8.2fms%s\n",
+			label, i+1, o.reps, r.Warden.ReqPerS, r.Warden.P50Ms, direct.name, r.Direct.ReqPerS, r.Direct.P50Ms,
 			errNote(r.Warden.errorCount()+r.Direct.errorCount()))
 	}
 	return c, nil
@@ -506,13 +539,13 @@ func printHeader(w io.Writer, r *report) {
 }
 
 // printTable prints one stream mode's cells, benchstat-like.
-func printTable(w io.Writer, stream bool, cells []cellResult) {
+func printTable(w io.Writer, other string, stream bool, cells []cellResult) {
 	if len(cells) == 0 {
 		return
 	}
 	fmt.Fprintf(w, "\nstream=%t\n", stream)
-	fmt.Fprintf(w, "%7s │ %-28s │ %-28s │ %-27s │ %s\n", "", centre("direct", 28), centre("warden", 28),
-		centre("warden/direct req/s", 27), "added p50 (warden−direct)")
+	fmt.Fprintf(w, "%7s │ %-28s │ %-28s │ %-27s │ %s\n", "", centre(other, 28), centre("warden", 28),
+		centre("warden/"+other+" req/s", 27), "added p50 (warden−"+other+")")
 	fmt.Fprintf(w, "%7s │ %8s %9s %9s │ %8s %9s %9s │ %-27s │\n", "clients", "req/s", "p50", "p99", "req/s", "p50", "p99", "")
 	for _, c := range cells {
 		s := c.Summary
@@ -528,8 +561,8 @@ func printTable(w io.Writer, stream bool, cells []cellResult) {
 		reqs = append(reqs, fmt.Sprintf("%d: %d/%d", c.Clients, s.Direct.Requests, s.Warden.Requests))
 		conns = append(conns, fmt.Sprintf("%d: %d/%d", c.Clients, s.Direct.NewConns, s.Warden.NewConns))
 	}
-	fmt.Fprintf(w, "requests measured, direct/warden (all reps): %s\n", strings.Join(reqs, ", "))
-	fmt.Fprintf(w, "new connections, direct/warden (all reps):  %s\n", strings.Join(conns, ", "))
+	fmt.Fprintf(w, "requests measured, %s/warden (all reps): %s\n", other, strings.Join(reqs, ", "))
+	fmt.Fprintf(w, "new connections, %s/warden (all reps):  %s\n", other, strings.Join(conns, ", "))
 	errs := 0
 	for _, c := range cells {
 		for _, d := range c.Summary.errorDetail {
