@@ -36,27 +36,34 @@ func readChunks(t *testing.T, w *wardenProc, ctx context.Context, maxTokens int6
 	return stream
 }
 
+// TestE2ECancelFreesSlot cancels long streams on a backend with one slot,
+// and after each the next request must get that slot. Ollama can lose the
+// slot of a stream cancelled at the wrong moment (runtime/ollama/slots.go);
+// Warden has to notice and free it, or the next request waits forever.
+// Several rounds give that moment more chances to come up.
 func TestE2ECancelFreesSlot(t *testing.T) {
 	w := startWarden(t, "", "parallel = 1")
 	defer w.stop()
 
-	ctx, cancel := context.WithCancel(ctxT(t))
-	stream := readChunks(t, w, ctx, 100000, 5)
-	cancel()
-	for stream.Next() {
-	}
+	for round := range 3 {
+		ctx, cancel := context.WithCancel(ctxT(t))
+		stream := readChunks(t, w, ctx, 100000, 5)
+		cancel()
+		for stream.Next() {
+		}
 
-	// With one slot, the next request gets it only if the cancelled one
-	// left the backend: otherwise it would wait for 100,000 tokens (several
-	// minutes at this model's speed), far past this deadline.
-	next, cancelNext := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancelNext()
-	resp, err := w.client().Chat.Completions.New(next, chatParams("Hello", 8))
-	if err != nil {
-		t.Fatalf("request after cancelling a long stream: %v\n%s", err, w.log.String())
-	}
-	if resp.Usage.CompletionTokens != 8 {
-		t.Errorf("completion tokens = %d, want 8", resp.Usage.CompletionTokens)
+		// The cancelled stream must leave the backend: otherwise this
+		// waits for 100,000 tokens (several minutes at this model's speed)
+		// or, with the slot lost, forever; both far past this deadline.
+		next, cancelNext := context.WithTimeout(context.Background(), 90*time.Second)
+		resp, err := w.client().Chat.Completions.New(next, chatParams("Hello", 8))
+		cancelNext()
+		if err != nil {
+			t.Fatalf("round %d: request after cancelling a long stream: %v\n%s", round, err, w.log.String())
+		}
+		if resp.Usage.CompletionTokens != 8 {
+			t.Errorf("round %d: completion tokens = %d, want 8", round, resp.Usage.CompletionTokens)
+		}
 	}
 }
 

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ollama/ollama/api"
@@ -25,19 +27,53 @@ var ErrUnavailable = errors.New("backend unavailable")
 // Client talks to Ollama's native API. Unlike api.Client, its streaming calls
 // do not allocate a fresh 8 MB scanner buffer per call: they read NDJSON lines
 // through pooled readers, which keeps the per-request cost of the gateway low.
+//
+// After a streaming call it abandoned (the caller's context ended or its
+// callback failed before the last response), the client checks that Ollama
+// did not lose the model's slot with it, and frees the slot when it did; see
+// slots.go. Close stops those checks.
 type Client struct {
+	// ProbeTimeout bounds the slot check after an abandoned stream: a probe
+	// of one token that gets no slot within it means the slot was lost.
+	ProbeTimeout time.Duration
+	// UnloadTimeout bounds the unload of a model that lost a slot.
+	UnloadTimeout time.Duration
+	// Log receives the slot checks' findings; nil discards them.
+	Log *slog.Logger
+
 	base func() *url.URL
 	http *http.Client
+
+	ctx    context.Context // cancelled by Close; parent of the slot checks
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the slot check goroutines
+
+	mu     sync.Mutex
+	closed bool
+	checks map[string]*slotCheck // by slotKey of the model
+
+	resets atomic.Int64
 }
 
 // NewClient returns a client for the backend whose base URL base reports.
 // base is called for every request, so a supervisor that moves the child to
 // a new port is followed. A nil hc gets a client tuned for one local host.
+// The exported fields are set to their defaults: ProbeTimeout 30s,
+// UnloadTimeout 2m.
 func NewClient(base func() *url.URL, hc *http.Client) *Client {
 	if hc == nil {
 		hc = &http.Client{Transport: NewTransport()}
 	}
-	return &Client{base: base, http: hc}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Client{
+		ProbeTimeout:  30 * time.Second,
+		UnloadTimeout: 2 * time.Minute,
+		base:          base,
+		http:          hc,
+		ctx:           ctx,
+		cancel:        cancel,
+		checks:        make(map[string]*slotCheck),
+	}
 }
 
 // NewTransport returns an HTTP transport for one loopback backend: no proxy
@@ -59,22 +95,39 @@ func NewTransport() *http.Transport {
 // in one response, which saves it a flush per token; with it true, one
 // response per token. If the answer ends without a done response (the
 // backend died), Chat returns an error wrapping ErrUnavailable.
+//
+// Chat waits while the model's slots are being checked after an abandoned
+// stream, so that no request is sent to a backend that may have none left.
 func (c *Client) Chat(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
+	if err := c.waitSlots(ctx, req.Model); err != nil {
+		return err
+	}
 	r := *req
 	r.Stream = streaming(req.Stream)
-	return streamNDJSON(c, ctx, "/api/chat", &r, func(resp *api.ChatResponse) (bool, error) {
+	abandoned, err := streamNDJSON(c, ctx, "/api/chat", &r, func(resp *api.ChatResponse) (bool, error) {
 		return resp.Done, fn(*resp)
 	})
+	if abandoned && *r.Stream {
+		c.checkSlots(req.Model, req.Options, req.KeepAlive)
+	}
+	return err
 }
 
 // Generate runs a completion request and calls fn for every response, in
 // order, as Chat does.
 func (c *Client) Generate(ctx context.Context, req *api.GenerateRequest, fn func(api.GenerateResponse) error) error {
+	if err := c.waitSlots(ctx, req.Model); err != nil {
+		return err
+	}
 	r := *req
 	r.Stream = streaming(req.Stream)
-	return streamNDJSON(c, ctx, "/api/generate", &r, func(resp *api.GenerateResponse) (bool, error) {
+	abandoned, err := streamNDJSON(c, ctx, "/api/generate", &r, func(resp *api.GenerateResponse) (bool, error) {
 		return resp.Done, fn(*resp)
 	})
+	if abandoned && *r.Stream {
+		c.checkSlots(req.Model, req.Options, req.KeepAlive)
+	}
+	return err
 }
 
 var (
@@ -92,6 +145,9 @@ func streaming(s *bool) *bool {
 
 // Embed embeds one or more inputs.
 func (c *Client) Embed(ctx context.Context, req *api.EmbedRequest) (*api.EmbedResponse, error) {
+	if err := c.waitSlots(ctx, req.Model); err != nil {
+		return nil, err
+	}
 	var resp api.EmbedResponse
 	if err := c.do(ctx, http.MethodPost, "/api/embed", req, &resp); err != nil {
 		return nil, err
@@ -200,10 +256,18 @@ const maxLine = 16 << 20
 
 var errorPrefix = []byte(`{"error"`)
 
-func streamNDJSON[T any](c *Client, ctx context.Context, path string, body any, fn func(*T) (done bool, err error)) error {
+// streamNDJSON posts body to path and calls fn for every NDJSON response
+// until one is done. abandoned reports that it stopped reading while the
+// backend may still have been answering: the context ended after the
+// request went out, or fn or decoding failed. Ollama then sees the
+// connection close in the middle of its answer.
+func streamNDJSON[T any](c *Client, ctx context.Context, path string, body any, fn func(*T) (done bool, err error)) (abandoned bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
 	resp, err := c.send(ctx, http.MethodPost, path, body)
 	if err != nil {
-		return err
+		return ctx.Err() != nil, err
 	}
 	defer resp.Body.Close()
 
@@ -224,7 +288,7 @@ func streamNDJSON[T any](c *Client, ctx context.Context, path string, body any, 
 				line, err = br.ReadSlice('\n')
 				long = append(long, line...)
 				if len(long) > maxLine {
-					return fmt.Errorf("%w: %s: response line over %d bytes", ErrUnavailable, path, maxLine)
+					return true, fmt.Errorf("%w: %s: response line over %d bytes", ErrUnavailable, path, maxLine)
 				}
 			}
 			line = long
@@ -235,29 +299,31 @@ func streamNDJSON[T any](c *Client, ctx context.Context, path string, body any, 
 					Error string `json:"error"`
 				}
 				if json.Unmarshal(line, &e) == nil && e.Error != "" {
-					return api.StatusError{StatusCode: http.StatusInternalServerError, ErrorMessage: e.Error}
+					// Ollama sends an error line once its generation has
+					// ended: nothing is left running.
+					return false, api.StatusError{StatusCode: http.StatusInternalServerError, ErrorMessage: e.Error}
 				}
 			}
 			var v T
 			if jerr := json.Unmarshal(line, &v); jerr != nil {
-				return fmt.Errorf("%w: %s: decode response: %v", ErrUnavailable, path, jerr)
+				return true, fmt.Errorf("%w: %s: decode response: %v", ErrUnavailable, path, jerr)
 			}
 			done, ferr := fn(&v)
 			if ferr != nil {
-				return ferr
+				return true, ferr
 			}
 			if done {
-				return nil
+				return false, nil
 			}
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return true, ctx.Err()
 			}
 			if errors.Is(err, io.EOF) {
-				return fmt.Errorf("%w: %s: stream ended before done", ErrUnavailable, path)
+				return false, fmt.Errorf("%w: %s: stream ended before done", ErrUnavailable, path)
 			}
-			return fmt.Errorf("%w: %s: %v", ErrUnavailable, path, err)
+			return false, fmt.Errorf("%w: %s: %v", ErrUnavailable, path, err)
 		}
 	}
 }
