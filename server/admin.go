@@ -93,7 +93,6 @@ type newKeyBody struct {
 	Models  []string    `json:"models"`
 	Expires string      `json:"expires"` // "90d", "720h"; empty: never
 	Limits  keys.Limits `json:"limits"`
-	Policy  string      `json:"policy"`
 	Weight  int         `json:"weight"`  // 0: 1
 	Profile string      `json:"profile"` // "": the default profile
 }
@@ -112,13 +111,16 @@ func (s *Server) adminCreateKey(c *gin.Context) error {
 	if err != nil {
 		return invalidf("expires", "Invalid 'expires': %v.", err)
 	}
-	spec := keys.Spec{Name: b.Name, Models: b.Models, Expires: exp, Limits: b.Limits, Policy: b.Policy,
+	spec := keys.Spec{Name: b.Name, Models: b.Models, Expires: exp, Limits: b.Limits,
 		Weight: b.Weight, Profile: b.Profile}
 	for _, sc := range b.Scopes {
 		spec.Scopes = append(spec.Scopes, keys.Scope(sc))
 	}
 	if err := spec.Validate(); err != nil {
 		return invalidf("", "Invalid key: %v.", err)
+	}
+	if err := s.knownProfile(spec.Profile); err != nil {
+		return err
 	}
 	k, token, err := s.cfg.Admin.Create(c.Request.Context(), adminActor(c), spec)
 	if err != nil {
@@ -219,6 +221,11 @@ func (s *Server) adminSetLimits(c *gin.Context) error {
 	ch := keys.Change{Limits: &l, Weight: b.Weight, Profile: b.Profile}
 	if err := ch.Validate(); err != nil {
 		return invalidf("", "Invalid limits: %v.", err)
+	}
+	if b.Profile != nil {
+		if err := s.knownProfile(*b.Profile); err != nil {
+			return err
+		}
 	}
 	if err := s.cfg.Admin.Update(ctx, adminActor(c), id, ch); err != nil {
 		return adminError(err)

@@ -34,7 +34,7 @@ func (s *Server) startFilter(c *gin.Context) (*filter.Request, error) {
 	if s.cfg.Filter == nil {
 		return nil, nil
 	}
-	fr, err := s.cfg.Filter.Request(principal(c).Policy)
+	fr, err := s.cfg.Filter.Request(principal(c).Profile)
 	if err != nil {
 		// The key names a profile the config no longer has: refuse rather
 		// than fall back to a weaker one.
@@ -232,5 +232,17 @@ func (s *Server) adminReloadSafety(c *gin.Context) error {
 	}
 	s.log.Info("safety blocklists reloaded")
 	c.JSON(http.StatusOK, gin.H{"reloaded": true})
+	return nil
+}
+
+// knownProfile refuses a key profile the filter does not define, so a typo
+// fails when the key is made, not at its first request.
+func (s *Server) knownProfile(name string) error {
+	if name == "" || s.cfg.Filter == nil {
+		return nil
+	}
+	if _, ok := s.cfg.Filter.Profile(name); !ok {
+		return invalidf("profile", "Invalid 'profile': no safety profile %q is configured.", name)
+	}
 	return nil
 }

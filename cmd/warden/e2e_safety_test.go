@@ -111,7 +111,9 @@ secret_file = "`+secretFile+`"
 		body, _ := json.Marshal(map[string]any{"model": "warden-demo", "max_tokens": 2,
 			"messages": []map[string]string{{"role": "user", "content": content}}})
 		status, hdr, resp := w.post(t, "/v1/chat/completions", "application/json", string(body))
-		var e struct{ Error struct{ Code, Message string } }
+		var e struct {
+			Error struct{ Code, Message string }
+		}
 		json.Unmarshal(resp, &e)
 		if status != http.StatusBadRequest || e.Error.Code != "content_filter" {
 			t.Fatalf("%q: status %d %s, want 400 content_filter", content, status, resp)

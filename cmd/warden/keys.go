@@ -113,11 +113,14 @@ change within keys.poll_interval (1s by default).`,
 			if err := spec.Validate(); err != nil {
 				return err
 			}
-			m, _, done, err := g.openKeys(cmd.Context())
+			m, cfg, done, err := g.openKeys(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer done()
+			if err := cfg.Safety.checkProfile(spec.Profile); err != nil {
+				return err
+			}
 			k, token, err := m.Create(cmd.Context(), osActor(), spec)
 			if err != nil {
 				return err
@@ -252,11 +255,16 @@ change within keys.poll_interval (1s by default).`,
 			if err := ch.Validate(); err != nil {
 				return err
 			}
-			m, _, done, err := g.openKeys(cmd.Context())
+			m, cfg, done, err := g.openKeys(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer done()
+			if ch.Profile != nil {
+				if err := cfg.Safety.checkProfile(*ch.Profile); err != nil {
+					return err
+				}
+			}
 			k, err := m.Get(cmd.Context(), args[0])
 			if err != nil {
 				return notFound(args[0], err)

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/warden-llm/warden/safety/filter"
 )
@@ -125,4 +128,20 @@ func canaryKey(dataDir string) ([]byte, error) {
 		return nil, err
 	}
 	return b, f.Close()
+}
+
+// checkProfile refuses a key profile the config does not define, so that a
+// typo is caught when the key is made rather than at its first request.
+func (s SafetyConfig) checkProfile(name string) error {
+	if name == "" {
+		return nil
+	}
+	profiles, err := filter.BuildProfiles(s.Profiles, s.detectorOptions().BlocklistCategories())
+	if err != nil {
+		return err
+	}
+	if _, ok := profiles[name]; !ok {
+		return fmt.Errorf("safety profile %q is not defined in the config (defined: %s)", name, strings.Join(slices.Sorted(maps.Keys(profiles)), ", "))
+	}
+	return nil
 }

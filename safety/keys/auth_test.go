@@ -159,13 +159,13 @@ func TestAuthenticateBeforeStart(t *testing.T) {
 func TestPrincipalCarriesKey(t *testing.T) {
 	f := newFixture(t)
 	lim := Limits{RPM: 60, TPM: 1000, MaxOutputTokens: 256}
-	k, tok := f.create(t, Spec{Name: "bob", Scopes: []Scope{ScopeChat}, Models: []string{"llama3"}, Limits: lim, Policy: "strict"})
+	k, tok := f.create(t, Spec{Name: "bob", Scopes: []Scope{ScopeChat}, Models: []string{"llama3"}, Limits: lim, Profile: "strict"})
 	c := startCache(t, f.db, time.Hour, f.clk.Now)
 	p, err := c.Authenticate(tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.KeyID != k.ID || p.Name != "bob" || p.Limits != lim || p.Policy != "strict" {
+	if p.KeyID != k.ID || p.Name != "bob" || p.Limits != lim || p.Profile != "strict" {
 		t.Errorf("principal = %+v", p)
 	}
 	if !p.Allows(ScopeChat) || p.Allows(ScopeEmbeddings) || !p.AllowsModel("llama3:latest") || p.AllowsModel("mistral") {

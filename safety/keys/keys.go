@@ -99,13 +99,13 @@ type Key struct {
 	Scopes []Scope  `json:"scopes"`
 	Models []string `json:"models"` // glob patterns; empty = all models
 	Limits Limits   `json:"limits"`
-	Policy string   `json:"policy,omitempty"`
 	// Weight is the key's share of the backend's slots in the fair queue
 	// (1 = one share; a key of weight 2 gets twice the service of a key of
 	// weight 1 while both wait).
 	Weight int `json:"weight"`
 	// Profile names the safety-filter profile applied to the key's
-	// requests; "" is the default profile.
+	// requests; "" is the default profile. (Stored in the keys table's
+	// policy column.)
 	Profile  string     `json:"profile"`
 	Created  time.Time  `json:"created"`
 	Rotated  *time.Time `json:"rotated,omitempty"`
@@ -124,14 +124,12 @@ type Spec struct {
 	Models  []string      // glob patterns (path.Match syntax); empty = all
 	Expires time.Duration // from creation; 0 = never
 	Limits  Limits
-	Policy  string
 	Weight  int    // 0 = DefaultWeight
 	Profile string // "" = the default profile
 }
 
 const (
 	maxNameLen    = 64
-	maxPolicyLen  = 64
 	maxModels     = 256
 	maxPatternLen = 512
 )
@@ -152,11 +150,6 @@ func (s Spec) normalize() (Spec, error) {
 	}
 	if s.Name == "" {
 		return Spec{}, errors.New("name is required")
-	}
-	if s.Policy != "" {
-		if err := checkLabel("policy", s.Policy, maxPolicyLen); err != nil {
-			return Spec{}, err
-		}
 	}
 	scopes, err := normalizeScopes(s.Scopes)
 	if err != nil {

@@ -75,10 +75,10 @@ func (m *Manager) Create(ctx context.Context, actor string, s Spec) (Key, string
 	err = m.tx(ctx, func(tx *sql.Tx) error {
 		m.DB.Count()
 		_, err := tx.ExecContext(ctx, `INSERT INTO keys
-			(id, name, secret_hash, created_at, expires_at, scopes, models, limits, policy, weight, profile, version)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, `+nextVersion+`)`,
+			(id, name, secret_hash, created_at, expires_at, scopes, models, limits, policy, weight, version)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, `+nextVersion+`)`,
 			id, s.Name, hash[:], now.UnixMilli(), expires,
-			mustJSON(s.Scopes), mustJSON(s.Models), mustJSON(s.Limits), s.Policy, s.Weight, s.Profile)
+			mustJSON(s.Scopes), mustJSON(s.Models), mustJSON(s.Limits), s.Profile, s.Weight)
 		if err != nil {
 			return fmt.Errorf("create key: %w", err)
 		}
@@ -89,7 +89,7 @@ func (m *Manager) Create(ctx context.Context, actor string, s Spec) (Key, string
 		k = r.Key
 		return m.event(ctx, tx, now, actor, ActionCreate, id, map[string]any{
 			"name": k.Name, "scopes": k.Scopes, "models": k.Models, "limits": k.Limits,
-			"policy": k.Policy, "expires": k.Expires, "weight": k.Weight, "profile": k.Profile,
+			"expires": k.Expires, "weight": k.Weight, "profile": k.Profile,
 		})
 	})
 	if err != nil {
@@ -257,7 +257,7 @@ func (m *Manager) Update(ctx context.Context, actor, id string, ch Change) error
 			detail["profile"], detail["previous_profile"] = prof, r.Profile
 		}
 		m.DB.Count()
-		_, err = tx.ExecContext(ctx, `UPDATE keys SET limits = ?, weight = ?, profile = ?, version = `+nextVersion+` WHERE id = ?`,
+		_, err = tx.ExecContext(ctx, `UPDATE keys SET limits = ?, weight = ?, policy = ?, version = `+nextVersion+` WHERE id = ?`,
 			mustJSON(limits), weight, prof, id)
 		if err != nil {
 			return fmt.Errorf("update key %s: %w", id, err)

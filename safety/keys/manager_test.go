@@ -19,7 +19,7 @@ func TestCreateGetList(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
 	created := f.clk.Now()
-	k, tok := f.create(t, Spec{Name: "alice", Expires: 90 * 24 * time.Hour, Limits: Limits{RPM: 10}, Policy: "default"})
+	k, tok := f.create(t, Spec{Name: "alice", Expires: 90 * 24 * time.Hour, Limits: Limits{RPM: 10}, Profile: "default"})
 	id, secret, err := Parse(tok)
 	if err != nil || id != k.ID {
 		t.Fatalf("token %q parses to %q, %v; want id %q", tok, id, err, k.ID)

@@ -17,7 +17,6 @@ type Principal struct {
 	Scopes []Scope
 	Models []string // the key's patterns as stored; empty = all models
 	Limits Limits
-	Policy string
 	// Weight is the key's share in the fair queue (at least 1).
 	Weight int
 	// Profile names the key's safety-filter profile ("" = default).
@@ -155,7 +154,6 @@ func newPrincipal(k Key) *Principal {
 		Scopes:   k.Scopes,
 		Models:   k.Models,
 		Limits:   k.Limits,
-		Policy:   k.Policy,
 		Weight:   max(k.Weight, 1),
 		Profile:  k.Profile,
 		patterns: compilePatterns(k.Models),

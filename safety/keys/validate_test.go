@@ -38,7 +38,7 @@ func TestCreateRefusesBadInputWritingNothing(t *testing.T) {
 		{"negative output tokens", "os:t", Spec{Name: "a", Limits: Limits{MaxOutputTokens: -1}}, "max-output-tokens"},
 		{"negative output chars", "os:t", Spec{Name: "a", Limits: Limits{MaxOutputChars: -1}}, "max-output-chars"},
 		{"negative input tokens", "os:t", Spec{Name: "a", Limits: Limits{MaxInputTokens: -1}}, "max-input-tokens"},
-		{"unprintable policy", "os:t", Spec{Name: "a", Policy: "p\x00"}, "policy"},
+		{"unprintable profile", "os:t", Spec{Name: "a", Profile: "p\x00"}, "profile"},
 	}
 	f := newFixture(t)
 	for _, tt := range tests {
