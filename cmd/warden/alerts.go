@@ -15,16 +15,7 @@ type alerter interface {
 	Alert(ctx context.Context, kind string, body any)
 }
 
-// logAlerter is the alerter until the outbox carries alerts: serve's hook
-// already logs each alert at warn, so this only notes that it went nowhere.
-type logAlerter struct{ log *slog.Logger }
-
-func (a logAlerter) Alert(ctx context.Context, kind string, _ any) {
-	a.log.DebugContext(ctx, "alert not forwarded: no alert sink", "kind", kind)
-}
-
-// newAlerter returns where serve sends alerts.
-func newAlerter(log *slog.Logger) alerter { return logAlerter{log: log} }
+var _ alerter = (*auditTrail)(nil) // alerts ride the audit trail's outbox to [[alerts.sink]]
 
 // alertHook returns the func the GPU admission calls on every alert: it
 // logs the alert at warn and hands it to alerts.

@@ -186,7 +186,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	// no load of a model that does not fit in free VRAM. It decides once
 	// per sample and kicks the scheduler; without a GPU it holds nothing.
 	gpuLog := log.With("component", "gpu")
-	onAlert := alertHook(ctx, gpuLog, newAlerter(gpuLog))
+	onAlert := alertHook(ctx, gpuLog, trail)
 	bm := newBackendModels(apiAt{base: be.base, hc: hc}, cfg.Runtime, log.With("component", "models"))
 	gate := gpu.NewGate(&gpu.Admission{
 		HeadroomBytes: uint64(cfg.GPU.VRAMHeadroom),
