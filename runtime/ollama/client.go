@@ -310,7 +310,7 @@ func streamNDJSON[T any](c *Client, ctx context.Context, path string, body any, 
 			}
 			done, ferr := fn(&v)
 			if ferr != nil {
-				return true, ferr
+				return !done, ferr
 			}
 			if done {
 				return false, nil
