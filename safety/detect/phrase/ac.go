@@ -18,6 +18,8 @@ type automaton struct {
 	live []int32
 	outs [][]int32 // patterns ending in each state, longest first
 	plen []int32
+	// depth[s] is the length of the pattern prefix state s stands for.
+	depth []int32
 }
 
 const outFlag = 1 << 31
@@ -70,6 +72,10 @@ func build(pats [][]byte) *automaton {
 	a.next = make([]uint32, n*nc)
 	a.live = make([]int32, n)
 	a.outs = make([][]int32, n)
+	a.depth = make([]int32, n)
+	for i := range nodes {
+		a.depth[i] = nodes[i].depth
+	}
 	// Breadth-first: a state's fail target is complete before the state.
 	queue := []int32{0}
 	for len(queue) > 0 {
@@ -119,6 +125,15 @@ func build(pats [][]byte) *automaton {
 }
 
 const outFlag16 = 1 << 15
+
+// step returns the state after reading b in state s.
+func (a *automaton) step(s uint32, b byte) uint32 {
+	i := int(s)*a.nclass + int(a.class[b])
+	if a.next16 != nil {
+		return uint32(a.next16[i] &^ outFlag16)
+	}
+	return a.next[i] &^ outFlag
+}
 
 // scan runs the automaton over text and calls hit with the end of text
 // consumed (exclusive) and the state for every position where some pattern

@@ -52,6 +52,8 @@ type injectionDetector struct {
 	a      *automaton
 	toks   []tokInfo
 	maxLen int
+	pre    *prefilter
+	pats   [][]byte // the tokens as the view reads them
 }
 
 type tokInfo struct {
@@ -100,12 +102,39 @@ func newInjection() *injectionDetector {
 		add(e.text, e)
 	}
 	d.a = build(pats)
+	d.pats = pats
+	d.pre = newPrefilter(d, pats)
 	return d
 }
 
 func (d *injectionDetector) Category() string { return "injection" }
 
+// Find scans only the segments of text where a phrase may start (see
+// prefilter.go), or the whole text when they would cover most of it.
 func (d *injectionDetector) Find(text []byte, from int, report func(detect.Match)) {
+	v := views.Get().(*view)
+	segs, ok := d.segments(text, from, v.segs[:0], v)
+	v.segs = segs
+	if !ok {
+		segs = append(segs[:0], segment{0, len(text)})
+	}
+	for _, sg := range segs {
+		v.text = text
+		v.dst, v.offs = norm.Normalize(v.dst, v.offs, text[sg.s:sg.e])
+		if sg.s > 0 {
+			for k := range v.offs {
+				v.offs[k] += int32(sg.s)
+			}
+		}
+		r := runner{d: d, v: v, from: from, report: report, threads: v.threads[:0]}
+		r.run()
+		v.threads = r.threads
+	}
+	v.release()
+}
+
+// findWhole is Find without the prefilter, for tests.
+func (d *injectionDetector) findWhole(text []byte, from int, report func(detect.Match)) {
 	v := getView(text)
 	r := runner{d: d, v: v, from: from, report: report, threads: v.threads[:0]}
 	r.run()

@@ -22,7 +22,8 @@ type view struct {
 	dst  []byte
 	offs []int32
 
-	threads []thread // the injection runner's, reused
+	threads []thread  // the injection runner's, reused
+	segs    []segment // the injection prefilter's, reused
 }
 
 var views = sync.Pool{New: func() any { return new(view) }}

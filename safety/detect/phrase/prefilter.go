@@ -1,0 +1,650 @@
+package phrase
+
+import (
+	"sync"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/warden-llm/warden/safety/detect/norm"
+)
+
+// Most text holds no injection phrase, and normalizing all of it only to
+// find that out is what used to make the injection detector the slowest of
+// the set. Find therefore first looks for the places where a phrase may
+// start, on the raw bytes, and builds the normalized view only for
+// segments around them. The result is the same as that of a scan of the
+// whole view (findWhole; TestSegmentsEqualWhole and FuzzSegments check it)
+// because:
+//
+//   - Every match starts with a start token (a verb, intro, leak word,
+//     fixed phrase or marker). A start token that needs a word boundary on
+//     its left begins a word of the view, and that word is exactly the
+//     token's first word (the token either goes on with a non-word byte
+//     or needs a boundary on its right). In pure ASCII the view's words
+//     are the raw words, lower-cased and with leet digits read as letters,
+//     so a raw word that is not a first word (firstWords) starts nothing.
+//     A start token without a left boundary starts with a marker byte
+//     (markerStart) or is CJK. Anything near a non-ASCII byte is a
+//     candidate without further ado: invisible, fullwidth, tag and
+//     look-alike characters may spell anything.
+//   - A candidate that passes the word filter is confirmed by running the
+//     automaton over a small view from it (startsAt).
+//   - The grammar reads at most zone bytes of the view after a start
+//     token: the token, a gap of maxGap, the next token (which settles the
+//     phrase, matched or not) and postQual's look past it. A segment covers
+//     that much from each candidate it holds (counted conservatively on
+//     raw bytes, see viewBytes) and ends before an ASCII byte that is not
+//     a letter or digit, so the word it ends in is whole.
+//   - A segment starts at a cut (see cut), where normalizing from scratch
+//     gives the same view as normalizing the whole text. Tokens of the
+//     whole view outside every segment never start a phrase and are too
+//     far from any start token to settle one, so dropping them changes
+//     nothing.
+//
+// When the segments cover most of the text, or a cut cannot be found near
+// a candidate, Find scans the whole view instead.
+
+// segment is a range [s, e) of the window to be normalized and scanned.
+type segment struct{ s, e int }
+
+// Byte kinds for the candidate scan.
+const (
+	bOther  = iota // ASCII that starts nothing
+	bAlnum         // ASCII letter or digit
+	bMarker        // first byte of a start token that needs no left boundary
+	bHigh          // non-ASCII
+)
+
+// maxCutBack bounds how far back from a candidate a cut is looked for.
+const maxCutBack = 64
+
+type prefilter struct {
+	kind [256]uint8
+	// lower maps a raw byte to the letter the view may read it as (leet
+	// digits included), 0 for anything that cannot be in a first word.
+	lower [256]byte
+	// seen has the bit wordBit(hash) of each first word's hash (see
+	// wordHash) set: most words miss it, and only those that hit it
+	// are looked up in firstWords.
+	seen       [1 << 10]uint64
+	firstWords map[string]bool
+	zone       int // bytes of the view the grammar reads after a start token
+}
+
+func isStart(class int) bool {
+	return class&(tVerb|tIntro|tLeak|tLeakQ|tPhrase|tMarker) != 0
+}
+
+func newPrefilter(d *injectionDetector, pats [][]byte) *prefilter {
+	p := &prefilter{firstWords: map[string]bool{}, zone: 2*d.maxLen + maxGap + 8}
+	for c := range 256 {
+		switch {
+		case c >= 0x80:
+			p.kind[c] = bHigh
+		case c >= '0' && c <= '9':
+			p.kind[c] = bAlnum
+			if l := leetOf(byte(c)); l != 0 {
+				p.lower[c] = l
+			}
+		case c|0x20 >= 'a' && c|0x20 <= 'z':
+			p.kind[c] = bAlnum
+			p.lower[c] = byte(c) | 0x20
+		}
+	}
+	for i, t := range d.toks {
+		if !isStart(t.class) {
+			continue
+		}
+		pat := pats[i]
+		if !t.left {
+			switch {
+			case pat[0] >= 0x80:
+			case p.kind[pat[0]] == bAlnum:
+				panic("phrase: a start token without a left boundary begins with a letter")
+			default:
+				p.kind[pat[0]] = bMarker
+			}
+			continue
+		}
+		w := pat
+		for k, c := range pat {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+				w = pat[:k]
+				break
+			}
+		}
+		p.firstWords[string(w)] = true
+		h := uint32(0)
+		for _, c := range w {
+			h = wordHash(h, c)
+		}
+		b := wordBit(h)
+		p.seen[b/64] |= 1 << (b % 64)
+	}
+	return p
+}
+
+// leetOf is the letter the view reads a leet digit as, or 0.
+func leetOf(c byte) byte {
+	v, _ := norm.Normalize(nil, nil, []byte{'x', c})
+	if len(v) == 2 && v[1] != c {
+		return v[1]
+	}
+	return 0
+}
+
+// wordHash adds the view letter c to the hash h of a word.
+func wordHash(h uint32, c byte) uint32 { return h*33 + uint32(c) }
+
+// wordBit maps a word's hash to a bit of prefilter.seen.
+func wordBit(h uint32) uint32 { return (h * 0x9e3779b1) >> 16 }
+
+// firstWord reports whether the pure ASCII word w, whose view letters
+// (prefilter.lower) hash to h, may read as a first word in the view.
+func (p *prefilter) firstWord(w []byte, h uint32) bool {
+	if b := wordBit(h); p.seen[b/64]&(1<<(b%64)) == 0 || len(w) > 32 {
+		return false
+	}
+	var buf [32]byte
+	for i, c := range w {
+		if buf[i] = p.lower[c]; buf[i] == 0 {
+			return false
+		}
+	}
+	return p.firstWords[string(buf[:len(w)])]
+}
+
+func isAlnum(c byte) bool {
+	return c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z'
+}
+
+func isSpace(c byte) bool { return c <= ' ' || c == 0x7f }
+
+// cut reports whether the view of text[p:] built from scratch is the view
+// of text read from p on: p starts a new word (the view's state carries
+// nothing from before p: no open word for the look-alike rule or a leet
+// digit, no run of spaces or punctuation to collapse), and text[p] is
+// ASCII, so no rune or run of invisible characters crosses p.
+func cut(text []byte, p int) bool {
+	if p == 0 {
+		return true
+	}
+	a, b := text[p-1], text[p]
+	switch {
+	case a >= 0x80 || b >= 0x80 || a == '\'' || b == '\'' || isSpace(b):
+		return false
+	case isAlnum(b):
+		return !isAlnum(a)
+	}
+	return a != b // punctuation: not inside a run of it
+}
+
+// cutBefore returns the nearest cut in [lo, i], or -1 when there is none.
+func cutBefore(text []byte, i, lo int) int {
+	for p := i; p >= lo; p-- {
+		if cut(text, p) {
+			return p
+		}
+	}
+	return -1
+}
+
+// ends reports whether a segment may end at e: the view's word there is
+// whole and no rune or leet lookahead crosses e.
+func ends(text []byte, e int) bool {
+	return e == len(text) || text[e] < 0x80 && !isAlnum(text[e])
+}
+
+// viewBytes is how many bytes of view text[i] gives at least: an ASCII
+// letter or digit one, a space or punctuation byte one unless it may be
+// collapsed into the byte before, a non-ASCII byte none.
+func viewBytes(text []byte, i int) int {
+	c := text[i]
+	switch {
+	case c >= 0x80:
+		return 0
+	case isAlnum(c):
+		return 1
+	case i > 0 && text[i-1] < 0x80 && text[i-1] != c && !(isSpace(c) && isSpace(text[i-1])):
+		return 1
+	}
+	return 0
+}
+
+// viewEnd returns the first end (see ends) after which text[i:] has given
+// at least n bytes of view, or -1 if that takes more than limit bytes.
+func viewEnd(text []byte, i, n, limit int) int {
+	lim := min(len(text), i+limit)
+	for k := 0; i < lim && k < n; i++ {
+		k += viewBytes(text, i)
+	}
+	for i < lim && !ends(text, i) {
+		i++
+	}
+	if !ends(text, i) {
+		return -1
+	}
+	return i
+}
+
+// zoneEnds finds, for candidates in increasing order, the end of the zone
+// the grammar may read after each: the first end after which the text has
+// given zone bytes of view. Its cursors only move forward, so a run of
+// candidates costs time linear in the text.
+type zoneEnds struct {
+	text   []byte
+	zone   int
+	lp, lk int // lk view bytes (at least) in text[x:lp], for some x
+	rp, rk int // the same for text[x:rp]
+	end    int // the first end at or after some earlier rp
+}
+
+func (z *zoneEnds) after(c int) int {
+	if c >= z.rp {
+		// Past everything counted so far: count afresh from c.
+		z.lp, z.lk, z.rp, z.rk = c, 0, c, 0
+	}
+	for ; z.lp < c; z.lp++ {
+		z.lk += viewBytes(z.text, z.lp)
+	}
+	if z.rp < z.lp {
+		z.rp, z.rk = z.lp, z.lk
+	}
+	for ; z.rp < len(z.text) && z.rk < z.lk+z.zone; z.rp++ {
+		z.rk += viewBytes(z.text, z.rp)
+	}
+	if z.end < z.rp {
+		z.end = z.rp
+		for !ends(z.text, z.end) {
+			z.end++
+		}
+	}
+	return z.end
+}
+
+// segments appends to segs the segments of text that may hold a match
+// starting at or after from. ok is false when Find must scan the whole
+// text instead.
+func (d *injectionDetector) segments(text []byte, from int, segs []segment, v *view) (_ []segment, ok bool) {
+	p := d.pre
+	n := len(text)
+	cur := segment{-1, -1}
+	covered := 0
+	z := zoneEnds{text: text, zone: p.zone, lp: from, rp: from, end: from}
+	add := func(c, last int) {
+		e := z.after(last)
+		if cur.s >= 0 && c < cur.e {
+			cur.e = max(cur.e, e)
+			return
+		}
+		// Look for a cut back to the current segment's end, so that
+		// every byte is looked at once; without one, the candidate joins
+		// the current segment. Position 0 is always a cut.
+		s := cutBefore(text, c, max(cur.e, 0))
+		if s < 0 || cur.s >= 0 && s <= cur.e {
+			cur.e = max(cur.e, e)
+			return
+		}
+		if cur.s >= 0 {
+			segs = append(segs, cur)
+			covered += cur.e - cur.s
+		}
+		cur = segment{s, e}
+	}
+	i := from
+	for i > 0 && text[i-1] >= 0x80 && from-i < maxCutBack {
+		i-- // a non-ASCII run in the context may glue a word at from
+	}
+	if i == from && i > 0 && i < n && isAlnum(text[i-1]) {
+		// A word running into from started in the context.
+		for i < n && isAlnum(text[i]) {
+			i++
+		}
+	}
+	for i < n {
+		switch p.kind[text[i]] {
+		case bOther:
+			i++
+		case bAlnum:
+			j, h := i, uint32(0)
+			for ; j < n && p.kind[text[j]] == bAlnum; j++ {
+				h = wordHash(h, p.lower[text[j]])
+			}
+			// The filter, then the automaton. (A word glued to
+			// non-ASCII may read otherwise in the view; the run it is
+			// glued to takes care of it unless the run is inert, and
+			// then the word reads as it is.)
+			if p.firstWord(text[i:j], h) {
+				if d.startsAt(text, i, v) {
+					add(i, i)
+				}
+			}
+			i = j
+		case bMarker:
+			if d.startsAt(text, i, v) {
+				add(i, i)
+			}
+			i++
+		case bHigh:
+			j, live := i, false
+			for j < n && text[j] >= 0x80 {
+				r, size := utf8.DecodeRune(text[j:])
+				live = live || !inert(r, size)
+				j += size
+			}
+			if !live || inertWord(text, i, j) {
+				i = j
+				continue
+			}
+			k, yes := d.runStarts(text, i, j, v)
+			if yes {
+				add(i, k)
+			}
+			i = k
+			i = j
+		}
+		if covered+cur.e-cur.s > n/2 {
+			return segs, false
+		}
+	}
+	if cur.s >= 0 {
+		segs = append(segs, cur)
+		covered += cur.e - cur.s
+	}
+	return segs, covered <= n/2
+}
+
+// startsAt reports whether a start token may begin at the ASCII word or
+// marker byte text[c] in the view. It reads the view straight off the
+// raw bytes (asciiReader) where it can, and builds a small view
+// otherwise; when it cannot tell, it says yes.
+func (d *injectionDetector) startsAt(text []byte, c int, v *view) bool {
+	if c > 0 && text[c-1] == text[c] {
+		return d.startsAtView(text, c, v) // inside a run of punctuation
+	}
+	a := d.a
+	r := asciiReader{text: text, i: c}
+	var st uint32
+	for k := 1; ; k++ {
+		b, ok := r.next()
+		if !ok {
+			return r.i < len(text) // non-ASCII: cannot tell
+		}
+		st = a.step(st, b)
+		if int(a.depth[st]) < k {
+			return false // no token starting at c goes on
+		}
+		for _, pi := range a.outs[st] {
+			t := &d.toks[pi]
+			if int(a.plen[pi]) != k || !isStart(t.class) {
+				continue
+			}
+			// The left boundary holds: c starts a word or is
+			// punctuation. After the token comes a byte the view
+			// keeps as it is, unless it is a space or punctuation
+			// (not a word byte either way) or non-ASCII.
+			if j := r.i; !t.right || j == len(text) || text[j] >= 0x80 || !isAlnum(text[j]) {
+				return true
+			}
+		}
+	}
+}
+
+// asciiReader reads the view of ASCII text from a cut, one byte at a time,
+// by the rules of norm.Normalize for ASCII: letters in lower case, the leet
+// digits read as letters next to a letter, a run of white space and
+// control bytes as one space, a run of one punctuation byte cut to three.
+// TestASCIIReader holds it to norm.Normalize.
+type asciiReader struct {
+	text []byte
+	i    int
+	last byte
+	run  int
+}
+
+// next returns the next byte of the view, or ok false at the end of text
+// or at a non-ASCII byte.
+func (r *asciiReader) next() (byte, bool) {
+	for r.i < len(r.text) {
+		c := r.text[r.i]
+		r.i++
+		switch {
+		case c >= 0x80:
+			r.i--
+			return 0, false
+		case c|0x20 >= 'a' && c|0x20 <= 'z':
+			c |= 0x20
+		case c >= '0' && c <= '9':
+			if l := leetDigit[c-'0']; l != 0 && (isLetter(r.last) || r.i < len(r.text) && isLetter(r.text[r.i])) {
+				c = l
+			}
+		case isSpace(c):
+			if r.last == ' ' {
+				continue
+			}
+			c = ' '
+		default:
+			if c == r.last {
+				if r.run >= 3 {
+					continue
+				}
+				r.run++
+			} else {
+				r.run = 1
+			}
+		}
+		r.last = c
+		return c, true
+	}
+	return 0, false
+}
+
+func isLetter(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' }
+
+// leetDigit is the view's reading of the leet digits, from norm itself.
+var leetDigit = func() (t [10]byte) {
+	for c := byte('0'); c <= '9'; c++ {
+		t[c-'0'] = leetOf(c)
+	}
+	return t
+}()
+
+// runStarts reports whether a start token may begin in the view of the
+// non-ASCII run text[i:j], the words glued to it, the text from the cut
+// before it, and the runs that follow closely (with their words and the
+// text between), all read from one small view; when it cannot tell, it
+// says yes. k is where the runs it judged end.
+func (d *injectionDetector) runStarts(text []byte, i, j int, v *view) (k int, yes bool) {
+	k = j
+	for k < len(text) && isAlnum(text[k]) {
+		k++ // a word glued to the run
+	}
+	s := cutBefore(text, i, max(0, i-maxCutBack))
+	if s < 0 {
+		return k, true
+	}
+	limit := 4*d.maxLen + maxCutBack
+	var e int
+	for {
+		e = viewEnd(text, k, d.maxLen+2, limit)
+		if e < 0 {
+			return k, true
+		}
+		// Take in the next run if the small view reaches it.
+		r := k
+		for r < e && text[r] < 0x80 {
+			r++
+		}
+		if r == e || e-i > 8*limit {
+			break
+		}
+		for k = r; k < len(text) && (text[k] >= 0x80 || isAlnum(text[k])); k++ {
+		}
+	}
+	v.dst, v.offs = norm.Normalize(v.dst, v.offs, text[s:e])
+	a := d.a
+	found := false
+	a.scan(v.dst, func(end int, st uint32) {
+		for _, pi := range a.outs[st] {
+			ns, t := end-int(a.plen[pi]), &d.toks[pi]
+			if found || !isStart(t.class) || int(v.offs[ns]) > k-s ||
+				t.left && v.wordBefore(ns) || t.right && v.wordAt(end) {
+				continue
+			}
+			found = true
+		}
+	})
+	return k, found
+}
+
+// startsAtView is startsAt on a small view built around c.
+func (d *injectionDetector) startsAtView(text []byte, c int, v *view) bool {
+	s := cutBefore(text, c, max(0, c-maxCutBack))
+	if s < 0 {
+		return true // in a long word or run: take it
+	}
+	e := viewEnd(text, c, d.maxLen+2, 4*d.maxLen+maxCutBack)
+	if e < 0 {
+		return true // a long stretch that gives little view: take it
+	}
+	v.dst, v.offs = norm.Normalize(v.dst, v.offs, text[s:e])
+	vc := -1
+	for k, o := range v.offs {
+		if int(o) == c-s {
+			vc = k
+			break
+		}
+		if int(o) > c-s {
+			break
+		}
+	}
+	if vc < 0 {
+		return false // the byte at c left no trace in the view
+	}
+	a, dst := d.a, v.dst
+	var st uint32
+	for i := vc; i < len(dst); i++ {
+		st = a.step(st, dst[i])
+		if int(a.depth[st]) < i+1-vc {
+			return false // no token starting at c goes on
+		}
+		for _, pi := range a.outs[st] {
+			if int(a.plen[pi]) != i+1-vc {
+				continue
+			}
+			t := &d.toks[pi]
+			if !isStart(t.class) || t.left && v.wordBefore(vc) || t.right && v.wordAt(i+1) {
+				continue
+			}
+			return true
+		}
+	}
+	return true // still open at the end of the small view
+}
+
+// inertRunes has a bit set for each rune below inertLimit that is inert:
+// the view reads it, wherever it stands, as itself or its lower case, a
+// non-ASCII rune. An inert rune spells no part of a Latin word (it is not
+// invisible, not a look-alike, has no decomposition to ASCII, is not
+// white space) and starts no CJK start token, so a run of inert runes
+// starts no phrase, and the ASCII words next to it read in the view as
+// they are (or are glued to a letter, and start nothing). Most letters of
+// other scripts, CJK ideographs and typographic punctuation are inert;
+// Cyrillic and Greek look-alikes, accented Latin letters, fullwidth
+// forms and invisible characters are not.
+var (
+	inertOnce  sync.Once
+	inertRunes []uint64
+	// plainLookalikes are the Cyrillic and Greek letters that read as
+	// Latin letters in a word of look-alikes, but as themselves in a word
+	// with another Cyrillic or Greek letter; cyrGreek are the inert
+	// Cyrillic and Greek letters.
+	plainLookalikes, cyrGreek []uint64
+)
+
+const inertLimit = 0xa000
+
+func inert(r rune, size int) bool {
+	if r >= inertLimit || r == utf8.RuneError && size == 1 {
+		return false
+	}
+	inertOnce.Do(buildInert)
+	return inertRunes[r/64]&(1<<(r%64)) != 0
+}
+
+func hasBit(bits []uint64, r rune) bool { return bits[r/64]&(1<<(r%64)) != 0 }
+
+// inertWord reports whether text[i:j], a run of non-ASCII with ASCII
+// that is not a letter, digit or apostrophe (or nothing) on either side,
+// is one Cyrillic or Greek word the view reads as itself: letters only,
+// among them an inert one, so the look-alikes in it stay as they are
+// (Russian "Ответ", with a Cyrillic О and е but also т and в).
+func inertWord(text []byte, i, j int) bool {
+	if i > 0 && (isAlnum(text[i-1]) || text[i-1] == '\'') || j < len(text) && (isAlnum(text[j]) || text[j] == '\'') {
+		return false
+	}
+	plain := false
+	for k := i; k < j; {
+		r, size := utf8.DecodeRune(text[k:])
+		k += size
+		switch {
+		case r >= inertLimit:
+			return false
+		case hasBit(cyrGreek, r):
+			plain = true
+		case !hasBit(plainLookalikes, r):
+			return false
+		}
+	}
+	return plain
+}
+
+func buildInert() {
+	starts := map[rune]bool{}
+	for i, t := range injection.toks {
+		if isStart(t.class) {
+			if r, _ := utf8.DecodeRune(injection.pats[i]); r >= utf8.RuneSelf {
+				starts[r] = true
+			}
+		}
+	}
+	bits := make([]uint64, inertLimit/64)
+	var buf [utf8.UTFMax]byte
+	var dst []byte
+	var offs []int32
+	for r := rune(0x80); r < inertLimit; r++ {
+		if starts[r] || r >= 0xd800 && r < 0xe000 {
+			continue
+		}
+		n := utf8.EncodeRune(buf[:], r)
+		dst, offs = norm.Normalize(dst, offs, buf[:n])
+		if len(dst) == 0 || !utf8.FullRune(dst) {
+			continue
+		}
+		if v, _ := utf8.DecodeRune(dst); v >= utf8.RuneSelf && len(dst) == utf8.RuneLen(v) {
+			bits[r/64] |= 1 << (r % 64)
+		}
+	}
+	inertRunes = bits
+	plainLookalikes = make([]uint64, inertLimit/64)
+	cyrGreek = make([]uint64, inertLimit/64)
+	const zhe = 'ж' // an inert Cyrillic letter
+	for r := rune(0x370); r < 0x530; r++ {
+		if !unicode.IsLetter(r) || !unicode.Is(unicode.Cyrillic, r) && !unicode.Is(unicode.Greek, r) {
+			continue
+		}
+		if hasBit(bits, r) {
+			cyrGreek[r/64] |= 1 << (r % 64)
+			continue
+		}
+		w := []byte(string([]rune{zhe, r, zhe}))
+		dst, offs = norm.Normalize(dst, offs, w)
+		ascii := false
+		for _, c := range dst {
+			ascii = ascii || c < utf8.RuneSelf
+		}
+		if !ascii {
+			plainLookalikes[r/64] |= 1 << (r % 64)
+		}
+	}
+}

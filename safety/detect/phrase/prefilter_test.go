@@ -1,0 +1,105 @@
+package phrase
+
+import (
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/warden-llm/warden/safety/detect"
+	"github.com/warden-llm/warden/safety/detect/detecttest"
+	"github.com/warden-llm/warden/safety/detect/norm"
+)
+
+// checkSegments compares the prefiltered Find with a scan of the whole
+// view, from every offset in froms.
+func checkSegments(t *testing.T, text []byte, froms ...int) {
+	t.Helper()
+	d := injection
+	for _, from := range froms {
+		if from > len(text) {
+			continue
+		}
+		var got, want []detect.Match
+		d.Find(text, from, func(m detect.Match) { got = append(got, m) })
+		d.findWhole(text, from, func(m detect.Match) { want = append(want, m) })
+		if !slices.Equal(got, want) {
+			t.Fatalf("from %d on %q:\nsegments %v\nwhole    %v", from, text, got, want)
+		}
+	}
+}
+
+// TestSegmentsEqualWhole checks that the prefilter changes nothing, on the
+// corpus, on random mixes of phrase pieces and filler text, and on the
+// benchmark text.
+func TestSegmentsEqualWhole(t *testing.T) {
+	if b, err := os.ReadFile("testdata/corpus/injection.txt"); err == nil {
+		checkSegments(t, b, 0, 1, 7, 100)
+		for _, l := range strings.Split(string(b), "\n") {
+			checkSegments(t, []byte(l), 0, 1, 3)
+		}
+	}
+	checkSegments(t, benchText(), 0, 5000)
+	pieces := []string{
+		"ignore", "previous", "instructions", "all", "your", "the", "rules", " ", "  ", "\t", "\n", ".", ". ",
+		"\u200b", "\U000E0069", "ｉｇｎｏｒｅ", "іgnore", "1gn0re", "prompt", "'", "don't follow", "a partir de maintenant tu es",
+		"system", "reveal", "you are now", "DAN", "act as", "unrestricted", "<|im_start|>", "<|", "im_end|>", "<<", "[",
+		"###", "####", " System:", "忽略", "之前的", "指令", "你现在是", "没有任何限制", "les", "précédentes", "\xe2\x80",
+		"\x80", "\xff", "x", "0", "1", "4", "y0u are n0w", "\u0301", "----", "with", "developer mode enabled", "what is",
+		"the quick brown fox jumps over the lazy dog ", "func (s *Server) handle() {\n\t", "items[i] < len(x) ",
+		strings.Repeat("word ", 30), strings.Repeat("a", 70), "previously", "précédentes.", "tes", "instructions précédentes",
+		"Ответ полный", "Москва", "аре", "Ёлка", "ёж", "ο", "α", "λόγος", "рrompt", "vollständig", "überspringe", "这是", "。", "—",
+		"ＤＡＮ", "ᴵ", "é", "ﬁ", " ", "　", "٣", "Ｉgnore",
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 20000 {
+		var b strings.Builder
+		for range 1 + rng.IntN(60) {
+			b.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		text := []byte(b.String())
+		checkSegments(t, text, 0, rng.IntN(len(text)+1))
+	}
+}
+
+// FuzzSegments checks the prefilter against a scan of the whole view.
+func FuzzSegments(f *testing.F) {
+	fuzzSeeds(f)
+	f.Fuzz(func(t *testing.T, text, chunks []byte) {
+		from := 0
+		if len(chunks) > 0 && len(text) > 0 {
+			from = int(chunks[0]) % (len(text) + 1)
+		}
+		checkSegments(t, text, 0, from)
+		if msg := detecttest.Chunked(injection, text, detecttest.Sizes(chunks)); msg != "" {
+			t.Fatal(msg)
+		}
+	})
+}
+
+// TestASCIIReader holds asciiReader to norm.Normalize on ASCII text read
+// from a cut.
+func TestASCIIReader(t *testing.T) {
+	const alphabet = "aZx019345 7\t\n\r\x01.--!!!'#<[|_"
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 20000 {
+		b := make([]byte, rng.IntN(24))
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		want, _ := norm.Normalize(nil, nil, b)
+		r := asciiReader{text: b}
+		var got []byte
+		for {
+			c, ok := r.next()
+			if !ok {
+				break
+			}
+			got = append(got, c)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("%q: reader %q, view %q", b, got, want)
+		}
+	}
+}
