@@ -146,15 +146,7 @@ func (detector) Find(text []byte, from int, report func(detect.Match)) {
 // END line, a generic value), and a trailing part of a rule's prefix.
 func (detector) Hold(text []byte) int {
 	n := len(text)
-	h := 0
-	for _, p := range prefixes {
-		for k := min(len(p.s)-1, n); k > 0; k-- {
-			if string(text[n-k:]) == p.s[:k] && (p.bound == nil || n-k == 0 || !p.bound[text[n-k-1]]) {
-				h = max(h, k)
-				break
-			}
-		}
-	}
+	h := prefixHold(text)
 	// Every rule but private-key reads a run of printable ASCII, so an
 	// open candidate starts in the trailing run (or, for a generic value,
 	// just before it).
@@ -169,12 +161,55 @@ func (detector) Hold(text []byte) int {
 		}
 	}
 	tail := max(0, n-detect.MaxHold)
-	if k := bytes.LastIndex(text[tail:], []byte("-----BEGIN ")); k >= 0 {
+	if k := lastBegin(text[tail:]); k >= 0 {
 		if c := privateKey(text, tail+k); c.open {
 			h = max(h, n-c.start)
 		}
 	}
 	return min(h, detect.MaxHold)
+}
+
+// maxPrefix is one more than the longest prefix; prefixStarts lists, by
+// first byte, the prefixes that start with it.
+var maxPrefix, prefixStarts = func() (int, [256][]int) {
+	m, t := 0, [256][]int{}
+	for i, p := range prefixes {
+		m = max(m, len(p.s)+1)
+		t[p.s[0]] = append(t[p.s[0]], i)
+	}
+	return m, t
+}()
+
+// prefixHold returns the length of the longest trailing part of a rule's
+// prefix (after a boundary) at the end of text. Such a part starts with
+// the prefix's first byte, so only the places in the last few bytes that
+// hold one are looked at.
+func prefixHold(text []byte) int {
+	n, h := len(text), 0
+	for k := 1; k < maxPrefix && k <= n; k++ {
+		for _, i := range prefixStarts[text[n-k]] {
+			p := &prefixes[i]
+			if k < len(p.s) && string(text[n-k:]) == p.s[:k] && (p.bound == nil || n-k == 0 || !p.bound[text[n-k-1]]) {
+				h = max(h, k)
+			}
+		}
+	}
+	return h
+}
+
+// lastBegin is bytes.LastIndex(t, "-----BEGIN ") by way of the rare 'B'.
+func lastBegin(t []byte) int {
+	const begin = "-----BEGIN "
+	for e := len(t); ; {
+		j := bytes.LastIndexByte(t[:e], 'B')
+		if j < 0 {
+			return -1
+		}
+		if j >= 5 && j+6 <= len(t) && string(t[j-5:j+6]) == begin {
+			return j - 5
+		}
+		e = j
+	}
 }
 
 // anchors are the bytes the rules start looking from. Each is searched for
