@@ -147,6 +147,15 @@ func (d *injectionDetector) findWhole(text []byte, from int, report func(detect.
 // unfinished UTF-8 sequence.
 func (d *injectionDetector) Hold(text []byte) int {
 	tail, off := holdTail(text)
+	if h, ok := d.holdQuiet(text, tail, off); ok {
+		return h
+	}
+	return d.holdFull(text)
+}
+
+// holdFull is Hold without the quiet path.
+func (d *injectionDetector) holdFull(text []byte) int {
+	tail, off := holdTail(text)
 	v := getView(tail)
 	r := runner{d: d, v: v, threads: v.threads[:0], hold: true, unsettled: len(v.dst)}
 	r.run()
@@ -456,4 +465,60 @@ func (r *runner) postQual(start, ne int) int {
 		return j
 	}
 	return 0
+}
+
+// holdQuiet is Hold for the common case of a tail with no start token in
+// it (the prefilter finds no candidate) that ends in ASCII: no phrase is
+// in progress, so only the automaton's live prefix and the trailing word
+// are held. Both lie in the last maxLen bytes of the view, which it reads
+// straight off the raw bytes from a cut before them. ok is false when the
+// case does not apply.
+func (d *injectionDetector) holdQuiet(text, tail []byte, off int) (int, bool) {
+	v := views.Get().(*view)
+	defer views.Put(v)
+	segs, ok := d.segments(tail, 0, v.segs[:0], v)
+	v.segs = segs
+	if !ok || len(segs) > 0 {
+		return 0, false
+	}
+	// A cut before at least maxLen+1 bytes of view.
+	p, k := len(tail), 0
+	for p > 0 && k <= d.maxLen {
+		p--
+		k += viewBytes(tail, p)
+	}
+	if p = cutBefore(tail, p, max(0, p-maxCutBack)); p < 0 {
+		return 0, false
+	}
+	var (
+		buf  [256]byte
+		raw  [256]int32
+		n    int
+		st   uint32
+		read = asciiReader{text: tail, i: p}
+	)
+	for n < len(buf) {
+		c, ok := read.next()
+		if !ok {
+			break
+		}
+		buf[n], raw[n] = c, int32(read.i-1) // the byte that gave c
+		n++
+		st = d.a.step(st, c)
+	}
+	if read.i < len(tail) {
+		return 0, false // non-ASCII, or too long a stretch of view
+	}
+	unsettled := n - int(d.a.live[st])
+	sv := &view{dst: buf[:n]}
+	if ws, ok := sv.trailingWord(d.maxLen); ok {
+		unsettled = min(unsettled, ws)
+	}
+	hold := len(text) - off - len(tail)
+	if unsettled < n {
+		if h := len(text) - (off + int(raw[unsettled])); h <= maxSpan {
+			hold = max(hold, h)
+		}
+	}
+	return min(hold, detect.MaxHold), true
 }

@@ -103,3 +103,32 @@ func TestASCIIReader(t *testing.T) {
 		}
 	}
 }
+
+// TestHoldQuiet checks Hold's quiet path against the full one.
+func TestHoldQuiet(t *testing.T) {
+	pieces := []string{"ignore", "prev", "instr", "all", "the", " ", "  ", "\n", ".", "...", "----", "'", "1", "0", "x",
+		"reveal your sys", "you are n", "<|im_st", "[IN", "###", "garden water ", "func (s *S) ", "é", "ж", "\x80", "act",
+		"dan", "pretend", "nothing here at all ", "DEVELOPER MO", "tag"}
+	rng := rand.New(rand.NewPCG(7, 8))
+	quiet := 0
+	for range 30000 {
+		var b strings.Builder
+		for range 1 + rng.IntN(30) {
+			b.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		text := []byte(b.String())
+		tail, off := holdTail(text)
+		got, ok := injection.holdQuiet(text, tail, off)
+		if !ok {
+			continue
+		}
+		quiet++
+		want := injection.holdFull(text)
+		if got != want {
+			t.Fatalf("%q: quiet hold %d, full %d", text, got, want)
+		}
+	}
+	if quiet < 3000 {
+		t.Errorf("the quiet path took only %d texts", quiet)
+	}
+}
