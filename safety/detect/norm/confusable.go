@@ -42,7 +42,10 @@ func (confusable) Find(text []byte, from int, report func(detect.Match)) {
 			continue
 		}
 		r, size := utf8.DecodeRune(text[i:])
-		if !suspect(r) {
+		if _, ok := classify(r); !suspect(r) || !ok {
+			// A suspect rune outside any word (Greek punctuation,
+			// an unassigned code point) would find the word before
+			// it, already judged at its own suspect rune.
 			i += size
 			continue
 		}

@@ -413,8 +413,37 @@ const (
 
 // classify returns the word class bits of r and whether r belongs to a word
 // at all (letters, marks, digits and the invisible characters the view
-// drops).
+// drops). Runes below classLimit are looked up in a table built from
+// classifySlow; the Unicode tables it consults cost far more.
 func classify(r rune) (uint8, bool) {
+	if r >= 0 && r < classLimit {
+		c := classTable[r]
+		return c &^ classOK, c&classOK != 0
+	}
+	return classifySlow(r)
+}
+
+// classLimit covers Latin, Greek, Cyrillic and the other alphabets up to
+// U+2FFF; classOK marks a table entry whose rune belongs to a word.
+const (
+	classLimit = 0x3000
+	classOK    = 0x80
+)
+
+// classTable is filled by init, after asciiKind, which classifySlow reads.
+var classTable [classLimit]uint8
+
+func init() {
+	for r := range rune(classLimit) {
+		c, ok := classifySlow(r)
+		if ok {
+			c |= classOK
+		}
+		classTable[r] = c
+	}
+}
+
+func classifySlow(r rune) (uint8, bool) {
 	if r < utf8.RuneSelf {
 		switch asciiKind[r] {
 		case kLetter:
