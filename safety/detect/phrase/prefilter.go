@@ -1,6 +1,8 @@
 package phrase
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"sync"
 	"unicode"
 	"unicode/utf8"
@@ -114,11 +116,7 @@ func newPrefilter(d *injectionDetector, pats [][]byte) *prefilter {
 			}
 		}
 		p.firstWords[string(w)] = true
-		h := uint32(0)
-		for _, c := range w {
-			h = wordHash(h, c)
-		}
-		b := wordBit(h)
+		b := wordBit(wordHash(w, &p.lower))
 		p.seen[b/64] |= 1 << (b % 64)
 	}
 	return p
@@ -133,16 +131,22 @@ func leetOf(c byte) byte {
 	return 0
 }
 
-// wordHash adds the view letter c to the hash h of a word.
-func wordHash(h uint32, c byte) uint32 { return h*33 + uint32(c) }
+// wordHash hashes a word's length and its first three and last letters
+// as the view reads them: enough to tell most words apart, in constant
+// time.
+func wordHash(w []byte, lower *[256]byte) uint32 {
+	n := len(w)
+	return uint32(n)<<24 ^ uint32(lower[w[0]])<<16 ^ uint32(lower[w[min(1, n-1)]])<<8 ^
+		uint32(lower[w[min(2, n-1)]])*31 ^ uint32(lower[w[n-1]])
+}
 
 // wordBit maps a word's hash to a bit of prefilter.seen.
 func wordBit(h uint32) uint32 { return (h * 0x9e3779b1) >> 16 }
 
-// firstWord reports whether the pure ASCII word w, whose view letters
-// (prefilter.lower) hash to h, may read as a first word in the view.
-func (p *prefilter) firstWord(w []byte, h uint32) bool {
-	if b := wordBit(h); p.seen[b/64]&(1<<(b%64)) == 0 || len(w) > 32 {
+// firstWord reports whether the pure ASCII word w may read as a first
+// word in the view.
+func (p *prefilter) firstWord(w []byte) bool {
+	if b := wordBit(wordHash(w, &p.lower)); p.seen[b/64]&(1<<(b%64)) == 0 || len(w) > 32 {
 		return false
 	}
 	var buf [32]byte
@@ -152,6 +156,36 @@ func (p *prefilter) firstWord(w []byte, h uint32) bool {
 		}
 	}
 	return p.firstWords[string(buf[:len(w)])]
+}
+
+// alnumEnd returns the end of the run of ASCII letters and digits at i,
+// eight bytes at a time.
+func alnumEnd(text []byte, i int) int {
+	for ; i+8 <= len(text); i += 8 {
+		if m := ^alnumMask(binary.LittleEndian.Uint64(text[i:])) & hi; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for i < len(text) && isAlnum(text[i]) {
+		i++
+	}
+	return i
+}
+
+const (
+	lo7 = 0x7f7f7f7f7f7f7f7f
+	hi  = 0x8080808080808080
+	b01 = 0x0101010101010101
+)
+
+// alnumMask has the high bit of each byte of x that is an ASCII letter or
+// digit. No byte's sum carries into the next.
+func alnumMask(x uint64) uint64 {
+	y := (x | 0x2020202020202020) & lo7 // fold case
+	letters := (y + (0x80-'a')*b01) &^ (y + (0x80-'z'-1)*b01)
+	t := x ^ 0x3030303030303030 // digits become 0..9
+	digits := ^((t & lo7) + (0x80-10)*b01 | t)
+	return (letters&^x | digits) & hi
 }
 
 func isAlnum(c byte) bool {
@@ -306,15 +340,12 @@ func (d *injectionDetector) segments(text []byte, from int, segs []segment, v *v
 		case bOther:
 			i++
 		case bAlnum:
-			j, h := i, uint32(0)
-			for ; j < n && p.kind[text[j]] == bAlnum; j++ {
-				h = wordHash(h, p.lower[text[j]])
-			}
+			j := alnumEnd(text, i+1)
 			// The filter, then the automaton. (A word glued to
 			// non-ASCII may read otherwise in the view; the run it is
 			// glued to takes care of it unless the run is inert, and
 			// then the word reads as it is.)
-			if p.firstWord(text[i:j], h) {
+			if p.firstWord(text[i:j]) {
 				if d.startsAt(text, i, v) {
 					add(i, i)
 				}

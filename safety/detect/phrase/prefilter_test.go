@@ -132,3 +132,22 @@ func TestHoldQuiet(t *testing.T) {
 		t.Errorf("the quiet path took only %d texts", quiet)
 	}
 }
+
+// TestAlnumEnd checks the eight-byte scan against a byte loop.
+func TestAlnumEnd(t *testing.T) {
+	for c := range 256 {
+		for pos := range 9 {
+			b := []byte("abcdefghij")
+			if pos < len(b) {
+				b[pos] = byte(c)
+			}
+			want := 0
+			for want < len(b) && isAlnum(b[want]) {
+				want++
+			}
+			if got := alnumEnd(b, 0); got != want {
+				t.Fatalf("byte %#x at %d: alnumEnd %d, want %d", c, pos, got, want)
+			}
+		}
+	}
+}
