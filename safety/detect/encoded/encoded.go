@@ -8,7 +8,9 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 
@@ -47,6 +49,26 @@ var bufs = sync.Pool{New: func() any { b := make([]byte, maxRun); return &b }}
 
 type detector struct {
 	inner []detect.Detector
+	// cache remembers the verdicts on recent runs that decode to text,
+	// direct-mapped by a hash of the run. Chat requests resend the whole
+	// conversation, so the same payload comes back again and again, and
+	// decoding it and scanning it with the inner detectors costs far more
+	// than finding it. Entries are replaced whole, so concurrent scans
+	// need no lock.
+	cache   [cacheSize]atomic.Pointer[verdict]
+	seed    maphash.Seed
+	noCache bool // for tests
+}
+
+// cacheSize is the number of cached verdicts; maxCached the longest run
+// cached.
+const cacheSize, maxCached = 256, 1024
+
+// A verdict is what decode said about one run at depth 1.
+type verdict struct {
+	run []byte
+	m   detect.Match
+	ok  bool
 }
 
 // New returns the encoded payload detector. inner are the detectors run
@@ -64,7 +86,7 @@ type detector struct {
 // decodes line by line, so a phrase split across two lines is missed. A
 // UUID is never a run worth decoding.
 func New(inner []detect.Detector) detect.Detector {
-	return &detector{inner: inner}
+	return &detector{inner: inner, seed: maphash.MakeSeed()}
 }
 
 func (d *detector) Category() string { return Category }
@@ -84,7 +106,7 @@ func (d *detector) Find(text []byte, from int, report func(detect.Match)) {
 		if end := e + pad; end < len(text) && !utf8.RuneStart(text[end]) {
 			return
 		}
-		if m, ok := d.decode(text[s:e], 1); ok {
+		if m, ok := d.decodeCached(text[s:e]); ok {
 			m.Start, m.End = s, e+pad
 			report(m)
 		}
@@ -151,6 +173,24 @@ func runs(text []byte, i int, fn func(s, e, pad int)) {
 		}
 		v = p + 1
 	}
+}
+
+// decodeCached is decode at depth 1, through the cache.
+func (d *detector) decodeCached(r []byte) (detect.Match, bool) {
+	if len(r) > maxCached || d.noCache {
+		return d.decode(r, 1)
+	}
+	slot := &d.cache[maphash.Bytes(d.seed, r)%cacheSize]
+	if v := slot.Load(); v != nil && bytes.Equal(v.run, r) {
+		return v.m, v.ok
+	}
+	m, ok := d.decode(r, 1)
+	if ok {
+		// Binary runs are mostly rejected before decoding; caching
+		// them would only churn the cache.
+		slot.Store(&verdict{run: bytes.Clone(r), m: m, ok: ok})
+	}
+	return m, ok
 }
 
 // decode decodes a run and scans it; ok is false when it is not an
