@@ -80,16 +80,19 @@ func BenchmarkEngine(b *testing.B) {
 	e := builtinEngine(b)
 	b.Run("whole", func(b *testing.B) {
 		b.SetBytes(int64(len(text)))
+		start := cpuTime()
 		for b.Loop() {
 			r, _ := e.Request("")
 			r.Scan(Output, text)
 		}
+		reportCPU(b, cpuTime()-start, []byte(text), len(text))
 	})
 	b.Run("stream4", func(b *testing.B) {
 		const piece = 4
 		part := text[:256<<10]
 		b.SetBytes(int64(len(part)))
 		hold := 0
+		start := cpuTime()
 		for b.Loop() {
 			r, _ := e.Request("")
 			s := r.Output()
@@ -99,8 +102,11 @@ func BenchmarkEngine(b *testing.B) {
 			s.Close()
 			hold = max(hold, s.MaxHold())
 		}
-		perPiece := time.Duration(float64(b.Elapsed()) / float64(b.N) / float64(len(part)/piece))
-		b.ReportMetric(float64(perPiece.Nanoseconds()), "ns/piece")
+		used := cpuTime() - start
+		pieces := float64(b.N) * float64(len(part)/piece)
+		b.ReportMetric(float64(b.Elapsed())/pieces, "ns/piece")
+		b.ReportMetric(float64(used)/pieces, "cpu-ns/piece")
+		reportCPU(b, used, []byte(text), len(part))
 		b.ReportMetric(float64(hold), "max-hold-bytes")
 	})
 	_ = fmt.Sprint
@@ -124,13 +130,11 @@ func BenchmarkDetectors(b *testing.B) {
 		for b.Loop() {
 			find()
 		}
-		used := cpuTime() - start
-		base := baselineCPU(text, b.N)
-		if used > 0 && base > 0 {
-			b.ReportMetric(float64(len(text))*float64(b.N)/used.Seconds()/1e6, "MB/cpu-s")
-			b.ReportMetric(float64(used)/float64(base), "x-baseline")
-		}
+		reportCPU(b, cpuTime()-start, text, len(text))
 	}
+	b.Run("baseline", func(b *testing.B) {
+		run(b, func() { baselineCPU(text, 1) })
+	})
 	for _, d := range ds {
 		b.Run(d.Category(), func(b *testing.B) {
 			run(b, func() { d.Find(text, 0, func(detect.Match) {}) })
@@ -154,6 +158,21 @@ func BenchmarkDetectors(b *testing.B) {
 }
 
 var baselineSink int
+
+// reportCPU reports throughput per CPU second, and the ratio of used (the
+// CPU time of b.N operations over size bytes each) to the baseline loop
+// over as many bytes, measured right after (at least 50 MB of it, so that
+// the load of the moment weighs on both alike).
+func reportCPU(b *testing.B, used time.Duration, text []byte, size int) {
+	total := float64(size) * float64(b.N)
+	passes := max(50<<20/len(text), int(total)/len(text))
+	base := baselineCPU(text, passes)
+	if used <= 0 || base <= 0 {
+		return
+	}
+	b.ReportMetric(total/used.Seconds()/1e6, "MB/cpu-s")
+	b.ReportMetric(float64(used)/(float64(base)*total/float64(passes*len(text))), "x-baseline")
+}
 
 // baselineCPU is the CPU time of n passes of the cheapest possible scan
 // over text, one table lookup per byte.
