@@ -24,27 +24,30 @@ import (
 //     token's first word (the token either goes on with a non-word byte
 //     or needs a boundary on its right). In pure ASCII the view's words
 //     are the raw words, lower-cased and with leet digits read as letters,
-//     so a raw word that is not a first word (firstWords) starts nothing.
-//     A start token without a left boundary starts with a marker byte
-//     (markerStart) or is CJK. Anything near a non-ASCII byte is a
-//     candidate without further ado: invisible, fullwidth, tag and
-//     look-alike characters may spell anything.
-//   - A candidate that passes the word filter is confirmed by running the
-//     automaton over a small view from it (startsAt).
+//     so a raw word that is not a first word (prefilter.firstWords) starts
+//     nothing. A start token without a left boundary starts with a marker
+//     byte (bMarker) or is CJK.
+//   - A word or marker that passes that filter is confirmed by running the
+//     automaton from it over the view, read straight off the raw bytes
+//     (startsAt, asciiReader) or from a small view.
+//   - A run of non-ASCII may spell anything (invisible, fullwidth, tag and
+//     look-alike characters) unless it is inert (see inertRunes,
+//     inertWord); a live run is judged, with the words glued to it, from
+//     a small view (runStarts).
 //   - The grammar reads at most zone bytes of the view after a start
 //     token: the token, a gap of maxGap, the next token (which settles the
 //     phrase, matched or not) and postQual's look past it. A segment covers
-//     that much from each candidate it holds (counted conservatively on
-//     raw bytes, see viewBytes) and ends before an ASCII byte that is not
-//     a letter or digit, so the word it ends in is whole.
+//     that much from each candidate it holds (counted low on the raw
+//     bytes, see viewBytes) and ends before an ASCII byte that is not a
+//     letter or digit, so the word it ends in is whole.
 //   - A segment starts at a cut (see cut), where normalizing from scratch
 //     gives the same view as normalizing the whole text. Tokens of the
 //     whole view outside every segment never start a phrase and are too
 //     far from any start token to settle one, so dropping them changes
 //     nothing.
 //
-// When the segments cover most of the text, or a cut cannot be found near
-// a candidate, Find scans the whole view instead.
+// Where it cannot tell, the prefilter takes a candidate; when the segments
+// cover more than half the text, Find scans the whole view instead.
 
 // segment is a range [s, e) of the window to be normalized and scanned.
 type segment struct{ s, e int }
