@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warden-llm/warden/runtime/gpu"
+	"github.com/warden-llm/warden/runtime/ollama"
 	"github.com/warden-llm/warden/runtime/sched"
 	"github.com/warden-llm/warden/server"
 )
@@ -59,7 +61,7 @@ func TestGrafanaDashboardMetrics(t *testing.T) {
 	m := server.NewMetrics()
 	m.WatchGPU(noGPU{})
 	m.WatchQueue(func() sched.Stats { return sched.Stats{} })
-	registerMetrics(m.Registry, &backend{restarts: func() int { return 0 }}, &auditTrail{})
+	registerMetrics(m.Registry, &backend{restarts: func() int { return 0 }}, &auditTrail{}, ollama.NewClient(func() *url.URL { return &url.URL{Scheme: "http", Host: "127.0.0.1:1"} }, nil))
 	registerGateMetrics(m.Registry, gpu.NewGate(&gpu.Admission{}, nil))
 	have := registeredNames(t, m.Registry)
 

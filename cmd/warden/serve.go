@@ -172,6 +172,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	}
 	hc := &http.Client{Transport: ollama.NewTransport()}
 	client := ollama.NewClient(be.base, hc)
+	client.Log = log.With("component", "ollama")
+	// Stops the slot checks the client runs after abandoned streams; the
+	// HTTP server has drained by the time deferred calls run.
+	defer func() { _ = client.Close(context.Background()) }()
 	if cfg.Runtime.DemoModel {
 		imported, err := models.EnsureDemo(ctx, api.NewClient(be.base(), hc))
 		if err != nil {
@@ -218,7 +222,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	metrics := server.NewMetrics()
 	metrics.WatchGPU(monitor)
 	metrics.WatchQueue(queue.Stats)
-	registerMetrics(metrics.Registry, be, trail)
+	registerMetrics(metrics.Registry, be, trail, client)
 	registerGateMetrics(metrics.Registry, gate)
 	if cfg.Server.MetricsListen != "" {
 		stop, err := serveMetrics(cfg.Server.MetricsListen, metrics, log)
