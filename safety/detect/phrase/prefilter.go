@@ -305,6 +305,7 @@ func (z *zoneEnds) after(c int) int {
 func (d *injectionDetector) segments(text []byte, from int, segs []segment, v *view) (_ []segment, ok bool) {
 	p := d.pre
 	n := len(text)
+	v.spent = 0
 	cur := segment{-1, -1}
 	covered := 0
 	z := zoneEnds{text: text, zone: p.zone, lp: from, rp: from, end: from}
@@ -377,7 +378,10 @@ func (d *injectionDetector) segments(text []byte, from int, segs []segment, v *v
 			i = k
 			i = j
 		}
-		if covered+cur.e-cur.s > n/2 {
+		// Past half the text in segments, or a quarter of it read again
+		// to judge candidates (adversarial text: look-alikes or a first
+		// word in every word), the whole view is cheaper.
+		if covered+cur.e-cur.s > n/2 || v.spent > n/4 {
 			return segs, false
 		}
 	}
@@ -398,6 +402,7 @@ func (d *injectionDetector) startsAt(text []byte, c int, v *view) bool {
 	}
 	a := d.a
 	r := asciiReader{text: text, i: c}
+	defer func() { v.spent += r.i - c }()
 	var st uint32
 	for k := 1; ; k++ {
 		b, ok := r.next()
@@ -495,6 +500,7 @@ func (d *injectionDetector) runStarts(text []byte, i, j int, v *view) (k int, ye
 	}
 	s := cutBefore(text, i, max(0, i-maxCutBack))
 	if s < 0 {
+		v.spent += maxCutBack
 		return k, true
 	}
 	limit := 4*d.maxLen + maxCutBack
@@ -516,6 +522,7 @@ func (d *injectionDetector) runStarts(text []byte, i, j int, v *view) (k int, ye
 		}
 	}
 	v.dst, v.offs = norm.Normalize(v.dst, v.offs, text[s:e])
+	v.spent += e - s
 	a := d.a
 	found := false
 	a.scan(v.dst, func(end int, st uint32) {
@@ -535,6 +542,7 @@ func (d *injectionDetector) runStarts(text []byte, i, j int, v *view) (k int, ye
 func (d *injectionDetector) startsAtView(text []byte, c int, v *view) bool {
 	s := cutBefore(text, c, max(0, c-maxCutBack))
 	if s < 0 {
+		v.spent += maxCutBack
 		return true // in a long word or run: take it
 	}
 	e := viewEnd(text, c, d.maxLen+2, 4*d.maxLen+maxCutBack)
@@ -542,6 +550,7 @@ func (d *injectionDetector) startsAtView(text []byte, c int, v *view) bool {
 		return true // a long stretch that gives little view: take it
 	}
 	v.dst, v.offs = norm.Normalize(v.dst, v.offs, text[s:e])
+	v.spent += e - s
 	vc := -1
 	for k, o := range v.offs {
 		if int(o) == c-s {

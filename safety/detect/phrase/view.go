@@ -24,6 +24,7 @@ type view struct {
 
 	threads []thread  // the injection runner's, reused
 	segs    []segment // the injection prefilter's, reused
+	spent   int       // bytes the prefilter read again to judge candidates
 }
 
 var views = sync.Pool{New: func() any { return new(view) }}
