@@ -148,6 +148,7 @@ func (s *Stream) step(final bool) string {
 	}
 
 	var out strings.Builder
+	out.Grow(end - s.from)
 	at := s.from // next byte of win to write
 	for i, m := range ms {
 		if m.End > cut || (block >= 0 && i > block) {
