@@ -212,7 +212,7 @@ func (d *detector) decode(r []byte, depth int) (m detect.Match, ok bool) {
 			return m, false
 		}
 		out, kind = (*bp)[:n], "hex"
-	case isUUID(r):
+	case detect.IsUUID(r):
 		return m, false
 	default:
 		enc := base64.RawStdEncoding
@@ -311,22 +311,6 @@ func binaryStart(r []byte) bool {
 func isHex(b []byte) bool {
 	for _, c := range b {
 		if !(c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-func isUUID(b []byte) bool {
-	if len(b) != 36 {
-		return false
-	}
-	for i, c := range b {
-		if i == 8 || i == 13 || i == 18 || i == 23 {
-			if c != '-' {
-				return false
-			}
-		} else if !(c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'f') {
 			return false
 		}
 	}

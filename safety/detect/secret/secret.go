@@ -667,7 +667,7 @@ func randomValue(v []byte, pw bool) bool {
 		return false
 	case !dig && !sym && (!pw || dot || !up || !low): // identifiers, dotted paths, words
 		return false
-	case isUUID(v):
+	case detect.IsUUID(v):
 		return false
 	}
 	min := 3.0
@@ -675,22 +675,6 @@ func randomValue(v []byte, pw bool) bool {
 		min = 3.3
 	}
 	return entropy(v) >= min
-}
-
-func isUUID(v []byte) bool {
-	if len(v) != 36 {
-		return false
-	}
-	for i, c := range v {
-		if i == 8 || i == 13 || i == 18 || i == 23 {
-			if c != '-' {
-				return false
-			}
-		} else if !(c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // entropy is the Shannon entropy of b in bits per byte.
