@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/filter"
 )
 
@@ -57,13 +58,7 @@ func (s *Server) filterChat(c *gin.Context, req *chatRequest) (*filter.Request, 
 	if fr == nil || err != nil {
 		return nil, err
 	}
-	var prompt strings.Builder
-	scan := func(text string) string {
-		out := fr.Scan(filter.Input, text).Text
-		prompt.WriteString(out)
-		prompt.WriteByte('\n')
-		return out
-	}
+	scan := func(text string) string { return fr.Scan(filter.Input, text).Text }
 	for i := range req.Messages {
 		m := &req.Messages[i]
 		system := m.Role == "system" || m.Role == "developer"
@@ -94,7 +89,7 @@ func (s *Server) filterChat(c *gin.Context, req *chatRequest) (*filter.Request, 
 			m.ToolCalls[j].Function.Arguments = scan(m.ToolCalls[j].Function.Arguments)
 		}
 	}
-	noteRedactedPrompt(c, prompt.String())
+	s.noteRedacted(c, req.Messages)
 	if cats := fr.Blocked(filter.Input); len(cats) > 0 {
 		return fr, contentFilterError("messages", cats)
 	}
@@ -108,17 +103,26 @@ func (s *Server) filterTexts(c *gin.Context, param string, texts []string) (*fil
 	if fr == nil || err != nil {
 		return nil, err
 	}
-	var prompt strings.Builder
 	for i, t := range texts {
 		texts[i] = fr.Scan(filter.Input, t).Text
-		prompt.WriteString(texts[i])
-		prompt.WriteByte('\n')
 	}
-	noteRedactedPrompt(c, prompt.String())
+	s.noteRedacted(c, texts)
 	if cats := fr.Blocked(filter.Input); len(cats) > 0 {
 		return fr, contentFilterError(param, cats)
 	}
 	return fr, nil
+}
+
+// noteRedacted keeps the prompt as the filter left it (as JSON: the chat
+// messages, or the prompt texts) for the completion record, when the
+// audit trail stores redacted text.
+func (s *Server) noteRedacted(c *gin.Context, v any) {
+	if s.cfg.AuditText != audit.StoreTextRedacted {
+		return
+	}
+	if b, err := json.Marshal(v); err == nil {
+		noteRedactedPrompt(c, string(b))
+	}
 }
 
 // answer turns the backend's pieces into what the client gets: filtered by
