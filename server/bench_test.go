@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warden-llm/warden/safety/filter"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/quota"
 	"github.com/warden-llm/warden/safety/store"
@@ -16,15 +17,24 @@ import (
 // BenchmarkChat measures Warden's own cost per request (decode, validate,
 // convert, encode, HTTP) against a scripted backend, streamed and not.
 // The A/B comparison with the real backend is `make bench`.
+//
+// The filtered cases run the default safety profile with the full detector
+// set over the prompt and the answer: their difference from the plain ones
+// is what the filters cost a request.
 func BenchmarkChat(b *testing.B) {
-	for _, stream := range []bool{false, true} {
-		name := "plain"
-		if stream {
-			name = "stream"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, c := range []struct {
+		name     string
+		stream   bool
+		filtered bool
+	}{{"plain", false, false}, {"stream", true, false}, {"plain-filtered", false, true}, {"stream-filtered", true, true}} {
+		stream := c.stream
+		b.Run(c.name, func(b *testing.B) {
 			t := &testing.T{}
-			ts := newTestServer(t, &fakeBackend{chat: scripted("a", "b", "c", "d", "e", "f", "g", "h")}, Config{})
+			cfg := Config{}
+			if c.filtered {
+				cfg.Filter = benchFilter(b)
+			}
+			ts := newTestServer(t, &fakeBackend{chat: scripted("a", "b", "c", "d", "e", "f", "g", "h")}, cfg)
 			defer ts.Close()
 			body := `{"model":"demo","messages":[{"role":"user","content":"Say something."}],"max_tokens":8,"temperature":0,"seed":1,"stream":` + map[bool]string{true: "true", false: "false"}[stream] + `}`
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
@@ -45,6 +55,18 @@ func BenchmarkChat(b *testing.B) {
 			}
 		})
 	}
+}
+
+func benchFilter(b *testing.B) *filter.Engine {
+	ps, err := filter.BuildProfiles(nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := filter.New(filter.Config{Profiles: ps, Detectors: filter.Detectors(filter.DetectorOptions{}), Secret: []byte("k"), RepeatWindow: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return e
 }
 
 // BenchmarkAuthQuota is the per-request cost of the key and quota checks
