@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/warden-llm/warden/safety/detect"
 )
@@ -89,6 +90,41 @@ func (s *Stream) Close() string {
 func (s *Stream) over() bool { return s.closed || (s.blocked && s.dir == Output) }
 
 func (s *Stream) step(final bool) string {
+	out, cut := s.release(final, "")
+	if s.blocked && s.dir == Output {
+		s.win = nil
+		return out
+	}
+
+	// Keep a little released context for the detectors' boundary checks.
+	keep := max(0, cut-detect.Context)
+	s.base += keep
+	s.win = append(s.win[:0], s.win[keep:]...)
+	s.from = cut - keep
+	return out
+}
+
+// scanWhole filters text as the stream's only piece and ends the stream:
+// what Write(text) followed by Close returns, in one step. The detectors
+// read text in place, through a byte slice over the string's memory, so a
+// prompt is neither copied into the window nor trimmed afterwards. Nothing
+// may write into that slice: step never runs on it (it trims the window in
+// place), the detectors only read their text, and its capacity ends with
+// the string, so an append to it would copy.
+func (s *Stream) scanWhole(text string) string {
+	s.win = unsafe.Slice(unsafe.StringData(text), len(text))
+	out, _ := s.release(true, text)
+	s.win = nil
+	s.closed = true
+	return out
+}
+
+// release runs the detectors over the window, records the findings that
+// end before the cut (the whole window when final) and returns the text up
+// to the cut (or to a blocking match), redacted, and the cut. When src is
+// not "" it holds the same bytes as the window, and text released without
+// a redaction is returned as a part of it rather than copied.
+func (s *Stream) release(final bool, src string) (string, int) {
 	win := s.win
 	ms := s.ms[:0]
 	for _, d := range s.dets {
@@ -147,8 +183,9 @@ func (s *Stream) step(final bool) string {
 		}
 	}
 
+	// The builder is sized on the first redaction; until then at stays at
+	// s.from and the released text is one unbroken part of the window.
 	var out strings.Builder
-	out.Grow(end - s.from)
 	at := s.from // next byte of win to write
 	for i, m := range ms {
 		if m.End > cut || (block >= 0 && i > block) {
@@ -159,29 +196,28 @@ func (s *Stream) step(final bool) string {
 			continue
 		}
 		if m.Start >= at {
+			if at == s.from {
+				out.Grow(end - s.from)
+			}
 			out.Write(win[at:m.Start])
 			out.WriteString(s.r.placeholder(m.Category, win[m.Start:m.End]))
 		}
 		// A match overlapping the last redacted span extends it.
 		at = m.End
 	}
-	if at < end {
-		out.Write(win[at:end])
-	}
 	if s.repeat && s.answer.Len() < maxRepeatBytes {
 		s.answer.Write(win[s.from:min(cut, s.from+maxRepeatBytes-s.answer.Len())])
 	}
-	if s.blocked && s.dir == Output {
-		s.win = nil
-		return out.String()
+	switch {
+	case at == s.from && src != "":
+		return src[at:max(at, end)], cut
+	case at == s.from:
+		return string(win[at:max(at, end)]), cut
 	}
-
-	// Keep a little released context for the detectors' boundary checks.
-	keep := max(0, cut-detect.Context)
-	s.base += keep
-	s.win = append(win[:0], win[keep:]...)
-	s.from = cut - keep
-	return out.String()
+	if at < end {
+		out.Write(win[at:end])
+	}
+	return out.String(), cut
 }
 
 // wantAllowed: findings whose action is allow are dropped early, except
