@@ -63,11 +63,13 @@ func (s *Server) chat(c *gin.Context) error {
 	err = s.backend.Chat(ctx, areq, func(r api.ChatResponse) error {
 		noteFirst(c)
 		last = r
-		if len(r.Message.ToolCalls) > 0 {
-			toolCalls = append(toolCalls, openai.ToToolCalls(r.Message.ToolCalls)...)
-		}
 		piece, err := ans.add(r.Message.Content)
 		text.WriteString(piece)
+		if err == nil && len(r.Message.ToolCalls) > 0 {
+			if err = ans.tools(r.Message.ToolCalls); err == nil {
+				toolCalls = append(toolCalls, openai.ToToolCalls(r.Message.ToolCalls)...)
+			}
+		}
 		return err
 	})
 	release() // the slot is free once the backend is done, before the audit commit
@@ -160,9 +162,11 @@ func (s *Server) streamChat(ctx context.Context, c *gin.Context, id, modelName s
 		if piece != "" {
 			d.Content = &piece
 		}
-		if len(r.Message.ToolCalls) > 0 {
-			d.ToolCalls = openai.ToToolCalls(r.Message.ToolCalls)
-			sentTools = true
+		if cut == nil && len(r.Message.ToolCalls) > 0 {
+			if cut = ans.tools(r.Message.ToolCalls); cut == nil {
+				d.ToolCalls = openai.ToToolCalls(r.Message.ToolCalls)
+				sentTools = true
+			}
 		}
 		if d.Content != nil || d.ToolCalls != nil {
 			if err := send(d, nil); err != nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
+	"github.com/ollama/ollama/api"
 
 	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/filter"
@@ -128,18 +129,64 @@ func (s *Server) noteRedacted(c *gin.Context, v any) {
 // answer turns the backend's pieces into what the client gets: filtered by
 // the safety policy, then held to the character cap.
 type answer struct {
-	st     *filter.Stream // nil: no filter
+	fr     *filter.Request // nil: no filter
+	st     *filter.Stream  // the text's filter; nil: no filter
 	chars  charCap
 	pieces int
 	stop   string // "length" (cap reached) or "content_filter" (blocked)
 }
 
 func newAnswer(fr *filter.Request, adm *admission) *answer {
-	a := &answer{chars: charCap{limit: adm.charCap}}
+	a := &answer{fr: fr, chars: charCap{limit: adm.charCap}}
 	if fr != nil {
 		a.st = fr.Output()
 	}
 	return a
+}
+
+// tools filters the string values in the arguments of the model's tool
+// calls as answer text (each value whole: Ollama sends a call complete),
+// redacting in place. A blocking finding ends the answer, as one in its
+// text does, and the calls must not be delivered.
+func (a *answer) tools(calls []api.ToolCall) error {
+	if a.fr == nil {
+		return nil
+	}
+	blocked := false
+	var walk func(v any) any
+	walk = func(v any) any {
+		switch x := v.(type) {
+		case string:
+			res := a.fr.Scan(filter.Output, x)
+			blocked = blocked || res.Blocked
+			return res.Text
+		case []any:
+			for i := range x {
+				x[i] = walk(x[i])
+			}
+		case map[string]any:
+			for k := range x {
+				x[k] = walk(x[k])
+			}
+		}
+		return v
+	}
+	for i := range calls {
+		args := &calls[i].Function.Arguments
+		var keys []string
+		for k := range args.All() {
+			keys = append(keys, k)
+		}
+		for _, k := range keys {
+			v, _ := args.Get(k)
+			args.Set(k, walk(v))
+		}
+	}
+	if blocked {
+		a.stop = "content_filter"
+		return errBlocked
+	}
+	return nil
 }
 
 // add takes one piece from the backend and returns the text to deliver

@@ -270,3 +270,70 @@ func TestFilterLockstep(t *testing.T) {
 	}
 	t.Logf("largest lag seen by the client: %d bytes (bound %d)", maxLag, holdBound)
 }
+
+func TestFilterToolCallArguments(t *testing.T) {
+	call := func(args map[string]any) func(context.Context, *api.ChatRequest, func(api.ChatResponse) error) error {
+		return func(_ context.Context, _ *api.ChatRequest, fn func(api.ChatResponse) error) error {
+			a := api.NewToolCallFunctionArguments()
+			for k, v := range args {
+				a.Set(k, v)
+			}
+			tc := api.ToolCall{Function: api.ToolCallFunction{Name: "send_mail", Arguments: a}}
+			if err := fn(api.ChatResponse{Message: api.Message{Role: "assistant", ToolCalls: []api.ToolCall{tc}}}); err != nil {
+				return err
+			}
+			return fn(api.ChatResponse{Done: true, DoneReason: "stop"})
+		}
+	}
+	profiles := map[string]filter.ProfileConfig{"default": {Output: map[string]string{"secret": "block"}}}
+	params := chatParams("", "mail bob")
+	params.Tools = []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{Name: "send_mail"})}
+
+	for _, stream := range []bool{false, true} {
+		// PII in arguments is redacted, nested values too.
+		ts := newTestServer(t, &fakeBackend{chat: call(map[string]any{"to": "bob@example.com", "cc": []any{"eve@example.org"}})}, Config{Filter: testFilter(t, profiles)})
+		var args, finish string
+		if stream {
+			s := sdk(ts).Chat.Completions.NewStreaming(context.Background(), params)
+			for s.Next() {
+				for _, ch := range s.Current().Choices {
+					for _, tc := range ch.Delta.ToolCalls {
+						args += tc.Function.Arguments
+					}
+					if ch.FinishReason != "" {
+						finish = ch.FinishReason
+					}
+				}
+			}
+			if err := s.Err(); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			resp, err := sdk(ts).Chat.Completions.New(context.Background(), params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			args, finish = resp.Choices[0].Message.ToolCalls[0].Function.Arguments, resp.Choices[0].FinishReason
+		}
+		if strings.Contains(args, "example") || !strings.Contains(args, "[EMAIL_1]") || !strings.Contains(args, "[EMAIL_2]") || finish != "tool_calls" {
+			t.Fatalf("stream=%v: arguments %s finish %q, want redacted tool call", stream, args, finish)
+		}
+
+		// A blocked secret in arguments ends the answer; the call is not delivered.
+		ts = newTestServer(t, &fakeBackend{chat: call(map[string]any{"key": "AKIAIOSFODNN7EXAMPLE"})}, Config{Filter: testFilter(t, profiles)})
+		if stream {
+			text, _, finish := streamText(t, sdk(ts), params)
+			if finish != "content_filter" || text != "" {
+				t.Fatalf("stream: blocked call gave %q finish %q", text, finish)
+			}
+		} else {
+			resp, err := sdk(ts).Chat.Completions.New(context.Background(), params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Choices[0].FinishReason != "content_filter" || len(resp.Choices[0].Message.ToolCalls) != 0 {
+				t.Fatalf("blocked call delivered: %+v", resp.Choices[0])
+			}
+		}
+	}
+}
