@@ -45,7 +45,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -519,108 +518,4 @@ func errNote(n int) string {
 		return ""
 	}
 	return fmt.Sprintf("  (%d failed)", n)
-}
-
-func printHeader(w io.Writer, r *report) {
-	fmt.Fprintf(w, "warden bench  %s  %s/%s  %d CPUs", r.Started.Format(time.RFC3339), r.GOOS, r.GOARCH, r.CPUs)
-	if r.LoadAvg != "" {
-		fmt.Fprintf(w, "  loadavg %s", r.LoadAvg)
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintf(w, "warden  %s\ndirect  %s\n", r.Warden, r.Direct)
-	per := fmt.Sprintf("%gs", r.DurationS)
-	if r.Requests > 0 {
-		per = fmt.Sprintf("%d requests", r.Requests)
-	}
-	fmt.Fprintf(w, "model %s, max_tokens %d; %d A/B reps per cell (order alternating), %s per side per rep, %gs warm-up\n",
-		r.Model, r.MaxTokens, r.Reps, per, r.WarmupS)
-	fmt.Fprintf(w, "target: throughput ratio ≥ %.2f, added p50 ≤ %.1fms; values are medians across reps, [min max] the spread\n",
-		r.TargetRatio, r.TargetAdded)
-}
-
-// printTable prints one stream mode's cells, benchstat-like.
-func printTable(w io.Writer, other string, stream bool, cells []cellResult) {
-	if len(cells) == 0 {
-		return
-	}
-	fmt.Fprintf(w, "\nstream=%t\n", stream)
-	fmt.Fprintf(w, "%7s │ %-28s │ %-28s │ %-27s │ %s\n", "", centre(other, 28), centre("warden", 28),
-		centre("warden/"+other+" req/s", 27), "added p50 (warden−"+other+")")
-	fmt.Fprintf(w, "%7s │ %8s %9s %9s │ %8s %9s %9s │ %-27s │\n", "clients", "req/s", "p50", "p99", "req/s", "p50", "p99", "")
-	for _, c := range cells {
-		s := c.Summary
-		fmt.Fprintf(w, "%7d │ %8.2f %9s %9s │ %8.2f %9s %9s │ %-27s │ %s\n", c.Clients,
-			s.Direct.ReqPerS, fmtMs(s.Direct.P50Ms), fmtMs(s.Direct.P99Ms),
-			s.Warden.ReqPerS, fmtMs(s.Warden.P50Ms), fmtMs(s.Warden.P99Ms),
-			fmt.Sprintf("%.3f [%.3f %.3f] %s", s.Ratio.Median, s.Ratio.Min, s.Ratio.Max, verdict(s.RatioOK)),
-			fmt.Sprintf("%+.2fms [%+.2f %+.2f] %s", s.AddedP50Ms.Median, s.AddedP50Ms.Min, s.AddedP50Ms.Max, verdict(s.AddedP50OK)))
-	}
-	var reqs, conns []string
-	for _, c := range cells {
-		s := c.Summary
-		reqs = append(reqs, fmt.Sprintf("%d: %d/%d", c.Clients, s.Direct.Requests, s.Warden.Requests))
-		conns = append(conns, fmt.Sprintf("%d: %d/%d", c.Clients, s.Direct.NewConns, s.Warden.NewConns))
-	}
-	fmt.Fprintf(w, "requests measured, %s/warden (all reps): %s\n", other, strings.Join(reqs, ", "))
-	fmt.Fprintf(w, "new connections, %s/warden (all reps):  %s\n", other, strings.Join(conns, ", "))
-	errs := 0
-	for _, c := range cells {
-		for _, d := range c.Summary.errorDetail {
-			if errs == 0 {
-				fmt.Fprintln(w, "ERRORS:")
-			}
-			errs++
-			fmt.Fprintf(w, "  clients %d %s\n", c.Clients, d)
-		}
-	}
-	if errs == 0 {
-		fmt.Fprintln(w, "errors: none")
-	}
-}
-
-func verdict(ok bool) string {
-	if ok {
-		return "ok"
-	}
-	return "MISS"
-}
-
-func centre(s string, width int) string {
-	pad := width - len(s)
-	if pad <= 0 {
-		return s
-	}
-	return strings.Repeat(" ", pad/2) + s
-}
-
-func fmtMs(v float64) string {
-	switch {
-	case v >= 1000:
-		return fmt.Sprintf("%.3fs", v/1000)
-	case v >= 100:
-		return fmt.Sprintf("%.1fms", v)
-	default:
-		return fmt.Sprintf("%.2fms", v)
-	}
-}
-
-func printJSON(w io.Writer, r *report) {
-	fmt.Fprintln(w)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(r)
-}
-
-// loadAvg is the 1/5/15-minute load average where the system reports it,
-// to judge how quiet the machine was.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return ""
-	}
-	return strings.Join(f[:3], " ")
 }
