@@ -1,63 +1,11 @@
 package filter
 
 import (
-	"fmt"
-	"math/rand/v2"
-	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/warden-llm/warden/safety/detect"
+	"github.com/warden-llm/warden/safety/detect/detecttest"
 )
-
-// benchCorpus is the fixed 1 MB text the engine is measured on. Its mix by
-// bytes: about 45% English prose, 20% Go code, 10% numbers (dates,
-// versions, amounts, order ids), 10% addresses (e-mail, URLs, IPs, phone
-// numbers), 10% base64 and hex, 5% non-ASCII prose (German, Chinese,
-// Russian), with a finding every few kilobytes.
-func benchCorpus() []byte {
-	r := rand.New(rand.NewPCG(1, 2))
-	prose := strings.Fields(`the model answered every question about the garden with care and
-		then it described how water moves through soil roots leaves and stems while the team
-		reviewed the deployment plan for next week including backups monitoring and alerts
-		please follow the instructions in the readme before you run the installer again`)
-	code := []string{"func (s *Server) handle(w http.ResponseWriter, r *http.Request) {\n",
-		"\tif err := json.NewDecoder(r.Body).Decode(&req); err != nil {\n", "\t\treturn fmt.Errorf(\"decode: %w\", err)\n",
-		"\tfor i := range items { total += items[i].Price * 1.19 }\n", "}\n"}
-	numbers := []string{"2024-01-15", "v1.24.3", "$1,299.00", "order #48213", "12:30:45", "ISBN 978-3-16-148410-0", "3.14159"}
-	addrs := []string{"see https://example.com/docs/setup", "ping 10.0.0.12", "mail ops@warden.dev", "call +1 415 555 2671", "host 8.8.8.8"}
-	other := []string{"Die Antwort ist richtig und vollständig.", "这是一个关于花园的问题。", "Ответ полный и правильный."}
-	var b strings.Builder
-	for b.Len() < 1<<20 {
-		switch x := r.IntN(100); {
-		case x < 45:
-			for range 12 {
-				b.WriteString(prose[r.IntN(len(prose))])
-				b.WriteByte(' ')
-			}
-			b.WriteString(". ")
-		case x < 65:
-			b.WriteString(code[r.IntN(len(code))])
-		case x < 75:
-			b.WriteString(numbers[r.IntN(len(numbers))] + " ")
-		case x < 85:
-			b.WriteString(addrs[r.IntN(len(addrs))] + " ")
-		case x < 95:
-			if x%2 == 0 {
-				b.WriteString("data: aGVsbG8gd29ybGQsIHRoaXMgaXMgYSBiYXNlNjQgcGF5bG9hZCBmb3IgdGVzdHM= ")
-			} else {
-				b.WriteString("sha 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 ")
-			}
-		default:
-			b.WriteString(other[r.IntN(len(other))] + " ")
-		}
-		if r.IntN(400) == 0 {
-			b.WriteString("token ghp_" + strings.Repeat("aB3dE5", 6) + " ")
-		}
-	}
-	return []byte(b.String()[:1<<20])
-}
 
 func builtinEngine(b *testing.B) *Engine {
 	ps, err := BuildProfiles(nil, nil)
@@ -71,28 +19,28 @@ func builtinEngine(b *testing.B) *Engine {
 	return e
 }
 
-// BenchmarkEngine scans the 1 MB corpus with the default profile and the
+// BenchmarkEngine scans the fixed 1 MB corpus (detecttest.BenchText) with the default profile and the
 // full detector set, whole (as a prompt) and streamed in 4-byte pieces (as
 // an answer comes from a model), reporting MB/s, the time added per piece
 // and the longest hold-back.
 func BenchmarkEngine(b *testing.B) {
-	text := string(benchCorpus())
+	text := string(detecttest.BenchText())
 	e := builtinEngine(b)
 	b.Run("whole", func(b *testing.B) {
 		b.SetBytes(int64(len(text)))
-		start := cpuTime()
+		start := detecttest.CPUTime()
 		for b.Loop() {
 			r, _ := e.Request("")
 			r.Scan(Output, text)
 		}
-		reportCPU(b, cpuTime()-start, []byte(text), len(text))
+		detecttest.ReportCPU(b, detecttest.CPUTime()-start, []byte(text), len(text))
 	})
 	b.Run("stream4", func(b *testing.B) {
 		const piece = 4
 		part := text[:256<<10]
 		b.SetBytes(int64(len(part)))
 		hold := 0
-		start := cpuTime()
+		start := detecttest.CPUTime()
 		for b.Loop() {
 			r, _ := e.Request("")
 			s := r.Output()
@@ -102,14 +50,13 @@ func BenchmarkEngine(b *testing.B) {
 			s.Close()
 			hold = max(hold, s.MaxHold())
 		}
-		used := cpuTime() - start
+		used := detecttest.CPUTime() - start
 		pieces := float64(b.N) * float64(len(part)/piece)
 		b.ReportMetric(float64(b.Elapsed())/pieces, "ns/piece")
 		b.ReportMetric(float64(used)/pieces, "cpu-ns/piece")
-		reportCPU(b, used, []byte(text), len(part))
+		detecttest.ReportCPU(b, used, []byte(text), len(part))
 		b.ReportMetric(float64(hold), "max-hold-bytes")
 	})
-	_ = fmt.Sprint
 }
 
 // BenchmarkDetectors scans the 1 MB corpus with each built-in detector on
@@ -119,21 +66,21 @@ func BenchmarkEngine(b *testing.B) {
 // the same text) measured in the same run: on a loaded machine the wall
 // clock mostly measures the neighbours, the ratio stays put.
 func BenchmarkDetectors(b *testing.B) {
-	text := benchCorpus()
+	text := detecttest.BenchText()
 	ds, err := Detectors(DetectorOptions{})()
 	if err != nil {
 		b.Fatal(err)
 	}
 	run := func(b *testing.B, find func()) {
 		b.SetBytes(int64(len(text)))
-		start := cpuTime()
+		start := detecttest.CPUTime()
 		for b.Loop() {
 			find()
 		}
-		reportCPU(b, cpuTime()-start, text, len(text))
+		detecttest.ReportCPU(b, detecttest.CPUTime()-start, text, len(text))
 	}
 	b.Run("baseline", func(b *testing.B) {
-		run(b, func() { baselineCPU(text, 1) })
+		run(b, func() { detecttest.BaselineCPU(text, 1) })
 	})
 	for _, d := range ds {
 		b.Run(d.Category(), func(b *testing.B) {
@@ -155,50 +102,4 @@ func BenchmarkDetectors(b *testing.B) {
 			r.Scan(Output, s)
 		})
 	})
-}
-
-var baselineSink int
-
-// reportCPU reports throughput per CPU second, and the ratio of used (the
-// CPU time of b.N operations over size bytes each) to the baseline loop
-// over as many bytes, measured right after (at least 50 MB of it, so that
-// the load of the moment weighs on both alike).
-func reportCPU(b *testing.B, used time.Duration, text []byte, size int) {
-	total := float64(size) * float64(b.N)
-	passes := max(50<<20/len(text), int(total)/len(text))
-	base := baselineCPU(text, passes)
-	if used <= 0 || base <= 0 {
-		return
-	}
-	b.ReportMetric(total/used.Seconds()/1e6, "MB/cpu-s")
-	b.ReportMetric(float64(used)/(float64(base)*total/float64(passes*len(text))), "x-baseline")
-}
-
-// baselineCPU is the CPU time of n passes of the cheapest possible scan
-// over text, one table lookup per byte.
-func baselineCPU(text []byte, n int) time.Duration {
-	var word [256]bool
-	for c := range 256 {
-		word[c] = c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z'
-	}
-	start := cpuTime()
-	k := 0
-	for range n {
-		for _, c := range text {
-			if word[c] {
-				k++
-			}
-		}
-	}
-	baselineSink += k
-	return cpuTime() - start
-}
-
-// cpuTime returns the CPU time the process has used so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -2,7 +2,6 @@ package control
 
 import (
 	"bytes"
-	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -169,26 +168,9 @@ func FuzzControl(f *testing.F) {
 	})
 }
 
-// mixed builds about 1 MB of prose, code, numbers, addresses and base64,
-// with a few escape sequences, for benchmarks.
+// mixed is the shared benchmark text with escape sequences mixed in.
 func mixed() []byte {
-	r := rand.New(rand.NewPCG(1, 2))
-	parts := []string{
-		"The quick brown fox jumps over the lazy dog while the model explains its reasoning. ",
-		"func (s *Server) handle(w http.ResponseWriter, r *http.Request) error { return nil }\n",
-		"Order 4417 shipped on 2024-03-18 for $1,299.00; ticket #88213, v1.24.3, ISBN 978-0-306-40615-7.\n",
-		"Contact jane.doe@example.com or +1 415 555 0100; office at 221B Baker Street, London NW1 6XE.\n",
-		"iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==\n",
-		"Überprüfung der Größe: naïve café, 東京, Москва — «quotes» and emoji 🚀.\n",
-	}
-	var b bytes.Buffer
-	for b.Len() < 1<<20 {
-		b.WriteString(parts[r.IntN(len(parts))])
-		if r.IntN(200) == 0 {
-			fmt.Fprintf(&b, "\x1b[%dm", r.IntN(50))
-		}
-	}
-	return b.Bytes()
+	return detecttest.BenchText("\x1b[31m", "\x1b[0m", "\x1b]0;title\x07")
 }
 
 func BenchmarkFind(b *testing.B) {

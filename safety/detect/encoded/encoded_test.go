@@ -217,24 +217,13 @@ func FuzzEncoded(f *testing.F) {
 	})
 }
 
-// mixed builds about 1 MB of prose, code, numbers, addresses and base64
-// (an image and encoded text), for benchmarks.
+// mixed is the shared benchmark text with an image and encoded text mixed
+// in.
 func mixed() []byte {
-	r := rand.New(rand.NewPCG(1, 2))
-	parts := []string{
-		"The quick brown fox jumps over the lazy dog while the model explains its reasoning. ",
-		"func (s *Server) handle(w http.ResponseWriter, r *http.Request) error { return nil }\n",
-		"Order 4417 shipped on 2024-03-18 for $1,299.00; ticket #88213, v1.24.3, ISBN 978-0-306-40615-7.\n",
-		"Contact jane.doe@example.com or +1 415 555 0100; office at 221B Baker Street, London NW1 6XE.\n",
+	return detecttest.BenchText(
 		"iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==\n",
-		"commit 3f786850e387550fdab836ed7e6dc881de23001b " + b64("a note encoded for transport") + "\n",
-		"Überprüfung der Größe: naïve café, 東京, Москва — «quotes» and emoji 🚀.\n",
-	}
-	var b bytes.Buffer
-	for b.Len() < 1<<20 {
-		b.WriteString(parts[r.IntN(len(parts))])
-	}
-	return b.Bytes()
+		"commit 3f786850e387550fdab836ed7e6dc881de23001b "+b64("a note encoded for transport")+"\n",
+	)
 }
 
 func BenchmarkFind(b *testing.B) {

@@ -295,24 +295,10 @@ func fuzzSeeds(f *testing.F) {
 	}
 }
 
-// benchText is ~1 MiB of mixed text: prose, code, numbers, addresses and
-// base64, with a little non-ASCII.
+// benchText is the shared benchmark text with accented Latin and
+// typographic quotes mixed in.
 func benchText() []byte {
-	parts := []string{
-		"The quick brown fox jumps over the lazy dog while the committee reviews the quarterly report. ",
-		"func main() {\n\tfor i := 0; i < 10; i++ {\n\t\tfmt.Println(i, \"ignore_errors=True\")\n\t}\n}\n",
-		"Invoice 2024-03-17 total 1,234.56 EUR, ref 4111 1111 1111 1112, call +1 415 555 0100. ",
-		"Contact alice@example.com or 10.0.0.1, office at 221B Baker Street, London NW1 6XE. ",
-		"aGVsbG8gd29ybGQgdGhpcyBpcyBzb21lIGJhc2U2NCBlbmNvZGVkIHRleHQgZm9yIHRoZSBiZW5jaG1hcms=\n",
-		"Café résumé naïve — “quoted” text, 東京 and Москва. ",
-	}
-	var b bytes.Buffer
-	for b.Len() < 1<<20 {
-		for _, p := range parts {
-			b.WriteString(p)
-		}
-	}
-	return b.Bytes()
+	return detecttest.BenchText("Café résumé naïve — “quoted” text, 東京 and Москва. ")
 }
 
 func benchDetector(b *testing.B, d detect.Detector) {

@@ -3,7 +3,6 @@ package secret
 import (
 	"bytes"
 	"encoding/base64"
-	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -230,27 +229,13 @@ func FuzzSecret(f *testing.F) {
 	})
 }
 
-// mixed builds about 1 MB of prose, code, numbers, addresses and base64,
-// with an occasional secret, for benchmarks.
+// mixed is the shared benchmark text with secrets and a near-miss config
+// line mixed in.
 func mixed() []byte {
-	r := rand.New(rand.NewPCG(1, 2))
-	parts := []string{
-		"The quick brown fox jumps over the lazy dog while the model explains its reasoning. ",
-		"func (s *Server) handle(w http.ResponseWriter, r *http.Request) error { key := r.URL.Query().Get(\"k\"); return nil }\n",
-		"Order 4417 shipped on 2024-03-18 for $1,299.00; ticket #88213, v1.24.3, ISBN 978-0-306-40615-7.\n",
-		"Contact jane.doe@example.com or +1 415 555 0100; office at 221B Baker Street, London NW1 6XE.\n",
-		"iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==\n",
-		"config: {\"timeout\": 30, \"retries\": 3, \"endpoint\": \"https://api.example.org/v1\", \"token_type\": \"bearer\"}\n",
-		"Überprüfung der Größe: naïve café, 東京, Москва — «quotes» and emoji 🚀.\n",
-	}
-	var b bytes.Buffer
-	for b.Len() < 1<<20 {
-		b.WriteString(parts[r.IntN(len(parts))])
-		if r.IntN(500) == 0 {
-			fmt.Fprintf(&b, "GITHUB_TOKEN=%s\n", fake("ghp_", 36, alnums))
-		}
-	}
-	return b.Bytes()
+	return detecttest.BenchText(
+		"GITHUB_TOKEN="+fake("ghp_", 36, alnums)+"\n",
+		"config: {\"timeout\": 30, \"endpoint\": \"https://api.example.org/v1\", \"token_type\": \"bearer\"}\n",
+	)
 }
 
 func BenchmarkFind(b *testing.B) {
