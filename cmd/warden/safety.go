@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/warden-llm/warden/safety/filter"
+	"github.com/warden-llm/warden/safety/store"
 )
 
 // SafetyConfig is the [safety] table: the inline filters on prompts and
@@ -111,23 +112,12 @@ func canaryKey(dataDir string) ([]byte, error) {
 	if _, err := rand.Read(b); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
+	if err := store.CreateKeyFile(path, b); errors.Is(err, fs.ErrExist) {
 		return canaryKey(dataDir) // another process made it first
-	}
-	if err != nil {
+	} else if err != nil {
 		return nil, err
 	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		os.Remove(path)
-		return nil, err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return b, f.Close()
+	return b, nil
 }
 
 // checkProfile refuses a key profile the config does not define, so that a

@@ -13,6 +13,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/warden-llm/warden/safety/store"
 )
 
 // The key files in the data dir.
@@ -36,34 +38,6 @@ func readKeyFile(path string) ([]byte, error) {
 	return b, nil
 }
 
-// writeKeyFile creates path 0600 with b, fsynced, failing if it exists (a
-// concurrent creator won: the caller reads the winner's file).
-func writeKeyFile(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		os.Remove(path)
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(path)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(path)
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
-}
-
 // loadSigningKey reads the checkpoint signing key. When the file is
 // missing: if mayCreate, a new key is written; otherwise (checkpoints
 // exist and would no longer verify) it is an error naming the file.
@@ -85,7 +59,7 @@ func loadSigningKey(dataDir string, mayCreate bool) (ed25519.PrivateKey, error) 
 		if err != nil {
 			return nil, fmt.Errorf("encode audit signing key: %w", err)
 		}
-		err = writeKeyFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+		err = store.CreateKeyFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
 		if errors.Is(err, fs.ErrExist) {
 			return loadSigningKey(dataDir, false)
 		}
@@ -125,7 +99,7 @@ func loadTextKey(dataDir string, mayCreate bool) (cipher.AEAD, error) {
 		if _, err := rand.Read(b); err != nil {
 			return nil, fmt.Errorf("generate audit text key: %w", err)
 		}
-		err := writeKeyFile(path, b)
+		err := store.CreateKeyFile(path, b)
 		if errors.Is(err, fs.ErrExist) {
 			return loadTextKey(dataDir, false)
 		}
