@@ -53,8 +53,13 @@ func TestGatePausesAndResumes(t *testing.T) {
 	h.none() // nothing moves until someone kicks
 	h.s.Kick()
 	first, second := h.next(), h.next()
-	// a holds nothing yet and is first in the round; with b waiting, a may
-	// take only slots−1 = 1 slot, so b gets the other.
+	// One Kick dispatches both, so the order their goroutines report in is
+	// not the dispatch order: compare as a set. a holds nothing yet and is
+	// first in the round; with b waiting, a may take only slots−1 = 1 slot,
+	// so b gets the other and a2 waits.
+	if first.n > second.n {
+		first, second = second, first
+	}
 	if first != a1 || second != b1 {
 		t.Fatalf("dispatched %s#%d then %s#%d; want a#%d then b#%d", first.key, first.n, second.key, second.n, a1.n, b1.n)
 	}
