@@ -2,24 +2,16 @@ package models
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
-	"net"
-	"net/http"
-	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"syscall"
 	"testing"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/ollama/ollama/api"
 	"github.com/ollama/ollama/fs/ggml"
+
+	"github.com/warden-llm/warden/runtime/ollama/ollamatest"
 )
 
 // demoSHA256 is the digest of the demo GGUF. It changes only when the
@@ -143,7 +135,7 @@ func TestAllowed(t *testing.T) {
 // TestDemoOnOllama imports the demo model into the real backend and runs a
 // completion and an embedding through it.
 func TestDemoOnOllama(t *testing.T) {
-	c := startOllama(t)
+	c := ollamatest.Serve(t)
 	ctx := t.Context()
 
 	imported, err := EnsureDemo(ctx, c)
@@ -208,95 +200,5 @@ func TestDemoOnOllama(t *testing.T) {
 	if len(resp.Embeddings) != 1 || len(resp.Embeddings[0]) != DemoEmbeddingLength {
 		t.Errorf("embed returned %d vectors, first of length %d; want 1 of length %d",
 			len(resp.Embeddings), len(resp.Embeddings[0]), DemoEmbeddingLength)
-	}
-}
-
-// startOllama runs `ollama serve` from bin/ollama in its own process group
-// with a clean environment and empty model store, waits until it answers,
-// and stops the whole group (runners included) when the test ends.
-func startOllama(t *testing.T) *api.Client {
-	t.Helper()
-	bin, err := filepath.Abs(filepath.Join("..", "bin", "ollama"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("the Ollama backend is missing (%v): run `make backend` first", err)
-	}
-
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	dir := t.TempDir()
-	logPath := filepath.Join(dir, "serve.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close() // the child holds its own descriptor
-
-	cmd := exec.Command(bin, "serve")
-	cmd.Env = []string{
-		"HOME=" + dir,
-		"OLLAMA_HOST=" + addr,
-		"OLLAMA_MODELS=" + t.TempDir(),
-		"OLLAMA_NO_CLOUD=1",
-		"OLLAMA_CONTEXT_LENGTH=4096",
-		"PATH=/usr/bin:/bin",
-	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start ollama: %v", err)
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-
-	t.Cleanup(func() {
-		pgid := cmd.Process.Pid
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-		}
-		// Runners outlive serve: take down whatever is left of the group.
-		if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-			t.Errorf("kill ollama process group: %v", err)
-		}
-		<-exited
-		if t.Failed() {
-			if b, err := os.ReadFile(logPath); err == nil {
-				t.Logf("ollama serve log:\n%s", b)
-			}
-		}
-	})
-
-	c := api.NewClient(&url.URL{Scheme: "http", Host: addr}, &http.Client{})
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := c.Heartbeat(ctx)
-		if err == nil {
-			return c
-		}
-		select {
-		case <-exited:
-			t.Fatalf("ollama serve exited before answering: %v", waitErr)
-		case <-ctx.Done():
-			t.Fatalf("ollama serve did not answer on %s: %v", addr, err)
-		case <-tick.C:
-		}
 	}
 }

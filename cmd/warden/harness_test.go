@@ -2,8 +2,8 @@ package main
 
 // The end-to-end tests run the real warden binary, which runs the real
 // Ollama built by `make backend` with the demo model, and talk to it through
-// the official openai-go client. They fail (never skip) when bin/ollama is
-// missing.
+// the official openai-go client. Without bin/ollama they skip naming
+// `make test`, and fail when CI or WARDEN_TEST_OLLAMA is set (ollamatest).
 
 import (
 	"bufio"
@@ -26,6 +26,8 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+
+	"github.com/warden-llm/warden/runtime/ollama/ollamatest"
 )
 
 var (
@@ -54,17 +56,10 @@ func TestMain(m *testing.M) {
 }
 
 // ollamaBin is the backend binary the Makefile points at, or the repository's
-// bin/ollama.
+// bin/ollama; without it the test skips, or fails under CI (ollamatest).
 func ollamaBin(t testing.TB) string {
 	t.Helper()
-	p := os.Getenv("WARDEN_TEST_OLLAMA")
-	if p == "" {
-		p, _ = filepath.Abs("../../bin/ollama")
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("the real Ollama binary is needed at %s: run `make backend` (or `make test`): %v", p, err)
-	}
-	return p
+	return ollamatest.Binary(t)
 }
 
 func buildWarden(t testing.TB) string {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/warden-llm/warden/runtime/ollama/ollamatest"
 )
 
 func TestVersionAtLeast(t *testing.T) {
@@ -85,7 +87,7 @@ func TestFinder(t *testing.T) {
 // TestBinaryVersionReal reads the version of the real bin/ollama, which
 // `make backend` stamps (a plain build would say 0.0.0).
 func TestBinaryVersionReal(t *testing.T) {
-	bin := testBinary(t)
+	bin := ollamatest.Binary(t)
 	v, err := BinaryVersion(t.Context(), bin)
 	if err != nil {
 		t.Fatal(err)
@@ -93,21 +95,4 @@ func TestBinaryVersionReal(t *testing.T) {
 	if !VersionAtLeast(v, MinPathVersion) {
 		t.Errorf("bin/ollama reports version %q, want ≥ %s (is the version stamped?)", v, MinPathVersion)
 	}
-}
-
-// testBinary is the real backend the Makefile points at (WARDEN_TEST_OLLAMA),
-// or the repository's bin/ollama. Its absence fails the test.
-func testBinary(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("WARDEN_TEST_OLLAMA")
-	if bin == "" {
-		var err error
-		if bin, err = filepath.Abs("../../bin/ollama"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("ollama binary missing (%v): run make backend", err)
-	}
-	return bin
 }

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/runtime/ollama/ollamatest"
 )
 
 // patience bounds every wait on the real backend; polls end as soon as
@@ -231,7 +233,7 @@ func TestSupervisorStartCancelled(t *testing.T) {
 // process of the test's backend and no goroutine of the package remain.
 func testConfig(t *testing.T) (Config, *syncBuffer) {
 	t.Helper()
-	bin := testBinary(t)
+	bin := ollamatest.Binary(t)
 	goroutines := runtime.NumGoroutine()
 	logs := &syncBuffer{}
 	cfg := Config{

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/internal/testenv"
 )
 
 const installHint = "run scripts/install-test-deps.sh (as root) to install rsyslog, rsyslog-gnutls and openssl"
@@ -33,7 +35,9 @@ type rsyslog struct {
 
 func lookRsyslogd(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("rsyslogd"); err == nil {
+	testenv.NeedExternal(t, "rsyslogd and openssl")
+	p, err := exec.LookPath("rsyslogd")
+	if err == nil {
 		return p
 	}
 	for _, p := range []string{"/usr/sbin/rsyslogd", "/sbin/rsyslogd"} {
@@ -41,7 +45,7 @@ func lookRsyslogd(t *testing.T) string {
 			return p
 		}
 	}
-	t.Fatalf("rsyslogd not found: %s", installHint)
+	testenv.Missing(t, "rsyslogd ("+installHint+")", err)
 	return ""
 }
 
@@ -52,7 +56,7 @@ func newRsyslog(t *testing.T) *rsyslog {
 	r := &rsyslog{t: t, bin: lookRsyslogd(t), dir: t.TempDir()}
 	openssl, err := exec.LookPath("openssl")
 	if err != nil {
-		t.Fatalf("openssl not found: %s", installHint)
+		testenv.Missing(t, "openssl ("+installHint+")", err)
 	}
 	r.certFile = filepath.Join(r.dir, "cert.pem")
 	keyFile := filepath.Join(r.dir, "key.pem")
