@@ -11,6 +11,7 @@ import (
 
 	"github.com/ollama/ollama/api"
 
+	"github.com/warden-llm/warden/internal/testwait"
 	"github.com/warden-llm/warden/runtime/sched"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/store"
@@ -125,14 +126,14 @@ func TestWeightsEndToEnd(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go send(light, "first", &wg) // takes the slot and holds it
-	waitUntil(t, func() bool { return q.Stats().Models["demo:latest"].InFlight == 1 })
+	testwait.For(t, "the condition", func() bool { return q.Stats().Models["demo:latest"].InFlight == 1 })
 	const each = 16
 	for range each {
 		wg.Add(2)
 		go send(heavy, "heavy", &wg)
 		go send(light, "light", &wg)
 	}
-	waitUntil(t, func() bool { return q.Stats().Models["demo:latest"].Queued == 2*each })
+	testwait.For(t, "the condition", func() bool { return q.Stats().Models["demo:latest"].Queued == 2*each })
 	for range 2*each + 1 {
 		step <- struct{}{}
 	}
@@ -143,17 +144,5 @@ func TestWeightsEndToEnd(t *testing.T) {
 	}
 	if counts["heavy"] < 11 || counts["heavy"] > 13 || counts["light"] < 3 {
 		t.Errorf("first 16 dispatches: %v, want about 12 heavy (weight 3) and 4 light (weight 1); order %v", counts, order)
-	}
-}
-
-// waitUntil polls cond; the deadline is a hang guard, not a timing assertion.
-func waitUntil(t *testing.T, cond func() bool) {
-	t.Helper()
-	end := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatal("condition never held")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

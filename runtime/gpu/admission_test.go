@@ -4,14 +4,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/internal/testwait"
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 var t0 = time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)
-
-// clock is an injected clock a test moves by hand.
-type clock struct{ now time.Time }
-
-func (c *clock) Now() time.Time { return c.now }
 
 func snapshotOf(devs ...Device) Snapshot { return Snapshot{Time: t0, Devices: devs} }
 
@@ -40,7 +38,7 @@ func TestCanLoad(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &clock{now: tt.now}
+			c := storetest.NewClock(tt.now)
 			a := &Admission{HeadroomBytes: gib, Now: c.Now}
 			ok, retry, reason := a.CanLoad(tt.need, tt.snap)
 			if ok != tt.wantOK {
@@ -57,7 +55,7 @@ func TestCanLoad(t *testing.T) {
 }
 
 func TestPausedHysteresis(t *testing.T) {
-	c := &clock{now: t0}
+	c := storetest.NewClock(t0)
 	var alerts []Alert
 	a := &Admission{TempLimitC: 85, TempResumeC: 75, Now: c.Now, StaleAfter: -1,
 		OnAlert: func(al Alert) { alerts = append(alerts, al) }}
@@ -78,7 +76,7 @@ func TestPausedHysteresis(t *testing.T) {
 		{nil, false, 4},              // telemetry lost: resume rather than pause forever
 	}
 	for i, s := range steps {
-		c.now = c.now.Add(time.Second)
+		c.Advance(time.Second)
 		var devs []Device
 		for j, temp := range s.temps {
 			devs = append(devs, Device{Index: j, TemperatureC: temp})
@@ -135,7 +133,7 @@ func TestAdmissionOverMonitoredFake(t *testing.T) {
 	until := func(what string, cond func(Snapshot) bool) Snapshot {
 		t.Helper()
 		var s Snapshot
-		waitFor(t, what, func() bool { s = latest(); return cond(s) })
+		testwait.For(t, what, func() bool { s = latest(); return cond(s) })
 		return s
 	}
 

@@ -7,6 +7,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/internal/testwait"
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 // fakeModels is a Models whose answers a test sets.
@@ -48,7 +51,7 @@ func TestGateOverNVMLMock(t *testing.T) {
 	f := newFakeGPU(t)
 	n := NewNVML(f.server, nil)
 	defer n.Close()
-	c := &clock{now: t0}
+	c := storetest.NewClock(t0)
 	adm := &Admission{HeadroomBytes: 2 * gib, TempLimitC: 85, TempResumeC: 75, StaleAfter: -1, Now: c.Now}
 	models := &fakeModels{loaded: []string{"small:latest"}, need: map[string]uint64{"big:latest": 30 * gib, "mid:latest": 20 * gib}}
 	g := NewGate(adm, models)
@@ -60,7 +63,7 @@ func TestGateOverNVMLMock(t *testing.T) {
 	g.OnChange = func() { kicks++ }
 	update := func() {
 		t.Helper()
-		c.now = c.now.Add(time.Second)
+		c.Advance(time.Second)
 		snap, err := n.Sample()
 		if err != nil {
 			t.Fatal(err)
@@ -151,7 +154,7 @@ func TestGateOverNVMLMock(t *testing.T) {
 // list its models leave every model open.
 func TestGateWithoutTelemetry(t *testing.T) {
 	const gib = 1 << 30
-	c := &clock{now: t0}
+	c := storetest.NewClock(t0)
 	adm := &Admission{HeadroomBytes: gib, Now: c.Now}
 	models := &fakeModels{need: map[string]uint64{"big:latest": 100 * gib}}
 	g := NewGate(adm, models)
@@ -168,12 +171,12 @@ func TestGateWithoutTelemetry(t *testing.T) {
 	if g.Open("big:latest") {
 		t.Fatal("big open on a full GPU")
 	}
-	c.now = t0.Add(time.Minute) // the sampler stalled: the snapshot is stale
+	c.Set(t0.Add(time.Minute)) // the sampler stalled: the snapshot is stale
 	g.Update(t.Context(), full, true)
 	if !g.Open("big:latest") {
 		t.Error("held on a stale snapshot")
 	}
-	c.now = t0
+	c.Set(t0)
 	models.set(func(m *fakeModels) { m.listErr = errors.New("connection refused") })
 	g.Update(t.Context(), full, true)
 	if !g.Open("big:latest") {
@@ -203,7 +206,7 @@ func TestMonitorOnSample(t *testing.T) {
 		}
 	}
 	m.Start(t.Context())
-	waitFor(t, "three samples", func() bool { mu.Lock(); defer mu.Unlock(); return seen >= 3 })
+	testwait.For(t, "three samples", func() bool { mu.Lock(); defer mu.Unlock(); return seen >= 3 })
 	m.Close()
 
 	calls := 0

@@ -12,20 +12,9 @@ import (
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
-)
 
-// waitFor polls cond until it holds, failing the test after a generous
-// deadline. It asserts nothing about how long that took.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
+	"github.com/warden-llm/warden/internal/testwait"
+)
 
 // syncBuffer is a log destination safe for the Monitor's goroutine.
 type syncBuffer struct {
@@ -89,7 +78,7 @@ func TestMonitorSamplesOnInterval(t *testing.T) {
 		t.Errorf("status = %q, want %q", got, want)
 	}
 	f.set(6, func(s *fakeState) { s.tempC = 77; s.used = 1 << 30 })
-	waitFor(t, "a sample showing device 6 at 77°C", func() bool {
+	testwait.For(t, "a sample showing device 6 at 77°C", func() bool {
 		snap, ok := m.Latest()
 		return ok && snap.Devices[6].TemperatureC == 77 && snap.Devices[6].MemoryUsed == 1<<30
 	})
@@ -151,7 +140,7 @@ func TestMonitorTransientErrorsLoggedOnceAndRecover(t *testing.T) {
 	if got := m.Status(); !strings.HasPrefix(got, "sample failed: ") {
 		t.Errorf("status after a failed first sample = %q", got)
 	}
-	waitFor(t, "a good sample", m.Available)
+	testwait.For(t, "a good sample", m.Available)
 	if got, want := m.Status(), "ok: 1 GPU"; got != want {
 		t.Errorf("status = %q, want %q", got, want)
 	}
@@ -167,7 +156,7 @@ func TestMonitorStopsWithContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	m := NewMonitor(s, time.Millisecond, nil)
 	m.Start(ctx)
-	waitFor(t, "a few samples", func() bool { return s.count() > 3 })
+	testwait.For(t, "a few samples", func() bool { return s.count() > 3 })
 	cancel()
 	if err := m.Close(); err != nil { // waits for the goroutine, which has already returned
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warden-llm/warden/internal/testwait"
 	"github.com/warden-llm/warden/runtime/ollama/ollamatest"
 )
 
@@ -70,7 +71,7 @@ func TestSupervisorStartClose(t *testing.T) {
 	if err := s.Close(t.Context()); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	waitFor(t, "child process group to go", func() bool { return groupEmpty(pid) })
+	testwait.For(t, "child process group to go", func() bool { return groupEmpty(pid) })
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, "ollama.pid")); !os.IsNotExist(err) {
 		t.Errorf("pidfile after Close: %v, want it removed", err)
 	}
@@ -95,7 +96,7 @@ func TestSupervisorRestartsKilledChild(t *testing.T) {
 		t.Fatalf("kill child: %v", err)
 	}
 	start := time.Now()
-	waitFor(t, "restart", func() bool { return s.Restarts() == 1 && s.Healthy() })
+	testwait.For(t, "restart", func() bool { return s.Restarts() == 1 && s.Healthy() })
 	t.Logf("healthy again after %v", time.Since(start))
 	if err := s.WaitHealthy(t.Context()); err != nil {
 		t.Errorf("WaitHealthy: %v", err)
@@ -106,7 +107,7 @@ func TestSupervisorRestartsKilledChild(t *testing.T) {
 	if v := getVersion(t, s); !strings.Contains(v, `"version"`) {
 		t.Errorf("/api/version after restart = %q", v)
 	}
-	waitFor(t, "old process group to go", func() bool { return groupEmpty(old) })
+	testwait.For(t, "old process group to go", func() bool { return groupEmpty(old) })
 	if !strings.Contains(logs.String(), "ollama died; restarting") {
 		t.Errorf("no restart logged:\n%s", logs)
 	}
@@ -132,7 +133,7 @@ func TestSupervisorReapsLeftovers(t *testing.T) {
 	if err := s.Start(t.Context()); err != nil {
 		t.Fatalf("Start: %v\n%s", err, logs)
 	}
-	waitFor(t, "leftover to be killed", func() bool {
+	testwait.For(t, "leftover to be killed", func() bool {
 		select {
 		case <-memberDone:
 			return groupEmpty(leader)
@@ -162,8 +163,8 @@ func TestSupervisorReapsGroupAfterCrash(t *testing.T) {
 	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "restart", func() bool { return s.Restarts() == 1 && s.Healthy() })
-	waitFor(t, "runner stand-in to be killed", func() bool {
+	testwait.For(t, "restart", func() bool { return s.Restarts() == 1 && s.Healthy() })
+	testwait.For(t, "runner stand-in to be killed", func() bool {
 		select {
 		case <-memberDone:
 			return groupEmpty(old)
@@ -243,8 +244,8 @@ func testConfig(t *testing.T) (Config, *syncBuffer) {
 		Logger:    slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	t.Cleanup(func() {
-		waitFor(t, "test's ollama processes to go", func() bool { return len(backendProcs(cfg.ModelsDir)) == 0 })
-		waitFor(t, "goroutines to finish", func() bool { return runtime.NumGoroutine() <= goroutines })
+		testwait.For(t, "test's ollama processes to go", func() bool { return len(backendProcs(cfg.ModelsDir)) == 0 })
+		testwait.For(t, "goroutines to finish", func() bool { return runtime.NumGoroutine() <= goroutines })
 		if t.Failed() {
 			t.Logf("supervisor logs:\n%s", logs)
 		}
@@ -329,18 +330,6 @@ func getVersion(t *testing.T, s *Supervisor) string {
 		t.Fatalf("GET /api/version: %d %v", resp.StatusCode, err)
 	}
 	return string(b)
-}
-
-// waitFor polls cond until it holds, failing the test after patience.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(patience)
-	for wait := time.Millisecond; !cond(); wait = min(2*wait, 100*time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(wait)
-	}
 }
 
 func readFile(t *testing.T, path string) string {

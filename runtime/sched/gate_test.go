@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 // gate is a Config.Gate a test opens and closes per model.
@@ -24,7 +26,7 @@ func (g *gate) open(model string) bool {
 // not even into free slots, and requests keep queueing; after it opens,
 // Kick dispatches them in fair order.
 func TestGatePausesAndResumes(t *testing.T) {
-	clock := newFakeClock()
+	clock := storetest.NewClock(storetest.T0)
 	g := &gate{}
 	h := newHarness(t, Config{
 		Slots: func(string) int { return 2 },
@@ -83,7 +85,7 @@ func TestGatePausesAndResumes(t *testing.T) {
 // TestGateTimeout: the queue timeout still applies while the gate is
 // closed, and says so with its own reason and Retry-After.
 func TestGateTimeout(t *testing.T) {
-	clock := newFakeClock()
+	clock := storetest.NewClock(storetest.T0)
 	g := &gate{}
 	g.set(map[string]bool{"m": true})
 	h := newHarness(t, Config{
@@ -95,7 +97,7 @@ func TestGateTimeout(t *testing.T) {
 		After:          clock.After,
 	})
 	r := h.submit(context.Background(), "m", "a", 1)
-	clock.waitArmed(1)
+	waitArmed(clock, 1)
 	clock.Advance(30 * time.Second)
 	<-r.done
 	var qe *QueueError

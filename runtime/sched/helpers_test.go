@@ -3,9 +3,10 @@ package sched
 import (
 	"context"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 // req is one Acquire running in its own goroutine.
@@ -150,71 +151,9 @@ func (h *harness) assertEmpty() {
 	}
 }
 
-// fakeClock is a manual clock whose timers fire on Advance.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
-}
-
-type fakeTimer struct {
-	at      time.Time
-	c       chan time.Time
-	stopped bool
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) (<-chan time.Time, func() bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{at: c.now.Add(d), c: make(chan time.Time, 1)}
-	c.timers = append(c.timers, t)
-	return t.c, func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		was := !t.stopped
-		t.stopped = true
-		return was
-	}
-}
-
-// armed is how many timers are waiting to fire.
-func (c *fakeClock) armed() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, t := range c.timers {
-		if !t.stopped {
-			n++
-		}
-	}
-	return n
-}
-
-// waitArmed waits until n timers are armed.
-func (c *fakeClock) waitArmed(n int) {
-	for c.armed() < n {
+// waitArmed waits until n of clock's timers are armed.
+func waitArmed(clock *storetest.Clock, n int) {
+	for clock.Armed() < n {
 		runtime.Gosched()
-	}
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	for _, t := range c.timers {
-		if !t.stopped && !c.now.Before(t.at) {
-			t.stopped = true
-			t.c <- c.now
-		}
 	}
 }

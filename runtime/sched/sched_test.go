@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 // countingBackend records the most calls it ever saw at once per model.
@@ -177,7 +179,7 @@ func TestQueueBounds(t *testing.T) {
 }
 
 func TestQueueTimeout(t *testing.T) {
-	clock := newFakeClock()
+	clock := storetest.NewClock(storetest.T0)
 	h := newHarness(t, Config{
 		Slots:        func(string) int { return 1 },
 		QueueTimeout: 30 * time.Second,
@@ -186,7 +188,7 @@ func TestQueueTimeout(t *testing.T) {
 	})
 	release := h.hold("m", "holder")
 	r := h.submit(context.Background(), "m", "a", 1)
-	clock.waitArmed(1)
+	waitArmed(clock, 1)
 	clock.Advance(29 * time.Second)
 	select {
 	case <-r.done:
@@ -209,7 +211,7 @@ func TestQueueTimeout(t *testing.T) {
 }
 
 func TestWaitedOnGrant(t *testing.T) {
-	clock := newFakeClock()
+	clock := storetest.NewClock(storetest.T0)
 	h := newHarness(t, Config{Slots: func(string) int { return 1 }, Now: clock.Now, After: clock.After})
 	release := h.hold("m", "holder")
 	h.submit(context.Background(), "m", "a", 1)
@@ -313,7 +315,7 @@ func TestStats(t *testing.T) {
 }
 
 func TestAcquireTick(t *testing.T) {
-	clock := newFakeClock()
+	clock := storetest.NewClock(storetest.T0)
 	s := New(Config{
 		Slots:        func(string) int { return 1 },
 		QueueTimeout: time.Minute,
@@ -336,7 +338,7 @@ func TestAcquireTick(t *testing.T) {
 		done <- err
 	}()
 	for i := range 3 {
-		clock.waitArmed(2) // the queue timeout and the next tick
+		waitArmed(clock, 2) // the queue timeout and the next tick
 		clock.Advance(5 * time.Second)
 		select {
 		case <-ticked:
@@ -344,12 +346,12 @@ func TestAcquireTick(t *testing.T) {
 			t.Fatalf("tick %d: Acquire returned %v while the slot was held", i, err)
 		}
 	}
-	clock.waitArmed(2)
+	waitArmed(clock, 2)
 	release()
 	if err := <-done; err != nil {
 		t.Fatalf("AcquireTick = %v", err)
 	}
-	if n := clock.armed(); n != 0 {
+	if n := clock.Armed(); n != 0 {
 		t.Errorf("%d timers left armed, want 0", n)
 	}
 }

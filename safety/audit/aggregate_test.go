@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 // recorder is a fake Appender.
@@ -93,7 +95,7 @@ func TestAggregatorKeepsCountsWhenAppendFails(t *testing.T) {
 
 func TestAggregatorThroughWriter(t *testing.T) {
 	dir := t.TempDir()
-	db := openDB(t, dir)
+	db := storetest.OpenDir(t, dir)
 	w := startWriter(t, db, dir, Config{})
 	a := NewAggregator(w)
 	a.Start()

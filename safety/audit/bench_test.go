@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 // BenchmarkAppend measures durable records/s (synchronous=FULL, group
@@ -13,7 +15,7 @@ import (
 // sees.
 func BenchmarkAppend(b *testing.B) {
 	dir := b.TempDir()
-	db := openDB(b, dir)
+	db := storetest.OpenDir(b, dir)
 	w := startWriter(b, db, dir, Config{})
 	var mu sync.Mutex
 	var waits []time.Duration
@@ -46,7 +48,7 @@ func BenchmarkAppend(b *testing.B) {
 // with a fixed count, e.g. -benchtime=2500x (5 s).
 func BenchmarkAppendAt500PerSecond(b *testing.B) {
 	dir := b.TempDir()
-	db := openDB(b, dir)
+	db := storetest.OpenDir(b, dir)
 	w := startWriter(b, db, dir, Config{})
 	waits := make([]time.Duration, b.N)
 	var wg sync.WaitGroup
@@ -90,7 +92,7 @@ func report(b *testing.B, waits []time.Duration, elapsed time.Duration, w *Write
 // BenchmarkVerify reports how fast Verify walks a chain of 20,000 records.
 func BenchmarkVerify(b *testing.B) {
 	dir := b.TempDir()
-	db := openDB(b, dir)
+	db := storetest.OpenDir(b, dir)
 	w := startWriter(b, db, dir, Config{})
 	var wg sync.WaitGroup
 	for g := range 40 {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 func readDay(t *testing.T, path string) []StoredRecord {
@@ -38,7 +40,7 @@ func readDay(t *testing.T, path string) []StoredRecord {
 
 func TestExportDays(t *testing.T) {
 	dir := t.TempDir()
-	db := openDB(t, dir)
+	db := storetest.OpenDir(t, dir)
 	w := startWriter(t, db, dir, Config{})
 	ctx := t.Context()
 	day1 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)

@@ -3,42 +3,13 @@ package audit
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/warden-llm/warden/safety/store"
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
-func openDB(t testing.TB, dir string) *store.DB {
-	t.Helper()
-	db, err := store.Open(context.Background(), dir, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{t: time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *storetest.Clock { return storetest.NewClock(storetest.T0) }
 
 func startWriter(t testing.TB, db *store.DB, dir string, cfg Config) *Writer {
 	t.Helper()

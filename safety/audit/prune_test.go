@@ -7,11 +7,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 func TestPruneKeepsVerifyGreen(t *testing.T) {
 	dir := t.TempDir()
-	db := openDB(t, dir)
+	db := storetest.OpenDir(t, dir)
 	clock := newClock()
 	w := startWriter(t, db, dir, Config{CheckpointEvery: 7, Now: clock.Now, StoreText: StoreTextFull})
 	for day := range 5 {
@@ -84,7 +86,7 @@ func TestPruneKeepsVerifyGreen(t *testing.T) {
 
 func TestStoreTextEncryptedAndPurgeable(t *testing.T) {
 	dir := t.TempDir()
-	db := openDB(t, dir)
+	db := storetest.OpenDir(t, dir)
 	clock := newClock()
 	w := startWriter(t, db, dir, Config{StoreText: StoreTextFull, Now: clock.Now})
 	r := req(1)
@@ -145,7 +147,7 @@ func TestStoreTextEncryptedAndPurgeable(t *testing.T) {
 
 func TestNoTextByDefault(t *testing.T) {
 	dir := t.TempDir()
-	db := openDB(t, dir)
+	db := storetest.OpenDir(t, dir)
 	w := startWriter(t, db, dir, Config{})
 	r := req(1)
 	r.Prompt = "hi"

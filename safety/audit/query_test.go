@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 func TestQueryFilters(t *testing.T) {
 	dir := t.TempDir()
-	db := openDB(t, dir)
+	db := storetest.OpenDir(t, dir)
 	clock := newClock()
 	w := startWriter(t, db, dir, Config{Now: clock.Now})
 	t0 := clock.Now()
@@ -76,7 +78,7 @@ func TestQueryFilters(t *testing.T) {
 
 func TestCheckpointEveryInterval(t *testing.T) {
 	dir := t.TempDir()
-	db := openDB(t, dir)
+	db := storetest.OpenDir(t, dir)
 	w := startWriter(t, db, dir, Config{CheckpointInterval: 10 * time.Millisecond})
 	if _, err := w.Append(t.Context(), req(0)); err != nil {
 		t.Fatal(err)

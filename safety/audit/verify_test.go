@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 // appendN appends n records one by one (one transaction each).
@@ -39,7 +41,7 @@ func TestVerifyNamesFirstBrokenLink(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			db := openDB(t, dir)
+			db := storetest.OpenDir(t, dir)
 			w := startWriter(t, db, dir, Config{CheckpointEvery: 20})
 			appendN(t, w, 50)
 			w.Close(t.Context())
@@ -64,7 +66,7 @@ func TestVerifyNamesFirstBrokenLink(t *testing.T) {
 
 func TestVerifyCatchesTruncatedTailAgainstOffHost(t *testing.T) {
 	dir := t.TempDir()
-	db := openDB(t, dir)
+	db := storetest.OpenDir(t, dir)
 	w := startWriter(t, db, dir, Config{CheckpointEvery: 100})
 	appendN(t, w, 250)
 	w.Close(t.Context()) // final checkpoint at 250
@@ -112,7 +114,7 @@ func TestVerifyCatchesTruncatedTailAgainstOffHost(t *testing.T) {
 
 func TestTriggersRefuseChanges(t *testing.T) {
 	dir := t.TempDir()
-	db := openDB(t, dir)
+	db := storetest.OpenDir(t, dir)
 	w := startWriter(t, db, dir, Config{CheckpointEvery: 5})
 	appendN(t, w, 10)
 	for _, q := range []string{
@@ -133,7 +135,7 @@ func TestTriggersRefuseChanges(t *testing.T) {
 
 func TestKeyFileErrorsNameTheFile(t *testing.T) {
 	dir := t.TempDir()
-	db := openDB(t, dir)
+	db := storetest.OpenDir(t, dir)
 	w := startWriter(t, db, dir, Config{CheckpointEvery: 5})
 	appendN(t, w, 10)
 	w.Close(t.Context())
@@ -185,7 +187,7 @@ func TestVerifyTail(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			db := openDB(t, dir)
+			db := storetest.OpenDir(t, dir)
 			w := startWriter(t, db, dir, Config{CheckpointEvery: 20})
 			appendN(t, w, 40)
 			w.Close(t.Context())

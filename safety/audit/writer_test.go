@@ -9,11 +9,12 @@ import (
 	"testing"
 
 	"github.com/warden-llm/warden/safety/store"
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 func TestAppendTxChains(t *testing.T) {
 	dir := t.TempDir()
-	db := openDB(t, dir)
+	db := storetest.OpenDir(t, dir)
 	ctx := t.Context()
 	for round := range 3 {
 		tx, err := db.BeginTx(ctx, nil)
@@ -65,7 +66,7 @@ func TestAppendTxChains(t *testing.T) {
 
 func TestGroupCommitUnderLoad(t *testing.T) {
 	dir := t.TempDir()
-	db := openDB(t, dir)
+	db := storetest.OpenDir(t, dir)
 	var hooked sync.Map
 	w := startWriter(t, db, dir, Config{
 		CheckpointEvery: 1000,
@@ -126,7 +127,7 @@ func TestGroupCommitUnderLoad(t *testing.T) {
 
 func TestFailsClosedOnFullDisk(t *testing.T) {
 	dir := t.TempDir()
-	db := openDB(t, dir)
+	db := storetest.OpenDir(t, dir)
 	w := startWriter(t, db, dir, Config{})
 	ctx := t.Context()
 	if _, err := w.Append(ctx, req(0)); err != nil {
@@ -190,7 +191,7 @@ func pad(n int) string {
 
 func TestHookErrorFailsBatch(t *testing.T) {
 	dir := t.TempDir()
-	db := openDB(t, dir)
+	db := storetest.OpenDir(t, dir)
 	fail := true
 	w := startWriter(t, db, dir, Config{OnCommit: func(*sql.Tx, []StoredRecord) error {
 		if fail {
@@ -214,7 +215,7 @@ func TestHookErrorFailsBatch(t *testing.T) {
 // through AppendTx on a second handle to the same file (as the CLI does).
 func TestTwoProcessesDoNotFork(t *testing.T) {
 	dir := t.TempDir()
-	db := openDB(t, dir)
+	db := storetest.OpenDir(t, dir)
 	other, err := store.Open(t.Context(), dir, store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -260,7 +261,7 @@ func TestTwoProcessesDoNotFork(t *testing.T) {
 
 func TestStartRefusesBadConfig(t *testing.T) {
 	dir := t.TempDir()
-	db := openDB(t, dir)
+	db := storetest.OpenDir(t, dir)
 	if err := NewWriter(db, Config{DataDir: dir, StoreText: "everything"}).Start(t.Context()); err == nil {
 		t.Error("unknown store_text accepted")
 	}

@@ -113,7 +113,7 @@ func TestAuthenticateOutcomes(t *testing.T) {
 			f := newFixture(t)
 			tok := tt.setup(t, f)
 			c := startCache(t, f.db, time.Hour, f.clk.Now)
-			f.clk.Add(tt.after)
+			f.clk.Advance(tt.after)
 			before := f.db.Queries()
 			p, err := c.Authenticate(tok)
 			if f.db.Queries() != before {

@@ -7,6 +7,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/internal/testwait"
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 // TestCacheSeesChangesFromAnotherProcess: revoke and rotate made through a
@@ -18,12 +21,12 @@ func TestCacheSeesChangesFromAnotherProcess(t *testing.T) {
 	b, tokB := f.create(t, Spec{Name: "b"})
 	c := startCache(t, f.db, 10*time.Millisecond, nil) // real clock, real poller
 
-	cli := &Manager{DB: openDB(t, f.dir)}
+	cli := &Manager{DB: storetest.OpenDir(t, f.dir)}
 	ctx := t.Context()
 	if err := cli.Revoke(ctx, "os:cli", a.ID); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the revoke to reach the cache", func() bool {
+	testwait.For(t, "the revoke to reach the cache", func() bool {
 		_, err := c.Authenticate(tokA)
 		return errors.Is(err, ErrInvalidKey)
 	})
@@ -32,7 +35,7 @@ func TestCacheSeesChangesFromAnotherProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the rotated secret to be accepted", func() bool {
+	testwait.For(t, "the rotated secret to be accepted", func() bool {
 		_, err := c.Authenticate(tokB2)
 		return err == nil
 	})
@@ -43,7 +46,7 @@ func TestCacheSeesChangesFromAnotherProcess(t *testing.T) {
 	if err := cli.SetLimits(ctx, "os:cli", b.ID, Limits{RPM: 7}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the new limits to reach the cache", func() bool {
+	testwait.For(t, "the new limits to reach the cache", func() bool {
 		p, err := c.Authenticate(tokB2)
 		return err == nil && p.Limits.RPM == 7
 	})
@@ -56,7 +59,7 @@ func TestRotationWithGraceHasNoDowntime(t *testing.T) {
 	f := newFixture(t)
 	k, oldTok := f.create(t, Spec{})
 	c := startCache(t, f.db, 5*time.Millisecond, f.clk.Now)
-	cli := &Manager{DB: openDB(t, f.dir), Now: f.clk.Now}
+	cli := &Manager{DB: storetest.OpenDir(t, f.dir), Now: f.clk.Now}
 
 	var failures, calls atomic.Int64
 	stop := make(chan struct{})
@@ -80,19 +83,19 @@ func TestRotationWithGraceHasNoDowntime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the new secret to be accepted", func() bool {
+	testwait.For(t, "the new secret to be accepted", func() bool {
 		_, err := c.Authenticate(newTok)
 		return err == nil
 	})
 	before := calls.Load()
-	waitFor(t, "more requests with the old secret", func() bool { return calls.Load() > before+1000 })
+	testwait.For(t, "more requests with the old secret", func() bool { return calls.Load() > before+1000 })
 	close(stop)
 	wg.Wait()
 	if n := failures.Load(); n != 0 {
 		t.Fatalf("%d of %d requests with the old secret failed during the grace", n, calls.Load())
 	}
 
-	f.clk.Add(time.Hour)
+	f.clk.Advance(time.Hour)
 	if _, err := c.Authenticate(oldTok); !errors.Is(err, ErrInvalidKey) {
 		t.Errorf("old secret after the grace = %v, want ErrInvalidKey", err)
 	}
@@ -113,7 +116,7 @@ func TestAuthenticateRunsNoQueries(t *testing.T) {
 			t.Fatalf("call %d: %v", i, err)
 		}
 		if i%100 == 0 {
-			f.clk.Add(time.Millisecond) // last-used moves, still in memory only
+			f.clk.Advance(time.Millisecond) // last-used moves, still in memory only
 		}
 	}
 	if n := f.db.Queries() - before; n != 0 {
@@ -133,7 +136,7 @@ func TestExpiryNeedsNoPoll(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := f.db.Queries()
-	f.clk.Add(time.Minute)
+	f.clk.Advance(time.Minute)
 	if _, err := c.Authenticate(tok); !errors.Is(err, ErrInvalidKey) {
 		t.Errorf("after expiry = %v, want ErrInvalidKey", err)
 	}
@@ -179,12 +182,12 @@ func TestPollAndLastUsed(t *testing.T) {
 	}
 
 	// A reload (another process changed the key) keeps the unflushed time.
-	f.clk.Add(time.Minute)
+	f.clk.Advance(time.Minute)
 	c.Authenticate(tok)
-	if err := (&Manager{DB: openDB(t, f.dir)}).SetLimits(ctx, "os:cli", k.ID, Limits{RPM: 1}); err != nil {
+	if err := (&Manager{DB: storetest.OpenDir(t, f.dir)}).SetLimits(ctx, "os:cli", k.ID, Limits{RPM: 1}); err != nil {
 		t.Fatal(err)
 	}
-	f.clk.Add(time.Minute)
+	f.clk.Advance(time.Minute)
 	if err := c.reload(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +199,7 @@ func TestPollAndLastUsed(t *testing.T) {
 	}
 
 	// Close writes what the last tick had not.
-	f.clk.Add(time.Minute)
+	f.clk.Advance(time.Minute)
 	c.Authenticate(tok)
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
@@ -247,7 +250,7 @@ func TestAuthenticateDuringReloads(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	waitFor(t, "the last limits", func() bool {
+	testwait.For(t, "the last limits", func() bool {
 		p, err := c.Authenticate(tok)
 		return err == nil && p.Limits.RPM == 20
 	})

@@ -1,58 +1,29 @@
 package keys
 
 import (
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/warden-llm/warden/safety/store"
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
-// clock is an injected time source tests move by hand.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock {
-	return &clock{t: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-// openDB opens the store in dir and closes it when the test ends.
-func openDB(t testing.TB, dir string) *store.DB {
-	t.Helper()
-	db, err := store.Open(t.Context(), dir, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
+func newClock() *storetest.Clock {
+	return storetest.NewClock(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
 }
 
 // fixture is a fresh database with a Manager on an injected clock.
 type fixture struct {
 	dir string
 	db  *store.DB
-	clk *clock
+	clk *storetest.Clock
 	m   *Manager
 }
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	db := openDB(t, dir)
+	db := storetest.OpenDir(t, dir)
 	clk := newClock()
 	return &fixture{dir: dir, db: db, clk: clk, m: &Manager{DB: db, Now: clk.Now}}
 }
@@ -99,16 +70,4 @@ func startCache(t testing.TB, db *store.DB, interval time.Duration, now func() t
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-// waitFor polls cond until it holds or a generous deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }

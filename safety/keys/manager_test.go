@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 func TestCreateGetList(t *testing.T) {
@@ -39,7 +41,7 @@ func TestCreateGetList(t *testing.T) {
 	if !bytes.Equal(a, b) {
 		t.Errorf("Get = %s\nCreate returned %s", b, a)
 	}
-	f.clk.Add(time.Second)
+	f.clk.Advance(time.Second)
 	k2, _ := f.create(t, Spec{Name: "bob"})
 	list, err := f.m.List(ctx)
 	if err != nil || len(list) != 2 || list[0].ID != k.ID || list[1].ID != k2.ID {
@@ -92,7 +94,7 @@ func TestRotateAndLimitsAreStored(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
 	k, _ := f.create(t, Spec{})
-	f.clk.Add(time.Minute)
+	f.clk.Advance(time.Minute)
 	rk, _, err := f.m.Rotate(ctx, "os:t", k.ID, 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +219,7 @@ func TestHasKeys(t *testing.T) {
 // every write gets its own version.
 func TestTwoProcessesWriteConcurrently(t *testing.T) {
 	f := newFixture(t)
-	other := &Manager{DB: openDB(t, f.dir), Now: f.clk.Now}
+	other := &Manager{DB: storetest.OpenDir(t, f.dir), Now: f.clk.Now}
 	var wg sync.WaitGroup
 	errs := make(chan error, 40)
 	for i := range 40 {

@@ -16,15 +16,6 @@ import (
 
 var t0 = time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC)
 
-func openDB(t *testing.T, dir string) *store.DB {
-	t.Helper()
-	db, err := store.Open(context.Background(), dir, store.Options{})
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	return db
-}
-
 // enqueue commits messages numbered from..to-1 in one transaction.
 func enqueue(t *testing.T, db *store.DB, topic string, from, to int) {
 	t.Helper()
@@ -54,18 +45,6 @@ func enqueueErr(db *store.DB, topic string, from, to int) error {
 }
 
 func body(n int) []byte { return fmt.Appendf(nil, `{"n":%d}`, n) }
-
-// waitFor polls cond until it holds, failing the test after a deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // receiver is a webhook endpoint recording what it accepted.
 type receiver struct {

@@ -10,10 +10,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/internal/testwait"
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 func TestWebhookDeliversEveryMessageInOrder(t *testing.T) {
-	db := openDB(t, t.TempDir())
+	db := storetest.OpenDir(t, t.TempDir())
 	defer db.Close()
 	rcv := newReceiver(t, 0)
 	o := start(t, db, []Sink{rcv.sink(t, "hook")}, testOptions())
@@ -22,7 +25,7 @@ func TestWebhookDeliversEveryMessageInOrder(t *testing.T) {
 		enqueue(t, db, TopicAudit, i, i+23)
 		o.Notify()
 	}
-	waitFor(t, "all messages", func() bool { return len(rcv.received()) >= n })
+	testwait.For(t, "all messages", func() bool { return len(rcv.received()) >= n })
 	got := rcv.received()
 	if len(got) != n {
 		t.Fatalf("received %d messages, want exactly %d (a healthy receiver sees no duplicates)", len(got), n)
@@ -35,34 +38,34 @@ func TestWebhookDeliversEveryMessageInOrder(t *testing.T) {
 			t.Fatalf("message %d time = %v, want %v", i, m.Time, want)
 		}
 	}
-	waitFor(t, "cursor at the end", func() bool { return status(t, o)["hook"].Delivered == n })
+	testwait.For(t, "cursor at the end", func() bool { return status(t, o)["hook"].Delivered == n })
 	if st := status(t, o)["hook"]; st.Pending != 0 || st.Lag != 0 || st.LastSuccess.IsZero() || st.LastError != "" {
 		t.Errorf("status after delivery = %+v, want nothing pending, a success, no error", st)
 	}
 }
 
 func TestWebhookRetriesUntilReceiverRecovers(t *testing.T) {
-	db := openDB(t, t.TempDir())
+	db := storetest.OpenDir(t, t.TempDir())
 	defer db.Close()
 	rcv := newReceiver(t, 7) // the first 7 requests get a 500
 	o := start(t, db, []Sink{rcv.sink(t, "hook")}, testOptions())
 	enqueue(t, db, TopicCheckpoint, 0, 120)
 	o.Notify()
-	waitFor(t, "every message once or more", func() bool { return len(rcv.distinct()) == 120 })
+	testwait.For(t, "every message once or more", func() bool { return len(rcv.distinct()) == 120 })
 	rcv.mu.Lock()
 	requests := rcv.requests
 	rcv.mu.Unlock()
 	if requests < 7+3 {
 		t.Errorf("receiver saw %d requests, want the 7 failed ones retried plus 3 batches", requests)
 	}
-	waitFor(t, "cursor at the end", func() bool { return status(t, o)["hook"].Delivered == 120 })
+	testwait.For(t, "cursor at the end", func() bool { return status(t, o)["hook"].Delivered == 120 })
 	if st := status(t, o)["hook"]; st.Failures != 0 || st.LastError != "" {
 		t.Errorf("status after recovery = %+v, want failures reset", st)
 	}
 }
 
 func TestTwoSinksProgressIndependentlyAndLagShows(t *testing.T) {
-	db := openDB(t, t.TempDir())
+	db := storetest.OpenDir(t, t.TempDir())
 	defer db.Close()
 	up, down := newReceiver(t, 0), newReceiver(t, -1)
 	opts := testOptions()
@@ -72,8 +75,8 @@ func TestTwoSinksProgressIndependentlyAndLagShows(t *testing.T) {
 	enqueue(t, db, TopicAlert, 0, 80)
 	o.Notify()
 
-	waitFor(t, "the healthy sink to finish", func() bool { return status(t, o)["up"].Delivered == 80 })
-	waitFor(t, "the failing sink to record its error", func() bool { return status(t, o)["down"].Failures >= 2 })
+	testwait.For(t, "the healthy sink to finish", func() bool { return status(t, o)["up"].Delivered == 80 })
+	testwait.For(t, "the failing sink to record its error", func() bool { return status(t, o)["down"].Failures >= 2 })
 	st := status(t, o)
 	if got := st["up"]; got.Pending != 0 || got.Lag != 0 {
 		t.Errorf("up = %+v, want nothing pending", got)
@@ -90,8 +93,8 @@ func TestTwoSinksProgressIndependentlyAndLagShows(t *testing.T) {
 	}
 
 	down.setFail(0)
-	waitFor(t, "the recovered sink to catch up", func() bool { return len(down.distinct()) == 80 })
-	waitFor(t, "its cursor", func() bool { return status(t, o)["down"].Delivered == 80 })
+	testwait.For(t, "the recovered sink to catch up", func() bool { return len(down.distinct()) == 80 })
+	testwait.For(t, "its cursor", func() bool { return status(t, o)["down"].Delivered == 80 })
 	if n := len(up.received()); n != 80 {
 		t.Errorf("healthy receiver got %d messages, want 80 (the other sink's retries must not resend to it)", n)
 	}
@@ -100,14 +103,14 @@ func TestTwoSinksProgressIndependentlyAndLagShows(t *testing.T) {
 func TestRestartResumesFromPersistedCursor(t *testing.T) {
 	dir := t.TempDir()
 	rcv := newReceiver(t, 0)
-	db := openDB(t, dir)
+	db := storetest.OpenDir(t, dir)
 	o := start(t, db, []Sink{rcv.sink(t, "hook")}, testOptions())
 	enqueue(t, db, TopicAudit, 0, 60)
 	o.Notify()
 	// Wait for the cursor, not the receiver: a batch received but not yet
 	// acknowledged when Close cancels its send is sent again after the
 	// restart (at least once), which is not what this test is about.
-	waitFor(t, "the first 60 delivered", func() bool { return status(t, o)["hook"].Delivered == 60 })
+	testwait.For(t, "the first 60 delivered", func() bool { return status(t, o)["hook"].Delivered == 60 })
 	if err := o.Close(context.Background()); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -115,10 +118,10 @@ func TestRestartResumesFromPersistedCursor(t *testing.T) {
 	enqueue(t, db, TopicAudit, 60, 100)
 	db.Close()
 
-	db = openDB(t, dir)
+	db = storetest.OpenDir(t, dir)
 	defer db.Close()
 	start(t, db, []Sink{rcv.sink(t, "hook")}, testOptions())
-	waitFor(t, "all 100", func() bool { return len(rcv.distinct()) == 100 })
+	testwait.For(t, "all 100", func() bool { return len(rcv.distinct()) == 100 })
 	got := rcv.received()
 	if len(got) != 100 || got[60].ID != 61 {
 		t.Errorf("after restart got %d messages, the 61st has id %d; want 100 and 61 (resume after the cursor)", len(got), got[60].ID)
@@ -126,7 +129,7 @@ func TestRestartResumesFromPersistedCursor(t *testing.T) {
 }
 
 func TestEnqueueRefusesBadMessages(t *testing.T) {
-	db := openDB(t, t.TempDir())
+	db := storetest.OpenDir(t, t.TempDir())
 	defer db.Close()
 	ctx := context.Background()
 	for name, m := range map[string]Message{
@@ -153,7 +156,7 @@ func TestEnqueueRefusesBadMessages(t *testing.T) {
 }
 
 func TestPruneKeepsWhatASinkStillNeeds(t *testing.T) {
-	db := openDB(t, t.TempDir())
+	db := storetest.OpenDir(t, t.TempDir())
 	defer db.Close()
 	ctx := context.Background()
 	enqueue(t, db, TopicAudit, 0, 10) // ids 1..10, times t0+0s..t0+9s
@@ -217,7 +220,7 @@ func TestLokiPushFormat(t *testing.T) {
 }
 
 func TestPruneWithoutSinksDropsOldRows(t *testing.T) {
-	db := openDB(t, t.TempDir())
+	db := storetest.OpenDir(t, t.TempDir())
 	defer db.Close()
 	enqueue(t, db, TopicAudit, 0, 5)
 	n, err := Prune(context.Background(), db, t0.Add(3*time.Second))

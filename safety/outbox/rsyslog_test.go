@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/warden-llm/warden/internal/testenv"
+	"github.com/warden-llm/warden/internal/testwait"
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 const installHint = "run scripts/install-test-deps.sh (as root) to install rsyslog, rsyslog-gnutls and openssl"
@@ -118,7 +120,7 @@ func (r *rsyslog) start() {
 	r.exited = exited
 	go func(cmd *exec.Cmd) { cmd.Wait(); close(exited) }(r.cmd)
 	t.Cleanup(r.kill)
-	waitFor(t, "rsyslogd to accept on "+r.addr, func() bool {
+	testwait.For(t, "rsyslogd to accept on "+r.addr, func() bool {
 		select {
 		case <-exited:
 			log, _ := os.ReadFile(filepath.Join(r.dir, "rsyslogd.log"))
@@ -170,7 +172,7 @@ func TestRealRsyslogOverTLSAcrossRestart(t *testing.T) {
 	rs := newRsyslog(t)
 	rs.start()
 
-	db := openDB(t, t.TempDir())
+	db := storetest.OpenDir(t, t.TempDir())
 	defer db.Close()
 	sink, err := NewSink(SinkConfig{Name: "rsyslog", Type: "syslog", Network: "tls", Address: rs.addr,
 		CAFile: rs.certFile, ServerName: "localhost", Hostname: "warden-test"})
@@ -210,7 +212,7 @@ func TestRealRsyslogOverTLSAcrossRestart(t *testing.T) {
 		}
 	}()
 
-	waitFor(t, "rsyslog to write the first 100 messages", func() bool { return len(rs.received()) >= 100 })
+	testwait.For(t, "rsyslog to write the first 100 messages", func() bool { return len(rs.received()) >= 100 })
 	line, _ := os.ReadFile(rs.out)
 	if want := regexp.MustCompile(`(?m)^<134>1 2026-11-22T06:00:00\.000Z warden-test warden \d+ audit - \{"n":0\}$`); !want.Match(line) {
 		t.Errorf("rsyslog's raw message is not the RFC 5424 one expected:\n%.300s", line)
@@ -222,12 +224,12 @@ func TestRealRsyslogOverTLSAcrossRestart(t *testing.T) {
 	if err := <-produced; err != nil {
 		t.Fatalf("producer: %v", err)
 	}
-	waitFor(t, "the sink to see the outage", func() bool { return status(t, o)[sink.Name()].Failures > 0 })
+	testwait.For(t, "the sink to see the outage", func() bool { return status(t, o)[sink.Name()].Failures > 0 })
 
 	rs.start()
-	waitFor(t, "the sink to recover", func() bool {
+	testwait.For(t, "the sink to recover", func() bool {
 		st := status(t, o)[sink.Name()]
 		return st.Failures == 0 && st.Pending == 0
 	})
-	waitFor(t, "every message at least once after the restart", func() bool { return hasAll(rs.received(), 0, total) })
+	testwait.For(t, "every message at least once after the restart", func() bool { return hasAll(rs.received(), 0, total) })
 }

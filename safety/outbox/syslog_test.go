@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/internal/testwait"
 )
 
 func newSyslogSink(t *testing.T, network, addr string) *Syslog {
@@ -142,7 +144,7 @@ func TestSyslogTCPReplaysAfterReceiverRestart(t *testing.T) {
 	// The receiver goes away; the sink notices the closed connection.
 	ln.Close()
 	(<-conns).Close()
-	waitFor(t, "the sink to see the connection end", func() bool {
+	testwait.For(t, "the sink to see the connection end", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return s.isDead()

@@ -18,6 +18,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 // selfSigned writes a self-signed P-256 certificate for 127.0.0.1 and its
@@ -110,7 +112,7 @@ func TestSyslogTLSWithClientCertificate(t *testing.T) {
 }
 
 func TestCloseAbortsAHangingSend(t *testing.T) {
-	db := openDB(t, t.TempDir())
+	db := storetest.OpenDir(t, t.TempDir())
 	defer db.Close()
 	entered := make(chan struct{}, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -7,10 +7,13 @@ import (
 	"net/http/httptest"
 	"sync"
 	"testing"
+
+	"github.com/warden-llm/warden/internal/testwait"
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 func TestTopicFilteredSinkTakesOnlyItsTopicsAndKeepsUp(t *testing.T) {
-	db := openDB(t, t.TempDir())
+	db := storetest.OpenDir(t, t.TempDir())
 	all, alerts := newReceiver(t, 0), newReceiver(t, 0)
 	opts := testOptions()
 	opts.Topics = map[string][]string{"alerts": {TopicAlert}}
@@ -19,10 +22,10 @@ func TestTopicFilteredSinkTakesOnlyItsTopicsAndKeepsUp(t *testing.T) {
 	enqueue(t, db, TopicAlert, 3, 4)
 	enqueue(t, db, TopicAudit, 4, 6)
 	o.Notify()
-	waitFor(t, "all six at the unfiltered sink", func() bool { return len(all.received()) == 6 })
+	testwait.For(t, "all six at the unfiltered sink", func() bool { return len(all.received()) == 6 })
 	// The alert sink's cursor passes the audit rows after its alert, so
 	// it does not hold back pruning.
-	waitFor(t, "the alert sink's cursor at the last row", func() bool { return status(t, o)["alerts"].Delivered == 6 })
+	testwait.For(t, "the alert sink's cursor at the last row", func() bool { return status(t, o)["alerts"].Delivered == 6 })
 	got := alerts.received()
 	if len(got) != 1 || got[0].Topic != TopicAlert || string(got[0].Body) != string(body(3)) {
 		t.Fatalf("alert sink got %+v, want the one alert", got)
@@ -30,7 +33,7 @@ func TestTopicFilteredSinkTakesOnlyItsTopicsAndKeepsUp(t *testing.T) {
 	// A new alert after the skip still arrives.
 	enqueue(t, db, TopicAlert, 6, 7)
 	o.Notify()
-	waitFor(t, "the second alert", func() bool { return len(alerts.received()) == 2 })
+	testwait.For(t, "the second alert", func() bool { return len(alerts.received()) == 2 })
 }
 
 func TestWebhookSignature(t *testing.T) {
@@ -57,11 +60,11 @@ func TestWebhookSignature(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db := openDB(t, t.TempDir())
+	db := storetest.OpenDir(t, t.TempDir())
 	o := start(t, db, []Sink{s}, testOptions())
 	enqueue(t, db, TopicAlert, 0, 3)
 	o.Notify()
-	waitFor(t, "signed delivery", func() bool { mu.Lock(); defer mu.Unlock(); return good > 0 })
+	testwait.For(t, "signed delivery", func() bool { mu.Lock(); defer mu.Unlock(); return good > 0 })
 	mu.Lock()
 	defer mu.Unlock()
 	if len(bad) > 0 {

@@ -3,53 +3,27 @@ package quota
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/warden-llm/warden/safety/store"
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
-// clock is a settable clock for the Limiter.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock(s string) *clock {
+// newClock returns a clock standing at s (RFC 3339).
+func newClock(s string) *storetest.Clock {
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
 		panic(err)
 	}
-	return &clock{t: t}
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func openDB(t testing.TB, dir string) *store.DB {
-	t.Helper()
-	db, err := store.Open(context.Background(), dir, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return db
+	return storetest.NewClock(t)
 }
 
 // newLimiter opens a database in a temp dir and a Limiter on it, both
 // closed at the end of the test.
-func newLimiter(t testing.TB, c *clock) (*Limiter, *store.DB) {
+func newLimiter(t testing.TB, c *storetest.Clock) (*Limiter, *store.DB) {
 	t.Helper()
-	db := openDB(t, t.TempDir())
+	db := storetest.OpenDir(t, t.TempDir())
 	l := New(db, c.Now)
 	t.Cleanup(func() {
 		if err := l.Close(context.Background()); err != nil {

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 func TestDayRollover(t *testing.T) {
@@ -75,7 +77,7 @@ func TestUsageSurvivesRestart(t *testing.T) {
 	c := newClock(start)
 	lim := Limits{TokensPerDay: 1000, TokensPerMonth: 5000}
 
-	db := openDB(t, dir)
+	db := storetest.OpenDir(t, dir)
 	l := New(db, c.Now)
 	settle(t, admit(t, l, "k", lim, 100, 500, true), 100, 500)
 	// Settled with a context that ends at once: Close still writes it.
@@ -90,7 +92,7 @@ func TestUsageSurvivesRestart(t *testing.T) {
 	}
 	db.Close()
 
-	db = openDB(t, dir)
+	db = storetest.OpenDir(t, dir)
 	defer db.Close()
 	l = New(db, c.Now)
 	defer l.Close(context.Background())
@@ -258,7 +260,7 @@ func TestHotPathQueries(t *testing.T) {
 }
 
 func TestWriteFailureIsReported(t *testing.T) {
-	db := openDB(t, t.TempDir())
+	db := storetest.OpenDir(t, t.TempDir())
 	l := New(db, newClock(start).Now)
 	r := admit(t, l, "k", Limits{TokensPerDay: 100}, 10, 10, true)
 	db.Close()
