@@ -10,6 +10,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/warden-llm/warden/safety/keys"
+	"github.com/warden-llm/warden/safety/store"
 )
 
 // adminKeyFile, in the data dir, holds the admin key made on first run.
@@ -43,17 +44,8 @@ func firstRun(ctx context.Context, m *keys.Manager, cfg Config, stdout io.Writer
 
 // writePrivate writes a file only its owner can read, atomically.
 func writePrivate(path, content string) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
+	if err := store.WriteFileAtomic(path, []byte(content), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
 	}
-	if _, err := f.WriteString(content); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
-	}
-	return os.Rename(tmp, path)
+	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/warden-llm/warden/runtime/ollama"
+	"github.com/warden-llm/warden/safety/store"
 )
 
 // backendFile, in the data dir, holds the URL of the backend the running
@@ -23,12 +24,10 @@ import (
 const backendFile = "backend.url"
 
 func writeBackendURL(dataDir string, u *url.URL) error {
-	p := filepath.Join(dataDir, backendFile)
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, []byte(u.String()+"\n"), 0o600); err != nil {
+	if err := store.WriteFileAtomic(filepath.Join(dataDir, backendFile), []byte(u.String()+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", backendFile, err)
 	}
-	return os.Rename(tmp, p)
+	return nil
 }
 
 // backendURL finds the backend: runtime.ollama_url if configured, else the

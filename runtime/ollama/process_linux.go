@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/warden-llm/warden/safety/store"
 )
 
 // childSysProcAttr puts the child in its own process group, so that the
@@ -275,11 +277,7 @@ func (s *Supervisor) reapPidfile() {
 
 // writePidfile records the child's process group atomically.
 func (s *Supervisor) writePidfile(pgid int) error {
-	tmp := s.pidfile() + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pgid)+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write ollama pidfile: %w", err)
-	}
-	if err := os.Rename(tmp, s.pidfile()); err != nil {
+	if err := store.WriteFileAtomic(s.pidfile(), []byte(strconv.Itoa(pgid)+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write ollama pidfile: %w", err)
 	}
 	return nil

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -42,7 +43,7 @@ func ExportDays(ctx context.Context, db *store.DB, dir string, now time.Time, ke
 			}
 		}
 		if day.Before(today) {
-			if err := writeAtomic(filepath.Join(dir, doneFile), []byte(day.Format(time.DateOnly)+"\n")); err != nil {
+			if err := store.WriteFileAtomic(filepath.Join(dir, doneFile), []byte(day.Format(time.DateOnly)+"\n"), 0o600); err != nil {
 				return err
 			}
 		}
@@ -72,40 +73,21 @@ func exportStart(ctx context.Context, db *store.DB, dir string) (time.Time, erro
 }
 
 func writeDay(path string, recs []StoredRecord) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("export: %w", err)
-	}
-	zw := gzip.NewWriter(f)
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
 	enc := json.NewEncoder(zw)
 	for _, r := range recs {
-		if err = enc.Encode(r); err != nil {
-			break
+		if err := enc.Encode(r); err != nil {
+			return fmt.Errorf("export %s: %w", filepath.Base(path), err)
 		}
 	}
-	if err == nil {
-		err = zw.Close()
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := zw.Close(); err != nil {
 		return fmt.Errorf("export %s: %w", filepath.Base(path), err)
 	}
-	return os.Rename(tmp, path)
-}
-
-func writeAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("export: %w", err)
+	if err := store.WriteFileAtomic(path, buf.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("export %s: %w", filepath.Base(path), err)
 	}
-	return os.Rename(tmp, path)
+	return nil
 }
 
 func removeOldDays(dir string, before time.Time) error {

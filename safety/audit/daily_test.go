@@ -86,7 +86,7 @@ func TestExportDays(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, "2026-11-21.jsonl.gz")); !os.IsNotExist(err) {
 		t.Errorf("a file past retention was kept: %v", err)
 	}
-	if m, _ := filepath.Glob(filepath.Join(out, "*.tmp")); len(m) != 0 {
+	if m, _ := filepath.Glob(filepath.Join(out, "*.tmp-*")); len(m) != 0 {
 		t.Errorf("temporary files left: %v", m)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/mattn/go-sqlite3"
 )
@@ -26,6 +27,9 @@ func (db *DB) Backup(ctx context.Context, dest string) error {
 	}
 	if err := os.Rename(tmp, dest); err != nil {
 		os.Remove(tmp)
+		return fmt.Errorf("backup: %w", err)
+	}
+	if err := syncDir(filepath.Dir(dest)); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
 	return nil
