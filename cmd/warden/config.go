@@ -240,17 +240,6 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 	})
 }
 
-// envNames lists every variable applyEnv reads (for help and docs).
-func envNames() []string {
-	var names []string
-	var cfg Config
-	_ = walkFields(reflect.ValueOf(&cfg).Elem(), "WARDEN", func(name string, _ reflect.Value) error {
-		names = append(names, name)
-		return nil
-	})
-	return names
-}
-
 func walkFields(v reflect.Value, prefix string, fn func(string, reflect.Value) error) error {
 	t := v.Type()
 	for i := range t.NumField() {

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -145,6 +146,17 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("%s: %v, want an error about %s", tt.name, err, tt.want)
 		}
 	}
+}
+
+// envNames lists every variable applyEnv reads.
+func envNames() []string {
+	var names []string
+	var cfg Config
+	_ = walkFields(reflect.ValueOf(&cfg).Elem(), "WARDEN", func(name string, _ reflect.Value) error {
+		names = append(names, name)
+		return nil
+	})
+	return names
 }
 
 func TestEnvNamesCoverEverySetting(t *testing.T) {

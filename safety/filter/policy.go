@@ -18,18 +18,6 @@ const (
 	Block  Action = "block"  // refuse the prompt or end the answer, record it and alert
 )
 
-func (a Action) rank() int {
-	switch a {
-	case Flag:
-		return 1
-	case Redact:
-		return 2
-	case Block:
-		return 3
-	}
-	return 0
-}
-
 func parseAction(s string) (Action, error) {
 	switch a := Action(strings.ToLower(s)); a {
 	case Allow, Flag, Redact, Block:

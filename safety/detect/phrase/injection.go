@@ -57,11 +57,10 @@ type injectionDetector struct {
 }
 
 type tokInfo struct {
-	class        int
-	name         string
-	left, right  bool // needs a word boundary on that side
-	lineStart    bool
-	cjkGapTokens bool
+	class       int
+	name        string
+	left, right bool // needs a word boundary on that side
+	lineStart   bool
 }
 
 func newInjection() *injectionDetector {
