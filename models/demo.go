@@ -4,7 +4,6 @@
 package models
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"math"
@@ -72,16 +71,6 @@ func DemoGGUF() ([]byte, error) {
 		return nil, fmt.Errorf("read gguf: %w", err)
 	}
 	return b, nil
-}
-
-// WriteDemoGGUF writes the demo model as GGUF to w.
-func WriteDemoGGUF(w io.Writer) error {
-	b, err := DemoGGUF()
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(w, bytes.NewReader(b))
-	return err
 }
 
 // demoKV is the metadata llama.cpp's loader (the engine Ollama 0.17.4 runs

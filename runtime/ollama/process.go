@@ -133,24 +133,6 @@ func (s *Supervisor) Healthy() bool {
 	return s.healthy
 }
 
-// WaitHealthy blocks until the child is healthy, ctx is done, or the
-// supervisor stops (ErrStopped).
-func (s *Supervisor) WaitHealthy(ctx context.Context) error {
-	s.mu.Lock()
-	ready := s.ready
-	s.mu.Unlock()
-	select {
-	case <-ready:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.stop:
-		return ErrStopped
-	case <-s.done:
-		return ErrStopped
-	}
-}
-
 // Restarts returns how many times the child died and was restarted.
 func (s *Supervisor) Restarts() int {
 	s.mu.Lock()

@@ -42,8 +42,8 @@ func TestSupervisorStartClose(t *testing.T) {
 	if !s.Healthy() {
 		t.Errorf("Healthy() = false after Start")
 	}
-	if err := s.WaitHealthy(t.Context()); err != nil {
-		t.Errorf("WaitHealthy: %v", err)
+	if err := waitHealthy(t.Context(), s); err != nil {
+		t.Errorf("waitHealthy: %v", err)
 	}
 	pid := s.PID()
 	if pid == 0 {
@@ -78,8 +78,8 @@ func TestSupervisorStartClose(t *testing.T) {
 	if s.Healthy() || s.PID() != 0 {
 		t.Errorf("after Close: Healthy() = %v, PID() = %d", s.Healthy(), s.PID())
 	}
-	if err := s.WaitHealthy(t.Context()); err != ErrStopped {
-		t.Errorf("WaitHealthy after Close = %v, want ErrStopped", err)
+	if err := waitHealthy(t.Context(), s); err != ErrStopped {
+		t.Errorf("waitHealthy after Close = %v, want ErrStopped", err)
 	}
 }
 
@@ -98,8 +98,8 @@ func TestSupervisorRestartsKilledChild(t *testing.T) {
 	start := time.Now()
 	testwait.For(t, "restart", func() bool { return s.Restarts() == 1 && s.Healthy() })
 	t.Logf("healthy again after %v", time.Since(start))
-	if err := s.WaitHealthy(t.Context()); err != nil {
-		t.Errorf("WaitHealthy: %v", err)
+	if err := waitHealthy(t.Context(), s); err != nil {
+		t.Errorf("waitHealthy: %v", err)
 	}
 	if pid := s.PID(); pid == old || pid == 0 {
 		t.Errorf("PID() = %d after restart, old %d", pid, old)
@@ -364,4 +364,22 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// waitHealthy blocks until s's child is healthy, ctx is done, or the
+// supervisor stops (ErrStopped).
+func waitHealthy(ctx context.Context, s *Supervisor) error {
+	s.mu.Lock()
+	ready := s.ready
+	s.mu.Unlock()
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.stop:
+		return ErrStopped
+	case <-s.done:
+		return ErrStopped
+	}
 }

@@ -53,8 +53,8 @@ func TestBackupWhileWriting(t *testing.T) {
 		t.Fatalf("integrity_check = %q, %v", check, err)
 	}
 	var v int
-	if err := cp.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil || v != SchemaVersion() {
-		t.Errorf("copy user_version = %d (%v), want %d", v, err, SchemaVersion())
+	if err := cp.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil || v != schemaVersion() {
+		t.Errorf("copy user_version = %d (%v), want %d", v, err, schemaVersion())
 	}
 	var n int
 	if err := cp.QueryRow(`SELECT count(*) FROM t`).Scan(&n); err != nil {

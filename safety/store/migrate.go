@@ -58,9 +58,6 @@ CREATE TABLE usage (
 );
 `}
 
-// SchemaVersion is the version this binary writes.
-func SchemaVersion() int { return len(migrations) }
-
 func (db *DB) migrate(ctx context.Context) error {
 	var v int
 	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {

@@ -132,15 +132,6 @@ func (d *injectionDetector) Find(text []byte, from int, report func(detect.Match
 	v.release()
 }
 
-// findWhole is Find without the prefilter, for tests.
-func (d *injectionDetector) findWhole(text []byte, from int, report func(detect.Match)) {
-	v := getView(text)
-	r := runner{d: d, v: v, from: from, report: report, threads: v.threads[:0]}
-	r.run()
-	v.threads = r.threads
-	v.release()
-}
-
 // Hold keeps what the grammar may still extend: the automaton's live
 // prefix, the trailing word, a phrase waiting for its next token, and an
 // unfinished UTF-8 sequence.

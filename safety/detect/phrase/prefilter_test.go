@@ -151,3 +151,12 @@ func TestAlnumEnd(t *testing.T) {
 		}
 	}
 }
+
+// findWhole is Find without the prefilter, for tests.
+func (d *injectionDetector) findWhole(text []byte, from int, report func(detect.Match)) {
+	v := getView(text)
+	r := runner{d: d, v: v, from: from, report: report, threads: v.threads[:0]}
+	r.run()
+	v.threads = r.threads
+	v.release()
+}
