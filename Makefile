@@ -1,6 +1,9 @@
-# Warden. `make run` builds everything and serves the demo model;
-# `make test` runs every test, the integration tests against the real Ollama included.
+# Warden. `make run` builds everything and serves the demo model.
+# Tests come in three tiers: `make check` (vet, gofmt, tidy, staticcheck,
+# deadcode), `make unit` (fast tests, no external binaries) and `make test`
+# (everything, the integration tests against the real Ollama included).
 
+SHELL    := /bin/bash
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.Version=$(VERSION)
@@ -11,7 +14,7 @@ WARDEN   := $(CURDIR)/bin/warden
 export WARDEN_TEST_OLLAMA := $(OLLAMA)
 
 .DEFAULT_GOAL := help
-.PHONY: help build backend run test test-deps vet fmt-check tidy-check bench fuzz clean
+.PHONY: help build backend run check unit test test-deps vet vet-nocgo fmt-check tidy-check staticcheck deadcode bench fuzz clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,7 +28,12 @@ backend: ## Build bin/ollama (CPU only) from the version pinned in go.mod; quick
 run: build backend ## Build everything and serve the demo model on 127.0.0.1:8080
 	$(WARDEN) serve $(ARGS)
 
-test: backend test-deps vet fmt-check tidy-check ## Run go vet, gofmt, tidy check and every test with -race (builds bin/ollama first)
+check: vet vet-nocgo fmt-check tidy-check staticcheck deadcode ## Static checks: go vet (cgo on and off), gofmt, tidy, staticcheck, deadcode
+
+unit: ## Fast tests with -race: -short skips those needing Ollama or rsyslog (no external binaries)
+	$(GO) test -short -race -count=1 ./...
+
+test: backend test-deps check ## Everything: make check, then every test with -race (builds bin/ollama first)
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 test-deps: ## Install what the tests run for real (rsyslog with TLS, openssl)
@@ -34,12 +42,27 @@ test-deps: ## Install what the tests run for real (rsyslog with TLS, openssl)
 vet: ## go vet
 	$(GO) vet ./...
 
+vet-nocgo: ## go vet with cgo off (the NVML and SQLite stubs must keep building)
+	CGO_ENABLED=0 $(GO) vet ./...
+
 fmt-check: ## Fail when gofmt would change a file
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 tidy-check: ## Fail when go.mod/go.sum are not tidy
 	$(GO) mod tidy -diff
+
+staticcheck: ## staticcheck, the version pinned by go.mod's tool directive
+	$(GO) tool staticcheck ./...
+
+# deadcode runs from the binaries' main functions, without -test: code only
+# tests reach is dead to a user. deadcode.allow keeps functions (or whole
+# test-support packages, PKG.*) on purpose, each with a reason.
+deadcode: ## Fail on functions no binary reaches, except those deadcode.allow keeps with a reason
+	@out=$$($(GO) tool deadcode -f '{{range .Funcs}}{{printf "%s.%s\n" $$.Path .Name}}{{end}}' ./... | \
+		awk 'NR == FNR { if (NF && $$1 !~ /^#/) allow[$$1] = 1; next } \
+		{ pkg = $$0; sub(/\.[^\/]*$$/, "", pkg) } !(($$0 in allow) || ((pkg ".*") in allow))' deadcode.allow -); \
+	if [ -n "$$out" ]; then echo "unreachable functions (delete them, or list them in deadcode.allow with a reason):"; echo "$$out"; exit 1; fi
 
 bench: build backend ## Benchmark Warden against direct Ollama (A/B, interleaved)
 	$(GO) run ./scripts/bench -warden $(WARDEN) -ollama $(OLLAMA)
