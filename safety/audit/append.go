@@ -47,16 +47,9 @@ func AppendTx(ctx context.Context, tx *sql.Tx, recs ...Record) ([]int64, error) 
 
 // appendOpts are the Writer's extras to appendTx.
 type appendOpts struct {
-	count func()      // called beside each statement; nil = none
-	text  cipher.AEAD // nil: do not store text
-	now   func() time.Time
-	buf   *bytes.Buffer // reused encoding buffer; nil = a fresh one
-}
-
-func (o *appendOpts) tick() {
-	if o.count != nil {
-		o.count()
-	}
+	text cipher.AEAD // nil: do not store text
+	now  func() time.Time
+	buf  *bytes.Buffer // reused encoding buffer; nil = a fresh one
 }
 
 // readHead returns the chain's last seq and hash: the newest row, or the
@@ -95,7 +88,6 @@ func appendTx(ctx context.Context, tx *sql.Tx, o appendOpts, recs []Record) ([]S
 	if buf == nil {
 		buf = new(bytes.Buffer)
 	}
-	o.tick()
 	seq, prev, err := readHead(ctx, tx)
 	if err != nil {
 		return nil, err
@@ -139,7 +131,6 @@ func insertRows(ctx context.Context, tx *sql.Tx, o *appendOpts, rows []StoredRec
 			s.TokensIn, s.TokensOut, s.LatencyMS, s.TTFTMS, s.Status, s.FinishReason,
 			string(s.Safety), string(s.Detail), s.PrevHash[:], s.Hash[:])
 	}
-	o.tick()
 	if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 		return fmt.Errorf("append audit records: %w", err)
 	}

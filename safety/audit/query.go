@@ -52,7 +52,6 @@ func Query(ctx context.Context, db *store.DB, f Filter) ([]StoredRecord, error) 
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}
-	db.Count()
 	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query audit records: %w", err)

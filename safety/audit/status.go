@@ -20,16 +20,13 @@ type Status struct {
 func ReadStatus(ctx context.Context, db *store.DB) (Status, error) {
 	var st Status
 	var err error
-	db.Count()
 	if st.HeadSeq, st.HeadHash, err = readHead(ctx, db); err != nil {
 		return st, err
 	}
-	db.Count()
 	if err := db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM audit_records), (SELECT count(*) FROM audit_text)`).
 		Scan(&st.Records, &st.TextRows); err != nil {
 		return st, fmt.Errorf("read audit status: %w", err)
 	}
-	db.Count()
 	cps, err := loadCheckpoints(ctx, db)
 	if err != nil {
 		return st, err

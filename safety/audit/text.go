@@ -78,7 +78,6 @@ func insertText(ctx context.Context, tx *sql.Tx, o *appendOpts, rows []StoredRec
 		if err != nil {
 			return fmt.Errorf("encrypt audit text: %w", err)
 		}
-		o.tick()
 		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_text (seq, at, prompt, response) VALUES (?, ?, ?, ?)`,
 			s.Seq, s.Time.UnixMilli(), p, r); err != nil {
 			return fmt.Errorf("store audit text: %w", err)
@@ -91,7 +90,6 @@ func insertText(ctx context.Context, tx *sql.Tx, o *appendOpts, rows []StoredRec
 // administrator. It returns ErrNoText when none is stored.
 func ReadText(ctx context.Context, db *store.DB, dataDir string, seq int64) (prompt, response string, err error) {
 	var p, r []byte
-	db.Count()
 	err = db.QueryRowContext(ctx, `SELECT prompt, response FROM audit_text WHERE seq = ?`, seq).Scan(&p, &r)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", "", ErrNoText
@@ -115,7 +113,6 @@ func ReadText(ctx context.Context, db *store.DB, dataDir string, seq int64) (pro
 // PurgeText deletes stored text older than before and returns how many
 // records lost theirs. The chain is untouched: it only ever held hashes.
 func PurgeText(ctx context.Context, db *store.DB, before time.Time) (int64, error) {
-	db.Count()
 	res, err := db.ExecContext(ctx, `DELETE FROM audit_text WHERE at < ?`, before.UnixMilli())
 	if err != nil {
 		return 0, fmt.Errorf("purge audit text: %w", err)

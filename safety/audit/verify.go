@@ -76,7 +76,6 @@ func VerifyTail(ctx context.Context, db *store.DB, dataDir string) (Report, erro
 
 func verify(ctx context.Context, db *store.DB, dataDir string, against *Checkpoint, tail bool) (Report, error) {
 	var rep Report
-	db.Count()
 	cps, err := loadCheckpoints(ctx, db)
 	if err != nil {
 		return rep, err
@@ -132,7 +131,6 @@ func verify(ctx context.Context, db *store.DB, dataDir string, against *Checkpoi
 		if anchor.Kind != CheckpointPrune {
 			// The anchor's own row must still be there with its hash.
 			next = anchor.Seq
-			db.Count()
 			var ph []byte
 			err := db.QueryRowContext(ctx, `SELECT prev_hash FROM audit_records WHERE seq = ?`, anchor.Seq).Scan(&ph)
 			if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -147,7 +145,6 @@ func verify(ctx context.Context, db *store.DB, dataDir string, against *Checkpoi
 
 // walk checks the rows from seq next on, prev being the hash before them.
 func walk(ctx context.Context, db *store.DB, rep *Report, next int64, prev Hash, bySeq map[int64][]*Checkpoint, maxCkpt *Checkpoint) error {
-	db.Count()
 	rows, err := db.QueryContext(ctx, `SELECT `+recordColumns+` FROM audit_records WHERE seq >= ? ORDER BY seq`, next)
 	if err != nil {
 		return fmt.Errorf("read audit records: %w", err)

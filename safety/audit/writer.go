@@ -173,12 +173,10 @@ const stateStarting = -1
 
 // load reads the checkpoint state and the key files.
 func (w *Writer) load(ctx context.Context) error {
-	w.db.Count()
 	last, err := lastCheckpointSeq(ctx, w.db)
 	if err != nil {
 		return err
 	}
-	w.db.Count()
 	anyCkpt, err := hasRows(ctx, w.db, `SELECT count(*) FROM (SELECT 1 FROM audit_checkpoints LIMIT 1)`)
 	if err != nil {
 		return fmt.Errorf("read audit checkpoints: %w", err)
@@ -187,7 +185,6 @@ func (w *Writer) load(ctx context.Context) error {
 		return err
 	}
 	if storesText(w.cfg.StoreText) {
-		w.db.Count()
 		anyText, err := hasRows(ctx, w.db, `SELECT count(*) FROM (SELECT 1 FROM audit_text LIMIT 1)`)
 		if err != nil {
 			return fmt.Errorf("read audit text: %w", err)
@@ -314,14 +311,12 @@ func (w *Writer) commit(ctx context.Context, batch []*pending, force bool) {
 }
 
 func (w *Writer) write(ctx context.Context, batch []*pending, force bool) ([]int64, error) {
-	w.db.Count()
 	tx, err := w.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
 	if n := w.maxPage.Load(); n > 0 {
-		w.db.Count()
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", n)); err != nil {
 			return nil, err
 		}
@@ -330,7 +325,7 @@ func (w *Writer) write(ctx context.Context, batch []*pending, force bool) ([]int
 	for i, p := range batch {
 		recs[i] = p.rec
 	}
-	stored, err := appendTx(ctx, tx, appendOpts{count: w.db.Count, text: w.text, now: w.cfg.Now, buf: &w.buf}, recs)
+	stored, err := appendTx(ctx, tx, appendOpts{text: w.text, now: w.cfg.Now, buf: &w.buf}, recs)
 	if err != nil {
 		return nil, err
 	}
@@ -344,7 +339,6 @@ func (w *Writer) write(ctx context.Context, batch []*pending, force bool) ([]int
 			}
 		}
 	} else {
-		w.db.Count()
 		if head, headHash, err = readHead(ctx, tx); err != nil {
 			return nil, err
 		}
@@ -352,7 +346,6 @@ func (w *Writer) write(ctx context.Context, batch []*pending, force bool) ([]int
 	ckpt := head > w.lastCkpt && (force || head-w.lastCkpt >= w.cfg.CheckpointEvery)
 	if ckpt {
 		c := signCheckpoint(w.priv, CheckpointPeriodic, head, headHash, w.cfg.Now())
-		w.db.Count()
 		if err := insertCheckpoint(ctx, tx, c); err != nil {
 			return nil, err
 		}
@@ -365,7 +358,6 @@ func (w *Writer) write(ctx context.Context, batch []*pending, force bool) ([]int
 	if len(stored) == 0 && !ckpt {
 		return nil, nil
 	}
-	w.db.Count()
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}

@@ -199,7 +199,6 @@ func (c *Cache) poll(ctx context.Context) {
 // changes arrive with the next poll.
 func (c *Cache) Refresh(ctx context.Context) error {
 	var v int64
-	c.db.Count()
 	if err := c.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM keys`).Scan(&v); err != nil {
 		return fmt.Errorf("poll key version: %w", err)
 	}
@@ -273,21 +272,18 @@ func (c *Cache) flush(ctx context.Context) error {
 	if len(todo) == 0 {
 		return nil
 	}
-	c.db.Count() // BEGIN IMMEDIATE
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("flush last used: %w", err)
 	}
 	defer tx.Rollback()
 	for _, p := range todo {
-		c.db.Count()
 		_, err := tx.ExecContext(ctx, `UPDATE keys SET last_used_at = ?
 			WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`, p.at, p.id, p.at)
 		if err != nil {
 			return fmt.Errorf("flush last used: %w", err)
 		}
 	}
-	c.db.Count() // COMMIT
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("flush last used: %w", err)
 	}

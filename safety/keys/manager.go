@@ -73,7 +73,6 @@ func (m *Manager) Create(ctx context.Context, actor string, s Spec) (Key, string
 	}
 	var k Key
 	err = m.tx(ctx, func(tx *sql.Tx) error {
-		m.DB.Count()
 		_, err := tx.ExecContext(ctx, `INSERT INTO keys
 			(id, name, secret_hash, created_at, expires_at, scopes, models, limits, policy, weight, version)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, `+nextVersion+`)`,
@@ -127,7 +126,6 @@ func (m *Manager) Rotate(ctx context.Context, actor, id string, grace time.Durat
 			until := now.Add(grace).UnixMilli()
 			prevHash, prevUntil = r.hash, &until
 		}
-		m.DB.Count()
 		_, err = tx.ExecContext(ctx, `UPDATE keys SET secret_hash = ?, prev_hash = ?, prev_until = ?,
 			rotated_at = ?, version = `+nextVersion+` WHERE id = ?`,
 			hash[:], prevHash, prevUntil, now.UnixMilli(), id)
@@ -160,7 +158,6 @@ func (m *Manager) Revoke(ctx context.Context, actor, id string) error {
 		if err != nil || r.revoked {
 			return err
 		}
-		m.DB.Count()
 		_, err = tx.ExecContext(ctx, `UPDATE keys SET revoked_at = ?, prev_hash = NULL, prev_until = NULL,
 			version = `+nextVersion+` WHERE id = ?`, now.UnixMilli(), id)
 		if err != nil {
@@ -185,7 +182,6 @@ func (m *Manager) SetLimits(ctx context.Context, actor, id string, l Limits) err
 		if err != nil {
 			return err
 		}
-		m.DB.Count()
 		_, err = tx.ExecContext(ctx, `UPDATE keys SET limits = ?, version = `+nextVersion+` WHERE id = ?`,
 			mustJSON(l), id)
 		if err != nil {
@@ -256,7 +252,6 @@ func (m *Manager) Update(ctx context.Context, actor, id string, ch Change) error
 			prof = profile
 			detail["profile"], detail["previous_profile"] = prof, r.Profile
 		}
-		m.DB.Count()
 		_, err = tx.ExecContext(ctx, `UPDATE keys SET limits = ?, weight = ?, policy = ?, version = `+nextVersion+` WHERE id = ?`,
 			mustJSON(limits), weight, prof, id)
 		if err != nil {
@@ -289,7 +284,6 @@ func (m *Manager) List(ctx context.Context) ([]Key, error) {
 // the server creates its first admin key once, not after every revoke.
 func (m *Manager) HasKeys(ctx context.Context) (bool, error) {
 	var ok bool
-	m.DB.Count()
 	if err := m.DB.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM keys)`).Scan(&ok); err != nil {
 		return false, fmt.Errorf("count keys: %w", err)
 	}
@@ -301,7 +295,6 @@ func (m *Manager) Events(ctx context.Context, limit int) ([]Event, error) {
 	if limit <= 0 {
 		limit = -1 // SQLite: no limit
 	}
-	m.DB.Count()
 	rows, err := m.DB.QueryContext(ctx, `SELECT seq, at, actor, action, COALESCE(key_id, ''), detail
 		FROM admin_events ORDER BY seq DESC LIMIT ?`, limit)
 	if err != nil {
@@ -327,7 +320,6 @@ func (m *Manager) Events(ctx context.Context, limit int) ([]Event, error) {
 
 // tx runs fn in one write transaction (the lock is taken at BEGIN).
 func (m *Manager) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	m.DB.Count() // BEGIN IMMEDIATE
 	tx, err := m.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -336,7 +328,6 @@ func (m *Manager) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		tx.Rollback()
 		return err
 	}
-	m.DB.Count() // COMMIT
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
@@ -347,7 +338,6 @@ func (m *Manager) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 // the same transaction, in the audit chain. detail must never hold a secret.
 func (m *Manager) event(ctx context.Context, tx *sql.Tx, at time.Time, actor, action, keyID string, detail any) error {
 	d := mustJSON(detail)
-	m.DB.Count()
 	_, err := tx.ExecContext(ctx, `INSERT INTO admin_events (at, actor, action, key_id, detail)
 		VALUES (?, ?, ?, ?, ?)`, at.UnixMilli(), actor, action, keyID, d)
 	if err != nil {
@@ -361,7 +351,6 @@ func (m *Manager) event(ctx context.Context, tx *sql.Tx, at time.Time, actor, ac
 	if err != nil {
 		return fmt.Errorf("write admin event: %w", err)
 	}
-	m.DB.Count()
 	if _, err := audit.AppendTx(ctx, tx, audit.Record{Time: at, Kind: audit.KindAdmin, KeyID: keyID, Detail: chained}); err != nil {
 		return fmt.Errorf("write admin event to the audit trail: %w", err)
 	}

@@ -75,7 +75,6 @@ type querier interface {
 
 // getRecord reads one key; ErrNotFound if there is none.
 func getRecord(ctx context.Context, db *store.DB, q querier, id string) (record, error) {
-	db.Count()
 	r, err := scanRecord(q.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM keys WHERE id = ?`, id))
 	if err == sql.ErrNoRows {
 		return record{}, fmt.Errorf("%w: %s", ErrNotFound, id)
@@ -88,7 +87,6 @@ func getRecord(ctx context.Context, db *store.DB, q querier, id string) (record,
 
 // allRecords reads every key, oldest first.
 func allRecords(ctx context.Context, db *store.DB) ([]record, error) {
-	db.Count()
 	rows, err := db.QueryContext(ctx, `SELECT `+keyColumns+` FROM keys ORDER BY created_at, id`)
 	if err != nil {
 		return nil, fmt.Errorf("read keys: %w", err)

@@ -118,7 +118,6 @@ func EnqueueTx(ctx context.Context, tx *sql.Tx, msgs ...Message) error {
 // sink removed from the config keeps its cursor, and so holds back pruning,
 // until RemoveSink forgets it.
 func Prune(ctx context.Context, db *store.DB, before time.Time) (int64, error) {
-	db.Count()
 	res, err := db.ExecContext(ctx, `DELETE FROM outbox WHERE at < ? AND id <= coalesce(
 		(SELECT min(delivered) FROM outbox_cursors), (SELECT max(id) FROM outbox))`,
 		before.UnixMilli())
@@ -132,7 +131,6 @@ func Prune(ctx context.Context, db *store.DB, before time.Time) (int64, error) {
 // it no longer holds back Prune. Configured again later, it starts over
 // from the oldest message still in the outbox.
 func RemoveSink(ctx context.Context, db *store.DB, name string) error {
-	db.Count()
 	if _, err := db.ExecContext(ctx, "DELETE FROM outbox_cursors WHERE sink = ?", name); err != nil {
 		return fmt.Errorf("remove outbox sink %q: %w", name, err)
 	}
@@ -155,7 +153,6 @@ type SinkStatus struct {
 // ReadStatus reports every sink that has a cursor, by name. It only reads
 // the database, so `warden audit status` can call it while the server runs.
 func ReadStatus(ctx context.Context, db *store.DB, now time.Time) ([]SinkStatus, error) {
-	db.Count()
 	rows, err := db.QueryContext(ctx, `SELECT c.sink, c.delivered, c.delivered_at, c.failures,
 		c.last_error, c.error_at,
 		(SELECT count(*) FROM outbox o WHERE o.id > c.delivered),

@@ -85,7 +85,6 @@ func (o *Outbox) Start(ctx context.Context) error {
 			return fmt.Errorf("outbox sink names must be unique and non-empty: %q", name)
 		}
 		seen[name] = true
-		o.db.Count()
 		if _, err := o.db.ExecContext(ctx, "INSERT OR IGNORE INTO outbox_cursors (sink) VALUES (?)", name); err != nil {
 			return fmt.Errorf("register outbox sink %q: %w", name, err)
 		}
@@ -216,7 +215,6 @@ func (o *Outbox) run(ctx context.Context, s Sink, wake <-chan struct{}) {
 func (o *Outbox) deliver(ctx context.Context, s Sink) (int, error) {
 	name := s.Name()
 	var cursor int64
-	o.db.Count()
 	if err := o.db.QueryRowContext(ctx, "SELECT delivered FROM outbox_cursors WHERE sink = ?", name).Scan(&cursor); err != nil {
 		return 0, fmt.Errorf("read cursor: %w", err)
 	}
@@ -232,7 +230,6 @@ func (o *Outbox) deliver(ctx context.Context, s Sink) (int, error) {
 		return 0, err
 	}
 	last := batch[len(batch)-1].ID
-	o.db.Count()
 	// Use a context that outlives a Close racing this update: the batch
 	// is out, recording it saves a resend.
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -253,7 +250,6 @@ func (o *Outbox) read(ctx context.Context, cursor int64, topics []string) ([]Del
 			args = append(args, t)
 		}
 	}
-	o.db.Count()
 	rows, err := o.db.QueryContext(ctx, q+" ORDER BY id LIMIT ?", append(args, o.opts.Batch)...)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
@@ -285,7 +281,6 @@ func (o *Outbox) skip(ctx context.Context, name string, topics []string) error {
 	for _, t := range topics {
 		args = append(args, t)
 	}
-	o.db.Count()
 	_, err := o.db.ExecContext(ctx, `UPDATE outbox_cursors SET delivered = max(delivered, coalesce(
 		(SELECT max(id) FROM outbox WHERE id > delivered AND id < coalesce(
 			(SELECT min(id) FROM outbox WHERE id > delivered AND topic IN `+in+`), 9223372036854775807)),
@@ -300,7 +295,6 @@ func (o *Outbox) skip(ctx context.Context, name string, topics []string) error {
 // Status; a nil cause clears them (the sink recovered).
 func (o *Outbox) recordFailure(ctx context.Context, name string, cause error, failures int) {
 	var err error
-	o.db.Count()
 	if cause == nil {
 		_, err = o.db.ExecContext(ctx, "UPDATE outbox_cursors SET failures = 0, last_error = '' WHERE sink = ?", name)
 	} else {

@@ -100,7 +100,6 @@ func (l *Limiter) state(keyID string) *keyState {
 func (l *Limiter) load(ctx context.Context, keyID string, ks *keyState, now time.Time) error {
 	ks.day = period{key: dayKey(now), name: dayName(now)}
 	ks.month = period{key: monthKey(now), name: monthName(now)}
-	l.db.Count()
 	rows, err := l.db.QueryContext(ctx, `SELECT period, tokens FROM usage
 WHERE key_id = ? AND ((period = 'day' AND bucket = ?) OR (period = 'month' AND bucket = ?))`,
 		keyID, ks.day.name, ks.month.name)

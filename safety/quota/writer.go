@@ -156,7 +156,6 @@ func (w *writer) write(ctx context.Context, rows map[usageRow]int64) (map[usageR
 			args = append(args, r.keyID, r.period, r.bucket, rows[r])
 		}
 		q.WriteString(" ON CONFLICT (key_id, period, bucket) DO UPDATE SET tokens = tokens + excluded.tokens")
-		w.db.Count()
 		if _, err := w.db.ExecContext(ctx, q.String(), args...); err != nil {
 			failed := make(map[usageRow]int64, len(list)-start)
 			for _, r := range list[start:] {

@@ -56,13 +56,16 @@ func (db *DB) backupTo(ctx context.Context, path string) error {
 		return err
 	}
 	defer sconn.Close()
-	db.Count()
 	return dconn.Raw(func(d any) error {
 		dc, ok := d.(*sqlite3.SQLiteConn)
 		if !ok {
 			return errors.New("destination is not a sqlite3 connection")
 		}
 		return sconn.Raw(func(s any) error {
+			if w, ok := s.(*countingConn); ok {
+				db.queries.Add(1) // the backup reads the whole database
+				s = w.Unwrap()
+			}
 			sc, ok := s.(*sqlite3.SQLiteConn)
 			if !ok {
 				return errors.New("source is not a sqlite3 connection")

@@ -26,8 +26,8 @@ const FileName = "warden.db"
 var ErrNewerSchema = errors.New("database schema is newer than this warden")
 
 // DB is the opened database. Its exported *sql.DB is safe for concurrent
-// use; Queries counts the statements run through the DB's helpers, so tests
-// can prove a hot path does not touch SQLite.
+// use; Queries counts the statements its connections run, so tests can prove
+// a hot path does not touch SQLite.
 type DB struct {
 	*sql.DB
 	path    string
@@ -71,11 +71,9 @@ func Open(ctx context.Context, dataDir string, opts Options) (*DB, error) {
 	q.Set("_sync", "FULL")
 	q.Set("_txlock", "immediate")
 	dsn := "file:" + path + "?" + q.Encode()
-	sqldb, err := sql.Open("sqlite3", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("open database: %w", err)
-	}
-	db := &DB{DB: sqldb, path: path}
+	db := &DB{path: path}
+	sqldb := sql.OpenDB(&connector{dsn: dsn, n: &db.queries})
+	db.DB = sqldb
 	if err := db.migrate(ctx); err != nil {
 		sqldb.Close()
 		return nil, err
@@ -86,12 +84,10 @@ func Open(ctx context.Context, dataDir string, opts Options) (*DB, error) {
 // Path is the database file's path.
 func (db *DB) Path() string { return db.path }
 
-// Queries is the number of statements run through Count.
+// Queries is the number of statements run on the database so far (each
+// Exec or Query, and each execution of a prepared statement; not BEGIN or
+// COMMIT).
 func (db *DB) Queries() int64 { return db.queries.Load() }
-
-// Count records one statement; the DB's users call it beside each query
-// they run, so the hot-path tests can count them.
-func (db *DB) Count() { db.queries.Add(1) }
 
 // checkOwner refuses to work on a data dir that belongs to another user:
 // root running an admin command on a user's dir would leave root-owned

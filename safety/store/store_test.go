@@ -97,3 +97,58 @@ func TestOpenRefusesOtherOwner(t *testing.T) {
 
 // schemaVersion is the version this binary writes.
 func schemaVersion() int { return len(migrations) }
+
+// TestQueriesCountsEveryStatement: the counting connection sees every
+// statement, however it is run, with no call by the code that runs it.
+func TestQueriesCountsEveryStatement(t *testing.T) {
+	db, err := Open(t.Context(), t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := t.Context()
+	step := func(name string, want int64, run func() error) {
+		t.Helper()
+		before := db.Queries()
+		if err := run(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got := db.Queries() - before; got != want {
+			t.Errorf("%s ran %d statements by the count, want %d", name, got, want)
+		}
+	}
+	step("Exec", 1, func() error {
+		_, err := db.ExecContext(ctx, `CREATE TABLE t (n INTEGER)`)
+		return err
+	})
+	step("QueryRow", 1, func() error {
+		var n int
+		return db.QueryRowContext(ctx, `SELECT count(*) FROM t`).Scan(&n)
+	})
+	step("a transaction of two inserts", 4, func() error { // BEGIN, 2 × INSERT, COMMIT
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		for i := range 2 {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO t VALUES (?)`, i); err != nil {
+				return err
+			}
+		}
+		return tx.Commit()
+	})
+	step("a prepared statement run three times", 3, func() error {
+		s, err := db.PrepareContext(ctx, `INSERT INTO t VALUES (?)`)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		for i := range 3 {
+			if _, err := s.ExecContext(ctx, i); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
