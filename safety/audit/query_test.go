@@ -3,6 +3,7 @@ package audit
 import (
 	"encoding/json"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/warden-llm/warden/safety/store/storetest"
@@ -76,20 +77,28 @@ func TestQueryFilters(t *testing.T) {
 	}
 }
 
+// TestCheckpointEveryInterval runs in a synctest bubble: the writer's
+// interval ticks on the bubble's fake time, so five idle ticks happen for
+// sure before the test checks that they added nothing.
 func TestCheckpointEveryInterval(t *testing.T) {
-	dir := t.TempDir()
-	db := storetest.OpenDir(t, dir)
-	w := startWriter(t, db, dir, Config{CheckpointInterval: 10 * time.Millisecond})
-	if _, err := w.Append(t.Context(), req(0)); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for w.Stats().Checkpoints == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond) // idle ticks add nothing
-	if n := w.Stats().Checkpoints; n != 1 {
-		t.Errorf("%d checkpoints after one record and idle ticks, want 1", n)
-	}
-	mustVerify(t, db, dir, nil)
+	synctest.Test(t, func(t *testing.T) {
+		const interval = 10 * time.Millisecond
+		dir := t.TempDir()
+		db := storetest.OpenDir(t, dir)
+		w := startWriter(t, db, dir, Config{CheckpointInterval: interval})
+		if _, err := w.Append(t.Context(), req(0)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(interval)
+		synctest.Wait()
+		if n := w.Stats().Checkpoints; n != 1 {
+			t.Fatalf("%d checkpoints after one record and one interval, want 1", n)
+		}
+		time.Sleep(5 * interval) // idle ticks add nothing
+		synctest.Wait()
+		if n := w.Stats().Checkpoints; n != 1 {
+			t.Errorf("%d checkpoints after one record and idle ticks, want 1", n)
+		}
+		mustVerify(t, db, dir, nil)
+	})
 }
