@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warden-llm/warden/internal/testwait"
 	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
@@ -112,70 +111,5 @@ func TestPausedDisabledAndResumeDefault(t *testing.T) {
 		if got := b.Paused(snapshotOf(Device{TemperatureC: s.temp})); got != s.want {
 			t.Errorf("at %d°C paused = %v, want %v", s.temp, got, s.want)
 		}
-	}
-}
-
-// TestAdmissionOverMonitoredFake drives Admission from a Monitor sampling
-// the go-nvml dgxa100 fake: memory pressure gates a load, heat pauses
-// dispatch and cooling resumes it, with one alert per crossing.
-func TestAdmissionOverMonitoredFake(t *testing.T) {
-	const gib = 1 << 30
-	f := newFakeGPU(t)
-	m := NewMonitor(NewNVML(f.server, nil), time.Millisecond, nil)
-	m.Start(t.Context())
-	defer m.Close()
-
-	var alerts []Alert
-	a := &Admission{HeadroomBytes: 2 * gib, TempLimitC: 85, TempResumeC: 75,
-		OnAlert: func(al Alert) { alerts = append(alerts, al) }}
-	latest := func() Snapshot { s, _ := m.Latest(); return s }
-	// until waits for a snapshot satisfying cond and returns it.
-	until := func(what string, cond func(Snapshot) bool) Snapshot {
-		t.Helper()
-		var s Snapshot
-		testwait.For(t, what, func() bool { s = latest(); return cond(s) })
-		return s
-	}
-
-	// 40 GiB boards: a 30 GiB model fits while they are empty.
-	if ok, _, reason := a.CanLoad(30*gib, latest()); !ok {
-		t.Fatalf("CanLoad on idle GPUs refused: %s", reason)
-	}
-	for i := range 8 {
-		f.set(i, func(s *fakeState) { s.used = 12 * gib })
-	}
-	snap := until("all boards at 12 GiB used", func(s Snapshot) bool {
-		for _, d := range s.Devices {
-			if d.MemoryUsed != 12*gib {
-				return false
-			}
-		}
-		return true
-	})
-	if ok, retry, reason := a.CanLoad(27*gib, snap); ok || retry <= 0 || reason == "" {
-		t.Errorf("CanLoad(27 GiB) with 28 GiB free and 2 GiB headroom = %v %v %q, want refused", ok, retry, reason)
-	}
-	if ok, _, reason := a.CanLoad(26*gib, snap); !ok {
-		t.Errorf("CanLoad(26 GiB) refused: %s", reason)
-	}
-
-	heat := func(c uint32) Snapshot {
-		f.set(4, func(s *fakeState) { s.tempC = c })
-		return until("device 4 at the new temperature", func(s Snapshot) bool { return s.Devices[4].TemperatureC == c })
-	}
-	for _, step := range []struct {
-		tempC      uint32
-		wantPaused bool
-		wantAlerts int
-	}{{70, false, 0}, {88, true, 1}, {80, true, 1}, {74, false, 2}, {86, true, 3}} {
-		if got := a.Paused(heat(step.tempC)); got != step.wantPaused {
-			t.Errorf("at %d°C paused = %v, want %v", step.tempC, got, step.wantPaused)
-		}
-		if len(alerts) != step.wantAlerts {
-			t.Fatalf("at %d°C %d alerts, want %d", step.tempC, len(alerts), step.wantAlerts)
-		}
-	}
-	if !alerts[0].Active || alerts[0].Device != 4 || alerts[1].Active || !alerts[2].Active {
-		t.Errorf("alerts = %+v", alerts)
 	}
 }
