@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"text/tabwriter"
 
-	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/spf13/cobra"
 
 	"github.com/warden-llm/warden/runtime/gpu"
@@ -21,7 +20,7 @@ exits 0: Warden runs on CPU there. Per-process VRAM of the backend is shown by
 the running server at /admin/gpu.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			n := gpu.NewNVML(nvml.New(), nil)
+			n := gpu.NewSystemNVML(nil)
 			defer n.Close()
 			snap, err := n.Sample()
 			if errors.Is(err, gpu.ErrNoGPU) {

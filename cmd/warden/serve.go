@@ -12,7 +12,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/ollama/ollama/api"
 	"github.com/spf13/cobra"
 
@@ -210,7 +209,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	})
 	gate.OnChange = queue.Kick
 
-	monitor := gpu.NewMonitor(gpu.NewNVML(nvml.New(), be.pgid), cfg.GPU.Interval, gpuLog)
+	monitor := gpu.NewMonitor(gpu.NewSystemNVML(be.pgid), cfg.GPU.Interval, gpuLog)
 	monitor.OnSample = func(snap gpu.Snapshot, ok bool) {
 		uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()

@@ -1,3 +1,5 @@
+//go:build linux && cgo
+
 package gpu
 
 import (
@@ -52,6 +54,11 @@ func NewNVML(lib nvml.Interface, pgid func() int) *NVML {
 	}
 	return &NVML{lib: lib, pgid: pgid, procPGID: procPGID, now: time.Now}
 }
+
+// NewSystemNVML returns a sampler over this machine's NVIDIA library. Where
+// it cannot be built (not Linux, or cgo off) it is a stub whose every call
+// reports ErrNoGPU.
+func NewSystemNVML(pgid func() int) *NVML { return NewNVML(nvml.New(), pgid) }
 
 // Init initialises the library once. Its error wraps ErrNoGPU and is sticky:
 // later calls return it again without calling the library.

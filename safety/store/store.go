@@ -15,8 +15,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/mattn/go-sqlite3"
 )
 
 // FileName is the database's name inside the data dir.
@@ -105,13 +103,4 @@ func checkOwner(dir string) error {
 		return fmt.Errorf("data dir %s belongs to uid %d but this command runs as uid %d: run it as the owner (e.g. sudo -u <owner> warden ...) so the database files keep one owner", dir, sys.Uid, uid)
 	}
 	return nil
-}
-
-// friendly turns SQLite's errors about a damaged file into a clear message.
-func friendly(path string, err error) error {
-	var se sqlite3.Error
-	if errors.As(err, &se) && (se.Code == sqlite3.ErrNotADB || se.Code == sqlite3.ErrCorrupt) {
-		return fmt.Errorf("database %s is damaged or not a Warden database (%v): restore it from a backup, or move it aside to start empty", path, err)
-	}
-	return err
 }

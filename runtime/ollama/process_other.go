@@ -1,0 +1,31 @@
+//go:build !linux
+
+package ollama
+
+import (
+	"errors"
+	"net/url"
+)
+
+// Supervising an Ollama child relies on Linux: process groups reaped as a
+// whole and /proc to find leftovers. Elsewhere Warden builds, and attaches to
+// an Ollama that is already running (runtime.ollama_url).
+
+// errNotLinux is what starting a child reports off Linux.
+var errNotLinux = errors.New("supervising an Ollama child needs Linux: set runtime.ollama_url to use a running Ollama")
+
+// child is never made off Linux.
+type child struct {
+	pid     int
+	url     *url.URL
+	exited  chan struct{}
+	waitErr error
+}
+
+func (s *Supervisor) spawn(int) (*child, error) { return nil, errNotLinux }
+
+func (s *Supervisor) stopChild(*child, bool) {}
+
+func (s *Supervisor) reapPidfile() {}
+
+func (s *Supervisor) removePidfile() {}
