@@ -183,6 +183,7 @@ func (p *wardenProc) stop() {
 // need one of their own.
 func sharedWarden(t testing.TB) *wardenProc {
 	t.Helper()
+	ollamaBin(t) // skip (or fail) each caller here, never inside the once
 	sharedOnce.Do(func() {
 		// startWarden calls t.Fatal on failure; keep the first test's t out
 		// of the once so a failure is reported to every caller.
