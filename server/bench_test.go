@@ -11,7 +11,7 @@ import (
 	"github.com/warden-llm/warden/safety/filter"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/quota"
-	"github.com/warden-llm/warden/safety/store"
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 // BenchmarkChat measures Warden's own cost per request (decode, validate,
@@ -76,11 +76,7 @@ func benchFilter(b *testing.B) *filter.Engine {
 // limiter's writer).
 func BenchmarkAuthQuota(b *testing.B) {
 	ctx := context.Background()
-	db, err := store.Open(ctx, b.TempDir(), store.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
+	db := storetest.Open(b)
 	m := &keys.Manager{DB: db}
 	_, token, err := m.Create(ctx, "bench", keys.Spec{Name: "bench"})
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 	"github.com/warden-llm/warden/internal/testwait"
 	"github.com/warden-llm/warden/runtime/sched"
 	"github.com/warden-llm/warden/safety/keys"
-	"github.com/warden-llm/warden/safety/store"
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 // TestQueueBoundsBackendConcurrency: with two slots, a counting backend
@@ -77,11 +77,7 @@ func TestQueueRefusals(t *testing.T) {
 // each key's weight, so the heavier key gets about three backend calls for
 // each of the other's, and the other is never starved.
 func TestWeightsEndToEnd(t *testing.T) {
-	db, err := store.Open(t.Context(), t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := storetest.Open(t)
 	m := &keys.Manager{DB: db}
 	_, heavy, err := m.Create(t.Context(), "os:t", keys.Spec{Name: "heavy", Weight: 3})
 	if err != nil {
