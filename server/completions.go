@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -102,30 +101,28 @@ func (s *Server) completions(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
-	defer cancel()
-	m, err := s.useModel(ctx, c, req.Model)
+	p, err := s.begin(c, req.Model)
+	defer p.close()
 	if err != nil {
 		return err
 	}
 	texts := []string{prompt, req.Suffix}
-	fr, err := s.filterTexts(c, "prompt", texts)
-	if err != nil {
+	if err := p.filterTexts("prompt", texts); err != nil {
 		return err
 	}
 	prompt, req.Suffix = texts[0], texts[1]
-	adm, err := s.admit(c, estimateText(prompt, req.Suffix), req.MaxTokens, false)
+	if err := p.admit(estimateText(prompt, req.Suffix), req.MaxTokens, false); err != nil {
+		return err
+	}
+	areq, err := req.toAPI(p.model.Name, prompt, p.adm.outputCap)
 	if err != nil {
 		return err
 	}
-	defer adm.settle(0, 0, false)
-	adm.capChars(fr)
-	areq, err := req.toAPI(m.Name, prompt, adm.outputCap)
-	if err != nil {
-		return err
-	}
-	if adm.charCap > 0 {
+	if p.mustStream() {
 		areq.Stream = &streamOn
+	}
+	run := func(ctx context.Context, fn func(piece) error) error {
+		return s.backend.Generate(ctx, areq, func(r api.GenerateResponse) error { return fn(generatePiece(r)) })
 	}
 	out := textCompletion{
 		ID:                "cmpl-" + requestID(c),
@@ -136,87 +133,40 @@ func (s *Server) completions(c *gin.Context) error {
 		Choices:           make([]textChoice, 1),
 	}
 	if req.Stream {
-		includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
-		return s.streamCompletion(ctx, c, &out, areq, adm, newAnswer(fr, adm), includeUsage)
+		return p.stream(run, &completionStream{chunk: &out, includeUsage: req.StreamOptions != nil && req.StreamOptions.IncludeUsage})
 	}
-	release, err := s.slot(ctx, c, m.Name, adm)
-	if err != nil {
-		return err
-	}
-	defer release()
-
-	var (
-		text strings.Builder
-		last api.GenerateResponse
-		ans  = newAnswer(fr, adm)
-	)
-	err = s.backend.Generate(ctx, areq, func(r api.GenerateResponse) error {
-		noteFirst(c)
-		last = r
-		piece, err := ans.add(r.Response)
-		text.WriteString(piece)
-		return err
+	return p.whole(run, func(text string, _ []api.ToolCall, res result) any {
+		out.Choices[0] = textChoice{Text: text, FinishReason: &res.reason}
+		out.Usage = &res.usage
+		return &out
 	})
-	release() // the slot is free once the backend is done, before the audit commit
-	u, cut := s.outcome(ctx, adm, err, last.Metrics, ans.pieces)
-	if err != nil && !cut {
-		return err
-	}
-	text.WriteString(ans.end())
-	reason := ans.reason(finishReason(last.DoneReason, false))
-	out.Choices[0] = textChoice{Text: text.String(), FinishReason: &reason}
-	out.Usage = &u
-	return s.respond(c, &out, outcome{usage: u, finishReason: reason})
 }
 
-func (s *Server) streamCompletion(ctx context.Context, c *gin.Context, chunk *textCompletion, areq *api.GenerateRequest, adm *admission, ans *answer, includeUsage bool) error {
-	sse := newSSE(c.Writer, s.cfg.KeepAliveInterval)
-	defer sse.Stop()
+// completionStream is OpenAI's text completion stream: text chunks, a
+// chunk with the finish reason, the usage chunk when asked for, [DONE].
+type completionStream struct {
+	chunk        *textCompletion
+	includeUsage bool
+}
 
-	release, err := s.slot(ctx, c, areq.Model, adm)
-	if err != nil {
-		return s.failStream(c, sse, err)
+func (cs *completionStream) delta(sse *sseWriter, text string, _ []api.ToolCall) error {
+	if text == "" {
+		return nil
 	}
-	defer release()
+	cs.chunk.Choices[0] = textChoice{Text: text}
+	return sse.Event(cs.chunk)
+}
 
-	var (
-		last      api.GenerateResponse
-		delivered strings.Builder
-	)
-	err = s.backend.Generate(ctx, areq, func(r api.GenerateResponse) error {
-		noteFirst(c)
-		last = r
-		piece, cut := ans.add(r.Response)
-		delivered.WriteString(piece)
-		if piece != "" {
-			chunk.Choices[0] = textChoice{Text: piece}
-			if err := sse.Event(chunk); err != nil {
-				return err
-			}
-		}
-		return cut
-	})
-	release()
-	sse.Stop()
-	u, cut := s.outcome(ctx, adm, err, last.Metrics, ans.pieces)
-	var tail string
-	if err == nil {
-		tail = ans.end()
-		delivered.WriteString(tail)
+func (cs *completionStream) final(sse *sseWriter, tail string, res result) error {
+	if err := cs.delta(sse, tail, nil); err != nil {
+		return err
 	}
-	return s.endStream(c, sse, err, cut, u, ans.reason(finishReason(last.DoneReason, false)), delivered.String(), func(reason string) error {
-		if tail != "" {
-			chunk.Choices[0] = textChoice{Text: tail}
-			if err := sse.Event(chunk); err != nil {
-				return err
-			}
-		}
-		chunk.Choices[0] = textChoice{FinishReason: &reason}
-		if err := sse.Event(chunk); err != nil || !includeUsage {
-			return err
-		}
-		chunk.Choices = []textChoice{}
-		chunk.Usage = &u
-		return sse.Event(chunk)
-	})
+	reason := res.reason
+	cs.chunk.Choices[0] = textChoice{FinishReason: &reason}
+	if err := sse.Event(cs.chunk); err != nil || !cs.includeUsage {
+		return err
+	}
+	cs.chunk.Choices = []textChoice{}
+	cs.chunk.Usage = &res.usage
+	return sse.Event(cs.chunk)
 }

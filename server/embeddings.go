@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
@@ -92,25 +91,22 @@ func (s *Server) embeddings(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
-	defer cancel()
-	m, err := s.useModel(ctx, c, req.Model)
+	p, err := s.begin(c, req.Model)
+	defer p.close()
 	if err != nil {
 		return err
 	}
-	if _, err := s.filterTexts(c, "input", inputs); err != nil {
+	if err := p.filterTexts("input", inputs); err != nil {
 		return err
 	}
-	adm, err := s.admit(c, estimateText(inputs...), nil, true)
-	if err != nil {
+	if err := p.admit(estimateText(inputs...), nil, true); err != nil {
 		return err
 	}
-	defer adm.settle(0, 0, false)
 	no := false
-	areq := &api.EmbedRequest{Model: m.Name, Input: inputs, Truncate: &no}
+	areq := &api.EmbedRequest{Model: p.model.Name, Input: inputs, Truncate: &no}
 	if req.Dimensions != nil {
 		// Ollama would silently cap dimensions at the model's width.
-		width, err := s.models.embeddingWidth(ctx, m)
+		width, err := s.models.embeddingWidth(p.ctx, p.model)
 		if err != nil {
 			return err
 		}
@@ -119,17 +115,10 @@ func (s *Server) embeddings(c *gin.Context) error {
 		}
 		areq.Dimensions = *req.Dimensions
 	}
-	release, err := s.slot(ctx, c, m.Name, adm)
+	resp, err := p.embed(areq)
 	if err != nil {
 		return err
 	}
-	defer release()
-	resp, err := s.backend.Embed(ctx, areq)
-	release()
-	if err != nil {
-		return err
-	}
-	adm.settle(resp.PromptEvalCount, 0, true)
 	if len(resp.Embeddings) != len(inputs) {
 		return fmt.Errorf("embed: backend returned %d embeddings for %d inputs", len(resp.Embeddings), len(inputs))
 	}
