@@ -11,64 +11,55 @@ import (
 
 func (s *Server) chat(c *gin.Context) error {
 	var req chatRequest
-	if err := decodeJSON(c.Request.Body, &req); err != nil {
-		return err
-	}
-	if err := req.validate(); err != nil {
-		return err
-	}
-	p, err := s.begin(c, req.Model)
-	defer p.close()
-	if err != nil {
-		return err
-	}
-	if err := p.filterChat(&req); err != nil {
-		return err
-	}
-	if err := p.admit(estimateChat(&req), req.maxTokens(), false); err != nil {
-		return err
-	}
-	areq, err := req.toAPI(p.model.Name, p.adm.outputCap)
-	if err != nil {
-		return err
-	}
-	if p.mustStream() {
-		areq.Stream = &streamOn
-	}
-	run := func(ctx context.Context, fn func(piece) error) error {
-		return s.backend.Chat(ctx, areq, func(r api.ChatResponse) error { return fn(chatPiece(r)) })
-	}
-	id := "chatcmpl-" + requestID(c)
-	if req.Stream {
-		return p.stream(run, &chatStream{
-			includeUsage: req.StreamOptions != nil && req.StreamOptions.IncludeUsage,
-			chunk: chatChunk{
+	return s.pipeline(c, &req, func(p *pipe) error {
+		if err := p.filterChat(&req); err != nil {
+			return err
+		}
+		if err := p.admit(estimateChat(&req), req.maxTokens(), false); err != nil {
+			return err
+		}
+		areq, err := req.toAPI(p.model.Name, p.adm.outputCap)
+		if err != nil {
+			return err
+		}
+		if p.mustStream() {
+			areq.Stream = &streamOn
+		}
+		run := func(ctx context.Context, fn func(piece) error) error {
+			return s.backend.Chat(ctx, areq, func(r api.ChatResponse) error { return fn(chatPiece(r)) })
+		}
+		id := "chatcmpl-" + requestID(c)
+		if req.Stream {
+			return p.stream(run, &chatStream{
+				includeUsage: req.StreamOptions != nil && req.StreamOptions.IncludeUsage,
+				chunk: chatChunk{
+					ID:                id,
+					Object:            "chat.completion.chunk",
+					Created:           time.Now().Unix(),
+					Model:             req.Model,
+					SystemFingerprint: systemFingerprint,
+					Choices:           make([]chatChunkChoice, 1),
+				},
+			})
+		}
+		return p.whole(run, func(text string, calls []api.ToolCall, res result) any {
+			msg := chatMessage{Role: "assistant", Content: &text}
+			if len(calls) > 0 {
+				msg.ToolCalls = openai.ToToolCalls(calls)
+				if text == "" {
+					msg.Content = nil
+				}
+			}
+			return chatCompletion{
 				ID:                id,
-				Object:            "chat.completion.chunk",
+				Object:            "chat.completion",
 				Created:           time.Now().Unix(),
 				Model:             req.Model,
 				SystemFingerprint: systemFingerprint,
-				Choices:           make([]chatChunkChoice, 1),
-			},
-		})
-	}
-	return p.whole(run, func(text string, calls []api.ToolCall, res result) any {
-		msg := chatMessage{Role: "assistant", Content: &text}
-		if len(calls) > 0 {
-			msg.ToolCalls = openai.ToToolCalls(calls)
-			if text == "" {
-				msg.Content = nil
+				Choices:           []chatChoice{{Message: msg, FinishReason: res.reason}},
+				Usage:             res.usage,
 			}
-		}
-		return chatCompletion{
-			ID:                id,
-			Object:            "chat.completion",
-			Created:           time.Now().Unix(),
-			Model:             req.Model,
-			SystemFingerprint: systemFingerprint,
-			Choices:           []chatChoice{{Message: msg, FinishReason: res.reason}},
-			Usage:             res.usage,
-		}
+		})
 	})
 }
 

@@ -20,6 +20,15 @@ type completionRequest struct {
 	N           *int     `json:"n"`
 	BestOf      *int     `json:"best_of"`
 	Echo        bool     `json:"echo"`
+
+	prompt string // the prompt as one string, once checked
+}
+
+func (r *completionRequest) modelName() string { return r.Model }
+
+func (r *completionRequest) check() (err error) {
+	r.prompt, err = r.validate()
+	return err
 }
 
 func (r *completionRequest) validate() (string, error) {
@@ -94,51 +103,42 @@ func (r *completionRequest) toAPI(backendModel, prompt string, outputCap int) (*
 
 func (s *Server) completions(c *gin.Context) error {
 	var req completionRequest
-	if err := decodeJSON(c.Request.Body, &req); err != nil {
-		return err
-	}
-	prompt, err := req.validate()
-	if err != nil {
-		return err
-	}
-	p, err := s.begin(c, req.Model)
-	defer p.close()
-	if err != nil {
-		return err
-	}
-	texts := []string{prompt, req.Suffix}
-	if err := p.filterTexts("prompt", texts); err != nil {
-		return err
-	}
-	prompt, req.Suffix = texts[0], texts[1]
-	if err := p.admit(estimateText(prompt, req.Suffix), req.MaxTokens, false); err != nil {
-		return err
-	}
-	areq, err := req.toAPI(p.model.Name, prompt, p.adm.outputCap)
-	if err != nil {
-		return err
-	}
-	if p.mustStream() {
-		areq.Stream = &streamOn
-	}
-	run := func(ctx context.Context, fn func(piece) error) error {
-		return s.backend.Generate(ctx, areq, func(r api.GenerateResponse) error { return fn(generatePiece(r)) })
-	}
-	out := textCompletion{
-		ID:                "cmpl-" + requestID(c),
-		Object:            "text_completion",
-		Created:           time.Now().Unix(),
-		Model:             req.Model,
-		SystemFingerprint: systemFingerprint,
-		Choices:           make([]textChoice, 1),
-	}
-	if req.Stream {
-		return p.stream(run, &completionStream{chunk: &out, includeUsage: req.StreamOptions != nil && req.StreamOptions.IncludeUsage})
-	}
-	return p.whole(run, func(text string, _ []api.ToolCall, res result) any {
-		out.Choices[0] = textChoice{Text: text, FinishReason: &res.reason}
-		out.Usage = &res.usage
-		return &out
+	return s.pipeline(c, &req, func(p *pipe) error {
+		texts := []string{req.prompt, req.Suffix}
+		if err := p.filterTexts("prompt", texts); err != nil {
+			return err
+		}
+		prompt := texts[0]
+		req.Suffix = texts[1]
+		if err := p.admit(estimateText(prompt, req.Suffix), req.MaxTokens, false); err != nil {
+			return err
+		}
+		areq, err := req.toAPI(p.model.Name, prompt, p.adm.outputCap)
+		if err != nil {
+			return err
+		}
+		if p.mustStream() {
+			areq.Stream = &streamOn
+		}
+		run := func(ctx context.Context, fn func(piece) error) error {
+			return s.backend.Generate(ctx, areq, func(r api.GenerateResponse) error { return fn(generatePiece(r)) })
+		}
+		out := textCompletion{
+			ID:                "cmpl-" + requestID(c),
+			Object:            "text_completion",
+			Created:           time.Now().Unix(),
+			Model:             req.Model,
+			SystemFingerprint: systemFingerprint,
+			Choices:           make([]textChoice, 1),
+		}
+		if req.Stream {
+			return p.stream(run, &completionStream{chunk: &out, includeUsage: req.StreamOptions != nil && req.StreamOptions.IncludeUsage})
+		}
+		return p.whole(run, func(text string, _ []api.ToolCall, res result) any {
+			out.Choices[0] = textChoice{Text: text, FinishReason: &res.reason}
+			out.Usage = &res.usage
+			return &out
+		})
 	})
 }
 

@@ -27,6 +27,31 @@ import (
 // of its answer (a whole JSON body, or its chunk stream); begin, filter,
 // admit and the finishers (whole, stream, embed) hold the rest.
 
+// modelRequest is a route's request body: decoded, it checks itself
+// (naming the first bad field) and names the model it asks for.
+type modelRequest interface {
+	check() error
+	modelName() string
+}
+
+// pipeline decodes and checks a route's request, begins its pipeline and
+// hands it to route, which filters, admits and answers; the pipe's close
+// follows whatever route returns.
+func (s *Server) pipeline(c *gin.Context, req modelRequest, route func(*pipe) error) error {
+	if err := decodeJSON(c.Request.Body, req); err != nil {
+		return err
+	}
+	if err := req.check(); err != nil {
+		return err
+	}
+	p, err := s.begin(c, req.modelName())
+	defer p.close()
+	if err != nil {
+		return err
+	}
+	return route(p)
+}
+
 // pipe is one request on its way through the pipeline.
 type pipe struct {
 	s      *Server

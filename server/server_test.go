@@ -106,7 +106,17 @@ func post(t *testing.T, ts *httptest.Server, path, ctype, body string) (*http.Re
 
 func postKey(t *testing.T, ts *httptest.Server, path, ctype, body, key string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, ts.URL+path, strings.NewReader(body))
+	return send(t, http.MethodPost, ts.URL+path, ctype, body, key)
+}
+
+// send makes one request and returns its response with the body read.
+func send(t *testing.T, method, url, ctype, body, key string) (*http.Response, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
 		t.Fatal(err)
 	}
