@@ -97,7 +97,7 @@ func newKeyed(t *testing.T, b *fakeBackend, cfg Config) *keyed {
 	}
 	cfg.Keys, cfg.Quota, cfg.Usage = cache, lim, lim
 	cfg.Admin = refreshing{Manager: m, cache: cache}
-	s, err := New(b, cfg, nil)
+	s, err := New(b, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

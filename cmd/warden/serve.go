@@ -256,7 +256,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		OnAuthRefused:     trail.agg.Refused,
 		Admin:             adminKeys{Manager: &keys.Manager{DB: db}, cache: cache},
 		Usage:             limiter,
-	}, log)
+		Logger:            log,
+	})
 	if err != nil {
 		return err
 	}
