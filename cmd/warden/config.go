@@ -15,6 +15,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/warden-llm/warden/safety/keys"
+	"github.com/warden-llm/warden/safety/trail"
 )
 
 // Config is Warden's whole configuration. Every setting has a safe default,
@@ -22,17 +23,17 @@ import (
 // defaults, the TOML file, WARDEN_* environment variables, then flags.
 type Config struct {
 	// DataDir holds the database, keys, pidfile and (by default) models.
-	DataDir string        `toml:"data_dir"`
-	Log     LogConfig     `toml:"log"`
-	Server  ServerConfig  `toml:"server"`
-	Runtime RuntimeConfig `toml:"runtime"`
-	Keys    KeysConfig    `toml:"keys"`
-	Limits  LimitsConfig  `toml:"limits"`
-	Audit   AuditConfig   `toml:"audit"`
-	GPU     GPUConfig     `toml:"gpu"`
-	Sched   SchedConfig   `toml:"scheduler"`
-	Safety  SafetyConfig  `toml:"safety"`
-	Alerts  AlertsConfig  `toml:"alerts"`
+	DataDir string             `toml:"data_dir"`
+	Log     LogConfig          `toml:"log"`
+	Server  ServerConfig       `toml:"server"`
+	Runtime RuntimeConfig      `toml:"runtime"`
+	Keys    KeysConfig         `toml:"keys"`
+	Limits  LimitsConfig       `toml:"limits"`
+	Audit   trail.AuditConfig  `toml:"audit"`
+	GPU     GPUConfig          `toml:"gpu"`
+	Sched   SchedConfig        `toml:"scheduler"`
+	Safety  SafetyConfig       `toml:"safety"`
+	Alerts  trail.AlertsConfig `toml:"alerts"`
 }
 
 // SchedConfig sets the fair queue in front of the backend's slots (each
@@ -176,7 +177,7 @@ func defaultConfig(getenv func(string) string) Config {
 			DemoModel:     true,
 		},
 		Keys:   KeysConfig{PollInterval: time.Second, RotationMaxAge: 90 * 24 * time.Hour},
-		Audit:  defaultAudit(),
+		Audit:  trail.DefaultAudit(),
 		GPU:    GPUConfig{Interval: time.Second, VRAMHeadroom: 512 << 20, TempLimit: 85, TempResume: 75},
 		Sched:  SchedConfig{MaxQueue: 256, MaxQueuePerKey: 64, QueueTimeout: 2 * time.Minute},
 		Safety: defaultSafety(),
@@ -425,9 +426,9 @@ func (c *Config) Validate() error {
 	if err := c.Limits.keys().Validate(); err != nil {
 		bad("limits: %v", err)
 	}
-	c.Audit.validate(bad)
+	c.Audit.Validate(bad)
 	c.Safety.validate(bad)
-	c.Alerts.validate(c.Audit.Sinks, bad)
+	c.Alerts.Validate(c.Audit.Sinks, bad)
 	return errors.Join(errs...)
 }
 

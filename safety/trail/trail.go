@@ -1,4 +1,4 @@
-package main
+package trail
 
 import (
 	"context"
@@ -102,11 +102,11 @@ func (a AuditConfig) validate(bad func(string, ...any)) {
 	}
 }
 
-// auditTrail is the running audit machinery of `warden serve`: the group
+// AuditTrail is the running audit machinery of `warden serve`: the group
 // commit writer, the refused-key aggregator, the outbox forwarding records
 // and checkpoints off-host, and the retention loop. close stops them in
 // order and waits for each.
-type auditTrail struct {
+type AuditTrail struct {
 	db       *store.DB
 	alerting bool // some sink takes alerts
 	log      *slog.Logger
@@ -117,7 +117,25 @@ type auditTrail struct {
 	wg       sync.WaitGroup
 }
 
-func startAudit(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) (*auditTrail, error) {
+// Config is what startAudit needs of the server's configuration.
+type Config struct {
+	DataDir string
+	Audit   AuditConfig
+	Alerts  AlertsConfig
+	// Whole is the server's whole configuration, for the start record's
+	// digest, and Version the server's version.
+	Whole   any
+	Version string
+}
+
+// DefaultAudit is the [audit] table's defaults.
+func DefaultAudit() AuditConfig { return defaultAudit() }
+
+// Validate reports each bad setting to bad.
+func (a AuditConfig) Validate(bad func(string, ...any)) { a.validate(bad) }
+
+// StartAudit starts the audit trail of `warden serve`.
+func StartAudit(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) (*AuditTrail, error) {
 	ac := cfg.Audit
 	// A chain that does not verify is an incident, not a detail: refuse to
 	// start rather than append to it. The check covers the newest signed
@@ -135,7 +153,7 @@ func startAudit(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger)
 	if err != nil {
 		return nil, err
 	}
-	t := &auditTrail{db: db, log: log}
+	t := &AuditTrail{db: db, log: log}
 	forward := len(sinks) > 0
 	alerting := slices.ContainsFunc(sinks, func(s outbox.Sink) bool {
 		ts, ok := topics[s.Name()]
@@ -235,20 +253,20 @@ func forgetSinks(ctx context.Context, db *store.DB, configured []SinkConfig, log
 // recordConfig appends a config record: a digest of the settings in force
 // (the settings themselves may name files and hosts; the digest proves
 // which configuration was running without exposing it).
-func (t *auditTrail) recordConfig(ctx context.Context, cfg Config) error {
-	b, err := json.Marshal(cfg)
+func (t *AuditTrail) recordConfig(ctx context.Context, cfg Config) error {
+	b, err := json.Marshal(cfg.Whole)
 	if err != nil {
 		return err
 	}
 	sum := sha256.Sum256(b)
-	detail, _ := json.Marshal(map[string]string{"event": "start", "version": Version, "config_sha256": hex.EncodeToString(sum[:])})
+	detail, _ := json.Marshal(map[string]string{"event": "start", "version": cfg.Version, "config_sha256": hex.EncodeToString(sum[:])})
 	_, err = t.writer.Append(ctx, audit.Record{Kind: audit.KindConfig, Detail: detail})
 	return err
 }
 
 // retain exports the daily JSONL files, prunes records past retention and
 // text past text retention, at start and then hourly.
-func (t *auditTrail) retain(ctx context.Context, db *store.DB, dataDir string, ac AuditConfig, log *slog.Logger) {
+func (t *AuditTrail) retain(ctx context.Context, db *store.DB, dataDir string, ac AuditConfig, log *slog.Logger) {
 	tick := time.NewTicker(time.Hour)
 	defer tick.Stop()
 	for {
@@ -280,7 +298,7 @@ func (t *auditTrail) retain(ctx context.Context, db *store.DB, dataDir string, a
 
 // close stops the aggregator (flushing its counts), the writer (committing
 // what is queued), the outbox and the retention loop.
-func (t *auditTrail) close(ctx context.Context, log *slog.Logger) {
+func (t *AuditTrail) close(ctx context.Context, log *slog.Logger) {
 	if t.stop != nil {
 		t.stop()
 	}
@@ -297,3 +315,12 @@ func (t *auditTrail) close(ctx context.Context, log *slog.Logger) {
 		}
 	}
 }
+
+// Writer is the trail's audit writer.
+func (t *AuditTrail) Writer() *audit.Writer { return t.writer }
+
+// Aggregator is the trail's refused-key aggregator.
+func (t *AuditTrail) Aggregator() *audit.Aggregator { return t.agg }
+
+// Close stops the trail (see close).
+func (t *AuditTrail) Close(ctx context.Context, log *slog.Logger) { t.close(ctx, log) }

@@ -1,4 +1,4 @@
-package main
+package trail
 
 import (
 	"context"
@@ -15,11 +15,11 @@ type alerter interface {
 	Alert(ctx context.Context, kind string, body any)
 }
 
-var _ alerter = (*auditTrail)(nil) // alerts ride the audit trail's outbox to [[alerts.sink]]
+var _ alerter = (*AuditTrail)(nil) // alerts ride the audit trail's outbox to [[alerts.sink]]
 
-// alertHook returns the func the GPU admission calls on every alert: it
+// AlertHook returns the func the GPU admission calls on every alert: it
 // logs the alert at warn and hands it to alerts.
-func alertHook(ctx context.Context, log *slog.Logger, alerts alerter) func(gpu.Alert) {
+func AlertHook(ctx context.Context, log *slog.Logger, alerts alerter) func(gpu.Alert) {
 	return func(a gpu.Alert) {
 		body := alertBody(a)
 		log.Warn("alert", "kind", a.Kind, "active", a.Active, "model", a.Model, "device", a.Device,

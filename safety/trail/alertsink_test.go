@@ -1,4 +1,4 @@
-package main
+package trail
 
 import (
 	"encoding/json"
@@ -56,20 +56,16 @@ func TestGPUAlertReachesAlertSink(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := defaultConfig(func(string) string { return "" })
-	cfg.DataDir = dir
+	cfg := Config{DataDir: dir, Audit: DefaultAudit()}
 	cfg.Audit.Sinks = []SinkConfig{{Name: "trail", Type: "webhook", URL: auditSrv.URL}}
 	cfg.Alerts.Sinks = []SinkConfig{{Name: "ops", Type: "webhook", URL: alertSrv.URL, SecretFile: secret}}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	db, err := store.Open(t.Context(), dir, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	log := slog.New(slog.DiscardHandler)
-	trail, err := startAudit(t.Context(), cfg, db, log)
+	trail, err := StartAudit(t.Context(), cfg, db, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,11 +73,17 @@ func TestGPUAlertReachesAlertSink(t *testing.T) {
 
 	var a alerter = trail
 	a.Alert(t.Context(), "gpu_temperature", map[string]any{"kind": "gpu_temperature", "active": true, "temp_c": 91})
-	waitFor(t, time.Minute, "the alert at the alert sink", func() bool {
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
 		mu.Lock()
-		defer mu.Unlock()
-		return len(alerts) == 1 && len(auditTopics) > 0
-	})
+		done := len(alerts) == 1 && len(auditTopics) > 0
+		mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting for the alert at the alert sink")
+		}
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if badSignature > 0 || alerts[0] != `{"active":true,"kind":"gpu_temperature","temp_c":91}` {

@@ -1,4 +1,4 @@
-package main
+package trail
 
 import (
 	"bytes"
@@ -27,7 +27,7 @@ func TestAlertRaisedByAdmission(t *testing.T) {
 	var logBuf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logBuf, nil))
 	rec := &recordingAlerter{}
-	hook := alertHook(t.Context(), log, rec)
+	hook := AlertHook(t.Context(), log, rec)
 	adm := &gpu.Admission{TempLimitC: 85, TempResumeC: 75, StaleAfter: -1, OnAlert: hook}
 	g := gpu.NewGate(adm, nil)
 	g.OnAlert = hook

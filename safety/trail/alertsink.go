@@ -1,4 +1,4 @@
-package main
+package trail
 
 import (
 	"bytes"
@@ -22,6 +22,9 @@ import (
 type AlertsConfig struct {
 	Sinks []SinkConfig `toml:"sink"`
 }
+
+// Validate reports each bad setting to bad.
+func (a AlertsConfig) Validate(audit []SinkConfig, bad func(string, ...any)) { a.validate(audit, bad) }
 
 func (a AlertsConfig) validate(audit []SinkConfig, bad func(string, ...any)) {
 	names := map[string]bool{}
@@ -123,7 +126,7 @@ func safetyAlert(r audit.StoredRecord) *outbox.Message {
 
 // Alert queues an operational alert (a GPU limit) for the alert sinks. It
 // writes one outbox row; delivery happens in the outbox's goroutines.
-func (t *auditTrail) Alert(ctx context.Context, kind string, body any) {
+func (t *AuditTrail) Alert(ctx context.Context, kind string, body any) {
 	if !t.alerting || t.out == nil {
 		return
 	}
