@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -438,4 +440,14 @@ func (c *Config) modelsDir() string {
 		return c.Runtime.ModelsDir
 	}
 	return filepath.Join(c.DataDir, "models")
+}
+
+// trailConfig is the audit trail's part of the configuration. The start
+// record holds the digest of the whole configuration, with Version.
+func (c Config) trailConfig(log *slog.Logger) (trail.Config, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return trail.Config{}, fmt.Errorf("audit trail not writable: %w", err)
+	}
+	return trail.Config{DataDir: c.DataDir, Audit: c.Audit, Alerts: c.Alerts, StartConfig: b, Version: Version, Logger: log}, nil
 }

@@ -137,11 +137,22 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		return fmt.Errorf("load keys: %w", err)
 	}
 	defer cache.Close()
-	tr, err := trail.StartAudit(ctx, trail.Config{DataDir: cfg.DataDir, Audit: cfg.Audit, Alerts: cfg.Alerts, Whole: cfg, Version: Version}, db, log)
+	tcfg, err := cfg.trailConfig(log)
 	if err != nil {
 		return err
 	}
-	defer tr.Close(context.Background(), log)
+	tr, err := trail.New(db, tcfg)
+	if err != nil {
+		return err
+	}
+	if err := tr.Start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		if err := tr.Close(context.Background()); err != nil {
+			log.Error("close audit trail", "err", err)
+		}
+	}()
 	limiter := quota.New(db, time.Now)
 	defer func() {
 		if err := limiter.Close(context.Background()); err != nil {
@@ -254,7 +265,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		AuditFailOpen:     cfg.Audit.FailOpen,
 		AuditText:         cfg.Audit.StoreText,
 		Filter:            safety,
-		OnAuthRefused:     tr.Aggregator().Refused,
+		OnAuthRefused:     tr.Refused,
 		Admin:             keys.Admin{Manager: &keys.Manager{DB: db}, Cache: cache},
 		Usage:             limiter,
 	}, log)

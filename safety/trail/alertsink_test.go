@@ -3,7 +3,6 @@ package trail
 import (
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -64,15 +63,18 @@ func TestGPUAlertReachesAlertSink(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	log := slog.New(slog.DiscardHandler)
-	trail, err := StartAudit(t.Context(), cfg, db, log)
+	tr, err := New(db, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer trail.close(t.Context(), log)
+	if err := tr.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close(t.Context())
 
-	var a alerter = trail
-	a.Alert(t.Context(), "gpu_temperature", map[string]any{"kind": "gpu_temperature", "active": true, "temp_c": 91})
+	var a Alerter = tr
+	at := time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC)
+	a.Alert(t.Context(), outbox.GPUAlert{Time: at, Kind: "gpu_temperature", Active: true, TempC: ptr(uint32(91))})
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
 		mu.Lock()
 		done := len(alerts) == 1 && len(auditTopics) > 0
@@ -86,7 +88,7 @@ func TestGPUAlertReachesAlertSink(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if badSignature > 0 || alerts[0] != `{"active":true,"kind":"gpu_temperature","temp_c":91}` {
+	if badSignature > 0 || alerts[0] != `{"active":true,"kind":"gpu_temperature","message":"","temp_c":91,"time":"2026-11-22T06:00:00Z"}` {
 		t.Errorf("alert %s, %d bad signatures", alerts[0], badSignature)
 	}
 	for _, tp := range auditTopics {
@@ -95,3 +97,5 @@ func TestGPUAlertReachesAlertSink(t *testing.T) {
 		}
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

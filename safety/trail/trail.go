@@ -1,3 +1,8 @@
+// Package trail runs the audit trail of `warden serve`: the group commit
+// writer, the refused-key aggregator, the outbox that forwards records,
+// checkpoints and alerts off-host, the start record and the hourly
+// retention loop (daily export, pruning, text purge). It composes
+// safety/audit and safety/outbox, which know nothing of each other.
 package trail
 
 import (
@@ -6,6 +11,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -18,153 +24,52 @@ import (
 	"github.com/warden-llm/warden/safety/store"
 )
 
-// AuditConfig sets the audit trail.
-type AuditConfig struct {
-	// FailOpen serves requests whose records cannot be written. Off: Warden
-	// answers 503 instead, as Vault does.
-	FailOpen           bool          `toml:"fail_open"`
-	StoreText          string        `toml:"store_text"` // none | full | redacted
-	RetentionDays      int           `toml:"retention_days"`
-	TextRetentionDays  int           `toml:"text_retention_days"`
-	CheckpointEvery    int64         `toml:"checkpoint_every"`
-	CheckpointInterval time.Duration `toml:"checkpoint_interval"`
-	Sinks              []SinkConfig  `toml:"sink"`
-}
-
-// SinkConfig is one [[audit.sink]]: where records and checkpoints are
-// forwarded off-host.
-type SinkConfig struct {
-	Name               string            `toml:"name"`
-	Type               string            `toml:"type"`    // syslog | webhook
-	Network            string            `toml:"network"` // tls | tcp | udp (syslog)
-	Address            string            `toml:"address"`
-	CAFile             string            `toml:"ca_file"`
-	CertFile           string            `toml:"cert_file"`
-	KeyFile            string            `toml:"key_file"`
-	ServerName         string            `toml:"server_name"`
-	InsecureSkipVerify bool              `toml:"insecure_skip_verify"`
-	URL                string            `toml:"url"`
-	Headers            map[string]string `toml:"headers"`
-	Timeout            time.Duration     `toml:"timeout"`
-	AppName            string            `toml:"app_name"`
-	Hostname           string            `toml:"hostname"`
-	// Topics the sink takes: "audit", "checkpoint", "alert". Default: audit
-	// and checkpoint for [[audit.sink]], alert for [[alerts.sink]].
-	Topics []string `toml:"topics"`
-	// SecretFile holds the key that signs webhook bodies (HMAC-SHA256 in
-	// X-Warden-Signature); read at start.
-	SecretFile string `toml:"secret_file"`
-}
-
-func (s SinkConfig) outbox() outbox.SinkConfig {
-	return outbox.SinkConfig{
-		Name: s.Name, Type: s.Type, Network: s.Network, Address: s.Address,
-		CAFile: s.CAFile, CertFile: s.CertFile, KeyFile: s.KeyFile, ServerName: s.ServerName,
-		InsecureSkipVerify: s.InsecureSkipVerify, URL: s.URL, Headers: s.Headers,
-		Timeout: s.Timeout, AppName: s.AppName, Hostname: s.Hostname,
-	}
-}
-
-func defaultAudit() AuditConfig {
-	return AuditConfig{
-		StoreText:          audit.StoreTextNone,
-		RetentionDays:      30,
-		TextRetentionDays:  7,
-		CheckpointEvery:    1000,
-		CheckpointInterval: time.Minute,
-	}
-}
-
-func (a AuditConfig) validate(bad func(string, ...any)) {
-	switch a.StoreText {
-	case audit.StoreTextNone, audit.StoreTextFull, audit.StoreTextRedacted:
-	default:
-		bad("audit.store_text must be none, full or redacted, got %q", a.StoreText)
-	}
-	if a.RetentionDays < 1 {
-		bad("audit.retention_days must be at least 1, got %d", a.RetentionDays)
-	}
-	if a.TextRetentionDays < 0 {
-		bad("audit.text_retention_days must not be negative")
-	}
-	if a.CheckpointEvery < 1 || a.CheckpointInterval <= 0 {
-		bad("audit.checkpoint_every and audit.checkpoint_interval must be positive")
-	}
-	names := map[string]bool{}
-	for i, s := range a.Sinks {
-		if names[s.Name] {
-			bad("audit.sink[%d]: name %q used twice", i, s.Name)
-		}
-		names[s.Name] = true
-		if _, err := outbox.NewSink(s.outbox()); err != nil {
-			bad("audit.sink[%d]: %v", i, err)
-		}
-	}
-}
-
-// AuditTrail is the running audit machinery of `warden serve`: the group
-// commit writer, the refused-key aggregator, the outbox forwarding records
-// and checkpoints off-host, and the retention loop. close stops them in
-// order and waits for each.
-type AuditTrail struct {
+// Trail is the running audit machinery. New builds it, Start runs it and
+// Close stops its parts in order, waiting for each.
+type Trail struct {
 	db       *store.DB
-	alerting bool // some sink takes alerts
+	cfg      Config
 	log      *slog.Logger
+	now      func() time.Time
+	sinks    []outbox.Sink
+	topics   map[string][]string
+	alerting bool // some sink takes alerts
 	writer   *audit.Writer
 	agg      *audit.Aggregator
 	out      *outbox.Outbox
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
-// Config is what startAudit needs of the server's configuration.
-type Config struct {
-	DataDir string
-	Audit   AuditConfig
-	Alerts  AlertsConfig
-	// Whole is the server's whole configuration, for the start record's
-	// digest, and Version the server's version.
-	Whole   any
-	Version string
-}
-
-// DefaultAudit is the [audit] table's defaults.
-func DefaultAudit() AuditConfig { return defaultAudit() }
-
-// Validate reports each bad setting to bad.
-func (a AuditConfig) Validate(bad func(string, ...any)) { a.validate(bad) }
-
-// StartAudit starts the audit trail of `warden serve`.
-func StartAudit(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger) (*AuditTrail, error) {
-	ac := cfg.Audit
-	// A chain that does not verify is an incident, not a detail: refuse to
-	// start rather than append to it. The check covers the newest signed
-	// checkpoint and everything after it, so its cost does not grow with
-	// the trail; `warden audit verify` walks all of it.
-	rep, err := audit.VerifyTail(ctx, db, cfg.DataDir)
-	if err != nil {
-		return nil, fmt.Errorf("verify audit trail: %w", err)
+// New returns the trail over db, with its sinks built (their secret files
+// read) and its writer made; Start runs them.
+func New(db *store.DB, cfg Config) (*Trail, error) {
+	t := &Trail{db: db, cfg: cfg, log: cfg.Logger, now: cfg.Now}
+	if t.log == nil {
+		t.log = slog.New(slog.DiscardHandler)
 	}
-	if !rep.OK() {
-		return nil, fmt.Errorf("audit trail in %s does not verify (%s): investigate with `warden audit verify`, restore a backup, or move the database aside", db.Path(), rep.Break)
+	if t.now == nil {
+		t.now = time.Now
 	}
-
-	sinks, topics, err := buildSinks(cfg)
-	if err != nil {
+	var err error
+	if t.sinks, t.topics, err = buildSinks(cfg); err != nil {
 		return nil, err
 	}
-	t := &AuditTrail{db: db, log: log}
-	forward := len(sinks) > 0
-	alerting := slices.ContainsFunc(sinks, func(s outbox.Sink) bool {
-		ts, ok := topics[s.Name()]
+	t.alerting = slices.ContainsFunc(t.sinks, func(s outbox.Sink) bool {
+		ts, ok := t.topics[s.Name()]
 		return !ok || slices.Contains(ts, outbox.TopicAlert)
 	})
-	t.alerting = alerting
+	forward := len(t.sinks) > 0
+	alerting := t.alerting
 	t.writer = audit.NewWriter(db, audit.Config{
 		DataDir:            cfg.DataDir,
-		StoreText:          ac.StoreText,
-		CheckpointEvery:    ac.CheckpointEvery,
-		CheckpointInterval: ac.CheckpointInterval,
+		StoreText:          cfg.Audit.StoreText,
+		CheckpointEvery:    cfg.Audit.CheckpointEvery,
+		CheckpointInterval: cfg.Audit.CheckpointInterval,
+		Now:                cfg.Now,
 		OnCommit: func(tx *sql.Tx, recs []audit.StoredRecord) error {
 			if !forward {
 				return nil
@@ -195,99 +100,103 @@ func StartAudit(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger)
 			return outbox.EnqueueTx(context.Background(), tx, outbox.Message{Topic: outbox.TopicCheckpoint, Body: b, Time: c.Time})
 		},
 	})
+	return t, nil
+}
+
+// Writer is the trail's audit writer: the server appends its request and
+// completion records through it.
+func (t *Trail) Writer() *audit.Writer { return t.writer }
+
+// Refused counts a request refused for a bad key, from ip; the aggregator
+// appends one auth_refused record per client IP and minute.
+func (t *Trail) Refused(ip string) { t.agg.Refused(ip) }
+
+// Start verifies the chain's tail, starts the writer, forgets the delivery
+// position of sinks no longer configured, starts forwarding and the
+// aggregator, appends the start record and starts the retention loop. On
+// error it stops what it started.
+func (t *Trail) Start(ctx context.Context) error {
+	// A chain that does not verify is an incident, not a detail: refuse to
+	// start rather than append to it. The check covers the newest signed
+	// checkpoint and everything after it, so its cost does not grow with
+	// the trail; `warden audit verify` walks all of it.
+	rep, err := audit.VerifyTail(ctx, t.db, t.cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("verify audit trail: %w", err)
+	}
+	if !rep.OK() {
+		return fmt.Errorf("audit trail in %s does not verify (%s): investigate with `warden audit verify`, restore a backup, or move the database aside", t.db.Path(), rep.Break)
+	}
+
 	if err := t.writer.Start(ctx); err != nil {
-		return nil, fmt.Errorf("start audit writer: %w", err)
+		return fmt.Errorf("start audit writer: %w", err)
 	}
-	if err := forgetSinks(ctx, db, append(slices.Clip(ac.Sinks), cfg.Alerts.Sinks...), log); err != nil {
+	if err := t.forgetSinks(ctx); err != nil {
 		_ = t.writer.Close(context.Background())
-		return nil, err
+		return err
 	}
-	if forward {
-		t.out = outbox.New(db, sinks, outbox.Options{Poll: 500 * time.Millisecond, Log: log.With("component", "outbox"), Topics: topics})
+	if len(t.sinks) > 0 {
+		t.out = outbox.New(t.db, t.sinks, outbox.Options{Poll: 500 * time.Millisecond, Log: t.log.With("component", "outbox"), Topics: t.topics})
 		if err := t.out.Start(ctx); err != nil {
 			_ = t.writer.Close(context.Background())
-			return nil, fmt.Errorf("start forwarding: %w", err)
+			return fmt.Errorf("start forwarding: %w", err)
 		}
 	}
 	t.agg = audit.NewAggregator(t.writer)
+	t.agg.Now = t.cfg.Now
 	t.agg.Start()
 
 	// The configuration this server runs with, in the chain.
-	if err := t.recordConfig(ctx, cfg); err != nil {
-		t.close(context.Background(), log)
-		return nil, fmt.Errorf("audit trail not writable: %w", err)
+	if err := t.recordConfig(ctx); err != nil {
+		if cerr := t.Close(context.Background()); cerr != nil {
+			t.log.Error("close audit trail", "err", cerr)
+		}
+		return fmt.Errorf("audit trail not writable: %w", err)
 	}
 
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	t.stop = cancel
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
-		t.retain(rctx, db, cfg.DataDir, ac, log)
-	}()
-	return t, nil
+	t.wg.Go(func() { t.retain(rctx) })
+	return nil
 }
 
 // forgetSinks drops the delivery position of sinks no longer configured,
 // which would otherwise hold back outbox pruning forever.
-func forgetSinks(ctx context.Context, db *store.DB, configured []SinkConfig, log *slog.Logger) error {
-	st, err := outbox.ReadStatus(ctx, db, time.Now())
+func (t *Trail) forgetSinks(ctx context.Context) error {
+	st, err := outbox.ReadStatus(ctx, t.db, t.now())
 	if err != nil {
 		return fmt.Errorf("read outbox: %w", err)
 	}
 	keep := map[string]bool{}
-	for _, s := range configured {
+	for _, s := range append(slices.Clip(t.cfg.Audit.Sinks), t.cfg.Alerts.Sinks...) {
 		keep[s.Name] = true
 	}
 	for _, s := range st {
 		if !keep[s.Name] {
-			if err := outbox.RemoveSink(ctx, db, s.Name); err != nil {
+			if err := outbox.RemoveSink(ctx, t.db, s.Name); err != nil {
 				return fmt.Errorf("forget sink %s: %w", s.Name, err)
 			}
-			log.Info("forwarding sink removed from the config; its position is forgotten", "sink", s.Name, "pending", s.Pending)
+			t.log.Info("forwarding sink removed from the config; its position is forgotten", "sink", s.Name, "pending", s.Pending)
 		}
 	}
 	return nil
 }
 
-// recordConfig appends a config record: a digest of the settings in force
-// (the settings themselves may name files and hosts; the digest proves
-// which configuration was running without exposing it).
-func (t *AuditTrail) recordConfig(ctx context.Context, cfg Config) error {
-	b, err := json.Marshal(cfg.Whole)
-	if err != nil {
-		return err
-	}
-	sum := sha256.Sum256(b)
-	detail, _ := json.Marshal(map[string]string{"event": "start", "version": cfg.Version, "config_sha256": hex.EncodeToString(sum[:])})
-	_, err = t.writer.Append(ctx, audit.Record{Kind: audit.KindConfig, Detail: detail})
+// recordConfig appends a config record: the version and a digest of the
+// settings in force.
+func (t *Trail) recordConfig(ctx context.Context) error {
+	sum := sha256.Sum256(t.cfg.StartConfig)
+	detail, _ := json.Marshal(map[string]string{"event": "start", "version": t.cfg.Version, "config_sha256": hex.EncodeToString(sum[:])})
+	_, err := t.writer.Append(ctx, audit.Record{Kind: audit.KindConfig, Detail: detail})
 	return err
 }
 
-// retain exports the daily JSONL files, prunes records past retention and
-// text past text retention, at start and then hourly.
-func (t *AuditTrail) retain(ctx context.Context, db *store.DB, dataDir string, ac AuditConfig, log *slog.Logger) {
+// retain runs retainOnce at start and then hourly, until ctx is done.
+func (t *Trail) retain(ctx context.Context) {
 	tick := time.NewTicker(time.Hour)
 	defer tick.Stop()
 	for {
-		now := time.Now()
-		if err := audit.ExportDays(ctx, db, filepath.Join(dataDir, "audit"), now, ac.RetentionDays); err != nil && ctx.Err() == nil {
-			log.Error("audit daily export", "err", err)
-		}
-		if n, err := audit.Prune(ctx, db, now.AddDate(0, 0, -ac.RetentionDays)); err != nil && ctx.Err() == nil {
-			log.Error("audit retention", "err", err)
-		} else if n > 0 {
-			log.Info("audit retention: pruned records", "records", n, "retention_days", ac.RetentionDays)
-		}
-		// Forwarded rows every sink has taken are kept a day, then dropped.
-		if _, err := outbox.Prune(ctx, db, now.Add(-24*time.Hour)); err != nil && ctx.Err() == nil {
-			log.Error("outbox retention", "err", err)
-		}
-		if n, err := audit.PurgeText(ctx, db, now.AddDate(0, 0, -ac.TextRetentionDays)); err != nil && ctx.Err() == nil {
-			log.Error("audit text retention", "err", err)
-		} else if n > 0 {
-			log.Info("audit text retention: purged text", "records", n, "text_retention_days", ac.TextRetentionDays)
-		}
+		t.retainOnce(ctx, t.now())
 		select {
 		case <-ctx.Done():
 			return
@@ -296,31 +205,56 @@ func (t *AuditTrail) retain(ctx context.Context, db *store.DB, dataDir string, a
 	}
 }
 
-// close stops the aggregator (flushing its counts), the writer (committing
-// what is queued), the outbox and the retention loop.
-func (t *AuditTrail) close(ctx context.Context, log *slog.Logger) {
+// retainOnce exports the daily JSONL files, prunes records past retention,
+// forwarded rows every sink has taken after a day, and text past text
+// retention. Errors are logged: the next hour tries again.
+func (t *Trail) retainOnce(ctx context.Context, now time.Time) {
+	ac := t.cfg.Audit
+	if err := audit.ExportDays(ctx, t.db, filepath.Join(t.cfg.DataDir, "audit"), now, ac.RetentionDays); err != nil && ctx.Err() == nil {
+		t.log.Error("audit daily export", "err", err)
+	}
+	if n, err := audit.Prune(ctx, t.db, now.AddDate(0, 0, -ac.RetentionDays)); err != nil && ctx.Err() == nil {
+		t.log.Error("audit retention", "err", err)
+	} else if n > 0 {
+		t.log.Info("audit retention: pruned records", "records", n, "retention_days", ac.RetentionDays)
+	}
+	// Forwarded rows every sink has taken are kept a day, then dropped.
+	if _, err := outbox.Prune(ctx, t.db, now.Add(-24*time.Hour)); err != nil && ctx.Err() == nil {
+		t.log.Error("outbox retention", "err", err)
+	}
+	if n, err := audit.PurgeText(ctx, t.db, now.AddDate(0, 0, -ac.TextRetentionDays)); err != nil && ctx.Err() == nil {
+		t.log.Error("audit text retention", "err", err)
+	} else if n > 0 {
+		t.log.Info("audit text retention: purged text", "records", n, "text_retention_days", ac.TextRetentionDays)
+	}
+}
+
+// Close stops the retention loop, the aggregator (flushing its counts),
+// the writer (committing what is queued) and the outbox, in that order,
+// and returns their errors. Calls after the first return its result.
+func (t *Trail) Close(ctx context.Context) error {
+	t.closeOnce.Do(func() { t.closeErr = t.close(ctx) })
+	return t.closeErr
+}
+
+func (t *Trail) close(ctx context.Context) error {
 	if t.stop != nil {
 		t.stop()
 	}
 	t.wg.Wait()
-	if err := t.agg.Close(ctx); err != nil {
-		log.Error("audit aggregator", "err", err)
+	var errs []error
+	if t.agg != nil {
+		if err := t.agg.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("audit aggregator: %w", err))
+		}
 	}
 	if err := t.writer.Close(ctx); err != nil {
-		log.Error("audit writer", "err", err)
+		errs = append(errs, fmt.Errorf("audit writer: %w", err))
 	}
 	if t.out != nil {
 		if err := t.out.Close(ctx); err != nil {
-			log.Error("outbox", "err", err)
+			errs = append(errs, fmt.Errorf("outbox: %w", err))
 		}
 	}
+	return errors.Join(errs...)
 }
-
-// Writer is the trail's audit writer.
-func (t *AuditTrail) Writer() *audit.Writer { return t.writer }
-
-// Aggregator is the trail's refused-key aggregator.
-func (t *AuditTrail) Aggregator() *audit.Aggregator { return t.agg }
-
-// Close stops the trail (see close).
-func (t *AuditTrail) Close(ctx context.Context, log *slog.Logger) { t.close(ctx, log) }
