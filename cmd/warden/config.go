@@ -25,17 +25,17 @@ import (
 // defaults, the TOML file, WARDEN_* environment variables, then flags.
 type Config struct {
 	// DataDir holds the database, keys, pidfile and (by default) models.
-	DataDir string             `toml:"data_dir"`
-	Log     LogConfig          `toml:"log"`
-	Server  ServerConfig       `toml:"server"`
-	Runtime RuntimeConfig      `toml:"runtime"`
-	Keys    KeysConfig         `toml:"keys"`
-	Limits  LimitsConfig       `toml:"limits"`
-	Audit   trail.AuditConfig  `toml:"audit"`
-	GPU     GPUConfig          `toml:"gpu"`
-	Sched   SchedConfig        `toml:"scheduler"`
-	Safety  SafetyConfig       `toml:"safety"`
-	Alerts  trail.AlertsConfig `toml:"alerts"`
+	DataDir string        `toml:"data_dir"`
+	Log     LogConfig     `toml:"log"`
+	Server  ServerConfig  `toml:"server"`
+	Runtime RuntimeConfig `toml:"runtime"`
+	Keys    KeysConfig    `toml:"keys"`
+	Limits  LimitsConfig  `toml:"limits"`
+	Audit   AuditConfig   `toml:"audit"`
+	GPU     GPUConfig     `toml:"gpu"`
+	Sched   SchedConfig   `toml:"scheduler"`
+	Safety  SafetyConfig  `toml:"safety"`
+	Alerts  AlertsConfig  `toml:"alerts"`
 }
 
 // SchedConfig sets the fair queue in front of the backend's slots (each
@@ -441,6 +441,13 @@ func (c *Config) modelsDir() string {
 	}
 	return filepath.Join(c.DataDir, "models")
 }
+
+// The [audit] and [alerts] tables are the audit trail's own settings.
+type (
+	AuditConfig  = trail.AuditConfig
+	AlertsConfig = trail.AlertsConfig
+	SinkConfig   = trail.SinkConfig
+)
 
 // trailConfig is the audit trail's part of the configuration. The start
 // record holds the digest of the whole configuration, with Version.

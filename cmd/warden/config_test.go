@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/warden-llm/warden/safety/trail"
 )
 
 func envMap(m map[string]string) func(string) string {
@@ -134,9 +132,9 @@ func TestConfigErrors(t *testing.T) {
 		{"log level", func(c *Config) { c.Log.Level = "loud" }, "log.level"},
 		{"store text", func(c *Config) { c.Audit.StoreText = "some" }, "audit.store_text"},
 		{"retention", func(c *Config) { c.Audit.RetentionDays = 0 }, "audit.retention_days"},
-		{"sink type", func(c *Config) { c.Audit.Sinks = []trail.SinkConfig{{Name: "x", Type: "carrier-pigeon"}} }, "audit.sink[0]"},
+		{"sink type", func(c *Config) { c.Audit.Sinks = []SinkConfig{{Name: "x", Type: "carrier-pigeon"}} }, "audit.sink[0]"},
 		{"sink names", func(c *Config) {
-			c.Audit.Sinks = []trail.SinkConfig{{Name: "x", Type: "webhook", URL: "http://a/"}, {Name: "x", Type: "webhook", URL: "http://b/"}}
+			c.Audit.Sinks = []SinkConfig{{Name: "x", Type: "webhook", URL: "http://a/"}, {Name: "x", Type: "webhook", URL: "http://b/"}}
 		}, "used twice"},
 		{"negative limit", func(c *Config) { c.Limits.RPM = -1 }, "limits"},
 	}
