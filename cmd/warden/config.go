@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -451,10 +450,6 @@ type (
 
 // trailConfig is the audit trail's part of the configuration. The start
 // record holds the digest of the whole configuration, with Version.
-func (c Config) trailConfig(log *slog.Logger) (trail.Config, error) {
-	b, err := json.Marshal(c)
-	if err != nil {
-		return trail.Config{}, fmt.Errorf("audit trail not writable: %w", err)
-	}
-	return trail.Config{DataDir: c.DataDir, Audit: c.Audit, Alerts: c.Alerts, StartConfig: b, Version: Version, Logger: log}, nil
+func (c Config) trailConfig(log *slog.Logger) trail.Config {
+	return trail.Config{DataDir: c.DataDir, Audit: c.Audit, Alerts: c.Alerts, StartConfig: c, Version: Version, Logger: log}
 }

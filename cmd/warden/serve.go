@@ -137,11 +137,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		return fmt.Errorf("load keys: %w", err)
 	}
 	defer cache.Close()
-	tcfg, err := cfg.trailConfig(log)
-	if err != nil {
-		return err
-	}
-	tr, err := trail.New(db, tcfg)
+	tr, err := trail.New(db, cfg.trailConfig(log))
 	if err != nil {
 		return err
 	}

@@ -17,11 +17,11 @@ type Config struct {
 	DataDir string
 	Audit   AuditConfig
 	Alerts  AlertsConfig
-	// StartConfig is the server's whole configuration as JSON, and Version
-	// the server's version: the start record holds the version and the
-	// configuration's SHA-256 (the settings name files and hosts; the
+	// StartConfig is the server's whole configuration and Version the
+	// server's version: the start record holds the version and the SHA-256
+	// of the configuration's JSON (the settings name files and hosts; the
 	// digest proves which configuration ran without exposing them).
-	StartConfig []byte
+	StartConfig any
 	Version     string
 	// Logger receives the trail's errors and retention notes (nil =
 	// discard).

@@ -29,6 +29,7 @@ import (
 type Trail struct {
 	db       *store.DB
 	cfg      Config
+	start    []byte // StartConfig's JSON
 	log      *slog.Logger
 	now      func() time.Time
 	sinks    []outbox.Sink
@@ -55,6 +56,9 @@ func New(db *store.DB, cfg Config) (*Trail, error) {
 		t.now = time.Now
 	}
 	var err error
+	if t.start, err = json.Marshal(cfg.StartConfig); err != nil {
+		return nil, fmt.Errorf("audit trail: encode the configuration: %w", err)
+	}
 	if t.sinks, t.topics, err = buildSinks(cfg); err != nil {
 		return nil, err
 	}
@@ -185,7 +189,7 @@ func (t *Trail) forgetSinks(ctx context.Context) error {
 // recordConfig appends a config record: the version and a digest of the
 // settings in force.
 func (t *Trail) recordConfig(ctx context.Context) error {
-	sum := sha256.Sum256(t.cfg.StartConfig)
+	sum := sha256.Sum256(t.start)
 	detail, _ := json.Marshal(map[string]string{"event": "start", "version": t.cfg.Version, "config_sha256": hex.EncodeToString(sum[:])})
 	_, err := t.writer.Append(ctx, audit.Record{Kind: audit.KindConfig, Detail: detail})
 	return err

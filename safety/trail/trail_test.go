@@ -228,7 +228,7 @@ func TestStartRecordsConfigAndClose(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
 	db := openDB(t, dir)
-	conf := []byte(`{"listen":"127.0.0.1:8080"}`)
+	conf := map[string]string{"listen": "127.0.0.1:8080"}
 	tr, err := New(db, Config{DataDir: dir, Audit: DefaultAudit(), StartConfig: conf, Version: "v1.2.3"})
 	if err != nil {
 		t.Fatal(err)
@@ -261,7 +261,7 @@ func TestStartRecordsConfigAndClose(t *testing.T) {
 			}
 		}
 	}
-	sum := sha256.Sum256(conf)
+	sum := sha256.Sum256([]byte(`{"listen":"127.0.0.1:8080"}`))
 	want := map[string]string{"event": "start", "version": "v1.2.3", "config_sha256": hex.EncodeToString(sum[:])}
 	if len(detail) != len(want) || detail["event"] != want["event"] || detail["version"] != want["version"] || detail["config_sha256"] != want["config_sha256"] {
 		t.Errorf("start record detail = %v, want %v", detail, want)
