@@ -104,6 +104,8 @@ func New(db *store.DB, cfg Config) (*Trail, error) {
 			return outbox.EnqueueTx(context.Background(), tx, outbox.Message{Topic: outbox.TopicCheckpoint, Body: b, Time: c.Time})
 		},
 	})
+	t.agg = audit.NewAggregator(t.writer)
+	t.agg.Now = cfg.Now
 	return t, nil
 }
 
@@ -146,8 +148,6 @@ func (t *Trail) Start(ctx context.Context) error {
 			return fmt.Errorf("start forwarding: %w", err)
 		}
 	}
-	t.agg = audit.NewAggregator(t.writer)
-	t.agg.Now = t.cfg.Now
 	t.agg.Start()
 
 	// The configuration this server runs with, in the chain.
@@ -247,10 +247,8 @@ func (t *Trail) close(ctx context.Context) error {
 	}
 	t.wg.Wait()
 	var errs []error
-	if t.agg != nil {
-		if err := t.agg.Close(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("audit aggregator: %w", err))
-		}
+	if err := t.agg.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("audit aggregator: %w", err))
 	}
 	if err := t.writer.Close(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("audit writer: %w", err))
