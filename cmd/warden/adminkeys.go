@@ -35,7 +35,3 @@ func (a adminKeys) Rotate(ctx context.Context, actor, id string, grace time.Dura
 func (a adminKeys) Revoke(ctx context.Context, actor, id string) error {
 	return a.refresh(ctx, a.Manager.Revoke(ctx, actor, id))
 }
-
-func (a adminKeys) SetLimits(ctx context.Context, actor, id string, l keys.Limits) error {
-	return a.refresh(ctx, a.Manager.SetLimits(ctx, actor, id, l))
-}
