@@ -82,7 +82,7 @@ func newKeyed(t *testing.T, b *fakeBackend, cfg Config) *keyed {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cache.Close() })
-	lim := quota.New(db, time.Now)
+	lim := quota.New(db, quota.Config{Now: time.Now})
 	t.Cleanup(func() { _ = lim.Close(context.Background()) })
 
 	_, admin, err := m.Create(ctx, "test", keys.Spec{Name: "admin", Scopes: append(keys.DefaultScopes(), keys.ScopeAdmin)})

@@ -141,7 +141,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		return err
 	}
 	defer trail.close(context.Background(), log)
-	limiter := quota.New(db, time.Now)
+	limiter := quota.New(db, quota.Config{Logger: log.With("component", "quota")})
 	defer func() {
 		if err := limiter.Close(context.Background()); err != nil {
 			log.Error("flush usage", "err", err)
@@ -224,6 +224,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	metrics.WatchQueue(queue.Stats)
 	registerMetrics(metrics.Registry, be, trail, client)
 	registerGateMetrics(metrics.Registry, gate)
+	registerQuotaMetrics(metrics.Registry, limiter)
 	if cfg.Server.MetricsListen != "" {
 		stop, err := serveMetrics(cfg.Server.MetricsListen, metrics, log)
 		if err != nil {
