@@ -185,7 +185,7 @@ func startAudit(ctx context.Context, cfg Config, db *store.DB, log *slog.Logger)
 		return nil, err
 	}
 	if forward {
-		t.out = outbox.New(db, sinks, outbox.Options{Poll: 500 * time.Millisecond, Log: log.With("component", "outbox"), Topics: topics})
+		t.out = outbox.New(db, sinks, outbox.Options{Poll: 500 * time.Millisecond, Logger: log.With("component", "outbox"), Topics: topics})
 		if err := t.out.Start(ctx); err != nil {
 			_ = t.writer.Close(context.Background())
 			return nil, fmt.Errorf("start forwarding: %w", err)
