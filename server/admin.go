@@ -221,6 +221,9 @@ func decodeUpdate(c *gin.Context) (updateBody, error) {
 	if err := decodeJSON(c.Request.Body, &fields); err != nil {
 		return b, err
 	}
+	if fields == nil { // the body was null
+		return b, &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Message: "Invalid request: expected a JSON object, got null."}
+	}
 	for _, name := range slices.Sorted(maps.Keys(fields)) {
 		if !updateFields[name] {
 			return b, invalidf(name, "Unknown field '%s': a key update takes %s.", name, strings.Join(slices.Sorted(maps.Keys(updateFields)), ", "))

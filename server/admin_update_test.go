@@ -120,6 +120,7 @@ func TestAdminPatchRefusals(t *testing.T) {
 		{"unknown field", http.MethodPatch, path, `{"rpn": 3}`, 400, `"param":"rpn"`},
 		{"nested limits", http.MethodPatch, path, `{"limits": {"rpm": 3}}`, 400, `"param":"limits"`},
 		{"not an object", http.MethodPatch, path, `[1]`, 400, "expected a JSON object"},
+		{"null", http.MethodPatch, path, `null`, 400, "expected a JSON object"},
 		{"empty body", http.MethodPatch, path, ``, 400, "empty"},
 		{"malformed", http.MethodPatch, path, `{"rpm": 3`, 400, "Malformed JSON"},
 		{"PUT negative limit", http.MethodPut, path + "/limits", `{"tpm": -5}`, 400, "Invalid limits"},
