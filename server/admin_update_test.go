@@ -2,7 +2,10 @@ package server
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -158,5 +161,18 @@ func TestAdminPatchNeedsTheAdminScope(t *testing.T) {
 	}
 	if got := f.get(t); got.Limits.RPM != 5 {
 		t.Errorf("rpm = %d after a refused PATCH, want 5", got.Limits.RPM)
+	}
+}
+
+// TestUpdateFieldsMatchTheBody: the names PATCH accepts are exactly
+// updateBody's JSON names, so a field added to one is added to the other.
+func TestUpdateFieldsMatchTheBody(t *testing.T) {
+	typ := reflect.TypeFor[updateBody]()
+	tags := map[string]bool{}
+	for i := range typ.NumField() {
+		tags[typ.Field(i).Tag.Get("json")] = true
+	}
+	if !maps.Equal(tags, updateFields) {
+		t.Errorf("updateBody's JSON names %v, updateFields %v: want the same", slices.Sorted(maps.Keys(tags)), slices.Sorted(maps.Keys(updateFields)))
 	}
 }
