@@ -31,43 +31,6 @@ type keyed struct {
 	admin string // a token with the admin scope
 }
 
-// refreshing is the admin API's key store: a write is seen by the cache
-// at once, as in `warden serve`.
-type refreshing struct {
-	*keys.Manager
-	cache *keys.Cache
-}
-
-func (r refreshing) Create(ctx context.Context, actor string, s keys.Spec) (keys.Key, string, error) {
-	k, tok, err := r.Manager.Create(ctx, actor, s)
-	if err == nil {
-		err = r.cache.Refresh(ctx)
-	}
-	return k, tok, err
-}
-
-func (r refreshing) Rotate(ctx context.Context, actor, id string, grace time.Duration) (keys.Key, string, error) {
-	k, tok, err := r.Manager.Rotate(ctx, actor, id, grace)
-	if err == nil {
-		err = r.cache.Refresh(ctx)
-	}
-	return k, tok, err
-}
-
-func (r refreshing) Revoke(ctx context.Context, actor, id string) error {
-	if err := r.Manager.Revoke(ctx, actor, id); err != nil {
-		return err
-	}
-	return r.cache.Refresh(ctx)
-}
-
-func (r refreshing) Update(ctx context.Context, actor, id string, ch keys.Change) error {
-	if err := r.Manager.Update(ctx, actor, id, ch); err != nil {
-		return err
-	}
-	return r.cache.Refresh(ctx)
-}
-
 func newKeyed(t *testing.T, b *fakeBackend, cfg Config) *keyed {
 	t.Helper()
 	ctx := t.Context()
@@ -82,7 +45,7 @@ func newKeyed(t *testing.T, b *fakeBackend, cfg Config) *keyed {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cache.Close() })
-	lim := quota.New(db, time.Now)
+	lim := quota.New(db, quota.Config{Now: time.Now})
 	t.Cleanup(func() { _ = lim.Close(context.Background()) })
 
 	_, admin, err := m.Create(ctx, "test", keys.Spec{Name: "admin", Scopes: append(keys.DefaultScopes(), keys.ScopeAdmin)})
@@ -96,7 +59,7 @@ func newKeyed(t *testing.T, b *fakeBackend, cfg Config) *keyed {
 		b.models = []string{"demo:latest"}
 	}
 	cfg.Keys, cfg.Quota, cfg.Usage = cache, lim, lim
-	cfg.Admin = refreshing{Manager: m, cache: cache}
+	cfg.Admin = keys.Admin{Manager: m, Cache: cache} // a write is seen by the cache at once, as in `warden serve`
 	s, err := New(b, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/warden-llm/warden/runtime/gpu"
 	"github.com/warden-llm/warden/runtime/ollama"
+	"github.com/warden-llm/warden/safety/quota"
 	"github.com/warden-llm/warden/safety/trail"
 	"github.com/warden-llm/warden/server"
 )
@@ -44,6 +45,14 @@ func registerGateMetrics(r *prometheus.Registry, g *gpu.Gate) {
 		}
 		return 0
 	}))
+}
+
+// registerQuotaMetrics exports the usage writes that failed (each is
+// retried; a rising count means the database refuses writes).
+func registerQuotaMetrics(r *prometheus.Registry, l *quota.Limiter) {
+	r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "warden_usage_write_failures_total", Help: "Usage (token count) writes that failed; each is retried.",
+	}, func() float64 { return float64(l.WriteFailures()) }))
 }
 
 // serveMetrics serves /metrics without a key on its own listener and

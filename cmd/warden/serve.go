@@ -132,7 +132,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		return err
 	}
 	cache := keys.NewCache(db, cfg.Keys.PollInterval, time.Now)
-	cache.Log = log.With("component", "keys")
+	cache.Logger = log.With("component", "keys")
 	if err := cache.Start(ctx); err != nil {
 		return fmt.Errorf("load keys: %w", err)
 	}
@@ -149,7 +149,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 			log.Error("close audit trail", "err", err)
 		}
 	}()
-	limiter := quota.New(db, time.Now)
+	limiter := quota.New(db, quota.Config{Logger: log.With("component", "quota")})
 	defer func() {
 		if err := limiter.Close(context.Background()); err != nil {
 			log.Error("flush usage", "err", err)
@@ -180,7 +180,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	}
 	hc := &http.Client{Transport: ollama.NewTransport()}
 	client := ollama.NewClient(be.base, hc)
-	client.Log = log.With("component", "ollama")
+	client.Logger = log.With("component", "ollama")
 	// Stops the slot checks the client runs after abandoned streams; the
 	// HTTP server has drained by the time deferred calls run.
 	defer func() { _ = client.Close(context.Background()) }()
@@ -207,7 +207,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		StaleAfter:    max(gpu.DefaultStaleAfter, 5*cfg.GPU.Interval),
 		OnAlert:       onAlert,
 	}, bm)
-	gate.OnAlert, gate.Log = onAlert, gpuLog
+	gate.OnAlert, gate.Logger = onAlert, gpuLog
 	queue := sched.New(sched.Config{
 		Slots:          bm.Slots,
 		Weight:         cache.Weight,
@@ -218,7 +218,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	})
 	gate.OnChange = queue.Kick
 
-	monitor := gpu.NewMonitor(gpu.NewNVML(nvml.New(), be.pgid), cfg.GPU.Interval, gpuLog)
+	monitor := gpu.NewMonitor(gpu.NewNVML(nvml.New(), be.pgid), cfg.GPU.Interval)
+	monitor.Logger = gpuLog
 	monitor.OnSample = func(snap gpu.Snapshot, ok bool) {
 		uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
@@ -232,6 +233,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	metrics.WatchQueue(queue.Stats)
 	registerMetrics(metrics.Registry, be, tr, client)
 	registerGateMetrics(metrics.Registry, gate)
+	registerQuotaMetrics(metrics.Registry, limiter)
 	if cfg.Server.MetricsListen != "" {
 		stop, err := serveMetrics(cfg.Server.MetricsListen, metrics, log)
 		if err != nil {

@@ -123,7 +123,7 @@ func TestPausedDisabledAndResumeDefault(t *testing.T) {
 func TestAdmissionOverMonitoredFake(t *testing.T) {
 	const gib = 1 << 30
 	f := newFakeGPU(t)
-	m := NewMonitor(NewNVML(f.server, nil), time.Millisecond, nil)
+	m := NewMonitor(NewNVML(f.server, nil), time.Millisecond)
 	m.Start(t.Context())
 	defer m.Close()
 

@@ -192,7 +192,7 @@ func TestGateWithoutTelemetry(t *testing.T) {
 // called once, with ok false.
 func TestMonitorOnSample(t *testing.T) {
 	f := newFakeGPU(t)
-	m := NewMonitor(NewNVML(f.server, nil), time.Millisecond, nil)
+	m := NewMonitor(NewNVML(f.server, nil), time.Millisecond)
 	var mu sync.Mutex
 	seen := 0
 	m.OnSample = func(s Snapshot, ok bool) {
@@ -207,7 +207,7 @@ func TestMonitorOnSample(t *testing.T) {
 	m.Close()
 
 	calls := 0
-	none := NewMonitor(&samplerFunc{fn: func(int) (Snapshot, error) { return Snapshot{}, ErrNoGPU }}, time.Millisecond, nil)
+	none := NewMonitor(&samplerFunc{fn: func(int) (Snapshot, error) { return Snapshot{}, ErrNoGPU }}, time.Millisecond)
 	none.OnSample = func(_ Snapshot, ok bool) {
 		calls++
 		if ok {

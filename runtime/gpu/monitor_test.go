@@ -76,7 +76,8 @@ func TestMonitorSamplesOnInterval(t *testing.T) {
 	shutdowns := 0
 	f.server.ShutdownFunc = func() nvml.Return { shutdowns++; return nvml.SUCCESS }
 	log, _ := testLogger()
-	m := NewMonitor(NewNVML(f.server, nil), time.Millisecond, log)
+	m := NewMonitor(NewNVML(f.server, nil), time.Millisecond)
+	m.Logger = log
 	if got := m.Status(); got != "not started" {
 		t.Errorf("status before Start = %q", got)
 	}
@@ -115,7 +116,8 @@ func TestMonitorNoGPUReportedOnce(t *testing.T) {
 		return Snapshot{}, fmt.Errorf("%w: driver gone", ErrNoGPU)
 	}}
 	log, buf := testLogger()
-	m := NewMonitor(s, time.Millisecond, log)
+	m := NewMonitor(s, time.Millisecond)
+	m.Logger = log
 	m.Start(t.Context())
 	defer m.Close()
 
@@ -144,7 +146,8 @@ func TestMonitorTransientErrorsLoggedOnceAndRecover(t *testing.T) {
 		return Snapshot{Time: time.Now(), Devices: []Device{{Index: 0}}}, nil
 	}}
 	log, buf := testLogger()
-	m := NewMonitor(s, time.Millisecond, log)
+	m := NewMonitor(s, time.Millisecond)
+	m.Logger = log
 	m.Start(t.Context())
 	defer m.Close()
 
@@ -165,7 +168,7 @@ func TestMonitorStopsWithContext(t *testing.T) {
 		return Snapshot{Time: time.Now(), Devices: []Device{{}}}, nil
 	}}
 	ctx, cancel := context.WithCancel(t.Context())
-	m := NewMonitor(s, time.Millisecond, nil)
+	m := NewMonitor(s, time.Millisecond)
 	m.Start(ctx)
 	waitFor(t, "a few samples", func() bool { return s.count() > 3 })
 	cancel()
@@ -179,7 +182,8 @@ func TestMonitorStopsWithContext(t *testing.T) {
 // "no GPU" state without calling (and crashing in) any device function.
 func TestNoNVMLOnThisMachine(t *testing.T) {
 	log, buf := testLogger()
-	m := NewMonitor(NewNVML(nvml.New(), nil), 0, log)
+	m := NewMonitor(NewNVML(nvml.New(), nil), 0)
+	m.Logger = log
 	m.Start(t.Context())
 	defer func() {
 		if err := m.Close(); err != nil {
@@ -218,7 +222,7 @@ func TestNoNVMLOnThisMachine(t *testing.T) {
 
 func TestMonitorCloseBeforeStart(t *testing.T) {
 	s := &samplerFunc{fn: func(int) (Snapshot, error) { return Snapshot{}, nil }}
-	m := NewMonitor(s, 0, nil)
+	m := NewMonitor(s, 0)
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}

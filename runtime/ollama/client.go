@@ -38,8 +38,8 @@ type Client struct {
 	ProbeTimeout time.Duration
 	// UnloadTimeout bounds the unload of a model that lost a slot.
 	UnloadTimeout time.Duration
-	// Log receives the slot checks' findings; nil discards them.
-	Log *slog.Logger
+	// Logger receives the slot checks' findings (nil: discard).
+	Logger *slog.Logger
 
 	base func() *url.URL
 	http *http.Client

@@ -223,8 +223,8 @@ func (c *Client) unload(name string) error {
 }
 
 func (c *Client) log() *slog.Logger {
-	if c.Log == nil {
+	if c.Logger == nil {
 		return slog.New(slog.DiscardHandler)
 	}
-	return c.Log
+	return c.Logger
 }

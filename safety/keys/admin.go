@@ -39,12 +39,6 @@ func (a Admin) Revoke(ctx context.Context, actor, id string) error {
 	return a.refresh(ctx, a.Manager.Revoke(ctx, actor, id))
 }
 
-// SetLimits changes a key's limits (see Manager.SetLimits) and refreshes
-// the cache.
-func (a Admin) SetLimits(ctx context.Context, actor, id string, l Limits) error {
-	return a.refresh(ctx, a.Manager.SetLimits(ctx, actor, id, l))
-}
-
 // Update changes a key's limits, weight or profile and refreshes the cache,
 // so the scheduler sees a new weight at once.
 func (a Admin) Update(ctx context.Context, actor, id string, ch Change) error {

@@ -50,7 +50,7 @@ func openDB(t testing.TB, dir string) *store.DB {
 func newLimiter(t testing.TB, c *clock) (*Limiter, *store.DB) {
 	t.Helper()
 	db := openDB(t, t.TempDir())
-	l := New(db, c.Now)
+	l := New(db, Config{Now: c.Now})
 	t.Cleanup(func() {
 		if err := l.Close(context.Background()); err != nil {
 			t.Errorf("close limiter: %v", err)

@@ -142,7 +142,7 @@ func (t *Trail) Start(ctx context.Context) error {
 		return err
 	}
 	if len(t.sinks) > 0 {
-		t.out = outbox.New(t.db, t.sinks, outbox.Options{Poll: 500 * time.Millisecond, Log: t.log.With("component", "outbox"), Topics: t.topics})
+		t.out = outbox.New(t.db, t.sinks, outbox.Options{Poll: 500 * time.Millisecond, Logger: t.log.With("component", "outbox"), Topics: t.topics})
 		if err := t.out.Start(ctx); err != nil {
 			_ = t.writer.Close(context.Background())
 			return fmt.Errorf("start forwarding: %w", err)
