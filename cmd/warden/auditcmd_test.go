@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"strconv"
@@ -12,17 +11,6 @@ import (
 	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/store"
 )
-
-// execRoot runs the root command in process with args against dataDir, with
-// an empty environment.
-func execRoot(t *testing.T, dataDir string, args ...string) (string, error) {
-	t.Helper()
-	var out, errOut bytes.Buffer
-	root := newRootCmd(&out, &errOut, func(string) string { return "" })
-	root.SetArgs(append([]string{"--data-dir", dataDir}, args...))
-	err := root.ExecuteContext(t.Context())
-	return out.String(), err
-}
 
 // adminReads returns the seqs named by the audit_text_read admin records.
 func adminReads(t *testing.T, db *store.DB) []int64 {
@@ -87,7 +75,7 @@ func TestAuditText(t *testing.T) {
 	}
 	id := func(n int64) string { return strconv.FormatInt(n, 10) }
 
-	out, err := execRoot(t, dir, "audit", "text", id(seq))
+	out, err := runCLI(t, dir, "audit", "text", id(seq))
 	if err != nil {
 		t.Fatalf("audit text: %v", err)
 	}
@@ -95,7 +83,7 @@ func TestAuditText(t *testing.T) {
 	if out != want {
 		t.Errorf("audit text printed\n%q\nwant\n%q", out, want)
 	}
-	out, err = execRoot(t, dir, "audit", "text", "--json", id(seq))
+	out, err = runCLI(t, dir, "audit", "text", "--json", id(seq))
 	if err != nil {
 		t.Fatalf("audit text --json: %v", err)
 	}
@@ -120,7 +108,7 @@ func TestAuditText(t *testing.T) {
 		{"zero", "0", "want a record's seq"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if _, err := execRoot(t, dir, "audit", "text", c.arg); err == nil || !strings.Contains(err.Error(), c.want) {
+			if _, err := runCLI(t, dir, "audit", "text", c.arg); err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("audit text %s: %v, want an error with %q", c.arg, err, c.want)
 			}
 		})
@@ -130,7 +118,7 @@ func TestAuditText(t *testing.T) {
 	if _, err := audit.PurgeText(ctx, db, time.Now().AddDate(1, 0, 0)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := execRoot(t, dir, "audit", "text", id(seq)); err == nil || !strings.Contains(err.Error(), "has no stored text") {
+	if _, err := runCLI(t, dir, "audit", "text", id(seq)); err == nil || !strings.Contains(err.Error(), "has no stored text") {
 		t.Errorf("audit text after purge: %v, want no stored text", err)
 	}
 	if reads := adminReads(t, db); len(reads) != 2 {

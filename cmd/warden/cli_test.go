@@ -7,17 +7,16 @@ import (
 	"testing"
 )
 
-// runWarden runs the root command in process against dataDir, as the
-// binary would with these arguments, and returns what it wrote to stdout
-// and stderr and its error.
-func runWarden(t *testing.T, dataDir string, args ...string) (string, string, error) {
+// runCLI runs the root command in process against dataDir with an empty
+// environment (no WARDEN_* from the test's), as the binary would with these
+// arguments, and returns its stdout and error.
+func runCLI(t *testing.T, dataDir string, args ...string) (string, error) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	getenv := func(string) string { return "" } // no WARDEN_* from the test's environment
-	root := newRootCmd(&stdout, &stderr, getenv)
+	root := newRootCmd(&stdout, &stderr, func(string) string { return "" })
 	root.SetArgs(append(args, "--data-dir", dataDir))
 	err := root.ExecuteContext(t.Context())
-	return stdout.String(), stderr.String(), err
+	return stdout.String(), err
 }
 
 // The key commands only touch SQLite: they run in process on a temp data
@@ -25,7 +24,7 @@ func runWarden(t *testing.T, dataDir string, args ...string) (string, string, er
 func TestKeysCLIBadInput(t *testing.T) {
 	dir := t.TempDir()
 	count := func() int {
-		out, _, err := runWarden(t, dir, "keys", "list", "--json")
+		out, err := runCLI(t, dir, "keys", "list", "--json")
 		if err != nil {
 			t.Fatalf("keys list: %v", err)
 		}
@@ -35,7 +34,7 @@ func TestKeysCLIBadInput(t *testing.T) {
 		}
 		return len(ks)
 	}
-	if _, _, err := runWarden(t, dir, "keys", "create", "--name", "first"); err != nil {
+	if _, err := runCLI(t, dir, "keys", "create", "--name", "first"); err != nil {
 		t.Fatalf("keys create: %v", err)
 	}
 	before := count()
@@ -52,7 +51,7 @@ func TestKeysCLIBadInput(t *testing.T) {
 		{"keys", "show", "nosuchkey123"},
 		{"keys", "set-limits", "nosuchkey123", "--rpm", "3"},
 	} {
-		_, _, err := runWarden(t, dir, args...)
+		_, err := runCLI(t, dir, args...)
 		if err == nil || err.Error() == "" {
 			t.Errorf("warden %v: no error", args)
 			continue

@@ -1,24 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
 
 	"github.com/warden-llm/warden/safety/keys"
 )
-
-// runCLI runs the root command in process with args against dataDir and an
-// empty environment, and returns stdout and the command's error.
-func runCLI(t *testing.T, dataDir string, args ...string) (string, error) {
-	t.Helper()
-	var stdout, stderr bytes.Buffer
-	root := newRootCmd(&stdout, &stderr, func(string) string { return "" })
-	root.SetArgs(append(args, "--data-dir", dataDir))
-	err := root.ExecuteContext(t.Context())
-	return stdout.String(), err
-}
 
 // showKey reads key id back through `keys show --json`.
 func showKey(t *testing.T, dataDir, id string) keys.Key {
