@@ -191,7 +191,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	// per sample and kicks the scheduler; without a GPU it holds nothing.
 	gpuLog := log.With("component", "gpu")
 	onAlert := alertHook(ctx, gpuLog, trail)
-	bm := newBackendModels(apiAt{base: be.base, hc: hc}, cfg.Runtime, log.With("component", "models"))
+	bm := models.NewBackendModels(models.NewAPIAt(be.base, hc), models.RuntimeConfig{Parallel: cfg.Runtime.Parallel,
+		ContextLength: cfg.Runtime.ContextLength, ModelSlots: cfg.Runtime.ModelSlots}, log.With("component", "models"))
 	gate := gpu.NewGate(&gpu.Admission{
 		HeadroomBytes: uint64(cfg.GPU.VRAMHeadroom),
 		TempLimitC:    uint32(cfg.GPU.TempLimit),

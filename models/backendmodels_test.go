@@ -1,4 +1,4 @@
-package main
+package models
 
 import (
 	"context"
@@ -81,7 +81,7 @@ func testModels() *fakeModelAPI {
 // get runtime.parallel or their runtime.model_slots override.
 func TestModelSlots(t *testing.T) {
 	f := testModels()
-	bm := newBackendModels(f, RuntimeConfig{Parallel: 4, ContextLength: 4096,
+	bm := NewBackendModels(f, RuntimeConfig{Parallel: 4, ContextLength: 4096,
 		ModelSlots: map[string]int{"small": 2, "embed": 3}}, slog.New(slog.DiscardHandler))
 	for _, tt := range []struct {
 		model string
@@ -108,7 +108,7 @@ func TestModelSlots(t *testing.T) {
 // never sees more concurrent calls for a model than its slots, however
 // many keys send.
 func TestModelSlotsBoundBackend(t *testing.T) {
-	bm := newBackendModels(testModels(), RuntimeConfig{Parallel: 4, ContextLength: 4096,
+	bm := NewBackendModels(testModels(), RuntimeConfig{Parallel: 4, ContextLength: 4096,
 		ModelSlots: map[string]int{"small": 2}}, slog.New(slog.DiscardHandler))
 	s := sched.New(sched.Config{Slots: bm.Slots, MaxQueue: -1, MaxQueuePerKey: -1})
 	var mu sync.Mutex
@@ -147,7 +147,7 @@ func TestModelSlotsBoundBackend(t *testing.T) {
 func TestBackendModelsForGate(t *testing.T) {
 	f := testModels()
 	f.running = []string{"embed:latest"}
-	bm := newBackendModels(f, RuntimeConfig{Parallel: 4, ContextLength: 4096}, slog.New(slog.DiscardHandler))
+	bm := NewBackendModels(f, RuntimeConfig{Parallel: 4, ContextLength: 4096}, slog.New(slog.DiscardHandler))
 	loaded, err := bm.Loaded(t.Context())
 	if err != nil || len(loaded) != 1 || loaded[0] != "embed:latest" {
 		t.Errorf("Loaded = %v, %v", loaded, err)

@@ -1,4 +1,4 @@
-package main
+package models
 
 import (
 	"context"
@@ -32,6 +32,9 @@ type apiAt struct {
 	base func() *url.URL
 	hc   *http.Client
 }
+
+// NewAPIAt returns an apiAt for the backend at base().
+func NewAPIAt(base func() *url.URL, hc *http.Client) apiAt { return apiAt{base: base, hc: hc} }
 
 func (a apiAt) c() *api.Client { return api.NewClient(a.base(), a.hc) }
 
@@ -135,7 +138,15 @@ const (
 	failTTL  = 5 * time.Second
 )
 
-func newBackendModels(a modelAPI, rc RuntimeConfig, log *slog.Logger) *backendModels {
+// RuntimeConfig is the backend's settings backendModels needs.
+type RuntimeConfig struct {
+	Parallel      int
+	ContextLength int
+	ModelSlots    map[string]int
+}
+
+// NewBackendModels returns the model facts of the backend a asks.
+func NewBackendModels(a modelAPI, rc RuntimeConfig, log *slog.Logger) *backendModels {
 	b := &backendModels{api: a, parallel: max(rc.Parallel, 1), contextLength: rc.ContextLength,
 		overrides: map[string]int{}, log: log, now: time.Now, facts: map[string]factsEntry{}}
 	for name, n := range rc.ModelSlots {
