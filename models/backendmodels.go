@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -150,17 +149,11 @@ func NewBackendModels(a modelAPI, rc RuntimeConfig, log *slog.Logger) *backendMo
 	b := &backendModels{api: a, parallel: max(rc.Parallel, 1), contextLength: rc.ContextLength,
 		overrides: map[string]int{}, log: log, now: time.Now, facts: map[string]factsEntry{}}
 	for name, n := range rc.ModelSlots {
-		b.overrides[canonicalModel(name)] = n
+		if c, ok := Canonical(name); ok { // a bad name can match no model
+			b.overrides[c] = n
+		}
 	}
 	return b
-}
-
-func canonicalModel(name string) string {
-	n := model.ParseName(name)
-	if !n.IsValid() {
-		return strings.ToLower(name)
-	}
-	return strings.ToLower(n.String())
 }
 
 // factsOf returns model's facts, from the cache or /api/show.
@@ -195,7 +188,7 @@ func (b *backendModels) Slots(name string) int {
 	if err == nil && f.single {
 		return 1
 	}
-	if n, ok := b.overrides[canonicalModel(name)]; ok {
+	if n, ok := b.overrides[canonicalOrEmpty(name)]; ok {
 		return min(n, b.parallel)
 	}
 	return b.parallel
@@ -229,9 +222,12 @@ func (b *backendModels) Need(ctx context.Context, name string) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("list models: %w", err)
 	}
-	want := canonicalModel(name)
+	want, ok := Canonical(name)
 	for _, m := range list.Models {
-		if canonicalModel(m.Name) == want || canonicalModel(m.Model) == want {
+		if !ok {
+			break
+		}
+		if canonicalOrEmpty(m.Name) == want || canonicalOrEmpty(m.Model) == want {
 			f.spec.SizeBytes = uint64(max(m.Size, 0))
 			parallel := b.parallel
 			if f.single {
@@ -244,3 +240,8 @@ func (b *backendModels) Need(ctx context.Context, name string) (uint64, error) {
 }
 
 var _ gpu.Models = (*backendModels)(nil)
+
+func canonicalOrEmpty(name string) string {
+	c, _ := Canonical(name)
+	return c
+}

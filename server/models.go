@@ -10,6 +10,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/ollama/ollama/api"
 	"github.com/ollama/ollama/types/model"
+
+	"github.com/warden-llm/warden/models"
 )
 
 // catalog caches the backend's model list so resolving a model name costs no
@@ -38,20 +40,9 @@ func newCatalog(b Backend, ttl time.Duration) *catalog {
 	return &catalog{backend: b, ttl: ttl, now: time.Now, widths: map[string]int{}}
 }
 
-// canonical returns the name every spelling of a model shares:
-// "llama3", "llama3:latest" and "registry.ollama.ai/library/llama3:latest"
-// are one model. ok is false for names that cannot be a model.
-func canonical(name string) (string, bool) {
-	n := model.ParseName(name)
-	if !n.IsValid() {
-		return "", false
-	}
-	return strings.ToLower(n.String()), true
-}
-
 // resolve finds the model a request names.
 func (c *catalog) resolve(ctx context.Context, name string) (modelInfo, error) {
-	key, ok := canonical(name)
+	key, ok := models.Canonical(name)
 	if !ok {
 		return modelInfo{}, modelNotFound(name)
 	}
@@ -89,7 +80,7 @@ func (c *catalog) refreshLocked(ctx context.Context) error {
 	byName := make(map[string]modelInfo, len(resp.Models))
 	list := make([]modelInfo, 0, len(resp.Models))
 	for _, m := range resp.Models {
-		key, ok := canonical(m.Name)
+		key, ok := models.Canonical(m.Name)
 		if !ok {
 			continue
 		}
