@@ -191,18 +191,18 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	// per sample and kicks the scheduler; without a GPU it holds nothing.
 	gpuLog := log.With("component", "gpu")
 	onAlert := alertHook(ctx, gpuLog, trail)
-	bm := models.NewBackendModels(models.NewAPIAt(be.base, hc), models.RuntimeConfig{Parallel: cfg.Runtime.Parallel,
-		ContextLength: cfg.Runtime.ContextLength, ModelSlots: cfg.Runtime.ModelSlots}, log.With("component", "models"))
+	catalog := models.NewCatalog(client, models.Config{Parallel: cfg.Runtime.Parallel,
+		ContextLength: cfg.Runtime.ContextLength, Slots: cfg.Runtime.ModelSlots})
 	gate := gpu.NewGate(&gpu.Admission{
 		HeadroomBytes: uint64(cfg.GPU.VRAMHeadroom),
 		TempLimitC:    uint32(cfg.GPU.TempLimit),
 		TempResumeC:   uint32(cfg.GPU.TempResume),
 		StaleAfter:    max(gpu.DefaultStaleAfter, 5*cfg.GPU.Interval),
 		OnAlert:       onAlert,
-	}, bm)
+	}, catalog)
 	gate.OnAlert, gate.Log = onAlert, gpuLog
 	queue := sched.New(sched.Config{
-		Slots:          bm.Slots,
+		Slots:          catalog.Slots,
 		Weight:         cache.Weight,
 		Gate:           gate.Open,
 		MaxQueue:       cfg.Sched.MaxQueue,
