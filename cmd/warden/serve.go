@@ -244,6 +244,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		KeepAliveInterval: cfg.Server.KeepAliveInterval,
 		TrustedProxies:    cfg.Server.TrustedProxies,
 		Ready:             be.ready,
+		Models:            catalog,
 		Keys:              cache,
 		Quota:             limiter,
 		DefaultLimits:     cfg.Limits.keys(),
