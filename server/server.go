@@ -92,6 +92,9 @@ type Config struct {
 	Admin KeyAdmin
 	// Usage, if set, reports per-key usage on /admin.
 	Usage UsageReader
+
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
 }
 
 // Defaults.
@@ -130,12 +133,13 @@ type Server struct {
 	engine  *gin.Engine
 }
 
-// New returns a server for backend. A nil logger discards logs.
-func New(backend Backend, cfg Config, logger *slog.Logger) (*Server, error) {
+// New returns a server for backend.
+func New(backend Backend, cfg Config) (*Server, error) {
 	cfg.setDefaults()
 	if cfg.Keys == nil {
 		return nil, errors.New("server: no key authenticator configured")
 	}
+	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}

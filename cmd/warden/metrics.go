@@ -12,12 +12,13 @@ import (
 
 	"github.com/warden-llm/warden/runtime/gpu"
 	"github.com/warden-llm/warden/runtime/ollama"
+	"github.com/warden-llm/warden/safety/trail"
 	"github.com/warden-llm/warden/server"
 )
 
 // registerMetrics adds the series of the parts cmd wires: backend restarts
 // and the audit writer's counters.
-func registerMetrics(r *prometheus.Registry, be *backend, trail *auditTrail, client *ollama.Client) {
+func registerMetrics(r *prometheus.Registry, be *backend, tr *trail.Trail, client *ollama.Client) {
 	if be.restarts != nil {
 		r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "warden_backend_restarts_total", Help: "Times the Ollama child was restarted after it died.",
@@ -27,9 +28,9 @@ func registerMetrics(r *prometheus.Registry, be *backend, trail *auditTrail, cli
 		r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
 			func() float64 { return float64(v()) }))
 	}
-	stat("warden_audit_records_total", "Audit records committed.", func() int64 { return trail.writer.Stats().Records })
-	stat("warden_audit_commits_total", "Audit transactions committed (records are group-committed).", func() int64 { return trail.writer.Stats().Commits })
-	stat("warden_audit_failures_total", "Audit transactions that failed (their requests got 503).", func() int64 { return trail.writer.Stats().Failures })
+	stat("warden_audit_records_total", "Audit records committed.", func() int64 { return tr.Writer().Stats().Records })
+	stat("warden_audit_commits_total", "Audit transactions committed (records are group-committed).", func() int64 { return tr.Writer().Stats().Commits })
+	stat("warden_audit_failures_total", "Audit transactions that failed (their requests got 503).", func() int64 { return tr.Writer().Stats().Failures })
 	stat("warden_backend_slot_resets_total", "Models unloaded because Ollama lost a slot to an abandoned stream (an upstream bug).", client.SlotResets)
 }
 

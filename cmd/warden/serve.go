@@ -23,6 +23,7 @@ import (
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/quota"
 	"github.com/warden-llm/warden/safety/store"
+	"github.com/warden-llm/warden/safety/trail"
 	"github.com/warden-llm/warden/server"
 )
 
@@ -136,11 +137,18 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		return fmt.Errorf("load keys: %w", err)
 	}
 	defer cache.Close()
-	trail, err := startAudit(ctx, cfg, db, log)
+	tr, err := trail.New(db, cfg.trailConfig(log))
 	if err != nil {
 		return err
 	}
-	defer trail.close(context.Background(), log)
+	if err := tr.Start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		if err := tr.Close(context.Background()); err != nil {
+			log.Error("close audit trail", "err", err)
+		}
+	}()
 	limiter := quota.New(db, time.Now)
 	defer func() {
 		if err := limiter.Close(context.Background()); err != nil {
@@ -190,7 +198,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	// no load of a model that does not fit in free VRAM. It decides once
 	// per sample and kicks the scheduler; without a GPU it holds nothing.
 	gpuLog := log.With("component", "gpu")
-	onAlert := alertHook(ctx, gpuLog, trail)
+	onAlert := trail.AlertHook(ctx, gpuLog, tr)
 	catalog := models.NewCatalog(client, models.Config{Parallel: cfg.Runtime.Parallel,
 		ContextLength: cfg.Runtime.ContextLength, Slots: cfg.Runtime.ModelSlots})
 	gate := gpu.NewGate(&gpu.Admission{
@@ -223,7 +231,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	metrics := server.NewMetrics()
 	metrics.WatchGPU(monitor)
 	metrics.WatchQueue(queue.Stats)
-	registerMetrics(metrics.Registry, be, trail, client)
+	registerMetrics(metrics.Registry, be, tr, client)
 	registerGateMetrics(metrics.Registry, gate)
 	if cfg.Server.MetricsListen != "" {
 		stop, err := serveMetrics(cfg.Server.MetricsListen, metrics, log)
@@ -251,14 +259,15 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		GPU:               monitor,
 		Metrics:           metrics,
 		Queue:             queue,
-		Audit:             trail.writer,
+		Audit:             tr.Writer(),
 		AuditFailOpen:     cfg.Audit.FailOpen,
 		AuditText:         cfg.Audit.StoreText,
 		Filter:            safety,
-		OnAuthRefused:     trail.agg.Refused,
-		Admin:             adminKeys{Manager: &keys.Manager{DB: db}, cache: cache},
+		OnAuthRefused:     tr.Refused,
+		Admin:             keys.Admin{Manager: &keys.Manager{DB: db}, Cache: cache},
 		Usage:             limiter,
-	}, log)
+		Logger:            log,
+	})
 	if err != nil {
 		return err
 	}
