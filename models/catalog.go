@@ -268,18 +268,27 @@ func (c *Catalog) Slots(name string) int {
 	return c.cfg.Parallel
 }
 
-// Loaded names the models Ollama holds in memory (/api/ps), by name and,
-// where it differs, by model.
+// Loaded names the models Ollama holds in memory (/api/ps), by name, by
+// model where it differs, and as the model list spells the same model
+// (the name Resolve gives, which the scheduler and the GPU gate use).
 func (c *Catalog) Loaded(ctx context.Context) ([]string, error) {
 	ps, err := c.api.ListRunning(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list running models: %w", err)
 	}
 	var out []string
+	add := func(name string) {
+		if !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, m := range ps.Models {
-		out = append(out, m.Name)
-		if m.Model != m.Name {
-			out = append(out, m.Model)
+		add(m.Name)
+		add(m.Model)
+		if listed, ok := c.byName[canonicalOrEmpty(m.Name)]; ok {
+			add(listed.Name)
 		}
 	}
 	return out, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -354,6 +355,15 @@ func TestCatalogForGate(t *testing.T) {
 	loaded, err := c.Loaded(t.Context())
 	if err != nil || len(loaded) != 1 || loaded[0] != "embed:latest" {
 		t.Errorf("Loaded = %v, %v", loaded, err)
+	}
+	// Spelled otherwise by /api/ps, a model is also named as listed.
+	if _, err := c.All(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	f.running = []string{"registry.ollama.ai/library/Chat"}
+	loaded, err = c.Loaded(t.Context())
+	if err != nil || !slices.Contains(loaded, "chat:latest") {
+		t.Errorf("Loaded = %v, %v; want chat:latest among them", loaded, err)
 	}
 	need, err := c.Need(t.Context(), "chat:latest")
 	// 32 layers × 4096 × 4 slots × 8 heads × (128+128) × 2 bytes = 2 GiB of KV.
