@@ -44,7 +44,11 @@ type Config struct {
 	// TrustedProxies may set X-Forwarded-For; none by default, so the
 	// client IP is the peer address.
 	TrustedProxies []string
-	// ModelCacheTTL is how long the backend's model list is reused.
+	// Models, if set, resolves model names and describes models; else the
+	// server reads the Backend's models itself.
+	Models ModelCatalog
+	// ModelCacheTTL is how long the backend's model list is reused when
+	// Models is not set.
 	ModelCacheTTL time.Duration
 	// Ready, if set, reports whether the backend process is up; /readyz
 	// also checks that the model list is readable.
@@ -142,7 +146,7 @@ func New(backend Backend, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		backend: backend,
-		models:  newCatalog(backend, cfg.ModelCacheTTL),
+		models:  newCatalog(cfg.Models, backend, cfg.ModelCacheTTL),
 		log:     logger,
 	}
 	if err := s.routes(); err != nil {

@@ -199,17 +199,18 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	// per sample and kicks the scheduler; without a GPU it holds nothing.
 	gpuLog := log.With("component", "gpu")
 	onAlert := trail.AlertHook(ctx, gpuLog, tr)
-	bm := newBackendModels(apiAt{base: be.base, hc: hc}, cfg.Runtime, log.With("component", "models"))
+	catalog := models.NewCatalog(client, models.Config{Parallel: cfg.Runtime.Parallel,
+		ContextLength: cfg.Runtime.ContextLength, Slots: cfg.Runtime.ModelSlots})
 	gate := gpu.NewGate(&gpu.Admission{
 		HeadroomBytes: uint64(cfg.GPU.VRAMHeadroom),
 		TempLimitC:    uint32(cfg.GPU.TempLimit),
 		TempResumeC:   uint32(cfg.GPU.TempResume),
 		StaleAfter:    max(gpu.DefaultStaleAfter, 5*cfg.GPU.Interval),
 		OnAlert:       onAlert,
-	}, bm)
+	}, catalog)
 	gate.OnAlert, gate.Logger = onAlert, gpuLog
 	queue := sched.New(sched.Config{
-		Slots:          bm.Slots,
+		Slots:          catalog.Slots,
 		Weight:         cache.Weight,
 		Gate:           gate.Open,
 		MaxQueue:       cfg.Sched.MaxQueue,
@@ -253,6 +254,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		KeepAliveInterval: cfg.Server.KeepAliveInterval,
 		TrustedProxies:    cfg.Server.TrustedProxies,
 		Ready:             be.ready,
+		Models:            catalog,
 		Keys:              cache,
 		Quota:             limiter,
 		DefaultLimits:     cfg.Limits.keys(),
