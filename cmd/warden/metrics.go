@@ -19,12 +19,22 @@ import (
 
 // registerMetrics adds the series of the parts cmd wires: backend restarts
 // and the audit writer's counters.
-func registerMetrics(r *prometheus.Registry, be *backend, tr *trail.Trail, client *ollama.Client) {
-	if be.restarts != nil {
+func registerMetrics(r *prometheus.Registry, be *ollama.Runtime, tr *trail.Trail, client *ollama.Client) {
+	registerRestarts(r, be.Supervised(), be.Restarts)
+	registerAudit(r, tr, client)
+}
+
+// registerRestarts counts a supervised child's restarts.
+func registerRestarts(r *prometheus.Registry, supervised bool, restarts func() int) {
+	if supervised {
 		r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "warden_backend_restarts_total", Help: "Times the Ollama child was restarted after it died.",
-		}, func() float64 { return float64(be.restarts()) }))
+		}, func() float64 { return float64(restarts()) }))
 	}
+}
+
+// registerAudit adds the audit writer's counters and the client's slot resets.
+func registerAudit(r *prometheus.Registry, tr *trail.Trail, client *ollama.Client) {
 	stat := func(name, help string, v func() int64) {
 		r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
 			func() float64 { return float64(v()) }))

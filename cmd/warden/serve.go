@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"time"
 
@@ -57,42 +55,18 @@ up to server.drain_timeout, then stops the child.`,
 	return cmd
 }
 
-// backend is the running model runtime: a managed child, or an Ollama that
-// was already running.
-type backend struct {
-	base  func() *url.URL
-	ready func() error
-	close func(context.Context) error
-	// pgid is the child's process group, for per-process VRAM; nil when
-	// attached to an Ollama Warden does not run.
-	pgid func() int
-	// restarts counts the child's restarts (nil when attached).
-	restarts func() int
-}
-
-func startBackend(ctx context.Context, cfg Config, log *slog.Logger) (*backend, error) {
+// startBackend attaches to runtime.ollama_url, or starts Ollama as a
+// supervised child.
+func startBackend(ctx context.Context, cfg Config, log *slog.Logger) (*ollama.Runtime, error) {
 	if cfg.Runtime.OllamaURL != "" {
-		u, err := url.Parse(cfg.Runtime.OllamaURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("runtime.ollama_url: want http(s)://host:port, got %q", cfg.Runtime.OllamaURL)
+		rt, err := ollama.Attach(cfg.Runtime.OllamaURL)
+		if err == nil {
+			log.Info("attaching to a running ollama; it is not supervised", "url", rt.URL().Redacted())
 		}
-		log.Info("attaching to a running ollama; it is not supervised", "url", u.Redacted())
-		return &backend{
-			base:  func() *url.URL { return u },
-			ready: func() error { return nil },
-			close: func(context.Context) error { return nil },
-		}, nil
+		return rt, err
 	}
-	finder, err := ollama.NewFinder()
-	if err != nil {
-		return nil, err
-	}
-	bin, err := finder.Find(ctx, cfg.Runtime.OllamaBin)
-	if err != nil {
-		return nil, err
-	}
-	sup := ollama.NewSupervisor(ollama.Config{
-		Bin:           bin,
+	return ollama.Start(ctx, ollama.Config{
+		Bin:           cfg.Runtime.OllamaBin,
 		DataDir:       cfg.DataDir,
 		ModelsDir:     cfg.modelsDir(),
 		ContextLength: cfg.Runtime.ContextLength,
@@ -103,23 +77,6 @@ func startBackend(ctx context.Context, cfg Config, log *slog.Logger) (*backend, 
 		ParentEnv:     os.LookupEnv,
 		Logger:        log.With("component", "ollama"),
 	})
-	log.Info("starting ollama", "bin", bin, "models_dir", cfg.modelsDir(), "parallel", cfg.Runtime.Parallel, "context_length", cfg.Runtime.ContextLength)
-	if err := sup.Start(ctx); err != nil {
-		_ = sup.Close(context.Background())
-		return nil, fmt.Errorf("start ollama: %w", err)
-	}
-	return &backend{
-		base: sup.URL,
-		ready: func() error {
-			if !sup.Healthy() {
-				return errors.New("ollama child is restarting")
-			}
-			return nil
-		},
-		close:    sup.Close,
-		pgid:     sup.PID, // the child leads its own group
-		restarts: sup.Restarts,
-	}, nil
 }
 
 func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) error {
@@ -170,22 +127,22 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	defer func() {
 		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := be.close(stopCtx); err != nil {
+		if err := be.Close(stopCtx); err != nil {
 			log.Error("stop ollama", "err", err)
 		}
 	}()
 
-	if err := writeBackendURL(cfg.DataDir, be.base()); err != nil {
+	if err := writeBackendURL(cfg.DataDir, be.URL()); err != nil {
 		return err
 	}
 	hc := &http.Client{Transport: ollama.NewTransport()}
-	client := ollama.NewClient(be.base, hc)
+	client := ollama.NewClient(be.URL, hc)
 	client.Logger = log.With("component", "ollama")
 	// Stops the slot checks the client runs after abandoned streams; the
 	// HTTP server has drained by the time deferred calls run.
 	defer func() { _ = client.Close(context.Background()) }()
 	if cfg.Runtime.DemoModel {
-		imported, err := models.EnsureDemo(ctx, api.NewClient(be.base(), hc))
+		imported, err := models.EnsureDemo(ctx, api.NewClient(be.URL(), hc))
 		if err != nil {
 			return fmt.Errorf("demo model: %w", err)
 		}
@@ -219,7 +176,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	})
 	gate.OnChange = queue.Kick
 
-	monitor := gpu.NewMonitor(gpu.NewNVML(nvml.New(), be.pgid), cfg.GPU.Interval)
+	monitor := gpu.NewMonitor(gpu.NewNVML(nvml.New(), be.PGID), cfg.GPU.Interval)
 	monitor.Logger = gpuLog
 	monitor.OnSample = func(snap gpu.Snapshot, ok bool) {
 		uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -253,7 +210,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		RequestTimeout:    cfg.Server.RequestTimeout,
 		KeepAliveInterval: cfg.Server.KeepAliveInterval,
 		TrustedProxies:    cfg.Server.TrustedProxies,
-		Ready:             be.ready,
+		Ready:             be.Ready,
 		Models:            catalog,
 		Keys:              cache,
 		Quota:             limiter,
