@@ -1,6 +1,3 @@
-// Package models holds Warden's model artefacts: the tiny built-in demo
-// model that lets a machine without internet serve real completions, and
-// the code that imports it into the Ollama backend.
 package models
 
 import (

@@ -2,8 +2,12 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -55,7 +59,8 @@ func (s *Server) adminRoutes(e *gin.Engine) {
 	a.GET("/keys/:id", s.h(s.adminGetKey))
 	a.POST("/keys/:id/rotate", s.h(s.adminRotateKey))
 	a.POST("/keys/:id/revoke", s.h(s.adminRevokeKey))
-	a.PUT("/keys/:id/limits", s.h(s.adminSetLimits))
+	a.PATCH("/keys/:id", s.h(s.adminUpdateKey))
+	a.PUT("/keys/:id/limits", s.h(s.adminUpdateKey)) // the route's name before PATCH
 	a.GET("/keys/:id/usage", s.h(s.adminUsage))
 	a.GET("/gpu", s.h(s.adminGPU))
 }
@@ -181,22 +186,64 @@ func (s *Server) adminRevokeKey(c *gin.Context) error {
 	return s.adminGetKey(c)
 }
 
-// adminSetLimits changes the limits, weight and profile the body names and
-// keeps the others, as `warden keys set-limits` does.
-func (s *Server) adminSetLimits(c *gin.Context) error {
-	var b struct {
-		RPM             *int64  `json:"rpm"`
-		TPM             *int64  `json:"tpm"`
-		TokensPerDay    *int64  `json:"tokens_per_day"`
-		TokensPerMonth  *int64  `json:"tokens_per_month"`
-		Concurrency     *int64  `json:"concurrency"`
-		MaxOutputTokens *int64  `json:"max_output_tokens"`
-		MaxOutputChars  *int64  `json:"max_output_chars"`
-		MaxInputTokens  *int64  `json:"max_input_tokens"`
-		Weight          *int    `json:"weight"`
-		Profile         *string `json:"profile"`
+// updateBody is the body of PATCH /admin/keys/{id} (and of its older name
+// PUT /admin/keys/{id}/limits): the limits, weight and profile it names
+// change, the others keep their value. A field that is absent or null is
+// unchanged; a limit of 0 means the configured default.
+type updateBody struct {
+	RPM             *int64  `json:"rpm"`
+	TPM             *int64  `json:"tpm"`
+	TokensPerDay    *int64  `json:"tokens_per_day"`
+	TokensPerMonth  *int64  `json:"tokens_per_month"`
+	Concurrency     *int64  `json:"concurrency"`
+	MaxOutputTokens *int64  `json:"max_output_tokens"`
+	MaxOutputChars  *int64  `json:"max_output_chars"`
+	MaxInputTokens  *int64  `json:"max_input_tokens"`
+	Weight          *int    `json:"weight"`
+	Profile         *string `json:"profile"`
+}
+
+// updateFields are updateBody's JSON names: PATCH refuses any other, so a
+// misspelt or nested field is an error instead of a change of nothing.
+var updateFields = map[string]bool{
+	"rpm": true, "tpm": true, "tokens_per_day": true, "tokens_per_month": true, "concurrency": true,
+	"max_output_tokens": true, "max_output_chars": true, "max_input_tokens": true, "weight": true, "profile": true,
+}
+
+// decodeUpdate reads an update body. Unknown fields are refused on PATCH;
+// the PUT route ignores them, as it always did.
+func decodeUpdate(c *gin.Context) (updateBody, error) {
+	var b updateBody
+	if c.Request.Method != http.MethodPatch {
+		return b, decodeJSON(c.Request.Body, &b)
 	}
-	if err := decodeJSON(c.Request.Body, &b); err != nil {
+	var fields map[string]json.RawMessage
+	if err := decodeJSON(c.Request.Body, &fields); err != nil {
+		return b, err
+	}
+	if fields == nil { // the body was null
+		return b, &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Message: "Invalid request: expected a JSON object, got null."}
+	}
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
+		if !updateFields[name] {
+			return b, invalidf(name, "Unknown field '%s': a key update takes %s.", name, strings.Join(slices.Sorted(maps.Keys(updateFields)), ", "))
+		}
+	}
+	raw, err := json.Marshal(fields)
+	if err != nil {
+		return b, err
+	}
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return b, jsonError(err)
+	}
+	return b, nil
+}
+
+// adminUpdateKey changes the limits, weight and profile the body names and
+// keeps the others, as `warden keys update` does.
+func (s *Server) adminUpdateKey(c *gin.Context) error {
+	b, err := decodeUpdate(c)
+	if err != nil {
 		return err
 	}
 	ctx := c.Request.Context()

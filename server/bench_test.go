@@ -87,7 +87,7 @@ func BenchmarkAuthQuota(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer cache.Close()
-	lim := quota.New(db, nil)
+	lim := quota.New(db, quota.Config{})
 	defer lim.Close(ctx)
 	ql := quota.Limits{RPM: 1 << 40, TPM: 1 << 50, TokensPerDay: 1 << 50, TokensPerMonth: 1 << 55, Concurrency: 1 << 20}
 

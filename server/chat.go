@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"net/http"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -13,86 +11,56 @@ import (
 
 func (s *Server) chat(c *gin.Context) error {
 	var req chatRequest
-	if err := decodeJSON(c.Request.Body, &req); err != nil {
-		return err
-	}
-	if err := req.validate(); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
-	defer cancel()
-	m, err := s.useModel(ctx, c, req.Model)
-	if err != nil {
-		return err
-	}
-	fr, err := s.filterChat(c, &req)
-	if err != nil {
-		return err
-	}
-	adm, err := s.admit(c, estimateChat(&req), req.maxTokens(), false)
-	if err != nil {
-		return err
-	}
-	defer adm.settle(0, 0, false) // charged in full unless settled with counts
-	adm.capChars(fr)
-	areq, err := req.toAPI(m.Name, adm.outputCap)
-	if err != nil {
-		return err
-	}
-	if adm.charCap > 0 {
-		// The cap is enforced between tokens, so the backend must stream.
-		areq.Stream = &streamOn
-	}
-	id := "chatcmpl-" + requestID(c)
-	if req.Stream {
-		includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
-		return s.streamChat(ctx, c, id, req.Model, areq, adm, newAnswer(fr, adm), includeUsage)
-	}
-	release, err := s.slot(ctx, c, m.Name, adm)
-	if err != nil {
-		return err
-	}
-	defer release()
-
-	var (
-		text      strings.Builder
-		toolCalls []openai.ToolCall
-		last      api.ChatResponse
-		ans       = newAnswer(fr, adm)
-	)
-	err = s.backend.Chat(ctx, areq, func(r api.ChatResponse) error {
-		noteFirst(c)
-		last = r
-		piece, err := ans.add(r.Message.Content)
-		text.WriteString(piece)
-		if err == nil && len(r.Message.ToolCalls) > 0 {
-			if err = ans.tools(r.Message.ToolCalls); err == nil {
-				toolCalls = append(toolCalls, openai.ToToolCalls(r.Message.ToolCalls)...)
-			}
+	return s.pipeline(c, &req, func(p *pipe) error {
+		if err := p.filterChat(&req); err != nil {
+			return err
 		}
-		return err
+		if err := p.admit(estimateChat(&req), req.maxTokens(), false); err != nil {
+			return err
+		}
+		areq, err := req.toAPI(p.model.Name, p.adm.outputCap)
+		if err != nil {
+			return err
+		}
+		if p.mustStream() {
+			areq.Stream = &streamOn
+		}
+		run := func(ctx context.Context, fn func(piece) error) error {
+			return s.backend.Chat(ctx, areq, func(r api.ChatResponse) error { return fn(chatPiece(r)) })
+		}
+		id := "chatcmpl-" + requestID(c)
+		if req.Stream {
+			return p.stream(run, &chatStream{
+				includeUsage: req.StreamOptions != nil && req.StreamOptions.IncludeUsage,
+				chunk: chatChunk{
+					ID:                id,
+					Object:            "chat.completion.chunk",
+					Created:           time.Now().Unix(),
+					Model:             req.Model,
+					SystemFingerprint: systemFingerprint,
+					Choices:           make([]chatChunkChoice, 1),
+				},
+			})
+		}
+		return p.whole(run, func(text string, calls []api.ToolCall, res result) any {
+			msg := chatMessage{Role: "assistant", Content: &text}
+			if len(calls) > 0 {
+				msg.ToolCalls = openai.ToToolCalls(calls)
+				if text == "" {
+					msg.Content = nil
+				}
+			}
+			return chatCompletion{
+				ID:                id,
+				Object:            "chat.completion",
+				Created:           time.Now().Unix(),
+				Model:             req.Model,
+				SystemFingerprint: systemFingerprint,
+				Choices:           []chatChoice{{Message: msg, FinishReason: res.reason}},
+				Usage:             res.usage,
+			}
+		})
 	})
-	release() // the slot is free once the backend is done, before the audit commit
-	u, cut := s.outcome(ctx, adm, err, last.Metrics, ans.pieces)
-	if err != nil && !cut {
-		return err
-	}
-	text.WriteString(ans.end())
-	reason := ans.reason(finishReason(last.DoneReason, len(toolCalls) > 0))
-	content := text.String()
-	msg := chatMessage{Role: "assistant", Content: &content, ToolCalls: toolCalls}
-	if len(toolCalls) > 0 && content == "" {
-		msg.Content = nil
-	}
-	return s.respond(c, chatCompletion{
-		ID:                id,
-		Object:            "chat.completion",
-		Created:           time.Now().Unix(),
-		Model:             req.Model,
-		SystemFingerprint: systemFingerprint,
-		Choices:           []chatChoice{{Message: msg, FinishReason: reason}},
-		Usage:             u,
-	}, outcome{usage: u, finishReason: reason})
 }
 
 // outcome settles the request's reservation and returns the usage to report.
@@ -100,7 +68,7 @@ func (s *Server) chat(c *gin.Context) error {
 // safety block): the backend call was cancelled before its counts, so the
 // prompt is charged at its estimate and the output at the pieces received
 // (one token each).
-func (s *Server) outcome(ctx context.Context, adm *admission, err error, m api.Metrics, pieces int) (u usage, cut bool) {
+func (s *Server) outcome(adm *admission, err error, m api.Metrics, pieces int) (u usage, cut bool) {
 	switch {
 	case stopped(err):
 		u = usage{PromptTokens: int(adm.prompt), CompletionTokens: pieces, TotalTokens: int(adm.prompt) + pieces}
@@ -115,105 +83,54 @@ func (s *Server) outcome(ctx context.Context, adm *admission, err error, m api.M
 	return u, false
 }
 
-// streamChat sends the answer as OpenAI's chunk stream: a first delta with
-// the role, content (and tool call) deltas, an empty delta with the finish
-// reason, the usage chunk when asked for, and [DONE].
-func (s *Server) streamChat(ctx context.Context, c *gin.Context, id, modelName string, areq *api.ChatRequest, adm *admission, ans *answer, includeUsage bool) error {
-	sse := newSSE(c.Writer, s.cfg.KeepAliveInterval)
-	defer sse.Stop()
-
-	chunk := chatChunk{
-		ID:                id,
-		Object:            "chat.completion.chunk",
-		Created:           time.Now().Unix(),
-		Model:             modelName,
-		SystemFingerprint: systemFingerprint,
-		Choices:           make([]chatChunkChoice, 1),
-	}
-	send := func(d chatDelta, finish *string) error {
-		chunk.Choices[0] = chatChunkChoice{Delta: d, FinishReason: finish}
-		return sse.Event(&chunk)
-	}
-
-	release, err := s.slot(ctx, c, areq.Model, adm)
-	if err != nil {
-		return s.failStream(c, sse, err)
-	}
-	defer release()
-
-	var (
-		sentRole, sentTools bool
-		last                api.ChatResponse
-		delivered           strings.Builder
-	)
-	err = s.backend.Chat(ctx, areq, func(r api.ChatResponse) error {
-		noteFirst(c)
-		last = r
-		if !sentRole {
-			sentRole = true
-			empty := ""
-			if err := send(chatDelta{Role: "assistant", Content: &empty}, nil); err != nil {
-				return err
-			}
-		}
-		piece, cut := ans.add(r.Message.Content)
-		delivered.WriteString(piece)
-		d := chatDelta{}
-		if piece != "" {
-			d.Content = &piece
-		}
-		if cut == nil && len(r.Message.ToolCalls) > 0 {
-			if cut = ans.tools(r.Message.ToolCalls); cut == nil {
-				d.ToolCalls = openai.ToToolCalls(r.Message.ToolCalls)
-				sentTools = true
-			}
-		}
-		if d.Content != nil || d.ToolCalls != nil {
-			if err := send(d, nil); err != nil {
-				return err
-			}
-		}
-		return cut
-	})
-	release()
-	sse.Stop()
-	u, cut := s.outcome(ctx, adm, err, last.Metrics, ans.pieces)
-	var tail string
-	if err == nil {
-		tail = ans.end()
-		delivered.WriteString(tail)
-	}
-	return s.endStream(c, sse, err, cut, u, ans.reason(finishReason(last.DoneReason, sentTools)), delivered.String(), func(reason string) error {
-		if tail != "" {
-			if err := send(chatDelta{Content: &tail}, nil); err != nil {
-				return err
-			}
-		}
-		if err := send(chatDelta{}, &reason); err != nil || !includeUsage {
-			return err
-		}
-		chunk.Choices = []chatChunkChoice{}
-		chunk.Usage = &u
-		return sse.Event(&chunk)
-	})
+// chatStream is OpenAI's chat chunk stream: a first delta with the role,
+// content (and tool call) deltas, an empty delta with the finish reason,
+// the usage chunk when asked for, and [DONE].
+type chatStream struct {
+	chunk        chatChunk
+	includeUsage bool
+	sentRole     bool
 }
 
-// endStream finishes a stream after its backend call returned err. An
-// error becomes the status (when nothing was sent yet) or an error event;
-// otherwise the completion record is committed, final sends the last
-// events (finish reason, usage), and [DONE] ends the stream. cut means
-// the answer's own limits ended it (reason says which).
-func (s *Server) endStream(c *gin.Context, sse *sseWriter, err error, cut bool, u usage, reason, text string, final func(reason string) error) error {
-	if err != nil && !cut {
-		return s.failStream(c, sse, err)
+func (cs *chatStream) send(sse *sseWriter, d chatDelta, finish *string) error {
+	cs.chunk.Choices[0] = chatChunkChoice{Delta: d, FinishReason: finish}
+	return sse.Event(&cs.chunk)
+}
+
+func (cs *chatStream) delta(sse *sseWriter, text string, calls []api.ToolCall) error {
+	if !cs.sentRole {
+		cs.sentRole = true
+		empty := ""
+		if err := cs.send(sse, chatDelta{Role: "assistant", Content: &empty}, nil); err != nil {
+			return err
+		}
 	}
-	if err := s.complete(c, outcome{status: http.StatusOK, usage: u, finishReason: reason, response: text}); err != nil {
-		return s.streamError(c, sse, err)
+	d := chatDelta{}
+	if text != "" {
+		d.Content = &text
 	}
-	if final(reason) == nil { // else the client is gone
-		_ = sse.Done()
+	if len(calls) > 0 {
+		d.ToolCalls = openai.ToToolCalls(calls)
 	}
-	return nil
+	if d.Content == nil && d.ToolCalls == nil {
+		return nil
+	}
+	return cs.send(sse, d, nil)
+}
+
+func (cs *chatStream) final(sse *sseWriter, tail string, res result) error {
+	if tail != "" {
+		if err := cs.send(sse, chatDelta{Content: &tail}, nil); err != nil {
+			return err
+		}
+	}
+	reason := res.reason
+	if err := cs.send(sse, chatDelta{}, &reason); err != nil || !cs.includeUsage {
+		return err
+	}
+	cs.chunk.Choices = []chatChunkChoice{}
+	cs.chunk.Usage = &res.usage
+	return sse.Event(&cs.chunk)
 }
 
 // failStream ends a stream with err: as the answer's status when nothing

@@ -20,6 +20,10 @@ type chatRequest struct {
 
 var chatRoles = map[string]bool{"system": true, "developer": true, "user": true, "assistant": true, "tool": true}
 
+func (r *chatRequest) modelName() string { return r.Model }
+
+func (r *chatRequest) check() error { return r.validate() }
+
 // validate checks the request and names the first bad field.
 func (r *chatRequest) validate() error {
 	if r.Model == "" {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -21,6 +20,15 @@ type completionRequest struct {
 	N           *int     `json:"n"`
 	BestOf      *int     `json:"best_of"`
 	Echo        bool     `json:"echo"`
+
+	prompt string // the prompt as one string, once checked
+}
+
+func (r *completionRequest) modelName() string { return r.Model }
+
+func (r *completionRequest) check() (err error) {
+	r.prompt, err = r.validate()
+	return err
 }
 
 func (r *completionRequest) validate() (string, error) {
@@ -95,128 +103,70 @@ func (r *completionRequest) toAPI(backendModel, prompt string, outputCap int) (*
 
 func (s *Server) completions(c *gin.Context) error {
 	var req completionRequest
-	if err := decodeJSON(c.Request.Body, &req); err != nil {
-		return err
-	}
-	prompt, err := req.validate()
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
-	defer cancel()
-	m, err := s.useModel(ctx, c, req.Model)
-	if err != nil {
-		return err
-	}
-	texts := []string{prompt, req.Suffix}
-	fr, err := s.filterTexts(c, "prompt", texts)
-	if err != nil {
-		return err
-	}
-	prompt, req.Suffix = texts[0], texts[1]
-	adm, err := s.admit(c, estimateText(prompt, req.Suffix), req.MaxTokens, false)
-	if err != nil {
-		return err
-	}
-	defer adm.settle(0, 0, false)
-	adm.capChars(fr)
-	areq, err := req.toAPI(m.Name, prompt, adm.outputCap)
-	if err != nil {
-		return err
-	}
-	if adm.charCap > 0 {
-		areq.Stream = &streamOn
-	}
-	out := textCompletion{
-		ID:                "cmpl-" + requestID(c),
-		Object:            "text_completion",
-		Created:           time.Now().Unix(),
-		Model:             req.Model,
-		SystemFingerprint: systemFingerprint,
-		Choices:           make([]textChoice, 1),
-	}
-	if req.Stream {
-		includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
-		return s.streamCompletion(ctx, c, &out, areq, adm, newAnswer(fr, adm), includeUsage)
-	}
-	release, err := s.slot(ctx, c, m.Name, adm)
-	if err != nil {
-		return err
-	}
-	defer release()
-
-	var (
-		text strings.Builder
-		last api.GenerateResponse
-		ans  = newAnswer(fr, adm)
-	)
-	err = s.backend.Generate(ctx, areq, func(r api.GenerateResponse) error {
-		noteFirst(c)
-		last = r
-		piece, err := ans.add(r.Response)
-		text.WriteString(piece)
-		return err
-	})
-	release() // the slot is free once the backend is done, before the audit commit
-	u, cut := s.outcome(ctx, adm, err, last.Metrics, ans.pieces)
-	if err != nil && !cut {
-		return err
-	}
-	text.WriteString(ans.end())
-	reason := ans.reason(finishReason(last.DoneReason, false))
-	out.Choices[0] = textChoice{Text: text.String(), FinishReason: &reason}
-	out.Usage = &u
-	return s.respond(c, &out, outcome{usage: u, finishReason: reason})
-}
-
-func (s *Server) streamCompletion(ctx context.Context, c *gin.Context, chunk *textCompletion, areq *api.GenerateRequest, adm *admission, ans *answer, includeUsage bool) error {
-	sse := newSSE(c.Writer, s.cfg.KeepAliveInterval)
-	defer sse.Stop()
-
-	release, err := s.slot(ctx, c, areq.Model, adm)
-	if err != nil {
-		return s.failStream(c, sse, err)
-	}
-	defer release()
-
-	var (
-		last      api.GenerateResponse
-		delivered strings.Builder
-	)
-	err = s.backend.Generate(ctx, areq, func(r api.GenerateResponse) error {
-		noteFirst(c)
-		last = r
-		piece, cut := ans.add(r.Response)
-		delivered.WriteString(piece)
-		if piece != "" {
-			chunk.Choices[0] = textChoice{Text: piece}
-			if err := sse.Event(chunk); err != nil {
-				return err
-			}
-		}
-		return cut
-	})
-	release()
-	sse.Stop()
-	u, cut := s.outcome(ctx, adm, err, last.Metrics, ans.pieces)
-	var tail string
-	if err == nil {
-		tail = ans.end()
-		delivered.WriteString(tail)
-	}
-	return s.endStream(c, sse, err, cut, u, ans.reason(finishReason(last.DoneReason, false)), delivered.String(), func(reason string) error {
-		if tail != "" {
-			chunk.Choices[0] = textChoice{Text: tail}
-			if err := sse.Event(chunk); err != nil {
-				return err
-			}
-		}
-		chunk.Choices[0] = textChoice{FinishReason: &reason}
-		if err := sse.Event(chunk); err != nil || !includeUsage {
+	return s.pipeline(c, &req, func(p *pipe) error {
+		texts := []string{req.prompt, req.Suffix}
+		if err := p.filterTexts("prompt", texts); err != nil {
 			return err
 		}
-		chunk.Choices = []textChoice{}
-		chunk.Usage = &u
-		return sse.Event(chunk)
+		prompt := texts[0]
+		req.Suffix = texts[1]
+		if err := p.admit(estimateText(prompt, req.Suffix), req.MaxTokens, false); err != nil {
+			return err
+		}
+		areq, err := req.toAPI(p.model.Name, prompt, p.adm.outputCap)
+		if err != nil {
+			return err
+		}
+		if p.mustStream() {
+			areq.Stream = &streamOn
+		}
+		run := func(ctx context.Context, fn func(piece) error) error {
+			return s.backend.Generate(ctx, areq, func(r api.GenerateResponse) error { return fn(generatePiece(r)) })
+		}
+		out := textCompletion{
+			ID:                "cmpl-" + requestID(c),
+			Object:            "text_completion",
+			Created:           time.Now().Unix(),
+			Model:             req.Model,
+			SystemFingerprint: systemFingerprint,
+			Choices:           make([]textChoice, 1),
+		}
+		if req.Stream {
+			return p.stream(run, &completionStream{chunk: &out, includeUsage: req.StreamOptions != nil && req.StreamOptions.IncludeUsage})
+		}
+		return p.whole(run, func(text string, _ []api.ToolCall, res result) any {
+			out.Choices[0] = textChoice{Text: text, FinishReason: &res.reason}
+			out.Usage = &res.usage
+			return &out
+		})
 	})
+}
+
+// completionStream is OpenAI's text completion stream: text chunks, a
+// chunk with the finish reason, the usage chunk when asked for, [DONE].
+type completionStream struct {
+	chunk        *textCompletion
+	includeUsage bool
+}
+
+func (cs *completionStream) delta(sse *sseWriter, text string, _ []api.ToolCall) error {
+	if text == "" {
+		return nil
+	}
+	cs.chunk.Choices[0] = textChoice{Text: text}
+	return sse.Event(cs.chunk)
+}
+
+func (cs *completionStream) final(sse *sseWriter, tail string, res result) error {
+	if err := cs.delta(sse, tail, nil); err != nil {
+		return err
+	}
+	reason := res.reason
+	cs.chunk.Choices[0] = textChoice{FinishReason: &reason}
+	if err := sse.Event(cs.chunk); err != nil || !cs.includeUsage {
+		return err
+	}
+	cs.chunk.Choices = []textChoice{}
+	cs.chunk.Usage = &res.usage
+	return sse.Event(cs.chunk)
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
@@ -20,6 +19,15 @@ type embeddingRequest struct {
 	Dimensions     *int   `json:"dimensions"`
 	EncodingFormat string `json:"encoding_format"`
 	User           string `json:"user"`
+
+	in []string // the inputs as strings, once checked
+}
+
+func (r *embeddingRequest) modelName() string { return r.Model }
+
+func (r *embeddingRequest) check() (err error) {
+	r.in, err = r.inputs()
+	return err
 }
 
 // inputs validates the request and returns its inputs as strings.
@@ -85,65 +93,46 @@ type embeddingList struct {
 
 func (s *Server) embeddings(c *gin.Context) error {
 	var req embeddingRequest
-	if err := decodeJSON(c.Request.Body, &req); err != nil {
-		return err
-	}
-	inputs, err := req.inputs()
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
-	defer cancel()
-	m, err := s.useModel(ctx, c, req.Model)
-	if err != nil {
-		return err
-	}
-	if _, err := s.filterTexts(c, "input", inputs); err != nil {
-		return err
-	}
-	adm, err := s.admit(c, estimateText(inputs...), nil, true)
-	if err != nil {
-		return err
-	}
-	defer adm.settle(0, 0, false)
-	no := false
-	areq := &api.EmbedRequest{Model: m.Name, Input: inputs, Truncate: &no}
-	if req.Dimensions != nil {
-		// Ollama would silently cap dimensions at the model's width.
-		width, err := s.models.embeddingWidth(ctx, m)
+	return s.pipeline(c, &req, func(p *pipe) error {
+		inputs := req.in
+		if err := p.filterTexts("input", inputs); err != nil {
+			return err
+		}
+		if err := p.admit(estimateText(inputs...), nil, true); err != nil {
+			return err
+		}
+		no := false
+		areq := &api.EmbedRequest{Model: p.model.Name, Input: inputs, Truncate: &no}
+		if req.Dimensions != nil {
+			// Ollama would silently cap dimensions at the model's width.
+			width, err := s.models.embeddingWidth(p.ctx, p.model)
+			if err != nil {
+				return err
+			}
+			if *req.Dimensions > width {
+				return invalidf("dimensions", "Invalid 'dimensions': %d exceeds the model's embedding width of %d.", *req.Dimensions, width)
+			}
+			areq.Dimensions = *req.Dimensions
+		}
+		resp, err := p.embed(areq)
 		if err != nil {
 			return err
 		}
-		if *req.Dimensions > width {
-			return invalidf("dimensions", "Invalid 'dimensions': %d exceeds the model's embedding width of %d.", *req.Dimensions, width)
+		if len(resp.Embeddings) != len(inputs) {
+			return fmt.Errorf("embed: backend returned %d embeddings for %d inputs", len(resp.Embeddings), len(inputs))
 		}
-		areq.Dimensions = *req.Dimensions
-	}
-	release, err := s.slot(ctx, c, m.Name, adm)
-	if err != nil {
-		return err
-	}
-	defer release()
-	resp, err := s.backend.Embed(ctx, areq)
-	release()
-	if err != nil {
-		return err
-	}
-	adm.settle(resp.PromptEvalCount, 0, true)
-	if len(resp.Embeddings) != len(inputs) {
-		return fmt.Errorf("embed: backend returned %d embeddings for %d inputs", len(resp.Embeddings), len(inputs))
-	}
-	out := embeddingList{Object: "list", Model: req.Model, Data: make([]embedding, len(resp.Embeddings))}
-	for i, e := range resp.Embeddings {
-		var v any = e
-		if req.EncodingFormat == "base64" {
-			v = floatsBase64(e)
+		out := embeddingList{Object: "list", Model: req.Model, Data: make([]embedding, len(resp.Embeddings))}
+		for i, e := range resp.Embeddings {
+			var v any = e
+			if req.EncodingFormat == "base64" {
+				v = floatsBase64(e)
+			}
+			out.Data[i] = embedding{Object: "embedding", Embedding: v, Index: i}
 		}
-		out.Data[i] = embedding{Object: "embedding", Embedding: v, Index: i}
-	}
-	out.Usage.PromptTokens = resp.PromptEvalCount
-	out.Usage.TotalTokens = resp.PromptEvalCount
-	return s.respond(c, &out, outcome{usage: usage{PromptTokens: resp.PromptEvalCount, TotalTokens: resp.PromptEvalCount}})
+		out.Usage.PromptTokens = resp.PromptEvalCount
+		out.Usage.TotalTokens = resp.PromptEvalCount
+		return s.respond(c, &out, outcome{usage: usage{PromptTokens: resp.PromptEvalCount, TotalTokens: resp.PromptEvalCount}})
+	})
 }
 
 // floatsBase64 encodes floats as OpenAI does: little-endian float32, base64.

@@ -245,10 +245,7 @@ func safetyRecord(fr *filter.Request) json.RawMessage {
 	if len(ds) == 0 {
 		return nil
 	}
-	b, _ := json.Marshal(struct {
-		Profile   string            `json:"profile"`
-		Decisions []filter.Decision `json:"decisions"`
-	}{fr.Profile().Name, ds})
+	b, _ := json.Marshal(filter.Summary{Profile: fr.Profile().Name, Decisions: ds})
 	return b
 }
 

@@ -73,19 +73,3 @@ func FuzzEmbeddingRequest(f *testing.F) {
 		}
 	})
 }
-
-// FuzzModelName: canonical never panics, and is stable.
-func FuzzModelName(f *testing.F) {
-	for _, s := range []string{"llama3", "llama3:latest", "registry.ollama.ai/library/llama3:latest", "a/b/c/d", ":", "x@sha256:00"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, name string) {
-		c, ok := canonical(name)
-		if !ok {
-			return
-		}
-		if c2, ok2 := canonical(c); !ok2 || c2 != c {
-			t.Fatalf("canonical(%q) = %q, but canonical of that = %q, %v", name, c, c2, ok2)
-		}
-	})
-}

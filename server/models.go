@@ -2,133 +2,75 @@ package server
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/ollama/ollama/api"
 	"github.com/ollama/ollama/types/model"
+
+	"github.com/warden-llm/warden/models"
 )
 
-// catalog caches the backend's model list so resolving a model name costs no
-// backend call on the hot path. A name that is not in the cache triggers one
-// refresh before it is reported missing.
-type catalog struct {
-	backend Backend
-	ttl     time.Duration
-	now     func() time.Time
-
-	mu      sync.Mutex
-	fetched time.Time
-	byName  map[string]modelInfo // canonical name → model
-	list    []modelInfo
-	widths  map[string]int // backend name → embedding width, filled lazily
+// ModelCatalog is what the HTTP layer needs to know of the backend's
+// models. Resolve and EmbeddingWidth report a name that is no model with an
+// error wrapping models.ErrNotFound.
+type ModelCatalog interface {
+	Resolve(ctx context.Context, name string) (models.Info, error)
+	All(ctx context.Context) ([]models.Info, error)
+	EmbeddingWidth(ctx context.Context, name string) (int, error)
 }
+
+var _ ModelCatalog = (*models.Catalog)(nil)
 
 // modelInfo is one model as the backend lists it.
-type modelInfo struct {
-	Name     string // the backend's name, e.g. "warden-demo:latest"
-	Digest   string
-	Modified time.Time
+type modelInfo = models.Info
+
+// catalog is the handlers' view of a ModelCatalog: a model that is not
+// there is the 404 clients see.
+type catalog struct {
+	models ModelCatalog
 }
 
-func newCatalog(b Backend, ttl time.Duration) *catalog {
-	return &catalog{backend: b, ttl: ttl, now: time.Now, widths: map[string]int{}}
-}
-
-// canonical returns the name every spelling of a model shares:
-// "llama3", "llama3:latest" and "registry.ollama.ai/library/llama3:latest"
-// are one model. ok is false for names that cannot be a model.
-func canonical(name string) (string, bool) {
-	n := model.ParseName(name)
-	if !n.IsValid() {
-		return "", false
+// newCatalog returns the handlers' view of mc, or, when mc is nil, of a
+// models.Catalog over the backend reusing its list for ttl.
+func newCatalog(mc ModelCatalog, b Backend, ttl time.Duration) *catalog {
+	if mc == nil {
+		mc = models.NewCatalog(backendModels{b}, models.Config{TTL: ttl})
 	}
-	return strings.ToLower(n.String()), true
+	return &catalog{models: mc}
+}
+
+// backendModels lets a models.Catalog read a Backend's models. The server
+// never asks what is loaded.
+type backendModels struct{ Backend }
+
+func (backendModels) ListRunning(context.Context) (*api.ProcessResponse, error) {
+	return nil, errors.New("server: the backend does not list running models")
 }
 
 // resolve finds the model a request names.
 func (c *catalog) resolve(ctx context.Context, name string) (modelInfo, error) {
-	key, ok := canonical(name)
-	if !ok {
+	m, err := c.models.Resolve(ctx, name)
+	if errors.Is(err, models.ErrNotFound) {
 		return modelInfo{}, modelNotFound(name)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if m, ok := c.byName[key]; ok && c.now().Sub(c.fetched) < c.ttl {
-		return m, nil
-	}
-	if err := c.refreshLocked(ctx); err != nil {
-		return modelInfo{}, err
-	}
-	if m, ok := c.byName[key]; ok {
-		return m, nil
-	}
-	return modelInfo{}, modelNotFound(name)
+	return m, err
 }
 
-// all lists the models, refreshing a stale cache.
+// all lists the models.
 func (c *catalog) all(ctx context.Context) ([]modelInfo, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.byName == nil || c.now().Sub(c.fetched) >= c.ttl {
-		if err := c.refreshLocked(ctx); err != nil {
-			return nil, err
-		}
-	}
-	return c.list, nil
+	return c.models.All(ctx)
 }
 
-func (c *catalog) refreshLocked(ctx context.Context) error {
-	resp, err := c.backend.List(ctx)
-	if err != nil {
-		return fmt.Errorf("list models: %w", err)
-	}
-	byName := make(map[string]modelInfo, len(resp.Models))
-	list := make([]modelInfo, 0, len(resp.Models))
-	for _, m := range resp.Models {
-		key, ok := canonical(m.Name)
-		if !ok {
-			continue
-		}
-		mi := modelInfo{Name: m.Name, Digest: m.Digest, Modified: m.ModifiedAt}
-		byName[key] = mi
-		list = append(list, mi)
-	}
-	c.byName, c.list, c.fetched = byName, list, c.now()
-	return nil
-}
-
-// embeddingWidth reports the width of a model's embeddings, read once from
-// the backend's model info ("<arch>.embedding_length").
+// embeddingWidth reports the width of a model's embeddings.
 func (c *catalog) embeddingWidth(ctx context.Context, m modelInfo) (int, error) {
-	key := m.Name + "@" + m.Digest
-	c.mu.Lock()
-	w, ok := c.widths[key]
-	c.mu.Unlock()
-	if ok {
-		return w, nil
+	w, err := c.models.EmbeddingWidth(ctx, m.Name)
+	if errors.Is(err, models.ErrNotFound) {
+		return 0, modelNotFound(m.Name)
 	}
-	show, err := c.backend.Show(ctx, &api.ShowRequest{Model: m.Name})
-	if err != nil {
-		return 0, fmt.Errorf("show model: %w", err)
-	}
-	arch, _ := show.ModelInfo["general.architecture"].(string)
-	switch v := show.ModelInfo[arch+".embedding_length"].(type) {
-	case float64:
-		w = int(v)
-	case int:
-		w = v
-	}
-	if w <= 0 {
-		return 0, fmt.Errorf("show model %s: no embedding length", m.Name)
-	}
-	c.mu.Lock()
-	c.widths[key] = w
-	c.mu.Unlock()
-	return w, nil
+	return w, err
 }
 
 // wireModel is an entry of GET /v1/models.

@@ -44,7 +44,11 @@ type Config struct {
 	// TrustedProxies may set X-Forwarded-For; none by default, so the
 	// client IP is the peer address.
 	TrustedProxies []string
-	// ModelCacheTTL is how long the backend's model list is reused.
+	// Models, if set, resolves model names and describes models; else the
+	// server reads the Backend's models itself.
+	Models ModelCatalog
+	// ModelCacheTTL is how long the backend's model list is reused when
+	// Models is not set.
 	ModelCacheTTL time.Duration
 	// Ready, if set, reports whether the backend process is up; /readyz
 	// also checks that the model list is readable.
@@ -88,6 +92,9 @@ type Config struct {
 	Admin KeyAdmin
 	// Usage, if set, reports per-key usage on /admin.
 	Usage UsageReader
+
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
 }
 
 // Defaults.
@@ -126,19 +133,20 @@ type Server struct {
 	engine  *gin.Engine
 }
 
-// New returns a server for backend. A nil logger discards logs.
-func New(backend Backend, cfg Config, logger *slog.Logger) (*Server, error) {
+// New returns a server for backend.
+func New(backend Backend, cfg Config) (*Server, error) {
 	cfg.setDefaults()
 	if cfg.Keys == nil {
 		return nil, errors.New("server: no key authenticator configured")
 	}
+	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
 		cfg:     cfg,
 		backend: backend,
-		models:  newCatalog(backend, cfg.ModelCacheTTL),
+		models:  newCatalog(cfg.Models, backend, cfg.ModelCacheTTL),
 		log:     logger,
 	}
 	if err := s.routes(); err != nil {

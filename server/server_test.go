@@ -90,7 +90,7 @@ func newTestServer(t *testing.T, b *fakeBackend, cfg Config) *httptest.Server {
 	if cfg.Keys == nil {
 		cfg.Keys = fakeKeys{}
 	}
-	s, err := New(b, cfg, nil)
+	s, err := New(b, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,17 @@ func post(t *testing.T, ts *httptest.Server, path, ctype, body string) (*http.Re
 
 func postKey(t *testing.T, ts *httptest.Server, path, ctype, body, key string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, ts.URL+path, strings.NewReader(body))
+	return send(t, http.MethodPost, ts.URL+path, ctype, body, key)
+}
+
+// send makes one request and returns its response with the body read.
+func send(t *testing.T, method, url, ctype, body, key string) (*http.Response, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +354,7 @@ func TestClientDisconnectCancelsBackend(t *testing.T) {
 func TestHealthAndReady(t *testing.T) {
 	down := errors.New("restarting")
 	var ready error
-	s, err := New(&fakeBackend{models: []string{"demo"}}, Config{Keys: fakeKeys{}, Ready: func() error { return ready }}, nil)
+	s, err := New(&fakeBackend{models: []string{"demo"}}, Config{Keys: fakeKeys{}, Ready: func() error { return ready }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,10 +378,10 @@ func TestHealthAndReady(t *testing.T) {
 }
 
 func TestTrustedProxies(t *testing.T) {
-	if _, err := New(&fakeBackend{}, Config{Keys: fakeKeys{}, TrustedProxies: []string{"not-an-ip"}}, nil); err == nil {
+	if _, err := New(&fakeBackend{}, Config{Keys: fakeKeys{}, TrustedProxies: []string{"not-an-ip"}}); err == nil {
 		t.Error("a bad trusted proxy was accepted")
 	}
-	if _, err := New(&fakeBackend{}, Config{}, nil); err == nil {
+	if _, err := New(&fakeBackend{}, Config{}); err == nil {
 		t.Error("a server without a key authenticator was built")
 	}
 }

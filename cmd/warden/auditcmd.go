@@ -2,18 +2,23 @@ package main
 
 import (
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
 	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/outbox"
+	"github.com/warden-llm/warden/safety/store"
 )
 
 // errChainBroken makes `audit verify` exit non-zero after printing the
@@ -221,8 +226,114 @@ one) to prove the chain still reaches it.`,
 		},
 	}
 
-	cmd.AddCommand(verify, tail, export, status)
+	text := &cobra.Command{
+		Use:   "text ID",
+		Short: "Print the prompt and answer stored for one record (an audited read)",
+		Long: `Text decrypts the prompt and answer stored with record ID (its seq, the first
+column of "warden audit tail"). Text is stored only with audit.store_text =
+"full" or "redacted", and purged after audit.text_retention_days.
+
+Reading it is itself recorded: an admin record naming who read which record is
+appended to the chain before the text is printed. Control characters in the
+text are printed escaped (\x1b) unless --json is given.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			seq, err := strconv.ParseInt(args[0], 10, 64)
+			if err != nil || seq < 1 {
+				return fmt.Errorf("want a record's seq (a positive number, as audit tail prints it), got %q", args[0])
+			}
+			db, cfg, err := g.openDB(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			prompt, response, err := readTextAudited(cmd.Context(), db, cfg.DataDir, seq, osActor())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(g, struct {
+					Seq      int64  `json:"seq"`
+					Prompt   string `json:"prompt"`
+					Response string `json:"response"`
+				}{seq, prompt, response})
+			}
+			_, err = fmt.Fprintf(g.stdout, "prompt:\n%s\nresponse:\n%s\n", escapeControl(prompt), escapeControl(response))
+			return err
+		},
+	}
+
+	cmd.AddCommand(verify, tail, export, status, text)
 	return cmd
+}
+
+// readTextAudited returns the text stored for record seq after appending an
+// admin record of the read (actor, seq) to the chain: the text is returned
+// only if the record of its reading committed.
+func readTextAudited(ctx context.Context, db *store.DB, dataDir string, seq int64, actor string) (prompt, response string, err error) {
+	recs, err := audit.Query(ctx, db, audit.Filter{AfterSeq: seq - 1, Limit: 1})
+	if err != nil {
+		return "", "", err
+	}
+	if len(recs) == 0 || recs[0].Seq != seq {
+		return "", "", fmt.Errorf("no audit record %d (pruned after audit.retention_days, or never written)", seq)
+	}
+	prompt, response, err = audit.ReadText(ctx, db, dataDir, seq)
+	if errors.Is(err, audit.ErrNoText) {
+		return "", "", fmt.Errorf("record %d has no stored text: audit.store_text was none when it was written, or audit.text_retention_days purged it", seq)
+	}
+	if err != nil {
+		return "", "", err
+	}
+	// Shaped like the key commands' admin records: who, what, on which.
+	type read struct {
+		Seq int64 `json:"seq"`
+	}
+	detail, err := json.Marshal(struct {
+		Actor  string `json:"actor"`
+		Action string `json:"action"`
+		Detail read   `json:"detail"`
+	}{actor, actionTextRead, read{seq}})
+	if err != nil {
+		return "", "", err
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return "", "", fmt.Errorf("record the read: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := audit.AppendTx(ctx, tx, audit.Record{Kind: audit.KindAdmin, Detail: detail}); err != nil {
+		return "", "", fmt.Errorf("record the read: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return "", "", fmt.Errorf("record the read: %w", err)
+	}
+	return prompt, response, nil
+}
+
+// actionTextRead is the action of the admin record `audit text` appends.
+const actionTextRead = "audit_text_read"
+
+// escapeControl writes control characters other than newline and tab as
+// Go escapes, so stored model output cannot drive the terminal.
+func escapeControl(s string) string {
+	if !strings.ContainsFunc(s, isEscaped) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if isEscaped(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func isEscaped(r rune) bool {
+	return r != '\n' && r != '\t' && unicode.IsControl(r)
 }
 
 func printRecord(g *globals, r audit.StoredRecord, asJSON bool) error {

@@ -4,6 +4,7 @@ import (
 	"encoding"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/warden-llm/warden/safety/keys"
+	"github.com/warden-llm/warden/safety/trail"
 )
 
 // Config is Warden's whole configuration. Every setting has a safe default,
@@ -176,7 +178,7 @@ func defaultConfig(getenv func(string) string) Config {
 			DemoModel:     true,
 		},
 		Keys:   KeysConfig{PollInterval: time.Second, RotationMaxAge: 90 * 24 * time.Hour},
-		Audit:  defaultAudit(),
+		Audit:  trail.DefaultAudit(),
 		GPU:    GPUConfig{Interval: time.Second, VRAMHeadroom: 512 << 20, TempLimit: 85, TempResume: 75},
 		Sched:  SchedConfig{MaxQueue: 256, MaxQueuePerKey: 64, QueueTimeout: 2 * time.Minute},
 		Safety: defaultSafety(),
@@ -414,9 +416,9 @@ func (c *Config) Validate() error {
 	if err := c.Limits.keys().Validate(); err != nil {
 		bad("limits: %v", err)
 	}
-	c.Audit.validate(bad)
+	c.Audit.Validate(bad)
 	c.Safety.validate(bad)
-	c.Alerts.validate(c.Audit.Sinks, bad)
+	c.Alerts.Validate(c.Audit.Sinks, bad)
 	return errors.Join(errs...)
 }
 
@@ -426,4 +428,17 @@ func (c *Config) modelsDir() string {
 		return c.Runtime.ModelsDir
 	}
 	return filepath.Join(c.DataDir, "models")
+}
+
+// The [audit] and [alerts] tables are the audit trail's own settings.
+type (
+	AuditConfig  = trail.AuditConfig
+	AlertsConfig = trail.AlertsConfig
+	SinkConfig   = trail.SinkConfig
+)
+
+// trailConfig is the audit trail's part of the configuration. The start
+// record holds the digest of the whole configuration, with Version.
+func (c Config) trailConfig(log *slog.Logger) trail.Config {
+	return trail.Config{DataDir: c.DataDir, Audit: c.Audit, Alerts: c.Alerts, StartConfig: c, Version: Version, Logger: log}
 }

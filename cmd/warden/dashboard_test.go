@@ -13,6 +13,7 @@ import (
 	"github.com/warden-llm/warden/runtime/gpu"
 	"github.com/warden-llm/warden/runtime/ollama"
 	"github.com/warden-llm/warden/runtime/sched"
+	"github.com/warden-llm/warden/safety/trail"
 	"github.com/warden-llm/warden/server"
 )
 
@@ -61,7 +62,8 @@ func TestGrafanaDashboardMetrics(t *testing.T) {
 	m := server.NewMetrics()
 	m.WatchGPU(noGPU{})
 	m.WatchQueue(func() sched.Stats { return sched.Stats{} })
-	registerMetrics(m.Registry, &backend{restarts: func() int { return 0 }}, &auditTrail{}, ollama.NewClient(func() *url.URL { return &url.URL{Scheme: "http", Host: "127.0.0.1:1"} }, nil))
+	registerRestarts(m.Registry, true, func() int { return 0 })
+	registerAudit(m.Registry, &trail.Trail{}, ollama.NewClient(func() *url.URL { return &url.URL{Scheme: "http", Host: "127.0.0.1:1"} }, nil))
 	registerGateMetrics(m.Registry, gpu.NewGate(&gpu.Admission{}, nil))
 	have := registeredNames(t, m.Registry)
 

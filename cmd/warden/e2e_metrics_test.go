@@ -41,6 +41,7 @@ func TestE2EMetrics(t *testing.T) {
 		"warden_requests_total", "warden_request_duration_seconds", "warden_time_to_first_token_seconds",
 		"warden_tokens_total", "warden_in_flight_requests", "warden_backend_restarts_total",
 		"warden_audit_records_total", "warden_gpu_available", "warden_queue_wait_seconds",
+		"warden_usage_write_failures_total",
 	} {
 		if families[name] == nil {
 			t.Errorf("series %s missing", name)

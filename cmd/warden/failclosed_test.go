@@ -68,7 +68,7 @@ func TestAuditFailsClosedOnFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	srv, err := server.New(ollama.NewClient(func() *url.URL { return pu }, nil), server.Config{Keys: cache, Audit: w}, nil)
+	srv, err := server.New(ollama.NewClient(func() *url.URL { return pu }, nil), server.Config{Keys: cache, Audit: w})
 	if err != nil {
 		t.Fatal(err)
 	}

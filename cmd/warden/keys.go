@@ -34,7 +34,7 @@ func osActor() string {
 	return "os:unknown"
 }
 
-// limitFlags binds the limit flags shared by create and set-limits.
+// limitFlags binds the limit flags shared by create and update.
 type limitFlags struct{ l keys.Limits }
 
 func (f *limitFlags) bind(fs *pflag.FlagSet) {
@@ -240,10 +240,11 @@ change within keys.poll_interval (1s by default).`,
 		setWeight  int
 		setProfile string
 	)
-	setLimits := &cobra.Command{
-		Use:   "set-limits ID [--rpm N] [--tpm N] [--weight N] [--profile NAME] ...",
-		Short: "Change a key's limits, weight or profile (flags not given keep their value; a limit of 0 means the configured default)",
-		Args:  cobra.ExactArgs(1),
+	update := &cobra.Command{
+		Use:     "update ID [--rpm N] [--tpm N] [--weight N] [--profile NAME] ...",
+		Aliases: []string{"set-limits"}, // its name before it changed weight and profile too
+		Short:   "Change a key's limits, weight or profile (flags not given keep their value; a limit of 0 means the configured default)",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ch := keys.Change{Limits: &setLF.l}
 			if cmd.Flags().Changed("weight") {
@@ -290,11 +291,11 @@ change within keys.poll_interval (1s by default).`,
 			return printKey(k)
 		},
 	}
-	setLF.bind(setLimits.Flags())
-	setLimits.Flags().IntVar(&setWeight, "weight", keys.DefaultWeight, "share of the backend's slots in the fair queue (1-1000)")
-	setLimits.Flags().StringVar(&setProfile, "profile", "", "safety-filter profile name (\"\" for the default profile)")
+	setLF.bind(update.Flags())
+	update.Flags().IntVar(&setWeight, "weight", keys.DefaultWeight, "share of the backend's slots in the fair queue (1-1000)")
+	update.Flags().StringVar(&setProfile, "profile", "", "safety-filter profile name (\"\" for the default profile)")
 
-	cmd.AddCommand(create, list, show, rotate, revoke, setLimits)
+	cmd.AddCommand(create, list, show, rotate, revoke, update)
 	return cmd
 }
 

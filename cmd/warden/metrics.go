@@ -12,24 +12,36 @@ import (
 
 	"github.com/warden-llm/warden/runtime/gpu"
 	"github.com/warden-llm/warden/runtime/ollama"
+	"github.com/warden-llm/warden/safety/quota"
+	"github.com/warden-llm/warden/safety/trail"
 	"github.com/warden-llm/warden/server"
 )
 
 // registerMetrics adds the series of the parts cmd wires: backend restarts
 // and the audit writer's counters.
-func registerMetrics(r *prometheus.Registry, be *backend, trail *auditTrail, client *ollama.Client) {
-	if be.restarts != nil {
+func registerMetrics(r *prometheus.Registry, be *ollama.Runtime, tr *trail.Trail, client *ollama.Client) {
+	registerRestarts(r, be.Supervised(), be.Restarts)
+	registerAudit(r, tr, client)
+}
+
+// registerRestarts counts a supervised child's restarts.
+func registerRestarts(r *prometheus.Registry, supervised bool, restarts func() int) {
+	if supervised {
 		r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "warden_backend_restarts_total", Help: "Times the Ollama child was restarted after it died.",
-		}, func() float64 { return float64(be.restarts()) }))
+		}, func() float64 { return float64(restarts()) }))
 	}
+}
+
+// registerAudit adds the audit writer's counters and the client's slot resets.
+func registerAudit(r *prometheus.Registry, tr *trail.Trail, client *ollama.Client) {
 	stat := func(name, help string, v func() int64) {
 		r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
 			func() float64 { return float64(v()) }))
 	}
-	stat("warden_audit_records_total", "Audit records committed.", func() int64 { return trail.writer.Stats().Records })
-	stat("warden_audit_commits_total", "Audit transactions committed (records are group-committed).", func() int64 { return trail.writer.Stats().Commits })
-	stat("warden_audit_failures_total", "Audit transactions that failed (their requests got 503).", func() int64 { return trail.writer.Stats().Failures })
+	stat("warden_audit_records_total", "Audit records committed.", func() int64 { return tr.Writer().Stats().Records })
+	stat("warden_audit_commits_total", "Audit transactions committed (records are group-committed).", func() int64 { return tr.Writer().Stats().Commits })
+	stat("warden_audit_failures_total", "Audit transactions that failed (their requests got 503).", func() int64 { return tr.Writer().Stats().Failures })
 	stat("warden_backend_slot_resets_total", "Models unloaded because Ollama lost a slot to an abandoned stream (an upstream bug).", client.SlotResets)
 }
 
@@ -43,6 +55,14 @@ func registerGateMetrics(r *prometheus.Registry, g *gpu.Gate) {
 		}
 		return 0
 	}))
+}
+
+// registerQuotaMetrics exports the usage writes that failed (each is
+// retried; a rising count means the database refuses writes).
+func registerQuotaMetrics(r *prometheus.Registry, l *quota.Limiter) {
+	r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "warden_usage_write_failures_total", Help: "Usage (token count) writes that failed; each is retried.",
+	}, func() float64 { return float64(l.WriteFailures()) }))
 }
 
 // serveMetrics serves /metrics without a key on its own listener and

@@ -1,18 +1,13 @@
 package main
 
 import (
-	"crypto/rand"
-	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/warden-llm/warden/safety/filter"
-	"github.com/warden-llm/warden/safety/store"
 )
 
 // SafetyConfig is the [safety] table: the inline filters on prompts and
@@ -86,38 +81,11 @@ func newFilter(cfg *Config) (*filter.Engine, error) {
 		fc.RepeatWindow = -1
 	}
 	if cfg.Safety.Canary {
-		if fc.Secret, err = canaryKey(cfg.DataDir); err != nil {
+		if fc.Secret, err = filter.CanaryKey(cfg.DataDir); err != nil {
 			return nil, err
 		}
 	}
 	return filter.New(fc)
-}
-
-// canaryKeyFile holds the secret canaries are derived from. Losing it only
-// changes future canaries.
-const canaryKeyFile = "canary.key"
-
-func canaryKey(dataDir string) ([]byte, error) {
-	path := filepath.Join(dataDir, canaryKeyFile)
-	b, err := os.ReadFile(path)
-	switch {
-	case err == nil && len(b) == 32:
-		return b, nil
-	case err == nil:
-		return nil, fmt.Errorf("%s: want 32 bytes, found %d", path, len(b))
-	case !errors.Is(err, fs.ErrNotExist):
-		return nil, err
-	}
-	b = make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return nil, err
-	}
-	if err := store.CreateKeyFile(path, b); errors.Is(err, fs.ErrExist) {
-		return canaryKey(dataDir) // another process made it first
-	} else if err != nil {
-		return nil, err
-	}
-	return b, nil
 }
 
 // checkProfile refuses a key profile the config does not define, so that a

@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/quota"
 	"github.com/warden-llm/warden/safety/store"
+	"github.com/warden-llm/warden/safety/trail"
 	"github.com/warden-llm/warden/server"
 )
 
@@ -55,42 +54,18 @@ up to server.drain_timeout, then stops the child.`,
 	return cmd
 }
 
-// backend is the running model runtime: a managed child, or an Ollama that
-// was already running.
-type backend struct {
-	base  func() *url.URL
-	ready func() error
-	close func(context.Context) error
-	// pgid is the child's process group, for per-process VRAM; nil when
-	// attached to an Ollama Warden does not run.
-	pgid func() int
-	// restarts counts the child's restarts (nil when attached).
-	restarts func() int
-}
-
-func startBackend(ctx context.Context, cfg Config, log *slog.Logger) (*backend, error) {
+// startBackend attaches to runtime.ollama_url, or starts Ollama as a
+// supervised child.
+func startBackend(ctx context.Context, cfg Config, log *slog.Logger) (*ollama.Runtime, error) {
 	if cfg.Runtime.OllamaURL != "" {
-		u, err := url.Parse(cfg.Runtime.OllamaURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("runtime.ollama_url: want http(s)://host:port, got %q", cfg.Runtime.OllamaURL)
+		rt, err := ollama.Attach(cfg.Runtime.OllamaURL)
+		if err == nil {
+			log.Info("attaching to a running ollama; it is not supervised", "url", rt.URL().Redacted())
 		}
-		log.Info("attaching to a running ollama; it is not supervised", "url", u.Redacted())
-		return &backend{
-			base:  func() *url.URL { return u },
-			ready: func() error { return nil },
-			close: func(context.Context) error { return nil },
-		}, nil
+		return rt, err
 	}
-	finder, err := ollama.NewFinder()
-	if err != nil {
-		return nil, err
-	}
-	bin, err := finder.Find(ctx, cfg.Runtime.OllamaBin)
-	if err != nil {
-		return nil, err
-	}
-	sup := ollama.NewSupervisor(ollama.Config{
-		Bin:           bin,
+	return ollama.Start(ctx, ollama.Config{
+		Bin:           cfg.Runtime.OllamaBin,
 		DataDir:       cfg.DataDir,
 		ModelsDir:     cfg.modelsDir(),
 		ContextLength: cfg.Runtime.ContextLength,
@@ -101,23 +76,6 @@ func startBackend(ctx context.Context, cfg Config, log *slog.Logger) (*backend, 
 		ParentEnv:     os.LookupEnv,
 		Logger:        log.With("component", "ollama"),
 	})
-	log.Info("starting ollama", "bin", bin, "models_dir", cfg.modelsDir(), "parallel", cfg.Runtime.Parallel, "context_length", cfg.Runtime.ContextLength)
-	if err := sup.Start(ctx); err != nil {
-		_ = sup.Close(context.Background())
-		return nil, fmt.Errorf("start ollama: %w", err)
-	}
-	return &backend{
-		base: sup.URL,
-		ready: func() error {
-			if !sup.Healthy() {
-				return errors.New("ollama child is restarting")
-			}
-			return nil
-		},
-		close:    sup.Close,
-		pgid:     sup.PID, // the child leads its own group
-		restarts: sup.Restarts,
-	}, nil
 }
 
 func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) error {
@@ -130,17 +88,24 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		return err
 	}
 	cache := keys.NewCache(db, cfg.Keys.PollInterval, time.Now)
-	cache.Log = log.With("component", "keys")
+	cache.Logger = log.With("component", "keys")
 	if err := cache.Start(ctx); err != nil {
 		return fmt.Errorf("load keys: %w", err)
 	}
 	defer cache.Close()
-	trail, err := startAudit(ctx, cfg, db, log)
+	tr, err := trail.New(db, cfg.trailConfig(log))
 	if err != nil {
 		return err
 	}
-	defer trail.close(context.Background(), log)
-	limiter := quota.New(db, time.Now)
+	if err := tr.Start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		if err := tr.Close(context.Background()); err != nil {
+			log.Error("close audit trail", "err", err)
+		}
+	}()
+	limiter := quota.New(db, quota.Config{Logger: log.With("component", "quota")})
 	defer func() {
 		if err := limiter.Close(context.Background()); err != nil {
 			log.Error("flush usage", "err", err)
@@ -161,22 +126,22 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	defer func() {
 		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := be.close(stopCtx); err != nil {
+		if err := be.Close(stopCtx); err != nil {
 			log.Error("stop ollama", "err", err)
 		}
 	}()
 
-	if err := writeBackendURL(cfg.DataDir, be.base()); err != nil {
+	if err := writeBackendURL(cfg.DataDir, be.URL()); err != nil {
 		return err
 	}
 	hc := &http.Client{Transport: ollama.NewTransport()}
-	client := ollama.NewClient(be.base, hc)
-	client.Log = log.With("component", "ollama")
+	client := ollama.NewClient(be.URL, hc)
+	client.Logger = log.With("component", "ollama")
 	// Stops the slot checks the client runs after abandoned streams; the
 	// HTTP server has drained by the time deferred calls run.
 	defer func() { _ = client.Close(context.Background()) }()
 	if cfg.Runtime.DemoModel {
-		imported, err := models.EnsureDemo(ctx, api.NewClient(be.base(), hc))
+		imported, err := models.EnsureDemo(ctx, api.NewClient(be.URL(), hc))
 		if err != nil {
 			return fmt.Errorf("demo model: %w", err)
 		}
@@ -189,18 +154,19 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	// no load of a model that does not fit in free VRAM. It decides once
 	// per sample and kicks the scheduler; without a GPU it holds nothing.
 	gpuLog := log.With("component", "gpu")
-	onAlert := alertHook(ctx, gpuLog, trail)
-	bm := newBackendModels(apiAt{base: be.base, hc: hc}, cfg.Runtime, log.With("component", "models"))
+	onAlert := trail.AlertHook(ctx, gpuLog, tr)
+	catalog := models.NewCatalog(client, models.Config{Parallel: cfg.Runtime.Parallel,
+		ContextLength: cfg.Runtime.ContextLength, Slots: cfg.Runtime.ModelSlots})
 	gate := gpu.NewGate(&gpu.Admission{
 		HeadroomBytes: uint64(cfg.GPU.VRAMHeadroom),
 		TempLimitC:    uint32(cfg.GPU.TempLimit),
 		TempResumeC:   uint32(cfg.GPU.TempResume),
 		StaleAfter:    max(gpu.DefaultStaleAfter, 5*cfg.GPU.Interval),
 		OnAlert:       onAlert,
-	}, bm)
-	gate.OnAlert, gate.Log = onAlert, gpuLog
+	}, catalog)
+	gate.OnAlert, gate.Logger = onAlert, gpuLog
 	queue := sched.New(sched.Config{
-		Slots:          bm.Slots,
+		Slots:          catalog.Slots,
 		Weight:         cache.Weight,
 		Gate:           gate.Open,
 		MaxQueue:       cfg.Sched.MaxQueue,
@@ -209,7 +175,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	})
 	gate.OnChange = queue.Kick
 
-	monitor := gpu.NewMonitor(gpu.NewSystemNVML(be.pgid), cfg.GPU.Interval, gpuLog)
+	monitor := gpu.NewMonitor(gpu.NewSystemNVML(be.PGID), cfg.GPU.Interval)
+	monitor.Logger = gpuLog
 	monitor.OnSample = func(snap gpu.Snapshot, ok bool) {
 		uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
@@ -221,8 +188,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	metrics := server.NewMetrics()
 	metrics.WatchGPU(monitor)
 	metrics.WatchQueue(queue.Stats)
-	registerMetrics(metrics.Registry, be, trail, client)
+	registerMetrics(metrics.Registry, be, tr, client)
 	registerGateMetrics(metrics.Registry, gate)
+	registerQuotaMetrics(metrics.Registry, limiter)
 	if cfg.Server.MetricsListen != "" {
 		stop, err := serveMetrics(cfg.Server.MetricsListen, metrics, log)
 		if err != nil {
@@ -241,21 +209,23 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		RequestTimeout:    cfg.Server.RequestTimeout,
 		KeepAliveInterval: cfg.Server.KeepAliveInterval,
 		TrustedProxies:    cfg.Server.TrustedProxies,
-		Ready:             be.ready,
+		Ready:             be.Ready,
+		Models:            catalog,
 		Keys:              cache,
 		Quota:             limiter,
 		DefaultLimits:     cfg.Limits.keys(),
 		GPU:               monitor,
 		Metrics:           metrics,
 		Queue:             queue,
-		Audit:             trail.writer,
+		Audit:             tr.Writer(),
 		AuditFailOpen:     cfg.Audit.FailOpen,
 		AuditText:         cfg.Audit.StoreText,
 		Filter:            safety,
-		OnAuthRefused:     trail.agg.Refused,
-		Admin:             adminKeys{Manager: &keys.Manager{DB: db}, cache: cache},
+		OnAuthRefused:     tr.Refused,
+		Admin:             keys.Admin{Manager: &keys.Manager{DB: db}, Cache: cache},
 		Usage:             limiter,
-	}, log)
+		Logger:            log,
+	})
 	if err != nil {
 		return err
 	}

@@ -53,8 +53,8 @@ type Gate struct {
 	// first held, cleared when it is admitted or nobody asks for it any
 	// more. Temperature alerts come from Admission.OnAlert.
 	OnAlert func(Alert)
-	// Log receives estimate and backend errors (nil: discard).
-	Log *slog.Logger
+	// Logger receives estimate and backend errors (nil: discard).
+	Logger *slog.Logger
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
 
@@ -99,10 +99,10 @@ func (g *Gate) now() time.Time {
 }
 
 func (g *Gate) log() *slog.Logger {
-	if g.Log == nil {
+	if g.Logger == nil {
 		return slog.New(slog.DiscardHandler)
 	}
-	return g.Log
+	return g.Logger
 }
 
 // Open reports whether requests for model may go to the backend now. It

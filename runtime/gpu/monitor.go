@@ -26,10 +26,12 @@ type Monitor struct {
 	// is none): a Gate updates from it. After ErrNoGPU it is called once,
 	// with ok false. Set it before Start.
 	OnSample func(snap Snapshot, ok bool)
+	// Logger receives "no GPU" and sampling failures and recoveries (nil:
+	// discard). Set it before Start.
+	Logger *slog.Logger
 
 	s        Sampler
 	interval time.Duration
-	log      *slog.Logger
 
 	mu        sync.RWMutex
 	started   bool
@@ -44,16 +46,20 @@ type Monitor struct {
 }
 
 // NewMonitor returns a Monitor over s. An interval ≤ 0 means
-// DefaultInterval; a nil log discards. If s is an io.Closer (NVML is),
-// the Monitor closes it in Close.
-func NewMonitor(s Sampler, interval time.Duration, log *slog.Logger) *Monitor {
+// DefaultInterval. If s is an io.Closer (NVML is), the Monitor closes it
+// in Close.
+func NewMonitor(s Sampler, interval time.Duration) *Monitor {
 	if interval <= 0 {
 		interval = DefaultInterval
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	return &Monitor{s: s, interval: interval}
+}
+
+func (m *Monitor) log() *slog.Logger {
+	if m.Logger == nil {
+		return slog.New(slog.DiscardHandler)
 	}
-	return &Monitor{s: s, interval: interval, log: log}
+	return m.Logger
 }
 
 // Start takes a first sample at once, so Available, Latest and Status are
@@ -120,17 +126,17 @@ func (m *Monitor) record(snap Snapshot, err error) bool {
 		}
 		m.noGPU = ErrNoGPU.Error() + ": " + reason
 		m.have = false
-		m.log.Warn("gpu telemetry: no GPU", "reason", reason)
+		m.log().Warn("gpu telemetry: no GPU", "reason", reason)
 		return false
 	case err != nil:
 		if msg := err.Error(); msg != m.lastErr {
 			m.lastErr = msg
-			m.log.Warn("gpu telemetry: sample failed", "err", msg)
+			m.log().Warn("gpu telemetry: sample failed", "err", msg)
 		}
 		return true
 	}
 	if m.lastErr != "" {
-		m.log.Info("gpu telemetry: sampling recovered")
+		m.log().Info("gpu telemetry: sampling recovered")
 		m.lastErr = ""
 	}
 	m.latest, m.have = snap, true

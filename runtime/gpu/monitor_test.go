@@ -63,7 +63,8 @@ func TestMonitorNoGPUReportedOnce(t *testing.T) {
 		return Snapshot{}, fmt.Errorf("%w: driver gone", ErrNoGPU)
 	}}
 	log, buf := testLogger()
-	m := NewMonitor(s, time.Millisecond, log)
+	m := NewMonitor(s, time.Millisecond)
+	m.Logger = log
 	m.Start(t.Context())
 	defer m.Close()
 
@@ -92,7 +93,8 @@ func TestMonitorTransientErrorsLoggedOnceAndRecover(t *testing.T) {
 		return Snapshot{Time: time.Now(), Devices: []Device{{Index: 0}}}, nil
 	}}
 	log, buf := testLogger()
-	m := NewMonitor(s, time.Millisecond, log)
+	m := NewMonitor(s, time.Millisecond)
+	m.Logger = log
 	m.Start(t.Context())
 	defer m.Close()
 
@@ -113,7 +115,7 @@ func TestMonitorStopsWithContext(t *testing.T) {
 		return Snapshot{Time: time.Now(), Devices: []Device{{}}}, nil
 	}}
 	ctx, cancel := context.WithCancel(t.Context())
-	m := NewMonitor(s, time.Millisecond, nil)
+	m := NewMonitor(s, time.Millisecond)
 	m.Start(ctx)
 	testwait.For(t, "a few samples", func() bool { return s.count() > 3 })
 	cancel()
@@ -124,7 +126,7 @@ func TestMonitorStopsWithContext(t *testing.T) {
 
 func TestMonitorCloseBeforeStart(t *testing.T) {
 	s := &samplerFunc{fn: func(int) (Snapshot, error) { return Snapshot{}, nil }}
-	m := NewMonitor(s, 0, nil)
+	m := NewMonitor(s, 0)
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}

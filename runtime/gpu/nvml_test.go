@@ -236,7 +236,8 @@ func TestMonitorSamplesOnInterval(t *testing.T) {
 	shutdowns := 0
 	f.server.ShutdownFunc = func() nvml.Return { shutdowns++; return nvml.SUCCESS }
 	log, _ := testLogger()
-	m := NewMonitor(NewNVML(f.server, nil), time.Millisecond, log)
+	m := NewMonitor(NewNVML(f.server, nil), time.Millisecond)
+	m.Logger = log
 	if got := m.Status(); got != "not started" {
 		t.Errorf("status before Start = %q", got)
 	}
@@ -275,7 +276,8 @@ func TestMonitorSamplesOnInterval(t *testing.T) {
 // "no GPU" state without calling (and crashing in) any device function.
 func TestNoNVMLOnThisMachine(t *testing.T) {
 	log, buf := testLogger()
-	m := NewMonitor(NewNVML(nvml.New(), nil), 0, log)
+	m := NewMonitor(NewNVML(nvml.New(), nil), 0)
+	m.Logger = log
 	m.Start(t.Context())
 	defer func() {
 		if err := m.Close(); err != nil {
@@ -424,7 +426,7 @@ func TestGateOverNVMLMock(t *testing.T) {
 // called once, with ok false.
 func TestMonitorOnSample(t *testing.T) {
 	f := newFakeGPU(t)
-	m := NewMonitor(NewNVML(f.server, nil), time.Millisecond, nil)
+	m := NewMonitor(NewNVML(f.server, nil), time.Millisecond)
 	var mu sync.Mutex
 	seen := 0
 	m.OnSample = func(s Snapshot, ok bool) {
@@ -439,7 +441,7 @@ func TestMonitorOnSample(t *testing.T) {
 	m.Close()
 
 	calls := 0
-	none := NewMonitor(&samplerFunc{fn: func(int) (Snapshot, error) { return Snapshot{}, ErrNoGPU }}, time.Millisecond, nil)
+	none := NewMonitor(&samplerFunc{fn: func(int) (Snapshot, error) { return Snapshot{}, ErrNoGPU }}, time.Millisecond)
 	none.OnSample = func(_ Snapshot, ok bool) {
 		calls++
 		if ok {
@@ -459,7 +461,7 @@ func TestMonitorOnSample(t *testing.T) {
 func TestAdmissionOverMonitoredFake(t *testing.T) {
 	const gib = 1 << 30
 	f := newFakeGPU(t)
-	m := NewMonitor(NewNVML(f.server, nil), time.Millisecond, nil)
+	m := NewMonitor(NewNVML(f.server, nil), time.Millisecond)
 	m.Start(t.Context())
 	defer m.Close()
 

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/ollama/ollama/api"
+
+	"github.com/warden-llm/warden/models"
 )
 
 // ErrUnavailable reports that the backend could not be reached or went away
@@ -38,8 +40,8 @@ type Client struct {
 	ProbeTimeout time.Duration
 	// UnloadTimeout bounds the unload of a model that lost a slot.
 	UnloadTimeout time.Duration
-	// Log receives the slot checks' findings; nil discards them.
-	Log *slog.Logger
+	// Logger receives the slot checks' findings (nil: discard).
+	Logger *slog.Logger
 
 	base func() *url.URL
 	http *http.Client
@@ -172,6 +174,17 @@ func (c *Client) Show(ctx context.Context, req *api.ShowRequest) (*api.ShowRespo
 	}
 	return &resp, nil
 }
+
+// ListRunning lists the models the backend holds in memory (/api/ps).
+func (c *Client) ListRunning(ctx context.Context) (*api.ProcessResponse, error) {
+	var resp api.ProcessResponse
+	if err := c.do(ctx, http.MethodGet, "/api/ps", nil, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+var _ models.API = (*Client)(nil)
 
 // Version reports the backend's version; it doubles as a health check.
 func (c *Client) Version(ctx context.Context) (string, error) {

@@ -41,11 +41,11 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/ollama/ollama/api"
-	"github.com/ollama/ollama/types/model"
+
+	"github.com/warden-llm/warden/models"
 )
 
 // slotCheck is the check of one model's slots in progress.
@@ -80,13 +80,13 @@ func (c *Client) Close(ctx context.Context) error {
 }
 
 // slotKey is the key of a model in Client.checks: its canonical name, so
-// that "m" and "m:latest" share a check.
+// that "m" and "m:latest" share a check. A name that is no model name
+// (Ollama refuses it) keys its own check: no canonical name equals it.
 func slotKey(name string) string {
-	n := model.ParseName(name)
-	if !n.IsValid() {
-		return name
+	if c, ok := models.Canonical(name); ok {
+		return c
 	}
-	return strings.ToLower(n.String())
+	return name
 }
 
 // waitSlots blocks while the slots of the model are being checked.
@@ -223,8 +223,8 @@ func (c *Client) unload(name string) error {
 }
 
 func (c *Client) log() *slog.Logger {
-	if c.Log == nil {
+	if c.Logger == nil {
 		return slog.New(slog.DiscardHandler)
 	}
-	return c.Log
+	return c.Logger
 }

@@ -40,6 +40,25 @@ type Decision struct {
 	Count     int       `json:"count"`
 }
 
+// Summary is what the policy did to one request: the audit record's
+// safety field. The server writes it; the audit trail reads it back to
+// raise alerts. It never holds matched text.
+type Summary struct {
+	Profile   string     `json:"profile"`
+	Decisions []Decision `json:"decisions"`
+}
+
+// Alerting returns the decisions that raise an alert: flags and blocks.
+func (s Summary) Alerting() []Decision {
+	var out []Decision
+	for _, d := range s.Decisions {
+		if d.Action == Flag || d.Action == Block {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // Request filters the texts of one API request: its prompt parts and its
 // answer. Placeholders are numbered per request, so the same e-mail address
 // becomes the same [EMAIL_1] wherever it appears in it. A Request is not

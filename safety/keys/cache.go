@@ -23,9 +23,9 @@ const DefaultPollInterval = time.Second
 // the answer changed, and writes the last-used times gathered since the
 // previous tick in one transaction.
 type Cache struct {
-	// Log receives reload failures (warn) and rejections (debug, with the
-	// key id only). Set it before Start.
-	Log *slog.Logger
+	// Logger receives reload failures (warn) and rejections (debug, with
+	// the key id only); nil discards them. Set it before Start.
+	Logger *slog.Logger
 
 	db       *store.DB
 	interval time.Duration
@@ -74,7 +74,7 @@ func NewCache(db *store.DB, interval time.Duration, now func() time.Time) *Cache
 	if now == nil {
 		now = time.Now
 	}
-	return &Cache{Log: slog.Default(), db: db, interval: interval, now: now}
+	return &Cache{db: db, interval: interval, now: now}
 }
 
 // Start loads every key and starts the poll goroutine; Close stops it.
@@ -172,10 +172,10 @@ func (c *Cache) reject(id, reason string) (*Principal, error) {
 }
 
 func (c *Cache) log() *slog.Logger {
-	if c.Log == nil {
+	if c.Logger == nil {
 		return slog.New(slog.DiscardHandler)
 	}
-	return c.Log
+	return c.Logger
 }
 
 func (c *Cache) poll(ctx context.Context) {

@@ -43,7 +43,7 @@ func TestCacheSeesChangesFromAnotherProcess(t *testing.T) {
 		t.Errorf("old secret after a grace-0 rotate = %v, want ErrInvalidKey", err)
 	}
 
-	if err := cli.SetLimits(ctx, "os:cli", b.ID, Limits{RPM: 7}); err != nil {
+	if err := cli.Update(ctx, "os:cli", b.ID, Change{Limits: &Limits{RPM: 7}}); err != nil {
 		t.Fatal(err)
 	}
 	testwait.For(t, "the new limits to reach the cache", func() bool {
@@ -184,7 +184,7 @@ func TestPollAndLastUsed(t *testing.T) {
 	// A reload (another process changed the key) keeps the unflushed time.
 	f.clk.Advance(time.Minute)
 	c.Authenticate(tok)
-	if err := (&Manager{DB: storetest.OpenDir(t, f.dir)}).SetLimits(ctx, "os:cli", k.ID, Limits{RPM: 1}); err != nil {
+	if err := (&Manager{DB: storetest.OpenDir(t, f.dir)}).Update(ctx, "os:cli", k.ID, Change{Limits: &Limits{RPM: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	f.clk.Advance(time.Minute)
@@ -246,7 +246,7 @@ func TestAuthenticateDuringReloads(t *testing.T) {
 		})
 	}
 	for i := range 20 {
-		if err := f.m.SetLimits(t.Context(), "os:t", k.ID, Limits{RPM: int64(i + 1)}); err != nil {
+		if err := f.m.Update(t.Context(), "os:t", k.ID, Change{Limits: &Limits{RPM: int64(i + 1)}}); err != nil {
 			t.Error(err)
 		}
 	}

@@ -15,11 +15,13 @@ import (
 
 // The actions Manager writes to admin_events.
 const (
-	ActionCreate    = "key.create"
-	ActionRotate    = "key.rotate"
-	ActionRevoke    = "key.revoke"
+	ActionCreate = "key.create"
+	ActionRotate = "key.rotate"
+	ActionRevoke = "key.revoke"
+	ActionUpdate = "key.update"
+	// ActionSetLimits is no longer written (Update replaced SetLimits);
+	// events of older versions still carry it.
 	ActionSetLimits = "key.set_limits"
-	ActionUpdate    = "key.update"
 )
 
 // nextVersion is the global change counter every write sets on the row it
@@ -167,32 +169,6 @@ func (m *Manager) Revoke(ctx context.Context, actor, id string) error {
 	})
 }
 
-// SetLimits replaces key id's limits with l (a zero field: the server's
-// default applies).
-func (m *Manager) SetLimits(ctx context.Context, actor, id string, l Limits) error {
-	if err := checkActor(actor); err != nil {
-		return err
-	}
-	if err := l.Validate(); err != nil {
-		return err
-	}
-	now := m.now()
-	return m.tx(ctx, func(tx *sql.Tx) error {
-		r, err := getRecord(ctx, m.DB, tx, id)
-		if err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE keys SET limits = ?, version = `+nextVersion+` WHERE id = ?`,
-			mustJSON(l), id)
-		if err != nil {
-			return fmt.Errorf("set limits of key %s: %w", id, err)
-		}
-		return m.event(ctx, tx, now, actor, ActionSetLimits, id, map[string]any{
-			"limits": l, "previous": r.Limits,
-		})
-	})
-}
-
 // Change is an edit of a key's settings; nil fields keep their value.
 type Change struct {
 	Limits  *Limits
@@ -220,7 +196,9 @@ func (ch Change) Validate() error {
 }
 
 // Update applies ch to key id in one transaction with one admin event
-// (key.update, holding the new and previous value of each field set).
+// (key.update, holding the new and previous value of each field set). It
+// is the one edit of a key: `warden keys update` and PATCH /admin/keys/{id}
+// call it.
 func (m *Manager) Update(ctx context.Context, actor, id string, ch Change) error {
 	if err := checkActor(actor); err != nil {
 		return err

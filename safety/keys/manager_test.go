@@ -70,7 +70,7 @@ func TestEveryChangeBumpsTheGlobalVersion(t *testing.T) {
 	step("create b")
 	f.rotate(t, a.ID, time.Hour)
 	step("rotate a")
-	if err := f.m.SetLimits(ctx, "os:t", a.ID, Limits{TPM: 5}); err != nil {
+	if err := f.m.Update(ctx, "os:t", a.ID, Change{Limits: &Limits{TPM: 5}}); err != nil {
 		t.Fatal(err)
 	}
 	step("set limits a")
@@ -108,7 +108,7 @@ func TestRotateAndLimitsAreStored(t *testing.T) {
 		t.Errorf("rotate with grace 0: grace until %v (%v), want none", rk.GraceUntil, err)
 	}
 	lim := Limits{RPM: 1, TPM: 2, TokensPerDay: 3, TokensPerMonth: 4, Concurrency: 5, MaxOutputTokens: 6, MaxOutputChars: 7, MaxInputTokens: 8}
-	if err := f.m.SetLimits(ctx, "os:t", k.ID, lim); err != nil {
+	if err := f.m.Update(ctx, "os:t", k.ID, Change{Limits: &lim}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := f.m.Get(ctx, k.ID); got.Limits != lim {
@@ -127,7 +127,7 @@ func TestAdminEventsNameActorAndHoldNoSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.m.SetLimits(ctx, "os:bob", k.ID, Limits{RPM: 3}); err != nil {
+	if err := f.m.Update(ctx, "os:bob", k.ID, Change{Limits: &Limits{RPM: 3}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.m.Revoke(ctx, "os:carol", k.ID); err != nil {
@@ -138,7 +138,7 @@ func TestAdminEventsNameActorAndHoldNoSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []struct{ actor, action string }{ // newest first
-		{"os:carol", ActionRevoke}, {"os:bob", ActionSetLimits},
+		{"os:carol", ActionRevoke}, {"os:bob", ActionUpdate},
 		{"key:adminid12345", ActionRotate}, {"os:alice", ActionCreate},
 	}
 	if len(events) != len(want) {

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/ollama/ollama/types/model"
+
+	"github.com/warden-llm/warden/models"
 )
 
 // Principal is who an authenticated request acts for. The Cache shares one
@@ -81,14 +83,14 @@ func (pt pattern) matches(canon, short string) bool {
 // isGlob reports whether p uses path.Match's special characters.
 func isGlob(p string) bool { return strings.ContainsAny(p, `*?[\`) }
 
-// canonical returns the lowercased canonical and shortest display forms of
-// a model name, and false if Ollama would not accept the name.
+// canonical returns the canonical (models.Canonical) and shortest display
+// forms of a model name, and false if Ollama would not accept the name.
 func canonical(name string) (canon, short string, ok bool) {
-	n := model.ParseName(strings.ToLower(name))
-	if !n.IsValid() {
+	canon, ok = models.Canonical(name)
+	if !ok {
 		return "", "", false
 	}
-	return n.String(), n.DisplayShortest(), true
+	return canon, model.ParseName(canon).DisplayShortest(), true
 }
 
 // normalizePatterns validates model patterns and returns them trimmed,

@@ -66,8 +66,8 @@ func TestChangesRefuseBadInputWritingNothing(t *testing.T) {
 	if _, _, err := f.m.Rotate(ctx, "os:t", k.ID, -time.Second); err == nil || !strings.Contains(err.Error(), "grace") {
 		t.Errorf("Rotate with negative grace = %v, want a grace error", err)
 	}
-	if err := f.m.SetLimits(ctx, "os:t", k.ID, Limits{TokensPerDay: -5}); err == nil {
-		t.Error("SetLimits with a negative limit succeeded")
+	if err := f.m.Update(ctx, "os:t", k.ID, Change{Limits: &Limits{TokensPerDay: -5}}); err == nil {
+		t.Error("Update with a negative limit succeeded")
 	}
 	if err := f.m.Revoke(ctx, "", k.ID); err == nil {
 		t.Error("Revoke without an actor succeeded")
@@ -79,7 +79,7 @@ func TestChangesRefuseBadInputWritingNothing(t *testing.T) {
 		{"Get", func() error { _, err := f.m.Get(ctx, "aaaaaaaaaaaa"); return err }()},
 		{"Rotate", func() error { _, _, err := f.m.Rotate(ctx, "os:t", "aaaaaaaaaaaa", 0); return err }()},
 		{"Revoke", f.m.Revoke(ctx, "os:t", "aaaaaaaaaaaa")},
-		{"SetLimits", f.m.SetLimits(ctx, "os:t", "aaaaaaaaaaaa", Limits{RPM: 1})},
+		{"Update", f.m.Update(ctx, "os:t", "aaaaaaaaaaaa", Change{Limits: &Limits{RPM: 1}})},
 	} {
 		if !errors.Is(op.err, ErrNotFound) {
 			t.Errorf("%s of an unknown id = %v, want ErrNotFound", op.name, op.err)

@@ -22,7 +22,7 @@ type Options struct {
 	MaxBackoff time.Duration // retry delay cap (1m)
 	Poll       time.Duration // how often an idle sink looks for new rows without Notify (2s)
 	Now        func() time.Time
-	Log        *slog.Logger // discarded when nil
+	Logger     *slog.Logger // discarded when nil
 	// Topics maps a sink's name to the topics it takes; a sink not named
 	// here takes every topic.
 	Topics map[string][]string
@@ -44,8 +44,8 @@ func (o *Options) fill() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
@@ -162,7 +162,7 @@ func (o *Outbox) Status(ctx context.Context) ([]SinkStatus, error) {
 
 // run delivers to one sink until ctx is done.
 func (o *Outbox) run(ctx context.Context, s Sink, wake <-chan struct{}) {
-	log := o.opts.Log.With("sink", s.Name())
+	log := o.opts.Logger.With("sink", s.Name())
 	failures := 0
 	for {
 		n, err := o.deliver(ctx, s)
@@ -306,7 +306,7 @@ func (o *Outbox) recordFailure(ctx context.Context, name string, cause error, fa
 			failures, msg, o.opts.Now().UnixMilli(), name)
 	}
 	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, sql.ErrConnDone) {
-		o.opts.Log.Warn("outbox record failure", "sink", name, "err", err)
+		o.opts.Logger.Warn("outbox record failure", "sink", name, "err", err)
 	}
 }
 

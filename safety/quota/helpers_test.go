@@ -24,7 +24,7 @@ func newClock(s string) *storetest.Clock {
 func newLimiter(t testing.TB, c *storetest.Clock) (*Limiter, *store.DB) {
 	t.Helper()
 	db := storetest.OpenDir(t, t.TempDir())
-	l := New(db, c.Now)
+	l := New(db, Config{Now: c.Now})
 	t.Cleanup(func() {
 		if err := l.Close(context.Background()); err != nil {
 			t.Errorf("close limiter: %v", err)

@@ -28,6 +28,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"sync"
 	"time"
@@ -65,13 +66,30 @@ type keyState struct {
 	inflight int64
 }
 
-// New returns a Limiter keeping usage in db. now is the clock (nil:
-// time.Now); days and months are UTC.
-func New(db *store.DB, now func() time.Time) *Limiter {
-	if now == nil {
-		now = time.Now
+// Config holds a Limiter's settings; the zero value is usable.
+type Config struct {
+	// Now is the clock (nil: time.Now); days and months are UTC.
+	Now func() time.Time
+	// Logger receives failed usage writes (nil: discard).
+	Logger *slog.Logger
+}
+
+// New returns a Limiter keeping usage in db.
+func New(db *store.DB, cfg Config) *Limiter {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
-	return &Limiter{now: now, db: db, writer: newWriter(db), keys: make(map[string]*keyState)}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Limiter{now: cfg.Now, db: db, writer: newWriter(db, cfg.Logger), keys: make(map[string]*keyState)}
+}
+
+// WriteFailures counts the usage writes that failed since New. A failed
+// group commit keeps its increments and is retried, so a failure loses
+// nothing unless the Limiter is closed before a retry succeeds.
+func (l *Limiter) WriteFailures() int64 {
+	return l.writer.failures.Load()
 }
 
 // Close writes the usage still pending and stops the writer. Settles after

@@ -78,7 +78,7 @@ func TestUsageSurvivesRestart(t *testing.T) {
 	lim := Limits{TokensPerDay: 1000, TokensPerMonth: 5000}
 
 	db := storetest.OpenDir(t, dir)
-	l := New(db, c.Now)
+	l := New(db, Config{Now: c.Now})
 	settle(t, admit(t, l, "k", lim, 100, 500, true), 100, 500)
 	// Settled with a context that ends at once: Close still writes it.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -94,7 +94,7 @@ func TestUsageSurvivesRestart(t *testing.T) {
 
 	db = storetest.OpenDir(t, dir)
 	defer db.Close()
-	l = New(db, c.Now)
+	l = New(db, Config{Now: c.Now})
 	defer l.Close(context.Background())
 	refused(t, l, "k", lim, 100, 300, true, LimitTokensPerDay)
 	r = admit(t, l, "k", lim, 100, 1024, false)
@@ -103,7 +103,7 @@ func TestUsageSurvivesRestart(t *testing.T) {
 	}
 	// The month was loaded too.
 	c.Advance(24 * time.Hour)
-	l2 := New(db, c.Now)
+	l2 := New(db, Config{Now: c.Now})
 	defer l2.Close(context.Background())
 	if r := admit(t, l2, "k", Limits{TokensPerMonth: 1000}, 0, 1024, false); r.OutputCap() != 350 {
 		t.Errorf("next day a fresh limiter's cap = %d, want 350 (650 of the month used)", r.OutputCap())
@@ -261,7 +261,7 @@ func TestHotPathQueries(t *testing.T) {
 
 func TestWriteFailureIsReported(t *testing.T) {
 	db := storetest.OpenDir(t, t.TempDir())
-	l := New(db, newClock(start).Now)
+	l := New(db, Config{Now: newClock(start).Now})
 	r := admit(t, l, "k", Limits{TokensPerDay: 100}, 10, 10, true)
 	db.Close()
 	if err := r.Settle(context.Background(), 10, 10); err == nil || !strings.Contains(err.Error(), "save usage") {

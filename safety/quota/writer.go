@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/warden-llm/warden/safety/store"
@@ -35,9 +37,13 @@ type batch struct {
 // writer persists usage increments. Settles add to a pending map; one
 // goroutine writes whatever has accumulated in a single UPSERT, so under
 // load many requests share one commit. Increments whose write fails stay
-// pending and are retried.
+// pending and are retried; each failure is logged and counted.
 type writer struct {
-	db *store.DB
+	db  *store.DB
+	log *slog.Logger
+
+	failures atomic.Int64 // failed writes
+	failing  int          // failed flushes in a row; run's goroutine only
 
 	mu      sync.Mutex
 	pending map[usageRow]int64
@@ -51,10 +57,11 @@ type writer struct {
 	cancel context.CancelFunc
 }
 
-func newWriter(db *store.DB) *writer {
+func newWriter(db *store.DB, log *slog.Logger) *writer {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &writer{
 		db:      db,
+		log:     log,
 		pending: make(map[usageRow]int64),
 		open:    &batch{done: make(chan struct{})},
 		kick:    make(chan struct{}, 1),
@@ -76,6 +83,8 @@ func (w *writer) add(ctx context.Context, keyID, day, month string, tokens int64
 		w.mu.Unlock()
 		rows := map[usageRow]int64{d: tokens, m: tokens}
 		if _, err := w.write(context.WithoutCancel(ctx), rows); err != nil {
+			w.failures.Add(1)
+			w.log.Error("save usage after close failed; this charge is lost", "key_id", keyID, "tokens", tokens, "err", err)
 			return nil, fmt.Errorf("save usage after close: %w", err)
 		}
 		return nil, nil
@@ -129,6 +138,12 @@ func (w *writer) flush(ctx context.Context) error {
 		}
 		w.mu.Unlock()
 		b.err = fmt.Errorf("save usage: %w", err)
+		w.failures.Add(1)
+		w.failing++
+		w.log.Warn("save usage failed; retrying", "rows", len(failed), "attempt", w.failing, "retry_in", retryDelay, "err", err)
+	} else if w.failing > 0 {
+		w.log.Info("saved usage after failed attempts", "attempts", w.failing+1)
+		w.failing = 0
 	}
 	close(b.done)
 	return err

@@ -1,9 +1,8 @@
-package main
+package trail
 
 import (
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -56,35 +55,40 @@ func TestGPUAlertReachesAlertSink(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := defaultConfig(func(string) string { return "" })
-	cfg.DataDir = dir
+	cfg := Config{DataDir: dir, Audit: DefaultAudit()}
 	cfg.Audit.Sinks = []SinkConfig{{Name: "trail", Type: "webhook", URL: auditSrv.URL}}
 	cfg.Alerts.Sinks = []SinkConfig{{Name: "ops", Type: "webhook", URL: alertSrv.URL, SecretFile: secret}}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	db, err := store.Open(t.Context(), dir, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	log := slog.New(slog.DiscardHandler)
-	trail, err := startAudit(t.Context(), cfg, db, log)
+	tr, err := New(db, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer trail.close(t.Context(), log)
+	if err := tr.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close(t.Context())
 
-	var a alerter = trail
-	a.Alert(t.Context(), "gpu_temperature", map[string]any{"kind": "gpu_temperature", "active": true, "temp_c": 91})
-	waitFor(t, time.Minute, "the alert at the alert sink", func() bool {
+	var a Alerter = tr
+	at := time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC)
+	a.Alert(t.Context(), outbox.GPUAlert{Time: at, Kind: "gpu_temperature", Active: true, TempC: ptr(uint32(91))})
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
 		mu.Lock()
-		defer mu.Unlock()
-		return len(alerts) == 1 && len(auditTopics) > 0
-	})
+		done := len(alerts) == 1 && len(auditTopics) > 0
+		mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting for the alert at the alert sink")
+		}
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	if badSignature > 0 || alerts[0] != `{"active":true,"kind":"gpu_temperature","temp_c":91}` {
+	if badSignature > 0 || alerts[0] != `{"active":true,"kind":"gpu_temperature","message":"","temp_c":91,"time":"2026-11-22T06:00:00Z"}` {
 		t.Errorf("alert %s, %d bad signatures", alerts[0], badSignature)
 	}
 	for _, tp := range auditTopics {
@@ -93,3 +97,5 @@ func TestGPUAlertReachesAlertSink(t *testing.T) {
 		}
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

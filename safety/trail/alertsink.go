@@ -1,4 +1,4 @@
-package main
+package trail
 
 import (
 	"bytes"
@@ -6,47 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/filter"
 	"github.com/warden-llm/warden/safety/outbox"
 )
-
-// AlertsConfig is the [alerts] table: where alerts go. An alert is a
-// safety finding that was flagged or blocked, or a GPU limit crossed or
-// cleared. Alerts travel through the same outbox as forwarded audit
-// records: committed with the record that caused them, delivered at least
-// once with backoff, never on a request's critical path.
-type AlertsConfig struct {
-	Sinks []SinkConfig `toml:"sink"`
-}
-
-func (a AlertsConfig) validate(audit []SinkConfig, bad func(string, ...any)) {
-	names := map[string]bool{}
-	for _, s := range audit {
-		names[s.Name] = true
-	}
-	for i, s := range a.Sinks {
-		if names[s.Name] {
-			bad("alerts.sink[%d]: name %q already used by another sink", i, s.Name)
-		}
-		names[s.Name] = true
-		if _, err := outbox.NewSink(s.outbox()); err != nil {
-			bad("alerts.sink[%d]: %v", i, err)
-		}
-	}
-	for i, s := range append(slices.Clip(audit), a.Sinks...) {
-		for _, t := range s.Topics {
-			switch t {
-			case outbox.TopicAudit, outbox.TopicCheckpoint, outbox.TopicAlert:
-			default:
-				bad("sink %d (%q): unknown topic %q (want audit, checkpoint or alert)", i, s.Name, t)
-			}
-		}
-	}
-}
 
 // buildSinks builds the audit and alert sinks, with each one's topics.
 func buildSinks(cfg Config) ([]outbox.Sink, map[string][]string, error) {
@@ -94,26 +59,22 @@ func safetyAlert(r audit.StoredRecord) *outbox.Message {
 	if len(r.Safety) == 0 {
 		return nil
 	}
-	var s struct {
-		Profile   string            `json:"profile"`
-		Decisions []filter.Decision `json:"decisions"`
-	}
+	var s filter.Summary
 	if json.Unmarshal(r.Safety, &s) != nil {
 		return nil
 	}
-	var alerting []filter.Decision
-	for _, d := range s.Decisions {
-		if d.Action == filter.Flag || d.Action == filter.Block {
-			alerting = append(alerting, d)
-		}
-	}
+	alerting := s.Alerting()
 	if len(alerting) == 0 {
 		return nil
 	}
-	b, err := json.Marshal(map[string]any{
-		"kind": "safety", "time": r.Time.UTC(), "audit_seq": r.Seq, "request_id": r.RequestID,
-		"key_id": r.KeyID, "endpoint": r.Endpoint, "model": r.Model, "status": r.Status,
-		"profile": s.Profile, "decisions": alerting,
+	ds := make([]outbox.Decision, len(alerting))
+	for i, d := range alerting {
+		ds[i] = outbox.Decision{Direction: string(d.Direction), Category: d.Category, Action: string(d.Action), Count: d.Count}
+	}
+	b, err := json.Marshal(outbox.SafetyAlert{
+		Kind: outbox.AlertKindSafety, Time: r.Time.UTC(), AuditSeq: r.Seq, RequestID: r.RequestID,
+		KeyID: r.KeyID, Endpoint: r.Endpoint, Model: r.Model, Status: r.Status,
+		Profile: s.Profile, Decisions: ds,
 	})
 	if err != nil {
 		return nil
@@ -123,11 +84,11 @@ func safetyAlert(r audit.StoredRecord) *outbox.Message {
 
 // Alert queues an operational alert (a GPU limit) for the alert sinks. It
 // writes one outbox row; delivery happens in the outbox's goroutines.
-func (t *auditTrail) Alert(ctx context.Context, kind string, body any) {
+func (t *Trail) Alert(ctx context.Context, a outbox.GPUAlert) {
 	if !t.alerting || t.out == nil {
 		return
 	}
-	b, err := json.Marshal(body)
+	b, err := json.Marshal(a)
 	if err != nil {
 		return
 	}
@@ -136,12 +97,12 @@ func (t *auditTrail) Alert(ctx context.Context, kind string, body any) {
 	tx, err := t.db.BeginTx(ctx, nil)
 	if err == nil {
 		defer tx.Rollback()
-		if err = outbox.EnqueueTx(ctx, tx, outbox.Message{Topic: outbox.TopicAlert, Body: b, Time: time.Now()}); err == nil {
+		if err = outbox.EnqueueTx(ctx, tx, outbox.Message{Topic: outbox.TopicAlert, Body: b, Time: t.now()}); err == nil {
 			err = tx.Commit()
 		}
 	}
 	if err != nil {
-		t.log.Error("alert not queued", "kind", kind, "err", err)
+		t.log.Error("alert not queued", "kind", a.Kind, "err", err)
 		return
 	}
 	t.out.Notify()

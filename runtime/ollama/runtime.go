@@ -1,0 +1,91 @@
+package ollama
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+)
+
+// Runtime is the model runtime Warden serves from: a supervised child it
+// started (Start), or an Ollama that was already running (Attach), which
+// Warden neither supervises nor stops.
+type Runtime struct {
+	sup *Supervisor // nil when attached
+	url *url.URL    // when attached
+}
+
+// Attach uses the Ollama already serving at rawURL.
+func Attach(rawURL string) (*Runtime, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("runtime.ollama_url: want http(s)://host:port, got %q", rawURL)
+	}
+	return &Runtime{url: u}, nil
+}
+
+// Start finds the ollama binary (cfg.Bin if set, else as Finder.Find
+// does), starts it as a supervised child and waits until it is healthy.
+// The caller closes the Runtime.
+func Start(ctx context.Context, cfg Config) (*Runtime, error) {
+	finder, err := NewFinder()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Bin, err = finder.Find(ctx, cfg.Bin); err != nil {
+		return nil, err
+	}
+	sup := NewSupervisor(cfg)
+	sup.log.Info("starting ollama", "bin", cfg.Bin, "models_dir", cfg.ModelsDir, "parallel", cfg.NumParallel, "context_length", cfg.ContextLength)
+	if err := sup.Start(ctx); err != nil {
+		_ = sup.Close(context.Background())
+		return nil, fmt.Errorf("start ollama: %w", err)
+	}
+	return &Runtime{sup: sup}, nil
+}
+
+// URL is the backend's address now (a restarted child may have moved).
+func (r *Runtime) URL() *url.URL {
+	if r.sup == nil {
+		return r.url
+	}
+	return r.sup.URL()
+}
+
+// Ready reports whether the backend can take requests: a child that is
+// restarting cannot. An attached backend is asked by its callers.
+func (r *Runtime) Ready() error {
+	if r.sup != nil && !r.sup.Healthy() {
+		return errors.New("ollama child is restarting")
+	}
+	return nil
+}
+
+// Supervised reports whether Warden runs the backend.
+func (r *Runtime) Supervised() bool { return r.sup != nil }
+
+// PGID is the child's process group, for per-process GPU memory; 0 when
+// attached.
+func (r *Runtime) PGID() int {
+	if r.sup == nil {
+		return 0
+	}
+	return r.sup.PID() // the child leads its own group
+}
+
+// Restarts counts the child's restarts; 0 when attached.
+func (r *Runtime) Restarts() int {
+	if r.sup == nil {
+		return 0
+	}
+	return r.sup.Restarts()
+}
+
+// Close stops a supervised child and its runners; an attached backend is
+// left running.
+func (r *Runtime) Close(ctx context.Context) error {
+	if r.sup == nil {
+		return nil
+	}
+	return r.sup.Close(ctx)
+}

@@ -1,0 +1,55 @@
+package outbox
+
+import "time"
+
+// The bodies of TopicAlert messages. Their JSON is what users' alert
+// webhooks and syslog receivers parse: fields keep their names, and they
+// are declared in the order the JSON lists them (alphabetical, as the
+// bodies have always been written). testdata/alert_*.json pins them.
+
+// SafetyAlert is the alert for a completion whose safety decisions include
+// a flag or a block: the decisions that did, and the request's identity,
+// never its text.
+type SafetyAlert struct {
+	AuditSeq  int64      `json:"audit_seq"`
+	Decisions []Decision `json:"decisions"`
+	Endpoint  string     `json:"endpoint"`
+	KeyID     string     `json:"key_id"`
+	Kind      string     `json:"kind"` // always AlertKindSafety
+	Model     string     `json:"model"`
+	Profile   string     `json:"profile"`
+	RequestID string     `json:"request_id"`
+	Status    int64      `json:"status"`
+	Time      time.Time  `json:"time"` // UTC
+}
+
+// AlertKindSafety is SafetyAlert's kind.
+const AlertKindSafety = "safety"
+
+// Decision is one safety decision in a SafetyAlert: what the policy did to
+// how many findings of a category, in one direction.
+type Decision struct {
+	Direction string `json:"direction"`
+	Category  string `json:"category"`
+	Action    string `json:"action"`
+	Count     int    `json:"count"`
+}
+
+// GPUAlert is an operational alert from GPU admission: a GPU too hot
+// (dispatch paused) or a model load held for GPU memory, raised (Active)
+// or cleared. The fields that only some kinds carry are pointers: nil
+// leaves them out of the JSON, a zero value (device 0) stays in.
+type GPUAlert struct {
+	Active bool `json:"active"`
+	// Device, LimitC and TempC are set for a temperature alert,
+	// PausedSeconds when one clears.
+	Device  *int    `json:"device,omitempty"`
+	Kind    string  `json:"kind"`
+	LimitC  *uint32 `json:"limit_c,omitempty"`
+	Message string  `json:"message"`
+	// Model is set for a memory alert.
+	Model         *string   `json:"model,omitempty"`
+	PausedSeconds *float64  `json:"paused_seconds,omitempty"`
+	TempC         *uint32   `json:"temp_c,omitempty"`
+	Time          time.Time `json:"time"` // UTC
+}

@@ -1,0 +1,70 @@
+package outbox
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// TestAlertGolden pins the JSON of alert bodies: users' webhooks parse it.
+// The golden files were written by the map[string]any bodies these types
+// replaced.
+func TestAlertGolden(t *testing.T) {
+	at := time.Date(2026, 11, 22, 5, 30, 15, 123456789, time.UTC)
+	cases := []struct {
+		name string
+		body any
+	}{
+		{"safety", SafetyAlert{
+			AuditSeq: 42, Endpoint: "/v1/chat/completions", KeyID: "k1", Kind: AlertKindSafety,
+			Model: "llama3:latest", Profile: "default", RequestID: "req_01", Status: 200, Time: at,
+			Decisions: []Decision{
+				{Direction: "input", Category: "secret", Action: "flag", Count: 1},
+				{Direction: "output", Category: "injection", Action: "block", Count: 1},
+			},
+		}},
+		{"gpu_temperature_raised", GPUAlert{
+			Time: at, Kind: "gpu_temperature", Active: true, Message: "GPU 0 at 91°C: dispatch paused",
+			Device: ptr(0), TempC: ptr(uint32(91)), LimitC: ptr(uint32(85)),
+		}},
+		{"gpu_temperature_cleared", GPUAlert{
+			Time: at, Kind: "gpu_temperature", Message: "GPU 1 cooled to 70°C: dispatch resumed",
+			Device: ptr(1), TempC: ptr(uint32(70)), LimitC: ptr(uint32(75)), PausedSeconds: ptr(90.5),
+		}},
+		{"gpu_memory", GPUAlert{
+			Time: at, Kind: "gpu_memory", Active: true, Message: "load of big:70b held: not enough free VRAM",
+			Model: ptr("big:70b"),
+		}},
+		{"gpu_memory_cleared", GPUAlert{Time: at, Kind: "gpu_memory", Message: "VRAM free again", Model: ptr("")}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := json.Marshal(c.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, '\n')
+			path := filepath.Join("testdata", "alert_"+c.name+".json")
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("body\n got %s\nwant %s", got, want)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

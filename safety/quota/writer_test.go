@@ -1,0 +1,99 @@
+package quota
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/warden-llm/warden/safety/store/storetest"
+)
+
+// logBuffer is a log destination safe for the writer's goroutine.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestFailedWriteIsLoggedCountedAndRetried: a usage write the database
+// refuses (a trigger stands in for a full disk, deterministically) is
+// logged and counted, and its tokens are written by a retry once the
+// database accepts writes again.
+func TestFailedWriteIsLoggedCountedAndRetried(t *testing.T) {
+	db := storetest.OpenDir(t, t.TempDir())
+	t.Cleanup(func() { db.Close() })
+	var logs logBuffer
+	l := New(db, Config{Now: newClock(start).Now, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	ctx := context.Background()
+	if _, err := db.ExecContext(ctx, `CREATE TRIGGER usage_full BEFORE INSERT ON usage
+		BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`); err != nil {
+		t.Fatal(err)
+	}
+	if n := l.WriteFailures(); n != 0 {
+		t.Fatalf("WriteFailures = %d before any write, want 0", n)
+	}
+
+	r := admit(t, l, "k", Limits{TokensPerDay: 100}, 10, 10, true)
+	if err := r.Settle(ctx, 10, 10); err == nil || !strings.Contains(err.Error(), "disk is full") {
+		t.Fatalf("Settle on a full database = %v, want the write's error", err)
+	}
+	if n := l.WriteFailures(); n < 1 {
+		t.Errorf("WriteFailures = %d after a failed write, want ≥ 1", n)
+	}
+	if got := logs.String(); !strings.Contains(got, "save usage failed; retrying") || !strings.Contains(got, "disk is full") {
+		t.Errorf("log = %q, want the failed write with its error", got)
+	}
+
+	if _, err := db.ExecContext(ctx, `DROP TRIGGER usage_full`); err != nil {
+		t.Fatal(err)
+	}
+	saved := func() (day, month int64) {
+		rows, err := db.QueryContext(ctx, `SELECT period, tokens FROM usage WHERE key_id = 'k'`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var p string
+			var n int64
+			if err := rows.Scan(&p, &n); err != nil {
+				t.Fatal(err)
+			}
+			if p == "day" {
+				day = n
+			} else {
+				month = n
+			}
+		}
+		return day, month
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		day, month := saved()
+		if day == 20 && month == 20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("usage rows day=%d month=%d, want 20 and 20 written by a retry", day, month)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := l.Close(ctx); err != nil {
+		t.Errorf("Close = %v, want nothing left unsaved", err)
+	}
+}
