@@ -14,6 +14,7 @@ import (
 
 	"github.com/warden-llm/warden/runtime/gpu"
 	"github.com/warden-llm/warden/runtime/sched"
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 // fakeAPI is an API whose calls are function fields.
@@ -89,24 +90,6 @@ func (f *fakeOllama) counts(model string) (lists, shows int) {
 	return f.lists, f.shows[model]
 }
 
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func llamaShow(family string, caps ...model.Capability) *api.ShowResponse {
 	return &api.ShowResponse{
 		Details:      api.ModelDetails{Family: family},
@@ -131,7 +114,7 @@ func testModels() *fakeOllama {
 	})
 }
 
-func newTestCatalog(f *fakeOllama, clock *fakeClock) *Catalog {
+func newTestCatalog(f *fakeOllama, clock *storetest.Clock) *Catalog {
 	cfg := Config{Parallel: 4, ContextLength: 4096, Slots: map[string]int{"small": 2, "embed": 3, "broken": 3, "bad name!": 1}}
 	if clock != nil {
 		cfg.Now = clock.Now
@@ -143,7 +126,7 @@ func newTestCatalog(f *fakeOllama, clock *fakeClock) *Catalog {
 // single-slot architectures get one slot whatever is configured; others
 // get runtime.parallel or their runtime.model_slots override.
 func TestModelSlots(t *testing.T) {
-	c := newTestCatalog(testModels(), &fakeClock{})
+	c := newTestCatalog(testModels(), storetest.NewClock(time.Time{}))
 	for _, tt := range []struct {
 		model string
 		want  int
@@ -166,7 +149,7 @@ func TestModelSlots(t *testing.T) {
 // TestCatalogOneListPerTTL: resolve, all, slots, need and embedding width
 // share one /api/tags call per TTL.
 func TestCatalogOneListPerTTL(t *testing.T) {
-	f, clock := testModels(), &fakeClock{t: time.Unix(1e9, 0)}
+	f, clock := testModels(), storetest.NewClock(time.Unix(1e9, 0))
 	c := newTestCatalog(f, clock)
 	ask := func() {
 		t.Helper()
@@ -228,7 +211,7 @@ func TestCatalogOneListPerTTL(t *testing.T) {
 // TestCatalogShowPerDigest: /api/show is asked once per model digest: not
 // again when the list is refreshed, again when the model is re-created.
 func TestCatalogShowPerDigest(t *testing.T) {
-	f, clock := testModels(), &fakeClock{t: time.Unix(1e9, 0)}
+	f, clock := testModels(), storetest.NewClock(time.Unix(1e9, 0))
 	c := newTestCatalog(f, clock)
 	c.Slots("chat:latest")
 	c.Slots("chat")
@@ -258,7 +241,7 @@ func TestCatalogShowPerDigest(t *testing.T) {
 // TestCatalogShowFailure: a failed /api/show is asked again only after
 // failTTL, and a call its caller gave up on is not remembered.
 func TestCatalogShowFailure(t *testing.T) {
-	f, clock := testModels(), &fakeClock{t: time.Unix(1e9, 0)}
+	f, clock := testModels(), storetest.NewClock(time.Unix(1e9, 0))
 	c := newTestCatalog(f, clock)
 	if _, err := c.EmbeddingWidth(t.Context(), "broken"); err == nil {
 		t.Fatal("EmbeddingWidth of a model /api/show fails for succeeded")
@@ -296,7 +279,7 @@ func TestCatalogListFailure(t *testing.T) {
 	down := errors.New("backend down")
 	ok := f.list
 	f.list = func(context.Context) (*api.ListResponse, error) { return nil, down }
-	c := newTestCatalog(f, &fakeClock{})
+	c := newTestCatalog(f, storetest.NewClock(time.Time{}))
 	if _, err := c.Resolve(t.Context(), "chat"); !errors.Is(err, down) || errors.Is(err, ErrNotFound) {
 		t.Errorf("Resolve with the backend down = %v, want %v", err, down)
 	}
@@ -351,7 +334,7 @@ func TestModelSlotsBoundBackend(t *testing.T) {
 func TestCatalogForGate(t *testing.T) {
 	f := testModels()
 	f.running = []string{"embed:latest"}
-	c := newTestCatalog(f, &fakeClock{})
+	c := newTestCatalog(f, storetest.NewClock(time.Time{}))
 	loaded, err := c.Loaded(t.Context())
 	if err != nil || len(loaded) != 1 || loaded[0] != "embed:latest" {
 		t.Errorf("Loaded = %v, %v", loaded, err)
@@ -385,7 +368,7 @@ func TestCatalogForGate(t *testing.T) {
 func TestCatalogEmbeddingWidth(t *testing.T) {
 	f := testModels()
 	f.set("noshape:latest", fakeModel{digest: "sha256:x1", show: &api.ShowResponse{ModelInfo: map[string]any{"general.architecture": "x"}}})
-	c := newTestCatalog(f, &fakeClock{})
+	c := newTestCatalog(f, storetest.NewClock(time.Time{}))
 	if w, err := c.EmbeddingWidth(t.Context(), "embed"); err != nil || w != 4096 {
 		t.Errorf("EmbeddingWidth(embed) = %d, %v; want 4096", w, err)
 	}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/quota"
-	"github.com/warden-llm/warden/safety/store"
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 // The server on the real key manager, key cache and limiter over a
@@ -34,11 +34,7 @@ type keyed struct {
 func newKeyed(t *testing.T, b *fakeBackend, cfg Config) *keyed {
 	t.Helper()
 	ctx := t.Context()
-	db, err := store.Open(ctx, t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t)
 	m := &keys.Manager{DB: db}
 	cache := keys.NewCache(db, time.Hour, time.Now)
 	if err := cache.Start(ctx); err != nil {

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
+	"github.com/warden-llm/warden/internal/testwait"
 	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
@@ -82,17 +82,10 @@ func TestFailedWriteIsLoggedCountedAndRetried(t *testing.T) {
 		}
 		return day, month
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testwait.For(t, "usage rows day=20 and month=20 written by a retry", func() bool {
 		day, month := saved()
-		if day == 20 && month == 20 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("usage rows day=%d month=%d, want 20 and 20 written by a retry", day, month)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return day == 20 && month == 20
+	})
 	if err := l.Close(ctx); err != nil {
 		t.Errorf("Close = %v, want nothing left unsaved", err)
 	}

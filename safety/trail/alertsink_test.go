@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warden-llm/warden/internal/testwait"
 	"github.com/warden-llm/warden/safety/outbox"
-	"github.com/warden-llm/warden/safety/store"
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 // TestGPUAlertReachesAlertSink: an alert raised through the serve wiring
@@ -58,11 +59,7 @@ func TestGPUAlertReachesAlertSink(t *testing.T) {
 	cfg := Config{DataDir: dir, Audit: DefaultAudit()}
 	cfg.Audit.Sinks = []SinkConfig{{Name: "trail", Type: "webhook", URL: auditSrv.URL}}
 	cfg.Alerts.Sinks = []SinkConfig{{Name: "ops", Type: "webhook", URL: alertSrv.URL, SecretFile: secret}}
-	db, err := store.Open(t.Context(), dir, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := storetest.OpenDir(t, dir)
 	tr, err := New(db, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -75,17 +72,11 @@ func TestGPUAlertReachesAlertSink(t *testing.T) {
 	var a Alerter = tr
 	at := time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC)
 	a.Alert(t.Context(), outbox.GPUAlert{Time: at, Kind: "gpu_temperature", Active: true, TempC: ptr(uint32(91))})
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+	testwait.For(t, "the alert at the alert sink", func() bool {
 		mu.Lock()
-		done := len(alerts) == 1 && len(auditTopics) > 0
-		mu.Unlock()
-		if done {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("timed out waiting for the alert at the alert sink")
-		}
-	}
+		defer mu.Unlock()
+		return len(alerts) == 1 && len(auditTopics) > 0
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	if badSignature > 0 || alerts[0] != `{"active":true,"kind":"gpu_temperature","message":"","temp_c":91,"time":"2026-11-22T06:00:00Z"}` {

@@ -18,35 +18,8 @@ import (
 
 	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/outbox"
-	"github.com/warden-llm/warden/safety/store"
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func openDB(t *testing.T, dir string) *store.DB {
-	t.Helper()
-	db, err := store.Open(t.Context(), dir, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
 
 // syncBuffer is a log destination the trail's goroutines may write to.
 type syncBuffer struct {
@@ -77,8 +50,8 @@ func completion(id, text string) audit.Record {
 func TestRetainOnce(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
-	db := openDB(t, dir)
-	clk := &clock{t: time.Date(2026, 10, 1, 12, 0, 0, 0, time.UTC)}
+	db := storetest.OpenDir(t, dir)
+	clk := storetest.NewClock(time.Date(2026, 10, 1, 12, 0, 0, 0, time.UTC))
 
 	w := audit.NewWriter(db, audit.Config{DataDir: dir, StoreText: audit.StoreTextFull, Now: clk.Now})
 	if err := w.Start(ctx); err != nil {
@@ -147,7 +120,7 @@ func TestRetainOnce(t *testing.T) {
 		}
 	}
 	day := func(d int) string {
-		return filepath.Join(dir, "audit", clk.t.AddDate(0, 0, d-35).Format(time.DateOnly)+".jsonl.gz")
+		return filepath.Join(dir, "audit", clk.Now().AddDate(0, 0, d-35).Format(time.DateOnly)+".jsonl.gz")
 	}
 	for d, want := range map[int]bool{0: false, 10: true, 34: true} {
 		if _, err := os.Stat(day(d)); (err == nil) != want {
@@ -184,7 +157,7 @@ func (s nopSink) Send(context.Context, []outbox.Delivery) error { return nil }
 func TestForgetSinks(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
-	db := openDB(t, dir)
+	db := storetest.OpenDir(t, dir)
 	ob := outbox.New(db, []outbox.Sink{nopSink("trail"), nopSink("ops"), nopSink("gone")}, outbox.Options{})
 	if err := ob.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -227,7 +200,7 @@ func TestForgetSinks(t *testing.T) {
 func TestStartRecordsConfigAndClose(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
-	db := openDB(t, dir)
+	db := storetest.OpenDir(t, dir)
 	conf := map[string]string{"listen": "127.0.0.1:8080"}
 	tr, err := New(db, Config{DataDir: dir, Audit: DefaultAudit(), StartConfig: conf, Version: "v1.2.3"})
 	if err != nil {
