@@ -93,6 +93,10 @@ type Config struct {
 	// Usage, if set, reports per-key usage on /admin.
 	Usage UsageReader
 
+	// HSTS sends Strict-Transport-Security on every response: set it when
+	// the listener serves TLS.
+	HSTS bool
+
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -167,6 +171,9 @@ func (s *Server) routes() error {
 		return err
 	}
 	e.Use(s.withRequestID, s.recoverPanic, s.accessLog, securityHeaders, s.limitBody)
+	if s.cfg.HSTS {
+		e.Use(hsts)
+	}
 	e.NoRoute(s.h(func(*gin.Context) error {
 		return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: "unknown_url", Message: "Unknown request URL."}
 	}))

@@ -137,7 +137,23 @@ type ServerConfig struct {
 	// address too (keep it on loopback); the main listener serves it to
 	// admin keys.
 	MetricsListen string `toml:"metrics_listen"`
+	// TLS serves the API over HTTPS; required on a non-loopback address.
+	TLS TLSConfig `toml:"tls"`
+	// InsecurePlaintext allows plain HTTP on a non-loopback address, for a
+	// TLS-terminating reverse proxy on the same host.
+	InsecurePlaintext bool `toml:"insecure_plaintext"`
 }
+
+// TLSConfig is [server.tls]. `warden tls init` makes a CA and the files.
+type TLSConfig struct {
+	CertFile     string `toml:"cert_file"`
+	KeyFile      string `toml:"key_file"`
+	MinVersion   string `toml:"min_version"`    // "1.3" (default) or "1.2"
+	ClientCAFile string `toml:"client_ca_file"` // set: client certificates are required
+}
+
+// On reports whether TLS is configured.
+func (t TLSConfig) On() bool { return t.CertFile != "" }
 
 // RuntimeConfig sets the model backend.
 type RuntimeConfig struct {
@@ -168,6 +184,7 @@ func defaultConfig(getenv func(string) string) Config {
 			RequestTimeout:    10 * time.Minute,
 			DrainTimeout:      30 * time.Second,
 			KeepAliveInterval: 5 * time.Second,
+			TLS:               TLSConfig{MinVersion: "1.3"},
 		},
 		Runtime: RuntimeConfig{
 			ContextLength: 4096,
@@ -338,9 +355,12 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format must be text or json, got %q", c.Log.Format)
 	}
-	if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
+	if host, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
 		bad("server.listen: %v", err)
+	} else if !loopback(host) && !c.Server.TLS.On() && !c.Server.InsecurePlaintext {
+		bad("server.listen %q is reachable from other hosts but TLS is off, so keys would cross the network in clear: set [server.tls] cert_file and key_file (`warden tls init` makes them), or server.insecure_plaintext = true behind a TLS-terminating proxy on this host", c.Server.Listen)
 	}
+	c.Server.TLS.validate(bad)
 	if c.Server.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(c.Server.MetricsListen); err != nil {
 			bad("server.metrics_listen: %v", err)
@@ -441,4 +461,32 @@ type (
 // record holds the digest of the whole configuration, with Version.
 func (c Config) trailConfig(log *slog.Logger) trail.Config {
 	return trail.Config{DataDir: c.DataDir, Audit: c.Audit, Alerts: c.Alerts, StartConfig: c, Version: Version, Logger: log}
+}
+
+// loopback reports whether a listen host reaches only this machine.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (t TLSConfig) validate(bad func(string, ...any)) {
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		bad("server.tls: cert_file and key_file go together")
+	}
+	for name, f := range map[string]string{"cert_file": t.CertFile, "key_file": t.KeyFile, "client_ca_file": t.ClientCAFile} {
+		if f != "" && !filepath.IsAbs(f) {
+			bad("server.tls.%s must be an absolute path, got %q", name, f)
+		}
+	}
+	if t.ClientCAFile != "" && !t.On() {
+		bad("server.tls.client_ca_file needs cert_file and key_file")
+	}
+	switch t.MinVersion {
+	case "1.3", "1.2":
+	default:
+		bad("server.tls.min_version must be \"1.3\" or \"1.2\", got %q", t.MinVersion)
+	}
 }

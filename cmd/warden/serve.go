@@ -112,7 +112,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		}
 	}()
 
-	// Listen before starting a child: a taken port fails fast.
+	// TLS files and the listener before starting a child: a bad
+	// certificate or a taken port fails fast.
+	tlsConf, err := startTLS(ctx, cfg.Server.TLS, log.With("component", "tls"))
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -224,6 +229,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		OnAuthRefused:     tr.Refused,
 		Admin:             keys.Admin{Manager: &keys.Manager{DB: db}, Cache: cache},
 		Usage:             limiter,
+		HSTS:              tlsConf != nil,
 		Logger:            log,
 	})
 	if err != nil {
@@ -239,8 +245,15 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	log.Info("serving", "addr", ln.Addr().String(), "version", Version)
+	go func() {
+		if tlsConf != nil {
+			hs.TLSConfig = tlsConf
+			errc <- hs.ServeTLS(ln, "", "") // the certificate comes from tlsConf
+			return
+		}
+		errc <- hs.Serve(ln)
+	}()
+	log.Info("serving", "addr", ln.Addr().String(), "tls", tlsConf != nil, "version", Version)
 
 	select {
 	case err := <-errc:
