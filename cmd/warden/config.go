@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/trail"
+	"github.com/warden-llm/warden/server/listener"
 )
 
 // Config is Warden's whole configuration. Every setting has a safe default,
@@ -142,6 +145,13 @@ type ServerConfig struct {
 	// InsecurePlaintext allows plain HTTP on a non-loopback address, for a
 	// TLS-terminating reverse proxy on the same host.
 	InsecurePlaintext bool `toml:"insecure_plaintext"`
+	// Allow lists the client networks (CIDRs or addresses) that may
+	// connect; others are closed at accept. Empty: every address the
+	// listen address reaches.
+	Allow []string `toml:"allow"`
+	// MaxConnections and MaxConnectionsPerIP bound open connections.
+	MaxConnections      int `toml:"max_connections"`
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
 }
 
 // TLSConfig is [server.tls]. `warden tls init` makes a CA and the files.
@@ -178,13 +188,15 @@ func defaultConfig(getenv func(string) string) Config {
 		DataDir: defaultDataDir(getenv),
 		Log:     LogConfig{Level: "info", Format: "text"},
 		Server: ServerConfig{
-			Listen:            "127.0.0.1:8080",
-			MaxBodyBytes:      1 << 20,
-			MaxOutputTokens:   2048,
-			RequestTimeout:    10 * time.Minute,
-			DrainTimeout:      30 * time.Second,
-			KeepAliveInterval: 5 * time.Second,
-			TLS:               TLSConfig{MinVersion: "1.3"},
+			Listen:              "127.0.0.1:8080",
+			MaxBodyBytes:        1 << 20,
+			MaxOutputTokens:     2048,
+			RequestTimeout:      10 * time.Minute,
+			DrainTimeout:        30 * time.Second,
+			KeepAliveInterval:   5 * time.Second,
+			TLS:                 TLSConfig{MinVersion: "1.3"},
+			MaxConnections:      1024,
+			MaxConnectionsPerIP: 64,
 		},
 		Runtime: RuntimeConfig{
 			ContextLength: 4096,
@@ -361,6 +373,14 @@ func (c *Config) Validate() error {
 		bad("server.listen %q is reachable from other hosts but TLS is off, so keys would cross the network in clear: set [server.tls] cert_file and key_file (`warden tls init` makes them), or server.insecure_plaintext = true behind a TLS-terminating proxy on this host", c.Server.Listen)
 	}
 	c.Server.TLS.validate(bad)
+	if allow, err := listener.ParseAllow("server.allow", c.Server.Allow); err != nil {
+		bad("%v", err)
+	} else if err := lockout(c.Server.Listen, allow); err != nil {
+		bad("%v", err)
+	}
+	if c.Server.MaxConnections < 1 || c.Server.MaxConnectionsPerIP < 1 || c.Server.MaxConnectionsPerIP > c.Server.MaxConnections {
+		bad("server.max_connections (%d) and server.max_connections_per_ip (%d) must be at least 1, per IP at most the total", c.Server.MaxConnections, c.Server.MaxConnectionsPerIP)
+	}
 	if c.Server.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(c.Server.MetricsListen); err != nil {
 			bad("server.metrics_listen: %v", err)
@@ -489,4 +509,44 @@ func (t TLSConfig) validate(bad func(string, ...any)) {
 	default:
 		bad("server.tls.min_version must be \"1.3\" or \"1.2\", got %q", t.MinVersion)
 	}
+}
+
+// lockout refuses an allowlist that shuts out every client the listen
+// address can reach: loopback for a loopback address, or the network of
+// the interface that holds a specific address.
+func lockout(listen string, allow []netip.Prefix) error {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil || len(allow) == 0 {
+		return nil
+	}
+	overlaps := func(p netip.Prefix) bool {
+		return slices.ContainsFunc(allow, func(a netip.Prefix) bool { return a.Overlaps(p) })
+	}
+	if loopback(host) {
+		if !overlaps(netip.MustParsePrefix("127.0.0.0/8")) && !overlaps(netip.MustParsePrefix("::1/128")) {
+			return fmt.Errorf("server.allow %v locks out every client of server.listen %q (loopback): add 127.0.0.1", allow, listen)
+		}
+		return nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.IsUnspecified() {
+		return nil
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		p, ok := netip.AddrFromSlice(ipn.IP)
+		if !ok || p.Unmap() != ip.Unmap() {
+			continue
+		}
+		ones, _ := ipn.Mask.Size()
+		own := netip.PrefixFrom(p.Unmap(), ones).Masked()
+		if !overlaps(own) {
+			return fmt.Errorf("server.allow %v shares nothing with %s, the network of server.listen %q: no client could connect", allow, own, listen)
+		}
+	}
+	return nil
 }

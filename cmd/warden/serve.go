@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/warden-llm/warden/safety/store"
 	"github.com/warden-llm/warden/safety/trail"
 	"github.com/warden-llm/warden/server"
+	"github.com/warden-llm/warden/server/listener"
 )
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -118,11 +120,25 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	tcp, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	defer ln.Close()
+	defer tcp.Close()
+	allow, err := listener.ParseAllow("server.allow", cfg.Server.Allow)
+	if err != nil {
+		return err
+	}
+	refused := newRefusedCounter()
+	ln := listener.Wrap(tcp, listener.Config{
+		Allow:         allow,
+		MaxConns:      cfg.Server.MaxConnections,
+		MaxConnsPerIP: cfg.Server.MaxConnectionsPerIP,
+		OnRefused: func(ip netip.Addr, reason string) {
+			refused.WithLabelValues(reason).Inc()
+			tr.Refused(ip.String()) // one aggregated audit record per address and minute
+		},
+	})
 
 	be, err := startBackend(ctx, cfg, log)
 	if err != nil {
@@ -195,6 +211,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	metrics.WatchQueue(queue.Stats)
 	registerMetrics(metrics.Registry, be, tr, client)
 	registerGateMetrics(metrics.Registry, gate)
+	registerConnMetrics(metrics.Registry, refused, ln.Open)
 	registerQuotaMetrics(metrics.Registry, limiter)
 	if cfg.Server.MetricsListen != "" {
 		stop, err := serveMetrics(cfg.Server.MetricsListen, metrics, log)
