@@ -59,10 +59,14 @@ up to server.drain_timeout, then stops the child.`,
 func startBackend(ctx context.Context, cfg Config, log *slog.Logger) (*ollama.Runtime, error) {
 	if cfg.Runtime.OllamaURL != "" {
 		rt, err := ollama.Attach(cfg.Runtime.OllamaURL)
-		if err == nil {
-			log.Info("attaching to a running ollama; it is not supervised", "url", rt.URL().Redacted())
+		if err != nil {
+			return nil, err
 		}
-		return rt, err
+		log.Info("attaching to a running ollama; it is not supervised", "url", rt.URL().Redacted(), "start_timeout", cfg.Runtime.StartTimeout)
+		if err := rt.WaitHealthy(ctx, cfg.Runtime.StartTimeout); err != nil {
+			return nil, err
+		}
+		return rt, nil
 	}
 	return ollama.Start(ctx, ollama.Config{
 		Bin:           cfg.Runtime.OllamaBin,

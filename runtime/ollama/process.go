@@ -288,6 +288,12 @@ func (s *Supervisor) setHealthy(up bool) {
 
 // probe polls GET /api/version until it answers 200 or ctx is done.
 func (s *Supervisor) probe(ctx context.Context, base *url.URL) error {
+	return probeHealth(ctx, s.health, base)
+}
+
+// probeHealth polls GET base/api/version through hc, backing off from 20ms
+// to 500ms, until it answers 200 or ctx is done.
+func probeHealth(ctx context.Context, hc *http.Client, base *url.URL) error {
 	u := base.JoinPath("/api/version").String()
 	var last error
 	for wait := 20 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
@@ -295,7 +301,7 @@ func (s *Supervisor) probe(ctx context.Context, base *url.URL) error {
 		if err != nil {
 			return err
 		}
-		resp, err := s.health.Do(req)
+		resp, err := hc.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

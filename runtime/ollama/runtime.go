@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
+	"time"
 )
 
 // Runtime is the model runtime Warden serves from: a supervised child it
@@ -22,6 +24,26 @@ func Attach(rawURL string) (*Runtime, error) {
 		return nil, fmt.Errorf("runtime.ollama_url: want http(s)://host:port, got %q", rawURL)
 	}
 	return &Runtime{url: u}, nil
+}
+
+// WaitHealthy waits up to timeout for an attached backend to answer health
+// (an Ollama started beside Warden may come up after it), and returns an
+// error naming the last failure when it does not. A supervised runtime is
+// healthy once Start returned, so it returns at once.
+func (r *Runtime) WaitHealthy(ctx context.Context, timeout time.Duration) error {
+	if r.sup != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	hc := &http.Client{
+		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
+		Timeout:   2 * time.Second,
+	}
+	if err := probeHealth(ctx, hc, r.url); err != nil {
+		return fmt.Errorf("ollama at %s not healthy after %s: %w", r.url.Redacted(), timeout, err)
+	}
+	return nil
 }
 
 // Start finds the ollama binary (cfg.Bin if set, else as Finder.Find
