@@ -77,6 +77,8 @@ func startBackend(ctx context.Context, cfg Config, log *slog.Logger) (*ollama.Ru
 		MaxQueue:      cfg.Runtime.MaxQueue,
 		KeepAlive:     cfg.Runtime.KeepAlive,
 		StartTimeout:  cfg.Runtime.StartTimeout,
+		Isolation:     cfg.Runtime.Isolation,
+		User:          cfg.Runtime.User,
 		ParentEnv:     os.LookupEnv,
 		Logger:        log.With("component", "ollama"),
 	})
@@ -138,7 +140,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	if err := writeBackendURL(cfg.DataDir, be.URL()); err != nil {
 		return err
 	}
-	hc := &http.Client{Transport: ollama.NewTransport()}
+	hc := &http.Client{Transport: be.Transport()}
 	client := ollama.NewClient(be.URL, hc)
 	client.Logger = log.With("component", "ollama")
 	// Stops the slot checks the client runs after abandoned streams; the

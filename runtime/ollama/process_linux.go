@@ -157,6 +157,7 @@ func (s *Supervisor) spawn(port int) (*child, error) {
 	cmd.Dir = childHome(s.cfg)
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = childSysProcAttr()
+	s.box.sysProcAttr(cmd.SysProcAttr)
 	err = cmd.Start()
 	w.Close()
 	if err != nil {

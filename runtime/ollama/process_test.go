@@ -237,11 +237,15 @@ func testConfig(t *testing.T) (Config, *syncBuffer) {
 	bin := ollamatest.Binary(t)
 	goroutines := runtime.NumGoroutine()
 	logs := &syncBuffer{}
+	root := searchableTempDir(t)
 	cfg := Config{
 		Bin:       bin,
-		DataDir:   t.TempDir(),
-		ModelsDir: t.TempDir(),
+		DataDir:   filepath.Join(root, "data"),
+		ModelsDir: filepath.Join(root, "data", "models"),
 		Logger:    slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if err := os.Mkdir(cfg.DataDir, 0o700); err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		testwait.For(t, "test's ollama processes to go", func() bool { return len(backendProcs(cfg.ModelsDir)) == 0 })
@@ -251,6 +255,19 @@ func testConfig(t *testing.T) (Config, *syncBuffer) {
 		}
 	})
 	return cfg, logs
+}
+
+// searchableTempDir returns a new temp dir that the child's own user (when
+// the tests run as root) can search, as can the dirs above it.
+func searchableTempDir(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	for _, d := range []string{filepath.Dir(root), root} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
 }
 
 // spawnOllama starts `ollama serve` on a free port, in process group pgid
@@ -319,7 +336,7 @@ func groupEmpty(pgid int) bool {
 
 func getVersion(t *testing.T, s *Supervisor) string {
 	t.Helper()
-	hc := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	hc := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, DialContext: s.DialContext}, Timeout: 10 * time.Second}
 	resp, err := hc.Get(s.URL().JoinPath("/api/version").String())
 	if err != nil {
 		t.Fatalf("GET /api/version: %v", err)

@@ -74,6 +74,26 @@ func (r *Runtime) URL() *url.URL {
 	return r.sup.URL()
 }
 
+// Transport returns an HTTP transport for the backend (NewTransport's):
+// for a supervised child it dials through the child's isolation, so the
+// child's port need not exist in Warden's network namespace.
+func (r *Runtime) Transport() *http.Transport {
+	t := NewTransport()
+	if r.sup != nil {
+		t.DialContext = r.sup.DialContext
+	}
+	return t
+}
+
+// Isolation describes how the backend is isolated (see
+// Supervisor.Isolation); "attached" for a backend Warden did not start.
+func (r *Runtime) Isolation() string {
+	if r.sup == nil {
+		return "attached"
+	}
+	return r.sup.Isolation()
+}
+
 // Ready reports whether the backend can take requests: a child that is
 // restarting cannot. An attached backend is asked by its callers.
 func (r *Runtime) Ready() error {
