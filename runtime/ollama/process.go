@@ -210,6 +210,7 @@ func (s *Supervisor) supervise(port int, first chan<- error) {
 		first <- fmt.Errorf("isolate ollama: %w", err)
 		return
 	}
+	s.box.startEgress(s.log)
 	defer s.removePidfile()
 
 	backoff := s.cfg.MinBackoff

@@ -153,7 +153,7 @@ func (s *Supervisor) spawn(port int) (*child, error) {
 		return nil, fmt.Errorf("output pipe: %w", err)
 	}
 	cmd := exec.Command(s.cfg.Bin, "serve")
-	cmd.Env = childEnv(s.cfg, port, s.cfg.ParentEnv)
+	cmd.Env = append(childEnv(s.cfg, port, s.cfg.ParentEnv), s.box.env()...)
 	cmd.Dir = childHome(s.cfg)
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = childSysProcAttr()

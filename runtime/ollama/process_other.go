@@ -5,6 +5,7 @@ package ollama
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/url"
 )
@@ -42,6 +43,8 @@ func (b *sandbox) String() string { return "none" }
 func (b *sandbox) isolateThread() (bool, error) { return false, nil }
 
 func (b *sandbox) close() {}
+
+func (b *sandbox) startEgress(*slog.Logger) {}
 
 func (b *sandbox) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	return (&net.Dialer{}).DialContext(ctx, network, addr)

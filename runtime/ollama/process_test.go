@@ -56,10 +56,14 @@ func TestSupervisorStartClose(t *testing.T) {
 		t.Errorf("/api/version = %q, want a version", v)
 	}
 	environ := readFile(t, "/proc/"+strconv.Itoa(pid)+"/environ")
-	for _, bad := range []string{"OLLAMA_DEBUG", "HTTPS_PROXY", "GOFLAGS"} {
-		if strings.Contains(environ, bad+"=") {
-			t.Errorf("child environment holds %s", bad)
+	for _, bad := range []string{"OLLAMA_DEBUG=", "HTTPS_PROXY=http://proxy.invalid", "GOFLAGS="} {
+		if strings.Contains(environ, bad) {
+			t.Errorf("child environment holds %s (the parent's)", bad)
 		}
+	}
+	// Its only proxy is Warden's egress proxy, in netns isolation.
+	if i := strings.Index(environ, "HTTPS_PROXY="); i >= 0 && !strings.HasPrefix(environ[i:], "HTTPS_PROXY=http://127.0.0.1:") {
+		t.Errorf("child proxy is not the egress proxy: %q", environ[i:min(len(environ), i+60)])
 	}
 	if !strings.Contains(environ, "OLLAMA_NO_CLOUD=1\x00") {
 		t.Errorf("child environment lacks OLLAMA_NO_CLOUD=1")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -14,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -44,8 +44,11 @@ type sandbox struct {
 	user     string
 	uid, gid uint32
 
-	// In netns mode: the child's namespace and Warden's own, for dialing.
+	// In netns mode: the child's namespace and Warden's own, for dialing,
+	// and the proxy that is the child's way out.
 	netns, hostns *os.File
+	egressLn      net.Listener
+	egress        *egressProxy
 }
 
 // String describes the isolation in force, for the log and preflight.
@@ -230,13 +233,36 @@ func (b *sandbox) isolateThread() (changed bool, err error) {
 		host.Close()
 		return changed, err
 	}
+	// Created on this thread, the listener is the namespace's.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		host.Close()
+		return changed, fmt.Errorf("egress proxy: %w", err)
+	}
 	ns, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
 		host.Close()
+		ln.Close()
 		return changed, fmt.Errorf("open child network namespace: %w", err)
 	}
-	b.netns, b.hostns = ns, host
+	b.netns, b.hostns, b.egressLn = ns, host, ln
 	return changed, nil
+}
+
+// startEgress serves the child's way out (netns mode); close stops it.
+func (b *sandbox) startEgress(log *slog.Logger) {
+	if b != nil && b.egressLn != nil {
+		b.egress = newEgressProxy(b.egressLn, log)
+	}
+}
+
+// env is what the child's environment gets from the sandbox: the egress
+// proxy in netns mode.
+func (b *sandbox) env() []string {
+	if b == nil || b.egress == nil {
+		return nil
+	}
+	return b.egress.env()
 }
 
 const (
@@ -274,6 +300,11 @@ func loopbackUp() error {
 
 // close releases the namespace handles.
 func (b *sandbox) close() {
+	if b != nil && b.egress != nil {
+		b.egress.close()
+	} else if b != nil && b.egressLn != nil {
+		b.egressLn.Close()
+	}
 	if b != nil && b.netns != nil {
 		b.netns.Close()
 		b.hostns.Close()
@@ -289,8 +320,6 @@ func (b *sandbox) sysProcAttr(attr *syscall.SysProcAttr) {
 		attr.AmbientCaps = nil
 	}
 }
-
-var childDialer = &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 
 // dial connects to addr in the child's network namespace (netns mode) or
 // in Warden's own. A socket belongs to the namespace it was created in, so

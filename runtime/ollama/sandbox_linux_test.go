@@ -2,7 +2,9 @@ package ollama
 
 import (
 	"bufio"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/user"
@@ -190,4 +192,66 @@ func asUser(u *user.User, name string, args ...string) *exec.Cmd {
 func port(hostport string) string {
 	_, p, _ := net.SplitHostPort(hostport)
 	return p
+}
+
+// In netns isolation the child still pulls: its requests out go through
+// the egress proxy. A registry stub on a host address sees the child's
+// manifest request (and answers 404, which the pull reports).
+func TestSupervisorNetnsChildPullsThroughEgress(t *testing.T) {
+	testenv.NeedRoot(t, "the child's own network namespace")
+	ip := hostIP(t)
+	asked := make(chan string, 1)
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case asked <- r.URL.Path:
+		default:
+		}
+		http.NotFound(w, r)
+	})}
+	go func() { _ = reg.Serve(ln) }()
+	defer reg.Close()
+
+	cfg, logs := testConfig(t)
+	s := NewSupervisor(cfg)
+	t.Cleanup(func() { closeSupervisor(t, s) })
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatalf("Start: %v\n%s", err, logs)
+	}
+	hc := &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: s.DialContext}}
+	body := `{"model":"` + ln.Addr().String() + `/library/x:latest","insecure":true,"stream":false}`
+	resp, err := hc.Post(s.URL().JoinPath("/api/pull").String(), "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("pull: %v", err)
+	}
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	select {
+	case p := <-asked:
+		if !strings.Contains(p, "/v2/library/x/manifests/latest") {
+			t.Errorf("registry asked for %q, want the manifest", p)
+		}
+	default:
+		t.Errorf("the registry was never asked; pull answered %d %s", resp.StatusCode, out)
+	}
+}
+
+// hostIP returns a non-loopback IPv4 address of this host: the child's
+// proxy is bypassed for loopback names, as Go's proxy rules say.
+func hostIP(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			return n.IP.String()
+		}
+	}
+	t.Skip("no non-loopback IPv4 address to put a registry on")
+	return ""
 }
