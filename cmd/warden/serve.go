@@ -137,6 +137,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		}
 	}()
 
+	log.Info("backend isolation", "isolation", be.Isolation())
 	if err := writeBackendURL(cfg.DataDir, be.URL()); err != nil {
 		return err
 	}
