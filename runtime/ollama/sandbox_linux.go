@@ -108,7 +108,7 @@ func (s *Supervisor) prepareSandbox() error {
 
 // lookupOrCreateUser finds name, creating it as a system user without a
 // home or a login shell when it does not exist.
-func lookupOrCreateUser(name string, log interface{ Info(string, ...any) }) (*user.User, error) {
+func lookupOrCreateUser(name string, log *slog.Logger) (*user.User, error) {
 	u, err := user.Lookup(name)
 	if err == nil {
 		return u, nil
@@ -120,6 +120,9 @@ func lookupOrCreateUser(name string, log interface{ Info(string, ...any) }) (*us
 	out, err := exec.Command("useradd", "--system", "--user-group", "--no-create-home",
 		"--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name).CombinedOutput()
 	if err != nil {
+		if u, lerr := user.Lookup(name); lerr == nil {
+			return u, nil // another process created it meanwhile
+		}
 		return nil, fmt.Errorf("create runtime.user %q with useradd: %w: %s", name, err, out)
 	}
 	log.Info("created the backend's user", "user", name)

@@ -3,6 +3,7 @@ package ollama
 import (
 	"bufio"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -168,16 +169,12 @@ func procStatus(t *testing.T, pid int) map[string]string {
 // ensureUser returns name, creating it as a system user if missing.
 func ensureUser(t *testing.T, name string) *user.User {
 	t.Helper()
-	u, err := lookupOrCreateUser(name, discardInfo{})
+	u, err := lookupOrCreateUser(name, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return u
 }
-
-type discardInfo struct{}
-
-func (discardInfo) Info(string, ...any) {}
 
 // asUser returns a command that runs as u with no supplementary groups.
 func asUser(u *user.User, name string, args ...string) *exec.Cmd {
