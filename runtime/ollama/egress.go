@@ -2,6 +2,8 @@ package ollama
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -24,6 +26,11 @@ type egressProxy struct {
 	srv *http.Server
 	rt  *http.Transport
 
+	// allow says whether the child may connect to ip. The default refuses
+	// loopback and unspecified addresses: the host's loopback services
+	// (Warden's own API among them) stay out of the child's reach.
+	allow func(ip net.IP) bool
+
 	wg    sync.WaitGroup // Serve and the tunnels
 	mu    sync.Mutex
 	conns map[net.Conn]struct{} // open tunnels' ends
@@ -36,9 +43,10 @@ func newEgressProxy(ln net.Listener, log *slog.Logger) *egressProxy {
 	p := &egressProxy{
 		ln:    ln,
 		log:   log,
-		rt:    &http.Transport{Proxy: nil, DialContext: childDialer.DialContext, IdleConnTimeout: 30 * time.Second},
+		allow: func(ip net.IP) bool { return !ip.IsLoopback() && !ip.IsUnspecified() },
 		conns: make(map[net.Conn]struct{}),
 	}
+	p.rt = &http.Transport{Proxy: nil, DialContext: p.dial, IdleConnTimeout: 30 * time.Second}
 	p.srv = &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second}
 	p.wg.Add(1)
 	go func() {
@@ -68,6 +76,10 @@ func (p *egressProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out.Header.Del("Proxy-Connection")
 	out.Header.Del("Proxy-Authorization")
 	resp, err := p.rt.RoundTrip(out)
+	if errors.Is(err, errEgressRefused) {
+		http.Error(w, "egress proxy: destination refused", http.StatusForbidden)
+		return
+	}
 	if err != nil {
 		p.log.Warn("ollama egress", "host", r.URL.Host, "err", err)
 		http.Error(w, "egress proxy: "+err.Error(), http.StatusBadGateway)
@@ -81,12 +93,38 @@ func (p *egressProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(w, resp.Body)
 }
 
+// errEgressRefused reports a destination the child may not reach.
+var errEgressRefused = errors.New("egress destination refused")
+
+// dial resolves addr and connects to its first address the proxy allows;
+// it dials that IP itself, so a name cannot resolve differently later.
+func (p *egressProxy) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	for _, ip := range ips {
+		if p.allow(ip.IP) {
+			return childDialer.DialContext(ctx, network, net.JoinHostPort(ip.IP.String(), port))
+		}
+	}
+	return nil, fmt.Errorf("%w: %s", errEgressRefused, host)
+}
+
 // tunnel connects the child to r.Host and copies both ways until either
 // side ends or the proxy closes.
 func (p *egressProxy) tunnel(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	up, err := childDialer.DialContext(ctx, "tcp", r.Host)
+	up, err := p.dial(ctx, "tcp", r.Host)
 	cancel()
+	if errors.Is(err, errEgressRefused) {
+		http.Error(w, "egress proxy: destination refused", http.StatusForbidden)
+		return
+	}
 	if err != nil {
 		p.log.Warn("ollama egress", "host", r.Host, "err", err)
 		http.Error(w, "egress proxy: cannot connect", http.StatusBadGateway)

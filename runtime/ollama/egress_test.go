@@ -29,6 +29,7 @@ func TestEgressProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := newEgressProxy(ln, slog.New(slog.DiscardHandler))
+	p.allow = func(net.IP) bool { return true } // the test servers are on loopback
 	closed := false
 	defer func() {
 		if !closed {
@@ -82,13 +83,30 @@ func TestEgressProxy(t *testing.T) {
 		t.Errorf("tunnel still open after close")
 	}
 
-	// A bad request gets a 400, not a panic.
+	// By default the host's loopback is refused, by IP or by name, for
+	// tunnels and plain requests; a bad request gets a 400, not a panic.
 	ln2, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	p2 := newEgressProxy(ln2, slog.New(slog.DiscardHandler))
 	defer p2.close()
+	proxy2, _ := url.Parse("http://" + ln2.Addr().String())
+	tr2 := tlsSrv.Client().Transport.(*http.Transport).Clone()
+	tr2.Proxy = http.ProxyURL(proxy2)
+	defer tr2.CloseIdleConnections()
+	_, port, _ := net.SplitHostPort(host)
+	for _, u := range []string{tlsSrv.URL, plain.URL, "http://localhost:" + port + "/"} {
+		resp, err := (&http.Client{Transport: tr2}).Get(u)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden {
+				t.Errorf("GET %s through the default proxy: %d, want 403", u, resp.StatusCode)
+			}
+		} else if !strings.Contains(err.Error(), "Forbidden") {
+			t.Errorf("GET %s through the default proxy: %v, want Forbidden", u, err)
+		}
+	}
 	resp, err := http.Get("http://" + ln2.Addr().String() + "/relative")
 	if err != nil {
 		t.Fatal(err)
