@@ -43,6 +43,7 @@ type sandbox struct {
 	drop     bool
 	user     string
 	uid, gid uint32
+	groups   []uint32 // the user's own supplementary groups (e.g. render for a GPU), never root's
 
 	// In netns mode: the child's namespace and Warden's own, for dialing,
 	// and the proxy that is the child's way out.
@@ -98,6 +99,14 @@ func (s *Supervisor) prepareSandbox() error {
 			return fmt.Errorf("runtime.user %q is uid 0: pick an unprivileged user", s.cfg.User)
 		}
 		b.drop, b.user, b.uid, b.gid = true, u.Username, uint32(uid), uint32(gid)
+		b.groups = []uint32{}
+		if ids, err := u.GroupIds(); err == nil {
+			for _, id := range ids {
+				if g, err := strconv.ParseUint(id, 10, 32); err == nil && uint32(g) != b.gid && g != 0 {
+					b.groups = append(b.groups, uint32(g))
+				}
+			}
+		}
 		if err := b.giveDirs(s.cfg); err != nil {
 			return err
 		}
@@ -315,11 +324,12 @@ func (b *sandbox) close() {
 }
 
 // sysProcAttr adds the child's credentials to attr when it drops its user:
-// its uid and gid, no supplementary groups, no ambient capabilities (a
-// non-root uid keeps none across exec).
+// its uid and gid, the supplementary groups the user has in /etc/group
+// (none of Warden's), no ambient capabilities (a non-root uid keeps none
+// across exec).
 func (b *sandbox) sysProcAttr(attr *syscall.SysProcAttr) {
 	if b != nil && b.drop {
-		attr.Credential = &syscall.Credential{Uid: b.uid, Gid: b.gid, Groups: []uint32{}}
+		attr.Credential = &syscall.Credential{Uid: b.uid, Gid: b.gid, Groups: b.groups}
 		attr.AmbientCaps = nil
 	}
 }
