@@ -252,3 +252,32 @@ func hostIP(t *testing.T) string {
 	t.Skip("no non-loopback IPv4 address to put a registry on")
 	return ""
 }
+
+func TestSandboxSettings(t *testing.T) {
+	dir := t.TempDir()
+	s := NewSupervisor(Config{Bin: "/bin/false", DataDir: dir, ModelsDir: filepath.Join(dir, "models"), Isolation: "bogus"})
+	if err := s.Start(t.Context()); err == nil || !strings.Contains(err.Error(), "runtime.isolation") {
+		t.Errorf("Start with isolation bogus = %v, want a runtime.isolation error", err)
+	}
+	if os.Geteuid() == 0 {
+		s := NewSupervisor(Config{Bin: "/bin/false", DataDir: dir, ModelsDir: filepath.Join(dir, "models"), User: "root", Isolation: IsolationLoopback})
+		_ = s.Start(t.Context()) // /bin/false exits; the sandbox was decided before
+		if got := s.Isolation(); got != "loopback, same user as warden" {
+			t.Errorf("Isolation() with user root = %q", got)
+		}
+	}
+	for _, tc := range []struct {
+		dir, p string
+		want   bool
+	}{
+		{"/d", "/d/models", true},
+		{"/d", "/d", true},
+		{"/d", "/d/../e", false},
+		{"/d", "/dm", false},
+		{"/d", "/e/models", false},
+	} {
+		if got := inside(tc.dir, tc.p); got != tc.want {
+			t.Errorf("inside(%q, %q) = %v, want %v", tc.dir, tc.p, got, tc.want)
+		}
+	}
+}
