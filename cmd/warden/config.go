@@ -17,6 +17,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/warden-llm/warden/runtime/ollama"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/trail"
 	"github.com/warden-llm/warden/server/listener"
@@ -176,6 +177,12 @@ type RuntimeConfig struct {
 	KeepAlive     time.Duration `toml:"keep_alive"`
 	StartTimeout  time.Duration `toml:"start_timeout"`
 	DemoModel     bool          `toml:"demo_model"`
+	// Isolation keeps other local users off the child's API: "netns" (its
+	// own network namespace; needs root), "loopback" (a host loopback
+	// port), "auto" (netns as root, else loopback).
+	Isolation string `toml:"isolation"`
+	// User is the child's user when Warden runs as root.
+	User string `toml:"user"`
 	// ModelSlots gives models fewer slots than Parallel (model name →
 	// slots). Embedding-only models and the architectures Ollama runs with
 	// one slot get 1 whatever is set here.
@@ -204,6 +211,8 @@ func defaultConfig(getenv func(string) string) Config {
 			MaxQueue:      512,
 			KeepAlive:     30 * time.Minute,
 			StartTimeout:  2 * time.Minute,
+			Isolation:     "auto",
+			User:          ollama.DefaultUser,
 			DemoModel:     true,
 		},
 		Keys:   KeysConfig{PollInterval: time.Second, RotationMaxAge: 90 * 24 * time.Hour},
@@ -417,6 +426,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Runtime.OllamaURL != "" && c.Runtime.OllamaBin != "" {
 		bad("runtime.ollama_url and runtime.ollama_bin exclude each other: attach to a running Ollama, or let Warden run one")
+	}
+	switch c.Runtime.Isolation {
+	case "auto", "netns", "loopback":
+	default:
+		bad("runtime.isolation must be \"auto\", \"netns\" or \"loopback\", got %q", c.Runtime.Isolation)
+	}
+	if c.Runtime.User == "" {
+		bad("runtime.user must name a user (\"root\" keeps the backend root)")
 	}
 	if c.Runtime.ModelsDir != "" && !filepath.IsAbs(c.Runtime.ModelsDir) {
 		bad("runtime.models_dir must be an absolute path, got %q", c.Runtime.ModelsDir)

@@ -130,6 +130,8 @@ func TestConfigErrors(t *testing.T) {
 		{"timeout", func(c *Config) { c.Server.RequestTimeout = 0 }, "server.request_timeout"},
 		{"proxy", func(c *Config) { c.Server.TrustedProxies = []string{"nope"} }, "trusted_proxies"},
 		{"url and bin", func(c *Config) { c.Runtime.OllamaURL = "http://x:1"; c.Runtime.OllamaBin = "/x" }, "exclude"},
+		{"isolation", func(c *Config) { c.Runtime.Isolation = "chroot" }, "runtime.isolation"},
+		{"no user", func(c *Config) { c.Runtime.User = "" }, "runtime.user"},
 		{"log level", func(c *Config) { c.Log.Level = "loud" }, "log.level"},
 		{"store text", func(c *Config) { c.Audit.StoreText = "some" }, "audit.store_text"},
 		{"retention", func(c *Config) { c.Audit.RetentionDays = 0 }, "audit.retention_days"},

@@ -43,6 +43,11 @@ var (
 func TestMain(m *testing.M) {
 	var err error
 	tmpRoot, err = os.MkdirTemp("", "warden-e2e-")
+	if err == nil {
+		// Run as root, serve runs the child as its own user, which must
+		// reach the data dirs below.
+		err = os.Chmod(tmpRoot, 0o711)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -61,10 +61,14 @@ up to server.drain_timeout, then stops the child.`,
 func startBackend(ctx context.Context, cfg Config, log *slog.Logger) (*ollama.Runtime, error) {
 	if cfg.Runtime.OllamaURL != "" {
 		rt, err := ollama.Attach(cfg.Runtime.OllamaURL)
-		if err == nil {
-			log.Info("attaching to a running ollama; it is not supervised", "url", rt.URL().Redacted())
+		if err != nil {
+			return nil, err
 		}
-		return rt, err
+		log.Info("attaching to a running ollama; it is not supervised", "url", rt.URL().Redacted(), "start_timeout", cfg.Runtime.StartTimeout)
+		if err := rt.WaitHealthy(ctx, cfg.Runtime.StartTimeout); err != nil {
+			return nil, err
+		}
+		return rt, nil
 	}
 	return ollama.Start(ctx, ollama.Config{
 		Bin:           cfg.Runtime.OllamaBin,
@@ -75,6 +79,8 @@ func startBackend(ctx context.Context, cfg Config, log *slog.Logger) (*ollama.Ru
 		MaxQueue:      cfg.Runtime.MaxQueue,
 		KeepAlive:     cfg.Runtime.KeepAlive,
 		StartTimeout:  cfg.Runtime.StartTimeout,
+		Isolation:     cfg.Runtime.Isolation,
+		User:          cfg.Runtime.User,
 		ParentEnv:     os.LookupEnv,
 		Logger:        log.With("component", "ollama"),
 	})
@@ -152,10 +158,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		}
 	}()
 
+	log.Info("backend isolation", "isolation", be.Isolation())
 	if err := writeBackendURL(cfg.DataDir, be.URL()); err != nil {
 		return err
 	}
-	hc := &http.Client{Transport: ollama.NewTransport()}
+	hc := &http.Client{Transport: be.Transport()}
 	client := ollama.NewClient(be.URL, hc)
 	client.Logger = log.With("component", "ollama")
 	// Stops the slot checks the client runs after abandoned streams; the
