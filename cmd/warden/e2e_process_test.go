@@ -118,6 +118,20 @@ func TestE2EChildKilledMidRequest(t *testing.T) {
 	if err := <-plainErr; !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("non-streaming request in flight got %v, want 503", err)
 	}
+	// Both are recorded as what they were: 503, the stream with the hash
+	// and count of what it delivered before the error event.
+	var failed, partial int
+	for _, r := range auditRecords(t, w) {
+		if r["kind"] == "completion" && r["status"] == float64(http.StatusServiceUnavailable) {
+			failed++
+			if n, _ := r["tokens_out"].(float64); n >= 3 && r["response_sha256"] != nil {
+				partial++
+			}
+		}
+	}
+	if failed != 2 || partial != 1 {
+		t.Errorf("completion records with status 503: %d (%d with the stream's partial answer), want 2 and 1", failed, partial)
+	}
 
 	// The next request succeeds once the child is back; until then only 503.
 	waitFor(t, 2*time.Minute, "a request to succeed after the restart", func() bool {
