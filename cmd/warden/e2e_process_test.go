@@ -198,3 +198,32 @@ func TestE2EDrainOnSIGTERM(t *testing.T) {
 		return len(serve) == 0 && len(runner) == 0
 	})
 }
+
+// TestE2EDrainTimeoutCutsStream: a stream still running when the drain
+// timeout runs out ends with an error event while its client is there,
+// and is recorded with that status (503), not as delivered.
+func TestE2EDrainTimeoutCutsStream(t *testing.T) {
+	w := startWarden(t, "", "[server]\ndrain_timeout = \"1s\"")
+	stream := readChunks(t, w, ctxT(t), 100000, 1)
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for stream.Next() {
+	}
+	if err := stream.Err(); err == nil || !strings.Contains(err.Error(), "server_shutting_down") {
+		t.Errorf("stream cut by the drain timeout ended with %v, want an error event with server_shutting_down", err)
+	}
+	<-w.done
+	if w.waitErr != nil {
+		t.Errorf("warden exit: %v\n%s", w.waitErr, w.log.String())
+	}
+	var cut int
+	for _, r := range auditRecords(t, w) {
+		if r["kind"] == "completion" && r["status"] == float64(http.StatusServiceUnavailable) && r["response_sha256"] != nil {
+			cut++
+		}
+	}
+	if cut != 1 {
+		t.Errorf("completion records with status 503 and a response hash: %d, want the cut stream's", cut)
+	}
+}
