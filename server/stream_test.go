@@ -366,3 +366,30 @@ func TestStreamWritesNoRace(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestAbortRecordedNotStreamed: a client that leaves before its whole
+// answer is recorded as 499.
+func TestAbortRecordedNotStreamed(t *testing.T) {
+	var events []string
+	aud := &fakeAuditor{events: &events}
+	started := make(chan struct{})
+	b := &fakeBackend{chat: func(ctx context.Context, _ *api.ChatRequest, _ func(api.ChatResponse) error) error {
+		close(started)
+		<-ctx.Done()
+		return ctx.Err()
+	}}
+	ts := newTestServer(t, b, Config{Audit: aud})
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := sdk(ts).Chat.Completions.New(ctx, chatParams("", "hi"))
+		errc <- err
+	}()
+	<-started
+	cancel()
+	<-errc
+	ts.Close()
+	if rec := completion(t, aud); rec.Status != 499 {
+		t.Errorf("record status %d, want 499", rec.Status)
+	}
+}
