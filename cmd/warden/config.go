@@ -136,6 +136,7 @@ type ServerConfig struct {
 	RequestTimeout    time.Duration `toml:"request_timeout"`
 	DrainTimeout      time.Duration `toml:"drain_timeout"`
 	KeepAliveInterval time.Duration `toml:"keepalive_interval"`
+	WriteTimeout      time.Duration `toml:"write_timeout"`
 	TrustedProxies    []string      `toml:"trusted_proxies"`
 	// MetricsListen, if set, serves /metrics without a key on this
 	// address too (keep it on loopback); the main listener serves it to
@@ -204,6 +205,7 @@ func defaultConfig(getenv func(string) string) Config {
 			TLS:                 TLSConfig{MinVersion: "1.3"},
 			MaxConnections:      1024,
 			MaxConnectionsPerIP: 64,
+			WriteTimeout:        30 * time.Second,
 		},
 		Runtime: RuntimeConfig{
 			ContextLength: 4096,
@@ -408,6 +410,7 @@ func (c *Config) Validate() error {
 		{"server.request_timeout", c.Server.RequestTimeout},
 		{"server.drain_timeout", c.Server.DrainTimeout},
 		{"server.keepalive_interval", c.Server.KeepAliveInterval},
+		{"server.write_timeout", c.Server.WriteTimeout},
 		{"runtime.start_timeout", c.Runtime.StartTimeout},
 		{"keys.poll_interval", c.Keys.PollInterval},
 		{"gpu.interval", c.GPU.Interval},

@@ -237,6 +237,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		MaxOutputTokens:   cfg.Server.MaxOutputTokens,
 		RequestTimeout:    cfg.Server.RequestTimeout,
 		KeepAliveInterval: cfg.Server.KeepAliveInterval,
+		WriteTimeout:      cfg.Server.WriteTimeout,
 		TrustedProxies:    cfg.Server.TrustedProxies,
 		Ready:             be.Ready,
 		Models:            catalog,
@@ -288,9 +289,20 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.Server.DrainTimeout)
 	defer cancel()
 	if err := hs.Shutdown(drainCtx); err != nil {
-		log.Warn("drain timed out; closing open connections", "err", err)
-		_ = hs.Close()
+		// Requests still running end with an error (an error event for a
+		// stream) and their records; then the connections are closed.
+		log.Warn("drain timed out; ending the requests in flight", "err", err)
+		srv.CutRequests()
+		endCtx, cancelEnd := context.WithTimeout(context.Background(), cutGrace)
+		defer cancelEnd()
+		if hs.Shutdown(endCtx) != nil {
+			_ = hs.Close()
+		}
 	}
 	<-errc
 	return nil
 }
+
+// cutGrace is how long requests cut at the drain timeout have to send
+// their error events and write their records before connections close.
+const cutGrace = 5 * time.Second
