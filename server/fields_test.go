@@ -230,4 +230,3 @@ func TestFilterAnswerToolCalls(t *testing.T) {
 		}
 	}
 }
-
