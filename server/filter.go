@@ -57,9 +57,10 @@ func (s *Server) startFilter(c *gin.Context) (*filter.Request, error) {
 
 // filterChat scans every string of a chat request the chat template can
 // render, on its way in: message contents (strings and text parts),
-// reasoning, names, tool call ids and function names, tool call arguments
-// parsed (keys and values, as the backend decodes them), and the tools'
-// names, descriptions and parameter schemas (every key and string). A
+// reasoning, names, tool call ids (the calls' and the tool messages'),
+// function names, tool call arguments parsed (keys and values, as the
+// backend decodes them), and the tools' names, descriptions and parameter
+// schemas (every key and string); fieldlist_test.go holds the list. A
 // second pass scans each run of consecutive same-role messages joined, as
 // the model receives them, for what spans texts (see scanRuns).
 // Redactions are made in place; system and developer messages get the
@@ -84,6 +85,7 @@ func (s *Server) filterChat(c *gin.Context, req *chatRequest) (*filter.Request, 
 		m.Name = scan(m.Name)
 		m.ToolCallID = scan(m.ToolCallID)
 		for j := range m.ToolCalls {
+			m.ToolCalls[j].ID = scan(m.ToolCalls[j].ID)
 			fn := &m.ToolCalls[j].Function
 			fn.Name = scan(fn.Name)
 			args, err := scanArguments(scan, fn.Arguments)
