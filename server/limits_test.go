@@ -2,14 +2,20 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/ollama/ollama/api"
+	ollamaopenai "github.com/ollama/ollama/openai"
 	"github.com/openai/openai-go/v3"
 )
+
+func chatMessageOf(role string, content any) ollamaopenai.Message {
+	return ollamaopenai.Message{Role: role, Content: content}
+}
 
 // TestRPMCountsEveryRequest: an rpm 1 key's requests are counted when
 // the key is authenticated, whatever they are: after its one request, a
@@ -97,5 +103,65 @@ func TestForbiddenModelLooksMissing(t *testing.T) {
 				t.Errorf("the key's own model: %d %s", s, out)
 			}
 		})
+	}
+}
+
+// TestEmptyTextPartsAreCharged: 3,000 empty text parts are 3,000
+// separators in the prompt the backend renders: the estimate counts them
+// (a key whose max_input_tokens is 2,999 is refused), and when the
+// backend counts more prompt tokens than were reserved, the key is charged
+// the real count.
+func TestEmptyTextPartsAreCharged(t *testing.T) {
+	const realPrompt = 10000 // what the backend reports: more than the estimate
+	b := &fakeBackend{chat: func(_ context.Context, _ *api.ChatRequest, fn func(api.ChatResponse) error) error {
+		if err := fn(api.ChatResponse{Message: api.Message{Role: "assistant", Content: "ok"}}); err != nil {
+			return err
+		}
+		return fn(api.ChatResponse{Done: true, DoneReason: "stop", Metrics: api.Metrics{PromptEvalCount: realPrompt, EvalCount: 1}})
+	}}
+	k := newKeyed(t, b, Config{})
+	parts := make([]openai.ChatCompletionContentPartUnionParam, 3000)
+	for i := range parts {
+		parts[i] = openai.TextContentPart("")
+	}
+	params := openai.ChatCompletionNewParams{Model: "demo", MaxTokens: openai.Int(1),
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(parts)}}
+
+	_, capped := k.key(t, `{"name":"capped","limits":{"max_input_tokens":2999}}`)
+	_, err := k.sdk(capped).Chat.Completions.New(t.Context(), params)
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusBadRequest || apiErr.Code != codeContextExceeded {
+		t.Errorf("3,000 empty parts under max_input_tokens 2999: %v, want 400 %s", err, codeContextExceeded)
+	}
+
+	id, token := k.key(t, `{"name":"payer","limits":{"tokens_per_day":1000000}}`)
+	if _, err := k.sdk(token).Chat.Completions.New(t.Context(), params); err != nil {
+		t.Fatal(err)
+	}
+	resp, out := k.do(t, http.MethodGet, "/admin/keys/"+id+"/usage", k.admin, "")
+	var u struct {
+		Usage struct {
+			TokensToday int64 `json:"tokens_today"`
+		} `json:"usage"`
+	}
+	if err := json.Unmarshal([]byte(out), &u); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("usage: %d %s", resp.StatusCode, out)
+	}
+	if got, want := u.Usage.TokensToday, int64(realPrompt+1); got != want {
+		t.Errorf("charged %d tokens, want the backend's real count %d", got, want)
+	}
+}
+
+// TestEstimateCountsSeparators: the estimate of a chat counts each text
+// part's separator, so empty parts are not free.
+func TestEstimateCountsSeparators(t *testing.T) {
+	var req chatRequest
+	parts := make([]any, 3000)
+	for i := range parts {
+		parts[i] = map[string]any{"type": "text", "text": ""}
+	}
+	req.Messages = append(req.Messages, chatMessageOf("user", parts))
+	if got := estimateChat(&req); got < 3000 {
+		t.Errorf("estimate of 3,000 empty parts = %d, want at least 3000", got)
 	}
 }
