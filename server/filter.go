@@ -70,6 +70,13 @@ func (s *Server) filterChat(c *gin.Context, req *chatRequest) (*filter.Request, 
 	if fr == nil || err != nil {
 		return nil, err
 	}
+	err = s.scanChat(fr, req)
+	s.noteRedacted(c, req.Messages)
+	return fr, err
+}
+
+// scanChat is filterChat's scan of req under fr.
+func (s *Server) scanChat(fr *filter.Request, req *chatRequest) error {
 	scan := func(text string) string {
 		if text == "" {
 			return text
@@ -90,19 +97,19 @@ func (s *Server) filterChat(c *gin.Context, req *chatRequest) (*filter.Request, 
 			fn.Name = scan(fn.Name)
 			args, err := scanArguments(scan, fn.Arguments)
 			if err != nil {
-				return fr, badArguments(fmt.Sprintf("messages[%d].tool_calls[%d].function.arguments", i, j))
+				return badArguments(fmt.Sprintf("messages[%d].tool_calls[%d].function.arguments", i, j))
 			}
 			fn.Arguments = args
 		}
 	}
 	for i := range req.Tools {
 		if err := scanTool(scan, &req.Tools[i]); err != nil {
-			return fr, invalidf(fmt.Sprintf("tools[%d]", i), "Invalid tool at 'tools[%d]'.", i)
+			return invalidf(fmt.Sprintf("tools[%d]", i), "Invalid tool at 'tools[%d]'.", i)
 		}
 	}
 	spanning, err := s.scanRuns(fr, req.Messages)
 	if err != nil {
-		return fr, err
+		return err
 	}
 	for i := range req.Messages {
 		m := &req.Messages[i]
@@ -114,7 +121,6 @@ func (s *Server) filterChat(c *gin.Context, req *chatRequest) (*filter.Request, 
 			last.set(fr.Canary(last.text))
 		}
 	}
-	s.noteRedacted(c, req.Messages)
 	cats := fr.Blocked(filter.Input)
 	for _, c := range spanning {
 		if !slices.Contains(cats, c) {
@@ -123,9 +129,9 @@ func (s *Server) filterChat(c *gin.Context, req *chatRequest) (*filter.Request, 
 	}
 	if len(cats) > 0 {
 		slices.Sort(cats)
-		return fr, contentFilterError("messages", cats)
+		return contentFilterError("messages", cats)
 	}
-	return fr, nil
+	return nil
 }
 
 // textSlot is one text of a message: its content string or one text part.
