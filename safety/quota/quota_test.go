@@ -2,9 +2,12 @@ package quota
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 const start = "2026-11-22T18:00:00Z"
@@ -155,7 +158,10 @@ func TestReservationAndRefund(t *testing.T) {
 // A real count above the reservation (text the estimate did not see) is
 // charged in full, to the day and month and to the minute's tokens.
 func TestChargeAboveReservationIsCharged(t *testing.T) {
-	l, db := newLimiter(t, newClock(start))
+	var logs strings.Builder
+	db := storetest.OpenDir(t, t.TempDir())
+	l := New(db, Config{Now: newClock(start).Now, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	t.Cleanup(func() { _ = l.Close(context.Background()) })
 	lim := Limits{TPM: 1000, TokensPerDay: 10000}
 	r := admit(t, l, "k", lim, 10, 20, true)
 	settle(t, r, 3000, 100) // 3,000 prompt tokens where 10 were estimated
@@ -169,6 +175,9 @@ func TestChargeAboveReservationIsCharged(t *testing.T) {
 		t.Errorf("minute's tokens remaining = %d, want 0 (the bucket is in debt)", got)
 	}
 	refused(t, l, "k", lim, 1, 1, true, LimitTokensPerMinute)
+	if !strings.Contains(logs.String(), "level=DEBUG") || !strings.Contains(logs.String(), "key_id=k") || !strings.Contains(logs.String(), "reserved=30") {
+		t.Errorf("the estimator's miss was not logged at debug with the key id: %q", logs.String())
+	}
 }
 
 func TestFailChargesFullReservation(t *testing.T) {
