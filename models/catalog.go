@@ -93,7 +93,9 @@ type Catalog struct {
 
 	mu      sync.Mutex
 	flight  *flight // the /api/tags call under way, nil when none
-	gen     int     // refreshes so far; 0: never listed
+	failed  error   // the last /api/tags call's error, nil after a success
+	failAt  time.Time
+	gen     int // refreshes so far; 0: never listed
 	fetched time.Time
 	byName  map[string]Info // canonical name → model
 	list    []Info          // as listed; replaced whole, never modified
@@ -190,12 +192,17 @@ func (c *Catalog) freshLocked() bool {
 // refresh lists the models again, unless another caller did since the
 // caller saw refresh number gen. Callers that need a refresh at once
 // share one call: the first makes it, the others wait for it (or for
-// their context).
+// their context). A failed call is the answer for Config.MissInterval.
 func (c *Catalog) refresh(ctx context.Context, gen int) error {
 	c.mu.Lock()
 	if c.gen != gen {
 		c.mu.Unlock()
 		return nil
+	}
+	if c.failed != nil && c.cfg.Now().Sub(c.failAt) < c.cfg.MissInterval {
+		err := c.failed // a backend that cannot list is asked once per interval
+		c.mu.Unlock()
+		return err
 	}
 	f := c.flight
 	if f != nil {
@@ -213,6 +220,12 @@ func (c *Catalog) refresh(ctx context.Context, gen int) error {
 	f.err = c.fetch(ctx)
 	c.mu.Lock()
 	c.flight = nil
+	switch {
+	case f.err == nil:
+		c.failed = nil
+	case ctx.Err() == nil: // not the caller giving up: the backend failed
+		c.failed, c.failAt = f.err, c.cfg.Now()
+	}
 	c.mu.Unlock()
 	close(f.done)
 	return f.err

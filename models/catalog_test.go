@@ -345,20 +345,32 @@ func TestCatalogShowFailure(t *testing.T) {
 }
 
 // TestCatalogListFailure: a backend that cannot list is an error, not a
-// missing model, and is asked again on the next call.
+// missing model; it is asked again once the miss interval has passed, not
+// on every call.
 func TestCatalogListFailure(t *testing.T) {
 	f := testModels()
 	down := errors.New("backend down")
 	ok := f.list
-	f.list = func(context.Context) (*api.ListResponse, error) { return nil, down }
-	c := newTestCatalog(f, storetest.NewClock(time.Time{}))
+	calls := 0
+	f.list = func(context.Context) (*api.ListResponse, error) { calls++; return nil, down }
+	clock := storetest.NewClock(time.Unix(1e9, 0))
+	c := newTestCatalog(f, clock)
 	if _, err := c.Resolve(t.Context(), "chat"); !errors.Is(err, down) || errors.Is(err, ErrNotFound) {
 		t.Errorf("Resolve with the backend down = %v, want %v", err, down)
+	}
+	for range 100 {
+		if _, err := c.Resolve(t.Context(), "nope"); !errors.Is(err, down) {
+			t.Fatalf("Resolve(nope) with the backend down = %v, want %v", err, down)
+		}
 	}
 	if _, err := c.All(t.Context()); !errors.Is(err, down) {
 		t.Errorf("All with the backend down = %v, want %v", err, down)
 	}
+	if calls != 1 {
+		t.Errorf("%d /api/tags calls to a failing backend within the interval, want 1", calls)
+	}
 	f.list = ok
+	clock.Advance(DefaultMissInterval)
 	if all, err := c.All(t.Context()); err != nil || len(all) != 5 {
 		t.Errorf("All once the backend is back = %v, %v", all, err)
 	}
