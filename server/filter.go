@@ -321,9 +321,10 @@ func (s *Server) scanRuns(fr *filter.Request, msgs []openai.Message) ([]string, 
 			k, _ := slices.BinarySearch(starts, off+1)
 			return k - 1
 		}
-		res := scratch.Scan(filter.Input, all)
+		found := scratch.Scan(filter.Input, all).Findings
+		slices.SortStableFunc(found, func(a, b filter.Finding) int { return a.Start - b.Start })
 		last := len(all) + 1
-		for _, f := range slices.Backward(res.Findings) {
+		for _, f := range slices.Backward(found) {
 			first, end := at(f.Start), at(f.End-1)
 			if first == end || f.End > last {
 				continue // within one text (already scanned), or overlapping one done
