@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,6 +51,11 @@ type Config struct {
 	// TTL is how long the backend's model list is reused (default
 	// DefaultTTL).
 	TTL time.Duration
+	// MissInterval is how old the list must be before a name it does not
+	// have lists the models again (default DefaultMissInterval): a model
+	// pulled a moment ago is found that much later at most, and a flood
+	// of unknown names costs one /api/tags call per interval.
+	MissInterval time.Duration
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
 }
@@ -57,6 +63,8 @@ type Config struct {
 const (
 	// DefaultTTL is how long a Catalog reuses the backend's model list.
 	DefaultTTL = 5 * time.Second
+	// DefaultMissInterval is the default Config.MissInterval.
+	DefaultMissInterval = time.Second
 	// failTTL is how long a failed /api/show is remembered.
 	failTTL = 5 * time.Second
 	// slotsTimeout bounds the backend calls of one Slots.
@@ -69,8 +77,12 @@ const (
 // (EmbeddingWidth). Consumers hold it through interfaces of their own.
 //
 // It holds one cache: the model list (/api/tags), reused for Config.TTL.
-// A name missing from a fresh list refreshes it once, so a model pulled a
-// moment ago is found. What /api/show says of a model is kept for as long
+// A name missing from a list older than Config.MissInterval refreshes it,
+// so a model pulled a moment ago is found; a list younger than that
+// answers for the names it lacks (the negative cache), so unknown names
+// cost at most one /api/tags call per interval. Callers that need a
+// refresh at once share one call (single flight), made outside the
+// lookups' lock. What /api/show says of a model is kept for as long
 // as the list holds its digest (a model re-created under the same name has
 // another digest); a failed /api/show is retried after a few seconds.
 // What is loaded (/api/ps) changes by the second and is never cached.
@@ -79,14 +91,22 @@ type Catalog struct {
 	cfg       Config
 	overrides map[string]int // canonical name → slots
 
-	refreshMu sync.Mutex // one /api/tags call at a time
-
 	mu      sync.Mutex
+	flight  *flight // the /api/tags call under way, nil when none
+	failed  error   // the last /api/tags call's error, nil after a success
+	failAt  time.Time
 	gen     int // refreshes so far; 0: never listed
 	fetched time.Time
 	byName  map[string]Info // canonical name → model
 	list    []Info          // as listed; replaced whole, never modified
 	facts   map[string]factsEntry
+}
+
+// flight is one /api/tags call that callers share: err is set before done
+// is closed.
+type flight struct {
+	done chan struct{}
+	err  error
 }
 
 type factsEntry struct {
@@ -100,6 +120,9 @@ func NewCatalog(a API, cfg Config) *Catalog {
 	cfg.Parallel = max(cfg.Parallel, 1)
 	if cfg.TTL <= 0 {
 		cfg.TTL = DefaultTTL
+	}
+	if cfg.MissInterval <= 0 {
+		cfg.MissInterval = DefaultMissInterval
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -126,9 +149,13 @@ func (c *Catalog) Resolve(ctx context.Context, name string) (Info, error) {
 	c.mu.Lock()
 	m, hit := c.byName[key]
 	gen, fresh := c.gen, c.freshLocked()
+	recent := c.gen > 0 && c.cfg.Now().Sub(c.fetched) < c.cfg.MissInterval
 	c.mu.Unlock()
-	if hit && fresh {
+	switch {
+	case hit && fresh:
 		return m, nil
+	case !hit && recent:
+		return Info{}, fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
 	if err := c.refresh(ctx, gen); err != nil {
 		return Info{}, err
@@ -163,16 +190,49 @@ func (c *Catalog) freshLocked() bool {
 }
 
 // refresh lists the models again, unless another caller did since the
-// caller saw refresh number gen: callers that miss at once share one call.
+// caller saw refresh number gen. Callers that need a refresh at once
+// share one call: the first makes it, the others wait for it (or for
+// their context). A failed call is the answer for Config.MissInterval.
 func (c *Catalog) refresh(ctx context.Context, gen int) error {
-	c.refreshMu.Lock()
-	defer c.refreshMu.Unlock()
 	c.mu.Lock()
-	done := c.gen != gen
-	c.mu.Unlock()
-	if done {
+	if c.gen != gen {
+		c.mu.Unlock()
 		return nil
 	}
+	if c.failed != nil && c.cfg.Now().Sub(c.failAt) < c.cfg.MissInterval {
+		err := c.failed // a backend that cannot list is asked once per interval
+		c.mu.Unlock()
+		return err
+	}
+	f := c.flight
+	if f != nil {
+		c.mu.Unlock()
+		select {
+		case <-f.done:
+			return f.err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	f = &flight{done: make(chan struct{})}
+	c.flight = f
+	c.mu.Unlock()
+	f.err = c.fetch(ctx)
+	c.mu.Lock()
+	c.flight = nil
+	switch {
+	case f.err == nil:
+		c.failed = nil
+	case ctx.Err() == nil: // not the caller giving up: the backend failed
+		c.failed, c.failAt = f.err, c.cfg.Now()
+	}
+	c.mu.Unlock()
+	close(f.done)
+	return f.err
+}
+
+// fetch calls /api/tags and installs its answer.
+func (c *Catalog) fetch(ctx context.Context) error {
 	resp, err := c.api.List(ctx)
 	if err != nil {
 		return fmt.Errorf("list models: %w", err)
@@ -332,6 +392,42 @@ func (c *Catalog) EmbeddingWidth(ctx context.Context, name string) (int, error) 
 	return f.width, nil
 }
 
+// PromptOverhead is an upper bound, in bytes, of the text the model's
+// template adds to every prompt whatever its messages: its default system
+// prompt (Modelfile SYSTEM), its default messages (MESSAGE), and the
+// template's own text outside its actions (role markers, tool preambles),
+// counted once. It is read from /api/show, cached with the model's other
+// details.
+func (c *Catalog) PromptOverhead(ctx context.Context, name string) (int, error) {
+	m, err := c.Resolve(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	f, err := c.factsOf(ctx, m)
+	if err != nil {
+		return 0, err
+	}
+	return f.overhead, nil
+}
+
+// templateText counts the bytes of a Go template outside its {{ }}
+// actions: what it writes into every prompt, at least once.
+func templateText(tmpl string) int {
+	n := 0
+	for {
+		i := strings.Index(tmpl, "{{")
+		if i < 0 {
+			return n + len(tmpl)
+		}
+		n += i
+		j := strings.Index(tmpl[i:], "}}")
+		if j < 0 {
+			return n
+		}
+		tmpl = tmpl[i+j+2:]
+	}
+}
+
 // singleSlotFamilies are the architectures Ollama v0.17.4 loads with one
 // slot whatever OLLAMA_NUM_PARALLEL says (server/sched.go, Scheduler.load;
 // ollama#4165).
@@ -342,6 +438,9 @@ type modelFacts struct {
 	single bool // Ollama runs it with one slot
 	spec   gpu.ModelSpec
 	width  int // <arch>.embedding_length
+	// overhead is what the template adds to every prompt, in bytes (see
+	// Catalog.PromptOverhead).
+	overhead int
 }
 
 // factsFromShow mirrors Ollama's load: a model without the completion
@@ -367,6 +466,10 @@ func factsFromShow(show *api.ShowResponse) modelFacts {
 			return int(v)
 		}
 		return 0
+	}
+	f.overhead = len(show.System) + templateText(show.Template)
+	for _, m := range show.Messages {
+		f.overhead += len(m.Role) + len(m.Content) + len(m.Thinking)
 	}
 	heads := num("attention.head_count")
 	f.width = num("embedding_length")

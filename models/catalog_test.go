@@ -3,6 +3,7 @@ package models
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"slices"
 	"sync"
@@ -186,9 +187,14 @@ func TestCatalogOneListPerTTL(t *testing.T) {
 		t.Errorf("%d /api/tags calls over two TTLs, want 2", lists)
 	}
 
-	// A name the fresh list misses refreshes it once: a model pulled a
-	// moment ago is found, one that is not there is not.
+	// A name a list older than the miss interval lacks refreshes it once:
+	// a model pulled a moment ago is found, one that is not there is not,
+	// and another miss within the interval costs no call.
 	f.set("new:latest", fakeModel{digest: "sha256:n1", show: llamaShow("llama", model.CapabilityCompletion)})
+	if _, err := c.Resolve(t.Context(), "new"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Resolve(new) within the miss interval = %v, want ErrNotFound from the list", err)
+	}
+	clock.Advance(DefaultMissInterval)
 	if m, err := c.Resolve(t.Context(), "new"); err != nil || m.Name != "new:latest" {
 		t.Errorf("Resolve(new) after it was pulled = %+v, %v", m, err)
 	}
@@ -196,8 +202,8 @@ func TestCatalogOneListPerTTL(t *testing.T) {
 		t.Errorf("Resolve(gone) = %v, want ErrNotFound", err)
 	}
 	lists, _ := f.counts("")
-	if lists != 4 {
-		t.Errorf("%d /api/tags calls after two misses, want 4", lists)
+	if lists != 3 {
+		t.Errorf("%d /api/tags calls after two misses in one interval, want 3", lists)
 	}
 	// A name that cannot be a model costs no call.
 	if _, err := c.Resolve(t.Context(), "bad name!"); !errors.Is(err, ErrNotFound) {
@@ -205,6 +211,72 @@ func TestCatalogOneListPerTTL(t *testing.T) {
 	}
 	if after, _ := f.counts(""); after != lists {
 		t.Errorf("a bad name called /api/tags")
+	}
+}
+
+// TestCatalogUnknownNameFlood: a flood of unknown names, one after
+// another and at once, costs at most one /api/tags call per miss
+// interval.
+func TestCatalogUnknownNameFlood(t *testing.T) {
+	f, clock := testModels(), storetest.NewClock(time.Unix(1e9, 0))
+	c := newTestCatalog(f, clock)
+	miss := func(i int) {
+		if _, err := c.Resolve(context.Background(), fmt.Sprintf("nope-%d", i)); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Resolve(nope-%d) = %v, want ErrNotFound", i, err)
+		}
+	}
+	for i := range 1000 {
+		miss(i)
+	}
+	if lists, _ := f.counts(""); lists != 1 {
+		t.Errorf("%d /api/tags calls for 1000 unknown names in one interval, want 1", lists)
+	}
+	for round := range 3 {
+		clock.Advance(DefaultMissInterval)
+		var wg sync.WaitGroup
+		for i := range 64 {
+			wg.Go(func() { miss(i) })
+		}
+		wg.Wait()
+		if lists, _ := f.counts(""); lists != 2+round {
+			t.Errorf("after %d intervals of concurrent misses: %d /api/tags calls, want %d", round+1, lists, 2+round)
+		}
+	}
+	// Known names are answered from the list meanwhile.
+	if m, err := c.Resolve(t.Context(), "chat"); err != nil || m.Name != "chat:latest" {
+		t.Errorf("Resolve(chat) = %+v, %v", m, err)
+	}
+}
+
+// TestCatalogSharedRefresh: callers that need a refresh at once share one
+// /api/tags call, and one that gives up while waiting returns at once.
+func TestCatalogSharedRefresh(t *testing.T) {
+	f := testModels()
+	list := f.list
+	entered, release := make(chan struct{}), make(chan struct{})
+	f.list = func(ctx context.Context) (*api.ListResponse, error) {
+		close(entered)
+		<-release
+		return list(ctx)
+	}
+	c := newTestCatalog(f, nil)
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.Resolve(context.Background(), "chat")
+		first <- err
+	}()
+	<-entered // the first caller's call is under way
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.Resolve(ctx, "chat"); !errors.Is(err, context.Canceled) {
+		t.Errorf("a waiter that gave up: %v, want context.Canceled", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("first caller: %v", err)
+	}
+	if lists, _ := f.counts(""); lists != 1 {
+		t.Errorf("%d /api/tags calls, want 1", lists)
 	}
 }
 
@@ -273,20 +345,32 @@ func TestCatalogShowFailure(t *testing.T) {
 }
 
 // TestCatalogListFailure: a backend that cannot list is an error, not a
-// missing model, and is asked again on the next call.
+// missing model; it is asked again once the miss interval has passed, not
+// on every call.
 func TestCatalogListFailure(t *testing.T) {
 	f := testModels()
 	down := errors.New("backend down")
 	ok := f.list
-	f.list = func(context.Context) (*api.ListResponse, error) { return nil, down }
-	c := newTestCatalog(f, storetest.NewClock(time.Time{}))
+	calls := 0
+	f.list = func(context.Context) (*api.ListResponse, error) { calls++; return nil, down }
+	clock := storetest.NewClock(time.Unix(1e9, 0))
+	c := newTestCatalog(f, clock)
 	if _, err := c.Resolve(t.Context(), "chat"); !errors.Is(err, down) || errors.Is(err, ErrNotFound) {
 		t.Errorf("Resolve with the backend down = %v, want %v", err, down)
+	}
+	for range 100 {
+		if _, err := c.Resolve(t.Context(), "nope"); !errors.Is(err, down) {
+			t.Fatalf("Resolve(nope) with the backend down = %v, want %v", err, down)
+		}
 	}
 	if _, err := c.All(t.Context()); !errors.Is(err, down) {
 		t.Errorf("All with the backend down = %v, want %v", err, down)
 	}
+	if calls != 1 {
+		t.Errorf("%d /api/tags calls to a failing backend within the interval, want 1", calls)
+	}
 	f.list = ok
+	clock.Advance(DefaultMissInterval)
 	if all, err := c.All(t.Context()); err != nil || len(all) != 5 {
 		t.Errorf("All once the backend is back = %v, %v", all, err)
 	}
@@ -377,5 +461,27 @@ func TestCatalogEmbeddingWidth(t *testing.T) {
 	}
 	if _, err := c.EmbeddingWidth(t.Context(), "gone"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("EmbeddingWidth(gone) = %v, want ErrNotFound", err)
+	}
+}
+
+// TestCatalogPromptOverhead: the default system prompt, default messages
+// and the template's own text are what a model adds to every prompt.
+func TestCatalogPromptOverhead(t *testing.T) {
+	show := llamaShow("llama", model.CapabilityCompletion)
+	show.System = "You are a pirate."                                                              // 17
+	show.Template = "{{ if .System }}<|system|>{{ .System }}{{ end }}<|user|>{{ .Prompt }}<|end|>" // 10+8+7
+	show.Messages = []api.Message{{Role: "user", Content: "ahoy"}}                                 // 4+4
+	f := newFakeOllama(map[string]fakeModel{"pirate:latest": {digest: "sha256:p1", show: show}})
+	c := newTestCatalog(f, nil)
+	if n, err := c.PromptOverhead(t.Context(), "pirate"); err != nil || n != 17+25+8 {
+		t.Errorf("PromptOverhead = %d, %v; want 50", n, err)
+	}
+	if _, err := c.PromptOverhead(t.Context(), "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("PromptOverhead(nope) = %v, want ErrNotFound", err)
+	}
+	for tmpl, want := range map[string]int{"": 0, "abc": 3, "{{ x }}": 0, "a{{ x }}b{{": 2, "{{ unclosed": 0} {
+		if got := templateText(tmpl); got != want {
+			t.Errorf("templateText(%q) = %d, want %d", tmpl, got, want)
+		}
 	}
 }

@@ -24,6 +24,7 @@ type Authenticator interface {
 // Limiter holds keys to their quotas: a reservation at admission, settled
 // with real counts after the answer.
 type Limiter interface {
+	Count(keyID string, lim quota.Limits) error
 	Admit(ctx context.Context, keyID string, lim quota.Limits, promptTokens, maxTokens int64, maxTokensStated bool) (*quota.Reservation, error)
 	Status(keyID string, lim quota.Limits) quota.Status
 }
@@ -44,7 +45,11 @@ var errInvalidKey = &apiError{
 
 // authenticate requires a valid key (Authorization: Bearer, or x-api-key)
 // on every route of its group. Every failure gets the same 401, so ids
-// cannot be probed.
+// cannot be probed. The request is then counted against the key's
+// requests per minute, before its body is read: every request counts,
+// whatever becomes of it (a bad body, a model the key may not use, a
+// blocked prompt, GET /v1/models), and one over the limit is refused with
+// 429 before it costs anything else.
 func (s *Server) authenticate(c *gin.Context) {
 	token := bearer(c.GetHeader("Authorization"))
 	if token == "" {
@@ -59,7 +64,30 @@ func (s *Server) authenticate(c *gin.Context) {
 		return
 	}
 	c.Set(principalKey, p)
+	if err := s.countRequest(c, p); err != nil {
+		s.writeError(c, err)
+		return
+	}
 	c.Next()
+}
+
+// countRequest counts the request against its key's requests per minute
+// and sets the request headers of x-ratelimit-*.
+func (s *Server) countRequest(c *gin.Context, p *keys.Principal) error {
+	if s.cfg.Quota == nil {
+		return nil
+	}
+	ql := quotaLimits(s.limitsFor(p))
+	err := s.cfg.Quota.Count(p.KeyID, ql)
+	s.rateHeaders(c, p.KeyID, ql)
+	var le *quota.LimitError
+	if errors.As(err, &le) {
+		if s.cfg.Metrics != nil {
+			s.cfg.Metrics.rateLimited.WithLabelValues(le.Limit).Inc()
+		}
+		return rateLimited(le)
+	}
+	return err
 }
 
 func bearer(h string) string {
@@ -92,32 +120,29 @@ func (s *Server) requireScope(scope keys.Scope) gin.HandlerFunc {
 	}
 }
 
-// useModel resolves the model a request names, refuses it with 403 when
-// the key may not use it, and notes it for the audit trail.
+// useModel resolves the model a request names, refuses it when the key
+// may not use it, and notes it for the audit trail.
 func (s *Server) useModel(ctx context.Context, c *gin.Context, name string) (modelInfo, error) {
 	m, err := s.models.resolve(ctx, name)
 	if err != nil {
 		return m, err
 	}
-	if err := allowModel(c, m); err != nil {
+	if err := allowModel(c, name, m); err != nil {
 		return m, err
 	}
 	noteModel(c, m)
 	return m, nil
 }
 
-// allowModel refuses a model the key may not use with 403.
-func allowModel(c *gin.Context, m modelInfo) error {
+// allowModel refuses a model the key may not use with the 404 of a
+// model that does not exist (model_not_found, naming the model as the
+// request spelled it), on every route: a key limited to some models must
+// not learn whether others exist.
+func allowModel(c *gin.Context, asked string, m modelInfo) error {
 	if principal(c).AllowsModel(m.Name) {
 		return nil
 	}
-	return &apiError{
-		Status:  http.StatusForbidden,
-		Type:    typeInvalidRequest,
-		Code:    "permission_denied",
-		Param:   "model",
-		Message: fmt.Sprintf("This API key may not use the model '%s'.", m.Name),
-	}
+	return modelNotFound(asked)
 }
 
 // limitsFor merges a key's limits over the configured defaults.

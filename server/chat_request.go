@@ -118,8 +118,8 @@ func validateContent(field string, m openai.Message) error {
 		return invalidf(field+".content", "Invalid type for '%s.content': expected a string or an array of content parts.", field)
 	}
 	for j, tc := range m.ToolCalls {
-		if !json.Valid([]byte(tc.Function.Arguments)) {
-			return invalidf(fmt.Sprintf("%s.tool_calls[%d].function.arguments", field, j), "Tool call arguments must be a JSON string.")
+		if _, err := scanArguments(func(s string) string { return s }, tc.Function.Arguments); err != nil {
+			return badArguments(fmt.Sprintf("%s.tool_calls[%d].function.arguments", field, j))
 		}
 	}
 	return nil
@@ -264,5 +264,5 @@ func joinTextParts(content any) any {
 		t, _ := m["text"].(string)
 		texts = append(texts, t)
 	}
-	return strings.Join(texts, "\n")
+	return strings.Join(texts, textSeparator)
 }

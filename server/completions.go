@@ -110,7 +110,7 @@ func (s *Server) completions(c *gin.Context) error {
 		}
 		prompt := texts[0]
 		req.Suffix = texts[1]
-		if err := p.admit(estimateText(prompt, req.Suffix), req.MaxTokens, false); err != nil {
+		if err := p.admit(estimateText(prompt, req.Suffix)+s.models.promptOverhead(p.ctx, p.model), req.MaxTokens, false); err != nil {
 			return err
 		}
 		areq, err := req.toAPI(p.model.Name, prompt, p.adm.outputCap)

@@ -7,14 +7,18 @@ import (
 )
 
 // Prompt token estimates for quota reservations. Ollama has no tokenize
-// endpoint, so Warden reserves an upper bound: no tokenizer in use makes a
-// token of less than one byte (the demo model's byte-level vocabulary makes
-// exactly one per byte; BPE vocabularies make fewer), so the byte length of
-// the text bounds its tokens. Each message adds a fixed allowance for the
-// role markers a chat template wraps it in, and each image a fixed
-// allowance for its embedding. The reservation is settled with the
-// backend's real counts, so an overestimate costs nothing once a request
-// ends.
+// endpoint, so Warden reserves an upper bound of the string the backend
+// renders: no tokenizer in use makes a token of less than one byte (the
+// demo model's byte-level vocabulary makes exactly one per byte; BPE
+// vocabularies make fewer), so the byte length of the text bounds its
+// tokens. Counted: every text with the separator that joins text parts,
+// a fixed allowance per message for the role markers a chat template
+// wraps it in, the tools' JSON, a stated cost per image, and, once per
+// request, what the model's template adds to every prompt (its default
+// system prompt and its own text, from /api/show; see
+// catalog.promptOverhead). The reservation is settled with the backend's
+// real counts, also when they are higher, so an overestimate costs
+// nothing once a request ends and an underestimate is still paid for.
 const (
 	perMessageTokens = 16
 	perImageTokens   = 2048
@@ -24,7 +28,7 @@ const (
 func estimateChat(r *chatRequest) int64 {
 	n := int64(perRequestTokens)
 	for _, m := range r.Messages {
-		n += perMessageTokens + int64(len(m.Name)+len(m.ToolCallID)+len(m.Reasoning))
+		n += perMessageTokens + int64(len(m.Role)+len(m.Name)+len(m.ToolCallID)+len(m.Reasoning))
 		switch c := m.Content.(type) {
 		case string:
 			n += int64(len(c))
@@ -32,15 +36,17 @@ func estimateChat(r *chatRequest) int64 {
 			for _, p := range c {
 				part, _ := p.(map[string]any)
 				if t, ok := part["text"].(string); ok {
-					n += int64(len(t))
+					n += int64(len(t) + len(textSeparator))
 				}
 				if part["type"] == "image_url" {
-					n += perImageTokens
+					// An image part outside an all-text array splits the
+					// message upstream: one more message's markers.
+					n += perImageTokens + perMessageTokens
 				}
 			}
 		}
 		for _, tc := range m.ToolCalls {
-			n += int64(len(tc.Function.Name) + len(tc.Function.Arguments) + perMessageTokens)
+			n += int64(len(tc.ID) + len(tc.Function.Name) + len(tc.Function.Arguments) + perMessageTokens)
 		}
 	}
 	if len(r.Tools) > 0 {

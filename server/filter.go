@@ -1,14 +1,19 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 	"github.com/ollama/ollama/api"
+	"github.com/ollama/ollama/openai"
 
 	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/filter"
@@ -50,51 +55,318 @@ func (s *Server) startFilter(c *gin.Context) (*filter.Request, error) {
 	return fr, nil
 }
 
-// filterChat scans every text of a chat request on its way in: message
-// contents (strings and text parts) and tool call arguments. Redactions
-// are made in place; system and developer messages get the request's
-// canary. A blocked prompt is refused before the model sees it.
+// filterChat scans every string of a chat request the chat template can
+// render, on its way in: message contents (strings and text parts),
+// reasoning, names, tool call ids (the calls' and the tool messages'),
+// function names, tool call arguments parsed (keys and values, as the
+// backend decodes them), and the tools' names, descriptions and parameter
+// schemas (every key and string); fieldlist_test.go holds the list. A
+// second pass scans each run of consecutive same-role messages joined, as
+// the model receives them, for what spans texts (see scanRuns).
+// Redactions are made in place; system and developer messages get the
+// request's canary. A blocked prompt is refused before the model sees it.
 func (s *Server) filterChat(c *gin.Context, req *chatRequest) (*filter.Request, error) {
 	fr, err := s.startFilter(c)
 	if fr == nil || err != nil {
 		return nil, err
 	}
-	scan := func(text string) string { return fr.Scan(filter.Input, text).Text }
+	err = s.scanChat(fr, req)
+	s.noteRedacted(c, req.Messages)
+	return fr, err
+}
+
+// scanChat is filterChat's scan of req under fr.
+func (s *Server) scanChat(fr *filter.Request, req *chatRequest) error {
+	scan := func(text string) string {
+		if text == "" {
+			return text
+		}
+		return fr.Scan(filter.Input, text).Text
+	}
 	for i := range req.Messages {
 		m := &req.Messages[i]
-		system := m.Role == "system" || m.Role == "developer"
-		switch v := m.Content.(type) {
-		case string:
-			m.Content = scan(v)
-			if system {
-				m.Content = fr.Canary(m.Content.(string))
-			}
-		case []any:
-			last := -1
-			for j, p := range v {
-				part, ok := p.(map[string]any)
-				if !ok {
-					continue
-				}
-				if t, ok := part["text"].(string); ok {
-					part["text"] = scan(t)
-					last = j
-				}
-			}
-			if system && last >= 0 {
-				part := v[last].(map[string]any)
-				part["text"] = fr.Canary(part["text"].(string))
-			}
+		for _, t := range messageTexts(m) {
+			t.set(scan(t.text))
 		}
+		m.Reasoning = scan(m.Reasoning)
+		m.Name = scan(m.Name)
+		m.ToolCallID = scan(m.ToolCallID)
 		for j := range m.ToolCalls {
-			m.ToolCalls[j].Function.Arguments = scan(m.ToolCalls[j].Function.Arguments)
+			m.ToolCalls[j].ID = scan(m.ToolCalls[j].ID)
+			fn := &m.ToolCalls[j].Function
+			fn.Name = scan(fn.Name)
+			args, err := scanArguments(scan, fn.Arguments)
+			if err != nil {
+				return badArguments(fmt.Sprintf("messages[%d].tool_calls[%d].function.arguments", i, j))
+			}
+			fn.Arguments = args
 		}
 	}
-	s.noteRedacted(c, req.Messages)
-	if cats := fr.Blocked(filter.Input); len(cats) > 0 {
-		return fr, contentFilterError("messages", cats)
+	for i := range req.Tools {
+		if err := scanTool(scan, &req.Tools[i]); err != nil {
+			return invalidf(fmt.Sprintf("tools[%d]", i), "Invalid tool at 'tools[%d]'.", i)
+		}
 	}
-	return fr, nil
+	spanning, err := s.scanRuns(fr, req.Messages)
+	if err != nil {
+		return err
+	}
+	for i := range req.Messages {
+		m := &req.Messages[i]
+		if m.Role != "system" && m.Role != "developer" {
+			continue
+		}
+		if texts := messageTexts(m); len(texts) > 0 {
+			last := texts[len(texts)-1]
+			last.set(fr.Canary(last.text))
+		}
+	}
+	cats := fr.Blocked(filter.Input)
+	for _, c := range spanning {
+		if !slices.Contains(cats, c) {
+			cats = append(cats, c)
+		}
+	}
+	if len(cats) > 0 {
+		slices.Sort(cats)
+		return contentFilterError("messages", cats)
+	}
+	return nil
+}
+
+// textSlot is one text of a message: its content string or one text part.
+type textSlot struct {
+	text string
+	set  func(string)
+}
+
+// messageTexts returns the texts of m's content, in order.
+func messageTexts(m *openai.Message) []textSlot {
+	switch v := m.Content.(type) {
+	case string:
+		return []textSlot{{v, func(s string) { m.Content = s }}}
+	case []any:
+		var out []textSlot
+		for _, p := range v {
+			part, ok := p.(map[string]any)
+			if !ok {
+				continue
+			}
+			if t, ok := part["text"].(string); ok {
+				out = append(out, textSlot{t, func(s string) { part["text"] = s }})
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// badArguments refuses tool call arguments that are not a JSON object:
+// the backend would decode them into something the filter did not see.
+func badArguments(field string) error {
+	return invalidf(field, "Invalid '%s': tool call arguments must be a JSON object encoded as a string.", field)
+}
+
+// scanArguments scans tool call arguments as the backend decodes them:
+// every key and value, escapes resolved, numbers by their text. The text
+// is returned as it came when nothing was redacted, else re-encoded.
+func scanArguments(scan func(string) string, args string) (string, error) {
+	var v map[string]any
+	d := json.NewDecoder(strings.NewReader(args))
+	d.UseNumber()
+	if err := d.Decode(&v); err != nil || d.More() {
+		return args, errors.New("not a JSON object")
+	}
+	out, changed := scanJSON(scan, v)
+	if !changed {
+		return args, nil
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return args, err
+	}
+	return string(b), nil
+}
+
+// scanTool scans a tool's name, description and parameter schema (every
+// key and string of its JSON: property names, descriptions, enum values).
+// The tool is rebuilt from the scanned JSON only when something changed.
+func scanTool(scan func(string) string, t *api.Tool) error {
+	b, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	var v any
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	if err := d.Decode(&v); err != nil {
+		return err
+	}
+	out, changed := scanJSON(scan, v)
+	if !changed {
+		return nil
+	}
+	if b, err = json.Marshal(out); err != nil {
+		return err
+	}
+	var nt api.Tool
+	if err := json.Unmarshal(b, &nt); err != nil {
+		return err
+	}
+	*t = nt
+	return nil
+}
+
+// scanJSON scans every key and string of a decoded JSON value, and its
+// numbers by their text (a card number sent as a number is still one).
+// Maps are walked in key order, so placeholders are numbered the same
+// way every time. It reports whether anything changed; a redacted number
+// becomes its redacted text.
+func scanJSON(scan func(string) string, v any) (any, bool) {
+	switch x := v.(type) {
+	case string:
+		out := scan(x)
+		return out, out != x
+	case []any:
+		changed := false
+		for i := range x {
+			var c bool
+			x[i], c = scanJSON(scan, x[i])
+			changed = changed || c
+		}
+		return x, changed
+	case map[string]any:
+		changed := false
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			val, c := scanJSON(scan, x[k])
+			nk := scan(k)
+			if nk != k {
+				delete(x, k)
+				c = true
+			}
+			x[nk] = val
+			changed = changed || c
+		}
+		return x, changed
+	}
+	if t, ok := numberText(v); ok {
+		if out := scan(t); out != t {
+			return out, true
+		}
+	}
+	return v, false
+}
+
+// numberText is a JSON number's text.
+func numberText(v any) (string, bool) {
+	switch x := v.(type) {
+	case json.Number:
+		return x.String(), true
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64), true
+	case int:
+		return strconv.Itoa(x), true
+	case int64:
+		return strconv.FormatInt(x, 10), true
+	}
+	return "", false
+}
+
+// scanRuns is the second pass over a chat's texts: each run of
+// consecutive messages of one role (the parts of one message included) is
+// joined as the model receives it and scanned again, so a phrase split
+// over parts or messages ("ignore all" + "previous instructions") is
+// found. The join is scanned by a scratch filter, so what one text shows
+// alone is not counted twice; each finding that spans texts is then
+// scanned in fr, which records it, and its redaction replaces the span:
+// in the first text it touches, the rest removed from the others. It
+// returns the categories of the blocking findings that span texts.
+func (s *Server) scanRuns(fr *filter.Request, msgs []openai.Message) ([]string, error) {
+	var (
+		scratch *filter.Request
+		blocked []string
+	)
+	for i := 0; i < len(msgs); {
+		j := i + 1
+		for j < len(msgs) && sameRole(msgs[j].Role, msgs[i].Role) {
+			j++
+		}
+		var texts []textSlot
+		for k := i; k < j; k++ {
+			texts = append(texts, messageTexts(&msgs[k])...)
+		}
+		i = j
+		if len(texts) < 2 {
+			continue
+		}
+		if scratch == nil {
+			var err error
+			if scratch, err = s.cfg.Filter.Request(fr.Profile().Name); err != nil {
+				return nil, fmt.Errorf("scratch filter: %w", err)
+			}
+		}
+		var (
+			joined strings.Builder
+			starts = make([]int, len(texts)) // each text's offset in the join
+		)
+		for k, t := range texts {
+			if k > 0 {
+				joined.WriteString(textSeparator)
+			}
+			starts[k] = joined.Len()
+			joined.WriteString(t.text)
+		}
+		all := joined.String()
+		at := func(off int) int { // the text holding off (a separator: the one before)
+			k, _ := slices.BinarySearch(starts, off+1)
+			return k - 1
+		}
+		found := scratch.Scan(filter.Input, all).Findings
+		slices.SortStableFunc(found, func(a, b filter.Finding) int { return a.Start - b.Start })
+		last := len(all) + 1
+		for _, f := range slices.Backward(found) {
+			first, end := at(f.Start), at(f.End-1)
+			if first == end || f.End > last {
+				continue // within one text (already scanned), or overlapping one done
+			}
+			last = f.Start
+			span := all[f.Start:f.End]
+			r := fr.Scan(filter.Input, span)
+			if (r.Blocked || f.Action == filter.Block) && !slices.Contains(blocked, f.Category) {
+				blocked = append(blocked, f.Category)
+			}
+			if r.Text == span {
+				continue
+			}
+			for k := first; k <= end; k++ {
+				t := texts[k].text
+				a := max(f.Start, starts[k]) - starts[k]
+				b := min(f.End, starts[k]+len(t)) - starts[k]
+				repl := ""
+				if k == first {
+					repl = r.Text
+				}
+				texts[k].text = t[:a] + repl + t[b:]
+				texts[k].set(texts[k].text)
+			}
+		}
+	}
+	return blocked, nil
+}
+
+// textSeparator joins text parts (see joinTextParts) and, in scanRuns,
+// consecutive messages.
+const textSeparator = "\n"
+
+// sameRole reports whether two messages reach the template as one role.
+func sameRole(a, b string) bool {
+	norm := func(r string) string {
+		if r == "developer" {
+			return "system"
+		}
+		return r
+	}
+	return norm(a) == norm(b)
 }
 
 // filterTexts scans the prompt texts of completions and embeddings,
@@ -144,43 +416,33 @@ func newAnswer(fr *filter.Request, adm *admission) *answer {
 	return a
 }
 
-// tools filters the string values in the arguments of the model's tool
-// calls as answer text (each value whole: Ollama sends a call complete),
-// redacting in place. A blocking finding ends the answer, as one in its
-// text does, and the calls must not be delivered.
+// tools filters the model's tool calls as answer text, redacting in
+// place: each function name, and each argument key and value (numbers by
+// their text), whole (Ollama sends a call complete). A blocking finding
+// ends the answer, as one in its text does, and the calls must not be
+// delivered.
 func (a *answer) tools(calls []api.ToolCall) error {
 	if a.fr == nil {
 		return nil
 	}
 	blocked := false
-	var walk func(v any) any
-	walk = func(v any) any {
-		switch x := v.(type) {
-		case string:
-			res := a.fr.Scan(filter.Output, x)
-			blocked = blocked || res.Blocked
-			return res.Text
-		case []any:
-			for i := range x {
-				x[i] = walk(x[i])
-			}
-		case map[string]any:
-			for k := range x {
-				x[k] = walk(x[k])
-			}
+	scan := func(text string) string {
+		if text == "" {
+			return text
 		}
-		return v
+		res := a.fr.Scan(filter.Output, text)
+		blocked = blocked || res.Blocked
+		return res.Text
 	}
 	for i := range calls {
-		args := &calls[i].Function.Arguments
-		var keys []string
-		for k := range args.All() {
-			keys = append(keys, k)
+		fn := &calls[i].Function
+		fn.Name = scan(fn.Name)
+		args := api.NewToolCallFunctionArguments()
+		for k, v := range fn.Arguments.All() {
+			v, _ = scanJSON(scan, v)
+			args.Set(scan(k), v)
 		}
-		for _, k := range keys {
-			v, _ := args.Get(k)
-			args.Set(k, walk(v))
-		}
+		fn.Arguments = args
 	}
 	if blocked {
 		a.stop = "content_filter"

@@ -20,6 +20,7 @@ type ModelCatalog interface {
 	Resolve(ctx context.Context, name string) (models.Info, error)
 	All(ctx context.Context) ([]models.Info, error)
 	EmbeddingWidth(ctx context.Context, name string) (int, error)
+	PromptOverhead(ctx context.Context, name string) (int, error)
 }
 
 var _ ModelCatalog = (*models.Catalog)(nil)
@@ -71,6 +72,17 @@ func (c *catalog) embeddingWidth(ctx context.Context, m modelInfo) (int, error) 
 		return 0, modelNotFound(m.Name)
 	}
 	return w, err
+}
+
+// promptOverhead is what the model's template adds to every prompt, in
+// tokens at most (see models.Catalog.PromptOverhead): 0 when the backend
+// cannot describe the model, which then refuses the request anyway.
+func (c *catalog) promptOverhead(ctx context.Context, m modelInfo) int64 {
+	n, err := c.models.PromptOverhead(ctx, m.Name)
+	if err != nil {
+		return 0
+	}
+	return int64(n)
 }
 
 // wireModel is an entry of GET /v1/models.

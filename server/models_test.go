@@ -28,6 +28,7 @@ func (f *fakeCatalog) All(ctx context.Context) ([]models.Info, error) { return f
 func (f *fakeCatalog) EmbeddingWidth(ctx context.Context, name string) (int, error) {
 	return f.width(ctx, name)
 }
+func (f *fakeCatalog) PromptOverhead(context.Context, string) (int, error) { return 0, nil }
 
 func getKey(t *testing.T, url, key string) (*http.Response, string) {
 	t.Helper()

@@ -79,8 +79,8 @@ func TestE2EAuthErrorsAsTheSDKSeesThem(t *testing.T) {
 		t.Errorf("key without the chat scope: %v, want 403", err)
 	}
 	_, otherModel := createKey(t, w, "--name", "llama-only", "--models", "llama3*")
-	if _, err := w.clientWith(otherModel).Chat.Completions.New(ctx, params); statusOf(err) != http.StatusForbidden {
-		t.Errorf("key for other models: %v, want 403", err)
+	if _, err := w.clientWith(otherModel).Chat.Completions.New(ctx, params); statusOf(err) != http.StatusNotFound {
+		t.Errorf("key for other models: %v, want 404 (as for a model that does not exist)", err)
 	}
 	page, err := w.clientWith(otherModel).Models.List(ctx)
 	if err != nil || len(page.Data) != 0 {
@@ -91,18 +91,20 @@ func TestE2EAuthErrorsAsTheSDKSeesThem(t *testing.T) {
 		t.Errorf("key for warden-demo (canonically warden-demo:latest): %v", err)
 	}
 
-	_, slow := createKey(t, w, "--name", "slow", "--rpm", "1")
+	// Every request counts against rpm: createKey's GET /v1/models (the
+	// one that found the key) is the first of the minute's two.
+	_, slow := createKey(t, w, "--name", "slow", "--rpm", "2")
 	var resp *http.Response
 	if _, err := w.clientWith(slow).Chat.Completions.New(ctx, params, option.WithResponseInto(&resp)); err != nil {
 		t.Fatal(err)
 	}
-	if resp.Header.Get("X-Ratelimit-Limit-Requests") != "1" || resp.Header.Get("X-Ratelimit-Remaining-Requests") != "0" {
+	if resp.Header.Get("X-Ratelimit-Limit-Requests") != "2" || resp.Header.Get("X-Ratelimit-Remaining-Requests") != "0" {
 		t.Errorf("rate-limit headers: %v", resp.Header)
 	}
 	_, err = w.clientWith(slow).Chat.Completions.New(ctx, params)
 	var apiErr *openai.Error
 	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusTooManyRequests || apiErr.Response.Header.Get("Retry-After") == "" {
-		t.Errorf("second request in a minute at rpm 1: %v, want 429 with Retry-After", err)
+		t.Errorf("third request in a minute at rpm 2: %v, want 429 with Retry-After", err)
 	}
 }
 

@@ -8,11 +8,17 @@
 // flight hold, so concurrent requests can never overshoot a budget. When the
 // request ends, Settle charges the backend's real counts and refunds the
 // rest of the reservation; Fail (cancelled, failed, no counts) charges all
-// of it. A charge never exceeds its reservation: a prompt estimate that
-// turned out low is the estimator's bug, and capping the charge keeps the
-// promise that settled usage never exceeds a budget.
+// of it. A real count above the reservation is charged in full: the
+// estimate is meant to be an upper bound, and when it is not (text the
+// template adds that the estimate did not see) the key still pays for
+// what the backend processed; the budget may then end a little over its
+// limit, and the next requests wait for it.
 //
-// The caller's prompt estimate must be an upper bound of the real count.
+// Requests per minute are counted by Count, once per request and before
+// anything else is done with it (the server calls it when it authenticates
+// the key); Admit checks the token budgets and concurrency.
+//
+// The caller's prompt estimate should be an upper bound of the real count.
 // For a byte-level vocabulary (the demo model) the prompt's byte length
 // plus the template's tokens is one.
 //
@@ -51,6 +57,7 @@ type Limiter struct {
 	now    func() time.Time
 	db     *store.DB
 	writer *writer
+	log    *slog.Logger
 
 	mu   sync.RWMutex
 	keys map[string]*keyState
@@ -70,7 +77,8 @@ type keyState struct {
 type Config struct {
 	// Now is the clock (nil: time.Now); days and months are UTC.
 	Now func() time.Time
-	// Logger receives failed usage writes (nil: discard).
+	// Logger receives failed usage writes, and at debug the estimates
+	// below the real count (nil: discard).
 	Logger *slog.Logger
 }
 
@@ -82,7 +90,7 @@ func New(db *store.DB, cfg Config) *Limiter {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Limiter{now: cfg.Now, db: db, writer: newWriter(db, cfg.Logger), keys: make(map[string]*keyState)}
+	return &Limiter{now: cfg.Now, db: db, writer: newWriter(db, cfg.Logger), log: cfg.Logger, keys: make(map[string]*keyState)}
 }
 
 // WriteFailures counts the usage writes that failed since New. A failed
@@ -173,6 +181,8 @@ func (ks *keyState) status(lim Limits) Status {
 }
 
 // Admit admits one request for keyID or refuses it with a *LimitError.
+// It checks concurrency and the token budgets; the request was counted
+// against lim.RPM by Count before.
 //
 // promptTokens is an upper bound of the prompt's tokens; maxTokens is the
 // output cap the request would run with (0 for a request without output,
@@ -199,7 +209,7 @@ func (l *Limiter) Admit(ctx context.Context, keyID string, lim Limits, promptTok
 		}
 	}
 	ks.roll(now)
-	ks.rpm.refill(now, lim.RPM)
+	ks.rpm.refill(now, lim.RPM) // for the refusal's status
 	ks.tpm.refill(now, lim.TPM)
 
 	var refuse *LimitError
@@ -210,9 +220,6 @@ func (l *Limiter) Admit(ctx context.Context, keyID string, lim Limits, promptTok
 	}
 	if lim.Concurrency > 0 && ks.inflight >= lim.Concurrency {
 		fail(&LimitError{Limit: LimitConcurrency, RetryAfter: time.Second, max: lim.Concurrency})
-	}
-	if lim.RPM > 0 && ks.rpm.available() < 1 {
-		fail(&LimitError{Limit: LimitRequestsPerMinute, RetryAfter: ks.rpm.wait(1), max: lim.RPM})
 	}
 
 	// need is what must fit in every token budget: the whole reservation
@@ -261,11 +268,30 @@ func (l *Limiter) Admit(ctx context.Context, keyID string, lim Limits, promptTok
 	}
 	r.reserved = promptTokens + r.cap
 	ks.inflight++
-	ks.rpm.take(1)
 	ks.tpm.take(r.reserved)
 	ks.day.reserved += r.reserved
 	ks.month.reserved += r.reserved
 	return r, nil
+}
+
+// Count counts one request of keyID against lim.RPM, or refuses it with a
+// *LimitError (its Status filled in) when the minute's requests are spent.
+// Every request counts, whatever becomes of it. It makes no SQL query.
+func (l *Limiter) Count(keyID string, lim Limits) error {
+	if lim.RPM <= 0 {
+		return nil
+	}
+	now := l.now()
+	ks := l.state(keyID)
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	ks.rpm.refill(now, lim.RPM)
+	ks.tpm.refill(now, lim.TPM)
+	if ks.rpm.available() < 1 {
+		return &LimitError{Limit: LimitRequestsPerMinute, RetryAfter: ks.rpm.wait(1), max: lim.RPM, Status: ks.status(lim)}
+	}
+	ks.rpm.take(1)
+	return nil
 }
 
 // Status reports keyID's request and token buckets for the x-ratelimit-*

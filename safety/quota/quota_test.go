@@ -2,24 +2,49 @@ package quota
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 const start = "2026-11-22T18:00:00Z"
+
+// counted counts a request or fails the test.
+func counted(t testing.TB, l *Limiter, key string, lim Limits) {
+	t.Helper()
+	if err := l.Count(key, lim); err != nil {
+		t.Fatalf("Count: %v", err)
+	}
+}
+
+// notCounted wants Count to refuse a request for requests per minute.
+func notCounted(t testing.TB, l *Limiter, key string, lim Limits) *LimitError {
+	t.Helper()
+	err := l.Count(key, lim)
+	le, ok := err.(*LimitError)
+	if !ok || le.Limit != LimitRequestsPerMinute {
+		t.Fatalf("Count = %v, want a requests-per-minute LimitError", err)
+	}
+	return le
+}
 
 func TestRequestBucketRefills(t *testing.T) {
 	c := newClock(start)
 	l, _ := newLimiter(t, c)
 	lim := Limits{RPM: 3}
 	for i := range 3 {
+		counted(t, l, "k", lim)
 		settle(t, admit(t, l, "k", lim, 1, 1, true), 1, 1)
 		if got, want := l.Status("k", lim).RemainingRequests, int64(2-i); got != want {
 			t.Errorf("after %d requests remaining = %d, want %d", i+1, got, want)
 		}
 	}
-	e := refused(t, l, "k", lim, 1, 1, true, LimitRequestsPerMinute)
+	// Admit does not count requests: Count did.
+	settle(t, admit(t, l, "k", lim, 1, 1, true), 1, 1)
+	e := notCounted(t, l, "k", lim)
 	if e.RetryAfter != 20*time.Second {
 		t.Errorf("RetryAfter = %v, want 20s (one request per 20 s)", e.RetryAfter)
 	}
@@ -27,17 +52,17 @@ func TestRequestBucketRefills(t *testing.T) {
 		t.Errorf("refusal status = %+v, want limit 3, remaining 0, reset 1m", e.Status)
 	}
 	c.Advance(10 * time.Second)
-	if e := refused(t, l, "k", lim, 1, 1, true, LimitRequestsPerMinute); e.RetryAfter != 10*time.Second {
+	if e := notCounted(t, l, "k", lim); e.RetryAfter != 10*time.Second {
 		t.Errorf("after 10 s RetryAfter = %v, want 10s", e.RetryAfter)
 	}
 	c.Advance(10 * time.Second)
-	admit(t, l, "k", lim, 1, 1, true).Fail(context.Background())
+	counted(t, l, "k", lim)
 	c.Advance(time.Hour)
 	if s := l.Status("k", lim); s.RemainingRequests != 3 || s.ResetRequests != 0 {
 		t.Errorf("after an hour status = %+v, want a full bucket", s)
 	}
 	// Another key has its own bucket.
-	admit(t, l, "other", lim, 1, 1, true)
+	counted(t, l, "other", lim)
 }
 
 func TestTokenBucketRefillsAndRefunds(t *testing.T) {
@@ -130,12 +155,28 @@ func TestReservationAndRefund(t *testing.T) {
 	}
 }
 
-func TestChargeNeverExceedsReservation(t *testing.T) {
-	l, db := newLimiter(t, newClock(start))
-	r := admit(t, l, "k", Limits{}, 10, 20, true)
-	settle(t, r, 50, 100) // an estimator bug: more than reserved
-	if got := dbUsage(t, db, "k", "day", "2026-11-22"); got != 30 {
-		t.Errorf("charged %d, want the reservation (30)", got)
+// A real count above the reservation (text the estimate did not see) is
+// charged in full, to the day and month and to the minute's tokens.
+func TestChargeAboveReservationIsCharged(t *testing.T) {
+	var logs strings.Builder
+	db := storetest.OpenDir(t, t.TempDir())
+	l := New(db, Config{Now: newClock(start).Now, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	t.Cleanup(func() { _ = l.Close(context.Background()) })
+	lim := Limits{TPM: 1000, TokensPerDay: 10000}
+	r := admit(t, l, "k", lim, 10, 20, true)
+	settle(t, r, 3000, 100) // 3,000 prompt tokens where 10 were estimated
+	if got := dbUsage(t, db, "k", "day", "2026-11-22"); got != 3100 {
+		t.Errorf("charged %d to the day, want the real count 3100", got)
+	}
+	if got := dbUsage(t, db, "k", "month", "2026-11"); got != 3100 {
+		t.Errorf("charged %d to the month, want 3100", got)
+	}
+	if got := l.Status("k", lim).RemainingTokens; got != 0 {
+		t.Errorf("minute's tokens remaining = %d, want 0 (the bucket is in debt)", got)
+	}
+	refused(t, l, "k", lim, 1, 1, true, LimitTokensPerMinute)
+	if !strings.Contains(logs.String(), "level=DEBUG") || !strings.Contains(logs.String(), "key_id=k") || !strings.Contains(logs.String(), "reserved=30") {
+		t.Errorf("the estimator's miss was not logged at debug with the key id: %q", logs.String())
 	}
 }
 
@@ -191,7 +232,6 @@ func TestRetryAfter(t *testing.T) {
 		limit string
 		want  time.Duration
 	}{
-		{"requests per minute", start, Limits{RPM: 4}, 0, LimitRequestsPerMinute, 15 * time.Second},
 		{"tokens per minute", start, Limits{TPM: 1200}, 1200, LimitTokensPerMinute, time.Second}, // 20 tokens at 20/s
 		{"day", start, Limits{TokensPerDay: 100}, 100, LimitTokensPerDay, 6 * time.Hour},
 		{"month", start, Limits{TokensPerMonth: 100}, 100, LimitTokensPerMonth, 8*24*time.Hour + 6*time.Hour},
@@ -207,7 +247,7 @@ func TestRetryAfter(t *testing.T) {
 				settle(t, admit(t, l, "k", tt.lim, tt.fill, 0, true), tt.fill, 0)
 			}
 			// Hold what the limits allow without settling.
-			for tt.lim.RPM > 0 || tt.lim.Concurrency > 0 {
+			for tt.lim.Concurrency > 0 {
 				if _, err := l.Admit(context.Background(), "k", tt.lim, 0, 0, true); err != nil {
 					break
 				}
@@ -232,8 +272,8 @@ func TestLimitErrorMessages(t *testing.T) {
 	if strings.Contains(msg, "secretish") {
 		t.Errorf("message %q names the key", msg)
 	}
-	admit(t, l, "k", Limits{RPM: 1}, 0, 0, true)
-	e = refused(t, l, "k", Limits{RPM: 1}, 0, 0, true, LimitRequestsPerMinute)
+	counted(t, l, "k", Limits{RPM: 1})
+	e = notCounted(t, l, "k", Limits{RPM: 1})
 	if got, want := e.Error(), "rate limit reached for requests per minute (limit 1); please try again in 1m0s"; got != want {
 		t.Errorf("message = %q, want %q", got, want)
 	}

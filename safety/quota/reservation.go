@@ -30,15 +30,21 @@ func (r *Reservation) OutputCap() int64 { return r.cap }
 func (r *Reservation) Lowered() bool { return r.lowered }
 
 // Settle ends the request with the backend's real counts: it charges
-// prompt + output tokens (never more than the reservation) and refunds the
-// rest to every budget. It returns once the charge is written to the
+// prompt + output tokens and refunds the rest of the reservation to every
+// budget. A count above the reservation (the prompt estimate missed part
+// of what the backend processed) is charged in full, and logged at debug
+// as the estimator's miss. It returns once the charge is written to the
 // database, or when ctx ends; in that case the write still happens and
 // Close waits for it. A second Settle or Fail does nothing.
 func (r *Reservation) Settle(ctx context.Context, promptTokens, outputTokens int64) error {
 	if !r.done.CompareAndSwap(false, true) {
 		return nil
 	}
-	charge := min(max(promptTokens, 0)+max(outputTokens, 0), r.reserved)
+	charge := max(promptTokens, 0) + max(outputTokens, 0)
+	if charge > r.reserved {
+		r.l.log.Debug("quota: estimate below the real count", "key_id", r.keyID,
+			"reserved", r.reserved, "prompt_tokens", promptTokens, "output_tokens", outputTokens)
+	}
 	r.release(charge)
 	return r.persist(ctx, charge)
 }
@@ -54,14 +60,19 @@ func (r *Reservation) Fail(ctx context.Context) error {
 }
 
 // release frees the concurrency slot, moves charge from reserved to used
-// and refunds the rest to the tokens-per-minute bucket.
+// and refunds the rest to the tokens-per-minute bucket (or takes what the
+// charge exceeds the reservation by, which may leave the bucket in debt).
 func (r *Reservation) release(charge int64) {
 	ks := r.ks
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	ks.inflight--
 	if r.tookTPM {
-		ks.tpm.refund(r.reserved - charge)
+		if charge > r.reserved {
+			ks.tpm.take(charge - r.reserved)
+		} else {
+			ks.tpm.refund(r.reserved - charge)
+		}
 	}
 	// After a rollover the old bucket is gone from memory: the charge only
 	// goes to its row in the database.
