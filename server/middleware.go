@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"runtime/debug"
@@ -53,10 +54,16 @@ func (s *Server) recoverPanic(c *gin.Context) {
 }
 
 // accessLog writes one line per request: no query string, no body.
+// Refused keys (401) are logged at debug: the audit trail counts them per
+// client IP and minute, and a flood of bad keys must not flood the log.
 func (s *Server) accessLog(c *gin.Context) {
 	start := time.Now()
 	c.Next()
-	s.log.Info("http",
+	level := slog.LevelInfo
+	if c.Writer.Status() == http.StatusUnauthorized {
+		level = slog.LevelDebug
+	}
+	s.log.Log(c.Request.Context(), level, "http",
 		"request_id", requestID(c),
 		"method", c.Request.Method,
 		"path", c.Request.URL.Path,

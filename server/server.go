@@ -107,8 +107,12 @@ type Config struct {
 	// Usage, if set, reports per-key usage on /admin.
 	Usage UsageReader
 
-	// Logger receives the server's logs; nil discards them.
-	Logger *slog.Logger
+	// Logger receives the server's logs; nil discards them. Repeated
+	// identical errors are logged once per LogRepeatInterval with a count.
+	Logger            *slog.Logger
+	LogRepeatInterval time.Duration
+	// Now is the clock of readiness and log intervals (nil = time.Now).
+	Now func() time.Time
 }
 
 // Defaults.
@@ -179,7 +183,7 @@ func New(backend Backend, cfg Config) (*Server, error) {
 		models:  newCatalog(cfg.Models, backend, cfg.ModelCacheTTL),
 		log:     logger,
 
-		repeated: &logonce.Limiter{},
+		repeated: &logonce.Limiter{Interval: cfg.LogRepeatInterval, Now: cfg.Now},
 		bodies:   newBodyBudget(cfg.MaxInflightBodyBytesPerIP),
 	}
 	if err := s.routes(); err != nil {

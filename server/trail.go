@@ -297,4 +297,9 @@ func (s *Server) auditHealthy() error {
 	return s.auditState.healthy(s.now())
 }
 
-func (s *Server) now() time.Time { return time.Now() }
+func (s *Server) now() time.Time {
+	if s.cfg.Now != nil {
+		return s.cfg.Now()
+	}
+	return time.Now()
+}
