@@ -180,16 +180,19 @@ func (s *Server) paceBody(c *gin.Context) {
 	}
 	ip := c.ClientIP()
 	if !s.bodies.take(ip, n) {
+		// Close rather than read the unread body to keep the connection.
+		c.Header("Connection", "close")
 		s.writeError(c, errBodiesInFlight)
 		return
 	}
 	defer s.bodies.give(ip, n)
 	pr := &paceReader{
-		r:     c.Request.Body,
-		rc:    http.NewResponseController(c.Writer),
-		start: time.Now(),
-		grace: s.cfg.BodyGrace,
-		rate:  s.cfg.MinBodyRate,
+		r:      c.Request.Body,
+		rc:     http.NewResponseController(c.Writer),
+		header: c.Writer.Header(),
+		start:  time.Now(),
+		grace:  s.cfg.BodyGrace,
+		rate:   s.cfg.MinBodyRate,
 	}
 	c.Request.Body = pr
 	defer pr.clear()
@@ -199,13 +202,14 @@ func (s *Server) paceBody(c *gin.Context) {
 // paceReader sets the connection's read deadline before each read so that
 // the body arrives at rate bytes a second after grace.
 type paceReader struct {
-	r     io.ReadCloser
-	rc    *http.ResponseController
-	start time.Time
-	grace time.Duration
-	rate  int64
-	n     int64
-	done  bool
+	r      io.ReadCloser
+	rc     *http.ResponseController
+	header http.Header // the response's
+	start  time.Time
+	grace  time.Duration
+	rate   int64
+	n      int64
+	done   bool
 }
 
 func (p *paceReader) Read(b []byte) (int, error) {
@@ -216,13 +220,17 @@ func (p *paceReader) Read(b []byte) (int, error) {
 	_ = p.rc.SetReadDeadline(due) // unsupported (a test recorder): no pace
 	n, err := p.r.Read(b)
 	p.n += int64(n)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The connection is dropped after the 408: its unread rest
+		// cannot be skipped.
+		p.done = true
+		p.header.Set("Connection", "close")
+		return n, errSlowBody
+	}
 	if err != nil {
 		// The body is over: a deadline left on the connection would cut
 		// the server's wait for the client going away.
 		p.clear()
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return n, errSlowBody
-		}
 	}
 	return n, err
 }
