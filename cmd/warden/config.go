@@ -137,6 +137,9 @@ type ServerConfig struct {
 	// address too (keep it on loopback); the main listener serves it to
 	// admin keys.
 	MetricsListen string `toml:"metrics_listen"`
+	// MaxInflightBodyBytesPerIP bounds the request bodies one client IP
+	// may have in flight, counted before they are read.
+	MaxInflightBodyBytesPerIP int64 `toml:"max_inflight_body_bytes_per_ip"`
 }
 
 // RuntimeConfig sets the model backend.
@@ -168,6 +171,8 @@ func defaultConfig(getenv func(string) string) Config {
 			RequestTimeout:    10 * time.Minute,
 			DrainTimeout:      30 * time.Second,
 			KeepAliveInterval: 5 * time.Second,
+
+			MaxInflightBodyBytesPerIP: 8 << 20,
 		},
 		Runtime: RuntimeConfig{
 			ContextLength: 4096,
@@ -348,6 +353,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Server.MaxBodyBytes < 1024 {
 		bad("server.max_body_bytes must be at least 1024, got %d", c.Server.MaxBodyBytes)
+	}
+	if c.Server.MaxInflightBodyBytesPerIP < c.Server.MaxBodyBytes {
+		bad("server.max_inflight_body_bytes_per_ip must be at least server.max_body_bytes (%d), got %d", c.Server.MaxBodyBytes, c.Server.MaxInflightBodyBytesPerIP)
 	}
 	if c.Server.MaxOutputTokens < 1 {
 		bad("server.max_output_tokens must be at least 1, got %d", c.Server.MaxOutputTokens)

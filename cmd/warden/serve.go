@@ -225,6 +225,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		Admin:             keys.Admin{Manager: &keys.Manager{DB: db}, Cache: cache},
 		Usage:             limiter,
 		Logger:            log,
+
+		MaxInflightBodyBytesPerIP: cfg.Server.MaxInflightBodyBytesPerIP,
+		OnRequestRefused:          tr.RequestRefused,
 	})
 	if err != nil {
 		return err
