@@ -40,8 +40,9 @@ var errAuditUnavailable = &apiError{
 // has its request record committed before the backend is called
 // (commitRequest, from the pipeline's admission) and its completion record
 // before the answer is released. A request answered with a 4xx before that
-// (invalid, blocked, forbidden, over quota) writes neither: it is counted
-// in its key's request_refused aggregate for the minute.
+// (invalid, forbidden, over quota) writes neither: it is counted in its
+// key's request_refused aggregate for the minute. A prompt the safety
+// filter acted on keeps both records, for its decisions and alert.
 type trail struct {
 	start     time.Time
 	base      audit.Record // the fields both records share
@@ -192,8 +193,10 @@ func (s *Server) complete(c *gin.Context, o outcome) error {
 		return nil
 	}
 	if !tr.committed {
-		if o.status >= 400 && o.status < 500 {
+		if o.status >= 400 && o.status < 500 && safetyRecord(tr.filter) == nil {
 			// Refused before the model: counted, not recorded one by one.
+			// A refusal the safety filter decided keeps its records: its
+			// completion record carries the decision and raises the alert.
 			if s.cfg.OnRequestRefused != nil {
 				s.cfg.OnRequestRefused(tr.base.KeyID, tr.base.ClientIP, o.status)
 			}
