@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/warden-llm/warden/internal/testwait"
+	"github.com/warden-llm/warden/safety/keys"
 )
 
 // halfSent opens a connection that sends a chat request declaring a body
@@ -100,5 +101,29 @@ func TestSlowBodyCut(t *testing.T) {
 		if resp, out := post(t, ts, "/v1/chat/completions", "", `{"model":"demo","stream":`+stream+`,"messages":[{"role":"user","content":"hi"}]}`); resp.StatusCode != 200 || !strings.Contains(out, "ok") {
 			t.Errorf("stream=%s: %d %s", stream, resp.StatusCode, out)
 		}
+	}
+}
+
+// TestHalfSentBodiesCountAgainstKeyConcurrency: a key limited to one
+// request at a time cannot hold a second half-sent body; the count is
+// given back when the client leaves.
+func TestHalfSentBodiesCountAgainstKeyConcurrency(t *testing.T) {
+	s, ts := newBodyServer(t, Config{DefaultLimits: keys.Limits{Concurrency: 1}})
+	addr := strings.TrimPrefix(ts.URL, "http://")
+	first := halfSent(t, addr, 1000)
+	testwait.For(t, "the first body counted for its key", func() bool { return s.keyBodies.inFlight() == 1 })
+	conn := halfSent(t, addr, 1000)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(body), "rate_limit_exceeded") {
+		t.Errorf("second half-sent body of a key with concurrency 1: %d %s", resp.StatusCode, body)
+	}
+	first.Close()
+	testwait.For(t, "the key's count back to zero", func() bool { return s.keyBodies.inFlight() == 0 })
+	if resp, out := post(t, ts, "/v1/chat/completions", "", `{"model":"demo","messages":[{"role":"user","content":"hi"}]}`); resp.StatusCode != 200 {
+		t.Errorf("after the first client left: %d %s", resp.StatusCode, out)
 	}
 }

@@ -245,3 +245,66 @@ func (p *paceReader) clear() {
 		_ = p.rc.SetReadDeadline(time.Time{})
 	}
 }
+
+// keyBodies counts each key's requests with a body in flight.
+type keyBodies struct {
+	mu    sync.Mutex
+	inUse map[string]int64
+}
+
+func (k *keyBodies) take(key string, limit int64) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.inUse == nil {
+		k.inUse = map[string]int64{}
+	}
+	if limit > 0 && k.inUse[key] >= limit {
+		return false
+	}
+	k.inUse[key]++
+	return true
+}
+
+func (k *keyBodies) give(key string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.inUse[key]--; k.inUse[key] <= 0 {
+		delete(k.inUse, key)
+	}
+}
+
+func (k *keyBodies) inFlight() int64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var n int64
+	for _, v := range k.inUse {
+		n += v
+	}
+	return n
+}
+
+// holdKeyBodies counts a request with a body against its key's
+// concurrency limit before the body is read: a key cannot hold more
+// half-sent bodies than it may run requests. Admission counts the
+// requests it admits again, among these.
+func (s *Server) holdKeyBodies(c *gin.Context) {
+	if c.Request.ContentLength == 0 || c.Request.Body == nil || c.Request.Body == http.NoBody {
+		c.Next()
+		return
+	}
+	p := principal(c)
+	limit := s.limitsFor(p).Concurrency
+	if !s.keyBodies.take(p.KeyID, limit) {
+		c.Header("Connection", "close") // rather than read the unread body
+		s.writeError(c, &apiError{
+			Status:     http.StatusTooManyRequests,
+			Type:       "requests",
+			Code:       "rate_limit_exceeded",
+			Message:    fmt.Sprintf("This key already has %d requests in flight, its concurrency limit; retry when one is done.", limit),
+			RetryAfter: 1,
+		})
+		return
+	}
+	defer s.keyBodies.give(p.KeyID)
+	c.Next()
+}

@@ -165,6 +165,7 @@ type Server struct {
 	repeated   *logonce.Limiter // repeated identical errors: one line per interval
 	auditState auditHealth      // the last append's outcome, for /readyz
 	bodies     *bodyBudget      // request bodies in flight per client IP
+	keyBodies  keyBodies        // requests with a body in flight per key
 }
 
 // New returns a server for backend.
@@ -216,7 +217,7 @@ func (s *Server) routes() error {
 
 	// Every /v1 route needs a key with the route's scope. Safety filters
 	// join this chain later.
-	v1 := e.Group("/v1", s.authenticate, s.trackInFlight, s.auditRequest)
+	v1 := e.Group("/v1", s.authenticate, s.trackInFlight, s.auditRequest, s.holdKeyBodies)
 	v1.POST("/chat/completions", s.requireScope(keys.ScopeChat), s.h(s.chat))
 	v1.POST("/completions", s.requireScope(keys.ScopeCompletions), s.h(s.completions))
 	v1.POST("/embeddings", s.requireScope(keys.ScopeEmbeddings), s.h(s.embeddings))
