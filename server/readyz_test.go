@@ -177,3 +177,26 @@ func TestReadyzAndLogsOnFullDisk(t *testing.T) {
 		t.Errorf("readyz after space returned: %d %v", code, got)
 	}
 }
+
+// TestRefusedKeysNotLoggedAtInfo: a flood of bad keys logs nothing at info
+// or above (the audit trail counts them per IP and minute).
+func TestRefusedKeysNotLoggedAtInfo(t *testing.T) {
+	var logs lockedBuffer
+	var counted int
+	ts := newTestServer(t, &fakeBackend{}, Config{
+		Logger:        slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		OnAuthRefused: func(string) { counted++ },
+	})
+	const n = 200
+	for range n {
+		if resp, _ := postKey(t, ts, "/v1/chat/completions", "", `{}`, "bad"); resp.StatusCode != 401 {
+			t.Fatalf("bad key: %d", resp.StatusCode)
+		}
+	}
+	if got := logs.lines(t, slog.LevelInfo); len(got) != 0 || counted != n {
+		t.Errorf("%d refused keys: %d lines at info or above (%v), %d counted", n, len(got), got, counted)
+	}
+	if got := logs.lines(t, slog.LevelDebug); len(got) == 0 {
+		t.Error("refused keys are not logged at debug either")
+	}
+}
