@@ -138,7 +138,7 @@ func (b *bodyBudget) give(ip string, n int64) {
 	}
 }
 
-// inFlight is the total reserved, for tests and metrics.
+// inFlight is the total reserved (the metric warden_request_body_bytes_in_flight).
 func (b *bodyBudget) inFlight() int64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -271,16 +271,6 @@ func (k *keyBodies) give(key string) {
 	if k.inUse[key]--; k.inUse[key] <= 0 {
 		delete(k.inUse, key)
 	}
-}
-
-func (k *keyBodies) inFlight() int64 {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	var n int64
-	for _, v := range k.inUse {
-		n += v
-	}
-	return n
 }
 
 // holdKeyBodies counts a request with a body against its key's

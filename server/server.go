@@ -187,6 +187,7 @@ func New(backend Backend, cfg Config) (*Server, error) {
 		repeated: &logonce.Limiter{Interval: cfg.LogRepeatInterval, Now: cfg.Now},
 		bodies:   newBodyBudget(cfg.MaxInflightBodyBytesPerIP),
 	}
+	cfg.Metrics.watchBodies(s.bodies.inFlight)
 	if err := s.routes(); err != nil {
 		return nil, err
 	}
