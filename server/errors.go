@@ -225,8 +225,15 @@ func (s *Server) logError(c *gin.Context, err error, ae *apiError) {
 		return // the client went away; nothing to report
 	}
 	level := slog.LevelInfo
-	if ae.Status >= 500 {
-		level = slog.LevelError
+	switch {
+	case ae.Status >= 500:
+		// A fault that fails every request (the audit trail's disk full)
+		// is logged once per interval with its count.
+		s.repeated.Log(c.Request.Context(), s.log, slog.LevelError, "request failed",
+			"request_id", requestID(c), "status", ae.Status, "code", ae.Code, "err", err)
+		return
+	case ae.Status == http.StatusUnauthorized:
+		level = slog.LevelDebug // refused keys are counted by the audit trail
 	}
 	s.log.Log(c.Request.Context(), level, "request failed",
 		"request_id", requestID(c), "status", ae.Status, "code", ae.Code, "err", err)

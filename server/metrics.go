@@ -105,6 +105,18 @@ func (s *Server) trackInFlight(c *gin.Context) {
 	c.Next()
 }
 
+// watchBodies exports the request body bytes in flight, read at scrape
+// time.
+func (m *Metrics) watchBodies(inFlight func() int64) {
+	if m == nil {
+		return
+	}
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "warden_request_body_bytes_in_flight",
+		Help: "Request body bytes reserved against the per-IP budget, by requests not yet answered.",
+	}, func() float64 { return float64(inFlight()) }))
+}
+
 func (s *Server) metricsHandler(c *gin.Context) {
 	s.cfg.Metrics.Handler().ServeHTTP(c.Writer, c.Request)
 }

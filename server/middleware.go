@@ -3,9 +3,14 @@ package server
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"os"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -49,10 +54,16 @@ func (s *Server) recoverPanic(c *gin.Context) {
 }
 
 // accessLog writes one line per request: no query string, no body.
+// Refused keys (401) are logged at debug: the audit trail counts them per
+// client IP and minute, and a flood of bad keys must not flood the log.
 func (s *Server) accessLog(c *gin.Context) {
 	start := time.Now()
 	c.Next()
-	s.log.Info("http",
+	level := slog.LevelInfo
+	if c.Writer.Status() == http.StatusUnauthorized {
+		level = slog.LevelDebug
+	}
+	s.log.Log(c.Request.Context(), level, "http",
 		"request_id", requestID(c),
 		"method", c.Request.Method,
 		"path", c.Request.URL.Path,
@@ -90,4 +101,200 @@ func errTooLarge(limit int64) *apiError {
 		Code:    codeBodyTooLarge,
 		Message: fmt.Sprintf("Request body exceeds the limit of %d bytes.", limit),
 	}
+}
+
+// bodyBudget counts the request bodies in flight per client IP, by their
+// declared length (or the body cap when none is declared), before they are
+// read: half-sent bodies cannot hold more than the budget's memory.
+type bodyBudget struct {
+	limit int64
+	mu    sync.Mutex
+	inUse map[string]int64
+}
+
+func newBodyBudget(limit int64) *bodyBudget {
+	return &bodyBudget{limit: limit, inUse: map[string]int64{}}
+}
+
+// take reserves n bytes for ip, or reports false when that would pass the
+// budget. A single body up to the budget is always let through when the
+// IP has nothing else in flight.
+func (b *bodyBudget) take(ip string, n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	used := b.inUse[ip]
+	if used > 0 && used+n > b.limit {
+		return false
+	}
+	b.inUse[ip] = used + n
+	return true
+}
+
+func (b *bodyBudget) give(ip string, n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.inUse[ip] -= n; b.inUse[ip] <= 0 {
+		delete(b.inUse, ip)
+	}
+}
+
+// inFlight is the total reserved (the metric warden_request_body_bytes_in_flight).
+func (b *bodyBudget) inFlight() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var n int64
+	for _, v := range b.inUse {
+		n += v
+	}
+	return n
+}
+
+var errBodiesInFlight = &apiError{
+	Status:     http.StatusTooManyRequests,
+	Type:       "requests",
+	Code:       "too_many_bodies_in_flight",
+	Message:    "Too many request bodies are being sent from your address at once; retry when they are done.",
+	RetryAfter: 1,
+}
+
+var errSlowBody = &apiError{
+	Status:  http.StatusRequestTimeout,
+	Type:    typeInvalidRequest,
+	Code:    "request_timeout",
+	Message: "The request body arrived too slowly.",
+}
+
+// paceBody holds request bodies to the per-IP in-flight budget (the
+// reservation lasts until the request is answered: the body's decoded form
+// lives that long) and to a minimum rate: after the grace period a body
+// must keep arriving at MinBodyRate bytes a second, or the read fails and
+// the request gets 408.
+func (s *Server) paceBody(c *gin.Context) {
+	if c.Request.Body == nil || c.Request.Body == http.NoBody || c.Request.ContentLength == 0 {
+		c.Next()
+		return
+	}
+	n := c.Request.ContentLength
+	if n < 0 || n > s.cfg.MaxBodyBytes {
+		n = s.cfg.MaxBodyBytes
+	}
+	ip := c.ClientIP()
+	if !s.bodies.take(ip, n) {
+		// Close rather than read the unread body to keep the connection.
+		c.Header("Connection", "close")
+		s.writeError(c, errBodiesInFlight)
+		return
+	}
+	defer s.bodies.give(ip, n)
+	pr := &paceReader{
+		r:      c.Request.Body,
+		rc:     http.NewResponseController(c.Writer),
+		header: c.Writer.Header(),
+		start:  time.Now(),
+		grace:  s.cfg.BodyGrace,
+		rate:   s.cfg.MinBodyRate,
+	}
+	c.Request.Body = pr
+	defer pr.clear()
+	c.Next()
+}
+
+// paceReader sets the connection's read deadline before each read so that
+// the body arrives at rate bytes a second after grace.
+type paceReader struct {
+	r      io.ReadCloser
+	rc     *http.ResponseController
+	header http.Header // the response's
+	start  time.Time
+	grace  time.Duration
+	rate   int64
+	n      int64
+	done   bool
+}
+
+func (p *paceReader) Read(b []byte) (int, error) {
+	if p.done {
+		return p.r.Read(b)
+	}
+	due := p.start.Add(p.grace + time.Duration(p.n)*time.Second/time.Duration(p.rate))
+	_ = p.rc.SetReadDeadline(due) // unsupported (a test recorder): no pace
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The connection is dropped after the 408: its unread rest
+		// cannot be skipped.
+		p.done = true
+		p.header.Set("Connection", "close")
+		return n, errSlowBody
+	}
+	if err != nil {
+		// The body is over: a deadline left on the connection would cut
+		// the server's wait for the client going away.
+		p.clear()
+	}
+	return n, err
+}
+
+func (p *paceReader) Close() error { return p.r.Close() }
+
+// clear removes the read deadline once the body is read or the request
+// is over.
+func (p *paceReader) clear() {
+	if !p.done {
+		p.done = true
+		_ = p.rc.SetReadDeadline(time.Time{})
+	}
+}
+
+// keyBodies counts each key's requests with a body in flight.
+type keyBodies struct {
+	mu    sync.Mutex
+	inUse map[string]int64
+}
+
+func (k *keyBodies) take(key string, limit int64) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.inUse == nil {
+		k.inUse = map[string]int64{}
+	}
+	if limit > 0 && k.inUse[key] >= limit {
+		return false
+	}
+	k.inUse[key]++
+	return true
+}
+
+func (k *keyBodies) give(key string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.inUse[key]--; k.inUse[key] <= 0 {
+		delete(k.inUse, key)
+	}
+}
+
+// holdKeyBodies counts a request with a body against its key's
+// concurrency limit before the body is read: a key cannot hold more
+// half-sent bodies than it may run requests. Admission counts the
+// requests it admits again, among these.
+func (s *Server) holdKeyBodies(c *gin.Context) {
+	if c.Request.ContentLength == 0 || c.Request.Body == nil || c.Request.Body == http.NoBody {
+		c.Next()
+		return
+	}
+	p := principal(c)
+	limit := s.limitsFor(p).Concurrency
+	if !s.keyBodies.take(p.KeyID, limit) {
+		c.Header("Connection", "close") // rather than read the unread body
+		s.writeError(c, &apiError{
+			Status:     http.StatusTooManyRequests,
+			Type:       "requests",
+			Code:       "rate_limit_exceeded",
+			Message:    fmt.Sprintf("This key already has %d requests in flight, its concurrency limit; retry when one is done.", limit),
+			RetryAfter: 1,
+		})
+		return
+	}
+	defer s.keyBodies.give(p.KeyID)
+	c.Next()
 }

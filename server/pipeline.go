@@ -152,6 +152,10 @@ func (p *pipe) admit(promptTokens int64, maxTokens *int, embedding bool) error {
 	if err != nil {
 		return err
 	}
+	if err := p.s.commitRequest(p.c); err != nil { // the request record, before the backend
+		adm.settle(0, 0, true) // nothing served: nothing charged
+		return err
+	}
 	adm.capChars(p.filter)
 	p.adm = adm
 	p.ans = newAnswer(p.filter, adm)

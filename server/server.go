@@ -8,11 +8,13 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/ollama/ollama/api"
 
+	"github.com/warden-llm/warden/internal/logonce"
 	"github.com/warden-llm/warden/runtime/ollama"
 	"github.com/warden-llm/warden/safety/filter"
 	"github.com/warden-llm/warden/safety/keys"
@@ -34,6 +36,14 @@ var _ Backend = (*ollama.Client)(nil)
 type Config struct {
 	// MaxBodyBytes bounds a request body; larger bodies get 413.
 	MaxBodyBytes int64
+	// MaxInflightBodyBytesPerIP bounds the request bodies one client IP
+	// may have in flight (declared length, or MaxBodyBytes when none is
+	// declared), counted before they are read; beyond it, 429.
+	MaxInflightBodyBytesPerIP int64
+	// MinBodyRate is the slowest a request body may arrive, in bytes per
+	// second after BodyGrace; a slower body is cut with 408.
+	MinBodyRate int64
+	BodyGrace   time.Duration
 	// MaxOutputTokens is the output cap applied when a request sets none.
 	MaxOutputTokens int
 	// RequestTimeout bounds every call to the backend.
@@ -81,6 +91,10 @@ type Config struct {
 	Filter *filter.Engine
 	// OnAuthRefused, if set, counts a request refused for its key.
 	OnAuthRefused func(clientIP string)
+	// OnRequestRefused, if set, counts a request of a valid key answered
+	// with a 4xx before it reached the model (invalid, blocked, forbidden,
+	// over quota): such requests get no audit records of their own.
+	OnRequestRefused func(keyID, clientIP string, status int)
 
 	// Queue, if set, schedules requests fairly onto the backend's slots.
 	Queue Queue
@@ -101,23 +115,39 @@ type Config struct {
 	// the listener serves TLS.
 	HSTS bool
 
-	// Logger receives the server's logs; nil discards them.
-	Logger *slog.Logger
+	// Logger receives the server's logs; nil discards them. Repeated
+	// identical errors are logged once per LogRepeatInterval with a count.
+	Logger            *slog.Logger
+	LogRepeatInterval time.Duration
+	// Now is the clock of readiness and log intervals (nil = time.Now).
+	Now func() time.Time
 }
 
 // Defaults.
 const (
-	DefaultMaxBodyBytes      = 1 << 20
-	DefaultMaxOutputTokens   = 2048
-	DefaultRequestTimeout    = 10 * time.Minute
-	DefaultKeepAliveInterval = 5 * time.Second
-	DefaultWriteTimeout      = 30 * time.Second
-	DefaultModelCacheTTL     = 5 * time.Second
+	DefaultMaxBodyBytes              = 1 << 20
+	DefaultMaxInflightBodyBytesPerIP = 8 << 20
+	DefaultMinBodyRate               = 1 << 10
+	DefaultBodyGrace                 = 10 * time.Second
+	DefaultMaxOutputTokens           = 2048
+	DefaultRequestTimeout            = 10 * time.Minute
+	DefaultKeepAliveInterval         = 5 * time.Second
+	DefaultWriteTimeout              = 30 * time.Second
+	DefaultModelCacheTTL             = 5 * time.Second
 )
 
 func (c *Config) setDefaults() {
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxInflightBodyBytesPerIP <= 0 {
+		c.MaxInflightBodyBytesPerIP = DefaultMaxInflightBodyBytesPerIP
+	}
+	if c.MinBodyRate <= 0 {
+		c.MinBodyRate = DefaultMinBodyRate
+	}
+	if c.BodyGrace <= 0 {
+		c.BodyGrace = DefaultBodyGrace
 	}
 	if c.MaxOutputTokens <= 0 {
 		c.MaxOutputTokens = DefaultMaxOutputTokens
@@ -145,6 +175,11 @@ type Server struct {
 	engine  *gin.Engine
 	cut     context.Context // ended by CutRequests
 	cutAll  context.CancelFunc
+
+	repeated   *logonce.Limiter // repeated identical errors: one line per interval
+	auditState auditHealth      // the last append's outcome, for /readyz
+	bodies     *bodyBudget      // request bodies in flight per client IP
+	keyBodies  keyBodies        // requests with a body in flight per key
 }
 
 // New returns a server for backend.
@@ -162,8 +197,12 @@ func New(backend Backend, cfg Config) (*Server, error) {
 		backend: backend,
 		models:  newCatalog(cfg.Models, backend, cfg.ModelCacheTTL),
 		log:     logger,
+
+		repeated: &logonce.Limiter{Interval: cfg.LogRepeatInterval, Now: cfg.Now},
+		bodies:   newBodyBudget(cfg.MaxInflightBodyBytesPerIP),
 	}
 	s.cut, s.cutAll = context.WithCancel(context.Background())
+	cfg.Metrics.watchBodies(s.bodies.inFlight)
 	if err := s.routes(); err != nil {
 		return nil, err
 	}
@@ -181,10 +220,10 @@ func (s *Server) routes() error {
 	if err := e.SetTrustedProxies(s.cfg.TrustedProxies); err != nil {
 		return err
 	}
-	e.Use(s.withRequestID, s.recoverPanic, s.accessLog, securityHeaders, s.limitBody)
-	if s.cfg.HSTS {
+	if s.cfg.HSTS { // first, so that every answer has it, refusals included
 		e.Use(hsts)
 	}
+	e.Use(s.withRequestID, s.recoverPanic, s.accessLog, securityHeaders, s.limitBody, s.paceBody)
 	e.NoRoute(s.h(func(*gin.Context) error {
 		return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: "unknown_url", Message: "Unknown request URL."}
 	}))
@@ -197,7 +236,7 @@ func (s *Server) routes() error {
 
 	// Every /v1 route needs a key with the route's scope. Safety filters
 	// join this chain later.
-	v1 := e.Group("/v1", s.authenticate, s.trackInFlight, s.auditRequest)
+	v1 := e.Group("/v1", s.authenticate, s.trackInFlight, s.auditRequest, s.holdKeyBodies)
 	v1.POST("/chat/completions", s.requireScope(keys.ScopeChat), s.h(s.chat))
 	v1.POST("/completions", s.requireScope(keys.ScopeCompletions), s.h(s.completions))
 	v1.POST("/embeddings", s.requireScope(keys.ScopeEmbeddings), s.h(s.embeddings))
@@ -228,24 +267,69 @@ func (s *Server) healthz(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "ok"})
 }
 
+// readyz says whether the server can serve: the backend is up, its model
+// list readable, the audit trail writable. Without an admin key it says
+// only that (status and "ready" or "unavailable"); an admin key also gets
+// the details: the causes, the model count and the GPU status.
 func (s *Server) readyz(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 5*time.Second)
 	defer cancel()
+	details := gin.H{}
+	fail := func(part, detail string, err error) {
+		details[part] = detail
+		s.repeated.Log(ctx, s.log, slog.LevelWarn, "readyz: not ready", "part", part, "err", err)
+	}
 	if s.cfg.Ready != nil {
 		if err := s.cfg.Ready(); err != nil {
-			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "backend": err.Error()})
-			return
+			fail("backend", err.Error(), err)
 		}
 	}
-	list, err := s.backend.List(ctx)
-	if err != nil {
-		s.log.Warn("readyz: list models", "err", err)
-		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "backend": "model list unreadable"})
+	if details["backend"] == nil {
+		if list, err := s.backend.List(ctx); err != nil {
+			fail("backend", "model list unreadable", err)
+		} else {
+			details["backend"], details["models"] = "ok", len(list.Models)
+		}
+	}
+	if s.cfg.Audit != nil {
+		if err := s.auditHealthy(); err != nil {
+			fail("audit", "the audit trail cannot be written", err)
+		} else {
+			details["audit"] = "ok"
+		}
+	}
+	status, code := "ready", http.StatusOK
+	if details["backend"] != "ok" || (s.cfg.Audit != nil && details["audit"] != "ok") {
+		status, code = "unavailable", http.StatusServiceUnavailable
+	}
+	if !s.readyzAdmin(c) {
+		c.JSON(code, gin.H{"status": status})
 		return
 	}
-	out := gin.H{"status": "ready", "backend": "ok", "models": len(list.Models)}
+	details["status"] = status
 	if s.cfg.GPU != nil {
-		out["gpu"] = s.cfg.GPU.Status() // "no GPU: ..." is a detail, not a failure
+		details["gpu"] = s.cfg.GPU.Status() // "no GPU: ..." is a detail, not a failure
 	}
-	c.JSON(http.StatusOK, out)
+	c.JSON(code, details)
+}
+
+// readyzAdmin reports whether the request carries an admin key. /readyz
+// needs none, so a missing key is no refusal; a wrong one is counted as
+// one.
+func (s *Server) readyzAdmin(c *gin.Context) bool {
+	token := bearer(c.GetHeader("Authorization"))
+	if token == "" {
+		token = strings.TrimSpace(c.GetHeader("X-Api-Key"))
+	}
+	if token == "" {
+		return false
+	}
+	p, err := s.cfg.Keys.Authenticate(token)
+	if err != nil || p == nil {
+		if s.cfg.OnAuthRefused != nil {
+			s.cfg.OnAuthRefused(c.ClientIP())
+		}
+		return false
+	}
+	return p.Allows(keys.ScopeAdmin)
 }

@@ -6,9 +6,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
+	"hash"
 	"io"
+	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -34,15 +36,26 @@ var errAuditUnavailable = &apiError{
 	RetryAfter: 5,
 }
 
-// trail is one request's audit state: its request record is committed
-// before anything reaches the model, its completion record before the
-// answer is released.
+// trail is one request's audit state. A request that reaches the model
+// has its request record committed before the backend is called
+// (commitRequest, from the pipeline's admission) and its completion record
+// before the answer is released. A request answered with a 4xx before that
+// (invalid, forbidden, over quota) writes neither: it is counted in its
+// key's request_refused aggregate for the minute. A prompt the safety
+// filter acted on keeps both records, for its decisions and alert.
 type trail struct {
-	start time.Time
-	base  audit.Record // the fields both records share
-	model modelInfo
-	first time.Time // first token or piece from the backend
-	done  bool
+	start     time.Time
+	base      audit.Record // the fields both records share
+	model     modelInfo
+	first     time.Time // first token or piece from the backend
+	committed bool      // the request record is written (or fail-open skipped it)
+	failed    bool      // the request record could not be written
+	done      bool
+
+	// The request body is hashed as the handler reads it; its text is kept
+	// only when the writer stores text.
+	hash hash.Hash
+	text *bytes.Buffer
 
 	filter         *filter.Request // nil: no safety filter
 	redactedPrompt string          // the prompt texts after input filtering
@@ -56,11 +69,10 @@ type outcome struct {
 	response     string // the text delivered (or, for JSON answers, the body)
 }
 
-// auditRequest commits the request record of every authenticated request
-// before its handler runs, and fails closed: when the record cannot be
-// written the client gets 503 and nothing reaches the model (unless the
-// operator chose audit.fail_open). After the handler, a request whose
-// handler wrote no completion record (an error answer) gets one.
+// auditRequest sets up the audit state of every authenticated request:
+// the body is hashed as the handler reads it (no copy is kept unless the
+// writer stores text). After the handler, a request whose handler wrote no
+// completion record (an error answer) gets one, or is counted as refused.
 func (s *Server) auditRequest(c *gin.Context) {
 	tr := &trail{
 		start: time.Now(),
@@ -71,48 +83,67 @@ func (s *Server) auditRequest(c *gin.Context) {
 			Endpoint:  c.Request.Method + " " + c.FullPath(),
 		},
 	}
-	if s.cfg.Audit == nil {
-		c.Set(trailKey, tr)
-		c.Next()
-		if !tr.done {
-			_ = s.complete(c, outcome{status: c.Writer.Status()})
+	if s.cfg.Audit != nil && c.Request.Body != nil {
+		tr.hash = sha256.New()
+		var w io.Writer = tr.hash
+		if s.cfg.AuditText != audit.StoreTextRedacted {
+			tr.text = new(bytes.Buffer) // stored only when the writer keeps text
+			w = io.MultiWriter(tr.hash, tr.text)
 		}
-		return
-	}
-	body, err := io.ReadAll(c.Request.Body)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			err = errTooLarge(mbe.Limit)
-		}
-	}
-	c.Request.Body = io.NopCloser(bytes.NewReader(body))
-	sum := sha256.Sum256(body)
-	tr.base.PromptSHA256 = hex.EncodeToString(sum[:])
-	rec := tr.base
-	rec.Kind = audit.KindRequest
-	rec.Time = tr.start
-	if s.cfg.AuditText != audit.StoreTextRedacted {
-		rec.Prompt = string(body) // stored only when the writer keeps text
-	}
-	if _, aerr := s.cfg.Audit.Append(c.Request.Context(), rec); aerr != nil {
-		s.log.Error("audit: request record not written", "request_id", requestID(c), "err", aerr)
-		if !s.cfg.AuditFailOpen {
-			s.writeError(c, errAuditUnavailable)
-			return
-		}
+		body := c.Request.Body
+		c.Request.Body = readCloser{io.TeeReader(body, w), body}
 	}
 	c.Set(trailKey, tr)
-	if err != nil {
-		s.writeError(c, err)
-		return
-	}
 	c.Next()
 	if !tr.done {
 		// An answer written without a completion record (none of the
 		// handlers does so for a success): record it late rather than not.
 		_ = s.complete(c, outcome{status: c.Writer.Status()})
 	}
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// commitRequest commits the request record; the pipeline calls it once
+// the request is admitted, before anything reaches the model. It fails
+// closed: when the record cannot be written the caller answers 503 and
+// nothing reaches the model (unless the operator chose audit.fail_open).
+func (s *Server) commitRequest(c *gin.Context) error {
+	tr := trailOf(c)
+	if tr == nil || tr.committed || tr.failed || s.cfg.Audit == nil {
+		return nil
+	}
+	if tr.hash != nil {
+		// The hash covers the whole body: read what the decoder left.
+		_, _ = io.Copy(io.Discard, c.Request.Body)
+		tr.base.PromptSHA256 = hex.EncodeToString(tr.hash.Sum(nil))
+	}
+	rec := tr.base
+	rec.Kind = audit.KindRequest
+	rec.Time = tr.start
+	if tr.text != nil {
+		rec.Prompt = tr.text.String()
+	}
+	if err := s.appendRecord(c, rec); err != nil {
+		s.repeated.Log(c.Request.Context(), s.log, slog.LevelError, "audit: request record not written", "request_id", requestID(c), "err", err)
+		if !s.cfg.AuditFailOpen {
+			tr.failed, tr.done = true, true // no completion record for a request never served
+			return errAuditUnavailable
+		}
+	}
+	tr.committed = true
+	return nil
+}
+
+// appendRecord appends rec and tracks whether the trail can be written,
+// for /readyz.
+func (s *Server) appendRecord(c *gin.Context, rec audit.Record) error {
+	_, err := s.cfg.Audit.Append(context.WithoutCancel(c.Request.Context()), rec)
+	s.auditState.note(err, s.now())
+	return err
 }
 
 func trailOf(c *gin.Context) *trail {
@@ -161,6 +192,22 @@ func (s *Server) complete(c *gin.Context, o outcome) error {
 	if s.cfg.Audit == nil {
 		return nil
 	}
+	if !tr.committed {
+		if o.status >= 400 && o.status < 500 && safetyRecord(tr.filter) == nil {
+			// Refused before the model: counted, not recorded one by one.
+			// A refusal the safety filter decided keeps its records: its
+			// completion record carries the decision and raises the alert.
+			if s.cfg.OnRequestRefused != nil {
+				s.cfg.OnRequestRefused(tr.base.KeyID, tr.base.ClientIP, o.status)
+			}
+			return nil
+		}
+		// An answer that needed no model (the model list) or a server
+		// error before it: both records, the request's first.
+		if err := s.commitRequest(c); err != nil {
+			return err
+		}
+	}
 	rec := tr.base
 	rec.Kind = audit.KindCompletion
 	rec.Time = now
@@ -183,8 +230,8 @@ func (s *Server) complete(c *gin.Context, o outcome) error {
 		rec.ResponseSHA256 = hex.EncodeToString(sum[:])
 	}
 	// The answer is ready: a client that leaves now does not stop its record.
-	if _, err := s.cfg.Audit.Append(context.WithoutCancel(c.Request.Context()), rec); err != nil {
-		s.log.Error("audit: completion record not written", "request_id", requestID(c), "err", err)
+	if err := s.appendRecord(c, rec); err != nil {
+		s.repeated.Log(c.Request.Context(), s.log, slog.LevelError, "audit: completion record not written", "request_id", requestID(c), "err", err)
 		if !s.cfg.AuditFailOpen {
 			return errAuditUnavailable
 		}
@@ -206,4 +253,56 @@ func (s *Server) respond(c *gin.Context, v any, o outcome) error {
 	}
 	c.Data(http.StatusOK, "application/json; charset=utf-8", body)
 	return nil
+}
+
+// auditRecheck is how long a failed append keeps /readyz at "not ready"
+// when nothing is appended since: then requests are let through again, and
+// the next append decides.
+const auditRecheck = 30 * time.Second
+
+// auditHealth is the outcome of the last audit append.
+type auditHealth struct {
+	mu  sync.Mutex
+	err error
+	at  time.Time
+}
+
+func (h *auditHealth) note(err error, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.err, h.at = err, now
+}
+
+// healthy reports the audit trail as unwritable while the last append
+// failed, for auditRecheck after it.
+func (h *auditHealth) healthy(now time.Time) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.err != nil && now.Sub(h.at) < auditRecheck {
+		return h.err
+	}
+	return nil
+}
+
+// healthChecker is an Auditor that can tell whether it can write.
+type healthChecker interface {
+	Healthy() error
+}
+
+// auditHealthy reports whether the audit trail can be written: the
+// Auditor's own check if it has one, else the last append's outcome.
+func (s *Server) auditHealthy() error {
+	if hc, ok := s.cfg.Audit.(healthChecker); ok {
+		if err := hc.Healthy(); err != nil {
+			return err
+		}
+	}
+	return s.auditState.healthy(s.now())
+}
+
+func (s *Server) now() time.Time {
+	if s.cfg.Now != nil {
+		return s.cfg.Now()
+	}
+	return time.Now()
 }

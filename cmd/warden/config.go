@@ -154,6 +154,9 @@ type ServerConfig struct {
 	// MaxConnections and MaxConnectionsPerIP bound open connections.
 	MaxConnections      int `toml:"max_connections"`
 	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
+	// MaxInflightBodyBytesPerIP bounds the request bodies one client IP
+	// may have in flight, counted before they are read.
+	MaxInflightBodyBytesPerIP int64 `toml:"max_inflight_body_bytes_per_ip"`
 }
 
 // TLSConfig is [server.tls]. `warden tls init` makes a CA and the files.
@@ -196,16 +199,17 @@ func defaultConfig(getenv func(string) string) Config {
 		DataDir: defaultDataDir(getenv),
 		Log:     LogConfig{Level: "info", Format: "text"},
 		Server: ServerConfig{
-			Listen:              "127.0.0.1:8080",
-			MaxBodyBytes:        1 << 20,
-			MaxOutputTokens:     2048,
-			RequestTimeout:      10 * time.Minute,
-			DrainTimeout:        30 * time.Second,
-			KeepAliveInterval:   5 * time.Second,
-			TLS:                 TLSConfig{MinVersion: "1.3"},
-			MaxConnections:      1024,
-			MaxConnectionsPerIP: 64,
-			WriteTimeout:        30 * time.Second,
+			Listen:                    "127.0.0.1:8080",
+			MaxBodyBytes:              1 << 20,
+			MaxOutputTokens:           2048,
+			RequestTimeout:            10 * time.Minute,
+			DrainTimeout:              30 * time.Second,
+			KeepAliveInterval:         5 * time.Second,
+			TLS:                       TLSConfig{MinVersion: "1.3"},
+			MaxConnections:            1024,
+			MaxConnectionsPerIP:       64,
+			WriteTimeout:              30 * time.Second,
+			MaxInflightBodyBytesPerIP: 8 << 20,
 		},
 		Runtime: RuntimeConfig{
 			ContextLength: 4096,
@@ -399,6 +403,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Server.MaxBodyBytes < 1024 {
 		bad("server.max_body_bytes must be at least 1024, got %d", c.Server.MaxBodyBytes)
+	}
+	if c.Server.MaxInflightBodyBytesPerIP < c.Server.MaxBodyBytes {
+		bad("server.max_inflight_body_bytes_per_ip must be at least server.max_body_bytes (%d), got %d", c.Server.MaxBodyBytes, c.Server.MaxInflightBodyBytesPerIP)
 	}
 	if c.Server.MaxOutputTokens < 1 {
 		bad("server.max_output_tokens must be at least 1, got %d", c.Server.MaxOutputTokens)

@@ -19,7 +19,10 @@ func TestE2EGPUReporting(t *testing.T) {
 	}
 	noGPU := strings.HasPrefix(out, "no GPU: ")
 
-	resp, err := http.Get(w.base + "/readyz")
+	// The GPU status is a detail /readyz gives only to admin keys.
+	req, _ := http.NewRequest(http.MethodGet, w.base+"/readyz", nil)
+	req.Header.Set("Authorization", "Bearer "+w.key)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +35,7 @@ func TestE2EGPUReporting(t *testing.T) {
 		t.Errorf("readyz %d %v", resp.StatusCode, ready)
 	}
 
-	req, _ := http.NewRequest(http.MethodGet, w.base+"/admin/gpu", nil)
+	req, _ = http.NewRequest(http.MethodGet, w.base+"/admin/gpu", nil)
 	req.Header.Set("Authorization", "Bearer "+w.key)
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {

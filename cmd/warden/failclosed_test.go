@@ -59,7 +59,12 @@ func TestAuditFailsClosedOnFullDisk(t *testing.T) {
 	defer sup.Close(ctx)
 	var calls atomic.Int64
 	proxy := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		calls.Add(1)
+		// Calls that run the model; resolving the model name may read the
+		// model list before the request record is committed.
+		switch r.URL.Path {
+		case "/api/chat", "/api/generate", "/api/embed":
+			calls.Add(1)
+		}
 		httputil.NewSingleHostReverseProxy(sup.URL()).ServeHTTP(rw, r)
 	}))
 	defer proxy.Close()
@@ -117,6 +122,12 @@ func TestAuditFailsClosedOnFullDisk(t *testing.T) {
 	}
 	if n := calls.Load(); n != 0 {
 		t.Errorf("the backend saw %d calls while the audit trail could not be written", n)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+"/readyz", nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz on a full disk: %v %v, want 503", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 
 	// Space returns: service resumes.

@@ -256,6 +256,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		Usage:             limiter,
 		HSTS:              tlsConf != nil,
 		Logger:            log,
+
+		MaxInflightBodyBytesPerIP: cfg.Server.MaxInflightBodyBytesPerIP,
+		OnRequestRefused:          tr.RequestRefused,
 	})
 	if err != nil {
 		return err

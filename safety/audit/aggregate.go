@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -23,7 +24,10 @@ const OtherIPs = "*"
 // Aggregator counts requests refused before authentication per client IP
 // and minute, in memory, and appends one auth_refused record per (IP,
 // minute) once the minute is over, so a flood of bad keys costs at most
-// MaxIPs+1 records a minute.
+// MaxIPs+1 records a minute. Requests of a valid key that were answered
+// with a 4xx before reaching the model (invalid, blocked, over quota) are
+// counted the same way per key and minute: one request_refused record each,
+// with the count by status.
 type Aggregator struct {
 	// Now is the clock (nil = time.Now).
 	Now func() time.Time
@@ -38,20 +42,27 @@ type Aggregator struct {
 	app Appender
 
 	mu     sync.Mutex
-	counts map[aggKey]int64
-	perMin map[int64]int // distinct IPs per minute
+	counts map[aggKey]*aggCount
+	perMin map[int64]int // distinct IPs per minute (auth refusals)
 	stop   chan struct{}
 	done   chan struct{}
 }
 
 type aggKey struct {
 	minute int64 // unix minute
-	ip     string
+	kind   Kind
+	who    string // the client IP (auth_refused) or the key id (request_refused)
+}
+
+type aggCount struct {
+	n        int64
+	ip       string          // request_refused: the first client IP seen
+	statuses map[int64]int64 // request_refused: count by HTTP status
 }
 
 // NewAggregator returns an Aggregator appending through app; Start it.
 func NewAggregator(app Appender) *Aggregator {
-	return &Aggregator{app: app, counts: map[aggKey]int64{}, perMin: map[int64]int{}}
+	return &Aggregator{app: app, counts: map[aggKey]*aggCount{}, perMin: map[int64]int{}}
 }
 
 func (a *Aggregator) now() time.Time {
@@ -78,19 +89,56 @@ func (a *Aggregator) Refused(ip string) {
 	m := a.now().Unix() / 60
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	k := aggKey{m, ip}
+	k := aggKey{m, KindAuthRefused, ip}
 	if _, ok := a.counts[k]; !ok {
 		max := a.MaxIPs
 		if max <= 0 {
 			max = 10000
 		}
 		if a.perMin[m] >= max {
-			k.ip = OtherIPs
+			k.who = OtherIPs
 		} else {
 			a.perMin[m]++
 		}
 	}
-	a.counts[k]++
+	a.count(k).n++
+}
+
+// RequestRefused counts one request of keyID, from ip, answered with
+// status before it reached the model. Keys are few (they exist in the
+// database), so they are not capped like IPs.
+func (a *Aggregator) RequestRefused(keyID, ip string, status int) {
+	m := a.now().Unix() / 60
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := a.count(aggKey{m, KindRequestRefused, keyID})
+	if c.ip == "" {
+		c.ip = ip
+	}
+	c.n++
+	c.statuses[int64(status)]++
+}
+
+// count returns k's counter, made if new; a.mu is held.
+func (a *Aggregator) count(k aggKey) *aggCount {
+	c := a.counts[k]
+	if c == nil {
+		c = &aggCount{statuses: map[int64]int64{}}
+		a.counts[k] = c
+	}
+	return c
+}
+
+// add merges c into k's counter (a failed flush); a.mu is held.
+func (a *Aggregator) add(k aggKey, c *aggCount) {
+	cur := a.count(k)
+	cur.n += c.n
+	if cur.ip == "" {
+		cur.ip = c.ip
+	}
+	for st, n := range c.statuses {
+		cur.statuses[st] += n
+	}
 }
 
 func (a *Aggregator) run(tick time.Duration) {
@@ -116,7 +164,7 @@ func (a *Aggregator) flush(ctx context.Context, cur int64) error {
 			keys = append(keys, k)
 		}
 	}
-	taken := make(map[aggKey]int64, len(keys))
+	taken := make(map[aggKey]*aggCount, len(keys))
 	for _, k := range keys {
 		taken[k] = a.counts[k]
 		delete(a.counts, k)
@@ -127,23 +175,18 @@ func (a *Aggregator) flush(ctx context.Context, cur int64) error {
 		if keys[i].minute != keys[j].minute {
 			return keys[i].minute < keys[j].minute
 		}
-		return keys[i].ip < keys[j].ip
+		if keys[i].kind != keys[j].kind {
+			return keys[i].kind < keys[j].kind
+		}
+		return keys[i].who < keys[j].who
 	})
 	var errs []error
 	for _, k := range keys {
-		n := taken[k]
-		detail, _ := json.Marshal(map[string]int64{"count": n, "window_seconds": 60})
-		_, err := a.app.Append(ctx, Record{
-			Time:     time.Unix(k.minute*60, 0),
-			Kind:     KindAuthRefused,
-			ClientIP: k.ip,
-			Status:   401,
-			Detail:   detail,
-		})
-		if err != nil {
+		c := taken[k]
+		if _, err := a.app.Append(ctx, c.record(k)); err != nil {
 			errs = append(errs, err)
 			a.mu.Lock()
-			a.counts[k] += n // retried at the next tick
+			a.add(k, c) // retried at the next tick
 			a.mu.Unlock()
 		}
 	}
@@ -166,4 +209,29 @@ func (a *Aggregator) Close(ctx context.Context) error {
 		}
 	}
 	return a.flush(ctx, 1<<62)
+}
+
+// record is the aggregate record of counter c under k.
+func (c *aggCount) record(k aggKey) Record {
+	rec := Record{Time: time.Unix(k.minute*60, 0), Kind: k.kind}
+	if k.kind == KindAuthRefused {
+		rec.ClientIP, rec.Status = k.who, 401
+		rec.Detail, _ = json.Marshal(map[string]int64{"count": c.n, "window_seconds": 60})
+		return rec
+	}
+	rec.KeyID, rec.ClientIP = k.who, c.ip
+	statuses := make(map[string]int64, len(c.statuses))
+	var most int64
+	for st, n := range c.statuses {
+		statuses[strconv.FormatInt(st, 10)] = n
+		if n > most || n == most && st < rec.Status {
+			rec.Status, most = st, n // the most frequent status, the lowest on a tie
+		}
+	}
+	rec.Detail, _ = json.Marshal(struct {
+		Count         int64            `json:"count"`
+		WindowSeconds int              `json:"window_seconds"`
+		Statuses      map[string]int64 `json:"statuses"`
+	}{c.n, 60, statuses})
+	return rec
 }

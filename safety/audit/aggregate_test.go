@@ -117,3 +117,46 @@ func TestAggregatorThroughWriter(t *testing.T) {
 	}
 	mustVerify(t, db, dir, nil)
 }
+
+// TestAggregatorRequestRefusedPerKeyAndMinute: a key's refused requests
+// become one record per minute with the count by status, through a real
+// writer whose chain still verifies.
+func TestAggregatorRequestRefusedPerKeyAndMinute(t *testing.T) {
+	dir := t.TempDir()
+	db := storetest.OpenDir(t, dir)
+	w := startWriter(t, db, dir, Config{})
+	clock := newClock()
+	a := NewAggregator(w)
+	a.Now = clock.Now
+	for i := range 1000 {
+		a.RequestRefused("k1", "192.0.2.1", []int{429, 429, 400, 404}[i%4])
+	}
+	a.RequestRefused("k2", "192.0.2.2", 403)
+	clock.Advance(time.Minute)
+	a.RequestRefused("k1", "192.0.2.1", 429)
+	if err := a.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, db, "audit_records"); n != 3 {
+		t.Errorf("%d records for two keys' first minute and one key's second, want 3", n)
+	}
+	mustVerify(t, db, dir, nil)
+
+	rec := &recorder{}
+	a = NewAggregator(rec)
+	for i := range 10 {
+		a.RequestRefused("k1", "192.0.2.1", []int{429, 400}[i%5/4])
+	}
+	if err := a.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	got := rec.snapshot()
+	if len(got) != 1 {
+		t.Fatalf("records %+v", got)
+	}
+	r := got[0]
+	if r.Kind != KindRequestRefused || r.KeyID != "k1" || r.ClientIP != "192.0.2.1" || r.Status != 429 ||
+		string(r.Detail) != `{"count":10,"window_seconds":60,"statuses":{"400":2,"429":8}}` {
+		t.Errorf("record %+v detail %s", r, r.Detail)
+	}
+}

@@ -18,14 +18,17 @@ const (
 	KindRequest     Kind = "request"
 	KindCompletion  Kind = "completion"
 	KindAuthRefused Kind = "auth_refused" // aggregate: one per client IP and minute
-	KindAdmin       Kind = "admin"
-	KindConfig      Kind = "config"
-	KindPrune       Kind = "prune"
+	// KindRequestRefused aggregates a key's requests answered with a 4xx
+	// before reaching the model: one per key and minute.
+	KindRequestRefused Kind = "request_refused"
+	KindAdmin          Kind = "admin"
+	KindConfig         Kind = "config"
+	KindPrune          Kind = "prune"
 )
 
 func (k Kind) valid() bool {
 	switch k {
-	case KindRequest, KindCompletion, KindAuthRefused, KindAdmin, KindConfig, KindPrune:
+	case KindRequest, KindCompletion, KindAuthRefused, KindRequestRefused, KindAdmin, KindConfig, KindPrune:
 		return true
 	}
 	return false

@@ -117,6 +117,13 @@ func (t *Trail) Writer() *audit.Writer { return t.writer }
 // appends one auth_refused record per client IP and minute.
 func (t *Trail) Refused(ip string) { t.agg.Refused(ip) }
 
+// RequestRefused counts a request of keyID answered with status before it
+// reached the model; the aggregator appends one request_refused record per
+// key and minute.
+func (t *Trail) RequestRefused(keyID, ip string, status int) {
+	t.agg.RequestRefused(keyID, ip, status)
+}
+
 // Start verifies the chain's tail, starts the writer, forgets the delivery
 // position of sinks no longer configured, starts forwarding and the
 // aggregator, appends the start record and starts the retention loop. On
