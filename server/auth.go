@@ -66,6 +66,9 @@ func (s *Server) authenticate(c *gin.Context) {
 	c.Set(principalKey, p)
 	if err := s.countRequest(c, p); err != nil {
 		s.writeError(c, err)
+		if s.cfg.OnRequestRefused != nil { // counted in the key's aggregate record, like the refusals after it
+			s.cfg.OnRequestRefused(p.KeyID, c.ClientIP(), c.Writer.Status())
+		}
 		return
 	}
 	c.Next()
