@@ -53,7 +53,7 @@ func (s *Server) adminRoutes(e *gin.Engine) {
 	if s.cfg.Admin == nil {
 		return
 	}
-	a := e.Group("/admin", s.authenticate, s.requireScope(keys.ScopeAdmin))
+	a := e.Group("/admin", s.adminOnly, s.shed, s.authenticate, s.requireScope(keys.ScopeAdmin))
 	a.GET("/keys", s.h(s.adminListKeys))
 	a.POST("/keys", s.h(s.adminCreateKey))
 	a.GET("/keys/:id", s.h(s.adminGetKey))

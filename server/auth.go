@@ -51,12 +51,25 @@ var errInvalidKey = &apiError{
 // blocked prompt, GET /v1/models), and one over the limit is refused with
 // 429 before it costs anything else.
 func (s *Server) authenticate(c *gin.Context) {
+	if s.bans != nil {
+		if err := s.bans.refused(clientAddr(c), s.now()); err != nil {
+			if s.cfg.Metrics != nil {
+				s.cfg.Metrics.banned.Inc()
+			}
+			s.writeError(c, err)
+			c.Abort()
+			return
+		}
+	}
 	token := bearer(c.GetHeader("Authorization"))
 	if token == "" {
 		token = strings.TrimSpace(c.GetHeader("X-Api-Key"))
 	}
 	p, err := s.cfg.Keys.Authenticate(token)
 	if err != nil || p == nil {
+		if s.bans != nil {
+			s.bans.failed(clientAddr(c), s.now())
+		}
 		if s.cfg.OnAuthRefused != nil {
 			s.cfg.OnAuthRefused(c.ClientIP())
 		}

@@ -27,6 +27,8 @@ type Metrics struct {
 	rateLimited *prometheus.CounterVec
 	queueWait   *prometheus.HistogramVec
 	findings    *prometheus.CounterVec
+	shed        prometheus.Counter
+	banned      prometheus.Counter
 }
 
 // NewMetrics makes the server's series on a new registry, with the Go
@@ -63,7 +65,13 @@ func NewMetrics() *Metrics {
 	m.findings = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "warden_safety_findings_total", Help: "Safety filter findings acted on, by direction, category and action.",
 	}, []string{"direction", "category", "action"})
-	r.MustRegister(m.requests, m.duration, m.ttft, m.tokens, m.inFlight, m.rateLimited, m.queueWait, m.findings)
+	m.shed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "warden_shed_total", Help: "Requests refused with 503 past server.max_rps, before any key lookup.",
+	})
+	m.banned = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "warden_auth_ban_refusals_total", Help: "Requests refused (429, then 403) from addresses past server.auth_fail_limit failed authentications a minute.",
+	})
+	r.MustRegister(m.requests, m.duration, m.ttft, m.tokens, m.inFlight, m.rateLimited, m.queueWait, m.findings, m.shed, m.banned)
 	return m
 }
 

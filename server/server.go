@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -114,6 +115,20 @@ type Config struct {
 	// HSTS sends Strict-Transport-Security on every response: set it when
 	// the listener serves TLS.
 	HSTS bool
+	// AdminAllow lists the client networks /admin and /metrics answer;
+	// empty: loopback only.
+	AdminAllow []netip.Prefix
+	// MaxRPS, if positive, sheds requests past this many a second (burst
+	// of one second) with 503, before any key lookup.
+	MaxRPS float64
+	// AuthFailLimit, if positive, is how many failed authentications a
+	// minute an address may make: past it, 429 for the rest of the minute
+	// without a key lookup, and 403 for AuthBan if it keeps on.
+	AuthFailLimit int
+	AuthBan       time.Duration
+	// CORSOrigins lists the browser origins allowed to call the API
+	// (exact "https://host:port" strings); none: no CORS headers at all.
+	CORSOrigins []string
 
 	// Logger receives the server's logs; nil discards them. Repeated
 	// identical errors are logged once per LogRepeatInterval with a count.
@@ -180,6 +195,8 @@ type Server struct {
 	auditState auditHealth      // the last append's outcome, for /readyz
 	bodies     *bodyBudget      // request bodies in flight per client IP
 	keyBodies  keyBodies        // requests with a body in flight per key
+	shedder    *bucket          // nil: no MaxRPS
+	bans       *banList         // nil: no AuthFailLimit
 }
 
 // New returns a server for backend.
@@ -202,6 +219,12 @@ func New(backend Backend, cfg Config) (*Server, error) {
 		bodies:   newBodyBudget(cfg.MaxInflightBodyBytesPerIP),
 	}
 	s.cut, s.cutAll = context.WithCancel(context.Background())
+	if cfg.MaxRPS > 0 {
+		s.shedder = newBucket(cfg.MaxRPS)
+	}
+	if cfg.AuthFailLimit > 0 {
+		s.bans = newBanList(cfg.AuthFailLimit, cfg.AuthBan)
+	}
 	cfg.Metrics.watchBodies(s.bodies.inFlight)
 	if err := s.routes(); err != nil {
 		return nil, err
@@ -236,18 +259,23 @@ func (s *Server) routes() error {
 
 	// Every /v1 route needs a key with the route's scope. Safety filters
 	// join this chain later.
-	v1 := e.Group("/v1", s.authenticate, s.trackInFlight, s.auditRequest, s.holdKeyBodies)
+	v1 := e.Group("/v1", s.shed, s.cors, s.authenticate, s.trackInFlight, s.auditRequest, s.holdKeyBodies)
 	v1.POST("/chat/completions", s.requireScope(keys.ScopeChat), s.h(s.chat))
 	v1.POST("/completions", s.requireScope(keys.ScopeCompletions), s.h(s.completions))
 	v1.POST("/embeddings", s.requireScope(keys.ScopeEmbeddings), s.h(s.embeddings))
 	v1.GET("/models", s.requireScope(keys.ScopeModels), s.h(s.listModels))
 	v1.GET("/models/*id", s.requireScope(keys.ScopeModels), s.h(s.getModel))
+	// A browser's CORS preflight carries no key: cors answers it for the
+	// configured origins; anything else is the 405 it would be without.
+	e.OPTIONS("/v1/*path", s.shed, s.cors, s.h(func(*gin.Context) error {
+		return &apiError{Status: http.StatusMethodNotAllowed, Type: typeInvalidRequest, Code: "method_not_allowed", Message: "Method not allowed for this URL."}
+	}))
 	s.adminRoutes(e)
 	if s.cfg.Filter != nil {
-		e.POST("/admin/safety/reload", s.authenticate, s.requireScope(keys.ScopeAdmin), s.h(s.adminReloadSafety))
+		e.POST("/admin/safety/reload", s.adminOnly, s.shed, s.authenticate, s.requireScope(keys.ScopeAdmin), s.h(s.adminReloadSafety))
 	}
 	if s.cfg.Metrics != nil {
-		e.GET("/metrics", s.authenticate, s.requireScope(keys.ScopeAdmin), s.metricsHandler)
+		e.GET("/metrics", s.adminOnly, s.shed, s.authenticate, s.requireScope(keys.ScopeAdmin), s.metricsHandler)
 	}
 
 	s.engine = e

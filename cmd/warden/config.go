@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -39,6 +40,7 @@ type Config struct {
 	Sched   SchedConfig   `toml:"scheduler"`
 	Safety  SafetyConfig  `toml:"safety"`
 	Alerts  AlertsConfig  `toml:"alerts"`
+	Admin   AdminConfig   `toml:"admin"`
 }
 
 // SchedConfig sets the fair queue in front of the backend's slots (each
@@ -154,9 +156,24 @@ type ServerConfig struct {
 	// MaxConnections and MaxConnectionsPerIP bound open connections.
 	MaxConnections      int `toml:"max_connections"`
 	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
+	// MaxRPS sheds requests past this many a second with 503, before any
+	// key lookup (0: off).
+	MaxRPS float64 `toml:"max_rps"`
+	// AuthFailLimit is how many failed authentications a minute one
+	// address may make before it gets 429, then 403 for AuthBan (0: off).
+	AuthFailLimit int           `toml:"auth_fail_limit"`
+	AuthBan       time.Duration `toml:"auth_ban"`
+	// CORSOrigins are the browser origins allowed to call the API.
+	CORSOrigins []string `toml:"cors_origins"`
 	// MaxInflightBodyBytesPerIP bounds the request bodies one client IP
 	// may have in flight, counted before they are read.
 	MaxInflightBodyBytesPerIP int64 `toml:"max_inflight_body_bytes_per_ip"`
+}
+
+// AdminConfig is [admin].
+type AdminConfig struct {
+	// Allow lists the client networks /admin and /metrics answer.
+	Allow []string `toml:"allow"`
 }
 
 // TLSConfig is [server.tls]. `warden tls init` makes a CA and the files.
@@ -210,6 +227,9 @@ func defaultConfig(getenv func(string) string) Config {
 			MaxConnectionsPerIP:       64,
 			WriteTimeout:              30 * time.Second,
 			MaxInflightBodyBytesPerIP: 8 << 20,
+			MaxRPS:                    1000,
+			AuthFailLimit:             20,
+			AuthBan:                   10 * time.Minute,
 		},
 		Runtime: RuntimeConfig{
 			ContextLength: 4096,
@@ -221,6 +241,7 @@ func defaultConfig(getenv func(string) string) Config {
 			User:          ollama.DefaultUser,
 			DemoModel:     true,
 		},
+		Admin:  AdminConfig{Allow: []string{"127.0.0.0/8", "::1"}},
 		Keys:   KeysConfig{PollInterval: time.Second, RotationMaxAge: 90 * 24 * time.Hour},
 		Audit:  trail.DefaultAudit(),
 		GPU:    GPUConfig{Interval: time.Second, VRAMHeadroom: 512 << 20, TempLimit: 85, TempResume: 75},
@@ -392,6 +413,17 @@ func (c *Config) Validate() error {
 		bad("%v", err)
 	} else if err := lockout(c.Server.Listen, allow); err != nil {
 		bad("%v", err)
+	}
+	if _, err := listener.ParseAllow("admin.allow", c.Admin.Allow); err != nil {
+		bad("%v", err)
+	}
+	if c.Server.MaxRPS < 0 || c.Server.AuthFailLimit < 0 || c.Server.AuthBan < 0 {
+		bad("server.max_rps, server.auth_fail_limit and server.auth_ban must not be negative")
+	}
+	for _, o := range c.Server.CORSOrigins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || strings.HasSuffix(o, "/") {
+			bad("server.cors_origins: %q is not an origin (scheme://host[:port], no path)", o)
+		}
 	}
 	if c.Server.MaxConnections < 1 || c.Server.MaxConnectionsPerIP < 1 || c.Server.MaxConnectionsPerIP > c.Server.MaxConnections {
 		bad("server.max_connections (%d) and server.max_connections_per_ip (%d) must be at least 1, per IP at most the total", c.Server.MaxConnections, c.Server.MaxConnectionsPerIP)

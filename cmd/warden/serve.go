@@ -135,6 +135,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	if err != nil {
 		return err
 	}
+	adminAllow, err := listener.ParseAllow("admin.allow", cfg.Admin.Allow)
+	if err != nil {
+		return err
+	}
 	refused := newRefusedCounter()
 	ln := listener.Wrap(tcp, listener.Config{
 		Allow:         allow,
@@ -258,6 +262,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		Logger:            log,
 
 		MaxInflightBodyBytesPerIP: cfg.Server.MaxInflightBodyBytesPerIP,
+		AdminAllow:                adminAllow,
+		MaxRPS:                    cfg.Server.MaxRPS,
+		AuthFailLimit:             cfg.Server.AuthFailLimit,
+		AuthBan:                   cfg.Server.AuthBan,
+		CORSOrigins:               cfg.Server.CORSOrigins,
 		OnRequestRefused:          tr.RequestRefused,
 	})
 	if err != nil {

@@ -1,0 +1,203 @@
+package server
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/warden-llm/warden/safety/keys"
+	"github.com/warden-llm/warden/safety/store/storetest"
+)
+
+// countingKeys counts key lookups.
+type countingKeys struct {
+	fakeKeys
+	n atomic.Int64
+}
+
+func (k *countingKeys) Authenticate(token string) (*keys.Principal, error) {
+	k.n.Add(1)
+	return k.fakeKeys.Authenticate(token)
+}
+
+func TestAdminAllow(t *testing.T) {
+	k := newKeyed(t, &fakeBackend{}, Config{AdminAllow: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	resp, body := k.do(t, http.MethodGet, "/admin/keys", k.admin, "")
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "ip_not_allowed") {
+		t.Errorf("admin API from loopback with admin.allow 10.0.0.0/8: %d %s", resp.StatusCode, body)
+	}
+	// X-Forwarded-For from a peer that is not a trusted proxy is ignored.
+	req, _ := http.NewRequest(http.MethodGet, k.ts.URL+"/admin/keys", nil)
+	req.Header.Set("Authorization", "Bearer "+k.admin)
+	req.Header.Set("X-Forwarded-For", "10.1.2.3")
+	r2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if r2.StatusCode != http.StatusForbidden {
+		t.Errorf("X-Forwarded-For from an untrusted peer was believed: %d", r2.StatusCode)
+	}
+	// The API itself is not behind admin.allow.
+	if resp, _ := k.do(t, http.MethodGet, "/v1/models", k.admin, ""); resp.StatusCode != http.StatusOK {
+		t.Errorf("/v1/models: %d", resp.StatusCode)
+	}
+	// The default is loopback only, which the test client is.
+	def := newKeyed(t, &fakeBackend{}, Config{})
+	if resp, _ := def.do(t, http.MethodGet, "/admin/keys", def.admin, ""); resp.StatusCode != http.StatusOK {
+		t.Errorf("admin API from loopback by default: %d", resp.StatusCode)
+	}
+}
+
+func TestShedBeforeKeyLookup(t *testing.T) {
+	clock := storetest.NewClock(storetest.T0)
+	ck := &countingKeys{}
+	m := NewMetrics()
+	ts := newTestServer(t, &fakeBackend{}, Config{Keys: ck, MaxRPS: 5, Now: clock.Now, Metrics: m})
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	var retry string
+	for range 20 {
+		resp, _ := send(t, http.MethodGet, ts.URL+"/v1/models", "", "", "good")
+		mu.Lock()
+		statuses[resp.StatusCode]++
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			retry = resp.Header.Get("Retry-After")
+		}
+		mu.Unlock()
+	}
+	if statuses[200] != 5 || statuses[503] != 15 || retry == "" {
+		t.Errorf("statuses %v (Retry-After %q), want 5 served and 15 shed", statuses, retry)
+	}
+	if n := ck.n.Load(); n != 5 {
+		t.Errorf("%d key lookups, want 5: shed requests must not reach the key store", n)
+	}
+	if got := testutil.ToFloat64(m.shed); got != 15 {
+		t.Errorf("warden_shed_total %v, want 15", got)
+	}
+	clock.Advance(time.Second)
+	if resp, _ := send(t, http.MethodGet, ts.URL+"/v1/models", "", "", "good"); resp.StatusCode != http.StatusOK {
+		t.Errorf("after a second: %d", resp.StatusCode)
+	}
+}
+
+func TestAuthFailBan(t *testing.T) {
+	clock := storetest.NewClock(storetest.T0)
+	ck := &countingKeys{}
+	ts := newTestServer(t, &fakeBackend{}, Config{Keys: ck, AuthFailLimit: 3, AuthBan: 10 * time.Minute, Now: clock.Now})
+	get := func(key string) (int, string) {
+		resp, body := send(t, http.MethodGet, ts.URL+"/v1/models", "", "", key)
+		return resp.StatusCode, body
+	}
+	for i := range 3 {
+		if code, _ := get("wrong"); code != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d", i, code)
+		}
+	}
+	code, body := get("wrong")
+	if code != http.StatusTooManyRequests || !strings.Contains(body, "too_many_failed_authentications") {
+		t.Errorf("past the limit: %d %s, want 429", code, body)
+	}
+	if n := ck.n.Load(); n != 3 {
+		t.Errorf("%d key lookups, want 3: refused addresses are not looked up", n)
+	}
+	// Keeping on through the 429s earns the cooling-off ban, good key or not.
+	for range 2 {
+		get("wrong")
+	}
+	if code, body := get("good"); code != http.StatusForbidden || !strings.Contains(body, "ip_banned") {
+		t.Errorf("banned address with a good key: %d %s", code, body)
+	}
+	clock.Advance(5 * time.Minute)
+	if code, _ := get("good"); code != http.StatusForbidden {
+		t.Errorf("within the ban: %d", code)
+	}
+	clock.Advance(6 * time.Minute)
+	if code, _ := get("good"); code != http.StatusOK {
+		t.Errorf("after the ban: %d", code)
+	}
+}
+
+func TestBanListBounded(t *testing.T) {
+	b := newBanList(3, time.Minute)
+	now := storetest.T0
+	for i := range maxBanned + 100 {
+		b.failed(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), now)
+	}
+	if len(b.addrs) > maxBanned {
+		t.Errorf("%d addresses remembered, want at most %d", len(b.addrs), maxBanned)
+	}
+}
+
+func TestCORS(t *testing.T) {
+	ts := newTestServer(t, &fakeBackend{}, Config{CORSOrigins: []string{"https://ui.lan"}})
+	preflight := func(origin string) *http.Response {
+		req, _ := http.NewRequest(http.MethodOptions, ts.URL+"/v1/chat/completions", nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "authorization, content-type")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	resp := preflight("https://ui.lan")
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "https://ui.lan" ||
+		!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Authorization") || !strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "POST") {
+		t.Errorf("preflight from a listed origin: %d %v", resp.StatusCode, resp.Header)
+	}
+	resp = preflight("https://evil.example")
+	if resp.StatusCode == http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("preflight from another origin: %d %v", resp.StatusCode, resp.Header)
+	}
+	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/v1/models", nil)
+	req.Header.Set("Origin", "https://ui.lan")
+	req.Header.Set("Authorization", "Bearer good")
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusOK || r.Header.Get("Access-Control-Allow-Origin") != "https://ui.lan" {
+		t.Errorf("request from a listed origin: %d %v", r.StatusCode, r.Header)
+	}
+	// Without configured origins there are no CORS headers.
+	plain := newTestServer(t, &fakeBackend{}, Config{})
+	req, _ = http.NewRequest(http.MethodGet, plain.URL+"/v1/models", nil)
+	req.Header.Set("Origin", "https://ui.lan")
+	req.Header.Set("Authorization", "Bearer good")
+	r, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("CORS header without configured origins: %v", r.Header)
+	}
+}
+
+func TestSecurityHeadersOnErrors(t *testing.T) {
+	ts := newTestServer(t, &fakeBackend{}, Config{})
+	for _, path := range []string{"/nosuch", "/v1/models"} {
+		resp, _ := send(t, http.MethodGet, ts.URL+path, "", "", "") // 404, 401
+		for h, want := range map[string]string{
+			"X-Content-Type-Options":  "nosniff",
+			"X-Frame-Options":         "DENY",
+			"Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+			"Referrer-Policy":         "no-referrer",
+			"Cache-Control":           "no-store",
+		} {
+			if got := resp.Header.Get(h); got != want {
+				t.Errorf("%s (%d): %s = %q, want %q", path, resp.StatusCode, h, got, want)
+			}
+		}
+	}
+}
