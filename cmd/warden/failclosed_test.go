@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -31,7 +33,18 @@ import (
 // service resumes when space returns.
 func TestAuditFailsClosedOnFullDisk(t *testing.T) {
 	ctx := t.Context()
-	dir := t.TempDir()
+	ollamaBin(t)
+	// Under tmpRoot (0711), which the child's own user (when tests run as
+	// root) can pass through to its models and home.
+	tmp := func() string {
+		d, err := os.MkdirTemp(tmpRoot, "failclosed-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(d) })
+		return d
+	}
+	dir := tmp()
 	db, err := store.Open(ctx, dir, store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +65,8 @@ func TestAuditFailsClosedOnFullDisk(t *testing.T) {
 	}
 	defer w.Close(ctx)
 
-	sup := ollama.NewSupervisor(ollama.Config{Bin: ollamaBin(t), DataDir: dir, ModelsDir: t.TempDir()})
+	sup := ollama.NewSupervisor(ollama.Config{Bin: ollamaBin(t), DataDir: dir, ModelsDir: filepath.Join(dir, "models"),
+		Isolation: ollama.IsolationLoopback}) // the test dials the child itself
 	if err := sup.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func (g *globals) openDB(ctx context.Context) (*store.DB, Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, cfg, err
 	}
-	db, err := store.Open(ctx, cfg.DataDir, store.Options{})
+	db, err := store.Open(ctx, cfg.DataDir, store.Options{Logger: g.logger(cfg.Log)})
 	return db, cfg, err
 }
 

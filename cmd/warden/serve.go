@@ -87,7 +87,7 @@ func startBackend(ctx context.Context, cfg Config, log *slog.Logger) (*ollama.Ru
 }
 
 func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) error {
-	db, err := store.Open(ctx, cfg.DataDir, store.Options{})
+	db, err := store.Open(ctx, cfg.DataDir, store.Options{Logger: log})
 	if err != nil {
 		return err
 	}

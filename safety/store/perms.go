@@ -17,7 +17,7 @@ const dirTraverse os.FileMode = 0o010
 // (keeping a group execute bit that stands alone, see dirTraverse) and every regular file directly
 // in it 0600. Each change is logged with the mode found, so an operator
 // learns that the dir was open; nothing is logged when it was private.
-func tightenPerms(dataDir string) error {
+func tightenPerms(dataDir string, log *slog.Logger) error {
 	st, err := os.Stat(dataDir)
 	if err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -30,7 +30,7 @@ func tightenPerms(dataDir string) error {
 		if err := os.Chmod(dataDir, want); err != nil {
 			return fmt.Errorf("tighten data dir %s: %w", dataDir, err)
 		}
-		slog.Default().Warn("data dir was open to other users; tightened", "path", dataDir, "was", m.String(), "now", want.String())
+		log.Warn("data dir was open to other users; tightened", "path", dataDir, "was", m.String(), "now", want.String())
 	}
 	ents, err := os.ReadDir(dataDir)
 	if err != nil {
@@ -49,7 +49,7 @@ func tightenPerms(dataDir string) error {
 			if err := os.Chmod(p, m&0o700); err != nil {
 				return fmt.Errorf("tighten %s: %w", p, err)
 			}
-			slog.Default().Warn("data file was open to other users; tightened", "path", p, "was", m.String(), "now", (m & 0o700).String())
+			log.Warn("data file was open to other users; tightened", "path", p, "was", m.String(), "now", (m & 0o700).String())
 		}
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -39,6 +40,8 @@ type Options struct {
 	// SkipOwnerCheck disables the refusal to open a data dir owned by
 	// another user (tests only).
 	SkipOwnerCheck bool
+	// Logger hears about permissions tightened at open; nil discards.
+	Logger *slog.Logger
 }
 
 // Open opens (creating if needed) the database in dataDir and migrates it.
@@ -54,7 +57,11 @@ func Open(ctx context.Context, dataDir string, opts Options) (*DB, error) {
 			return nil, err
 		}
 	}
-	if err := tightenPerms(dataDir); err != nil {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := tightenPerms(dataDir, log); err != nil {
 		return nil, err
 	}
 	path := filepath.Join(dataDir, FileName)
