@@ -7,6 +7,7 @@ import (
 	"unsafe"
 
 	"github.com/warden-llm/warden/safety/detect"
+	"github.com/warden-llm/warden/safety/detect/norm"
 )
 
 // Stream filters a text that arrives in pieces. Each Write returns the text
@@ -22,7 +23,11 @@ import (
 type Stream struct {
 	r    *Request
 	dir  Direction
-	dets []detect.Detector
+	dets []detect.Detector // the raw ones (detect.Raw), then those reading the literal view
+	nraw int
+
+	view []byte  // the literal view of the window (norm.Literal), when it is not plain
+	offs []int32 // its offsets into the window
 
 	win  []byte // released context, then held text
 	from int    // win[:from] is released context
@@ -46,9 +51,21 @@ const maxRepeatBytes = 64 << 10
 func (r *Request) Output() *Stream { return r.stream(Output, true) }
 
 func (r *Request) stream(dir Direction, answer bool) *Stream {
-	s := &Stream{r: r, dir: dir, dets: r.dets}
+	dets := r.dets
 	if dir == Output && len(r.canary) > 0 {
-		s.dets = append(slices.Clip(r.dets), r.canary...)
+		dets = append(slices.Clip(r.dets), r.canary...)
+	}
+	s := &Stream{r: r, dir: dir, dets: make([]detect.Detector, 0, len(dets))}
+	for _, d := range dets {
+		if _, ok := d.(detect.Raw); ok {
+			s.dets = append(s.dets, d)
+		}
+	}
+	s.nraw = len(s.dets)
+	for _, d := range dets {
+		if _, ok := d.(detect.Raw); !ok {
+			s.dets = append(s.dets, d)
+		}
 	}
 	s.repeat = answer && r.e.repeats != nil && r.p.Action(Output, CatRepeat) != Allow
 	return s
@@ -124,15 +141,48 @@ func (s *Stream) scanWhole(text string) string {
 // to the cut (or to a blocking match), redacted, and the cut. When src is
 // not "" it holds the same bytes as the window, and text released without
 // a redaction is returned as a part of it rather than copied.
+//
+// The raw detectors (detect.Raw) read the window; the others read its
+// literal view (norm.Literal), and their matches are mapped back to the
+// window: a match covers the original runes it was read from, invisible
+// characters between them included. A plain window (printable ASCII) is
+// its own view. Before the end of the text the view stops short of an
+// unfinished rune, and the stream holds back what may still read
+// otherwise in the view (norm.LiteralPending).
 func (s *Stream) release(final bool, src string) (string, int) {
 	win := s.win
 	ms := s.ms[:0]
-	for _, d := range s.dets {
-		d.Find(win, s.from, func(m detect.Match) {
-			if s.r.p.Action(s.dir, m.Category) != Allow || s.wantAllowed() {
-				ms = append(ms, m)
-			}
-		})
+	add := func(m detect.Match) {
+		if s.r.p.Action(s.dir, m.Category) != Allow || s.wantAllowed() {
+			ms = append(ms, m)
+		}
+	}
+	plain := norm.Plain(win)
+	for i, d := range s.dets {
+		if i < s.nraw || plain {
+			d.Find(win, s.from, add)
+		}
+	}
+	var view []byte
+	var offs []int32
+	if !plain && len(s.dets) > s.nraw {
+		end := len(win)
+		if !final {
+			end -= unfinishedRune(win)
+		}
+		s.view, s.offs = norm.Literal(s.view, s.offs, win[:end], s.readTags())
+		view, offs = s.view, s.offs
+		vfrom, _ := slices.BinarySearch(offs, int32(s.from))
+		for vfrom > 0 && int(offs[vfrom-1]) >= s.from {
+			vfrom--
+		}
+		mapped := func(m detect.Match) {
+			m.Start, m.End = int(offs[m.Start]), norm.End(win, offs, m.End)
+			add(m)
+		}
+		for _, d := range s.dets[s.nraw:] {
+			d.Find(view, vfrom, mapped)
+		}
 	}
 	s.ms = ms
 	slices.SortFunc(ms, func(a, b detect.Match) int {
@@ -145,8 +195,18 @@ func (s *Stream) release(final bool, src string) (string, int) {
 	cut := len(win)
 	if !final {
 		hold := 0
-		for _, d := range s.dets {
-			hold = max(hold, d.Hold(win))
+		for i, d := range s.dets {
+			switch {
+			case i < s.nraw || plain:
+				hold = max(hold, d.Hold(win))
+			case view != nil:
+				if h := d.Hold(view); h > 0 {
+					hold = max(hold, len(win)-int(offs[len(view)-min(h, len(view))]))
+				}
+			}
+		}
+		if !plain {
+			hold = max(hold, norm.LiteralPending(win))
 		}
 		cut = len(win) - min(hold, detect.MaxHold)
 		// Never cut through a match: the cut moves back to its start,
@@ -218,6 +278,31 @@ func (s *Stream) release(final bool, src string) (string, int) {
 		out.Write(win[at:end])
 	}
 	return out.String(), cut
+}
+
+// readTags reports whether tag characters reach the reader: unless the
+// policy strips hidden Unicode, the literal view reads them as ASCII.
+func (s *Stream) readTags() bool {
+	a := s.r.p.Action(s.dir, CatHiddenUnicode)
+	return a != Redact && a != Block
+}
+
+// unfinishedRune returns the length of the unfinished UTF-8 sequence text
+// ends in, or 0.
+func unfinishedRune(text []byte) int {
+	for k := 1; k <= min(len(text), utf8.UTFMax-1); k++ {
+		c := text[len(text)-k]
+		if c < utf8.RuneSelf {
+			return 0
+		}
+		if utf8.RuneStart(c) {
+			if utf8.FullRune(text[len(text)-k:]) {
+				return 0
+			}
+			return k
+		}
+	}
+	return 0
 }
 
 // wantAllowed: findings whose action is allow are dropped early, except

@@ -115,6 +115,7 @@ type normalizer struct {
 
 	foldEnd int  // the fold decision holds for runes before foldEnd
 	fold    bool // fold look-alikes in the current word
+	tags    bool // the literal view reads tag characters as ASCII
 }
 
 // ASCII byte kinds.
