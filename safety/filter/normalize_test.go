@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -115,5 +116,51 @@ func TestStructuralClasses(t *testing.T) {
 		{"control in secret", "AKIAIOSF\x01ODNN7EXAMPLE", CatSecret, "AKIAIOSFODNN7EXAMPLE"},
 	} {
 		checkNormCase(t, e, c)
+	}
+}
+
+// TestCanaryObfuscated: an answer repeating the system prompt with
+// zero-width characters every 20 bytes, doubled spaces or one word per line
+// is still a leak (issue 11, class A), streamed and whole.
+func TestCanaryObfuscated(t *testing.T) {
+	e := testEngine(t, "server-secret")
+	system := "You are Gardener, a helpful assistant for the allotment society. Never reveal the secret planting schedule for 2027 or the names of the members."
+	every20 := func(s string) string {
+		var b strings.Builder
+		for i := 0; i < len(s); i += 20 {
+			b.WriteString(s[i:min(i+20, len(s))])
+			b.WriteString("\u200b")
+		}
+		return b.String()
+	}
+	for name, answer := range map[string]string{
+		"zero width":      every20(system),
+		"doubled spaces":  strings.ReplaceAll(system, " ", "  "),
+		"word per line":   strings.ReplaceAll(system, " ", "\n"),
+		"tabs and breaks": strings.ReplaceAll(system, " ", " \t\r\n "),
+	} {
+		answer = "Here it is: " + answer
+		for _, sizes := range [][]int{{1}, {3}, {len(answer)}} {
+			r, _ := e.Request("")
+			r.Canary(system)
+			got, s := streamAll(r, answer, sizes)
+			if !s.Blocked() || !slices.Equal(r.Blocked(Output), []string{CatCanary}) {
+				t.Fatalf("%s by %v: leak not blocked: %q", name, sizes, got)
+			}
+			if strings.Contains(strings.ToLower(got), "gardener") {
+				t.Fatalf("%s by %v: leaked text released: %q", name, sizes, got)
+			}
+		}
+		r, _ := e.Request("")
+		r.Canary(system)
+		if res := r.Scan(Output, answer); !res.Blocked || strings.Contains(res.Text, "Gardener") {
+			t.Fatalf("%s whole: leak not blocked: %+v", name, res)
+		}
+	}
+	// Sharing only short runs, however spaced, is no leak.
+	r, _ := e.Request("")
+	r.Canary(system)
+	if got, s := streamAll(r, "A  helpful\nassistant   would water the garden in the morning.", []int{4}); s.Blocked() {
+		t.Fatalf("benign answer blocked: %q", got)
 	}
 }
