@@ -25,7 +25,8 @@ import (
 //     policy strips hidden_unicode: the reader then gets the text without
 //     them, and a tag "space" must not split a value the stripping joins);
 //   - white space and the Hangul and braille fillers (U+3164, U+115F,
-//     U+1160, U+FFA0, U+2800) read as a space, invalid UTF-8 as a space;
+//     U+1160, U+FFA0, U+2800) read as a space, an invalid UTF-8 byte that
+//     may start a rune as a space (a stray continuation byte is dropped);
 //   - decimal digits of any script read as ASCII digits, small capitals
 //     (ᴀ ʙ ᴄ...) as lower-case ASCII letters;
 //   - other runes are replaced by their compatibility decomposition (NFKD,
@@ -93,7 +94,8 @@ func LiteralPending(text []byte) int {
 	j := p
 	for j > 0 && p-j <= 4*(MaxIgnorableRun+1) {
 		r, n := utf8.DecodeLastRune(text[:j])
-		if !literalDropped(r, n) && (r < 0xe0000 || r > 0xe007f) {
+		stray := r == utf8.RuneError && n == 1 && !utf8.RuneStart(text[j-1])
+		if !literalDropped(r, n) && (r < 0xe0000 || r > 0xe007f) && !stray {
 			break
 		}
 		j -= n
@@ -157,6 +159,9 @@ func (n *normalizer) drop(off int) {
 
 func (n *normalizer) literalRune(r rune, size, off int) {
 	if r == utf8.RuneError && size == 1 {
+		if !utf8.RuneStart(n.text[off]) {
+			return // a stray continuation byte: dropped, and no rune starts here
+		}
 		n.ign = 0
 		n.put(' ', off)
 		return
