@@ -3,6 +3,7 @@ package filter
 import (
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 	"unsafe"
 
@@ -26,8 +27,7 @@ type Stream struct {
 	dets []detect.Detector // the raw ones (detect.Raw), then those reading the literal view
 	nraw int
 
-	view []byte  // the literal view of the window (norm.Literal), when it is not plain
-	offs []int32 // its offsets into the window
+	lv *litView // the literal view of the window, when it is not plain
 
 	win  []byte // released context, then held text
 	from int    // win[:from] is released context
@@ -96,6 +96,7 @@ func (s *Stream) Close() string {
 	}
 	out := s.step(true)
 	s.closed = true
+	s.putView()
 	if s.repeat && !s.blocked {
 		if n := s.r.e.repeats.check(s.answer.String()); n > 0 {
 			s.record(detect.Match{Category: CatRepeat, Detector: repeatDetector(n), End: len(s.win)})
@@ -110,6 +111,7 @@ func (s *Stream) step(final bool) string {
 	out, cut := s.release(final, "")
 	if s.blocked && s.dir == Output {
 		s.win = nil
+		s.putView()
 		return out
 	}
 
@@ -133,6 +135,7 @@ func (s *Stream) scanWhole(text string) string {
 	out, _ := s.release(true, text)
 	s.win = nil
 	s.closed = true
+	s.putView()
 	return out
 }
 
@@ -170,8 +173,11 @@ func (s *Stream) release(final bool, src string) (string, int) {
 		if !final {
 			end -= unfinishedRune(win)
 		}
-		s.view, s.offs = norm.Literal(s.view, s.offs, win[:end], s.readTags())
-		view, offs = s.view, s.offs
+		if s.lv == nil {
+			s.lv = litViews.Get().(*litView)
+		}
+		s.lv.dst, s.lv.offs = norm.Literal(s.lv.dst, s.lv.offs, win[:end], s.readTags())
+		view, offs = s.lv.dst, s.lv.offs
 		vfrom, _ := slices.BinarySearch(offs, int32(s.from))
 		for vfrom > 0 && int(offs[vfrom-1]) >= s.from {
 			vfrom--
@@ -278,6 +284,26 @@ func (s *Stream) release(final bool, src string) (string, int) {
 		out.Write(win[at:end])
 	}
 	return out.String(), cut
+}
+
+// litView holds a literal view and its offsets, reused across streams.
+type litView struct {
+	dst  []byte
+	offs []int32
+}
+
+var litViews = sync.Pool{New: func() any { return new(litView) }}
+
+// putView returns the stream's view buffers once the text is over.
+func (s *Stream) putView() {
+	if s.lv == nil {
+		return
+	}
+	if cap(s.lv.dst) > 2<<20 {
+		s.lv.dst, s.lv.offs = nil, nil
+	}
+	litViews.Put(s.lv)
+	s.lv = nil
 }
 
 // readTags reports whether tag characters reach the reader: unless the

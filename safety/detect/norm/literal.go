@@ -132,6 +132,23 @@ func (n *normalizer) literal() {
 	}
 	for i := 0; i < len(text); {
 		c := text[i]
+		if plainByte(c) {
+			// A run of plain ASCII, the bulk of most text, is copied
+			// as it is.
+			j := i + 1
+			for j < len(text) && plainByte(text[j]) {
+				j++
+			}
+			w := len(n.dst)
+			n.dst = append(n.dst, text[i:j]...)
+			n.offs = append(n.offs, make([]int32, j-i)...)
+			for k, o := w, int32(i); k < len(n.offs); k, o = k+1, o+1 {
+				n.offs[k] = o
+			}
+			n.ign = 0
+			i = j
+			continue
+		}
 		if c < utf8.RuneSelf {
 			if literalDropped(rune(c), 1) {
 				n.drop(i)
