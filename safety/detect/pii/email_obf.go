@@ -55,7 +55,9 @@ func tokenAt(text []byte, i int, toks [][]byte) int {
 	return 0
 }
 
-func bracketed(tok []byte) bool { return tok[0] == '[' || tok[0] == '(' || tok[0] == '{' || tok[0] == '<' }
+func bracketed(tok []byte) bool {
+	return tok[0] == '[' || tok[0] == '(' || tok[0] == '{' || tok[0] == '<'
+}
 
 // obfAt reads an obfuscated address whose at-token of length n starts at
 // i. It returns the address's span, or ok false; open reports that text
