@@ -6,7 +6,10 @@ package encoded
 
 import (
 	"bytes"
+	"compress/gzip"
+	"encoding/base32"
 	"encoding/base64"
+	"io"
 	"encoding/hex"
 	"hash/maphash"
 	"sync"
@@ -196,42 +199,11 @@ func (d *detector) decodeCached(r []byte) (detect.Match, bool) {
 // decode decodes a run and scans it; ok is false when it is not an
 // encoding of text.
 func (d *detector) decode(r []byte, depth int) (m detect.Match, ok bool) {
-	if binaryStart(r) {
-		return m, false
-	}
 	bp := bufs.Get().(*[]byte)
 	defer bufs.Put(bp)
-	var (
-		out  []byte
-		kind string
-	)
-	switch {
-	case len(r) >= minHex && len(r)%2 == 0 && isHex(r):
-		n, err := hex.Decode(*bp, r)
-		if err != nil {
-			return m, false
-		}
-		out, kind = (*bp)[:n], "hex"
-	case detect.IsUUID(r):
+	out, kind, ok := decodeRun(r, *bp)
+	if !ok {
 		return m, false
-	default:
-		enc := base64.RawStdEncoding
-		var std, url bool
-		for _, c := range r {
-			std = std || c == '+' || c == '/'
-			url = url || c == '-' || c == '_'
-		}
-		if std && url {
-			return m, false
-		}
-		if url {
-			enc = base64.RawURLEncoding
-		}
-		n, err := enc.Decode(*bp, r)
-		if err != nil {
-			return m, false
-		}
-		out, kind = (*bp)[:n], "base64"
 	}
 	if !printable(out) {
 		return m, false
@@ -241,6 +213,102 @@ func (d *detector) decode(r []byte, depth int) (m detect.Match, ok bool) {
 		m.Category, m.Detector = inner.Category, kind+">"+inner.Detector
 	}
 	return m, true
+}
+
+// decodeRun decodes a run into buf (maxRun bytes): gzip in base64 (it
+// starts "H4sI"), base32 (upper-case letters and 2–7 only, when that
+// decodes to text), hex, base64. ok is false when it does not decode, or
+// certainly not to text.
+func decodeRun(r, buf []byte) (out []byte, kind string, ok bool) {
+	if bytes.HasPrefix(r, []byte("H4sI")) {
+		return gunzip(r, buf)
+	}
+	if isBase32(r) {
+		if n, err := base32Raw.Decode(buf, r); err == nil && printable(buf[:n]) {
+			return buf[:n], "base32", true
+		}
+	}
+	if binaryStart(r) {
+		return nil, "", false
+	}
+	switch {
+	case len(r) >= minHex && len(r)%2 == 0 && isHex(r):
+		n, err := hex.Decode(buf, r)
+		if err != nil {
+			return nil, "", false
+		}
+		return buf[:n], "hex", true
+	case detect.IsUUID(r):
+		return nil, "", false
+	}
+	enc, ok := base64Of(r)
+	if !ok {
+		return nil, "", false
+	}
+	n, err := enc.Decode(buf, r)
+	if err != nil {
+		return nil, "", false
+	}
+	return buf[:n], "base64", true
+}
+
+// base64Of picks the alphabet of a base64 run; a run mixing both is none.
+func base64Of(r []byte) (*base64.Encoding, bool) {
+	var std, url bool
+	for _, c := range r {
+		std = std || c == '+' || c == '/'
+		url = url || c == '-' || c == '_'
+	}
+	switch {
+	case std && url:
+		return nil, false
+	case url:
+		return base64.RawURLEncoding, true
+	}
+	return base64.RawStdEncoding, true
+}
+
+var base32Raw = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// isBase32 reports whether a run is in the base32 alphabet, of a length
+// base32 can have.
+func isBase32(r []byte) bool {
+	switch len(r) % 8 {
+	case 1, 3, 6:
+		return false
+	}
+	for _, c := range r {
+		if !(c >= 'A' && c <= 'Z' || c >= '2' && c <= '7') {
+			return false
+		}
+	}
+	return true
+}
+
+// gunzip decodes a base64 run holding gzip data and inflates it into buf,
+// at most len(buf) bytes (a longer text is cut there: a bomb costs no more
+// than a run its size).
+func gunzip(r, buf []byte) ([]byte, string, bool) {
+	enc, ok := base64Of(r)
+	if !ok {
+		return nil, "", false
+	}
+	raw := make([]byte, enc.DecodedLen(len(r)))
+	n, err := enc.Decode(raw, r)
+	if err != nil {
+		return nil, "", false
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw[:n]))
+	if err != nil {
+		return nil, "", false
+	}
+	k, err := io.ReadFull(zr, buf)
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		if k == 0 {
+			return nil, "", false
+		}
+	}
+	return buf[:k], "base64+gzip", k > 0
 }
 
 // scan runs the inner detectors over decoded text and then, below the
