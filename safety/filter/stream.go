@@ -149,9 +149,7 @@ func (s *Stream) scanWhole(text string) string {
 // literal view (norm.Literal), and their matches are mapped back to the
 // window: a match covers the original runes it was read from, invisible
 // characters between them included. A plain window (printable ASCII) is
-// its own view. Before the end of the text the view stops short of an
-// unfinished rune, and the stream holds back what may still read
-// otherwise in the view (norm.LiteralPending).
+// its own view.
 func (s *Stream) release(final bool, src string) (string, int) {
 	win := s.win
 	ms := s.ms[:0]
@@ -160,30 +158,35 @@ func (s *Stream) release(final bool, src string) (string, int) {
 			ms = append(ms, m)
 		}
 	}
-	plain := norm.Plain(win)
-	for i, d := range s.dets {
-		if i < s.nraw || plain {
-			d.Find(win, s.from, add)
-		}
+	// Before the end of the text, the view stops short of what may still
+	// read otherwise (norm.LiteralPending), which stays held.
+	end := len(win)
+	if !final {
+		end -= norm.LiteralPending(win)
+	}
+	vw := win[:max(end, 0)]
+	plain := norm.Plain(vw)
+	for _, d := range s.dets[:s.nraw] {
+		d.Find(win, s.from, add)
 	}
 	var view []byte
 	var offs []int32
-	if !plain && len(s.dets) > s.nraw {
-		end := len(win)
-		if !final {
-			end -= unfinishedRune(win)
+	switch {
+	case end <= s.from:
+		// Nothing new the view can judge yet.
+	case plain:
+		for _, d := range s.dets[s.nraw:] {
+			d.Find(vw, s.from, add)
 		}
+	case len(s.dets) > s.nraw:
 		if s.lv == nil {
 			s.lv = litViews.Get().(*litView)
 		}
-		s.lv.dst, s.lv.offs = norm.Literal(s.lv.dst, s.lv.offs, win[:end], s.readTags())
+		s.lv.dst, s.lv.offs = norm.Literal(s.lv.dst, s.lv.offs, vw, s.readTags())
 		view, offs = s.lv.dst, s.lv.offs
 		vfrom, _ := slices.BinarySearch(offs, int32(s.from))
-		for vfrom > 0 && int(offs[vfrom-1]) >= s.from {
-			vfrom--
-		}
 		mapped := func(m detect.Match) {
-			m.Start, m.End = int(offs[m.Start]), norm.End(win, offs, m.End)
+			m.Start, m.End = int(offs[m.Start]), norm.LiteralEnd(vw, offs, m.End)
 			add(m)
 		}
 		for _, d := range s.dets[s.nraw:] {
@@ -200,19 +203,20 @@ func (s *Stream) release(final bool, src string) (string, int) {
 
 	cut := len(win)
 	if !final {
-		hold := 0
-		for i, d := range s.dets {
-			switch {
-			case i < s.nraw || plain:
-				hold = max(hold, d.Hold(win))
-			case view != nil:
-				if h := d.Hold(view); h > 0 {
-					hold = max(hold, len(win)-int(offs[len(view)-min(h, len(view))]))
-				}
-			}
+		hold := len(win) - max(end, s.from)
+		for _, d := range s.dets[:s.nraw] {
+			hold = max(hold, d.Hold(win))
 		}
-		if !plain {
-			hold = max(hold, norm.LiteralPending(win))
+		if end > s.from {
+			for _, d := range s.dets[s.nraw:] {
+				h := 0
+				if plain {
+					h = d.Hold(vw)
+				} else if h = d.Hold(view); h > 0 {
+					h = end - int(offs[len(view)-min(h, len(view))])
+				}
+				hold = max(hold, len(win)-end+h)
+			}
 		}
 		cut = len(win) - min(hold, detect.MaxHold)
 		// Never cut through a match: the cut moves back to its start,
@@ -311,24 +315,6 @@ func (s *Stream) putView() {
 func (s *Stream) readTags() bool {
 	a := s.r.p.Action(s.dir, CatHiddenUnicode)
 	return a != Redact && a != Block
-}
-
-// unfinishedRune returns the length of the unfinished UTF-8 sequence text
-// ends in, or 0.
-func unfinishedRune(text []byte) int {
-	for k := 1; k <= min(len(text), utf8.UTFMax-1); k++ {
-		c := text[len(text)-k]
-		if c < utf8.RuneSelf {
-			return 0
-		}
-		if utf8.RuneStart(c) {
-			if utf8.FullRune(text[len(text)-k:]) {
-				return 0
-			}
-			return k
-		}
-	}
-	return 0
 }
 
 // wantAllowed: findings whose action is allow are dropped early, except

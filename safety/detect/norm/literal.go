@@ -33,7 +33,12 @@ import (
 //     without the combining marks: fullwidth and mathematical letters and
 //     digits become ASCII, keeping their case);
 //   - Cyrillic and Greek look-alikes become Latin letters of the same case
-//     by the word rule of Normalize.
+//     by the word rule of Normalize;
+//   - HTML character references and percent-encoded printable ASCII read
+//     as the character they stand for, and attribute-less HTML tags
+//     between two letters are dropped (see escape.go). A view byte read
+//     from an escape maps to the escape's first byte; LiteralEnd maps a
+//     span's end past the whole escape.
 //
 // The view of a text is local: a byte of the view depends on the rune it
 // comes from, the run of dropped characters it is in (at most
@@ -46,7 +51,7 @@ func Literal(dst []byte, offs []int32, text []byte, readTags bool) ([]byte, []in
 }
 
 // Plain reports whether text is its own literal view: printable ASCII,
-// tabs and line breaks only.
+// tabs and line breaks only, without escapes or in-word tags.
 func Plain(text []byte) bool {
 	i := 0
 	for ; i+8 <= len(text); i += 8 {
@@ -55,17 +60,17 @@ func Plain(text []byte) bool {
 		const lo, hi = 0x0101010101010101, 0x8080808080808080
 		// A byte >= 0x80, < 0x20 or == 0x7f sets its high bit in one of
 		// these; the per-byte loop then decides (tabs and line breaks).
-		del := w ^ lo*0x7f
-		if (w|(w-lo*0x20)&^w|(del-lo)&^del)&hi != 0 {
-			for _, c := range text[i : i+8] {
-				if !plainByte(c) {
+		del, amp, pct, lt := w^lo*0x7f, w^lo*'&', w^lo*'%', w^lo*'<'
+		if (w|(w-lo*0x20)&^w|(del-lo)&^del|(amp-lo)&^amp|(pct-lo)&^pct|(lt-lo)&^lt)&hi != 0 {
+			for k := i; k < i+8; k++ {
+				if !plainByte(text[k]) || mayEscape[text[k]] && special(text, k) {
 					return false
 				}
 			}
 		}
 	}
-	for _, c := range text[i:] {
-		if !plainByte(c) {
+	for k := i; k < len(text); k++ {
+		if !plainByte(text[k]) || mayEscape[text[k]] && special(text, k) {
 			return false
 		}
 	}
@@ -78,10 +83,14 @@ func plainByte(c byte) bool {
 
 // LiteralPending returns how many bytes at the end of text may still read
 // otherwise in the literal view once more text arrives: an unfinished
-// UTF-8 sequence, a trailing run of dropped characters (how long it grows
+// UTF-8 sequence, an unfinished escape or in-word tags, a trailing run of dropped characters (how long it grows
 // decides whether it reads as a space) and a trailing word holding a
 // look-alike (a later letter of another script may unfold it).
 func LiteralPending(text []byte) int {
+	return max(literalPending(text), escapePending(text))
+}
+
+func literalPending(text []byte) int {
 	p := len(text)
 	for p > 0 && len(text)-p < utf8.UTFMax && !utf8.RuneStart(text[p-1]) {
 		p--
@@ -132,11 +141,30 @@ func (n *normalizer) literal() {
 	}
 	for i := 0; i < len(text); {
 		c := text[i]
+		if mayEscape[c] {
+			if r, k := escapeAt(text, i); k > 0 {
+				if r < utf8.RuneSelf && literalDropped(r, 1) {
+					n.drop(i)
+				} else if r < utf8.RuneSelf {
+					n.ign = 0
+					n.put(byte(r), i)
+				} else {
+					var b [utf8.UTFMax]byte
+					n.literalRune(r, utf8.EncodeRune(b[:], r), i, b[:])
+				}
+				i += k
+				continue
+			}
+			if k := tagsAt(text, i); k > 0 {
+				i += k
+				continue
+			}
+		}
 		if plainByte(c) {
 			// A run of plain ASCII, the bulk of most text, is copied
 			// as it is.
 			j := i + 1
-			for j < len(text) && plainByte(text[j]) {
+			for j < len(text) && plainByte(text[j]) && !mayEscape[text[j]] {
 				j++
 			}
 			w := len(n.dst)
@@ -160,7 +188,7 @@ func (n *normalizer) literal() {
 			continue
 		}
 		r, size := utf8.DecodeRune(text[i:])
-		n.literalRune(r, size, i)
+		n.literalRune(r, size, i, text[i:])
 		i += size
 	}
 }
@@ -174,7 +202,9 @@ func (n *normalizer) drop(off int) {
 	}
 }
 
-func (n *normalizer) literalRune(r rune, size, off int) {
+// literalRune reads the rune r of size bytes at off, src its encoding (the
+// text at off, or the rune an escape there stands for).
+func (n *normalizer) literalRune(r rune, size, off int, src []byte) {
 	if r == utf8.RuneError && size == 1 {
 		if !utf8.RuneStart(n.text[off]) {
 			return // a stray continuation byte: dropped, and no rune starts here
@@ -208,7 +238,7 @@ func (n *normalizer) literalRune(r rune, size, off int) {
 		return
 	}
 	if r < 0xac00 || r > 0xd7a3 {
-		if d := norm.NFKD.Properties(n.text[off:]).Decomposition(); len(d) > 0 {
+		if d := norm.NFKD.Properties(src).Decomposition(); len(d) > 0 {
 			for len(d) > 0 {
 				dr, ds := utf8.DecodeRune(d)
 				d = d[ds:]

@@ -24,6 +24,10 @@ func TestLiteral(t *testing.T) {
 		{"a\U000E0041\U000E0020b", "ab", false},
 		{"caf\u00e9 cafe\u0301", "cafe cafe", false},
 		{"x\xffy\x80z", "x yz", false},
+		{"ign&#111;re &lt;|im_start|&gt; a&amp;b &#x41;&commat;&bogus; &#0; &#xD800;", "ignore <|im_start|> a&b A@&bogus; &#0; &#xD800;", false},
+		{"alice%40gmail.com 100%25 5%zz %00 %C3", "alice@gmail.com 100% 5%zz %00 %C3", false},
+		{"ign<b></b>ore ig<span>no</span>re <b>bold</b> a<br/>b x <y", "ignore ignore <b>bold</b> ab x <y", false},
+		{"ign&#8203;ore", "ignore", false},
 		{"a" + "\u200b\u200b\u200b\u200b\u200b\u200b\u200b\u200b\u200b\u200b" + "b", "a b", false},
 	} {
 		v, offs := Literal(nil, nil, []byte(c.in), c.tags)
@@ -105,6 +109,9 @@ func FuzzNormalizedOffsets(f *testing.F) {
 					return
 				}
 				start, end := int(w.offs[vs]), End(text, w.offs, ve)
+				if w.name == "literal" {
+					end = LiteralEnd(text, w.offs, ve)
+				}
 				// The phrase view reads a stray continuation byte as a
 				// space; its phrases never start with one.
 				stray := w.name == "phrase" && w.v[vs] == ' '
@@ -115,6 +122,9 @@ func FuzzNormalizedOffsets(f *testing.F) {
 				for k := vs; k < ve; k++ {
 					o := int(w.offs[k])
 					_, n := utf8.DecodeRune(text[o:])
+					if w.name == "literal" {
+						n = srcLen(text, o)
+					}
 					if o < start || o+n > end {
 						t.Fatalf("%s: view byte %d from [%d,%d) outside [%d,%d) of %q", w.name, k, o, o+n, start, end, s)
 					}

@@ -98,7 +98,7 @@ type detector struct{}
 // "aws-access-key", "aws-secret-key", "github-token", "gitlab-token",
 // "slack-token", "slack-webhook", "openai-key", "anthropic-key",
 // "stripe-key", "google-api-key", "private-key", "jwt", "url-credential"
-// (the password of scheme://user:password@host) and "generic-secret".
+// (the user:password of scheme://user:password@host) and "generic-secret".
 //
 // Where candidates overlap, the one starting first wins, and at the same
 // start a specific rule beats generic-secret.
@@ -291,9 +291,8 @@ func check(text []byte, i int, add func(cand)) {
 				add(tokenBound(text, i-5, 25, &hookPath, &alnum, 20, 120, "slack-webhook", hookBody))
 			}
 		case '=', ':':
-			if text[i] == ':' && hasPrefix(text[i+1:], "//") {
+			if text[i] == ':' && (i+1 == n || text[i+1] == '/') {
 				add(urlCredential(text, i))
-				break
 			}
 			if c, ok := assignment(text, i); ok {
 				add(c)

@@ -1,8 +1,10 @@
 package secret
 
 // URL credentials: scheme://user:password@host, as in database URLs
-// ("postgres://admin:S3cr3t@db") and basic-auth links. The password is the
-// match; the scheme, user and host stay readable.
+// ("postgres://admin:S3cr3t@db") and basic-auth links. The userinfo
+// ("admin:S3cr3t") is the match; the scheme and host stay readable. (The
+// match starts three bytes after its anchor, the scheme's ':', so a window
+// starting at the match still sees the anchor, as scan's lo requires.)
 
 var (
 	schemeChar = class("A-Za-z0-9+.\\-")
@@ -26,8 +28,16 @@ func urlCredential(text []byte, p int) cand {
 	if s == p || !alnum[text[s]] || text[s] >= '0' && text[s] <= '9' || s > 0 && (word[text[s-1]] || schemeChar[text[s-1]]) {
 		return cand{}
 	}
+	// Open candidates are held from the scheme's ':', which Find must
+	// see again as an anchor.
+	open := cand{start: p, end: n, name: "url-credential", open: true}
+	switch {
+	case p+1 == n, p+2 == n && text[p+1] == '/':
+		return open
+	case !hasPrefix(text[p+1:], "//"):
+		return cand{}
+	}
 	u := p + 3
-	open := cand{start: u, end: n, name: "url-credential", open: true}
 	i := u
 	for i < n && i-u <= maxUserinfo && userChar[text[i]] {
 		i++
@@ -53,5 +63,5 @@ func urlCredential(text []byte, p int) cand {
 	case !hostChar[text[j+1]]:
 		return cand{}
 	}
-	return cand{start: pw, end: j, name: "url-credential", ok: true}
+	return cand{start: u, end: j, name: "url-credential", ok: true}
 }
