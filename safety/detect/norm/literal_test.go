@@ -66,6 +66,7 @@ func FuzzNormalizedOffsets(f *testing.F) {
 	for _, s := range []string{
 		"alice.smith\u200b@gmail.com 4111\u200b1111\u200b1111\u200b1111",
 		"ign\x00ore ɪɢɴᴏʀᴇ ４１１１ ٤١١١ \u3164 ﬁne Pаypal x\xffy\x80z \U000E0041\U000E0020",
+		"ign&#111;re &lt;b&gt; &#x1F600; %41%4 a<b></b>c x&amp",
 		"a\u0301\u0301\u0301\u200b\u200b\u200b\u200b\u200b\u200b\u200b\u200b\u200b\u200b\u200bb \ufdfa",
 	} {
 		f.Add(s, uint16(3), uint16(9))
