@@ -170,7 +170,7 @@ func (s *Stream) release(final bool, src string) (string, int) {
 		d.Find(win, s.from, add)
 	}
 	var view []byte
-	var offs []int32
+	var vm norm.OffsetMap
 	switch {
 	case end <= s.from:
 		// Nothing new the view can judge yet.
@@ -182,11 +182,11 @@ func (s *Stream) release(final bool, src string) (string, int) {
 		if s.lv == nil {
 			s.lv = litViews.Get().(*litView)
 		}
-		s.lv.dst, s.lv.offs = norm.Literal(s.lv.dst, s.lv.offs, vw, s.readTags())
-		view, offs = s.lv.dst, s.lv.offs
-		vfrom, _ := slices.BinarySearch(offs, int32(s.from))
+		s.lv.dst, s.lv.m = norm.LiteralMap(s.lv.dst, s.lv.m, vw, s.readTags())
+		view, vm = s.lv.dst, s.lv.m
+		vfrom := vm.Start(s.from, len(view))
 		mapped := func(m detect.Match) {
-			m.Start, m.End = int(offs[m.Start]), norm.LiteralEnd(vw, offs, m.End)
+			m.Start, m.End = vm.At(m.Start), vm.End(vw, m.End)
 			add(m)
 		}
 		for _, d := range s.dets[s.nraw:] {
@@ -213,7 +213,7 @@ func (s *Stream) release(final bool, src string) (string, int) {
 				if plain {
 					h = d.Hold(vw)
 				} else if h = d.Hold(view); h > 0 {
-					h = end - int(offs[len(view)-min(h, len(view))])
+					h = end - vm.At(len(view)-min(h, len(view)))
 				}
 				hold = max(hold, len(win)-end+h)
 			}
@@ -292,8 +292,8 @@ func (s *Stream) release(final bool, src string) (string, int) {
 
 // litView holds a literal view and its offsets, reused across streams.
 type litView struct {
-	dst  []byte
-	offs []int32
+	dst []byte
+	m   norm.OffsetMap
 }
 
 var litViews = sync.Pool{New: func() any { return new(litView) }}
@@ -303,8 +303,8 @@ func (s *Stream) putView() {
 	if s.lv == nil {
 		return
 	}
-	if cap(s.lv.dst) > 2<<20 {
-		s.lv.dst, s.lv.offs = nil, nil
+	if cap(s.lv.dst) > 2<<20 || cap(s.lv.m) > 1<<18 {
+		s.lv.dst, s.lv.m = nil, nil
 	}
 	litViews.Put(s.lv)
 	s.lv = nil

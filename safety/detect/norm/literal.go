@@ -1,6 +1,7 @@
 package norm
 
 import (
+	"sort"
 	"unicode"
 	"unicode/utf8"
 
@@ -48,6 +49,43 @@ func Literal(dst []byte, offs []int32, text []byte, readTags bool) ([]byte, []in
 	n := normalizer{dst: dst[:0], offs: offs[:0], text: text, tags: readTags}
 	n.literal()
 	return n.dst, n.offs
+}
+
+// A Seg starts a stretch of the literal view whose bytes come from
+// consecutive bytes of the text: view byte V+i comes from the rune at
+// O+i.
+type Seg struct{ V, O int32 }
+
+// An OffsetMap is the offsets of a literal view, kept as segments: most
+// text is plain, and its view maps back with one segment per stretch.
+type OffsetMap []Seg
+
+// At returns the offset in the text of the rune that produced view byte k.
+func (m OffsetMap) At(k int) int {
+	i := sort.Search(len(m), func(i int) bool { return int(m[i].V) > k }) - 1
+	return int(m[i].O) + k - int(m[i].V)
+}
+
+// Start returns the first view byte that comes from text at or after
+// offset from (len(view) when none does).
+func (m OffsetMap) Start(from, viewLen int) int {
+	return sort.Search(viewLen, func(k int) bool { return m.At(k) >= from })
+}
+
+// End maps the end e of a span of the view (e > 0) back to text, as
+// LiteralEnd does.
+func (m OffsetMap) End(text []byte, e int) int {
+	o := m.At(e - 1)
+	return RuneEnd(text, o+srcLen(text, o))
+}
+
+// LiteralMap is Literal with the offsets kept as an OffsetMap (pass the
+// previous results back in to reuse their memory): the same view, built
+// without writing an offset per byte.
+func LiteralMap(dst []byte, m OffsetMap, text []byte, readTags bool) ([]byte, OffsetMap) {
+	n := normalizer{dst: dst[:0], segs: m[:0], text: text, tags: readTags, sparse: true}
+	n.literal()
+	return n.dst, n.segs
 }
 
 // Plain reports whether text is its own literal view: printable ASCII,
@@ -137,7 +175,9 @@ func (n *normalizer) literal() {
 	text := n.text
 	if cap(n.dst) < len(text) {
 		n.dst = make([]byte, 0, len(text)+len(text)/8)
-		n.offs = make([]int32, 0, len(text)+len(text)/8)
+		if !n.sparse {
+			n.offs = make([]int32, 0, len(text)+len(text)/8)
+		}
 	}
 	for i := 0; i < len(text); {
 		c := text[i]
@@ -169,9 +209,22 @@ func (n *normalizer) literal() {
 			}
 			w := len(n.dst)
 			n.dst = append(n.dst, text[i:j]...)
-			n.offs = append(n.offs, make([]int32, j-i)...)
-			for k, o := w, int32(i); k < len(n.offs); k, o = k+1, o+1 {
-				n.offs[k] = o
+			if n.sparse {
+				n.dst = n.dst[:w+1]
+				n.mark(i)
+				n.dst = n.dst[:w+j-i]
+				n.ign = 0
+				i = j
+				continue
+			}
+			if need := w + j - i; cap(n.offs) >= need {
+				n.offs = n.offs[:need]
+			} else {
+				n.offs = append(n.offs, make([]int32, j-i)...)
+			}
+			offs := n.offs[w:]
+			for k := range offs {
+				offs[k] = int32(i + k)
 			}
 			n.ign = 0
 			i = j
@@ -278,7 +331,7 @@ func (n *normalizer) literalOther(r rune, off int) {
 	k := utf8.EncodeRune(buf[:], r)
 	for _, b := range buf[:k] {
 		n.dst = append(n.dst, b)
-		n.offs = append(n.offs, int32(off))
+		n.mark(off)
 	}
 	n.last = buf[k-1]
 }

@@ -80,6 +80,27 @@ func FuzzNormalizedOffsets(f *testing.F) {
 		}{}
 		for _, tags := range []bool{false, true} {
 			v, offs := Literal(nil, nil, text, tags)
+			sv, m := LiteralMap(nil, nil, text, tags)
+			if string(sv) != string(v) {
+				t.Fatalf("LiteralMap view %q, Literal %q", sv, v)
+			}
+			for k := range v {
+				if m.At(k) != int(offs[k]) {
+					t.Fatalf("LiteralMap offset %d = %d, Literal %d, in %q", k, m.At(k), offs[k], s)
+				}
+			}
+			for from := 0; from <= len(text); from++ {
+				want := len(v)
+				for k := range v {
+					if int(offs[k]) >= from {
+						want = k
+						break
+					}
+				}
+				if got := m.Start(from, len(v)); got != want {
+					t.Fatalf("Start(%d) = %d, want %d, in %q", from, got, want, s)
+				}
+			}
 			views = append(views, struct {
 				name string
 				v    []byte
