@@ -85,9 +85,9 @@ type verdict struct {
 // A run is a maximal run of [A-Za-z0-9+/_-], with up to two '=' of
 // padding; it is hex when it is all hex digits, of even length and at
 // least 32 long, else base64 (one alphabet, at least 24 long). Runs are
-// not joined across line breaks: base64 wrapped at 64 or 76 columns
-// decodes line by line, so a phrase split across two lines is missed. A
-// UUID is never a run worth decoding.
+// joined across line breaks when they make a wrapped block (lines of one
+// length, at least 40 and a multiple of four, as base64 is wrapped at 64
+// or 76 columns). A UUID is never a run worth decoding.
 func New(inner []detect.Detector) detect.Detector {
 	return &detector{inner: inner, seed: maphash.MakeSeed()}
 }
@@ -117,8 +117,12 @@ func (d *detector) Find(text []byte, from int, report func(detect.Match)) {
 }
 
 // Hold keeps the trailing run and its padding unless the run is already
-// too long to report.
+// too long to report, and a wrapped block that may still go on.
 func (d *detector) Hold(text []byte) int {
+	return max(holdRun(text), holdBlock(text))
+}
+
+func holdRun(text []byte) int {
 	n := len(text)
 	e := n
 	for e > 0 && n-e < 3 && text[e-1] == '=' {
@@ -150,6 +154,7 @@ func runs(text []byte, i int, fn func(s, e, pad int)) {
 			for e < n && run[text[e]] {
 				e++
 			}
+			e = wrapEnd(text, i, e)
 			if e-i <= maxRun {
 				eq := 0
 				for e+eq < n && text[e+eq] == '=' {
@@ -178,6 +183,128 @@ func runs(text []byte, i int, fn func(s, e, pad int)) {
 	}
 }
 
+// Wrapped base64: a block of lines of one length (at least minWrap and a
+// multiple of four, as MIME and PEM wrap at 64 or 76 columns), each a
+// whole run starting a line, the last line no longer than the others,
+// decodes as one run with the line breaks ("\n" or "\r\n") left out.
+const minWrap = 40
+
+// lineStart reports whether i starts a line.
+func lineStart(text []byte, i int) bool { return i == 0 || text[i-1] == '\n' }
+
+// newline returns the length of the line break at text[i], or 0.
+func newline(text []byte, i int) int {
+	switch {
+	case i < len(text) && text[i] == '\n':
+		return 1
+	case i+1 < len(text) && text[i] == '\r' && text[i+1] == '\n':
+		return 2
+	}
+	return 0
+}
+
+// wrapEnd returns the end of the wrapped block whose first line is the run
+// text[i:e], or e when that run does not start one.
+func wrapEnd(text []byte, i, e int) int {
+	l := e - i
+	if l < minWrap || l%4 != 0 || !lineStart(text, i) {
+		return e
+	}
+	end := e
+	for end-i <= maxRun {
+		nl := newline(text, end)
+		if nl == 0 {
+			break
+		}
+		s := end + nl
+		k := s
+		for k < len(text) && k-s <= l && run[text[k]] {
+			k++
+		}
+		if k == s || k-s > l {
+			break
+		}
+		end = k
+		if k-s < l {
+			break // the last, shorter line
+		}
+	}
+	return end
+}
+
+// holdBlock keeps a trailing wrapped block that may still go on: its lines
+// so far, while the line being written is no longer than they are.
+func holdBlock(text []byte) int {
+	n := len(text)
+	t := n
+	if t > 0 && text[t-1] == '\r' {
+		t-- // a line break under way
+	}
+	for k := 0; k < 2 && t > 0 && text[t-1] == '='; k++ {
+		t--
+	}
+	j := t
+	for j > 0 && t-j <= maxRun && run[text[j-1]] {
+		j--
+	}
+	// j starts the line being written (or t, with none yet); the line
+	// before it must be a first or middle line of a block.
+	var k int
+	switch {
+	case t < n && text[t] == '\r' && j < t:
+		k = t // the line just ended, with '\r'
+		j = n
+	case j == 0 || text[j-1] != '\n':
+		return 0
+	default:
+		k = j - 1
+		if k > 0 && text[k-1] == '\r' {
+			k--
+		}
+	}
+	s := k
+	for s > 0 && k-s <= maxRun && run[text[s-1]] {
+		s--
+	}
+	l := k - s
+	if l < minWrap || l%4 != 0 || !lineStart(text, s) || t-j > l {
+		return 0
+	}
+	start := s
+	for start > 0 && n-start <= maxRun {
+		e := start - 1
+		if e > 0 && text[e-1] == '\r' {
+			e--
+		}
+		p := e
+		for p > 0 && e-p <= l && run[text[p-1]] {
+			p--
+		}
+		if e-p != l || !lineStart(text, p) {
+			break
+		}
+		start = p
+	}
+	if n-start > detect.MaxHold {
+		return 0
+	}
+	return n - start
+}
+
+// unwrap returns r without its line breaks, in buf when it has any.
+func unwrap(r, buf []byte) []byte {
+	if bytes.IndexByte(r, '\n') < 0 {
+		return r
+	}
+	out := buf[:0]
+	for _, c := range r {
+		if c != '\n' && c != '\r' {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // decodeCached is decode at depth 1, through the cache.
 func (d *detector) decodeCached(r []byte) (detect.Match, bool) {
 	if len(r) > maxCached || d.noCache {
@@ -201,6 +328,11 @@ func (d *detector) decodeCached(r []byte) (detect.Match, bool) {
 func (d *detector) decode(r []byte, depth int) (m detect.Match, ok bool) {
 	bp := bufs.Get().(*[]byte)
 	defer bufs.Put(bp)
+	if bytes.IndexByte(r, '\n') >= 0 {
+		up := bufs.Get().(*[]byte)
+		defer bufs.Put(up)
+		r = unwrap(r, *up)
+	}
 	out, kind, ok := decodeRun(r, *bp)
 	if !ok {
 		return m, false
