@@ -160,14 +160,6 @@ func srcLen(text []byte, o int) int {
 	return n
 }
 
-// LiteralEnd maps the end e of a span [s, e) of the literal view (e > 0)
-// back to text, like End: the end of what produced byte e-1 (an escape
-// or a rune), moved over stray continuation bytes.
-func LiteralEnd(text []byte, offs []int32, e int) int {
-	o := int(offs[e-1])
-	return RuneEnd(text, o+srcLen(text, o))
-}
-
 // escapePending returns how many bytes at the end of text may still be read
 // otherwise: a partial escape or a run of tags that may still be in a word.
 func escapePending(text []byte) int {

@@ -38,8 +38,8 @@ import (
 //   - HTML character references and percent-encoded printable ASCII read
 //     as the character they stand for, and attribute-less HTML tags
 //     between two letters are dropped (see escape.go). A view byte read
-//     from an escape maps to the escape's first byte; LiteralEnd maps a
-//     span's end past the whole escape.
+//     from an escape maps to the escape's first byte; OffsetMap.End maps
+//     a span's end past the whole escape.
 //
 // The view of a text is local: a byte of the view depends on the rune it
 // comes from, the run of dropped characters it is in (at most
@@ -72,8 +72,9 @@ func (m OffsetMap) Start(from, viewLen int) int {
 	return sort.Search(viewLen, func(k int) bool { return m.At(k) >= from })
 }
 
-// End maps the end e of a span of the view (e > 0) back to text, as
-// LiteralEnd does.
+// End maps the end e of a span of the view (e > 0) back to text: the end
+// of what produced byte e-1 (an escape or a rune), moved over stray
+// continuation bytes (RuneEnd).
 func (m OffsetMap) End(text []byte, e int) int {
 	o := m.At(e - 1)
 	return RuneEnd(text, o+srcLen(text, o))
