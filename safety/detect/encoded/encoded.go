@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/warden-llm/warden/safety/detect"
+	"github.com/warden-llm/warden/safety/detect/norm"
 )
 
 // Category is the policy name of an encoded run in which the inner
@@ -446,6 +447,12 @@ func gunzip(r, buf []byte) ([]byte, string, bool) {
 // scan runs the inner detectors over decoded text and then, below the
 // depth limit, decodes the runs inside it; it returns the first finding.
 func (d *detector) scan(text []byte, depth int) (detect.Match, bool) {
+	// The inner detectors read the decoded text as the filter's detectors
+	// read any text: through its literal view (only the first finding's
+	// names are kept, so no offsets need mapping back).
+	if !norm.Plain(text) {
+		text, _ = norm.LiteralMap(nil, nil, text, false)
+	}
 	for _, in := range d.inner {
 		var first detect.Match
 		found := false
