@@ -51,3 +51,12 @@ type Detector interface {
 	Find(text []byte, from int, report func(Match))
 	Hold(text []byte) int
 }
+
+// Raw is implemented by detectors that judge the original bytes of a text
+// rather than its literal view (see norm.Literal): the hidden_unicode,
+// confusable and control detectors look for the very tricks the view
+// undoes. The filter gives every other detector the literal view, so that
+// invisible characters, look-alike letters or other scripts' digits woven
+// into a value do not hide it, and maps what they find back to the
+// original bytes.
+type Raw interface{ RawText() }

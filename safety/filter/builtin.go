@@ -29,21 +29,25 @@ type DetectorOptions struct {
 // Detectors returns a builder of the full built-in detector set, for
 // Config.Detectors: PII, secrets, injection, hidden Unicode, confusables,
 // terminal control sequences, encoded payloads (decoded and scanned with
-// the secret, injection and blocklist detectors) and the blocklists, read
-// from their files on every call.
+// the secret, PII, injection and blocklist detectors, so a finding inside
+// takes its own category) and the blocklists, read from their files on
+// every call.
 func Detectors(o DetectorOptions) func() ([]detect.Detector, error) {
 	return func() ([]detect.Detector, error) {
-		ds := pii.New(pii.Options{Regions: o.PhoneRegions, PrivateIPs: o.PrivateIPs})
-		inner := []detect.Detector{secret.New(), phrase.NewInjection()}
+		pd := pii.New(pii.Options{Regions: o.PhoneRegions, PrivateIPs: o.PrivateIPs})
+		phrases := []detect.Detector{phrase.NewInjection()}
 		if len(o.Blocklists) > 0 {
 			bl, err := phrase.LoadBlocklist(o.Blocklists)
 			if err != nil {
 				return nil, err
 			}
-			inner = append(inner, bl)
+			phrases = append(phrases, bl)
 		}
-		ds = append(ds, inner...)
-		ds = append(ds, norm.NewHiddenUnicode(), norm.NewConfusable(), control.New(), encoded.New(slices.Clip(inner)))
+		sec := secret.New()
+		var ds, inner []detect.Detector
+		ds = append(append(append(ds, pd...), sec), phrases...)
+		inner = append(append(append(inner, sec), pd...), phrases...)
+		ds = append(ds, norm.NewHiddenUnicode(), norm.NewConfusable(), control.New(), encoded.New(inner))
 		return ds, nil
 	}
 }

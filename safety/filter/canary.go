@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/warden-llm/warden/safety/detect"
+	"github.com/warden-llm/warden/safety/detect/norm"
 )
 
 // A canary is placed in a request's system prompt so that an answer
@@ -111,18 +112,72 @@ func (l *literal) Hold(text []byte) int {
 }
 
 // verbatim finds runs of at least min bytes that occur in the system
-// prompt (ASCII case-insensitively), with a suffix automaton of the prompt:
-// one transition per byte of the answer, whatever the prompt's length.
+// prompt, ASCII case-insensitively and with every run of white space read
+// as one space (so doubled spaces or one word per line do not hide a
+// copy), with a suffix automaton of the prompt: one transition per byte of
+// the answer, whatever the prompt's length. Like every detector that is
+// not raw it reads the literal view of the answer (invisible characters
+// dropped), and min and the hold count bytes of the collapsed text.
 type verbatim struct {
 	sam *sam
 	min int
 }
 
+// newVerbatim builds the detector for a prompt; minRun is capped at the
+// length of the prompt's collapsed form.
 func newVerbatim(prompt []byte, minRun int) *verbatim {
-	return &verbatim{sam: buildSAM(bytes.ToLower(prompt)), min: minRun}
+	v, _ := norm.Literal(nil, nil, prompt, false)
+	c := collapse(v)
+	return &verbatim{sam: buildSAM(c), min: max(1, min(minRun, len(c)))}
+}
+
+// collapse lower-cases ASCII letters and reads each run of white space as
+// one space.
+func collapse(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for _, c := range b {
+		if isSpace(c) {
+			if len(out) > 0 && out[len(out)-1] == ' ' {
+				continue
+			}
+			c = ' '
+		}
+		out = append(out, lower(c))
+	}
+	return out
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
 }
 
 func (v *verbatim) Category() string { return CatCanary }
+
+// collapsed walks text as collapse reads it: step gets each byte kept and
+// its offset, and pos remembers the offsets of the last min+1 kept bytes.
+type collapsed struct {
+	pos  []int32 // ring of offsets, by kept index
+	kept int     // bytes kept so far
+}
+
+// at returns the offset of the kept byte k (one of the last len(pos)).
+func (c *collapsed) at(k int) int { return int(c.pos[k%len(c.pos)]) }
+
+func (c *collapsed) walk(text []byte, step func(i int, b byte)) {
+	prev := byte(0)
+	for i, b := range text {
+		if isSpace(b) {
+			if prev == ' ' {
+				continue
+			}
+			b = ' '
+		}
+		prev = b
+		c.pos[c.kept%len(c.pos)] = int32(i)
+		c.kept++
+		step(i, lower(b))
+	}
+}
 
 func (v *verbatim) Find(text []byte, from int, report func(detect.Match)) {
 	st, n := 0, 0
@@ -140,12 +195,16 @@ func (v *verbatim) Find(text []byte, from int, report func(detect.Match)) {
 		}
 		start, end = -1, -1
 	}
-	for i, c := range text {
-		st, n = v.sam.step(st, n, lower(c))
+	c := collapsed{pos: make([]int32, v.min+1)}
+	c.walk(text, func(i int, b byte) {
+		st, n = v.sam.step(st, n, b)
 		if n < v.min {
-			continue
+			return
 		}
-		s := i + 1 - n
+		// A run that starts after the open one ends has n == min
+		// (see the proof in the comment of Hold), so its start is in
+		// the ring.
+		s := c.at(c.kept - min(n, v.min))
 		if start >= 0 && s > end {
 			flush()
 		}
@@ -153,20 +212,27 @@ func (v *verbatim) Find(text []byte, from int, report func(detect.Match)) {
 			start = s
 		}
 		end = i + 1
-	}
+	})
 	if start >= 0 {
 		flush()
 	}
 }
 
 // Hold keeps the tail that occurs in the prompt: it may still grow into a
-// leak.
+// leak. (A run's length grows by at most one per byte, so the first time
+// it reaches min it is exactly min long, and a run starting after the open
+// one ended is just reaching min: its start is min kept bytes back.)
 func (v *verbatim) Hold(text []byte) int {
 	st, n := 0, 0
-	for _, c := range text[max(0, len(text)-detect.MaxHold):] {
-		st, n = v.sam.step(st, n, lower(c))
+	tail := text[max(0, len(text)-detect.MaxHold):]
+	c := collapsed{pos: make([]int32, v.min+1)}
+	c.walk(tail, func(_ int, b byte) {
+		st, n = v.sam.step(st, n, b)
+	})
+	if k := min(n, v.min); k > 0 {
+		return len(tail) - c.at(c.kept-k)
 	}
-	return min(n, v.min)
+	return 0
 }
 
 func lower(c byte) byte {

@@ -3,10 +3,12 @@ package filter
 import (
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 	"unsafe"
 
 	"github.com/warden-llm/warden/safety/detect"
+	"github.com/warden-llm/warden/safety/detect/norm"
 )
 
 // Stream filters a text that arrives in pieces. Each Write returns the text
@@ -22,7 +24,10 @@ import (
 type Stream struct {
 	r    *Request
 	dir  Direction
-	dets []detect.Detector
+	dets []detect.Detector // the raw ones (detect.Raw), then those reading the literal view
+	nraw int
+
+	lv *litView // the literal view of the window, when it is not plain
 
 	win  []byte // released context, then held text
 	from int    // win[:from] is released context
@@ -46,9 +51,21 @@ const maxRepeatBytes = 64 << 10
 func (r *Request) Output() *Stream { return r.stream(Output, true) }
 
 func (r *Request) stream(dir Direction, answer bool) *Stream {
-	s := &Stream{r: r, dir: dir, dets: r.dets}
+	dets := r.dets
 	if dir == Output && len(r.canary) > 0 {
-		s.dets = append(slices.Clip(r.dets), r.canary...)
+		dets = append(slices.Clip(r.dets), r.canary...)
+	}
+	s := &Stream{r: r, dir: dir, dets: make([]detect.Detector, 0, len(dets))}
+	for _, d := range dets {
+		if _, ok := d.(detect.Raw); ok {
+			s.dets = append(s.dets, d)
+		}
+	}
+	s.nraw = len(s.dets)
+	for _, d := range dets {
+		if _, ok := d.(detect.Raw); !ok {
+			s.dets = append(s.dets, d)
+		}
 	}
 	s.repeat = answer && r.e.repeats != nil && r.p.Action(Output, CatRepeat) != Allow
 	return s
@@ -79,6 +96,7 @@ func (s *Stream) Close() string {
 	}
 	out := s.step(true)
 	s.closed = true
+	s.putView()
 	if s.repeat && !s.blocked {
 		if n := s.r.e.repeats.check(s.answer.String()); n > 0 {
 			s.record(detect.Match{Category: CatRepeat, Detector: repeatDetector(n), End: len(s.win)})
@@ -93,6 +111,7 @@ func (s *Stream) step(final bool) string {
 	out, cut := s.release(final, "")
 	if s.blocked && s.dir == Output {
 		s.win = nil
+		s.putView()
 		return out
 	}
 
@@ -116,6 +135,7 @@ func (s *Stream) scanWhole(text string) string {
 	out, _ := s.release(true, text)
 	s.win = nil
 	s.closed = true
+	s.putView()
 	return out
 }
 
@@ -124,15 +144,54 @@ func (s *Stream) scanWhole(text string) string {
 // to the cut (or to a blocking match), redacted, and the cut. When src is
 // not "" it holds the same bytes as the window, and text released without
 // a redaction is returned as a part of it rather than copied.
+//
+// The raw detectors (detect.Raw) read the window; the others read its
+// literal view (norm.Literal), and their matches are mapped back to the
+// window: a match covers the original runes it was read from, invisible
+// characters between them included. A plain window (printable ASCII) is
+// its own view.
 func (s *Stream) release(final bool, src string) (string, int) {
 	win := s.win
 	ms := s.ms[:0]
-	for _, d := range s.dets {
-		d.Find(win, s.from, func(m detect.Match) {
-			if s.r.p.Action(s.dir, m.Category) != Allow || s.wantAllowed() {
-				ms = append(ms, m)
-			}
-		})
+	add := func(m detect.Match) {
+		if s.r.p.Action(s.dir, m.Category) != Allow || s.wantAllowed() {
+			ms = append(ms, m)
+		}
+	}
+	// Before the end of the text, the view stops short of what may still
+	// read otherwise (norm.LiteralPending), which stays held.
+	end := len(win)
+	if !final {
+		end -= norm.LiteralPending(win)
+	}
+	vw := win[:max(end, 0)]
+	plain := norm.Plain(vw)
+	for _, d := range s.dets[:s.nraw] {
+		d.Find(win, s.from, add)
+	}
+	var view []byte
+	var vm norm.OffsetMap
+	switch {
+	case end <= s.from:
+		// Nothing new the view can judge yet.
+	case plain:
+		for _, d := range s.dets[s.nraw:] {
+			d.Find(vw, s.from, add)
+		}
+	case len(s.dets) > s.nraw:
+		if s.lv == nil {
+			s.lv = litViews.Get().(*litView)
+		}
+		s.lv.dst, s.lv.m = norm.LiteralMap(s.lv.dst, s.lv.m, vw, s.readTags())
+		view, vm = s.lv.dst, s.lv.m
+		vfrom := vm.Start(s.from, len(view))
+		mapped := func(m detect.Match) {
+			m.Start, m.End = vm.At(m.Start), vm.End(vw, m.End)
+			add(m)
+		}
+		for _, d := range s.dets[s.nraw:] {
+			d.Find(view, vfrom, mapped)
+		}
 	}
 	s.ms = ms
 	slices.SortFunc(ms, func(a, b detect.Match) int {
@@ -144,9 +203,20 @@ func (s *Stream) release(final bool, src string) (string, int) {
 
 	cut := len(win)
 	if !final {
-		hold := 0
-		for _, d := range s.dets {
+		hold := len(win) - max(end, s.from)
+		for _, d := range s.dets[:s.nraw] {
 			hold = max(hold, d.Hold(win))
+		}
+		if end > s.from {
+			for _, d := range s.dets[s.nraw:] {
+				h := 0
+				if plain {
+					h = d.Hold(vw)
+				} else if h = d.Hold(view); h > 0 {
+					h = end - vm.At(len(view)-min(h, len(view)))
+				}
+				hold = max(hold, len(win)-end+h)
+			}
 		}
 		cut = len(win) - min(hold, detect.MaxHold)
 		// Never cut through a match: the cut moves back to its start,
@@ -218,6 +288,33 @@ func (s *Stream) release(final bool, src string) (string, int) {
 		out.Write(win[at:end])
 	}
 	return out.String(), cut
+}
+
+// litView holds a literal view and its offsets, reused across streams.
+type litView struct {
+	dst []byte
+	m   norm.OffsetMap
+}
+
+var litViews = sync.Pool{New: func() any { return new(litView) }}
+
+// putView returns the stream's view buffers once the text is over.
+func (s *Stream) putView() {
+	if s.lv == nil {
+		return
+	}
+	if cap(s.lv.dst) > 2<<20 || cap(s.lv.m) > 1<<18 {
+		s.lv.dst, s.lv.m = nil, nil
+	}
+	litViews.Put(s.lv)
+	s.lv = nil
+}
+
+// readTags reports whether tag characters reach the reader: unless the
+// policy strips hidden Unicode, the literal view reads them as ASCII.
+func (s *Stream) readTags() bool {
+	a := s.r.p.Action(s.dir, CatHiddenUnicode)
+	return a != Redact && a != Block
 }
 
 // wantAllowed: findings whose action is allow are dropped early, except

@@ -34,6 +34,7 @@ func FuzzStreamEqualsWhole(f *testing.F) {
 	f.Add("12345"+strings.Repeat("9", 120)+" boom 55555", []byte{7, 64, 9})
 	f.Add("bo\xffom 12\u00e93456 \u200b999999", []byte{1})
 	f.Add("system leak: You are a helpful assistant that answers questions about gardening.", []byte{5, 5})
+	f.Add("leak: You  are a\nhelpful assistant that\u200b answers questions   about gardening.", []byte{2, 9})
 	f.Fuzz(func(t *testing.T, text string, chunks []byte) {
 		profiles, _ := BuildProfiles(map[string]ProfileConfig{
 			"strict": {Output: map[string]string{"injection": "block"}},
@@ -58,9 +59,10 @@ func FuzzStreamEqualsWhole(f *testing.F) {
 				t.Fatalf("%s: chunks %v\nwhole  %q %v %+v\nstream %q %v %+v", profile, detecttest.Sizes(chunks),
 					res.Text, res.Blocked, res.Findings, got, s.Blocked(), s.Findings())
 			}
-			// Redacted output never contains a run the detector redacts.
-			if longDigits.MatchString(got) {
-				for _, m := range longDigits.FindAllString(got, -1) {
+			// Redacted output never contains a run the detector redacts,
+			// read as the detectors read it.
+			if seen := modelView(got); longDigits.MatchString(seen) {
+				for _, m := range longDigits.FindAllString(seen, -1) {
 					if len(m) <= 100 {
 						t.Fatalf("redacted output %q still holds %q", got, m)
 					}

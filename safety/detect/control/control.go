@@ -66,6 +66,10 @@ func New() detect.Detector { return detector{} }
 
 func (detector) Category() string { return Category }
 
+// RawText marks the detector as reading the original text (detect.Raw):
+// it reports the bytes the view drops.
+func (detector) RawText() {}
+
 func (detector) Find(text []byte, from int, report func(detect.Match)) {
 	scan(text, from, report)
 }

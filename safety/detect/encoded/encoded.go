@@ -6,15 +6,19 @@ package encoded
 
 import (
 	"bytes"
+	"compress/gzip"
+	"encoding/base32"
 	"encoding/base64"
 	"encoding/hex"
 	"hash/maphash"
+	"io"
 	"sync"
 	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/warden-llm/warden/safety/detect"
+	"github.com/warden-llm/warden/safety/detect/norm"
 )
 
 // Category is the policy name of an encoded run in which the inner
@@ -82,9 +86,9 @@ type verdict struct {
 // A run is a maximal run of [A-Za-z0-9+/_-], with up to two '=' of
 // padding; it is hex when it is all hex digits, of even length and at
 // least 32 long, else base64 (one alphabet, at least 24 long). Runs are
-// not joined across line breaks: base64 wrapped at 64 or 76 columns
-// decodes line by line, so a phrase split across two lines is missed. A
-// UUID is never a run worth decoding.
+// joined across line breaks when they make a wrapped block (lines of one
+// length, at least 40 and a multiple of four, as base64 is wrapped at 64
+// or 76 columns). A UUID is never a run worth decoding.
 func New(inner []detect.Detector) detect.Detector {
 	return &detector{inner: inner, seed: maphash.MakeSeed()}
 }
@@ -114,8 +118,12 @@ func (d *detector) Find(text []byte, from int, report func(detect.Match)) {
 }
 
 // Hold keeps the trailing run and its padding unless the run is already
-// too long to report.
+// too long to report, and a wrapped block that may still go on.
 func (d *detector) Hold(text []byte) int {
+	return max(holdRun(text), holdBlock(text))
+}
+
+func holdRun(text []byte) int {
 	n := len(text)
 	e := n
 	for e > 0 && n-e < 3 && text[e-1] == '=' {
@@ -147,6 +155,7 @@ func runs(text []byte, i int, fn func(s, e, pad int)) {
 			for e < n && run[text[e]] {
 				e++
 			}
+			e = wrapEnd(text, i, e)
 			if e-i <= maxRun {
 				eq := 0
 				for e+eq < n && text[e+eq] == '=' {
@@ -175,6 +184,128 @@ func runs(text []byte, i int, fn func(s, e, pad int)) {
 	}
 }
 
+// Wrapped base64: a block of lines of one length (at least minWrap and a
+// multiple of four, as MIME and PEM wrap at 64 or 76 columns), each a
+// whole run starting a line, the last line no longer than the others,
+// decodes as one run with the line breaks ("\n" or "\r\n") left out.
+const minWrap = 40
+
+// lineStart reports whether i starts a line.
+func lineStart(text []byte, i int) bool { return i == 0 || text[i-1] == '\n' }
+
+// newline returns the length of the line break at text[i], or 0.
+func newline(text []byte, i int) int {
+	switch {
+	case i < len(text) && text[i] == '\n':
+		return 1
+	case i+1 < len(text) && text[i] == '\r' && text[i+1] == '\n':
+		return 2
+	}
+	return 0
+}
+
+// wrapEnd returns the end of the wrapped block whose first line is the run
+// text[i:e], or e when that run does not start one.
+func wrapEnd(text []byte, i, e int) int {
+	l := e - i
+	if l < minWrap || l%4 != 0 || !lineStart(text, i) {
+		return e
+	}
+	end := e
+	for end-i <= maxRun {
+		nl := newline(text, end)
+		if nl == 0 {
+			break
+		}
+		s := end + nl
+		k := s
+		for k < len(text) && k-s <= l && run[text[k]] {
+			k++
+		}
+		if k == s || k-s > l {
+			break
+		}
+		end = k
+		if k-s < l {
+			break // the last, shorter line
+		}
+	}
+	return end
+}
+
+// holdBlock keeps a trailing wrapped block that may still go on: its lines
+// so far, while the line being written is no longer than they are.
+func holdBlock(text []byte) int {
+	n := len(text)
+	t := n
+	if t > 0 && text[t-1] == '\r' {
+		t-- // a line break under way
+	}
+	for k := 0; k < 2 && t > 0 && text[t-1] == '='; k++ {
+		t--
+	}
+	j := t
+	for j > 0 && t-j <= maxRun && run[text[j-1]] {
+		j--
+	}
+	// j starts the line being written (or t, with none yet); the line
+	// before it must be a first or middle line of a block.
+	var k int
+	switch {
+	case t < n && text[t] == '\r' && j < t:
+		k = t // the line just ended, with '\r'
+		j = n
+	case j == 0 || text[j-1] != '\n':
+		return 0
+	default:
+		k = j - 1
+		if k > 0 && text[k-1] == '\r' {
+			k--
+		}
+	}
+	s := k
+	for s > 0 && k-s <= maxRun && run[text[s-1]] {
+		s--
+	}
+	l := k - s
+	if l < minWrap || l%4 != 0 || !lineStart(text, s) || t-j > l {
+		return 0
+	}
+	start := s
+	for start > 0 && n-start <= maxRun {
+		e := start - 1
+		if e > 0 && text[e-1] == '\r' {
+			e--
+		}
+		p := e
+		for p > 0 && e-p <= l && run[text[p-1]] {
+			p--
+		}
+		if e-p != l || !lineStart(text, p) {
+			break
+		}
+		start = p
+	}
+	if n-start > detect.MaxHold {
+		return 0
+	}
+	return n - start
+}
+
+// unwrap returns r without its line breaks, in buf when it has any.
+func unwrap(r, buf []byte) []byte {
+	if bytes.IndexByte(r, '\n') < 0 {
+		return r
+	}
+	out := buf[:0]
+	for _, c := range r {
+		if c != '\n' && c != '\r' {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // decodeCached is decode at depth 1, through the cache.
 func (d *detector) decodeCached(r []byte) (detect.Match, bool) {
 	if len(r) > maxCached || d.noCache {
@@ -196,42 +327,16 @@ func (d *detector) decodeCached(r []byte) (detect.Match, bool) {
 // decode decodes a run and scans it; ok is false when it is not an
 // encoding of text.
 func (d *detector) decode(r []byte, depth int) (m detect.Match, ok bool) {
-	if binaryStart(r) {
-		return m, false
-	}
 	bp := bufs.Get().(*[]byte)
 	defer bufs.Put(bp)
-	var (
-		out  []byte
-		kind string
-	)
-	switch {
-	case len(r) >= minHex && len(r)%2 == 0 && isHex(r):
-		n, err := hex.Decode(*bp, r)
-		if err != nil {
-			return m, false
-		}
-		out, kind = (*bp)[:n], "hex"
-	case detect.IsUUID(r):
+	if bytes.IndexByte(r, '\n') >= 0 {
+		up := bufs.Get().(*[]byte)
+		defer bufs.Put(up)
+		r = unwrap(r, *up)
+	}
+	out, kind, ok := decodeRun(r, *bp)
+	if !ok {
 		return m, false
-	default:
-		enc := base64.RawStdEncoding
-		var std, url bool
-		for _, c := range r {
-			std = std || c == '+' || c == '/'
-			url = url || c == '-' || c == '_'
-		}
-		if std && url {
-			return m, false
-		}
-		if url {
-			enc = base64.RawURLEncoding
-		}
-		n, err := enc.Decode(*bp, r)
-		if err != nil {
-			return m, false
-		}
-		out, kind = (*bp)[:n], "base64"
 	}
 	if !printable(out) {
 		return m, false
@@ -243,9 +348,111 @@ func (d *detector) decode(r []byte, depth int) (m detect.Match, ok bool) {
 	return m, true
 }
 
+// decodeRun decodes a run into buf (maxRun bytes): gzip in base64 (it
+// starts "H4sI"), base32 (upper-case letters and 2–7 only, when that
+// decodes to text), hex, base64. ok is false when it does not decode, or
+// certainly not to text.
+func decodeRun(r, buf []byte) (out []byte, kind string, ok bool) {
+	if bytes.HasPrefix(r, []byte("H4sI")) {
+		return gunzip(r, buf)
+	}
+	if isBase32(r) {
+		if n, err := base32Raw.Decode(buf, r); err == nil && printable(buf[:n]) {
+			return buf[:n], "base32", true
+		}
+	}
+	if binaryStart(r) {
+		return nil, "", false
+	}
+	switch {
+	case len(r) >= minHex && len(r)%2 == 0 && isHex(r):
+		n, err := hex.Decode(buf, r)
+		if err != nil {
+			return nil, "", false
+		}
+		return buf[:n], "hex", true
+	case detect.IsUUID(r):
+		return nil, "", false
+	}
+	enc, ok := base64Of(r)
+	if !ok {
+		return nil, "", false
+	}
+	n, err := enc.Decode(buf, r)
+	if err != nil {
+		return nil, "", false
+	}
+	return buf[:n], "base64", true
+}
+
+// base64Of picks the alphabet of a base64 run; a run mixing both is none.
+func base64Of(r []byte) (*base64.Encoding, bool) {
+	var std, url bool
+	for _, c := range r {
+		std = std || c == '+' || c == '/'
+		url = url || c == '-' || c == '_'
+	}
+	switch {
+	case std && url:
+		return nil, false
+	case url:
+		return base64.RawURLEncoding, true
+	}
+	return base64.RawStdEncoding, true
+}
+
+var base32Raw = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// isBase32 reports whether a run is in the base32 alphabet, of a length
+// base32 can have.
+func isBase32(r []byte) bool {
+	switch len(r) % 8 {
+	case 1, 3, 6:
+		return false
+	}
+	for _, c := range r {
+		if !(c >= 'A' && c <= 'Z' || c >= '2' && c <= '7') {
+			return false
+		}
+	}
+	return true
+}
+
+// gunzip decodes a base64 run holding gzip data and inflates it into buf,
+// at most len(buf) bytes (a longer text is cut there: a bomb costs no more
+// than a run its size).
+func gunzip(r, buf []byte) ([]byte, string, bool) {
+	enc, ok := base64Of(r)
+	if !ok {
+		return nil, "", false
+	}
+	raw := make([]byte, enc.DecodedLen(len(r)))
+	n, err := enc.Decode(raw, r)
+	if err != nil {
+		return nil, "", false
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw[:n]))
+	if err != nil {
+		return nil, "", false
+	}
+	k, err := io.ReadFull(zr, buf)
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		if k == 0 {
+			return nil, "", false
+		}
+	}
+	return buf[:k], "base64+gzip", k > 0
+}
+
 // scan runs the inner detectors over decoded text and then, below the
 // depth limit, decodes the runs inside it; it returns the first finding.
 func (d *detector) scan(text []byte, depth int) (detect.Match, bool) {
+	// The inner detectors read the decoded text as the filter's detectors
+	// read any text: through its literal view (only the first finding's
+	// names are kept, so no offsets need mapping back).
+	if !norm.Plain(text) {
+		text, _ = norm.LiteralMap(nil, nil, text, false)
+	}
 	for _, in := range d.inner {
 		var first detect.Match
 		found := false

@@ -30,6 +30,10 @@ type confusable struct{}
 
 func (confusable) Category() string { return "confusable" }
 
+// RawText marks the detector as reading the original text (detect.Raw):
+// it judges the raw letters.
+func (confusable) RawText() {}
+
 // suspect reports whether r may make its word confusable.
 func suspect(r rune) bool {
 	return r >= 0x370 && r <= 0x52f || r >= 0xff21 && r <= 0xff5a || r >= 0x1d400 && r <= 0x1d6a5

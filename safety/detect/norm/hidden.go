@@ -48,6 +48,10 @@ type hidden struct{}
 
 func (hidden) Category() string { return "hidden_unicode" }
 
+// RawText marks the detector as reading the original text (detect.Raw):
+// it reports what the view drops.
+func (hidden) RawText() {}
+
 func hiddenKind(r rune) int {
 	switch {
 	case r < 0xad:

@@ -115,6 +115,10 @@ type normalizer struct {
 
 	foldEnd int  // the fold decision holds for runes before foldEnd
 	fold    bool // fold look-alikes in the current word
+	tags    bool // the literal view reads tag characters as ASCII
+
+	sparse bool  // literal view: record offsets as segs, not offs
+	segs   []Seg // see OffsetMap
 }
 
 // ASCII byte kinds.
@@ -244,8 +248,21 @@ func isASCIILetter(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' }
 
 func (n *normalizer) put(c byte, off int) {
 	n.dst = append(n.dst, c)
-	n.offs = append(n.offs, int32(off))
+	n.mark(off)
 	n.last = c
+}
+
+// mark records that the last byte of the view comes from the rune at off.
+func (n *normalizer) mark(off int) {
+	if !n.sparse {
+		n.offs = append(n.offs, int32(off))
+		return
+	}
+	k := len(n.dst) - 1
+	if l := len(n.segs); l > 0 && int(n.segs[l-1].O)+k-int(n.segs[l-1].V) == off {
+		return
+	}
+	n.segs = append(n.segs, Seg{V: int32(k), O: int32(off)})
 }
 
 func (n *normalizer) space(off int) {

@@ -3,9 +3,11 @@ package pii
 import "github.com/warden-llm/warden/safety/detect"
 
 // CreditCard finds payment card numbers: 13–19 digits, either unbroken or
-// in groups joined by one kind of separator (space or dash) in a card's
+// in groups joined by one kind of separator in a card's
 // grouping (4-4-4-4, 4-4-4-4-3, 4-6-5, 4-6-4, 4-4-5, or fours with a
-// shorter last group), with a known issuer prefix of the right length for
+// shorter last group; spaces, dashes, dots or slashes, and no-break
+// spaces and fullwidth or other scripts' digits read through the
+// filter's view), with a known issuer prefix of the right length for
 // that issuer, and a valid Luhn check digit. A number that is part of a
 // longer digit run, a word or a decimal is not a card.
 //
@@ -29,9 +31,9 @@ func (CreditCard) Find(text []byte, from int, report func(detect.Match)) {
 		if d < 0 {
 			return
 		}
-		e := runEnd(text, d)
+		e := runEnd(text, d, cardSeps)
 		pos = e
-		f := runStart(text, d, 2*maxCard)
+		f := runStart(text, d, 2*maxCard, cardSeps)
 		if f < from || e-f < 13 || !cardAt(text, f, e) {
 			continue
 		}
@@ -133,4 +135,4 @@ func luhn(d []byte) bool {
 }
 
 // Hold implements detect.Detector.
-func (CreditCard) Hold(text []byte) int { return runHold(text, maxCard) }
+func (CreditCard) Hold(text []byte) int { return runHold(text, maxCard, cardSeps) }

@@ -1,21 +1,36 @@
 package pii
 
-// A digit run is digits joined by single spaces or dashes, as card numbers
-// and SSNs are written: "4111 1111 1111 1111", "078-05-1120". Card and SSN
+// A digit run is digits joined by single separators, as card numbers and
+// SSNs are written: "4111 1111 1111 1111", "078-05-1120" (spaces or dashes;
+// card numbers also take dots and slashes, "4111.1111.1111.1111"). Card and SSN
 // candidates are whole digit runs, never parts of one, so "1234 4111 1111
 // 1111 1111" holds no card.
 
-func runSep(c byte) bool { return c == ' ' || c == '-' }
+// seps is a set of separator bytes.
+type seps *[256]bool
+
+var (
+	ssnSeps  = sepSet(" -")
+	cardSeps = sepSet(" -./") // card numbers are also written 4111.1111... and 4111/1111...
+)
+
+func sepSet(s string) seps {
+	var t [256]bool
+	for _, c := range []byte(s) {
+		t[c] = true
+	}
+	return &t
+}
 
 // runStart walks left from the digit at d to the run's first digit and
 // returns it, or -1 when the run reaches more than limit bytes back.
-func runStart(text []byte, d, limit int) int {
+func runStart(text []byte, d, limit int, sep seps) int {
 	f := d
 	for d-f <= limit {
 		switch {
 		case f > 0 && isDigit(text[f-1]):
 			f--
-		case f > 1 && runSep(text[f-1]) && isDigit(text[f-2]):
+		case f > 1 && sep[text[f-1]] && isDigit(text[f-2]):
 			f -= 2
 		default:
 			return f
@@ -26,13 +41,13 @@ func runStart(text []byte, d, limit int) int {
 
 // runEnd walks right from the digit at d and returns the end of the run's
 // last digit.
-func runEnd(text []byte, d int) int {
+func runEnd(text []byte, d int, sep seps) int {
 	e := d
 	for {
 		switch {
 		case e < len(text) && isDigit(text[e]):
 			e++
-		case e+1 < len(text) && runSep(text[e]) && isDigit(text[e+1]) && e > d:
+		case e+1 < len(text) && sep[text[e]] && isDigit(text[e+1]) && e > d:
 			e += 2
 		default:
 			return e
@@ -70,16 +85,16 @@ func runBounded(text []byte, f, e int) bool {
 // runHold is Hold for digit-run detectors: the trailing run, with one
 // trailing byte that could join it or spoil its right boundary, while the
 // run has at most maxDigits digits.
-func runHold(text []byte, maxDigits int) int {
+func runHold(text []byte, maxDigits int, sep seps) int {
 	n := len(text)
 	k := n
-	if k > 0 && (runSep(text[k-1]) || text[k-1] == '.' || text[k-1] == ',') {
+	if k > 0 && (sep[text[k-1]] || text[k-1] == '.' || text[k-1] == ',') {
 		k--
 	}
 	if k == 0 || !isDigit(text[k-1]) {
 		return 0
 	}
-	f := runStart(text, k-1, 2*maxDigits)
+	f := runStart(text, k-1, 2*maxDigits, sep)
 	if f < 0 || countDigits(text[f:k]) > maxDigits {
 		return 0
 	}

@@ -31,7 +31,9 @@ var emailClass = func() (t [256]bool) {
 // A candidate is a maximal run of [A-Za-z0-9._%+@-] with exactly one '@';
 // the whole run must be the address, except trailing dots (sentence ends),
 // which stay outside the span. Internationalised addresses are not
-// recognised.
+// recognised. Obfuscated spellings ("john [at] example [dot] com",
+// "alice%40example.com", "alice&#64;example.com") are found too, under
+// detector "email-obfuscated".
 type Email struct{}
 
 // NewEmail returns the email detector.
@@ -40,8 +42,32 @@ func NewEmail() detect.Detector { return Email{} }
 // Category implements detect.Detector.
 func (Email) Category() string { return CategoryEmail }
 
-// Find implements detect.Detector.
+// Find implements detect.Detector: plain addresses, then obfuscated ones
+// (see email_obf.go), merged in order.
 func (Email) Find(text []byte, from int, report func(detect.Match)) {
+	var arr [16]detect.Match
+	plain := arr[:0]
+	findPlain(text, from, func(m detect.Match) { plain = append(plain, m) })
+	last := -1
+	emit := func(m detect.Match) {
+		if m.Start >= last {
+			report(m)
+			last = m.End
+		}
+	}
+	findObfuscated(text, from, func(m detect.Match) {
+		for len(plain) > 0 && plain[0].Start <= m.Start {
+			emit(plain[0])
+			plain = plain[1:]
+		}
+		emit(m)
+	})
+	for _, m := range plain {
+		emit(m)
+	}
+}
+
+func findPlain(text []byte, from int, report func(detect.Match)) {
 	pos := from
 	for pos < len(text) {
 		k := bytes.IndexByte(text[pos:], '@')
@@ -122,8 +148,13 @@ func emailAt(text []byte, r, at, e int) int {
 }
 
 // Hold implements detect.Detector: a trailing run of address characters is
-// held while it could still become an address.
+// held while it could still become an address, and so is an obfuscated
+// address that may still grow.
 func (Email) Hold(text []byte) int {
+	return min(max(holdPlain(text), holdObfuscated(text)), detect.MaxHold)
+}
+
+func holdPlain(text []byte) int {
 	r, ats := len(text), 0
 	at := -1
 	for r > 0 && emailClass[text[r-1]] {

@@ -27,8 +27,8 @@ const maxIBAN = 34 + 8
 
 // IBAN finds international bank account numbers in upper case: a country
 // code from the registry, two check digits and the account part, either
-// unbroken or in groups of four joined by single spaces (the last group
-// may be shorter), exactly as long as the country's IBANs, with the ISO
+// unbroken or in groups of four joined by single spaces, dashes, dots or
+// slashes, one kind throughout (the last group may be shorter), exactly as long as the country's IBANs, with the ISO
 // 7064 mod-97 checksum equal to 1. Lower-case IBANs are not recognised.
 type IBAN struct{}
 
@@ -39,6 +39,10 @@ func NewIBAN() detect.Detector { return IBAN{} }
 func (IBAN) Category() string { return CategoryIBAN }
 
 func ibanChar(c byte) bool { return isDigit(c) || isUpper(c) }
+
+// ibanSep reports the separators an IBAN's groups may be joined by (one
+// kind per IBAN); a no-break space reads as a space in the filter's view.
+func ibanSep(c byte) bool { return c == ' ' || c == '-' || c == '.' || c == '/' }
 
 // Find implements detect.Detector.
 func (IBAN) Find(text []byte, from int, report func(detect.Match)) {
@@ -89,12 +93,12 @@ func ibanScan(text []byte, s int) (end, chars, want int, ok bool) {
 	if chars < 4 || i == len(text) {
 		return i, chars, want, true
 	}
-	if text[i] == ' ' { // grouped
+	if sep := text[i]; ibanSep(sep) { // grouped
 		for chars < want {
 			if i == len(text) {
 				return i, chars, want, true
 			}
-			if text[i] != ' ' || (chars-4)%4 != 0 {
+			if text[i] != sep || (chars-4)%4 != 0 {
 				return i, chars, want, false
 			}
 			i++
@@ -139,7 +143,7 @@ func ibanAt(text []byte, s int) (int, bool) {
 		}
 	}
 	for _, c := range text[s+4 : e] {
-		if c != ' ' {
+		if ibanChar(c) {
 			add(c)
 		}
 	}

@@ -26,9 +26,9 @@ func (SSN) Find(text []byte, from int, report func(detect.Match)) {
 		if d < 0 {
 			return
 		}
-		e := runEnd(text, d)
+		e := runEnd(text, d, ssnSeps)
 		pos = e
-		f := runStart(text, d, 2*maxSSN)
+		f := runStart(text, d, 2*maxSSN, ssnSeps)
 		if f < from || e-f < 9 || e-f > 11 || !ssnAt(text, f, e) {
 			continue
 		}
@@ -86,4 +86,4 @@ func ssnAt(text []byte, f, e int) bool {
 }
 
 // Hold implements detect.Detector.
-func (SSN) Hold(text []byte) int { return runHold(text, maxSSN) }
+func (SSN) Hold(text []byte) int { return runHold(text, maxSSN, ssnSeps) }

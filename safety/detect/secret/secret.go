@@ -97,8 +97,8 @@ type detector struct{}
 // New returns the secret detector. It has no options. Detector names:
 // "aws-access-key", "aws-secret-key", "github-token", "gitlab-token",
 // "slack-token", "slack-webhook", "openai-key", "anthropic-key",
-// "stripe-key", "google-api-key", "private-key", "jwt" and
-// "generic-secret".
+// "stripe-key", "google-api-key", "private-key", "jwt", "url-credential"
+// (the user:password of scheme://user:password@host) and "generic-secret".
 //
 // Where candidates overlap, the one starting first wins, and at the same
 // start a specific rule beats generic-secret.
@@ -291,6 +291,9 @@ func check(text []byte, i int, add func(cand)) {
 				add(tokenBound(text, i-5, 25, &hookPath, &alnum, 20, 120, "slack-webhook", hookBody))
 			}
 		case '=', ':':
+			if text[i] == ':' && (i+1 == n || text[i+1] == '/') {
+				add(urlCredential(text, i))
+			}
 			if c, ok := assignment(text, i); ok {
 				add(c)
 			}
