@@ -8,7 +8,6 @@ package trail
 import (
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -66,43 +65,14 @@ func New(db *store.DB, cfg Config) (*Trail, error) {
 		ts, ok := t.topics[s.Name()]
 		return !ok || slices.Contains(ts, outbox.TopicAlert)
 	})
-	forward := len(t.sinks) > 0
-	alerting := t.alerting
+	// Forwarding is not configured here: the forwarder this package
+	// installs (forward.go) enqueues in every chain write's transaction.
 	t.writer = audit.NewWriter(db, audit.Config{
 		DataDir:            cfg.DataDir,
 		StoreText:          cfg.Audit.StoreText,
 		CheckpointEvery:    cfg.Audit.CheckpointEvery,
 		CheckpointInterval: cfg.Audit.CheckpointInterval,
 		Now:                cfg.Now,
-		OnCommit: func(tx *sql.Tx, recs []audit.StoredRecord) error {
-			if !forward {
-				return nil
-			}
-			msgs := make([]outbox.Message, 0, len(recs))
-			for _, r := range recs {
-				b, err := json.Marshal(r)
-				if err != nil {
-					return err
-				}
-				msgs = append(msgs, outbox.Message{Topic: outbox.TopicAudit, Body: b, Time: r.Time})
-				if alerting {
-					if a := safetyAlert(r); a != nil {
-						msgs = append(msgs, *a)
-					}
-				}
-			}
-			return outbox.EnqueueTx(context.Background(), tx, msgs...)
-		},
-		OnCheckpoint: func(tx *sql.Tx, c audit.Checkpoint) error {
-			if !forward {
-				return nil
-			}
-			b, err := json.Marshal(c)
-			if err != nil {
-				return err
-			}
-			return outbox.EnqueueTx(context.Background(), tx, outbox.Message{Topic: outbox.TopicCheckpoint, Body: b, Time: c.Time})
-		},
 	})
 	t.agg = audit.NewAggregator(t.writer)
 	t.agg.Now = cfg.Now
@@ -122,6 +92,32 @@ func (t *Trail) Refused(ip string) { t.agg.Refused(ip) }
 // aggregator, appends the start record and starts the retention loop. On
 // error it stops what it started.
 func (t *Trail) Start(ctx context.Context) error {
+	// A damaged file is refused before anything reads the chain from it:
+	// serving on it would append to a trail nobody can verify.
+	if err := t.db.Check(ctx, false); err != nil {
+		return fmt.Errorf("%w: restore the newest backup made by `warden backup` (stop warden, copy the backup over %s, remove its -wal and -shm files), then check it with `warden audit verify --full`", err, t.db.Path())
+	}
+	// Records a sink or a daily export already holds that the chain no
+	// longer has (a crash lost committed rows): the next records would
+	// reuse their numbers with other hashes.
+	gap, err := FindGap(ctx, t.db, t.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if gap.Found() {
+		return fmt.Errorf("%w: %s; run `warden audit ack-gap` to record the gap in the chain and continue above seq %d", ErrGap, gap, gap.Seen)
+	}
+	maxBytes, full := t.cfg.Audit.OutboxMaxBytes, t.cfg.Audit.OutboxFull
+	if maxBytes == 0 {
+		maxBytes = outbox.DefaultMaxBytes
+	}
+	if full == "" {
+		full = outbox.FullFailClosed
+	}
+	if err := outbox.SetLimits(ctx, t.db, maxBytes, full); err != nil {
+		return err
+	}
+
 	// A chain that does not verify is an incident, not a detail: refuse to
 	// start rather than append to it. The check covers the newest signed
 	// checkpoint and everything after it, so its cost does not grow with
