@@ -56,6 +56,18 @@ func (g *globals) config() (Config, error) {
 	return cfg, nil
 }
 
+// configSource names the configuration config() reads, as serve resolves
+// it: --config, else $WARDEN_CONFIG, else the built-in defaults.
+func (g *globals) configSource() string {
+	switch {
+	case g.configPath != "":
+		return g.configPath
+	case g.getenv("WARDEN_CONFIG") != "":
+		return g.getenv("WARDEN_CONFIG") + " ($WARDEN_CONFIG)"
+	}
+	return "the built-in defaults (no --config, no $WARDEN_CONFIG)"
+}
+
 // openDB opens the data dir's database for an admin command, which is safe
 // while `warden serve` runs: writers take SQLite's lock and wait for it.
 func (g *globals) openDB(ctx context.Context) (*store.DB, Config, error) {

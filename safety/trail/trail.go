@@ -40,6 +40,8 @@ type Trail struct {
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
 
+	lastIntegrity time.Time // owned by the retention loop
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -82,6 +84,11 @@ func New(db *store.DB, cfg Config) (*Trail, error) {
 // Writer is the trail's audit writer: the server appends its request and
 // completion records through it.
 func (t *Trail) Writer() *audit.Writer { return t.writer }
+
+// OutboxState reads the outbox's fill level, cap and drop count.
+func (t *Trail) OutboxState(ctx context.Context) (outbox.State, error) {
+	return outbox.ReadState(ctx, t.db)
+}
 
 // Refused counts a request refused for a bad key, from ip; the aggregator
 // appends one auth_refused record per client IP and minute.
@@ -210,6 +217,10 @@ func (t *Trail) retain(ctx context.Context) {
 // retention. Errors are logged: the next hour tries again.
 func (t *Trail) retainOnce(ctx context.Context, now time.Time) {
 	ac := t.cfg.Audit
+	if now.Sub(t.lastIntegrity) >= IntegrityEvery {
+		t.lastIntegrity = now
+		t.checkIntegrity(ctx)
+	}
 	if err := audit.ExportDays(ctx, t.db, filepath.Join(t.cfg.DataDir, "audit"), now, ac.RetentionDays); err != nil && ctx.Err() == nil {
 		t.log.Error("audit daily export", "err", err)
 	}
@@ -227,6 +238,35 @@ func (t *Trail) retainOnce(ctx context.Context, now time.Time) {
 	} else if n > 0 {
 		t.log.Info("audit text retention: purged text", "records", n, "text_retention_days", ac.TextRetentionDays)
 	}
+}
+
+// IntegrityEvery is how often the retention loop runs PRAGMA
+// integrity_check on the database (and at the loop's first pass).
+const IntegrityEvery = 24 * time.Hour
+
+// AlertKindDatabase is the kind of the alert raised when the scheduled
+// integrity check finds the database damaged.
+const AlertKindDatabase = "database_damaged"
+
+// checkIntegrity runs the full integrity check; a damaged file is logged
+// and alerted (the alert may not commit on a badly damaged file: the log
+// line is the fallback).
+func (t *Trail) checkIntegrity(ctx context.Context) {
+	err := t.db.Check(ctx, true)
+	if err == nil || ctx.Err() != nil {
+		return
+	}
+	t.log.Error("database integrity check failed: restore the newest backup made by `warden backup`", "err", err)
+	b, jerr := json.Marshal(struct {
+		Active  bool      `json:"active"`
+		Kind    string    `json:"kind"`
+		Message string    `json:"message"`
+		Time    time.Time `json:"time"`
+	}{true, AlertKindDatabase, err.Error() + ": restore the newest backup made by `warden backup`", t.now().UTC()})
+	if jerr != nil {
+		return
+	}
+	t.enqueueAlert(ctx, AlertKindDatabase, b)
 }
 
 // Close stops the retention loop, the aggregator (flushing its counts),
