@@ -34,6 +34,9 @@ const AlertKindOutbox = "outbox_full"
 const (
 	FillAlertRatio  = 0.8
 	ClearAlertRatio = 0.7
+	// DropToRatio is the fill level drop_oldest brings the outbox down to:
+	// between the two alert levels, so the alert stays raised.
+	DropToRatio = 0.75
 )
 
 // OutboxAlert is the body of an outbox fill alert.
@@ -134,11 +137,13 @@ func MakeRoomTx(ctx context.Context, tx *sql.Tx, s State, need int64) (Dropped, 
 	if s.Mode != FullDropOldest {
 		return Dropped{}, fmt.Errorf("%w (%d of %d bytes)", ErrFull, bytes, s.MaxBytes)
 	}
-	// Drop the oldest until the new messages fit in 90% of the cap, so the
-	// next enqueues do not each drop a message.
-	excess := bytes + need - s.MaxBytes*9/10
+	// Drop the oldest until the new messages fit in DropToRatio of the cap,
+	// so the next enqueues do not each drop a few messages (each drop is a
+	// chain record). Alerts are kept: they say why the rest is going.
+	excess := bytes + need - int64(float64(s.MaxBytes)*DropToRatio)
 	var d Dropped
-	err := tx.QueryRowContext(ctx, `WITH o AS (SELECT id, topic, body, sum(length(body)) OVER (ORDER BY id) AS run FROM outbox),
+	err := tx.QueryRowContext(ctx, `WITH o AS (SELECT id, topic, body, sum(length(body)) OVER (ORDER BY id) AS run
+			FROM outbox WHERE topic != 'alert'),
 		c AS (SELECT id, topic, body FROM o WHERE run - length(body) < ?)
 		SELECT count(*), coalesce(sum(length(body)), 0), coalesce(min(id), 0), coalesce(max(id), 0),
 			coalesce(min(CASE WHEN topic = 'audit' THEN json_extract(body, '$.seq') END), 0),
@@ -150,7 +155,7 @@ func MakeRoomTx(ctx context.Context, tx *sql.Tx, s State, need int64) (Dropped, 
 	if d.Messages == 0 {
 		return Dropped{}, nil
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id <= ?`, d.LastID); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id <= ? AND topic != 'alert'`, d.LastID); err != nil {
 		return Dropped{}, fmt.Errorf("outbox: drop oldest: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE outbox_state SET dropped = dropped + ? WHERE id = 1`, d.Messages); err != nil {
