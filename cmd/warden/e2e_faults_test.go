@@ -1,0 +1,170 @@
+package main
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// hookRecorder is a real webhook receiver keeping the bodies it gets.
+type hookRecorder struct {
+	mu     sync.Mutex
+	bodies []string
+}
+
+func (h *hookRecorder) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	var batch []struct {
+		Topic string          `json:"topic"`
+		Body  json.RawMessage `json:"body"`
+	}
+	if err := json.Unmarshal(b, &batch); err != nil {
+		http.Error(rw, err.Error(), 400)
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, m := range batch {
+		h.bodies = append(h.bodies, m.Topic+" "+string(m.Body))
+	}
+}
+
+func (h *hookRecorder) has(parts ...string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, b := range h.bodies {
+		ok := true
+		for _, p := range parts {
+			ok = ok && strings.Contains(b, p)
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// TestE2EAdminEventsForwarded: a key made by the CLI (another process) and
+// one made through the admin API each reach the webhook sink as admin
+// records; the outbox metrics are exported; `audit status` with the
+// server's config (found as serve finds it, through $WARDEN_CONFIG, no
+// --config) lists the sink as configured, and without any config it says
+// so and marks the sink as another configuration's instead of
+// contradicting itself.
+func TestE2EAdminEventsForwarded(t *testing.T) {
+	hook := &hookRecorder{}
+	recv := httptest.NewServer(hook)
+	defer recv.Close()
+	w := startWarden(t, "", "[[audit.sink]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \""+recv.URL+"\"\n")
+	defer w.stop()
+
+	cliID, _ := createKey(t, w, "--name", "made-by-cli")
+	var created struct{ ID string }
+	if st := adminDo(t, w, w.key, "POST", "/admin/keys", `{"name":"made-by-api"}`, &created); st != http.StatusCreated {
+		t.Fatalf("admin API create: %d", st)
+	}
+	for what, id := range map[string]string{"CLI": cliID, "admin API": created.ID} {
+		waitFor(t, time.Minute, "the "+what+" key's admin record at the webhook", func() bool {
+			return hook.has("audit ", `"kind":"admin"`, `"key_id":"`+id+`"`)
+		})
+	}
+
+	req, _ := http.NewRequest(http.MethodGet, w.base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+w.key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{"warden_outbox_bytes ", "warden_outbox_max_bytes 2.68435456e+08", "warden_outbox_dropped_total 0"} {
+		if !strings.Contains(string(metrics), m) {
+			t.Errorf("/metrics lacks %q", m)
+		}
+	}
+
+	status := func(env ...string) string {
+		cmd := exec.Command(buildWarden(t), "audit", "status", "--data-dir", w.dataDir)
+		cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=" + w.dataDir}, env...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("audit status: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	conf := filepath.Join(w.dataDir, "test.toml")
+	if out := status("WARDEN_CONFIG=" + conf); !strings.Contains(out, "1 forwarding sink(s) in "+conf) ||
+		!strings.Contains(out, "\nhook ") || strings.Contains(out, "(*)") || strings.Contains(out, "No forwarding sinks") {
+		t.Errorf("audit status with serve's config:\n%s", out)
+	}
+	if out := status(); !strings.Contains(out, "No forwarding sinks in the built-in defaults") || !strings.Contains(out, "hook (*)") {
+		t.Errorf("audit status with no config:\n%s", out)
+	}
+}
+
+// TestE2EDamagedDatabaseRefused: bytes overwritten in old pages of the
+// stopped server's database make the next `serve` refuse to start, naming
+// the fix, and `audit verify --full` reports the damage.
+func TestE2EDamagedDatabaseRefused(t *testing.T) {
+	w := startWarden(t, "", "")
+	if status, _, body := w.post(t, "/v1/chat/completions", "application/json", `{"model":"warden-demo","messages":[{"role":"user","content":"x"}],"max_tokens":2}`); status != 200 {
+		t.Fatalf("status %d %s", status, body)
+	}
+	w.stop()
+
+	// Old data to damage: a few hundred KB of outbox rows, then the WAL
+	// folded into the file.
+	path := filepath.Join(w.dataDir, "warden.db")
+	raw, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 500 {
+		if _, err := raw.Exec(`INSERT INTO outbox (topic, at, body) VALUES ('audit', ?, ?)`, i, fmt.Sprintf(`{"pad":%q}`, strings.Repeat("p", 800))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := raw.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mid := fi.Size() / 4096 * 2 / 3
+	for page := mid; page < mid+2; page++ {
+		if _, err := f.WriteAt([]byte(strings.Repeat("\xde\xad\xbe\xef", 1024)), (page-1)*4096); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+
+	serve := exec.Command(buildWarden(t), "serve", "--config", filepath.Join(w.dataDir, "test.toml"), "--data-dir", w.dataDir, "--listen", freeAddr(t))
+	serve.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + w.dataDir}
+	out, err := serve.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "damaged") || !strings.Contains(string(out), "warden backup") {
+		t.Errorf("serve on a damaged database: %v\n%s\nwant a refusal naming `warden backup`", err, out)
+	}
+	t.Logf("serve: %s", out)
+	verify := exec.Command(buildWarden(t), "audit", "verify", "--full", "--data-dir", w.dataDir)
+	verify.Env = serve.Env
+	out, err = verify.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "integrity_check") {
+		t.Errorf("audit verify --full on a damaged database: %v\n%s", err, out)
+	}
+}
