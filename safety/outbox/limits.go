@@ -115,12 +115,14 @@ type Dropped struct {
 }
 
 // MakeRoomTx makes room in tx for need more bytes of bodies under the cap
-// in s. It first deletes what every sink has delivered; if that is not
-// enough, in FullFailClosed mode it returns ErrFull, and in FullDropOldest
-// mode it deletes the oldest undelivered messages and says which (the
-// caller records that in the chain). Under the cap it does nothing.
+// in s. Past ClearAlertRatio of the cap it first deletes what every sink
+// has delivered (so a sink that caught up brings the level, and the alert,
+// down at once, not at the next hourly prune); if that is not enough, in
+// FullFailClosed mode it returns ErrFull, and in FullDropOldest mode it
+// deletes the oldest undelivered messages and says which (the caller
+// records that in the chain). Well under the cap it does nothing.
 func MakeRoomTx(ctx context.Context, tx *sql.Tx, s State, need int64) (Dropped, error) {
-	if s.Bytes+need <= s.MaxBytes {
+	if float64(s.Bytes+need) < ClearAlertRatio*float64(s.MaxBytes) {
 		return Dropped{}, nil
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id <= coalesce(

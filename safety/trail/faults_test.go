@@ -403,7 +403,11 @@ func TestOutboxCap(t *testing.T) {
 				t.Errorf("outbox state %+v: over its cap", st)
 			}
 			if as := outboxAlerts(t, db); len(as) == 0 || !as[0].Active || !st.Alerted {
-				t.Errorf("no fill alert raised: %+v (state %+v)", as, st)
+				var n int
+				db.QueryRow(`SELECT count(*) FROM outbox WHERE topic = 'alert'`).Scan(&n)
+				var minid, maxid int
+				db.QueryRow(`SELECT min(id), max(id) FROM outbox`).Scan(&minid, &maxid)
+				t.Errorf("no fill alert raised: %+v (state %+v) alert rows %d ids %d..%d", as, st, n, minid, maxid)
 			}
 			switch mode {
 			case outbox.FullFailClosed:
@@ -412,6 +416,20 @@ func TestOutboxCap(t *testing.T) {
 				}
 				if st.Dropped != 0 {
 					t.Errorf("fail_closed dropped %d messages", st.Dropped)
+				}
+				// The sink comes back and catches up: records are taken
+				// again and the alert clears.
+				recv.down.Store(false)
+				testwait.For(t, "the sink to catch up", func() bool {
+					sts, err := tr.out.Status(t.Context())
+					return err == nil && len(sts) == 1 && sts[0].Pending == 0
+				})
+				if _, err := tr.Writer().Append(t.Context(), completion("after", "x")); err != nil {
+					t.Fatalf("append after the sink caught up: %v", err)
+				}
+				as := outboxAlerts(t, db)
+				if st, _ := tr.OutboxState(t.Context()); st.Alerted || len(as) == 0 || as[len(as)-1].Active {
+					t.Errorf("the fill alert did not clear: state %+v, alerts %+v", st, as)
 				}
 			case outbox.FullDropOldest:
 				if refused != nil {

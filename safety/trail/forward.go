@@ -76,6 +76,12 @@ func forwardTx(ctx context.Context, tx *sql.Tx, recs []audit.StoredRecord, ckpt 
 		slog.Default().Error("outbox full: dropped the oldest undelivered messages (audit.outbox_full = drop_oldest)",
 			"messages", dropped.Messages, "bytes", dropped.Bytes, "first_seq", dropped.FirstSeq, "last_seq", dropped.LastSeq)
 	}
+	// Far below both alert levels with no alert raised (the usual case),
+	// the fill level needs no second look: this transaction only added
+	// need bytes.
+	if !st.Alerted && float64(st.Bytes+need) < outbox.ClearAlertRatio*float64(st.MaxBytes) {
+		return nil
+	}
 	return fillAlert(ctx, tx, st.MaxBytes, st.Mode)
 }
 
