@@ -461,3 +461,46 @@ func TestOutboxCap(t *testing.T) {
 		})
 	}
 }
+
+// TestFindGapInDailyExport: a daily export holding seqs above the chain's
+// head (rows lost after the export was written) is evidence of a gap.
+func TestFindGapInDailyExport(t *testing.T) {
+	dir := t.TempDir()
+	db := storetest.OpenDir(t, dir)
+	w := audit.NewWriter(db, audit.Config{DataDir: dir})
+	if err := w.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var last int64
+	for i := range 5 {
+		seq, err := w.Append(t.Context(), completion(fmt.Sprint("r", i), "x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = seq
+	}
+	if err := w.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := audit.ExportDays(t.Context(), db, filepath.Join(dir, "audit"), time.Now(), 30); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := FindGap(t.Context(), db, dir); err != nil || g.Found() {
+		t.Fatalf("gap before any loss: %+v %v", g, err)
+	}
+	raw := rawDB(t, dir)
+	for _, q := range []string{
+		`DROP TRIGGER audit_records_no_delete`,
+		`DROP TRIGGER audit_checkpoints_no_delete`,
+		fmt.Sprintf(`DELETE FROM audit_records WHERE seq >= %d`, last-1),
+		fmt.Sprintf(`DELETE FROM audit_checkpoints WHERE seq >= %d`, last-1),
+	} {
+		if _, err := raw.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	g, err := FindGap(t.Context(), db, dir)
+	if err != nil || !g.Found() || g.Seen != last || g.Head != last-2 || !strings.Contains(g.String(), "daily export") {
+		t.Errorf("gap after losing the newest rows: %+v %v; want seen %d, head %d, the export as evidence", g, err, last, last-2)
+	}
+}
