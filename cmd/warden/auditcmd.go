@@ -212,13 +212,27 @@ every start): a damaged file fails with the fix, restoring a backup made by
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Show forwarding sinks and how far behind each is",
-		Args:  cobra.NoArgs,
+		Long: `Status lists the forwarding sinks of the configuration it reads, found as serve
+finds it (--config, else $WARDEN_CONFIG); given neither, it reads the file
+"warden serve" last started with on this data dir, so both agree. Sinks the
+database has a delivery position for that the configuration does not name are
+marked (*).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			db, cfg, err := g.openDB(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer db.Close()
+			src := g.configSource()
+			if g.configPath == "" && g.getenv("WARDEN_CONFIG") == "" {
+				if p := trail.ServeConfigPath(cfg.DataDir); p != "" {
+					if cfg, err = g.configAt(p); err != nil {
+						return fmt.Errorf("the configuration warden serve last started with: %w", err)
+					}
+					src = p + " (the configuration `warden serve` last started with)"
+				}
+			}
 			st, err := outbox.ReadStatus(cmd.Context(), db, time.Now())
 			if err != nil {
 				return err
@@ -227,7 +241,6 @@ every start): a damaged file fails with the fix, restoring a backup made by
 			if asJSON {
 				return writeJSON(g, rows)
 			}
-			src := g.configSource()
 			configured := len(cfg.Audit.Sinks) + len(cfg.Alerts.Sinks)
 			if configured == 0 {
 				fmt.Fprintf(g.stdout, "No forwarding sinks in %s: the audit trail is on this host only ([[audit.sink]] in the config).\n", src)

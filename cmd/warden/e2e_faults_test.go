@@ -56,11 +56,11 @@ func (h *hookRecorder) has(parts ...string) bool {
 
 // TestE2EAdminEventsForwarded: a key made by the CLI (another process) and
 // one made through the admin API each reach the webhook sink as admin
-// records; the outbox metrics are exported; `audit status` with the
-// server's config (found as serve finds it, through $WARDEN_CONFIG, no
-// --config) lists the sink as configured, and without any config it says
-// so and marks the sink as another configuration's instead of
-// contradicting itself.
+// records; the outbox metrics are exported; `audit status` agrees with
+// serve about the sinks given serve's config through $WARDEN_CONFIG, and
+// given no config at all (it reads the file serve last started with);
+// given another config it says so and marks the sink as not in it instead
+// of contradicting itself.
 func TestE2EAdminEventsForwarded(t *testing.T) {
 	hook := &hookRecorder{}
 	recv := httptest.NewServer(hook)
@@ -107,8 +107,19 @@ func TestE2EAdminEventsForwarded(t *testing.T) {
 		!strings.Contains(out, "\nhook ") || strings.Contains(out, "(*)") || strings.Contains(out, "No forwarding sinks") {
 		t.Errorf("audit status with serve's config:\n%s", out)
 	}
-	if out := status(); !strings.Contains(out, "No forwarding sinks in the built-in defaults") || !strings.Contains(out, "hook (*)") {
+	// No --config, no $WARDEN_CONFIG: the file serve last started with.
+	if out := status(); !strings.Contains(out, "1 forwarding sink(s) in "+conf+" (the configuration `warden serve` last started with)") ||
+		!strings.Contains(out, "\nhook ") || strings.Contains(out, "(*)") || strings.Contains(out, "No forwarding sinks") {
 		t.Errorf("audit status with no config:\n%s", out)
+	}
+	// Another configuration, without the sink: said so, and the sink the
+	// database knows is marked as not in it.
+	other := filepath.Join(t.TempDir(), "other.toml")
+	if err := os.WriteFile(other, []byte("[audit]\nretention_days = 30\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := status("WARDEN_CONFIG=" + other); !strings.Contains(out, "No forwarding sinks in "+other) || !strings.Contains(out, "hook (*)") {
+		t.Errorf("audit status with another config:\n%s", out)
 	}
 }
 

@@ -46,6 +46,12 @@ func (g *globals) config() (Config, error) {
 	if path == "" {
 		path = g.getenv("WARDEN_CONFIG")
 	}
+	return g.configAt(path)
+}
+
+// configAt loads the configuration at path ("" = defaults and environment)
+// and applies the global flags.
+func (g *globals) configAt(path string) (Config, error) {
 	cfg, err := loadConfig(path, g.getenv)
 	if err != nil {
 		return cfg, err

@@ -28,6 +28,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock for records, retention and alerts (nil = time.Now).
 	Now func() time.Time
+	// ConfigPath is the configuration file the server read ("" = the
+	// built-in defaults); Start leaves it in the data dir (ServeConfigPath)
+	// for admin commands that are given no configuration.
+	ConfigPath string
 }
 
 // AuditConfig is the [audit] table: the audit trail's settings.

@@ -13,8 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -161,6 +163,10 @@ func (t *Trail) Start(ctx context.Context) error {
 		return fmt.Errorf("audit trail not writable: %w", err)
 	}
 
+	if err := store.WriteFileAtomic(filepath.Join(t.cfg.DataDir, serveConfigFile), []byte(t.cfg.ConfigPath+"\n"), 0o600); err != nil {
+		t.log.Warn("could not note the configuration file in the data dir", "err", err)
+	}
+
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	t.stop = cancel
 	t.wg.Go(func() { t.retain(rctx) })
@@ -187,6 +193,20 @@ func (t *Trail) forgetSinks(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// serveConfigFile, in the data dir, names the configuration file the
+// server last started with.
+const serveConfigFile = "serve-config-path"
+
+// ServeConfigPath returns the configuration file the server last started
+// with on dataDir ("" when it ran on the built-in defaults or never ran).
+func ServeConfigPath(dataDir string) string {
+	b, err := os.ReadFile(filepath.Join(dataDir, serveConfigFile))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // recordConfig appends a config record: the version and a digest of the
