@@ -183,7 +183,7 @@ func ReadSeen(ctx context.Context, q rowQueryer) (SeenSeq, error) {
 	var s SeenSeq
 	err := q.QueryRowContext(ctx, `SELECT
 		coalesce((SELECT max(seen_seq) FROM outbox_cursors), 0),
-		coalesce((SELECT max(json_extract(body, '$.seq')) FROM outbox WHERE topic = 'audit'), 0),
+		coalesce((SELECT json_extract(body, '$.seq') FROM outbox WHERE topic = 'audit' ORDER BY id DESC LIMIT 1), 0),
 		coalesce((SELECT max(delivered) FROM outbox_cursors), 0),
 		coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)`).
 		Scan(&s.SentSeq, &s.QueuedSeq, &s.DeliveredID, &s.LastID)
