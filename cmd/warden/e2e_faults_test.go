@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -218,4 +219,64 @@ func TestAuditAckGapCLI(t *testing.T) {
 	if out, err := runCLI(t, dir, "audit", "verify"); err != nil || !strings.HasPrefix(out, "ok: ") {
 		t.Errorf("verify after ack-gap: %q %v", out, err)
 	}
+}
+
+// TestE2EOutboxFullFailsClosed: with the only sink down and a small
+// audit.outbox_max_bytes, requests are answered until the outbox is full,
+// then refused with 503 audit_unavailable; /metrics shows the fill level
+// and the sink gets the fill alert once it is back.
+func TestE2EOutboxFullFailsClosed(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	hook := &hookRecorder{}
+	recv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(rw, "down", http.StatusServiceUnavailable)
+			return
+		}
+		hook.ServeHTTP(rw, r)
+	}))
+	defer recv.Close()
+	w := startWarden(t, "", "[audit]\noutbox_max_bytes = 8192\n[[audit.sink]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \""+recv.URL+"\"\ntopics = [\"audit\", \"checkpoint\", \"alert\"]\n")
+	defer w.stop()
+
+	var status int
+	var body []byte
+	for i := 0; i < 50 && status != http.StatusServiceUnavailable; i++ {
+		status, _, body = w.post(t, "/v1/chat/completions", "application/json", `{"model":"warden-demo","messages":[{"role":"user","content":"fill"}],"max_tokens":2}`)
+		if status != 200 && status != http.StatusServiceUnavailable {
+			t.Fatalf("status %d %s", status, body)
+		}
+	}
+	if status != http.StatusServiceUnavailable || !strings.Contains(string(body), "audit_unavailable") {
+		t.Fatalf("with the outbox full: %d %s; want 503 audit_unavailable", status, body)
+	}
+
+	req, _ := http.NewRequest(http.MethodGet, w.base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+w.key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var fill float64
+	for _, line := range strings.Split(string(metrics), "\n") {
+		if v, ok := strings.CutPrefix(line, "warden_outbox_bytes "); ok {
+			fmt.Sscan(v, &fill)
+		}
+	}
+	if fill < 0.8*8192 || fill > 8192 {
+		t.Errorf("warden_outbox_bytes = %v, want between 80%% of 8192 and 8192", fill)
+	}
+
+	down.Store(false)
+	waitFor(t, time.Minute, "the outbox_full alert at the sink", func() bool {
+		return hook.has("alert ", `"kind":"outbox_full"`, `"active":true`)
+	})
+	// Caught up, the server answers again.
+	waitFor(t, time.Minute, "requests answered again", func() bool {
+		st, _, _ := w.post(t, "/v1/chat/completions", "application/json", `{"model":"warden-demo","messages":[{"role":"user","content":"again"}],"max_tokens":2}`)
+		return st == 200
+	})
 }
