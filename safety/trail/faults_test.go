@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -174,10 +175,11 @@ func TestEveryChainWriterForwards(t *testing.T) {
 	}
 }
 
-// TestDamagedDatabaseRefused: bytes overwritten in an old page of a closed
-// database file make the trail refuse to start, naming the fix.
-func TestDamagedDatabaseRefused(t *testing.T) {
-	dir := t.TempDir()
+// damagedDB writes 2000 records to a database in dir, closes it and
+// overwrites two whole pages in the middle of the file: old chain rows
+// that opening the file does not read.
+func damagedDB(t *testing.T, dir string) {
+	t.Helper()
 	db := storetest.OpenDir(t, dir)
 	w := audit.NewWriter(db, audit.Config{DataDir: dir})
 	if err := w.Start(t.Context()); err != nil {
@@ -202,17 +204,13 @@ func TestDamagedDatabaseRefused(t *testing.T) {
 	if fi.Size() < 40*4096 {
 		t.Fatalf("database is %d bytes: too small to damage an old page", fi.Size())
 	}
+	if wal, _ := os.ReadFile(path + "-wal"); len(wal) > 0 {
+		t.Fatalf("a %d-byte WAL survived the close: the damage would be hidden", len(wal))
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(path + "-wal"); err == nil {
-		if wal, _ := os.ReadFile(path + "-wal"); len(wal) > 0 {
-			t.Fatalf("a %d-byte WAL survived the close: the damage would be hidden", len(wal))
-		}
-	}
-	// Two whole pages of the chain's rows in the middle of the file: old
-	// data that opening the file does not read.
 	mid := fi.Size() / 4096 / 2
 	for page := mid; page < mid+2; page++ {
 		if _, err := f.WriteAt([]byte(strings.Repeat("\xde\xad\xbe\xef", 1024)), (page-1)*4096); err != nil {
@@ -222,7 +220,13 @@ func TestDamagedDatabaseRefused(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
 
+// TestDamagedDatabaseRefused: bytes overwritten in an old page of a closed
+// database file make the trail refuse to start, naming the fix.
+func TestDamagedDatabaseRefused(t *testing.T) {
+	dir := t.TempDir()
+	damagedDB(t, dir)
 	db2, err := store.Open(t.Context(), dir, store.Options{})
 	if err != nil {
 		// Damage the open itself sees is refused too; the trail's check
@@ -502,5 +506,31 @@ func TestFindGapInDailyExport(t *testing.T) {
 	g, err := FindGap(t.Context(), db, dir)
 	if err != nil || !g.Found() || g.Seen != last || g.Head != last-2 || !strings.Contains(g.String(), "daily export") {
 		t.Errorf("gap after losing the newest rows: %+v %v; want seen %d, head %d, the export as evidence", g, err, last, last-2)
+	}
+}
+
+// TestScheduledIntegrityCheck: the retention loop's daily integrity_check
+// logs a damaged file with the fix, once per IntegrityEvery.
+func TestScheduledIntegrityCheck(t *testing.T) {
+	dir := t.TempDir()
+	damagedDB(t, dir)
+	db := storetest.OpenDir(t, dir)
+	var logs syncBuffer
+	tr, err := New(db, Config{DataDir: dir, Audit: DefaultAudit(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tr.retainOnce(t.Context(), now)
+	if n := strings.Count(logs.String(), "database integrity check failed"); n != 1 || !strings.Contains(logs.String(), "warden backup") {
+		t.Fatalf("first pass logged %d integrity failures:\n%s", n, logs.String())
+	}
+	tr.retainOnce(t.Context(), now.Add(time.Hour))
+	if n := strings.Count(logs.String(), "database integrity check failed"); n != 1 {
+		t.Errorf("an hour later: %d integrity failures logged, want the one (daily)", n)
+	}
+	tr.retainOnce(t.Context(), now.Add(IntegrityEvery))
+	if n := strings.Count(logs.String(), "database integrity check failed"); n != 2 {
+		t.Errorf("a day later: %d integrity failures logged, want 2", n)
 	}
 }
