@@ -104,7 +104,7 @@ func (t *Trail) Start(ctx context.Context) error {
 	// A damaged file is refused before anything reads the chain from it:
 	// serving on it would append to a trail nobody can verify.
 	if err := t.db.Check(ctx, false); err != nil {
-		return fmt.Errorf("%w: restore the newest backup made by `warden backup` (stop warden, copy the backup over %s, remove its -wal and -shm files), then check it with `warden audit verify --full`", err, t.db.Path())
+		return fmt.Errorf("%w: restore the newest backup made by `warden backup` (stop warden, move %s and its -wal and -shm files aside, copy the backup in its place), then check it with `warden audit verify --full`", err, t.db.Path())
 	}
 	// Records a sink or a daily export already holds that the chain no
 	// longer has (a crash lost committed rows): the next records would
