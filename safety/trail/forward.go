@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/warden-llm/warden/safety/audit"
@@ -17,6 +18,18 @@ import (
 // its outbox rows in the same transaction. `warden serve` and the admin
 // commands both import it through cmd/warden.
 func init() { audit.SetForwarder(forwardTx) }
+
+// forwardLog receives the forwarder's notes (the outbox filling, messages
+// dropped): the serving trail's logger, set by New; slog.Default in an
+// admin command.
+var forwardLog atomic.Pointer[slog.Logger]
+
+func flog() *slog.Logger {
+	if l := forwardLog.Load(); l != nil {
+		return l
+	}
+	return slog.Default()
+}
 
 // forwardTx enqueues, in tx, the outbox messages for recs or ckpt: each
 // record under TopicAudit (with a safety alert where one is due) and each
@@ -73,7 +86,7 @@ func forwardTx(ctx context.Context, tx *sql.Tx, recs []audit.StoredRecord, ckpt 
 		if _, err := audit.AppendTx(ctx, tx, audit.Record{Kind: audit.KindAdmin, Detail: detail}); err != nil {
 			return fmt.Errorf("record dropped outbox messages: %w", err)
 		}
-		slog.Default().Error("outbox full: dropped the oldest undelivered messages (audit.outbox_full = drop_oldest)",
+		flog().Error("outbox full: dropped the oldest undelivered messages (audit.outbox_full = drop_oldest)",
 			"messages", dropped.Messages, "bytes", dropped.Bytes, "first_seq", dropped.FirstSeq, "last_seq", dropped.LastSeq)
 	}
 	// Far below both alert levels with no alert raised (the usual case),
@@ -110,10 +123,10 @@ func fillAlert(ctx context.Context, tx *sql.Tx, maxBytes int64, mode string) err
 	a := outbox.OutboxAlert{Kind: outbox.AlertKindOutbox, Active: on, Bytes: st.Bytes, MaxBytes: maxBytes, Mode: mode, Time: time.Now().UTC()}
 	if on {
 		a.Message = fmt.Sprintf("the outbox holds %d of %d bytes: forwarding sinks are behind; at the cap audit.outbox_full = %s applies", st.Bytes, maxBytes, mode)
-		slog.Default().Error("outbox filling: forwarding sinks are behind", "bytes", st.Bytes, "max_bytes", maxBytes, "outbox_full", mode)
+		flog().Error("outbox filling: forwarding sinks are behind", "bytes", st.Bytes, "max_bytes", maxBytes, "outbox_full", mode)
 	} else {
 		a.Message = fmt.Sprintf("the outbox is down to %d of %d bytes", st.Bytes, maxBytes)
-		slog.Default().Info("outbox drained below the alert level", "bytes", st.Bytes, "max_bytes", maxBytes)
+		flog().Info("outbox drained below the alert level", "bytes", st.Bytes, "max_bytes", maxBytes)
 	}
 	b, err := json.Marshal(a)
 	if err != nil {

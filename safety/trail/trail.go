@@ -58,6 +58,9 @@ func New(db *store.DB, cfg Config) (*Trail, error) {
 	if t.now == nil {
 		t.now = time.Now
 	}
+	if cfg.Logger != nil {
+		forwardLog.Store(cfg.Logger.With("component", "outbox"))
+	}
 	var err error
 	if t.start, err = json.Marshal(cfg.StartConfig); err != nil {
 		return nil, fmt.Errorf("audit trail: encode the configuration: %w", err)
