@@ -9,12 +9,14 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.Version=$(VERSION)
 OLLAMA   := $(CURDIR)/bin/ollama
 WARDEN   := $(CURDIR)/bin/warden
+PREFIX   ?= /usr/local
+BINDIR   := $(PREFIX)/bin
 
 # Tests that need the real backend find it here and fail loudly without it.
 export WARDEN_TEST_OLLAMA := $(OLLAMA)
 
 .DEFAULT_GOAL := help
-.PHONY: help build backend run check unit test test-deps vet vet-nocgo fmt-check tidy-check staticcheck deadcode bench fuzz clean
+.PHONY: help build backend run check unit test test-deps vet vet-nocgo fmt-check tidy-check staticcheck deadcode bench fuzz install clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -73,6 +75,18 @@ fuzz: ## Run each fuzz target (parsers, detectors, the stream filter) for FUZZTI
 	@for p in $(FUZZ_PKGS); do \
 		for t in $$($(GO) test -list '^Fuzz' $$p | grep ^Fuzz); do \
 			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} $$p || exit 1; done; done
+
+install: build ## Install warden (and bin/ollama when built and no ollama is there) to $(DESTDIR)$(PREFIX)/bin, the systemd unit, its sysusers.d and tmpfiles.d files
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)/etc/systemd/system $(DESTDIR)/usr/lib/sysusers.d $(DESTDIR)/usr/lib/tmpfiles.d
+	install -m 0755 $(WARDEN) $(DESTDIR)$(BINDIR)/warden
+	@if [ -x $(OLLAMA) ] && [ ! -e $(DESTDIR)$(BINDIR)/ollama ]; then \
+		install -m 0755 $(OLLAMA) $(DESTDIR)$(BINDIR)/ollama; echo "installed $(DESTDIR)$(BINDIR)/ollama (CPU build)"; \
+	else echo "kept the ollama already in $(DESTDIR)$(BINDIR), if any (warden prefers an ollama >= 0.17.1 on PATH)"; fi
+	sed 's|@BINDIR@|$(BINDIR)|g' scripts/systemd/warden.service > $(DESTDIR)/etc/systemd/system/warden.service
+	install -m 0644 scripts/systemd/warden.sysusers $(DESTDIR)/usr/lib/sysusers.d/warden.conf
+	install -m 0644 scripts/systemd/warden.tmpfiles $(DESTDIR)/usr/lib/tmpfiles.d/warden.conf
+	@if [ -z "$(DESTDIR)" ] && command -v systemd-sysusers >/dev/null; then systemd-sysusers warden.conf 2>/dev/null || systemd-sysusers; systemd-tmpfiles --create /usr/lib/tmpfiles.d/warden.conf; fi
+	@echo "next: put your config in /etc/warden/warden.toml, then: systemctl daemon-reload && systemctl enable --now warden"
 
 clean: ## Remove bin/ (the ollama build too)
 	rm -rf bin

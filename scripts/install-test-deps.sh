@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # install-test-deps.sh installs the Debian packages Warden's tests run for
 # real: rsyslog with its GnuTLS stream driver (the off-host forwarding tests
-# in safety/outbox start rsyslogd on loopback) and openssl (certificates).
+# in safety/outbox start rsyslogd on loopback), openssl (certificates) and
+# systemd (systemd-analyze checks the shipped unit file).
 #
 # Idempotent: when everything is present it exits at once. Needs root to
 # install; runs `apt-get update` once, only when something is missing.
 set -euo pipefail
 
-pkgs=(rsyslog rsyslog-gnutls openssl)
+pkgs=(rsyslog rsyslog-gnutls openssl systemd)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -132,24 +132,3 @@ func (cs *chatStream) final(sse *sseWriter, tail string, res result) error {
 	cs.chunk.Usage = &res.usage
 	return sse.Event(&cs.chunk)
 }
-
-// failStream ends a stream with err: as the answer's status when nothing
-// was sent yet, else as an error event.
-func (s *Server) failStream(c *gin.Context, sse *sseWriter, err error) error {
-	sse.Stop()
-	if !sse.Started() {
-		return err
-	}
-	return s.streamError(c, sse, err)
-}
-
-// streamError ends a stream that has started with an error event.
-func (s *Server) streamError(c *gin.Context, sse *sseWriter, err error) error {
-	if c.Request.Context().Err() != nil {
-		return nil // the client went away; its backend request is cancelled
-	}
-	ae := toAPIError(err)
-	s.logError(c, err, ae)
-	_ = sse.ErrorEvent(ae)
-	return nil
-}

@@ -65,6 +65,10 @@ const (
 	codeTimeout         = "timeout"
 )
 
+// statusClientClosed records a request whose client left before its
+// answer was delivered.
+const statusClientClosed = 499
+
 // invalidf reports a 400 about the named request field.
 func invalidf(param, format string, args ...any) *apiError {
 	return &apiError{
@@ -111,6 +115,24 @@ var (
 		Code:    codeTimeout,
 		Message: "The request took longer than the server's request deadline.",
 	}
+	// errClientGone is how a request the client abandoned is recorded
+	// (nginx's 499): it left, or stopped reading its stream. Nobody reads
+	// the body.
+	errClientGone = &apiError{
+		Status:  statusClientClosed,
+		Type:    typeInvalidRequest,
+		Code:    "client_closed_request",
+		Message: "The client closed the request.",
+	}
+	// errDrained ends the requests still in flight when the server's drain
+	// timeout has passed.
+	errDrained = &apiError{
+		Status:     http.StatusServiceUnavailable,
+		Type:       typeServer,
+		Code:       "server_shutting_down",
+		Message:    "The server is shutting down; retry shortly.",
+		RetryAfter: 1,
+	}
 	errInternal = &apiError{
 		Status:  http.StatusInternalServerError,
 		Type:    typeServer,
@@ -129,7 +151,9 @@ func toAPIError(err error) *apiError {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return errTimeout
-	case errors.Is(err, ollama.ErrUnavailable):
+	case errors.Is(err, context.Canceled), errors.Is(err, errNotReading):
+		return errClientGone
+	case errors.Is(err, ollama.ErrUnavailable), errors.Is(err, ollama.ErrStopped):
 		return errUnavailable
 	case errors.As(err, &se):
 		return backendStatus(se)
@@ -155,10 +179,32 @@ func backendStatus(se api.StatusError) *apiError {
 		return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: codeModelNotFound, Param: "model", Message: "The model does not exist or you do not have access to it."}
 	case se.StatusCode == http.StatusServiceUnavailable || se.StatusCode == http.StatusTooManyRequests:
 		return errUnavailable
+	case se.StatusCode >= 500 && runnerDied(msg):
+		return errUnavailable
 	case se.StatusCode >= 400 && se.StatusCode < 500:
 		return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Message: msg}
 	}
 	return errInternal
+}
+
+// runnerDied reports whether a backend error says its model runner died
+// (killed, crashed, out of memory) while answering: the backend is
+// restarting it, and a retry may succeed.
+func runnerDied(msg string) bool {
+	for _, s := range []string{
+		"runner process has terminated",
+		"runner process no longer running",
+		"error was encountered while running the model",
+		"llama runner",
+		"unexpected EOF",
+		"connection reset",
+		"connection refused",
+	} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // writeError sends err to the client as JSON and logs its cause.
@@ -175,7 +221,7 @@ func (s *Server) writeError(c *gin.Context, err error) {
 }
 
 func (s *Server) logError(c *gin.Context, err error, ae *apiError) {
-	if errors.Is(err, context.Canceled) {
+	if ae == errClientGone {
 		return // the client went away; nothing to report
 	}
 	level := slog.LevelInfo

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -32,18 +31,7 @@ func (f *fakeCatalog) EmbeddingWidth(ctx context.Context, name string) (int, err
 
 func getKey(t *testing.T, url, key string) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+	return send(t, http.MethodGet, url, "", "", key)
 }
 
 // TestConfigModels: with Config.Models set, models are resolved, listed and

@@ -2,11 +2,16 @@ package server
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/ollama/ollama/api"
+	"github.com/ollama/ollama/openai"
 
 	"github.com/warden-llm/warden/safety/filter"
 )
@@ -58,18 +63,23 @@ type pipe struct {
 	c      *gin.Context
 	ctx    context.Context // the request's, bounded by the request timeout
 	cancel context.CancelFunc
+	end    context.CancelCauseFunc // ends ctx with a cause: errNotReading, errDrained
+	unhook func() bool             // stops watching the server's cut
 	model  modelInfo
 	filter *filter.Request // nil: no safety filter
 	adm    *admission      // nil until admitted
 	ans    *answer
+	sse    *sseWriter // set while the request streams
 }
 
 // begin starts the pipeline for a request naming model: it bounds the
 // request by its deadline and resolves the model the key must be allowed
 // to use. The caller defers close.
 func (s *Server) begin(c *gin.Context, model string) (*pipe, error) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), s.cfg.RequestTimeout)
-	p := &pipe{s: s, c: c, ctx: ctx, cancel: cancel}
+	base, end := context.WithCancelCause(c.Request.Context())
+	ctx, cancel := context.WithTimeout(base, s.cfg.RequestTimeout)
+	p := &pipe{s: s, c: c, ctx: ctx, cancel: cancel, end: end}
+	p.unhook = context.AfterFunc(s.cut, func() { end(errDrained) })
 	m, err := s.useModel(ctx, c, model)
 	if err != nil {
 		return p, err
@@ -82,8 +92,42 @@ func (s *Server) begin(c *gin.Context, model string) (*pipe, error) {
 // then is charged in full, and the deadline's resources are freed.
 func (p *pipe) close() {
 	p.adm.settle(0, 0, false)
+	p.unhook()
 	p.cancel()
+	p.end(nil)
 }
+
+// cause names why the request's context ended, when it did and err is
+// that ending: the client left (context.Canceled), stopped reading
+// (errNotReading), the deadline passed, or the server cut it
+// (errDrained). toAPIError maps each to its status.
+func (p *pipe) cause(err error) error {
+	if err == nil || p.ctx.Err() == nil {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return context.Cause(p.ctx)
+	}
+	return err
+}
+
+// header sets a response header while headers can still be sent.
+func (p *pipe) header(key, value string) {
+	if p.sse != nil {
+		p.sse.Header(key, value)
+		return
+	}
+	if !p.c.Writer.Written() {
+		p.c.Header(key, value)
+	}
+}
+
+// CutRequests ends every request in flight: each ends as a 503
+// server_shutting_down answer, or with that error event when its stream
+// has started, and is recorded with that status. The server's owner calls
+// it when its drain timeout has passed, then gives the handlers a moment
+// to finish before closing connections.
+func (s *Server) CutRequests() { s.cutAll() }
 
 // filterChat scans the chat request's texts on the way in (see
 // Server.filterChat); a blocked prompt is refused here.
@@ -150,9 +194,9 @@ type result struct {
 // before it returns; the reservation is settled with the real counts,
 // or, for an answer its own limits cut, with the pieces received.
 func (p *pipe) generate(run runFunc, deliver func(text string, calls []api.ToolCall) error) (result, error) {
-	release, err := p.s.slot(p.ctx, p.c, p.model.Name, p.adm)
+	release, err := p.s.slot(p.ctx, p.c, p.model.Name, p.adm, p.header)
 	if err != nil {
-		return result{}, err
+		return result{}, p.cause(err)
 	}
 	defer release()
 	var (
@@ -160,6 +204,9 @@ func (p *pipe) generate(run runFunc, deliver func(text string, calls []api.ToolC
 		tools bool
 	)
 	err = run(p.ctx, func(r piece) error {
+		if err := p.ctx.Err(); err != nil {
+			return err // the client left while output was held back, or the server cut it
+		}
 		noteFirst(p.c)
 		last = r
 		text, cut := p.ans.add(r.text)
@@ -175,6 +222,7 @@ func (p *pipe) generate(run runFunc, deliver func(text string, calls []api.ToolC
 		return cut
 	})
 	release() // the slot is free once the backend is done, before the audit commit
+	err = p.cause(err)
 	u, cut := p.s.outcome(p.adm, err, last.metrics, p.ans.pieces)
 	if err != nil && !cut {
 		return result{}, err
@@ -204,57 +252,144 @@ func (p *pipe) whole(run runFunc, build func(text string, calls []api.ToolCall, 
 		return err
 	}
 	text.WriteString(res.tail)
-	return p.s.respond(p.c, build(text.String(), calls, res), outcome{usage: res.usage, finishReason: res.reason})
+	// The body is written within the write timeout: a client that does
+	// not read it holds no slot (it was released), and not the handler
+	// for longer than that.
+	rc := http.NewResponseController(p.c.Writer)
+	_ = rc.SetWriteDeadline(time.Now().Add(p.s.cfg.WriteTimeout))
+	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
+	if err := p.s.respond(p.c, build(text.String(), calls, res), outcome{usage: res.usage, finishReason: res.reason}); err != nil {
+		return err
+	}
+	_ = rc.Flush()
+	return nil
 }
 
 // streamShape is a route's chunk stream.
 type streamShape interface {
-	// delta sends released text and tool calls; it is called for every
+	// delta frames released text and tool calls; it is called for every
 	// backend response, also those that release nothing.
 	delta(sse *sseWriter, text string, calls []api.ToolCall) error
-	// final sends the filter's tail, the finish reason and the usage, in
+	// final frames the filter's tail, the finish reason and the usage, in
 	// the route's events; [DONE] follows.
 	final(sse *sseWriter, tail string, res result) error
 }
 
 // stream answers with the route's chunk stream. Keep-alive comments go
-// out while the request waits for a slot and its first token. An error
-// is the answer's status while nothing was sent, an error event after.
-// The completion record is committed before the last events.
+// out while the request waits for a slot and its first token. The events
+// go to the client through the SSE writer's bounded buffer, so the
+// backend call (and its slot) never waits on a slow reader for longer
+// than the write timeout; a client that stops reading or leaves ends the
+// backend call.
+//
+// The completion record is committed once what the backend released has
+// been written, before the last events; it holds the status the stream
+// really ended with (200, 499 for a client gone, the error's status) and
+// the hash of the content delivered: the text and each tool-call delta's
+// JSON, in the order written. An error is the answer's status while
+// nothing was sent, an error event after.
 func (p *pipe) stream(run runFunc, shape streamShape) error {
-	sse := newSSE(p.c.Writer, p.s.cfg.KeepAliveInterval)
-	defer sse.Stop()
-	var delivered strings.Builder
+	sse := newSSE(p.c.Writer, p.s.cfg.KeepAliveInterval, p.s.cfg.WriteTimeout, func() { p.end(errNotReading) })
+	p.sse = sse
+	defer func() {
+		sse.Close()
+		p.sse = nil
+	}()
 	res, err := p.generate(run, func(text string, calls []api.ToolCall) error {
-		delivered.WriteString(text)
-		return shape.delta(sse, text, calls)
+		if err := shape.delta(sse, text, calls); err != nil {
+			return err
+		}
+		return sse.commit(p.ctx, deliveredContent(text, calls), 1)
 	})
-	sse.Stop()
+	sse.wait()
+	if err == nil && sse.failed() {
+		err = errNotReading // the backend finished, but the client did not read it all
+	}
 	if err != nil {
-		return p.s.failStream(p.c, sse, err)
+		return p.failStream(err)
 	}
-	delivered.WriteString(res.tail)
-	if err := p.s.complete(p.c, outcome{status: http.StatusOK, usage: res.usage, finishReason: res.reason, response: delivered.String()}); err != nil {
-		return p.s.streamError(p.c, sse, err)
+	o := outcome{status: http.StatusOK, usage: res.usage, finishReason: res.reason, response: sse.delivered.String() + res.tail}
+	if err := p.s.complete(p.c, o); err != nil {
+		p.streamError(err)
+		return nil
 	}
-	if shape.final(sse, res.tail, res) == nil { // else the client is gone
-		_ = sse.Done()
+	if shape.final(sse, res.tail, res) == nil {
+		sse.Done()
+	}
+	_ = sse.commit(context.WithoutCancel(p.ctx), res.tail, 0)
+	return nil
+}
+
+// failStream ends a stream with err and records how it ended. A client
+// that left or stopped reading gets nothing more (499). Otherwise err is
+// the answer's status while nothing was sent, else an error event.
+func (p *pipe) failStream(err error) error {
+	if p.c.Request.Context().Err() != nil {
+		err = errClientGone
+	}
+	ae := toAPIError(err)
+	if ae != errClientGone && !p.sse.Started() {
+		p.sse.Close()
+		p.sse.copyHeaders()
+		return err // writeError answers and records it
+	}
+	p.s.logError(p.c, err, ae)
+	o := outcome{status: ae.Status, response: p.sse.delivered.String(),
+		usage: usage{PromptTokens: int(p.adm.prompt), CompletionTokens: p.sse.pieces}}
+	o.usage.TotalTokens = o.usage.PromptTokens + o.usage.CompletionTokens
+	if p.s.complete(p.c, o) != nil {
+		ae = errAuditUnavailable
+	}
+	if ae != errClientGone {
+		p.sse.ErrorEvent(ae)
+		_ = p.sse.commit(context.WithoutCancel(p.ctx), "", 0)
 	}
 	return nil
+}
+
+// streamError ends a stream whose completion record failed: the error
+// event goes out where headers have, else the error answer.
+func (p *pipe) streamError(err error) {
+	ae := toAPIError(err)
+	p.s.logError(p.c, err, ae)
+	if !p.sse.Started() {
+		p.sse.Close() // the writer is done with the connection
+		p.sse.copyHeaders()
+		if ae.RetryAfter > 0 {
+			p.c.Header("Retry-After", strconv.Itoa(ae.RetryAfter))
+		}
+		p.c.AbortWithStatusJSON(ae.Status, ae.body())
+		return
+	}
+	p.sse.ErrorEvent(ae)
+	_ = p.sse.commit(context.WithoutCancel(p.ctx), "", 0)
+}
+
+// deliveredContent is what a delta delivers, for the completion record:
+// its text, then its tool calls as the JSON the client gets.
+func deliveredContent(text string, calls []api.ToolCall) string {
+	if len(calls) == 0 {
+		return text
+	}
+	b, err := json.Marshal(openai.ToToolCalls(calls))
+	if err != nil {
+		return text
+	}
+	return text + string(b)
 }
 
 // embed runs an embedding call on a slot and settles the reservation with
 // the prompt tokens the backend counted.
 func (p *pipe) embed(req *api.EmbedRequest) (*api.EmbedResponse, error) {
-	release, err := p.s.slot(p.ctx, p.c, p.model.Name, p.adm)
+	release, err := p.s.slot(p.ctx, p.c, p.model.Name, p.adm, p.header)
 	if err != nil {
-		return nil, err
+		return nil, p.cause(err)
 	}
 	defer release()
 	resp, err := p.s.backend.Embed(p.ctx, req)
 	release()
 	if err != nil {
-		return nil, err
+		return nil, p.cause(err)
 	}
 	p.adm.settle(resp.PromptEvalCount, 0, true)
 	return resp, nil

@@ -23,20 +23,18 @@ var _ Queue = (*sched.Scheduler)(nil)
 
 // slot waits for a backend slot for the request's model. Its cost for the
 // fair share is the tokens it reserved (prompt bound plus output cap). The
-// wait goes into the x-warden-queue-ms header while headers can still be
-// sent; a stream that is waiting gets keep-alive comments from its SSE
+// wait goes into the x-warden-queue-ms header through header (which sets
+// it while headers can still be sent); a stream that is waiting gets keep-alive comments from its SSE
 // writer meanwhile. Callers release the slot as soon as the backend call
 // returns (the audit commit and the answer's write need no slot) and defer
 // it too; a second release does nothing. With no Queue configured it
 // returns at once.
-func (s *Server) slot(ctx context.Context, c *gin.Context, model string, adm *admission) (func(), error) {
+func (s *Server) slot(ctx context.Context, c *gin.Context, model string, adm *admission, header func(key, value string)) (func(), error) {
 	if s.cfg.Queue == nil {
 		return func() {}, nil
 	}
 	release, waited, err := s.cfg.Queue.Acquire(ctx, model, principal(c).KeyID, adm.prompt+int64(adm.outputCap))
-	if !c.Writer.Written() {
-		c.Header("X-Warden-Queue-Ms", strconv.FormatInt(waited.Milliseconds(), 10))
-	}
+	header("X-Warden-Queue-Ms", strconv.FormatInt(waited.Milliseconds(), 10))
 	if s.cfg.Metrics != nil {
 		s.cfg.Metrics.queueWait.WithLabelValues(model).Observe(waited.Seconds())
 	}

@@ -183,3 +183,18 @@ func TestAuditRedactedText(t *testing.T) {
 		t.Errorf("safety field %s", done.Safety)
 	}
 }
+
+func TestHSTSOnEveryResponse(t *testing.T) {
+	on := newTestServer(t, &fakeBackend{}, Config{HSTS: true})
+	off := newTestServer(t, &fakeBackend{}, Config{})
+	for _, path := range []string{"/healthz", "/v1/models", "/nosuch"} {
+		resp, _ := send(t, http.MethodGet, on.URL+path, "", "", "good")
+		if got := resp.Header.Get("Strict-Transport-Security"); got != hstsValue {
+			t.Errorf("%s with TLS: HSTS %q", path, got)
+		}
+		resp, _ = send(t, http.MethodGet, off.URL+path, "", "", "good")
+		if got := resp.Header.Get("Strict-Transport-Security"); got != "" {
+			t.Errorf("%s without TLS: HSTS %q", path, got)
+		}
+	}
+}

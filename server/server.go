@@ -38,6 +38,10 @@ type Config struct {
 	MaxOutputTokens int
 	// RequestTimeout bounds every call to the backend.
 	RequestTimeout time.Duration
+	// WriteTimeout bounds each write to a client: one event of a stream,
+	// or a whole answer's body. A client that does not read within it is
+	// cut off, and its backend call cancelled.
+	WriteTimeout time.Duration
 	// KeepAliveInterval is how often an SSE comment is sent while a stream
 	// waits for its first token (a model loading, a busy backend).
 	KeepAliveInterval time.Duration
@@ -93,6 +97,10 @@ type Config struct {
 	// Usage, if set, reports per-key usage on /admin.
 	Usage UsageReader
 
+	// HSTS sends Strict-Transport-Security on every response: set it when
+	// the listener serves TLS.
+	HSTS bool
+
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -103,6 +111,7 @@ const (
 	DefaultMaxOutputTokens   = 2048
 	DefaultRequestTimeout    = 10 * time.Minute
 	DefaultKeepAliveInterval = 5 * time.Second
+	DefaultWriteTimeout      = 30 * time.Second
 	DefaultModelCacheTTL     = 5 * time.Second
 )
 
@@ -119,6 +128,9 @@ func (c *Config) setDefaults() {
 	if c.KeepAliveInterval <= 0 {
 		c.KeepAliveInterval = DefaultKeepAliveInterval
 	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
 	if c.ModelCacheTTL <= 0 {
 		c.ModelCacheTTL = DefaultModelCacheTTL
 	}
@@ -131,6 +143,8 @@ type Server struct {
 	models  *catalog
 	log     *slog.Logger
 	engine  *gin.Engine
+	cut     context.Context // ended by CutRequests
+	cutAll  context.CancelFunc
 }
 
 // New returns a server for backend.
@@ -149,6 +163,7 @@ func New(backend Backend, cfg Config) (*Server, error) {
 		models:  newCatalog(cfg.Models, backend, cfg.ModelCacheTTL),
 		log:     logger,
 	}
+	s.cut, s.cutAll = context.WithCancel(context.Background())
 	if err := s.routes(); err != nil {
 		return nil, err
 	}
@@ -167,6 +182,9 @@ func (s *Server) routes() error {
 		return err
 	}
 	e.Use(s.withRequestID, s.recoverPanic, s.accessLog, securityHeaders, s.limitBody)
+	if s.cfg.HSTS {
+		e.Use(hsts)
+	}
 	e.NoRoute(s.h(func(*gin.Context) error {
 		return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: "unknown_url", Message: "Unknown request URL."}
 	}))

@@ -1,60 +1,147 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
 )
 
+// sseBuffer bounds the events of one stream waiting for its client: the
+// backend reads on while they are written, and waits (its slot held) only
+// while the buffer is full, for at most the write timeout.
+const sseBuffer = 64
+
+// errNotReading ends a stream whose client stopped reading: an event could
+// not be written within the write timeout, or the connection failed.
+var errNotReading = errors.New("client not reading the stream")
+
 // sseWriter writes a server-sent event stream the way OpenAI does:
-// "data: {json}\n\n" events ending with "data: [DONE]". Until the first
-// event it sends comment lines every interval so proxies and clients keep
-// the connection open while a model loads. Headers go out with the first
-// write; after that, errors must be sent as events.
+// "data: {json}\n\n" events ending with "data: [DONE]". One goroutine owns
+// the client's connection and writes, each event under the write timeout;
+// the handler frames events and hands them over through a bounded buffer,
+// so a client that stops reading holds the backend (and its slot) for no
+// longer than that timeout. Until the first event it sends comment lines
+// every interval, so proxies and clients keep the connection open while
+// a model loads. Headers go out with the first write; after that, errors
+// must be sent as events.
 type sseWriter struct {
 	w        gin.ResponseWriter
+	rc       *http.ResponseController
+	timeout  time.Duration
 	interval time.Duration
+	onFail   func() // called once when a write fails
+
+	q       chan sseItem
+	done    chan struct{} // closed when the writer goroutine has ended
+	gone    chan struct{} // closed when a write failed: the client is not reading
+	pending []byte        // events framed since the last commit (handler's)
+	closed  bool          // handler's: q is closed
 
 	mu      sync.Mutex
-	started bool
-	closed  bool
-	events  int
-	timer   *time.Timer
+	started bool        // headers sent
+	header  http.Header // headers to send with them
+
+	// The writer goroutine's until it acknowledges a barrier, or gone
+	// is closed.
+	delivered strings.Builder // the content of the events written
+	pieces    int             // the backend pieces whose events were written
 }
 
-func newSSE(w gin.ResponseWriter, keepAlive time.Duration) *sseWriter {
-	s := &sseWriter{w: w, interval: keepAlive}
-	s.mu.Lock() // the timer may fire before it is stored
-	s.timer = time.AfterFunc(keepAlive, s.keepAlive)
-	s.mu.Unlock()
+// sseItem is what one commit hands to the writer: its events, the
+// content they deliver (for the audit record) and the pieces they carry.
+// A barrier item carries only ack, closed once everything before it is
+// written.
+type sseItem struct {
+	data    []byte
+	content string
+	pieces  int
+	ack     chan struct{}
+}
+
+func newSSE(w gin.ResponseWriter, keepAlive, timeout time.Duration, onFail func()) *sseWriter {
+	s := &sseWriter{
+		w:        w,
+		rc:       http.NewResponseController(w),
+		timeout:  timeout,
+		interval: keepAlive,
+		onFail:   onFail,
+		q:        make(chan sseItem, sseBuffer),
+		done:     make(chan struct{}),
+		gone:     make(chan struct{}),
+		header:   http.Header{},
+	}
+	go s.run()
 	return s
 }
 
-// keepAlive runs on the timer's goroutine. It writes only while holding mu
-// and never after stop, so the handler owns every write.
-func (s *sseWriter) keepAlive() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed || s.events > 0 {
-		return
+// run is the writer goroutine; Close ends it and waits for it.
+func (s *sseWriter) run() {
+	defer close(s.done)
+	keepAlive := time.NewTimer(s.interval)
+	defer keepAlive.Stop()
+	tick := keepAlive.C
+	failed := false
+	for {
+		select {
+		case it, ok := <-s.q:
+			if !ok {
+				return
+			}
+			tick = nil // keep-alives only until the first event
+			switch {
+			case it.ack != nil:
+				close(it.ack)
+			case failed:
+			case s.write(it.data) != nil:
+				failed = true
+			default:
+				s.delivered.WriteString(it.content)
+				s.pieces += it.pieces
+			}
+		case <-tick:
+			if s.write([]byte(": keep-alive\n\n")) != nil {
+				failed, tick = true, nil
+				continue
+			}
+			keepAlive.Reset(s.interval)
+		}
 	}
-	s.startLocked()
-	if _, err := s.w.WriteString(": keep-alive\n\n"); err != nil {
-		return
-	}
-	s.w.Flush()
-	s.timer.Reset(s.interval)
 }
 
-func (s *sseWriter) startLocked() {
+// write sends data and flushes it, within the write timeout.
+func (s *sseWriter) write(data []byte) error {
+	s.start()
+	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+	_, err := s.w.Write(data)
+	if err == nil {
+		err = s.rc.Flush()
+	}
+	if err != nil {
+		close(s.gone)
+		if s.onFail != nil {
+			s.onFail()
+		}
+	}
+	return err
+}
+
+func (s *sseWriter) start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.started {
 		return
 	}
 	s.started = true
 	h := s.w.Header()
+	for k, v := range s.header {
+		h[k] = v
+	}
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("Connection", "keep-alive")
@@ -62,50 +149,115 @@ func (s *sseWriter) startLocked() {
 	s.w.WriteHeader(http.StatusOK)
 }
 
+// Header sets a response header while the headers have not gone out; it
+// reports whether they had not.
+func (s *sseWriter) Header(key, value string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return false
+	}
+	s.header.Set(key, value)
+	return true
+}
+
+// copyHeaders sets the headers the stream would have sent on the plain
+// answer that replaces it; call it after Close, when nothing was sent.
+func (s *sseWriter) copyHeaders() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.w.Header()
+	for k, v := range s.header {
+		h[k] = v
+	}
+}
+
+// Event frames one data event holding v as JSON; commit sends it.
+func (s *sseWriter) Event(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	s.frame(b)
+	return nil
+}
+
+// Done frames the terminating "data: [DONE]" event.
+func (s *sseWriter) Done() { s.frame([]byte("[DONE]")) }
+
+// ErrorEvent frames an error as the stream's last event.
+func (s *sseWriter) ErrorEvent(ae *apiError) { _ = s.Event(ae.body()) }
+
+func (s *sseWriter) frame(data []byte) {
+	s.pending = append(s.pending, "data: "...)
+	s.pending = append(s.pending, data...)
+	s.pending = append(s.pending, "\n\n"...)
+}
+
+// commit hands the events framed since the last commit to the writer, as
+// one write delivering content and pieces. It waits only while the buffer
+// is full, and returns errNotReading once the client is not reading, or
+// ctx's error.
+func (s *sseWriter) commit(ctx context.Context, content string, pieces int) error {
+	if len(s.pending) == 0 {
+		return nil
+	}
+	it := sseItem{data: s.pending, content: content, pieces: pieces}
+	s.pending = nil
+	return s.send(ctx, it)
+}
+
+func (s *sseWriter) send(ctx context.Context, it sseItem) error {
+	select {
+	case s.q <- it:
+		return nil
+	case <-s.gone:
+		return errNotReading
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// wait returns once every event committed so far is written (or the
+// writer has failed), and stops the keep-alives: after it, the writer
+// reports what was delivered. The wait is bounded by the write timeout.
+func (s *sseWriter) wait() {
+	ack := make(chan struct{})
+	if s.send(context.Background(), sseItem{ack: ack}) != nil {
+		return
+	}
+	select {
+	case <-ack:
+	case <-s.gone:
+	}
+}
+
 // Started reports whether headers have gone out, after which an error can
-// only be sent as an event.
+// only be sent as an event. Call it after wait.
 func (s *sseWriter) Started() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.started
 }
 
-// Event writes one data event holding v as JSON.
-func (s *sseWriter) Event(v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
+// failed reports whether the client stopped reading; call it after wait.
+func (s *sseWriter) failed() bool {
+	select {
+	case <-s.gone:
+		return true
+	default:
+		return false
 	}
-	return s.raw(b)
 }
 
-// Done writes the terminating "data: [DONE]" event.
-func (s *sseWriter) Done() error { return s.raw([]byte("[DONE]")) }
-
-// ErrorEvent sends an error as the stream's last event.
-func (s *sseWriter) ErrorEvent(ae *apiError) error { return s.Event(ae.body()) }
-
-func (s *sseWriter) raw(data []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.startLocked()
-	s.events++
-	buf := make([]byte, 0, len(data)+8)
-	buf = append(buf, "data: "...)
-	buf = append(buf, data...)
-	buf = append(buf, "\n\n"...)
-	if _, err := s.w.Write(buf); err != nil {
-		return err
+// Close writes what is committed, ends the writer goroutine and waits for
+// it; no write happens after it returns. The connection's write deadline
+// is cleared for the next request on it.
+func (s *sseWriter) Close() {
+	if !s.closed {
+		s.closed = true
+		close(s.q)
 	}
-	s.w.Flush()
-	return nil
-}
-
-// Stop ends the keep-alive timer; no keep-alive write happens after it
-// returns, so only the handler writes from then on.
-func (s *sseWriter) Stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closed = true
-	s.timer.Stop()
+	<-s.done
+	_ = s.rc.SetWriteDeadline(time.Time{})
 }

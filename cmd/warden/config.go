@@ -6,17 +6,21 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/warden-llm/warden/runtime/ollama"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/trail"
+	"github.com/warden-llm/warden/server/listener"
 )
 
 // Config is Warden's whole configuration. Every setting has a safe default,
@@ -136,12 +140,36 @@ type ServerConfig struct {
 	RequestTimeout    time.Duration `toml:"request_timeout"`
 	DrainTimeout      time.Duration `toml:"drain_timeout"`
 	KeepAliveInterval time.Duration `toml:"keepalive_interval"`
+	WriteTimeout      time.Duration `toml:"write_timeout"`
 	TrustedProxies    []string      `toml:"trusted_proxies"`
 	// MetricsListen, if set, serves /metrics without a key on this
 	// address too (keep it on loopback); the main listener serves it to
 	// admin keys.
 	MetricsListen string `toml:"metrics_listen"`
+	// TLS serves the API over HTTPS; required on a non-loopback address.
+	TLS TLSConfig `toml:"tls"`
+	// InsecurePlaintext allows plain HTTP on a non-loopback address, for a
+	// TLS-terminating reverse proxy on the same host.
+	InsecurePlaintext bool `toml:"insecure_plaintext"`
+	// Allow lists the client networks (CIDRs or addresses) that may
+	// connect; others are closed at accept. Empty: every address the
+	// listen address reaches.
+	Allow []string `toml:"allow"`
+	// MaxConnections and MaxConnectionsPerIP bound open connections.
+	MaxConnections      int `toml:"max_connections"`
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
 }
+
+// TLSConfig is [server.tls]. `warden tls init` makes a CA and the files.
+type TLSConfig struct {
+	CertFile     string `toml:"cert_file"`
+	KeyFile      string `toml:"key_file"`
+	MinVersion   string `toml:"min_version"`    // "1.3" (default) or "1.2"
+	ClientCAFile string `toml:"client_ca_file"` // set: client certificates are required
+}
+
+// On reports whether TLS is configured.
+func (t TLSConfig) On() bool { return t.CertFile != "" }
 
 // RuntimeConfig sets the model backend.
 type RuntimeConfig struct {
@@ -154,6 +182,12 @@ type RuntimeConfig struct {
 	KeepAlive     time.Duration `toml:"keep_alive"`
 	StartTimeout  time.Duration `toml:"start_timeout"`
 	DemoModel     bool          `toml:"demo_model"`
+	// Isolation keeps other local users off the child's API: "netns" (its
+	// own network namespace; needs root), "loopback" (a host loopback
+	// port), "auto" (netns as root, else loopback).
+	Isolation string `toml:"isolation"`
+	// User is the child's user when Warden runs as root.
+	User string `toml:"user"`
 	// ModelSlots gives models fewer slots than Parallel (model name →
 	// slots). Embedding-only models and the architectures Ollama runs with
 	// one slot get 1 whatever is set here.
@@ -166,12 +200,16 @@ func defaultConfig(getenv func(string) string) Config {
 		DataDir: defaultDataDir(getenv),
 		Log:     LogConfig{Level: "info", Format: "text"},
 		Server: ServerConfig{
-			Listen:            "127.0.0.1:8080",
-			MaxBodyBytes:      1 << 20,
-			MaxOutputTokens:   2048,
-			RequestTimeout:    10 * time.Minute,
-			DrainTimeout:      30 * time.Second,
-			KeepAliveInterval: 5 * time.Second,
+			Listen:              "127.0.0.1:8080",
+			MaxBodyBytes:        1 << 20,
+			MaxOutputTokens:     2048,
+			RequestTimeout:      10 * time.Minute,
+			DrainTimeout:        30 * time.Second,
+			KeepAliveInterval:   5 * time.Second,
+			TLS:                 TLSConfig{MinVersion: "1.3"},
+			MaxConnections:      1024,
+			MaxConnectionsPerIP: 64,
+			WriteTimeout:        30 * time.Second,
 		},
 		Runtime: RuntimeConfig{
 			ContextLength: 4096,
@@ -179,6 +217,8 @@ func defaultConfig(getenv func(string) string) Config {
 			MaxQueue:      512,
 			KeepAlive:     30 * time.Minute,
 			StartTimeout:  2 * time.Minute,
+			Isolation:     "auto",
+			User:          ollama.DefaultUser,
 			DemoModel:     true,
 		},
 		Keys:   KeysConfig{PollInterval: time.Second, RotationMaxAge: 90 * 24 * time.Hour},
@@ -345,8 +385,19 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format must be text or json, got %q", c.Log.Format)
 	}
-	if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
+	if host, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
 		bad("server.listen: %v", err)
+	} else if !loopback(host) && !c.Server.TLS.On() && !c.Server.InsecurePlaintext {
+		bad("server.listen %q is reachable from other hosts but TLS is off, so keys would cross the network in clear: set [server.tls] cert_file and key_file (`warden tls init` makes them), or server.insecure_plaintext = true behind a TLS-terminating proxy on this host", c.Server.Listen)
+	}
+	c.Server.TLS.validate(bad)
+	if allow, err := listener.ParseAllow("server.allow", c.Server.Allow); err != nil {
+		bad("%v", err)
+	} else if err := lockout(c.Server.Listen, allow); err != nil {
+		bad("%v", err)
+	}
+	if c.Server.MaxConnections < 1 || c.Server.MaxConnectionsPerIP < 1 || c.Server.MaxConnectionsPerIP > c.Server.MaxConnections {
+		bad("server.max_connections (%d) and server.max_connections_per_ip (%d) must be at least 1, per IP at most the total", c.Server.MaxConnections, c.Server.MaxConnectionsPerIP)
 	}
 	if c.Server.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(c.Server.MetricsListen); err != nil {
@@ -366,6 +417,7 @@ func (c *Config) Validate() error {
 		{"server.request_timeout", c.Server.RequestTimeout},
 		{"server.drain_timeout", c.Server.DrainTimeout},
 		{"server.keepalive_interval", c.Server.KeepAliveInterval},
+		{"server.write_timeout", c.Server.WriteTimeout},
 		{"runtime.start_timeout", c.Runtime.StartTimeout},
 		{"keys.poll_interval", c.Keys.PollInterval},
 		{"gpu.interval", c.GPU.Interval},
@@ -384,6 +436,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Runtime.OllamaURL != "" && c.Runtime.OllamaBin != "" {
 		bad("runtime.ollama_url and runtime.ollama_bin exclude each other: attach to a running Ollama, or let Warden run one")
+	}
+	switch c.Runtime.Isolation {
+	case "auto", "netns", "loopback":
+	default:
+		bad("runtime.isolation must be \"auto\", \"netns\" or \"loopback\", got %q", c.Runtime.Isolation)
+	}
+	if c.Runtime.User == "" {
+		bad("runtime.user must name a user (\"root\" keeps the backend root)")
 	}
 	if c.Runtime.ModelsDir != "" && !filepath.IsAbs(c.Runtime.ModelsDir) {
 		bad("runtime.models_dir must be an absolute path, got %q", c.Runtime.ModelsDir)
@@ -448,4 +508,72 @@ type (
 // record holds the digest of the whole configuration, with Version.
 func (c Config) trailConfig(log *slog.Logger) trail.Config {
 	return trail.Config{DataDir: c.DataDir, Audit: c.Audit, Alerts: c.Alerts, StartConfig: c, Version: Version, Logger: log, ConfigPath: c.path}
+}
+
+// loopback reports whether a listen host reaches only this machine.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (t TLSConfig) validate(bad func(string, ...any)) {
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		bad("server.tls: cert_file and key_file go together")
+	}
+	for name, f := range map[string]string{"cert_file": t.CertFile, "key_file": t.KeyFile, "client_ca_file": t.ClientCAFile} {
+		if f != "" && !filepath.IsAbs(f) {
+			bad("server.tls.%s must be an absolute path, got %q", name, f)
+		}
+	}
+	if t.ClientCAFile != "" && !t.On() {
+		bad("server.tls.client_ca_file needs cert_file and key_file")
+	}
+	switch t.MinVersion {
+	case "1.3", "1.2":
+	default:
+		bad("server.tls.min_version must be \"1.3\" or \"1.2\", got %q", t.MinVersion)
+	}
+}
+
+// lockout refuses an allowlist that shuts out every client the listen
+// address can reach: loopback for a loopback address, or the network of
+// the interface that holds a specific address.
+func lockout(listen string, allow []netip.Prefix) error {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil || len(allow) == 0 {
+		return nil
+	}
+	overlaps := func(p netip.Prefix) bool {
+		return slices.ContainsFunc(allow, func(a netip.Prefix) bool { return a.Overlaps(p) })
+	}
+	if loopback(host) {
+		if !overlaps(netip.MustParsePrefix("127.0.0.0/8")) && !overlaps(netip.MustParsePrefix("::1/128")) {
+			return fmt.Errorf("server.allow %v locks out every client of server.listen %q (loopback): add 127.0.0.1", allow, listen)
+		}
+		return nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.IsUnspecified() {
+		return nil
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		p, ok := netip.AddrFromSlice(ipn.IP)
+		if !ok || p.Unmap() != ip.Unmap() {
+			continue
+		}
+		ones, _ := ipn.Mask.Size()
+		own := netip.PrefixFrom(p.Unmap(), ones).Masked()
+		if !overlaps(own) {
+			return fmt.Errorf("server.allow %v shares nothing with %s, the network of server.listen %q: no client could connect", allow, own, listen)
+		}
+	}
+	return nil
 }

@@ -130,6 +130,8 @@ func TestConfigErrors(t *testing.T) {
 		{"timeout", func(c *Config) { c.Server.RequestTimeout = 0 }, "server.request_timeout"},
 		{"proxy", func(c *Config) { c.Server.TrustedProxies = []string{"nope"} }, "trusted_proxies"},
 		{"url and bin", func(c *Config) { c.Runtime.OllamaURL = "http://x:1"; c.Runtime.OllamaBin = "/x" }, "exclude"},
+		{"isolation", func(c *Config) { c.Runtime.Isolation = "chroot" }, "runtime.isolation"},
+		{"no user", func(c *Config) { c.Runtime.User = "" }, "runtime.user"},
 		{"log level", func(c *Config) { c.Log.Level = "loud" }, "log.level"},
 		{"store text", func(c *Config) { c.Audit.StoreText = "some" }, "audit.store_text"},
 		{"retention", func(c *Config) { c.Audit.RetentionDays = 0 }, "audit.retention_days"},
@@ -140,6 +142,29 @@ func TestConfigErrors(t *testing.T) {
 			c.Audit.Sinks = []SinkConfig{{Name: "x", Type: "webhook", URL: "http://a/"}, {Name: "x", Type: "webhook", URL: "http://b/"}}
 		}, "used twice"},
 		{"negative limit", func(c *Config) { c.Limits.RPM = -1 }, "limits"},
+		{"plaintext on the LAN", func(c *Config) { c.Server.Listen = "0.0.0.0:8080" }, "TLS is off"},
+		{"tls key without cert", func(c *Config) { c.Server.TLS.KeyFile = "/k.pem" }, "go together"},
+		{"tls relative path", func(c *Config) { c.Server.TLS.CertFile, c.Server.TLS.KeyFile = "c.pem", "/k.pem" }, "server.tls.cert_file"},
+		{"tls version", func(c *Config) { c.Server.TLS.MinVersion = "1.1" }, "server.tls.min_version"},
+		{"client CA without TLS", func(c *Config) { c.Server.TLS.ClientCAFile = "/ca.pem" }, "client_ca_file"},
+		{"allow CIDR", func(c *Config) { c.Server.Allow = []string{"10.0.0.0/33"} }, "server.allow"},
+		{"allow locks out loopback", func(c *Config) { c.Server.Allow = []string{"192.168.1.0/24"} }, "locks out"},
+		{"connection ceilings", func(c *Config) { c.Server.MaxConnectionsPerIP = 2000 }, "server.max_connections"},
+	}
+	// Allowed: TLS on the LAN, plaintext behind a local proxy, an allowlist
+	// that includes the listen address's network.
+	for _, ok := range []func(*Config){
+		func(c *Config) {
+			c.Server.Listen, c.Server.TLS.CertFile, c.Server.TLS.KeyFile = "0.0.0.0:8443", "/c.pem", "/k.pem"
+		},
+		func(c *Config) { c.Server.Listen, c.Server.InsecurePlaintext = "0.0.0.0:8080", true },
+		func(c *Config) { c.Server.Allow = []string{"127.0.0.1", "192.168.1.0/24"} },
+	} {
+		c := base
+		ok(&c)
+		if err := c.Validate(); err != nil {
+			t.Errorf("a safe setting refused: %v", err)
+		}
 	}
 	for _, tt := range tests {
 		c := base

@@ -118,6 +118,20 @@ func TestE2EChildKilledMidRequest(t *testing.T) {
 	if err := <-plainErr; !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("non-streaming request in flight got %v, want 503", err)
 	}
+	// Both are recorded as what they were: 503, the stream with the hash
+	// and count of what it delivered before the error event.
+	var failed, partial int
+	for _, r := range auditRecords(t, w) {
+		if r["kind"] == "completion" && r["status"] == float64(http.StatusServiceUnavailable) {
+			failed++
+			if n, _ := r["tokens_out"].(float64); n >= 3 && r["response_sha256"] != nil {
+				partial++
+			}
+		}
+	}
+	if failed != 2 || partial != 1 {
+		t.Errorf("completion records with status 503: %d (%d with the stream's partial answer), want 2 and 1", failed, partial)
+	}
 
 	// The next request succeeds once the child is back; until then only 503.
 	waitFor(t, 2*time.Minute, "a request to succeed after the restart", func() bool {
@@ -183,4 +197,33 @@ func TestE2EDrainOnSIGTERM(t *testing.T) {
 		serve, runner := ollamaProcs(t, w.models)
 		return len(serve) == 0 && len(runner) == 0
 	})
+}
+
+// TestE2EDrainTimeoutCutsStream: a stream still running when the drain
+// timeout runs out ends with an error event while its client is there,
+// and is recorded with that status (503), not as delivered.
+func TestE2EDrainTimeoutCutsStream(t *testing.T) {
+	w := startWarden(t, "", "[server]\ndrain_timeout = \"1s\"")
+	stream := readChunks(t, w, ctxT(t), 100000, 1)
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for stream.Next() {
+	}
+	if err := stream.Err(); err == nil || !strings.Contains(err.Error(), "server_shutting_down") {
+		t.Errorf("stream cut by the drain timeout ended with %v, want an error event with server_shutting_down", err)
+	}
+	<-w.done
+	if w.waitErr != nil {
+		t.Errorf("warden exit: %v\n%s", w.waitErr, w.log.String())
+	}
+	var cut int
+	for _, r := range auditRecords(t, w) {
+		if r["kind"] == "completion" && r["status"] == float64(http.StatusServiceUnavailable) && r["response_sha256"] != nil {
+			cut++
+		}
+	}
+	if cut != 1 {
+		t.Errorf("completion records with status 503 and a response hash: %d, want the cut stream's", cut)
+	}
 }

@@ -43,6 +43,11 @@ var (
 func TestMain(m *testing.M) {
 	var err error
 	tmpRoot, err = os.MkdirTemp("", "warden-e2e-")
+	if err == nil {
+		// Run as root, serve runs the child as its own user, which must
+		// reach the data dirs below.
+		err = os.Chmod(tmpRoot, 0o711)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -87,6 +92,7 @@ type wardenProc struct {
 	log     *syncBuffer
 	done    chan struct{}
 	waitErr error
+	hc      *http.Client // what reaches base (a TLS client for an https base)
 }
 
 type syncBuffer struct {
@@ -120,6 +126,13 @@ func freeAddr(t testing.TB) string {
 // one when empty) and waits until /readyz answers 200.
 func startWarden(t testing.TB, dataDir, extraTOML string) *wardenProc {
 	t.Helper()
+	return startWardenWith(t, dataDir, extraTOML, nil)
+}
+
+// startWardenWith is startWarden for a server reached with hc: nil for
+// plain HTTP, else a client that trusts the server's TLS certificate.
+func startWardenWith(t testing.TB, dataDir, extraTOML string, hc *http.Client) *wardenProc {
+	t.Helper()
 	bin := buildWarden(t)
 	ollama := ollamaBin(t)
 	if dataDir == "" {
@@ -135,7 +148,10 @@ func startWarden(t testing.TB, dataDir, extraTOML string) *wardenProc {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	p := &wardenProc{dataDir: dataDir, models: filepath.Join(dataDir, "models"), base: "http://" + addr, log: &syncBuffer{}, done: make(chan struct{})}
+	p := &wardenProc{dataDir: dataDir, models: filepath.Join(dataDir, "models"), base: "http://" + addr, log: &syncBuffer{}, done: make(chan struct{}), hc: http.DefaultClient}
+	if hc != nil {
+		p.base, p.hc = "https://"+addr, hc
+	}
 	p.cmd = exec.Command(bin, "serve", "--config", conf, "--data-dir", dataDir, "--listen", addr)
 	p.cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + dataDir}
 	p.cmd.Stdout = p.log
@@ -153,7 +169,7 @@ func startWarden(t testing.TB, dataDir, extraTOML string) *wardenProc {
 			t.Fatalf("warden exited before ready: %v\n%s", p.waitErr, p.log.String())
 		default:
 		}
-		resp, err := http.Get(p.base + "/readyz")
+		resp, err := p.hc.Get(p.base + "/readyz")
 		if err != nil {
 			return false
 		}
@@ -209,6 +225,7 @@ func (p *wardenProc) clientWith(key string) *openai.Client {
 		option.WithAPIKey(key),
 		option.WithMaxRetries(0),
 		option.WithRequestTimeout(2*time.Minute),
+		option.WithHTTPClient(p.hc),
 	)
 	return &c
 }
@@ -222,7 +239,7 @@ func (p *wardenProc) post(t testing.TB, path, contentType, body string) (int, ht
 	}
 	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("Authorization", "Bearer "+p.key)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := p.hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,3 +112,17 @@ func serveMetrics(addr string, m *server.Metrics, log *slog.Logger) (func(), err
 		<-done
 	}, nil
 }
+
+// newRefusedCounter counts connections closed at accept, by reason.
+func newRefusedCounter() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "warden_connections_refused_total", Help: "Connections closed at accept: outside server.allow (not_allowed) or over a connection ceiling (too_many).",
+	}, []string{"reason"})
+}
+
+// registerConnMetrics adds the listener's series.
+func registerConnMetrics(r *prometheus.Registry, refused *prometheus.CounterVec, open func() int) {
+	r.MustRegister(refused, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "warden_open_connections", Help: "Connections open on the API listener.",
+	}, func() float64 { return float64(open()) }))
+}

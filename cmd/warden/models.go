@@ -72,7 +72,15 @@ func newModelsCmd(g *globals) *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			client := ollama.NewClient(func() *url.URL { return u }, &http.Client{Transport: ollama.NewTransport()})
+			tr := ollama.NewTransport()
+			if cfg.Runtime.OllamaURL == "" { // the server's child: maybe in its own network namespace
+				dial, closeNS := ollama.ChildDialer(cfg.DataDir)
+				defer closeNS()
+				if dial != nil {
+					tr.DialContext = dial
+				}
+			}
+			client := ollama.NewClient(func() *url.URL { return u }, &http.Client{Transport: tr})
 			resp, err := client.List(ctx)
 			if err != nil {
 				return fmt.Errorf("list models at %s (is `warden serve` running?): %w", u.Redacted(), err)

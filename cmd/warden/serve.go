@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/warden-llm/warden/safety/store"
 	"github.com/warden-llm/warden/safety/trail"
 	"github.com/warden-llm/warden/server"
+	"github.com/warden-llm/warden/server/listener"
 )
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -59,10 +61,14 @@ up to server.drain_timeout, then stops the child.`,
 func startBackend(ctx context.Context, cfg Config, log *slog.Logger) (*ollama.Runtime, error) {
 	if cfg.Runtime.OllamaURL != "" {
 		rt, err := ollama.Attach(cfg.Runtime.OllamaURL)
-		if err == nil {
-			log.Info("attaching to a running ollama; it is not supervised", "url", rt.URL().Redacted())
+		if err != nil {
+			return nil, err
 		}
-		return rt, err
+		log.Info("attaching to a running ollama; it is not supervised", "url", rt.URL().Redacted(), "start_timeout", cfg.Runtime.StartTimeout)
+		if err := rt.WaitHealthy(ctx, cfg.Runtime.StartTimeout); err != nil {
+			return nil, err
+		}
+		return rt, nil
 	}
 	return ollama.Start(ctx, ollama.Config{
 		Bin:           cfg.Runtime.OllamaBin,
@@ -73,6 +79,8 @@ func startBackend(ctx context.Context, cfg Config, log *slog.Logger) (*ollama.Ru
 		MaxQueue:      cfg.Runtime.MaxQueue,
 		KeepAlive:     cfg.Runtime.KeepAlive,
 		StartTimeout:  cfg.Runtime.StartTimeout,
+		Isolation:     cfg.Runtime.Isolation,
+		User:          cfg.Runtime.User,
 		ParentEnv:     os.LookupEnv,
 		Logger:        log.With("component", "ollama"),
 	})
@@ -112,12 +120,31 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		}
 	}()
 
-	// Listen before starting a child: a taken port fails fast.
-	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	// TLS files and the listener before starting a child: a bad
+	// certificate or a taken port fails fast.
+	tlsConf, err := startTLS(ctx, cfg.Server.TLS, log.With("component", "tls"))
+	if err != nil {
+		return err
+	}
+	tcp, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	defer ln.Close()
+	defer tcp.Close()
+	allow, err := listener.ParseAllow("server.allow", cfg.Server.Allow)
+	if err != nil {
+		return err
+	}
+	refused := newRefusedCounter()
+	ln := listener.Wrap(tcp, listener.Config{
+		Allow:         allow,
+		MaxConns:      cfg.Server.MaxConnections,
+		MaxConnsPerIP: cfg.Server.MaxConnectionsPerIP,
+		OnRefused: func(ip netip.Addr, reason string) {
+			refused.WithLabelValues(reason).Inc()
+			tr.Refused(ip.String()) // one aggregated audit record per address and minute
+		},
+	})
 
 	be, err := startBackend(ctx, cfg, log)
 	if err != nil {
@@ -131,10 +158,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		}
 	}()
 
+	log.Info("backend isolation", "isolation", be.Isolation())
 	if err := writeBackendURL(cfg.DataDir, be.URL()); err != nil {
 		return err
 	}
-	hc := &http.Client{Transport: ollama.NewTransport()}
+	hc := &http.Client{Transport: be.Transport()}
 	client := ollama.NewClient(be.URL, hc)
 	client.Logger = log.With("component", "ollama")
 	// Stops the slot checks the client runs after abandoned streams; the
@@ -190,6 +218,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	metrics.WatchQueue(queue.Stats)
 	registerMetrics(metrics.Registry, be, tr, client)
 	registerGateMetrics(metrics.Registry, gate)
+	registerConnMetrics(metrics.Registry, refused, ln.Open)
 	registerQuotaMetrics(metrics.Registry, limiter)
 	if cfg.Server.MetricsListen != "" {
 		stop, err := serveMetrics(cfg.Server.MetricsListen, metrics, log)
@@ -208,6 +237,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		MaxOutputTokens:   cfg.Server.MaxOutputTokens,
 		RequestTimeout:    cfg.Server.RequestTimeout,
 		KeepAliveInterval: cfg.Server.KeepAliveInterval,
+		WriteTimeout:      cfg.Server.WriteTimeout,
 		TrustedProxies:    cfg.Server.TrustedProxies,
 		Ready:             be.Ready,
 		Models:            catalog,
@@ -224,6 +254,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		OnAuthRefused:     tr.Refused,
 		Admin:             keys.Admin{Manager: &keys.Manager{DB: db}, Cache: cache},
 		Usage:             limiter,
+		HSTS:              tlsConf != nil,
 		Logger:            log,
 	})
 	if err != nil {
@@ -239,8 +270,15 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	log.Info("serving", "addr", ln.Addr().String(), "version", Version)
+	go func() {
+		if tlsConf != nil {
+			hs.TLSConfig = tlsConf
+			errc <- hs.ServeTLS(ln, "", "") // the certificate comes from tlsConf
+			return
+		}
+		errc <- hs.Serve(ln)
+	}()
+	log.Info("serving", "addr", ln.Addr().String(), "tls", tlsConf != nil, "version", Version)
 
 	select {
 	case err := <-errc:
@@ -251,9 +289,20 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.Server.DrainTimeout)
 	defer cancel()
 	if err := hs.Shutdown(drainCtx); err != nil {
-		log.Warn("drain timed out; closing open connections", "err", err)
-		_ = hs.Close()
+		// Requests still running end with an error (an error event for a
+		// stream) and their records; then the connections are closed.
+		log.Warn("drain timed out; ending the requests in flight", "err", err)
+		srv.CutRequests()
+		endCtx, cancelEnd := context.WithTimeout(context.Background(), cutGrace)
+		defer cancelEnd()
+		if hs.Shutdown(endCtx) != nil {
+			_ = hs.Close()
+		}
 	}
 	<-errc
 	return nil
 }
+
+// cutGrace is how long requests cut at the drain timeout have to send
+// their error events and write their records before connections close.
+const cutGrace = 5 * time.Second

@@ -29,3 +29,16 @@ func Missing(t testing.TB, what string, err error) {
 	}
 	t.Skipf("%s is missing (%v): run `make test` to install and build it and run this test", what, err)
 }
+
+// NeedRoot ends a test that needs root (network namespaces, other uids):
+// a failure under CI, which runs as root, a skip with the reason otherwise.
+func NeedRoot(t testing.TB, why string) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("needs root (%s); CI runs the tests as root", why)
+	}
+	t.Skipf("needs root (%s): run it as root, as CI does", why)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -29,6 +30,7 @@ type Supervisor struct {
 	cfg    Config
 	log    *slog.Logger
 	health *http.Client
+	box    *sandbox // set by prepare: how the child is isolated
 
 	stop     chan struct{} // closed by Close
 	done     chan struct{} // closed when the supervise loop has exited
@@ -47,18 +49,30 @@ type Supervisor struct {
 // NewSupervisor returns a supervisor for cfg; nothing runs until Start.
 func NewSupervisor(cfg Config) *Supervisor {
 	cfg = cfg.withDefaults()
-	return &Supervisor{
-		cfg: cfg,
-		log: cfg.Logger,
-		health: &http.Client{
-			Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
-			Timeout:   2 * time.Second,
-		},
+	s := &Supervisor{
+		cfg:   cfg,
+		log:   cfg.Logger,
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 		ready: make(chan struct{}),
 	}
+	s.health = &http.Client{
+		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, DialContext: s.DialContext},
+		Timeout:   2 * time.Second,
+	}
+	return s
 }
+
+// DialContext connects to an address of the child: in netns isolation it
+// enters the child's network namespace for the connection, so the HTTP
+// transports that talk to the child must use it (see Runtime.Transport).
+func (s *Supervisor) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return s.box.dial(ctx, network, addr)
+}
+
+// Isolation describes how the child is isolated: "netns" or "loopback",
+// and its user. It is "none" before Start.
+func (s *Supervisor) Isolation() string { return s.box.String() }
 
 // Start reaps what a previous run left behind (the group in the pidfile),
 // spawns the child on a free loopback port and returns once it answers
@@ -114,6 +128,13 @@ func (s *Supervisor) prepare() error {
 	if err := os.MkdirAll(childHome(s.cfg), 0o700); err != nil {
 		return fmt.Errorf("create ollama home: %w", err)
 	}
+	if err := os.MkdirAll(s.cfg.ModelsDir, 0o700); err != nil {
+		return fmt.Errorf("create models dir: %w", err)
+	}
+	if err := s.prepareSandbox(); err != nil {
+		return err
+	}
+	s.log.Info("ollama isolation", "isolation", s.box.String())
 	return nil
 }
 
@@ -173,10 +194,23 @@ func (s *Supervisor) Close(ctx context.Context) error {
 // first: if it never becomes healthy the loop gives up. The goroutine stays
 // on one OS thread: every child is forked from it, and Pdeathsig fires when
 // the forking thread exits.
+//
+// In netns isolation and when the child drops its user, the thread is
+// changed for good (its own network namespace, no_new_privs): the goroutine
+// then exits still locked, and the Go runtime ends the thread.
 func (s *Supervisor) supervise(port int, first chan<- error) {
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	changed, err := s.box.isolateThread()
+	if !changed {
+		defer runtime.UnlockOSThread()
+	}
 	defer close(s.done)
+	defer s.box.close()
+	if err != nil {
+		first <- fmt.Errorf("isolate ollama: %w", err)
+		return
+	}
+	s.box.startEgress(s.log)
 	defer s.removePidfile()
 
 	backoff := s.cfg.MinBackoff
@@ -288,6 +322,12 @@ func (s *Supervisor) setHealthy(up bool) {
 
 // probe polls GET /api/version until it answers 200 or ctx is done.
 func (s *Supervisor) probe(ctx context.Context, base *url.URL) error {
+	return probeHealth(ctx, s.health, base)
+}
+
+// probeHealth polls GET base/api/version through hc, backing off from 20ms
+// to 500ms, until it answers 200 or ctx is done.
+func probeHealth(ctx context.Context, hc *http.Client, base *url.URL) error {
 	u := base.JoinPath("/api/version").String()
 	var last error
 	for wait := 20 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
@@ -295,7 +335,7 @@ func (s *Supervisor) probe(ctx context.Context, base *url.URL) error {
 		if err != nil {
 			return err
 		}
-		resp, err := s.health.Do(req)
+		resp, err := hc.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

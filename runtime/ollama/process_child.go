@@ -34,6 +34,15 @@ type Config struct {
 	StopTimeout  time.Duration // SIGTERM to SIGKILL delay (default 5s)
 	MinBackoff   time.Duration // first restart delay (default 250ms)
 	MaxBackoff   time.Duration // restart delay cap (default 30s)
+	// Isolation is IsolationNetns (the child in its own network
+	// namespace, reached only by Warden; needs root), IsolationLoopback (a
+	// host loopback port any local user can reach), or "" for netns when
+	// Warden runs as root and loopback otherwise.
+	Isolation string
+	// User is who the child runs as when Warden runs as root (default
+	// "warden-ollama", created as a system user if missing); "root" keeps
+	// it root. Ignored when Warden is not root.
+	User string
 }
 
 func (c Config) withDefaults() Config {
@@ -53,6 +62,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.KeepAlive == 0 {
 		c.KeepAlive = 5 * time.Minute
+	}
+	if c.User == "" {
+		c.User = DefaultUser
 	}
 	def(&c.StartTimeout, 60*time.Second)
 	def(&c.StopTimeout, 5*time.Second)
@@ -89,6 +101,10 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// DefaultUser is the child's user when Warden runs as root: a dedicated
+// system user, so the child shares no uid with anything else on the host.
+const DefaultUser = "warden-ollama"
 
 // childPath is the PATH the child gets: system directories only.
 const childPath = "/usr/local/bin:/usr/bin:/bin"

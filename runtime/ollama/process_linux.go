@@ -153,10 +153,11 @@ func (s *Supervisor) spawn(port int) (*child, error) {
 		return nil, fmt.Errorf("output pipe: %w", err)
 	}
 	cmd := exec.Command(s.cfg.Bin, "serve")
-	cmd.Env = childEnv(s.cfg, port, s.cfg.ParentEnv)
+	cmd.Env = append(childEnv(s.cfg, port, s.cfg.ParentEnv), s.box.env()...)
 	cmd.Dir = childHome(s.cfg)
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = childSysProcAttr()
+	s.box.sysProcAttr(cmd.SysProcAttr)
 	err = cmd.Start()
 	w.Close()
 	if err != nil {

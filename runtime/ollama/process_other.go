@@ -3,7 +3,10 @@
 package ollama
 
 import (
+	"context"
 	"errors"
+	"log/slog"
+	"net"
 	"net/url"
 )
 
@@ -29,3 +32,25 @@ func (s *Supervisor) stopChild(*child, bool) {}
 func (s *Supervisor) reapPidfile() {}
 
 func (s *Supervisor) removePidfile() {}
+
+// sandbox is never set up off Linux.
+type sandbox struct{}
+
+func (s *Supervisor) prepareSandbox() error { return errNotLinux }
+
+func (b *sandbox) String() string { return "none" }
+
+func (b *sandbox) isolateThread() (bool, error) { return false, nil }
+
+func (b *sandbox) close() {}
+
+func (b *sandbox) startEgress(*slog.Logger) {}
+
+func (b *sandbox) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	return (&net.Dialer{}).DialContext(ctx, network, addr)
+}
+
+// ChildDialer finds no namespace off Linux.
+func ChildDialer(string) (func(ctx context.Context, network, addr string) (net.Conn, error), func()) {
+	return nil, func() {}
+}

@@ -56,10 +56,14 @@ func TestSupervisorStartClose(t *testing.T) {
 		t.Errorf("/api/version = %q, want a version", v)
 	}
 	environ := readFile(t, "/proc/"+strconv.Itoa(pid)+"/environ")
-	for _, bad := range []string{"OLLAMA_DEBUG", "HTTPS_PROXY", "GOFLAGS"} {
-		if strings.Contains(environ, bad+"=") {
-			t.Errorf("child environment holds %s", bad)
+	for _, bad := range []string{"OLLAMA_DEBUG=", "HTTPS_PROXY=http://proxy.invalid", "GOFLAGS="} {
+		if strings.Contains(environ, bad) {
+			t.Errorf("child environment holds %s (the parent's)", bad)
 		}
+	}
+	// Its only proxy is Warden's egress proxy, in netns isolation.
+	if i := strings.Index(environ, "HTTPS_PROXY="); i >= 0 && !strings.HasPrefix(environ[i:], "HTTPS_PROXY=http://127.0.0.1:") {
+		t.Errorf("child proxy is not the egress proxy: %q", environ[i:min(len(environ), i+60)])
 	}
 	if !strings.Contains(environ, "OLLAMA_NO_CLOUD=1\x00") {
 		t.Errorf("child environment lacks OLLAMA_NO_CLOUD=1")
@@ -237,11 +241,15 @@ func testConfig(t *testing.T) (Config, *syncBuffer) {
 	bin := ollamatest.Binary(t)
 	goroutines := runtime.NumGoroutine()
 	logs := &syncBuffer{}
+	root := searchableTempDir(t)
 	cfg := Config{
 		Bin:       bin,
-		DataDir:   t.TempDir(),
-		ModelsDir: t.TempDir(),
+		DataDir:   filepath.Join(root, "data"),
+		ModelsDir: filepath.Join(root, "data", "models"),
 		Logger:    slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if err := os.Mkdir(cfg.DataDir, 0o700); err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		testwait.For(t, "test's ollama processes to go", func() bool { return len(backendProcs(cfg.ModelsDir)) == 0 })
@@ -251,6 +259,19 @@ func testConfig(t *testing.T) (Config, *syncBuffer) {
 		}
 	})
 	return cfg, logs
+}
+
+// searchableTempDir returns a new temp dir that the child's own user (when
+// the tests run as root) can search, as can the dirs above it.
+func searchableTempDir(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	for _, d := range []string{filepath.Dir(root), root} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
 }
 
 // spawnOllama starts `ollama serve` on a free port, in process group pgid
@@ -319,7 +340,7 @@ func groupEmpty(pgid int) bool {
 
 func getVersion(t *testing.T, s *Supervisor) string {
 	t.Helper()
-	hc := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	hc := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, DialContext: s.DialContext}, Timeout: 10 * time.Second}
 	resp, err := hc.Get(s.URL().JoinPath("/api/version").String())
 	if err != nil {
 		t.Fatalf("GET /api/version: %v", err)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
+	"time"
 )
 
 // Runtime is the model runtime Warden serves from: a supervised child it
@@ -22,6 +24,26 @@ func Attach(rawURL string) (*Runtime, error) {
 		return nil, fmt.Errorf("runtime.ollama_url: want http(s)://host:port, got %q", rawURL)
 	}
 	return &Runtime{url: u}, nil
+}
+
+// WaitHealthy waits up to timeout for an attached backend to answer health
+// (an Ollama started beside Warden may come up after it), and returns an
+// error naming the last failure when it does not. A supervised runtime is
+// healthy once Start returned, so it returns at once.
+func (r *Runtime) WaitHealthy(ctx context.Context, timeout time.Duration) error {
+	if r.sup != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	hc := &http.Client{
+		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
+		Timeout:   2 * time.Second,
+	}
+	if err := probeHealth(ctx, hc, r.url); err != nil {
+		return fmt.Errorf("ollama at %s not healthy after %s: %w", r.url.Redacted(), timeout, err)
+	}
+	return nil
 }
 
 // Start finds the ollama binary (cfg.Bin if set, else as Finder.Find
@@ -50,6 +72,26 @@ func (r *Runtime) URL() *url.URL {
 		return r.url
 	}
 	return r.sup.URL()
+}
+
+// Transport returns an HTTP transport for the backend (NewTransport's):
+// for a supervised child it dials through the child's isolation, so the
+// child's port need not exist in Warden's network namespace.
+func (r *Runtime) Transport() *http.Transport {
+	t := NewTransport()
+	if r.sup != nil {
+		t.DialContext = r.sup.DialContext
+	}
+	return t
+}
+
+// Isolation describes how the backend is isolated (see
+// Supervisor.Isolation); "attached" for a backend Warden did not start.
+func (r *Runtime) Isolation() string {
+	if r.sup == nil {
+		return "attached"
+	}
+	return r.sup.Isolation()
 }
 
 // Ready reports whether the backend can take requests: a child that is

@@ -54,6 +54,9 @@ func Open(ctx context.Context, dataDir string, opts Options) (*DB, error) {
 			return nil, err
 		}
 	}
+	if err := tightenPerms(dataDir); err != nil {
+		return nil, err
+	}
 	path := filepath.Join(dataDir, FileName)
 	// Create the file 0600 before SQLite does (it would use the umask).
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)

@@ -121,6 +121,9 @@ func wardenEnv(environ []string, ollamaBin string, parallel int) []string {
 	if parallel > 0 {
 		env = append(env, "WARDEN_RUNTIME_PARALLEL="+strconv.Itoa(parallel))
 	}
+	// The A/B calls the child directly (backend.url), which netns
+	// isolation (the default as root) hides from this namespace.
+	env = append(env, "WARDEN_RUNTIME_ISOLATION=loopback")
 	// Limits high enough never to refuse, so every request runs the whole
 	// quota path (buckets, reservation, settle, persisted usage).
 	env = append(env,

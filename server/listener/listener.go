@@ -1,0 +1,157 @@
+// Package listener guards the API's listener at accept, before TLS and
+// before a byte of HTTP is read: which client addresses may connect (a
+// CIDR allowlist), and how many connections are open in all and per client
+// address. A refused connection is closed at once and reported.
+package listener
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+)
+
+// Refusal reasons reported to Config.OnRefused.
+const (
+	ReasonNotAllowed = "not_allowed" // the address is outside Allow
+	ReasonTooMany    = "too_many"    // a connection ceiling was reached
+)
+
+// Config sets the guard. Zero values: every address allowed, no ceilings.
+type Config struct {
+	// Allow lists the client networks that may connect; empty allows all.
+	Allow []netip.Prefix
+	// MaxConns bounds the connections open at once; 0: no bound.
+	MaxConns int
+	// MaxConnsPerIP bounds one client address's open connections; 0: no bound.
+	MaxConnsPerIP int
+	// OnRefused, if set, learns each refused connection's client address
+	// and reason. It runs on the accepting goroutine: keep it quick.
+	OnRefused func(ip netip.Addr, reason string)
+}
+
+// ParseAllow parses CIDRs ("10.0.0.0/8") and single addresses ("10.0.0.5")
+// into prefixes; setting names the config key in errors.
+func ParseAllow(setting string, cidrs []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	var errs []error
+	for _, c := range cidrs {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		if a, err := netip.ParseAddr(c); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		errs = append(errs, fmt.Errorf("%s: %q is not a CIDR or an IP address", setting, c))
+	}
+	return out, errors.Join(errs...)
+}
+
+// Allowed reports whether ip is inside one of the prefixes (all are
+// allowed when there are none).
+func Allowed(prefixes []netip.Prefix, ip netip.Addr) bool {
+	if len(prefixes) == 0 {
+		return true
+	}
+	ip = ip.Unmap()
+	for _, p := range prefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// Listener is a guarded net.Listener.
+type Listener struct {
+	net.Listener
+	cfg Config
+
+	mu    sync.Mutex
+	open  int
+	perIP map[netip.Addr]int
+}
+
+// Wrap guards ln.
+func Wrap(ln net.Listener, cfg Config) *Listener {
+	return &Listener{Listener: ln, cfg: cfg, perIP: map[netip.Addr]int{}}
+}
+
+// Open is the number of connections open now.
+func (l *Listener) Open() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.open
+}
+
+// Accept returns the next connection the guard lets in; refused ones are
+// closed without a word (before any TLS handshake).
+func (l *Listener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := addrOf(c.RemoteAddr())
+		if reason := l.admit(ip); reason != "" {
+			_ = c.Close()
+			if l.cfg.OnRefused != nil {
+				l.cfg.OnRefused(ip, reason)
+			}
+			continue
+		}
+		return &conn{Conn: c, l: l, ip: ip}, nil
+	}
+}
+
+func (l *Listener) admit(ip netip.Addr) string {
+	if !Allowed(l.cfg.Allow, ip) {
+		return ReasonNotAllowed
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if (l.cfg.MaxConns > 0 && l.open >= l.cfg.MaxConns) || (l.cfg.MaxConnsPerIP > 0 && l.perIP[ip] >= l.cfg.MaxConnsPerIP) {
+		return ReasonTooMany
+	}
+	l.open++
+	l.perIP[ip]++
+	return ""
+}
+
+func (l *Listener) release(ip netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.open--
+	if l.perIP[ip]--; l.perIP[ip] <= 0 {
+		delete(l.perIP, ip)
+	}
+}
+
+func addrOf(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
+			return ip.Unmap()
+		}
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// conn gives its slot back once, when closed.
+type conn struct {
+	net.Conn
+	l    *Listener
+	ip   netip.Addr
+	once sync.Once
+}
+
+func (c *conn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.l.release(c.ip) })
+	return err
+}
