@@ -280,3 +280,95 @@ func TestE2EOutboxFullFailsClosed(t *testing.T) {
 		return st == 200
 	})
 }
+
+// TestE2ETruncationAcknowledged: records a sink received are lost from the
+// chain (deleted with their outbox rows and the outbox's id counter, as a
+// truncated WAL loses them; the sink's cursor stays ahead): serve refuses
+// to start naming `warden audit ack-gap`; after it, serve starts, and the
+// next records reach the sink with seqs it has not seen.
+func TestE2ETruncationAcknowledged(t *testing.T) {
+	hook := &hookRecorder{}
+	recv := httptest.NewServer(hook)
+	defer recv.Close()
+	sink := "[[audit.sink]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"" + recv.URL + "\"\n"
+	w := startWarden(t, "", sink)
+	var lastID string
+	for range 3 {
+		status, hdr, body := w.post(t, "/v1/chat/completions", "application/json", `{"model":"warden-demo","messages":[{"role":"user","content":"lost"}],"max_tokens":2}`)
+		if status != 200 {
+			t.Fatalf("status %d %s", status, body)
+		}
+		lastID = hdr.Get("X-Request-Id")
+	}
+	waitFor(t, time.Minute, "the last completion at the sink", func() bool { return hook.has(`"completion"`, lastID) })
+	w.stop()
+
+	path := filepath.Join(w.dataDir, "warden.db")
+	raw, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var head, seen int64
+	if err := raw.QueryRow(`SELECT max(seq) FROM audit_records`).Scan(&head); err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.QueryRow(`SELECT seen_seq FROM outbox_cursors WHERE sink = 'hook'`).Scan(&seen); err != nil || seen < head-1 {
+		t.Fatalf("the sink's seen seq %d (%v), want about the head %d", seen, err, head)
+	}
+	cut := seen - 3
+	for _, q := range []string{
+		`DROP TRIGGER audit_records_no_delete`,
+		`DROP TRIGGER audit_checkpoints_no_delete`,
+		fmt.Sprintf(`DELETE FROM audit_records WHERE seq >= %d`, cut),
+		fmt.Sprintf(`DELETE FROM audit_checkpoints WHERE seq >= %d`, cut),
+		fmt.Sprintf(`DELETE FROM outbox WHERE topic != 'audit' OR json_extract(body, '$.seq') >= %d`, cut),
+		`UPDATE sqlite_sequence SET seq = (SELECT max(id) FROM outbox) WHERE name = 'outbox'`,
+	} {
+		if _, err := raw.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	raw.Close()
+
+	conf := filepath.Join(w.dataDir, "test.toml")
+	serve := exec.Command(buildWarden(t), "serve", "--config", conf, "--data-dir", w.dataDir, "--listen", freeAddr(t))
+	serve.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + w.dataDir}
+	out, err := serve.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "warden audit ack-gap") || !strings.Contains(string(out), fmt.Sprint("seq ", seen)) {
+		t.Fatalf("serve after losing records: %v\n%s\nwant a refusal naming seq %d and ack-gap", err, out, seen)
+	}
+	if out := w.warden(t, "audit", "ack-gap"); !strings.Contains(string(out), fmt.Sprintf("the gap record is seq %d", seen+1)) {
+		t.Errorf("ack-gap: %s", out)
+	}
+
+	w2 := startWarden(t, w.dataDir, sink)
+	defer w2.stop()
+	_, hdr, _ := w2.post(t, "/v1/chat/completions", "application/json", `{"model":"warden-demo","messages":[{"role":"user","content":"after"}],"max_tokens":2}`)
+	after := hdr.Get("X-Request-Id")
+	waitFor(t, time.Minute, "the gap record and the new completion at the sink", func() bool {
+		return hook.has(`"kind":"gap"`) && hook.has(`"completion"`, after)
+	})
+	hook.mu.Lock()
+	defer hook.mu.Unlock()
+	hashes := map[int64]map[string]bool{}
+	for _, b := range hook.bodies {
+		topic, body, _ := strings.Cut(b, " ")
+		if topic != "audit" {
+			continue
+		}
+		var r struct {
+			Seq  int64  `json:"seq"`
+			Hash string `json:"hash"`
+		}
+		json.Unmarshal([]byte(body), &r)
+		if hashes[r.Seq] == nil {
+			hashes[r.Seq] = map[string]bool{}
+		}
+		hashes[r.Seq][r.Hash] = true
+	}
+	for seq, hs := range hashes {
+		if len(hs) > 1 {
+			t.Errorf("the sink received %d different records with seq %d", len(hs), seq)
+		}
+	}
+}
