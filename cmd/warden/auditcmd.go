@@ -247,6 +247,10 @@ marked (*).`,
 			} else {
 				fmt.Fprintf(g.stdout, "%d forwarding sink(s) in %s.\n", configured, src)
 			}
+			if ost, err := outbox.ReadState(cmd.Context(), db); err == nil && ost.MaxBytes > 0 {
+				fmt.Fprintf(g.stdout, "Outbox: %d of %d bytes (%.0f%%), at the cap: %s; %d messages dropped so far.\n",
+					ost.Bytes, ost.MaxBytes, 100*float64(ost.Bytes)/float64(ost.MaxBytes), ost.Mode, ost.Dropped)
+			}
 			if len(rows) == 0 {
 				return nil
 			}

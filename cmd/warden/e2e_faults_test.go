@@ -108,6 +108,9 @@ func TestE2EAdminEventsForwarded(t *testing.T) {
 		!strings.Contains(out, "\nhook ") || strings.Contains(out, "(*)") || strings.Contains(out, "No forwarding sinks") {
 		t.Errorf("audit status with serve's config:\n%s", out)
 	}
+	if out := status(); !strings.Contains(out, "Outbox: ") || !strings.Contains(out, "of 268435456 bytes") {
+		t.Errorf("audit status does not show the outbox's fill:\n%s", out)
+	}
 	// No --config, no $WARDEN_CONFIG: the file serve last started with.
 	if out := status(); !strings.Contains(out, "1 forwarding sink(s) in "+conf+" (the configuration `warden serve` last started with)") ||
 		!strings.Contains(out, "\nhook ") || strings.Contains(out, "(*)") || strings.Contains(out, "No forwarding sinks") {
