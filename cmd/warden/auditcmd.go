@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -19,6 +20,7 @@ import (
 	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/outbox"
 	"github.com/warden-llm/warden/safety/store"
+	"github.com/warden-llm/warden/safety/trail"
 )
 
 // errChainBroken makes `audit verify` exit non-zero after printing the
@@ -38,13 +40,19 @@ the server runs.`,
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print JSON")
 
 	var against string
+	var full bool
 	verify := &cobra.Command{
-		Use:   "verify [--against CHECKPOINT.json]",
+		Use:   "verify [--against CHECKPOINT.json] [--full]",
 		Short: "Walk the chain and its checkpoints; exit non-zero at the first broken link",
 		Long: `Verify recomputes every record's hash and checks every signed checkpoint. A key
 on the same disk cannot prove that the newest records were not cut off: pass
 --against with a checkpoint received off-host (a forwarding sink gets every
-one) to prove the chain still reaches it.`,
+one) to prove the chain still reaches it.
+
+--full first runs SQLite's PRAGMA integrity_check over the whole database file
+(every page and index; the server runs it daily and the faster quick_check at
+every start): a damaged file fails with the fix, restoring a backup made by
+"warden backup".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			db, cfg, err := g.openDB(cmd.Context())
@@ -52,6 +60,14 @@ one) to prove the chain still reaches it.`,
 				return err
 			}
 			defer db.Close()
+			if full {
+				if err := db.Check(cmd.Context(), true); err != nil {
+					return fmt.Errorf("%w: restore the newest backup made by `warden backup`", err)
+				}
+				if !asJSON {
+					fmt.Fprintln(g.stdout, "ok: integrity_check found the database file sound")
+				}
+			}
 			var cp *audit.Checkpoint
 			if against != "" {
 				b, err := os.ReadFile(against)
@@ -83,6 +99,7 @@ one) to prove the chain still reaches it.`,
 			return nil
 		},
 	}
+	verify.Flags().BoolVar(&full, "full", false, "also run SQLite's integrity_check on the whole file")
 	verify.Flags().StringVar(&against, "against", "", "a checkpoint (JSON) received off-host")
 
 	var (
@@ -195,34 +212,71 @@ one) to prove the chain still reaches it.`,
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Show forwarding sinks and how far behind each is",
-		Args:  cobra.NoArgs,
+		Long: `Status lists the forwarding sinks of the configuration it reads, found as serve
+finds it (--config, else $WARDEN_CONFIG); given neither, it reads the file
+"warden serve" last started with on this data dir, so both agree. Sinks the
+database has a delivery position for that the configuration does not name are
+marked (*).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			db, cfg, err := g.openDB(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer db.Close()
+			src := g.configSource()
+			if g.configPath == "" && g.getenv("WARDEN_CONFIG") == "" {
+				if p := trail.ServeConfigPath(cfg.DataDir); p != "" {
+					if cfg, err = g.configAt(p); err != nil {
+						return fmt.Errorf("the configuration warden serve last started with: %w", err)
+					}
+					src = p + " (the configuration `warden serve` last started with)"
+				}
+			}
 			st, err := outbox.ReadStatus(cmd.Context(), db, time.Now())
 			if err != nil {
 				return err
 			}
+			rows := sinkRows(cfg, st)
 			if asJSON {
-				return writeJSON(g, st)
+				return writeJSON(g, rows)
 			}
-			if len(cfg.Audit.Sinks) == 0 {
-				fmt.Fprintln(g.stdout, "No forwarding sinks configured: the audit trail is on this host only ([[audit.sink]] in the config).")
+			configured := len(cfg.Audit.Sinks) + len(cfg.Alerts.Sinks)
+			if configured == 0 {
+				fmt.Fprintf(g.stdout, "No forwarding sinks in %s: the audit trail is on this host only ([[audit.sink]] in the config).\n", src)
+			} else {
+				fmt.Fprintf(g.stdout, "%d forwarding sink(s) in %s.\n", configured, src)
+			}
+			if ost, err := outbox.ReadState(cmd.Context(), db); err == nil && ost.MaxBytes > 0 {
+				fmt.Fprintf(g.stdout, "Outbox: %d of %d bytes (%.0f%%), at the cap: %s; %d messages dropped so far.\n",
+					ost.Bytes, ost.MaxBytes, 100*float64(ost.Bytes)/float64(ost.MaxBytes), ost.Mode, ost.Dropped)
+			}
+			if len(rows) == 0 {
+				return nil
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "SINK\tPENDING\tLAG\tLAST SUCCESS\tLAST ERROR")
 			now := time.Now()
-			for _, s := range st {
+			var stray []string
+			for _, s := range rows {
 				success := "never"
 				if !s.LastSuccess.IsZero() {
 					success = roundAge(now.Sub(s.LastSuccess)) + " ago"
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", s.Name, s.Pending, s.Lag.Round(time.Second), success, s.LastError)
+				name := s.Name
+				if !s.Configured {
+					name += " (*)"
+					stray = append(stray, s.Name)
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", name, s.Pending, s.Lag.Round(time.Second), success, s.LastError)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if len(stray) > 0 {
+				fmt.Fprintf(g.stdout, "(*) not in %s but still has a delivery position in the database: the server runs with another configuration (give this command the same --config or WARDEN_CONFIG as serve), or it was removed and serve forgets it at its next start.\n", src)
+			}
+			return nil
 		},
 	}
 
@@ -263,8 +317,82 @@ text are printed escaped (\x1b) unless --json is given.`,
 		},
 	}
 
-	cmd.AddCommand(verify, tail, export, status, text)
+	ackGap := &cobra.Command{
+		Use:   "ack-gap",
+		Short: "Acknowledge records lost from the chain's end, so the server starts again",
+		Long: `The server refuses to start when receivers hold audit records the chain no
+longer has: a forwarding sink was sent, or a daily export holds, a seq above the
+chain's head (a crash or a damaged write-ahead log lost committed rows).
+
+ack-gap appends a gap record naming the evidence and who acknowledged it. The
+record takes the seq after the highest one seen, so a number a receiver
+already holds never gets a second record, and "warden audit verify" accepts
+the jump only at such a record. Restoring a backup instead keeps more: try that
+first if one is newer than the loss.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			db, cfg, err := g.openDB(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			gap, seq, err := trail.AckGap(cmd.Context(), db, cfg.DataDir, osActor(), time.Now())
+			if errors.Is(err, audit.ErrNoGap) {
+				fmt.Fprintf(g.stdout, "no gap: nothing seen above the chain's head (seq %d)\n", gap.Head)
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(g, struct {
+					Head     int64    `json:"head"`
+					Seen     int64    `json:"seen"`
+					Seq      int64    `json:"gap_seq"`
+					Evidence []string `json:"evidence"`
+				}{gap.Head, gap.Seen, seq, gap.Evidence})
+			}
+			fmt.Fprintf(g.stdout, "recorded: %s\nseqs %d..%d are lost; the gap record is seq %d\n", gap, gap.Head+1, gap.Seen, seq)
+			return nil
+		},
+	}
+
+	cmd.AddCommand(verify, tail, export, status, text, ackGap)
 	return cmd
+}
+
+// sinkRow is one sink in `audit status`: its delivery progress, and
+// whether the configuration read names it.
+type sinkRow struct {
+	outbox.SinkStatus
+	Configured bool `json:"Configured"`
+}
+
+// sinkRows lists the configured sinks ([[audit.sink]] then [[alerts.sink]])
+// with their progress (zero for one the server has not started yet), then
+// the sinks the database has a position for that the configuration does
+// not name.
+func sinkRows(cfg Config, st []outbox.SinkStatus) []sinkRow {
+	byName := map[string]outbox.SinkStatus{}
+	for _, s := range st {
+		byName[s.Name] = s
+	}
+	var rows []sinkRow
+	seen := map[string]bool{}
+	for _, s := range append(slices.Clip(cfg.Audit.Sinks), cfg.Alerts.Sinks...) {
+		ss, ok := byName[s.Name]
+		if !ok {
+			ss = outbox.SinkStatus{Name: s.Name}
+		}
+		rows = append(rows, sinkRow{ss, true})
+		seen[s.Name] = true
+	}
+	for _, s := range st {
+		if !seen[s.Name] {
+			rows = append(rows, sinkRow{s, false})
+		}
+	}
+	return rows
 }
 
 // readTextAudited returns the text stored for record seq after appending an

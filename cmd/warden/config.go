@@ -41,6 +41,10 @@ type Config struct {
 	Safety  SafetyConfig  `toml:"safety"`
 	Alerts  AlertsConfig  `toml:"alerts"`
 	Admin   AdminConfig   `toml:"admin"`
+
+	// path is the file the configuration was read from ("" = none); serve
+	// leaves it in the data dir so `warden audit status` reads the same.
+	path string
 }
 
 // SchedConfig sets the fair queue in front of the backend's slots (each
@@ -272,6 +276,9 @@ func defaultDataDir(getenv func(string) string) string {
 func loadConfig(path string, getenv func(string) string) (Config, error) {
 	cfg := defaultConfig(getenv)
 	if path != "" {
+		if abs, err := filepath.Abs(path); err == nil {
+			cfg.path = abs
+		}
 		md, err := toml.DecodeFile(path, &cfg)
 		if err != nil {
 			return cfg, fmt.Errorf("config %s: %w", path, err)
@@ -539,7 +546,7 @@ type (
 // trailConfig is the audit trail's part of the configuration. The start
 // record holds the digest of the whole configuration, with Version.
 func (c Config) trailConfig(log *slog.Logger) trail.Config {
-	return trail.Config{DataDir: c.DataDir, Audit: c.Audit, Alerts: c.Alerts, StartConfig: c, Version: Version, Logger: log}
+	return trail.Config{DataDir: c.DataDir, Audit: c.Audit, Alerts: c.Alerts, StartConfig: c, Version: Version, Logger: log, ConfigPath: c.path}
 }
 
 // loopback reports whether a listen host reaches only this machine.

@@ -135,6 +135,8 @@ func TestConfigErrors(t *testing.T) {
 		{"log level", func(c *Config) { c.Log.Level = "loud" }, "log.level"},
 		{"store text", func(c *Config) { c.Audit.StoreText = "some" }, "audit.store_text"},
 		{"retention", func(c *Config) { c.Audit.RetentionDays = 0 }, "audit.retention_days"},
+		{"outbox cap", func(c *Config) { c.Audit.OutboxMaxBytes = 100 }, "audit.outbox_max_bytes"},
+		{"outbox full", func(c *Config) { c.Audit.OutboxFull = "shrug" }, "audit.outbox_full"},
 		{"sink type", func(c *Config) { c.Audit.Sinks = []SinkConfig{{Name: "x", Type: "carrier-pigeon"}} }, "audit.sink[0]"},
 		{"sink names", func(c *Config) {
 			c.Audit.Sinks = []SinkConfig{{Name: "x", Type: "webhook", URL: "http://a/"}, {Name: "x", Type: "webhook", URL: "http://b/"}}

@@ -46,6 +46,12 @@ func (g *globals) config() (Config, error) {
 	if path == "" {
 		path = g.getenv("WARDEN_CONFIG")
 	}
+	return g.configAt(path)
+}
+
+// configAt loads the configuration at path ("" = defaults and environment)
+// and applies the global flags.
+func (g *globals) configAt(path string) (Config, error) {
 	cfg, err := loadConfig(path, g.getenv)
 	if err != nil {
 		return cfg, err
@@ -54,6 +60,18 @@ func (g *globals) config() (Config, error) {
 		cfg.DataDir = g.dataDir
 	}
 	return cfg, nil
+}
+
+// configSource names the configuration config() reads, as serve resolves
+// it: --config, else $WARDEN_CONFIG, else the built-in defaults.
+func (g *globals) configSource() string {
+	switch {
+	case g.configPath != "":
+		return g.configPath
+	case g.getenv("WARDEN_CONFIG") != "":
+		return g.getenv("WARDEN_CONFIG") + " ($WARDEN_CONFIG)"
+	}
+	return "the built-in defaults (no --config, no $WARDEN_CONFIG)"
 }
 
 // openDB opens the data dir's database for an admin command, which is safe

@@ -12,6 +12,7 @@ import (
 
 	"github.com/warden-llm/warden/runtime/gpu"
 	"github.com/warden-llm/warden/runtime/ollama"
+	"github.com/warden-llm/warden/safety/outbox"
 	"github.com/warden-llm/warden/safety/quota"
 	"github.com/warden-llm/warden/safety/trail"
 	"github.com/warden-llm/warden/server"
@@ -43,6 +44,27 @@ func registerAudit(r *prometheus.Registry, tr *trail.Trail, client *ollama.Clien
 	stat("warden_audit_commits_total", "Audit transactions committed (records are group-committed).", func() int64 { return tr.Writer().Stats().Commits })
 	stat("warden_audit_failures_total", "Audit transactions that failed (their requests got 503).", func() int64 { return tr.Writer().Stats().Failures })
 	stat("warden_backend_slot_resets_total", "Models unloaded because Ollama lost a slot to an abandoned stream (an upstream bug).", client.SlotResets)
+	registerOutbox(r, tr)
+}
+
+// registerOutbox exports the outbox's fill level (read from the database at
+// each scrape) and the messages dropped at its cap.
+func registerOutbox(r *prometheus.Registry, tr *trail.Trail) {
+	state := func() outbox.State {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, _ := tr.OutboxState(ctx)
+		return st
+	}
+	r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "warden_outbox_bytes", Help: "Bytes waiting in the outbox for the forwarding sinks (cap: audit.outbox_max_bytes).",
+	}, func() float64 { return float64(state().Bytes) }))
+	r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "warden_outbox_max_bytes", Help: "The outbox's cap, audit.outbox_max_bytes.",
+	}, func() float64 { return float64(state().MaxBytes) }))
+	r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "warden_outbox_dropped_total", Help: "Undelivered outbox messages dropped at the cap (audit.outbox_full = drop_oldest).",
+	}, func() float64 { return float64(state().Dropped) }))
 }
 
 // registerGateMetrics exports whether GPU admission pauses dispatch.

@@ -8,8 +8,46 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 )
+
+// Forwarder is called inside every transaction that adds to the chain,
+// before COMMIT: with the records appended (recs) or the checkpoint
+// written (ckpt, nil otherwise). Every writer of the chain (the Writer,
+// AppendTx callers such as key administration in any process, Prune and
+// its anchor, AppendGapTx) goes through appendTx and insertCheckpoint, which
+// call it, so no writer can leave a record unforwarded. An error rolls the
+// transaction back: the record is not committed. The records still hold
+// Prompt and Response (their JSON form leaves them out): never forward
+// those fields.
+type Forwarder func(ctx context.Context, tx *sql.Tx, recs []StoredRecord, ckpt *Checkpoint) error
+
+var forwarder atomic.Pointer[Forwarder]
+
+// SetForwarder installs f for every chain write in this process (package
+// safety/trail installs the outbox's; nil removes it). It is process-wide
+// because the chain's writers are: a key command and the server each add to
+// the chain with what they link, and each must forward what it adds.
+func SetForwarder(f Forwarder) {
+	if f == nil {
+		forwarder.Store(nil)
+		return
+	}
+	forwarder.Store(&f)
+}
+
+// forward runs the installed Forwarder, if any.
+func forward(ctx context.Context, tx *sql.Tx, recs []StoredRecord, ckpt *Checkpoint) error {
+	f := forwarder.Load()
+	if f == nil {
+		return nil
+	}
+	if err := (*f)(ctx, tx, recs, ckpt); err != nil {
+		return fmt.Errorf("forward audit records: %w", err)
+	}
+	return nil
+}
 
 // rowsPerInsert bounds one multi-row INSERT (21 variables a row, well under
 // SQLite's limit of 32766): a batch costs few cgo calls.
@@ -48,8 +86,10 @@ func AppendTx(ctx context.Context, tx *sql.Tx, recs ...Record) ([]int64, error) 
 // appendOpts are the Writer's extras to appendTx.
 type appendOpts struct {
 	text cipher.AEAD // nil: do not store text
-	now  func() time.Time
-	buf  *bytes.Buffer // reused encoding buffer; nil = a fresh one
+	// minSeq, when above the head, is the first seq used (AppendGapTx).
+	minSeq int64
+	now    func() time.Time
+	buf    *bytes.Buffer // reused encoding buffer; nil = a fresh one
 }
 
 // readHead returns the chain's last seq and hash: the newest row, or the
@@ -92,6 +132,7 @@ func appendTx(ctx context.Context, tx *sql.Tx, o appendOpts, recs []Record) ([]S
 	if err != nil {
 		return nil, err
 	}
+	seq = max(seq, o.minSeq-1)
 	stored := make([]StoredRecord, len(recs))
 	for i := range recs {
 		r := recs[i]
@@ -112,6 +153,9 @@ func appendTx(ctx context.Context, tx *sql.Tx, o appendOpts, recs []Record) ([]S
 		if err := insertText(ctx, tx, &o, stored); err != nil {
 			return nil, err
 		}
+	}
+	if err := forward(ctx, tx, stored, nil); err != nil {
+		return nil, err
 	}
 	return stored, nil
 }

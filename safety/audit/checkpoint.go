@@ -79,7 +79,7 @@ func insertCheckpoint(ctx context.Context, tx *sql.Tx, c Checkpoint) error {
 	if err != nil {
 		return fmt.Errorf("write audit checkpoint: %w", err)
 	}
-	return nil
+	return forward(ctx, tx, nil, &c)
 }
 
 // loadCheckpoints returns the stored checkpoints in seq order.

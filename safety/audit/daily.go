@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -104,4 +105,39 @@ func removeOldDays(dir string, before time.Time) error {
 		}
 	}
 	return nil
+}
+
+// ExportedMaxSeq returns the highest seq in the newest daily export file in
+// dir and that file's name (0 and "" when there is none). An export is a
+// copy that left the database: a seq in it above the chain's head is a
+// record the chain lost.
+func ExportedMaxSeq(dir string) (int64, string, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.jsonl.gz"))
+	if err != nil || len(files) == 0 {
+		return 0, "", err
+	}
+	newest := files[len(files)-1] // Glob sorts; the names are dates
+	f, err := os.Open(newest)
+	if err != nil {
+		return 0, "", fmt.Errorf("read daily export: %w", err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return 0, "", fmt.Errorf("read daily export %s: %w", newest, err)
+	}
+	dec := json.NewDecoder(zr)
+	var top int64
+	for {
+		var r struct {
+			Seq int64 `json:"seq"`
+		}
+		if err := dec.Decode(&r); err == io.EOF {
+			break
+		} else if err != nil {
+			return 0, "", fmt.Errorf("read daily export %s: %w", newest, err)
+		}
+		top = max(top, r.Seq)
+	}
+	return top, newest, nil
 }

@@ -12,6 +12,12 @@
 // the chain and checkpoints and names the first broken link, and checking
 // against a checkpoint received off-host catches a truncated tail. Prune
 // deletes old rows through the sanctioned path and leaves a signed anchor
-// Verify starts from. Prompt and response text, when kept at all, lives
-// outside the chain in audit_text, encrypted with AES-256-GCM.
+// Verify starts from. Every one of these writes goes through appendTx (rows)
+// and insertCheckpoint (checkpoints), which call the Forwarder installed
+// with SetForwarder in the same transaction: package trail installs one
+// that writes the outbox rows, so no writer can leave its records
+// unforwarded. AppendGapTx records records lost in a crash, continuing
+// above every seq a receiver may hold. Prompt and response text, when kept
+// at all, lives outside the chain in audit_text, encrypted with
+// AES-256-GCM.
 package audit

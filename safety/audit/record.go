@@ -24,11 +24,12 @@ const (
 	KindAdmin          Kind = "admin"
 	KindConfig         Kind = "config"
 	KindPrune          Kind = "prune"
+	KindGap            Kind = "gap" // records lost in a crash, acknowledged (AppendGapTx)
 )
 
 func (k Kind) valid() bool {
 	switch k {
-	case KindRequest, KindCompletion, KindAuthRefused, KindRequestRefused, KindAdmin, KindConfig, KindPrune:
+	case KindRequest, KindCompletion, KindAuthRefused, KindRequestRefused, KindAdmin, KindConfig, KindPrune, KindGap:
 		return true
 	}
 	return false

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -143,6 +144,16 @@ func verify(ctx context.Context, db *store.DB, dataDir string, against *Checkpoi
 	return rep, walk(ctx, db, &rep, next, prev, bySeq, maxCkpt)
 }
 
+// gapAfter reports whether s is a gap record (AppendGapTx) saying that the
+// chain jumps after seq after: the only row whose seq may skip numbers.
+func gapAfter(s *StoredRecord, after int64) bool {
+	if s.Kind != KindGap || s.Seq <= after {
+		return false
+	}
+	var d GapDetail
+	return json.Unmarshal(s.Detail, &d) == nil && d.AfterSeq == after && d.SeenSeq < s.Seq
+}
+
 // walk checks the rows from seq next on, prev being the hash before them.
 func walk(ctx context.Context, db *store.DB, rep *Report, next int64, prev Hash, bySeq map[int64][]*Checkpoint, maxCkpt *Checkpoint) error {
 	rows, err := db.QueryContext(ctx, `SELECT `+recordColumns+` FROM audit_records WHERE seq >= ? ORDER BY seq`, next)
@@ -158,7 +169,7 @@ func walk(ctx context.Context, db *store.DB, rep *Report, next int64, prev Hash,
 			return err
 		}
 		switch {
-		case s.Seq != next:
+		case s.Seq != next && !gapAfter(&s, next-1):
 			rep.note(&Break{next, ProblemMissingRow, fmt.Sprintf("seq %d to %d are missing", next, s.Seq-1)})
 		case s.PrevHash != prev:
 			rep.note(&Break{s.Seq, ProblemBrokenLink, fmt.Sprintf("prev_hash %s, previous row's hash %s", s.PrevHash, prev)})

@@ -234,9 +234,13 @@ func (o *Outbox) deliver(ctx context.Context, s Sink) (int, error) {
 	// is out, recording it saves a resend.
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	// seen_seq keeps the highest audit seq this sink was sent, which
+	// truncation detection compares with the chain's head.
 	if _, err := o.db.ExecContext(uctx, `UPDATE outbox_cursors SET delivered = max(delivered, ?),
-		delivered_at = ?, failures = 0, last_error = '' WHERE sink = ?`,
-		last, o.opts.Now().UnixMilli(), name); err != nil {
+		delivered_at = ?, failures = 0, last_error = '',
+		seen_seq = max(seen_seq, coalesce((SELECT max(json_extract(body, '$.seq')) FROM outbox
+			WHERE id > ? AND id <= ? AND topic = 'audit'), 0)) WHERE sink = ?`,
+		last, o.opts.Now().UnixMilli(), cursor, last, name); err != nil {
 		return 0, fmt.Errorf("advance cursor: %w", err)
 	}
 	return len(batch), nil

@@ -21,6 +21,7 @@ var migrations = []migration{
 	auditMigration,
 	outboxMigration,
 	keysSchedMigration,
+	outboxLimitsMigration,
 }
 
 var keysMigration = migration{"keys and admin events", `

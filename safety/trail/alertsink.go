@@ -92,6 +92,14 @@ func (t *Trail) Alert(ctx context.Context, a outbox.GPUAlert) {
 	if err != nil {
 		return
 	}
+	t.enqueueAlert(ctx, a.Kind, b)
+}
+
+// enqueueAlert queues one alert body for the alert sinks.
+func (t *Trail) enqueueAlert(ctx context.Context, kind string, b []byte) {
+	if !t.alerting || t.out == nil {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	tx, err := t.db.BeginTx(ctx, nil)
@@ -102,7 +110,7 @@ func (t *Trail) Alert(ctx context.Context, a outbox.GPUAlert) {
 		}
 	}
 	if err != nil {
-		t.log.Error("alert not queued", "kind", a.Kind, "err", err)
+		t.log.Error("alert not queued", "kind", kind, "err", err)
 		return
 	}
 	t.out.Notify()

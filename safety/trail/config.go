@@ -28,6 +28,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock for records, retention and alerts (nil = time.Now).
 	Now func() time.Time
+	// ConfigPath is the configuration file the server read ("" = the
+	// built-in defaults); Start leaves it in the data dir (ServeConfigPath)
+	// for admin commands that are given no configuration.
+	ConfigPath string
 }
 
 // AuditConfig is the [audit] table: the audit trail's settings.
@@ -40,7 +44,13 @@ type AuditConfig struct {
 	TextRetentionDays  int           `toml:"text_retention_days"`
 	CheckpointEvery    int64         `toml:"checkpoint_every"`
 	CheckpointInterval time.Duration `toml:"checkpoint_interval"`
-	Sinks              []SinkConfig  `toml:"sink"`
+	// OutboxMaxBytes caps the bytes waiting in the outbox for the sinks.
+	OutboxMaxBytes int64 `toml:"outbox_max_bytes"`
+	// OutboxFull is what happens at the cap: "fail_closed" (requests get
+	// 503 audit_unavailable until the sinks catch up) or "drop_oldest"
+	// (the oldest undelivered messages go, and a chain record says which).
+	OutboxFull string       `toml:"outbox_full"`
+	Sinks      []SinkConfig `toml:"sink"`
 }
 
 // SinkConfig is one [[audit.sink]] or [[alerts.sink]]: where records,
@@ -86,6 +96,8 @@ func DefaultAudit() AuditConfig {
 		TextRetentionDays:  7,
 		CheckpointEvery:    1000,
 		CheckpointInterval: time.Minute,
+		OutboxMaxBytes:     outbox.DefaultMaxBytes,
+		OutboxFull:         outbox.FullFailClosed,
 	}
 }
 
@@ -104,6 +116,14 @@ func (a AuditConfig) Validate(bad func(string, ...any)) {
 	}
 	if a.CheckpointEvery < 1 || a.CheckpointInterval <= 0 {
 		bad("audit.checkpoint_every and audit.checkpoint_interval must be positive")
+	}
+	if a.OutboxMaxBytes < 4096 {
+		bad("audit.outbox_max_bytes must be at least 4096, got %d", a.OutboxMaxBytes)
+	}
+	switch a.OutboxFull {
+	case outbox.FullFailClosed, outbox.FullDropOldest:
+	default:
+		bad("audit.outbox_full must be fail_closed or drop_oldest, got %q", a.OutboxFull)
 	}
 	names := map[string]bool{}
 	for i, s := range a.Sinks {

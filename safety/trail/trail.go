@@ -8,14 +8,15 @@ package trail
 import (
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +42,8 @@ type Trail struct {
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
 
+	lastIntegrity time.Time // owned by the retention loop
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -55,6 +58,9 @@ func New(db *store.DB, cfg Config) (*Trail, error) {
 	if t.now == nil {
 		t.now = time.Now
 	}
+	if cfg.Logger != nil {
+		forwardLog.Store(cfg.Logger.With("component", "outbox"))
+	}
 	var err error
 	if t.start, err = json.Marshal(cfg.StartConfig); err != nil {
 		return nil, fmt.Errorf("audit trail: encode the configuration: %w", err)
@@ -66,43 +72,14 @@ func New(db *store.DB, cfg Config) (*Trail, error) {
 		ts, ok := t.topics[s.Name()]
 		return !ok || slices.Contains(ts, outbox.TopicAlert)
 	})
-	forward := len(t.sinks) > 0
-	alerting := t.alerting
+	// Forwarding is not configured here: the forwarder this package
+	// installs (forward.go) enqueues in every chain write's transaction.
 	t.writer = audit.NewWriter(db, audit.Config{
 		DataDir:            cfg.DataDir,
 		StoreText:          cfg.Audit.StoreText,
 		CheckpointEvery:    cfg.Audit.CheckpointEvery,
 		CheckpointInterval: cfg.Audit.CheckpointInterval,
 		Now:                cfg.Now,
-		OnCommit: func(tx *sql.Tx, recs []audit.StoredRecord) error {
-			if !forward {
-				return nil
-			}
-			msgs := make([]outbox.Message, 0, len(recs))
-			for _, r := range recs {
-				b, err := json.Marshal(r)
-				if err != nil {
-					return err
-				}
-				msgs = append(msgs, outbox.Message{Topic: outbox.TopicAudit, Body: b, Time: r.Time})
-				if alerting {
-					if a := safetyAlert(r); a != nil {
-						msgs = append(msgs, *a)
-					}
-				}
-			}
-			return outbox.EnqueueTx(context.Background(), tx, msgs...)
-		},
-		OnCheckpoint: func(tx *sql.Tx, c audit.Checkpoint) error {
-			if !forward {
-				return nil
-			}
-			b, err := json.Marshal(c)
-			if err != nil {
-				return err
-			}
-			return outbox.EnqueueTx(context.Background(), tx, outbox.Message{Topic: outbox.TopicCheckpoint, Body: b, Time: c.Time})
-		},
 	})
 	t.agg = audit.NewAggregator(t.writer)
 	t.agg.Now = cfg.Now
@@ -112,6 +89,11 @@ func New(db *store.DB, cfg Config) (*Trail, error) {
 // Writer is the trail's audit writer: the server appends its request and
 // completion records through it.
 func (t *Trail) Writer() *audit.Writer { return t.writer }
+
+// OutboxState reads the outbox's fill level, cap and drop count.
+func (t *Trail) OutboxState(ctx context.Context) (outbox.State, error) {
+	return outbox.ReadState(ctx, t.db)
+}
 
 // Refused counts a request refused for a bad key, from ip; the aggregator
 // appends one auth_refused record per client IP and minute.
@@ -129,6 +111,32 @@ func (t *Trail) RequestRefused(keyID, ip string, status int) {
 // aggregator, appends the start record and starts the retention loop. On
 // error it stops what it started.
 func (t *Trail) Start(ctx context.Context) error {
+	// A damaged file is refused before anything reads the chain from it:
+	// serving on it would append to a trail nobody can verify.
+	if err := t.db.Check(ctx, false); err != nil {
+		return fmt.Errorf("%w: restore the newest backup made by `warden backup` (stop warden, move %s and its -wal and -shm files aside, copy the backup in its place), then check it with `warden audit verify --full`", err, t.db.Path())
+	}
+	// Records a sink or a daily export already holds that the chain no
+	// longer has (a crash lost committed rows): the next records would
+	// reuse their numbers with other hashes.
+	gap, err := FindGap(ctx, t.db, t.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if gap.Found() {
+		return fmt.Errorf("%w: %s; run `warden audit ack-gap` to record the gap in the chain and continue above seq %d", ErrGap, gap, gap.Seen)
+	}
+	maxBytes, full := t.cfg.Audit.OutboxMaxBytes, t.cfg.Audit.OutboxFull
+	if maxBytes == 0 {
+		maxBytes = outbox.DefaultMaxBytes
+	}
+	if full == "" {
+		full = outbox.FullFailClosed
+	}
+	if err := outbox.SetLimits(ctx, t.db, maxBytes, full); err != nil {
+		return err
+	}
+
 	// A chain that does not verify is an incident, not a detail: refuse to
 	// start rather than append to it. The check covers the newest signed
 	// checkpoint and everything after it, so its cost does not grow with
@@ -165,6 +173,10 @@ func (t *Trail) Start(ctx context.Context) error {
 		return fmt.Errorf("audit trail not writable: %w", err)
 	}
 
+	if err := store.WriteFileAtomic(filepath.Join(t.cfg.DataDir, serveConfigFile), []byte(t.cfg.ConfigPath+"\n"), 0o600); err != nil {
+		t.log.Warn("could not note the configuration file in the data dir", "err", err)
+	}
+
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	t.stop = cancel
 	t.wg.Go(func() { t.retain(rctx) })
@@ -191,6 +203,20 @@ func (t *Trail) forgetSinks(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// serveConfigFile, in the data dir, names the configuration file the
+// server last started with.
+const serveConfigFile = "serve-config-path"
+
+// ServeConfigPath returns the configuration file the server last started
+// with on dataDir ("" when it ran on the built-in defaults or never ran).
+func ServeConfigPath(dataDir string) string {
+	b, err := os.ReadFile(filepath.Join(dataDir, serveConfigFile))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // recordConfig appends a config record: the version and a digest of the
@@ -221,6 +247,10 @@ func (t *Trail) retain(ctx context.Context) {
 // retention. Errors are logged: the next hour tries again.
 func (t *Trail) retainOnce(ctx context.Context, now time.Time) {
 	ac := t.cfg.Audit
+	if now.Sub(t.lastIntegrity) >= IntegrityEvery {
+		t.lastIntegrity = now
+		t.checkIntegrity(ctx)
+	}
 	if err := audit.ExportDays(ctx, t.db, filepath.Join(t.cfg.DataDir, "audit"), now, ac.RetentionDays); err != nil && ctx.Err() == nil {
 		t.log.Error("audit daily export", "err", err)
 	}
@@ -238,6 +268,35 @@ func (t *Trail) retainOnce(ctx context.Context, now time.Time) {
 	} else if n > 0 {
 		t.log.Info("audit text retention: purged text", "records", n, "text_retention_days", ac.TextRetentionDays)
 	}
+}
+
+// IntegrityEvery is how often the retention loop runs PRAGMA
+// integrity_check on the database (and at the loop's first pass).
+const IntegrityEvery = 24 * time.Hour
+
+// AlertKindDatabase is the kind of the alert raised when the scheduled
+// integrity check finds the database damaged.
+const AlertKindDatabase = "database_damaged"
+
+// checkIntegrity runs the full integrity check; a damaged file is logged
+// and alerted (the alert may not commit on a badly damaged file: the log
+// line is the fallback).
+func (t *Trail) checkIntegrity(ctx context.Context) {
+	err := t.db.Check(ctx, true)
+	if err == nil || ctx.Err() != nil {
+		return
+	}
+	t.log.Error("database integrity check failed: restore the newest backup made by `warden backup`", "err", err)
+	b, jerr := json.Marshal(struct {
+		Active  bool      `json:"active"`
+		Kind    string    `json:"kind"`
+		Message string    `json:"message"`
+		Time    time.Time `json:"time"`
+	}{true, AlertKindDatabase, err.Error() + ": restore the newest backup made by `warden backup`", t.now().UTC()})
+	if jerr != nil {
+		return
+	}
+	t.enqueueAlert(ctx, AlertKindDatabase, b)
 }
 
 // Close stops the retention loop, the aggregator (flushing its counts),
