@@ -38,7 +38,7 @@ unit: ## Fast tests with -race: -short skips those needing Ollama or rsyslog (no
 test: backend test-deps check ## Everything: make check, then every test with -race (builds bin/ollama first)
 	$(GO) test -race -count=1 -timeout 30m ./...
 
-test-deps: ## Install what the tests run for real (rsyslog with TLS, openssl)
+test-deps: ## Install what the tests run for real (rsyslog with TLS, openssl, systemd-analyze)
 	@bash scripts/install-test-deps.sh
 
 vet: ## go vet
