@@ -2,7 +2,6 @@ package main
 
 import (
 	"compress/gzip"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/outbox"
-	"github.com/warden-llm/warden/safety/store"
 	"github.com/warden-llm/warden/safety/trail"
 )
 
@@ -301,7 +299,7 @@ text are printed escaped (\x1b) unless --json is given.`,
 				return err
 			}
 			defer db.Close()
-			prompt, response, err := readTextAudited(cmd.Context(), db, cfg.DataDir, seq, osActor())
+			prompt, response, err := audit.ReadTextAudited(cmd.Context(), db, cfg.DataDir, seq, osActor())
 			if err != nil {
 				return err
 			}
@@ -394,53 +392,6 @@ func sinkRows(cfg Config, st []outbox.SinkStatus) []sinkRow {
 	}
 	return rows
 }
-
-// readTextAudited returns the text stored for record seq after appending an
-// admin record of the read (actor, seq) to the chain: the text is returned
-// only if the record of its reading committed.
-func readTextAudited(ctx context.Context, db *store.DB, dataDir string, seq int64, actor string) (prompt, response string, err error) {
-	recs, err := audit.Query(ctx, db, audit.Filter{AfterSeq: seq - 1, Limit: 1})
-	if err != nil {
-		return "", "", err
-	}
-	if len(recs) == 0 || recs[0].Seq != seq {
-		return "", "", fmt.Errorf("no audit record %d (pruned after audit.retention_days, or never written)", seq)
-	}
-	prompt, response, err = audit.ReadText(ctx, db, dataDir, seq)
-	if errors.Is(err, audit.ErrNoText) {
-		return "", "", fmt.Errorf("record %d has no stored text: audit.store_text was none when it was written, or audit.text_retention_days purged it", seq)
-	}
-	if err != nil {
-		return "", "", err
-	}
-	// Shaped like the key commands' admin records: who, what, on which.
-	type read struct {
-		Seq int64 `json:"seq"`
-	}
-	detail, err := json.Marshal(struct {
-		Actor  string `json:"actor"`
-		Action string `json:"action"`
-		Detail read   `json:"detail"`
-	}{actor, actionTextRead, read{seq}})
-	if err != nil {
-		return "", "", err
-	}
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return "", "", fmt.Errorf("record the read: %w", err)
-	}
-	defer tx.Rollback()
-	if _, err := audit.AppendTx(ctx, tx, audit.Record{Kind: audit.KindAdmin, Detail: detail}); err != nil {
-		return "", "", fmt.Errorf("record the read: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return "", "", fmt.Errorf("record the read: %w", err)
-	}
-	return prompt, response, nil
-}
-
-// actionTextRead is the action of the admin record `audit text` appends.
-const actionTextRead = "audit_text_read"
 
 // escapeControl writes control characters other than newline and tab as
 // Go escapes, so stored model output cannot drive the terminal.

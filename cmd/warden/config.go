@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -418,7 +416,7 @@ func (c *Config) Validate() error {
 	c.Server.TLS.validate(bad)
 	if allow, err := listener.ParseAllow("server.allow", c.Server.Allow); err != nil {
 		bad("%v", err)
-	} else if err := lockout(c.Server.Listen, allow); err != nil {
+	} else if err := listener.Lockout(c.Server.Listen, allow); err != nil {
 		bad("%v", err)
 	}
 	if _, err := listener.ParseAllow("admin.allow", c.Admin.Allow); err != nil {
@@ -575,44 +573,4 @@ func (t TLSConfig) validate(bad func(string, ...any)) {
 	default:
 		bad("server.tls.min_version must be \"1.3\" or \"1.2\", got %q", t.MinVersion)
 	}
-}
-
-// lockout refuses an allowlist that shuts out every client the listen
-// address can reach: loopback for a loopback address, or the network of
-// the interface that holds a specific address.
-func lockout(listen string, allow []netip.Prefix) error {
-	host, _, err := net.SplitHostPort(listen)
-	if err != nil || len(allow) == 0 {
-		return nil
-	}
-	overlaps := func(p netip.Prefix) bool {
-		return slices.ContainsFunc(allow, func(a netip.Prefix) bool { return a.Overlaps(p) })
-	}
-	if loopback(host) {
-		if !overlaps(netip.MustParsePrefix("127.0.0.0/8")) && !overlaps(netip.MustParsePrefix("::1/128")) {
-			return fmt.Errorf("server.allow %v locks out every client of server.listen %q (loopback): add 127.0.0.1", allow, listen)
-		}
-		return nil
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil || ip.IsUnspecified() {
-		return nil
-	}
-	addrs, _ := net.InterfaceAddrs()
-	for _, a := range addrs {
-		ipn, ok := a.(*net.IPNet)
-		if !ok {
-			continue
-		}
-		p, ok := netip.AddrFromSlice(ipn.IP)
-		if !ok || p.Unmap() != ip.Unmap() {
-			continue
-		}
-		ones, _ := ipn.Mask.Size()
-		own := netip.PrefixFrom(p.Unmap(), ones).Masked()
-		if !overlaps(own) {
-			return fmt.Errorf("server.allow %v shares nothing with %s, the network of server.listen %q: no client could connect", allow, own, listen)
-		}
-	}
-	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 )
 
@@ -154,4 +155,53 @@ func (c *conn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { c.l.release(c.ip) })
 	return err
+}
+
+// Lockout refuses an allowlist that shuts out every client the listen
+// address can reach: loopback for a loopback address, or the network of
+// the interface that holds a specific address.
+func Lockout(listen string, allow []netip.Prefix) error {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil || len(allow) == 0 {
+		return nil
+	}
+	overlaps := func(p netip.Prefix) bool {
+		return slices.ContainsFunc(allow, func(a netip.Prefix) bool { return a.Overlaps(p) })
+	}
+	if isLoopbackHost(host) {
+		if !overlaps(netip.MustParsePrefix("127.0.0.0/8")) && !overlaps(netip.MustParsePrefix("::1/128")) {
+			return fmt.Errorf("server.allow %v locks out every client of server.listen %q (loopback): add 127.0.0.1", allow, listen)
+		}
+		return nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.IsUnspecified() {
+		return nil
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		p, ok := netip.AddrFromSlice(ipn.IP)
+		if !ok || p.Unmap() != ip.Unmap() {
+			continue
+		}
+		ones, _ := ipn.Mask.Size()
+		own := netip.PrefixFrom(p.Unmap(), ones).Masked()
+		if !overlaps(own) {
+			return fmt.Errorf("server.allow %v shares nothing with %s, the network of server.listen %q: no client could connect", allow, own, listen)
+		}
+	}
+	return nil
+}
+
+// isLoopbackHost reports whether a listen host reaches only this machine.
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }

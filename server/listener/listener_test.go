@@ -161,3 +161,29 @@ func FuzzParseAllow(f *testing.F) {
 		}
 	})
 }
+
+func TestLockout(t *testing.T) {
+	p := func(s ...string) []netip.Prefix {
+		ps, err := ParseAllow("x", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ps
+	}
+	if err := Lockout("127.0.0.1:8080", p("192.168.1.0/24")); err == nil {
+		t.Error("a loopback listener with an allowlist without loopback was accepted")
+	}
+	for _, ok := range []struct {
+		listen string
+		allow  []netip.Prefix
+	}{
+		{"127.0.0.1:8080", p("127.0.0.1")},
+		{"localhost:8080", p("::1", "10.0.0.0/8")},
+		{"0.0.0.0:8443", p("192.168.1.0/24")},
+		{"127.0.0.1:8080", nil},
+	} {
+		if err := Lockout(ok.listen, ok.allow); err != nil {
+			t.Errorf("Lockout(%s, %v): %v", ok.listen, ok.allow, err)
+		}
+	}
+}
