@@ -51,7 +51,8 @@ var errInvalidKey = &apiError{
 // blocked prompt, GET /v1/models), and one over the limit is refused with
 // 429 before it costs anything else.
 func (s *Server) authenticate(c *gin.Context) {
-	if s.bans != nil {
+	banning := s.bans != nil && !clientAddr(c).IsLoopback() // this machine's own clients are never banned
+	if banning {
 		if err := s.bans.refused(clientAddr(c), s.now()); err != nil {
 			if s.cfg.Metrics != nil {
 				s.cfg.Metrics.banned.Inc()
@@ -67,7 +68,7 @@ func (s *Server) authenticate(c *gin.Context) {
 	}
 	p, err := s.cfg.Keys.Authenticate(token)
 	if err != nil || p == nil {
-		if s.bans != nil {
+		if banning {
 			s.bans.failed(clientAddr(c), s.now())
 		}
 		if s.cfg.OnAuthRefused != nil {

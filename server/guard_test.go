@@ -1,6 +1,7 @@
 package server
 
 import (
+	"io"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -90,11 +91,24 @@ func TestShedBeforeKeyLookup(t *testing.T) {
 func TestAuthFailBan(t *testing.T) {
 	clock := storetest.NewClock(storetest.T0)
 	ck := &countingKeys{}
-	ts := newTestServer(t, &fakeBackend{}, Config{Keys: ck, AuthFailLimit: 3, AuthBan: 10 * time.Minute, Now: clock.Now})
-	get := func(key string) (int, string) {
-		resp, body := send(t, http.MethodGet, ts.URL+"/v1/models", "", "", key)
-		return resp.StatusCode, body
+	// The client is a LAN host behind a trusted proxy on this machine: this
+	// machine's own (loopback) clients are never banned.
+	ts := newTestServer(t, &fakeBackend{}, Config{Keys: ck, AuthFailLimit: 3, AuthBan: 10 * time.Minute, Now: clock.Now, TrustedProxies: []string{"127.0.0.1"}})
+	getFrom := func(ip, key string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/v1/models", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		if ip != "" {
+			req.Header.Set("X-Forwarded-For", ip)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
 	}
+	get := func(key string) (int, string) { return getFrom("192.0.2.7", key) }
 	for i := range 3 {
 		if code, _ := get("wrong"); code != http.StatusUnauthorized {
 			t.Fatalf("failure %d: %d", i, code)
@@ -113,6 +127,15 @@ func TestAuthFailBan(t *testing.T) {
 	}
 	if code, body := get("good"); code != http.StatusForbidden || !strings.Contains(body, "ip_banned") {
 		t.Errorf("banned address with a good key: %d %s", code, body)
+	}
+	if code, _ := getFrom("", "good"); code != http.StatusOK {
+		t.Errorf("a loopback client while another address is banned: %d", code)
+	}
+	for range 10 {
+		getFrom("", "wrong")
+	}
+	if code, _ := getFrom("", "good"); code != http.StatusOK {
+		t.Errorf("a loopback client after many failures: %d, want it never banned", code)
 	}
 	clock.Advance(5 * time.Minute)
 	if code, _ := get("good"); code != http.StatusForbidden {
