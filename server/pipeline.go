@@ -20,13 +20,20 @@ import (
 // steps in the same order, and the order is what makes it correct:
 //
 //	decode → validate            (the route: its wire types)
-//	begin: deadline → model      (403 before anything is scanned or charged)
+//	begin: deadline → model      (404 for a missing or forbidden model, before anything is scanned or charged)
 //	filter the prompt            (redact in place; a block is 400, nothing admitted)
-//	admit: caps and quotas       (rate headers go out before a stream starts)
+//	admit: caps and quotas       (rate headers go out before a stream starts),
+//	       then the request record is committed (fail closed: 503 and a refund)
 //	build the backend request    (the route: with the admitted output cap)
-//	slot → backend               (each piece through the filter and caps)
+//	slot → backend               (each piece through the filter and caps; a
+//	                             stream's events go through a bounded buffer
+//	                             with a write deadline, so no reader holds a slot)
 //	release the slot             (before the audit commit: it needs no slot)
-//	settle once → record → respond
+//	settle once → record → respond (the record hashes what was delivered)
+//
+// A 4xx answered before the request record (invalid, refused, blocked
+// before admission) is counted in the key's per-minute refused record
+// instead of two records of its own.
 //
 // A route writes only decode, validate, its backend request and the shape
 // of its answer (a whole JSON body, or its chunk stream); begin, filter,
