@@ -18,6 +18,7 @@ import (
 
 	"github.com/warden-llm/warden/runtime/ollama"
 	"github.com/warden-llm/warden/safety/keys"
+	"github.com/warden-llm/warden/safety/tlsca"
 	"github.com/warden-llm/warden/safety/trail"
 	"github.com/warden-llm/warden/server/listener"
 )
@@ -178,16 +179,8 @@ type AdminConfig struct {
 	Allow []string `toml:"allow"`
 }
 
-// TLSConfig is [server.tls]. `warden tls init` makes a CA and the files.
-type TLSConfig struct {
-	CertFile     string `toml:"cert_file"`
-	KeyFile      string `toml:"key_file"`
-	MinVersion   string `toml:"min_version"`    // "1.3" (default) or "1.2"
-	ClientCAFile string `toml:"client_ca_file"` // set: client certificates are required
-}
-
-// On reports whether TLS is configured.
-func (t TLSConfig) On() bool { return t.CertFile != "" }
+// TLSConfig is [server.tls]: the listener's certificate settings.
+type TLSConfig = tlsca.Config
 
 // RuntimeConfig sets the model backend.
 type RuntimeConfig struct {
@@ -413,7 +406,7 @@ func (c *Config) Validate() error {
 	} else if !loopback(host) && !c.Server.TLS.On() && !c.Server.InsecurePlaintext {
 		bad("server.listen %q is reachable from other hosts but TLS is off, so keys would cross the network in clear: set [server.tls] cert_file and key_file (`warden tls init` makes them), or server.insecure_plaintext = true behind a TLS-terminating proxy on this host", c.Server.Listen)
 	}
-	c.Server.TLS.validate(bad)
+	c.Server.TLS.Validate(bad)
 	if allow, err := listener.ParseAllow("server.allow", c.Server.Allow); err != nil {
 		bad("%v", err)
 	} else if err := listener.Lockout(c.Server.Listen, allow); err != nil {
@@ -554,23 +547,4 @@ func loopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-func (t TLSConfig) validate(bad func(string, ...any)) {
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		bad("server.tls: cert_file and key_file go together")
-	}
-	for name, f := range map[string]string{"cert_file": t.CertFile, "key_file": t.KeyFile, "client_ca_file": t.ClientCAFile} {
-		if f != "" && !filepath.IsAbs(f) {
-			bad("server.tls.%s must be an absolute path, got %q", name, f)
-		}
-	}
-	if t.ClientCAFile != "" && !t.On() {
-		bad("server.tls.client_ca_file needs cert_file and key_file")
-	}
-	switch t.MinVersion {
-	case "1.3", "1.2":
-	default:
-		bad("server.tls.min_version must be \"1.3\" or \"1.2\", got %q", t.MinVersion)
-	}
 }
