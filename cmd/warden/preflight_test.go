@@ -3,12 +3,17 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -171,4 +176,38 @@ warden_preflight_check{check="logs.sinks",status="warn"} 0
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "warden_preflight_check"); err != nil {
 		t.Error(err)
 	}
+}
+
+// The runner reruns the checks every interval with the backend's live
+// values, and Close stops its goroutine.
+func TestPreflightRunnerReruns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		env := &preflight.Env{Listen: "127.0.0.1:8080", Isolation: "loopback", LocalAddrs: func() ([]netip.Addr, error) { return nil, nil }}
+		p := newPreflightRunner(env, slog.New(slog.DiscardHandler))
+		if _, ok := p.Latest(); ok {
+			t.Fatal("a report before any run")
+		}
+		p.Run(t.Context())
+		first, _ := p.Latest()
+		p.SetBackend("netns, user ollama (uid 999)", 0, &url.URL{Scheme: "http", Host: "127.0.0.1:1"})
+		p.Start(t.Context(), time.Hour)
+		time.Sleep(time.Hour + time.Second)
+		synctest.Wait()
+		second, _ := p.Latest()
+		p.Close()
+		status := func(r preflight.Report) preflight.Status {
+			for _, c := range r.Checks {
+				if c.Name == "exposure.backend" {
+					return c.Status
+				}
+			}
+			return ""
+		}
+		if status(first) != preflight.Warn || status(second) != preflight.Pass {
+			t.Errorf("exposure.backend %s then %s, want warn (loopback) then pass (netns after an hour)", status(first), status(second))
+		}
+		if !second.At.After(first.At) {
+			t.Errorf("the rerun's time %v is not after the first's %v", second.At, first.At)
+		}
+	})
 }
