@@ -75,11 +75,12 @@ func checkBackend(ctx context.Context, e *Env) Result {
 			}
 		}
 	}
-	switch e.Isolation {
+	mode, _, _ := strings.Cut(e.Isolation, ",")
+	switch mode {
 	case "netns":
-		return pass("the backend runs in its own network namespace: nothing outside Warden reaches it")
+		return pass("the backend runs in its own network namespace: nothing outside Warden reaches it (" + e.Isolation + ")")
 	case "loopback":
-		return warn("the backend listens on a host loopback port: other local users of this host can reach it without a key",
+		return warn("the backend listens on a host loopback port: other local users of this host can reach it without a key ("+e.Isolation+")",
 			"run Warden as root with runtime.isolation = \"netns\" (the child then runs as runtime.user), e.g. from scripts/systemd/warden.service")
 	case "attached":
 		return warn("the backend is attached (runtime.ollama_url): Warden cannot tell who else reaches it",
