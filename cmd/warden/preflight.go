@@ -112,7 +112,8 @@ func preflightEnv(cfg Config, db *store.DB) *preflight.Env {
 		Now:               time.Now,
 	}
 	for _, s := range cfg.Audit.Sinks {
-		e.Sinks = append(e.Sinks, preflight.Sink{Name: s.Name, Type: s.Type, Network: s.Network, Address: s.Address, URL: s.URL})
+		e.Sinks = append(e.Sinks, preflight.Sink{Name: s.Name, Type: s.Type, Network: s.Network, Address: s.Address, URL: s.URL,
+			CAFile: s.CAFile, CertFile: s.CertFile, KeyFile: s.KeyFile, ServerName: s.ServerName, InsecureSkipVerify: s.InsecureSkipVerify})
 	}
 	return e
 }

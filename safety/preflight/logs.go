@@ -2,8 +2,12 @@ package preflight
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -33,7 +37,13 @@ func checkSinks(ctx context.Context, e *Env) Result {
 				bad = append(bad, fmt.Sprintf("%s (%v)", s.Name, err))
 				continue
 			}
+			if s.Network == "tls" {
+				err = handshake(ctx, e, c, s)
+			}
 			c.Close()
+			if err != nil {
+				bad = append(bad, fmt.Sprintf("%s (TLS: %v)", s.Name, err))
+			}
 		}
 	}
 	if len(bad) > 0 {
@@ -44,6 +54,35 @@ func checkSinks(ctx context.Context, e *Env) Result {
 		return warn(strings.Join(notes, "; "), "prefer syslog over TLS (network = \"tls\")")
 	}
 	return pass(fmt.Sprintf("%d audit sinks reachable", len(e.Sinks)))
+}
+
+// handshake completes a TLS handshake on c with the sink's settings.
+func handshake(ctx context.Context, e *Env, c net.Conn, s Sink) error {
+	host, _, _ := net.SplitHostPort(s.Address)
+	conf := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: s.ServerName, InsecureSkipVerify: s.InsecureSkipVerify}
+	if conf.ServerName == "" {
+		conf.ServerName = host
+	}
+	if s.CAFile != "" {
+		b, err := os.ReadFile(s.CAFile)
+		if err != nil {
+			return err
+		}
+		conf.RootCAs = x509.NewCertPool()
+		if !conf.RootCAs.AppendCertsFromPEM(b) {
+			return fmt.Errorf("ca_file %s holds no certificate", s.CAFile)
+		}
+	}
+	if s.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile)
+		if err != nil {
+			return err
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.timeout())
+	defer cancel()
+	return tls.Client(c, conf).HandshakeContext(ctx)
 }
 
 // reachURL sends a HEAD request: any HTTP answer proves the receiver is up.

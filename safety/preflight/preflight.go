@@ -62,6 +62,10 @@ type Sink struct {
 	Network string // tls | tcp | udp (syslog)
 	Address string // host:port (syslog)
 	URL     string // webhook
+	// The TLS settings of a syslog sink with Network "tls": the check
+	// completes a handshake as the sink would.
+	CAFile, CertFile, KeyFile, ServerName string
+	InsecureSkipVerify                    bool
 }
 
 // Env is everything the checks look at. Zero values mean "not known" and

@@ -152,12 +152,37 @@ func TestSinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { syslog.Close() })
+	// A plain listener answers the TCP connect and nothing else; a TLS
+	// server completes the handshake against its CA file.
+	go func() {
+		for {
+			c, err := syslog.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	tlsSrv := httptest.NewTLSServer(http.NotFoundHandler())
+	t.Cleanup(tlsSrv.Close)
+	tlsAddr := tlsSrv.Listener.Addr().String()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	runTable(t, checkSinks, []tc{
 		{"none", env(Env{}), Fail, "no [[audit.sink]]"},
-		{"webhook and syslog reachable", env(Env{Sinks: []Sink{
+		{"webhook, syslog and syslog over TLS reachable", env(Env{Sinks: []Sink{
 			{Name: "hook", Type: "webhook", URL: hook.URL + "/in?token=secret"},
-			{Name: "siem", Type: "syslog", Network: "tls", Address: syslog.Addr().String()},
-		}}), Pass, "2 audit sinks"},
+			{Name: "siem", Type: "syslog", Network: "tcp", Address: syslog.Addr().String()},
+			{Name: "siem-tls", Type: "syslog", Network: "tls", Address: tlsAddr, CAFile: caFile},
+		}}), Pass, "3 audit sinks"},
+		{"TLS sink that is not TLS", env(Env{Sinks: []Sink{
+			{Name: "plain", Type: "syslog", Network: "tls", Address: syslog.Addr().String(), CAFile: caFile},
+		}}), Fail, "plain (TLS"},
+		{"TLS sink with an untrusted certificate", env(Env{Sinks: []Sink{
+			{Name: "untrusted", Type: "syslog", Network: "tls", Address: tlsAddr},
+		}}), Fail, "untrusted (TLS"},
 		{"syslog down", func(t *testing.T) *Env {
 			return &Env{Sinks: []Sink{{Name: "siem", Type: "syslog", Network: "tcp", Address: "127.0.0.1:" + strconv.Itoa(closedPort(t))}}}
 		}, Fail, "siem"},
