@@ -227,16 +227,17 @@ func v1CPU(root, p string) func(string) string {
 // and the nearest set limit is the one operators configured).
 func tightest(root, dir, file string, parse func(string) string) string {
 	root = filepath.Clean(root)
-	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+	for d := filepath.Clean(dir); d == root || strings.HasPrefix(d, root+string(filepath.Separator)); d = filepath.Dir(d) {
 		if b, err := os.ReadFile(filepath.Join(d, file)); err == nil {
 			if v := parse(strings.TrimSpace(string(b))); v != "" {
 				return v
 			}
 		}
-		if d == root || !strings.HasPrefix(d, root) || d == filepath.Dir(d) {
-			return ""
+		if d == root {
+			break
 		}
 	}
+	return ""
 }
 
 func checkTLSCert(_ context.Context, e *Env) Result {
