@@ -63,6 +63,20 @@ func (s *Server) adminRoutes(e *gin.Engine) {
 	a.PUT("/keys/:id/limits", s.h(s.adminUpdateKey)) // the route's name before PATCH
 	a.GET("/keys/:id/usage", s.h(s.adminUsage))
 	a.GET("/gpu", s.h(s.adminGPU))
+	if s.cfg.Preflight != nil {
+		a.GET("/preflight", s.h(s.adminPreflight))
+	}
+}
+
+// adminPreflight reports the latest preflight run (at serve start, then
+// hourly); 503 before the first.
+func (s *Server) adminPreflight(c *gin.Context) error {
+	rep, ok := s.cfg.Preflight()
+	if !ok {
+		return &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: "preflight_pending", Message: "The preflight checks have not run yet."}
+	}
+	c.JSON(http.StatusOK, rep)
+	return nil
 }
 
 // adminGPU reports the latest GPU sample; without a GPU it says why.

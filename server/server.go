@@ -19,6 +19,7 @@ import (
 	"github.com/warden-llm/warden/runtime/ollama"
 	"github.com/warden-llm/warden/safety/filter"
 	"github.com/warden-llm/warden/safety/keys"
+	"github.com/warden-llm/warden/safety/preflight"
 )
 
 // Backend is what the HTTP layer needs from the model runtime. Streaming
@@ -111,6 +112,9 @@ type Config struct {
 	Admin KeyAdmin
 	// Usage, if set, reports per-key usage on /admin.
 	Usage UsageReader
+	// Preflight, if set, reports the latest deployment checklist on
+	// /admin/preflight (ok false: not run yet).
+	Preflight func() (preflight.Report, bool)
 
 	// HSTS sends Strict-Transport-Security on every response: set it when
 	// the listener serves TLS.

@@ -171,6 +171,9 @@ type ServerConfig struct {
 	// MaxInflightBodyBytesPerIP bounds the request bodies one client IP
 	// may have in flight, counted before they are read.
 	MaxInflightBodyBytesPerIP int64 `toml:"max_inflight_body_bytes_per_ip"`
+	// RequirePreflight refuses to start while a `warden preflight` check
+	// fails (as `serve --require-preflight` does).
+	RequirePreflight bool `toml:"require_preflight"`
 }
 
 // AdminConfig is [admin].

@@ -28,12 +28,17 @@ import (
 
 func newServeCmd(g *globals) *cobra.Command {
 	var listen string
+	var requirePreflight bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the backend and serve the OpenAI-compatible API",
 		Long: `Serve starts Ollama as a child process on a loopback port (or attaches to
 runtime.ollama_url), imports the demo model when the backend has none, and
 serves the OpenAI-compatible API on server.listen (127.0.0.1:8080 by default).
+
+It runs the preflight checks at start and hourly (GET /admin/preflight,
+warden_preflight_check); with --require-preflight or
+server.require_preflight = true it refuses to start while one fails.
 
 SIGINT or SIGTERM stops accepting connections, lets streams in flight finish
 up to server.drain_timeout, then stops the child.`,
@@ -46,6 +51,9 @@ up to server.drain_timeout, then stops the child.`,
 			if listen != "" {
 				cfg.Server.Listen = listen
 			}
+			if requirePreflight {
+				cfg.Server.RequirePreflight = true
+			}
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
@@ -53,6 +61,7 @@ up to server.drain_timeout, then stops the child.`,
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "", "address to listen on (default 127.0.0.1:8080)")
+	cmd.Flags().BoolVar(&requirePreflight, "require-preflight", false, "refuse to start while a preflight check fails (server.require_preflight)")
 	return cmd
 }
 
@@ -113,6 +122,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 			log.Error("close audit trail", "err", err)
 		}
 	}()
+	// The checklist runs before the listener and the child: a deployment
+	// that must not run starts nothing.
+	pre := newPreflightRunner(preflightEnv(cfg, db), log.With("component", "preflight"))
+	if rep := pre.Run(ctx); !rep.OK && cfg.Server.RequirePreflight {
+		return preflightRefusal(rep)
+	}
+
 	limiter := quota.New(db, quota.Config{Logger: log.With("component", "quota")})
 	defer func() {
 		if err := limiter.Close(context.Background()); err != nil {
@@ -163,6 +179,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	}()
 
 	log.Info("backend isolation", "isolation", be.Isolation())
+	// Rerun with the running child's isolation, pid and port; then hourly.
+	pre.SetBackend(be.Isolation(), be.PGID(), be.URL())
+	pre.Run(ctx)
+	pre.Start(ctx, time.Hour)
+	defer pre.Close()
 	if err := writeBackendURL(cfg.DataDir, be.URL()); err != nil {
 		return err
 	}
@@ -224,6 +245,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	registerGateMetrics(metrics.Registry, gate)
 	registerConnMetrics(metrics.Registry, refused, ln.Open)
 	registerQuotaMetrics(metrics.Registry, limiter)
+	registerPreflightMetrics(metrics.Registry, pre.Latest)
 	if cfg.Server.MetricsListen != "" {
 		stop, err := serveMetrics(cfg.Server.MetricsListen, metrics, log)
 		if err != nil {
@@ -258,6 +280,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		OnAuthRefused:     tr.Refused,
 		Admin:             keys.Admin{Manager: &keys.Manager{DB: db}, Cache: cache},
 		Usage:             limiter,
+		Preflight:         pre.Latest,
 		HSTS:              tlsConf != nil,
 		Logger:            log,
 
