@@ -39,8 +39,11 @@ func parseCIDR(c string) (netip.Prefix, error) {
 		return netip.Prefix{}, errors.New("empty client network (allow-cidr)")
 	}
 	if p, err := netip.ParsePrefix(c); err == nil {
-		if p.Addr().Is4In6() {
-			p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
+		if p.Addr().Is4In6() { // ::ffff:10.0.0.0/104 is 10.0.0.0/8
+			if p.Bits() < 96 {
+				return netip.Prefix{}, fmt.Errorf("client network %q mixes IPv4-mapped and IPv6 addresses; give the IPv4 CIDR", c)
+			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		return p.Masked(), nil
 	}

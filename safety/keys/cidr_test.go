@@ -14,8 +14,8 @@ import (
 func TestAllowCIDRs(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
-	k, tok := f.create(t, Spec{Name: "lan", AllowCIDRs: []string{" 10.1.2.3/24 ", "127.0.0.2", "10.1.2.0/24", "::ffff:192.168.1.7"}})
-	if want := []string{"10.1.2.0/24", "127.0.0.2/32", "192.168.1.7/32"}; !slices.Equal(k.AllowCIDRs, want) {
+	k, tok := f.create(t, Spec{Name: "lan", AllowCIDRs: []string{" 10.1.2.3/24 ", "127.0.0.2", "10.1.2.0/24", "::ffff:192.168.1.7", "::ffff:10.9.0.0/112"}})
+	if want := []string{"10.1.2.0/24", "127.0.0.2/32", "192.168.1.7/32", "10.9.0.0/16"}; !slices.Equal(k.AllowCIDRs, want) {
 		t.Errorf("stored allow_cidrs = %q, want %q", k.AllowCIDRs, want)
 	}
 	plain, _ := f.create(t, Spec{Name: "any"})
@@ -72,7 +72,7 @@ func TestAllowCIDRs(t *testing.T) {
 		t.Errorf("after clearing: allow_cidrs = %q, want none", got.AllowCIDRs)
 	}
 
-	for _, bad := range [][]string{{"10.0.0.0/33"}, {"lan"}, {""}, {"fe80::1%eth0"}, {"10.0.0.0/8", "10.0.0.1/8/8"}} {
+	for _, bad := range [][]string{{"10.0.0.0/33"}, {"lan"}, {""}, {"fe80::1%eth0"}, {"10.0.0.0/8", "10.0.0.1/8/8"}, {"::ffff:10.0.0.0/90"}} {
 		if _, _, err := f.m.Create(ctx, "os:t", Spec{Name: "bad", AllowCIDRs: bad}); err == nil || !strings.Contains(err.Error(), "client network") {
 			t.Errorf("create with %q: err = %v, want a client network error", bad, err)
 		}
@@ -96,4 +96,26 @@ func TestAllowCIDRsStoredGarbageAllowsNothing(t *testing.T) {
 	if p.AllowsAddr(netip.MustParseAddr("127.0.0.1")) {
 		t.Error("a key with an unparsable stored network allows 127.0.0.1")
 	}
+}
+
+// FuzzNormalizeCIDRs: any comma-separated input is refused or becomes
+// canonical networks that parse back to themselves and are idempotent.
+func FuzzNormalizeCIDRs(f *testing.F) {
+	f.Add("10.0.0.0/8,::1")
+	f.Fuzz(func(t *testing.T, s string) {
+		out, err := normalizeCIDRs(strings.Split(s, ","))
+		if err != nil {
+			return
+		}
+		for _, c := range out {
+			p, err := netip.ParsePrefix(c)
+			if err != nil || p != p.Masked() || p.Addr().Is4In6() || p.String() != c {
+				t.Fatalf("%q: stored %q is not canonical (%v)", s, c, err)
+			}
+		}
+		again, err := normalizeCIDRs(out)
+		if err != nil || !slices.Equal(again, out) {
+			t.Fatalf("%q: normalizing %q again gave %q, %v", s, out, again, err)
+		}
+	})
 }
