@@ -114,6 +114,9 @@ type newKeyBody struct {
 	Limits  keys.Limits `json:"limits"`
 	Weight  int         `json:"weight"`  // 0: 1
 	Profile string      `json:"profile"` // "": the default profile
+	// AllowCIDRs are the client networks the key may be used from; empty:
+	// any address.
+	AllowCIDRs []string `json:"allow_cidrs"`
 }
 
 type secretBody struct {
@@ -131,7 +134,7 @@ func (s *Server) adminCreateKey(c *gin.Context) error {
 		return invalidf("expires", "Invalid 'expires': %v.", err)
 	}
 	spec := keys.Spec{Name: b.Name, Models: b.Models, Expires: exp, Limits: b.Limits,
-		Weight: b.Weight, Profile: b.Profile}
+		Weight: b.Weight, Profile: b.Profile, AllowCIDRs: b.AllowCIDRs}
 	for _, sc := range b.Scopes {
 		spec.Scopes = append(spec.Scopes, keys.Scope(sc))
 	}
@@ -215,6 +218,9 @@ type updateBody struct {
 	MaxInputTokens  *int64  `json:"max_input_tokens"`
 	Weight          *int    `json:"weight"`
 	Profile         *string `json:"profile"`
+	// AllowCIDRs replaces the key's client networks; [] allows any address
+	// again.
+	AllowCIDRs *[]string `json:"allow_cidrs"`
 }
 
 // updateFields are updateBody's JSON names: PATCH refuses any other, so a
@@ -222,6 +228,7 @@ type updateBody struct {
 var updateFields = map[string]bool{
 	"rpm": true, "tpm": true, "tokens_per_day": true, "tokens_per_month": true, "concurrency": true,
 	"max_output_tokens": true, "max_output_chars": true, "max_input_tokens": true, "weight": true, "profile": true,
+	"allow_cidrs": true,
 }
 
 // decodeUpdate reads an update body. Unknown fields are refused on PATCH;
@@ -279,7 +286,12 @@ func (s *Server) adminUpdateKey(c *gin.Context) error {
 			*f.dst = *f.src
 		}
 	}
-	ch := keys.Change{Limits: &l, Weight: b.Weight, Profile: b.Profile}
+	if b.AllowCIDRs != nil {
+		if err := (keys.Change{AllowCIDRs: b.AllowCIDRs}).Validate(); err != nil {
+			return invalidf("allow_cidrs", "Invalid 'allow_cidrs': %v.", err)
+		}
+	}
+	ch := keys.Change{Limits: &l, Weight: b.Weight, Profile: b.Profile, AllowCIDRs: b.AllowCIDRs}
 	if err := ch.Validate(); err != nil {
 		return invalidf("", "Invalid limits: %v.", err)
 	}

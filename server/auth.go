@@ -43,13 +43,22 @@ var errInvalidKey = &apiError{
 	Message: "Incorrect API key provided. Keys look like wdn_<id>_<secret>; ask your Warden admin for one.",
 }
 
+var errKeyIPNotAllowed = &apiError{
+	Status:  http.StatusForbidden,
+	Type:    typeInvalidRequest,
+	Code:    "ip_not_allowed",
+	Message: "This API key may not be used from this address.",
+}
+
 // authenticate requires a valid key (Authorization: Bearer, or x-api-key)
 // on every route of its group. Every failure gets the same 401, so ids
 // cannot be probed. The request is then counted against the key's
 // requests per minute, before its body is read: every request counts,
 // whatever becomes of it (a bad body, a model the key may not use, a
 // blocked prompt, GET /v1/models), and one over the limit is refused with
-// 429 before it costs anything else.
+// 429 before it costs anything else. A key with client networks
+// (allow_cidrs) is refused with 403 ip_not_allowed from any other address
+// (the peer, or X-Forwarded-For from a trusted proxy).
 func (s *Server) authenticate(c *gin.Context) {
 	banning := s.bans != nil && !clientAddr(c).IsLoopback() // this machine's own clients are never banned
 	if banning {
@@ -78,6 +87,15 @@ func (s *Server) authenticate(c *gin.Context) {
 		return
 	}
 	c.Set(principalKey, p)
+	if !p.AllowsAddr(clientAddr(c)) {
+		// Outside the key's client networks: refused before it counts
+		// against the key's quota, and recorded in its aggregate record.
+		s.writeError(c, errKeyIPNotAllowed)
+		if s.cfg.OnRequestRefused != nil {
+			s.cfg.OnRequestRefused(p.KeyID, c.ClientIP(), c.Writer.Status())
+		}
+		return
+	}
 	if err := s.countRequest(c, p); err != nil {
 		s.writeError(c, err)
 		if s.cfg.OnRequestRefused != nil { // counted in the key's aggregate record, like the refusals after it

@@ -142,6 +142,9 @@ type ServerConfig struct {
 	DrainTimeout      time.Duration `toml:"drain_timeout"`
 	KeepAliveInterval time.Duration `toml:"keepalive_interval"`
 	WriteTimeout      time.Duration `toml:"write_timeout"`
+	// ReadHeaderTimeout is how long a client has for a request's headers
+	// (and the TLS handshake); then the connection is closed.
+	ReadHeaderTimeout time.Duration `toml:"read_header_timeout"`
 	TrustedProxies    []string      `toml:"trusted_proxies"`
 	// MetricsListen, if set, serves /metrics without a key on this
 	// address too (keep it on loopback); the main listener serves it to
@@ -224,6 +227,7 @@ func defaultConfig(getenv func(string) string) Config {
 			MaxConnections:            1024,
 			MaxConnectionsPerIP:       64,
 			WriteTimeout:              30 * time.Second,
+			ReadHeaderTimeout:         10 * time.Second,
 			MaxInflightBodyBytesPerIP: 8 << 20,
 			MaxRPS:                    1000,
 			AuthFailLimit:             20,
@@ -451,6 +455,7 @@ func (c *Config) Validate() error {
 		{"server.drain_timeout", c.Server.DrainTimeout},
 		{"server.keepalive_interval", c.Server.KeepAliveInterval},
 		{"server.write_timeout", c.Server.WriteTimeout},
+		{"server.read_header_timeout", c.Server.ReadHeaderTimeout},
 		{"runtime.start_timeout", c.Runtime.StartTimeout},
 		{"keys.poll_interval", c.Keys.PollInterval},
 		{"gpu.interval", c.GPU.Interval},

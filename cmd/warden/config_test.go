@@ -128,6 +128,7 @@ func TestConfigErrors(t *testing.T) {
 		{"context", func(c *Config) { c.Runtime.ContextLength = 10 }, "runtime.context_length"},
 		{"output cap", func(c *Config) { c.Server.MaxOutputTokens = 0 }, "server.max_output_tokens"},
 		{"timeout", func(c *Config) { c.Server.RequestTimeout = 0 }, "server.request_timeout"},
+		{"header timeout", func(c *Config) { c.Server.ReadHeaderTimeout = 0 }, "server.read_header_timeout"},
 		{"proxy", func(c *Config) { c.Server.TrustedProxies = []string{"nope"} }, "trusted_proxies"},
 		{"url and bin", func(c *Config) { c.Runtime.OllamaURL = "http://x:1"; c.Runtime.OllamaBin = "/x" }, "exclude"},
 		{"isolation", func(c *Config) { c.Runtime.Isolation = "chroot" }, "runtime.isolation"},

@@ -58,6 +58,17 @@ func splitList(s string) []string {
 	return out
 }
 
+// cidrList joins the values of repeated --allow-cidr flags, each of which
+// may hold a comma-separated list; empty values add nothing, so
+// --allow-cidr "" is the empty list.
+func cidrList(vals []string) []string {
+	out := []string{}
+	for _, v := range vals {
+		out = append(out, splitList(v)...)
+	}
+	return out
+}
+
 func notFound(id string, err error) error {
 	if errors.Is(err, keys.ErrNotFound) {
 		return fmt.Errorf("no key with id %q (see `warden keys list`)", id)
@@ -95,6 +106,7 @@ change within keys.poll_interval (1s by default).`,
 		lf                                limitFlags
 		weight                            int
 		profile                           string
+		allowCIDRs                        []string
 	)
 	create := &cobra.Command{
 		Use:   "create --name NAME",
@@ -106,7 +118,7 @@ change within keys.poll_interval (1s by default).`,
 				return err
 			}
 			spec := keys.Spec{Name: name, Models: splitList(modelsList), Expires: exp, Limits: lf.l,
-				Weight: weight, Profile: profile}
+				Weight: weight, Profile: profile, AllowCIDRs: cidrList(allowCIDRs)}
 			for _, s := range splitList(scopes) {
 				spec.Scopes = append(spec.Scopes, keys.Scope(s))
 			}
@@ -135,6 +147,7 @@ change within keys.poll_interval (1s by default).`,
 	lf.bind(create.Flags())
 	create.Flags().IntVar(&weight, "weight", keys.DefaultWeight, "share of the backend's slots in the fair queue (1-1000)")
 	create.Flags().StringVar(&profile, "profile", "", "safety-filter profile name (default: the default profile)")
+	create.Flags().StringArrayVar(&allowCIDRs, "allow-cidr", nil, "client networks the key may be used from: CIDRs or addresses, repeated or comma-separated (default: any address)")
 	_ = create.MarkFlagRequired("name")
 
 	list := &cobra.Command{
@@ -239,11 +252,12 @@ change within keys.poll_interval (1s by default).`,
 		setLF      limitFlags
 		setWeight  int
 		setProfile string
+		setCIDRs   []string
 	)
 	update := &cobra.Command{
-		Use:     "update ID [--rpm N] [--tpm N] [--weight N] [--profile NAME] ...",
+		Use:     "update ID [--rpm N] [--tpm N] [--weight N] [--profile NAME] [--allow-cidr CIDR] ...",
 		Aliases: []string{"set-limits"}, // its name before it changed weight and profile too
-		Short:   "Change a key's limits, weight or profile (flags not given keep their value; a limit of 0 means the configured default)",
+		Short:   "Change a key's limits, weight, profile or client networks (flags not given keep their value; a limit of 0 means the configured default)",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ch := keys.Change{Limits: &setLF.l}
@@ -252,6 +266,10 @@ change within keys.poll_interval (1s by default).`,
 			}
 			if cmd.Flags().Changed("profile") {
 				ch.Profile = &setProfile
+			}
+			if cmd.Flags().Changed("allow-cidr") {
+				nets := cidrList(setCIDRs)
+				ch.AllowCIDRs = &nets
 			}
 			if err := ch.Validate(); err != nil {
 				return err
@@ -294,6 +312,7 @@ change within keys.poll_interval (1s by default).`,
 	setLF.bind(update.Flags())
 	update.Flags().IntVar(&setWeight, "weight", keys.DefaultWeight, "share of the backend's slots in the fair queue (1-1000)")
 	update.Flags().StringVar(&setProfile, "profile", "", "safety-filter profile name (\"\" for the default profile)")
+	update.Flags().StringArrayVar(&setCIDRs, "allow-cidr", nil, "client networks the key may be used from, replacing its list: CIDRs or addresses, repeated or comma-separated (\"\": any address)")
 
 	cmd.AddCommand(create, list, show, rotate, revoke, update)
 	return cmd
@@ -321,6 +340,9 @@ func printKeyText(g *globals, k keys.Key) error {
 		k.ID, k.Name, joinScopes(k.Scopes), models, b, k.Weight, profile, k.Created.UTC().Format(time.RFC3339), ago(now, k.LastUsed), until(now, k.Expires))
 	if k.GraceUntil != nil && k.GraceUntil.After(now) {
 		fmt.Fprintf(tw, "previous secret\tworks until %s\n", k.GraceUntil.UTC().Format(time.RFC3339))
+	}
+	if len(k.AllowCIDRs) > 0 {
+		fmt.Fprintf(tw, "allowed from\t%s\n", strings.Join(k.AllowCIDRs, ", "))
 	}
 	if k.Revoked != nil {
 		fmt.Fprintf(tw, "revoked\t%s\n", k.Revoked.UTC().Format(time.RFC3339))

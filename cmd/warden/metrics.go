@@ -113,16 +113,26 @@ func serveMetrics(addr string, m *server.Metrics, log *slog.Logger) (func(), err
 	}, nil
 }
 
-// newRefusedCounter counts connections closed at accept, by reason.
-func newRefusedCounter() *prometheus.CounterVec {
-	return prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "warden_connections_refused_total", Help: "Connections closed at accept: outside server.allow (not_allowed) or over a connection ceiling (too_many).",
-	}, []string{"reason"})
+// connMetrics are the API listener's counters.
+type connMetrics struct {
+	refused        *prometheus.CounterVec // closed at accept, by reason
+	headerTimeouts prometheus.Counter     // cut before their headers arrived
 }
 
-// registerConnMetrics adds the listener's series.
-func registerConnMetrics(r *prometheus.Registry, refused *prometheus.CounterVec, open func() int) {
-	r.MustRegister(refused, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+func newConnMetrics() connMetrics {
+	return connMetrics{
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warden_connections_refused_total", Help: "Connections closed at accept: outside server.allow (not_allowed) or over a connection ceiling (too_many).",
+		}, []string{"reason"}),
+		headerTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "warden_header_timeouts_total", Help: "Connections closed because the client did not finish a request's headers (or its TLS handshake) within server.read_header_timeout.",
+		}),
+	}
+}
+
+// register adds the listener's series.
+func (m connMetrics) register(r *prometheus.Registry, open func() int) {
+	r.MustRegister(m.refused, m.headerTimeouts, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "warden_open_connections", Help: "Connections open on the API listener.",
 	}, func() float64 { return float64(open()) }))
 }

@@ -155,16 +155,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	if err != nil {
 		return err
 	}
-	refused := newRefusedCounter()
-	ln := listener.Wrap(tcp, listener.Config{
-		Allow:         allow,
-		MaxConns:      cfg.Server.MaxConnections,
-		MaxConnsPerIP: cfg.Server.MaxConnectionsPerIP,
-		OnRefused: func(ip netip.Addr, reason string) {
-			refused.WithLabelValues(reason).Inc()
-			tr.Refused(ip.String()) // one aggregated audit record per address and minute
-		},
-	})
+	conns := newConnMetrics()
+	ln := guardListener(tcp, cfg.Server, allow, conns, tr.Refused)
 
 	be, err := startBackend(ctx, cfg, log)
 	if err != nil {
@@ -243,7 +235,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	metrics.WatchQueue(queue.Stats)
 	registerMetrics(metrics.Registry, be, tr, client)
 	registerGateMetrics(metrics.Registry, gate)
-	registerConnMetrics(metrics.Registry, refused, ln.Open)
+	conns.register(metrics.Registry, ln.Open)
 	registerQuotaMetrics(metrics.Registry, limiter)
 	registerPreflightMetrics(metrics.Registry, pre.Latest)
 	if cfg.Server.MetricsListen != "" {
@@ -295,15 +287,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
+	hs := newHTTPServer(ctx, cfg.Server, srv.Handler(), log)
 	errc := make(chan error, 1)
 	go func() {
 		if tlsConf != nil {
@@ -336,6 +320,38 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	}
 	<-errc
 	return nil
+}
+
+// guardListener guards the API's listener: the client allowlist and
+// connection ceilings at accept (a refusal counted and passed to
+// refused, for the aggregated audit record), and the header-timeout count.
+func guardListener(tcp net.Listener, sc ServerConfig, allow []netip.Prefix, m connMetrics, refused func(ip string)) *listener.Listener {
+	return listener.Wrap(tcp, listener.Config{
+		Allow:         allow,
+		MaxConns:      sc.MaxConnections,
+		MaxConnsPerIP: sc.MaxConnectionsPerIP,
+		OnRefused: func(ip netip.Addr, reason string) {
+			m.refused.WithLabelValues(reason).Inc()
+			refused(ip.String()) // one aggregated audit record per address and minute
+		},
+		OnHeaderTimeout: func(netip.Addr) { m.headerTimeouts.Inc() },
+	})
+}
+
+// newHTTPServer is the API's http.Server over a guardListener: its
+// timeouts and header cap, and the hooks the listener needs to tell a
+// header timeout from an idle keep-alive close.
+func newHTTPServer(ctx context.Context, sc ServerConfig, h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           listener.Track(h),
+		ReadHeaderTimeout: sc.ReadHeaderTimeout,
+		ReadTimeout:       2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ConnContext:       listener.ConnContext,
+	}
 }
 
 // cutGrace is how long requests cut at the drain timeout have to send

@@ -106,12 +106,15 @@ type Key struct {
 	// Profile names the safety-filter profile applied to the key's
 	// requests; "" is the default profile. (Stored in the keys table's
 	// policy column.)
-	Profile  string     `json:"profile"`
-	Created  time.Time  `json:"created"`
-	Rotated  *time.Time `json:"rotated,omitempty"`
-	Expires  *time.Time `json:"expires,omitempty"`
-	Revoked  *time.Time `json:"revoked,omitempty"`
-	LastUsed *time.Time `json:"last_used,omitempty"`
+	Profile string `json:"profile"`
+	// AllowCIDRs are the client networks the key may be used from
+	// (canonical CIDRs); empty allows any address.
+	AllowCIDRs []string   `json:"allow_cidrs"`
+	Created    time.Time  `json:"created"`
+	Rotated    *time.Time `json:"rotated,omitempty"`
+	Expires    *time.Time `json:"expires,omitempty"`
+	Revoked    *time.Time `json:"revoked,omitempty"`
+	LastUsed   *time.Time `json:"last_used,omitempty"`
 	// GraceUntil is when the previous secret stops working after a rotate
 	// (nil when there is none).
 	GraceUntil *time.Time `json:"grace_until,omitempty"`
@@ -126,6 +129,9 @@ type Spec struct {
 	Limits  Limits
 	Weight  int    // 0 = DefaultWeight
 	Profile string // "" = the default profile
+	// AllowCIDRs are the client networks the key may be used from (CIDRs
+	// or single addresses); empty = any address.
+	AllowCIDRs []string
 }
 
 const (
@@ -177,6 +183,11 @@ func (s Spec) normalize() (Spec, error) {
 	if err := checkProfile(s.Profile); err != nil {
 		return Spec{}, err
 	}
+	cidrs, err := normalizeCIDRs(s.AllowCIDRs)
+	if err != nil {
+		return Spec{}, err
+	}
+	s.AllowCIDRs = cidrs
 	return s, nil
 }
 

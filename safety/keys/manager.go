@@ -76,10 +76,10 @@ func (m *Manager) Create(ctx context.Context, actor string, s Spec) (Key, string
 	var k Key
 	err = m.tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO keys
-			(id, name, secret_hash, created_at, expires_at, scopes, models, limits, policy, weight, version)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, `+nextVersion+`)`,
+			(id, name, secret_hash, created_at, expires_at, scopes, models, limits, policy, weight, allow_cidrs, version)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, `+nextVersion+`)`,
 			id, s.Name, hash[:], now.UnixMilli(), expires,
-			mustJSON(s.Scopes), mustJSON(s.Models), mustJSON(s.Limits), s.Profile, s.Weight)
+			mustJSON(s.Scopes), mustJSON(s.Models), mustJSON(s.Limits), s.Profile, s.Weight, mustJSON(s.AllowCIDRs))
 		if err != nil {
 			return fmt.Errorf("create key: %w", err)
 		}
@@ -90,7 +90,7 @@ func (m *Manager) Create(ctx context.Context, actor string, s Spec) (Key, string
 		k = r.Key
 		return m.event(ctx, tx, now, actor, ActionCreate, id, map[string]any{
 			"name": k.Name, "scopes": k.Scopes, "models": k.Models, "limits": k.Limits,
-			"expires": k.Expires, "weight": k.Weight, "profile": k.Profile,
+			"expires": k.Expires, "weight": k.Weight, "profile": k.Profile, "allow_cidrs": k.AllowCIDRs,
 		})
 	})
 	if err != nil {
@@ -174,11 +174,20 @@ type Change struct {
 	Limits  *Limits
 	Weight  *int
 	Profile *string
+	// AllowCIDRs, when set, replaces the key's client networks; an empty
+	// list allows any address again.
+	AllowCIDRs *[]string
 }
 
-// Validate refuses negative limits, a weight outside 1..MaxWeight and a
-// malformed profile name.
+// Validate refuses negative limits, a weight outside 1..MaxWeight, a
+// malformed profile name and a client network that is not a CIDR or an
+// address.
 func (ch Change) Validate() error {
+	if ch.AllowCIDRs != nil {
+		if _, err := normalizeCIDRs(*ch.AllowCIDRs); err != nil {
+			return err
+		}
+	}
 	if ch.Limits != nil {
 		if err := ch.Limits.Validate(); err != nil {
 			return err
@@ -210,13 +219,17 @@ func (m *Manager) Update(ctx context.Context, actor, id string, ch Change) error
 	if ch.Profile != nil {
 		profile = strings.TrimSpace(*ch.Profile)
 	}
+	var cidrs []string
+	if ch.AllowCIDRs != nil {
+		cidrs, _ = normalizeCIDRs(*ch.AllowCIDRs) // checked by Validate
+	}
 	now := m.now()
 	return m.tx(ctx, func(tx *sql.Tx) error {
 		r, err := getRecord(ctx, m.DB, tx, id)
 		if err != nil {
 			return err
 		}
-		limits, weight, prof := r.Limits, r.Weight, r.Profile
+		limits, weight, prof, nets := r.Limits, r.Weight, r.Profile, r.AllowCIDRs
 		detail := map[string]any{}
 		if ch.Limits != nil {
 			limits = *ch.Limits
@@ -230,8 +243,12 @@ func (m *Manager) Update(ctx context.Context, actor, id string, ch Change) error
 			prof = profile
 			detail["profile"], detail["previous_profile"] = prof, r.Profile
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE keys SET limits = ?, weight = ?, policy = ?, version = `+nextVersion+` WHERE id = ?`,
-			mustJSON(limits), weight, prof, id)
+		if ch.AllowCIDRs != nil {
+			nets = cidrs
+			detail["allow_cidrs"], detail["previous_allow_cidrs"] = nets, r.AllowCIDRs
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE keys SET limits = ?, weight = ?, policy = ?, allow_cidrs = ?,
+			version = `+nextVersion+` WHERE id = ?`, mustJSON(limits), weight, prof, mustJSON(nets), id)
 		if err != nil {
 			return fmt.Errorf("update key %s: %w", id, err)
 		}

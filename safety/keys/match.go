@@ -2,6 +2,7 @@ package keys
 
 import (
 	"fmt"
+	"net/netip"
 	"path"
 	"strings"
 
@@ -23,8 +24,12 @@ type Principal struct {
 	Weight int
 	// Profile names the key's safety-filter profile ("" = default).
 	Profile string
+	// AllowCIDRs are the client networks the key may be used from (empty:
+	// any); see AllowsAddr.
+	AllowCIDRs []string
 
 	patterns []pattern
+	nets     []netip.Prefix
 }
 
 // Allows reports whether the key holds scope s. Scopes do not imply each
@@ -159,5 +164,8 @@ func newPrincipal(k Key) *Principal {
 		Weight:   max(k.Weight, 1),
 		Profile:  k.Profile,
 		patterns: compilePatterns(k.Models),
+
+		AllowCIDRs: k.AllowCIDRs,
+		nets:       compileCIDRs(k.AllowCIDRs),
 	}
 }

@@ -12,7 +12,7 @@ import (
 
 // keyColumns is the column list every key read selects, in scanRecord's order.
 const keyColumns = `id, name, secret_hash, prev_hash, prev_until, created_at, rotated_at,
-	expires_at, revoked_at, last_used_at, scopes, models, limits, policy, version, weight`
+	expires_at, revoked_at, last_used_at, scopes, models, limits, policy, version, weight, allow_cidrs`
 
 // record is one row of the keys table.
 type record struct {
@@ -33,10 +33,10 @@ func scanRecord(s scanner) (record, error) {
 		r                               record
 		created                         int64
 		rotated, expires, revoked, last sql.NullInt64
-		scopes, models, limits          string
+		scopes, models, limits, cidrs   string
 	)
 	err := s.Scan(&r.ID, &r.Name, &r.hash, &r.prevHash, &r.prevUntil, &created, &rotated,
-		&expires, &revoked, &last, &scopes, &models, &limits, &r.Profile, &r.version, &r.Weight)
+		&expires, &revoked, &last, &scopes, &models, &limits, &r.Profile, &r.version, &r.Weight, &cidrs)
 	if err != nil {
 		return record{}, err
 	}
@@ -60,8 +60,14 @@ func scanRecord(s scanner) (record, error) {
 	if err := json.Unmarshal([]byte(limits), &r.Limits); err != nil {
 		return record{}, fmt.Errorf("key %s: limits: %w", r.ID, err)
 	}
+	if err := json.Unmarshal([]byte(cidrs), &r.AllowCIDRs); err != nil {
+		return record{}, fmt.Errorf("key %s: allow_cidrs: %w", r.ID, err)
+	}
 	if r.Models == nil {
 		r.Models = []string{}
+	}
+	if r.AllowCIDRs == nil {
+		r.AllowCIDRs = []string{}
 	}
 	return r, nil
 }

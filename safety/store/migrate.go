@@ -22,6 +22,7 @@ var migrations = []migration{
 	outboxMigration,
 	keysSchedMigration,
 	outboxLimitsMigration,
+	keysCIDRMigration,
 }
 
 var keysMigration = migration{"keys and admin events", `

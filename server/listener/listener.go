@@ -1,16 +1,21 @@
 // Package listener guards the API's listener at accept, before TLS and
 // before a byte of HTTP is read: which client addresses may connect (a
 // CIDR allowlist), and how many connections are open in all and per client
-// address. A refused connection is closed at once and reported.
+// address. A refused connection is closed at once and reported. It also
+// notices the connections the HTTP server cuts because a client never
+// finished its headers in time (see Config.OnHeaderTimeout).
 package listener
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // Refusal reasons reported to Config.OnRefused.
@@ -30,6 +35,14 @@ type Config struct {
 	// OnRefused, if set, learns each refused connection's client address
 	// and reason. It runs on the accepting goroutine: keep it quick.
 	OnRefused func(ip netip.Addr, reason string)
+	// OnHeaderTimeout, if set, learns each connection closed after a read
+	// timed out while it was waiting for a request's headers: before its
+	// first request (the TLS handshake included), or once the next one had
+	// begun to arrive. A keep-alive connection closed idle, between
+	// requests, is not one. It needs the http.Server's ConnContext set to
+	// ConnContext and its handler wrapped with Track, to know when a
+	// request was read.
+	OnHeaderTimeout func(ip netip.Addr)
 }
 
 // ParseAllow parses CIDRs ("10.0.0.0/8") and single addresses ("10.0.0.5")
@@ -143,17 +156,41 @@ func addrOf(a net.Addr) netip.Addr {
 	return netip.Addr{}
 }
 
-// conn gives its slot back once, when closed.
+// conn gives its slot back once, when closed, and reports a header
+// timeout then.
 type conn struct {
 	net.Conn
 	l    *Listener
 	ip   netip.Addr
 	once sync.Once
+
+	served    atomic.Bool  // a request was read (set by Track)
+	inRequest atomic.Int32 // requests being served now
+	partial   atomic.Bool  // bytes read since the last request ended
+	cut       atomic.Bool  // a read timed out while waiting for headers
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.partial.Store(true)
+	}
+	if err != nil && c.l.cfg.OnHeaderTimeout != nil && c.inRequest.Load() == 0 && (!c.served.Load() || c.partial.Load()) {
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			c.cut.Store(true)
+		}
+	}
+	return n, err
 }
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.l.release(c.ip) })
+	c.once.Do(func() {
+		if c.cut.Load() {
+			c.l.cfg.OnHeaderTimeout(c.ip)
+		}
+		c.l.release(c.ip) // after the report: Open() == 0 means every report is in
+	})
 	return err
 }
 
@@ -204,4 +241,42 @@ func isLoopbackHost(host string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
+}
+
+type connKey struct{}
+
+// ConnContext is an http.Server's ConnContext that lets Track find the
+// guarded connection under a request (through TLS too).
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	for {
+		switch x := c.(type) {
+		case *conn:
+			return context.WithValue(ctx, connKey{}, x)
+		case interface{ NetConn() net.Conn }: // *tls.Conn
+			c = x.NetConn()
+		default:
+			return ctx
+		}
+	}
+}
+
+// Track wraps an http.Server's handler so the guarded connection knows
+// when it is serving a request: a read that times out then is not a
+// header timeout (ReadTimeout cutting a body, or the server ending its
+// background read after a response).
+func Track(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _ := r.Context().Value(connKey{}).(*conn)
+		if c == nil {
+			h.ServeHTTP(w, r)
+			return
+		}
+		c.served.Store(true)
+		c.inRequest.Add(1)
+		defer func() {
+			c.partial.Store(false)
+			c.inRequest.Add(-1)
+		}()
+		h.ServeHTTP(w, r)
+	})
 }
