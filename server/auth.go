@@ -66,6 +66,7 @@ func (s *Server) authenticate(c *gin.Context) {
 			if s.cfg.Metrics != nil {
 				s.cfg.Metrics.banned.Inc()
 			}
+			s.refusedBeforeAuth(c)
 			s.writeError(c, err)
 			c.Abort()
 			return

@@ -60,6 +60,7 @@ func (s *Server) shed(c *gin.Context) {
 		if s.cfg.Metrics != nil {
 			s.cfg.Metrics.shed.Inc()
 		}
+		s.refusedBeforeAuth(c)
 		s.writeError(c, errShed)
 		c.Abort()
 		return
@@ -169,5 +170,13 @@ func (b *banList) forget(now time.Time) {
 	}
 	if len(b.addrs) >= maxBanned {
 		clear(b.addrs)
+	}
+}
+
+// refusedBeforeAuth counts a request refused before its key was looked up
+// in the per-address aggregate audit record of refused attempts.
+func (s *Server) refusedBeforeAuth(c *gin.Context) {
+	if s.cfg.OnAuthRefused != nil {
+		s.cfg.OnAuthRefused(c.ClientIP())
 	}
 }

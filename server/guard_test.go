@@ -60,7 +60,9 @@ func TestShedBeforeKeyLookup(t *testing.T) {
 	clock := storetest.NewClock(storetest.T0)
 	ck := &countingKeys{}
 	m := NewMetrics()
-	ts := newTestServer(t, &fakeBackend{}, Config{Keys: ck, MaxRPS: 5, Now: clock.Now, Metrics: m})
+	var refusedIPs atomic.Int64
+	ts := newTestServer(t, &fakeBackend{}, Config{Keys: ck, MaxRPS: 5, Now: clock.Now, Metrics: m,
+		OnAuthRefused: func(string) { refusedIPs.Add(1) }})
 	var mu sync.Mutex
 	statuses := map[int]int{}
 	var retry string
@@ -81,6 +83,9 @@ func TestShedBeforeKeyLookup(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.shed); got != 15 {
 		t.Errorf("warden_shed_total %v, want 15", got)
+	}
+	if got := refusedIPs.Load(); got != 15 {
+		t.Errorf("%d shed requests reached the aggregated audit of refused attempts, want 15", got)
 	}
 	clock.Advance(time.Second)
 	if resp, _ := send(t, http.MethodGet, ts.URL+"/v1/models", "", "", "good"); resp.StatusCode != http.StatusOK {
