@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/warden-llm/warden/safety/filter"
 )
@@ -21,22 +18,12 @@ func startSafety(ctx context.Context, cfg *Config, log *slog.Logger) (*filter.En
 		}
 		return e, err
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				if err := e.Reload(); err != nil {
-					log.Error("safety reload on SIGHUP: old blocklists stay in force", "err", err)
-				} else {
-					log.Info("safety blocklists reloaded on SIGHUP")
-				}
-			}
+	onHangup(ctx, func() {
+		if err := e.Reload(); err != nil {
+			log.Error("safety reload on SIGHUP: old blocklists stay in force", "err", err)
+		} else {
+			log.Info("safety blocklists reloaded on SIGHUP")
 		}
-	}()
+	})
 	return e, nil
 }

@@ -5,11 +5,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -39,19 +36,7 @@ func startTLS(ctx context.Context, tc TLSConfig, log *slog.Logger) (*tls.Config,
 	if err != nil {
 		return nil, err
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				_ = src.Reload() // reported through OnReload
-			}
-		}
-	}()
+	onHangup(ctx, func() { _ = src.Reload() }) // reported through OnReload
 	return conf, nil
 }
 
