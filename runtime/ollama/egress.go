@@ -26,9 +26,8 @@ type egressProxy struct {
 	srv *http.Server
 	rt  *http.Transport
 
-	// allow says whether the child may connect to ip. The default refuses
-	// loopback and unspecified addresses: the host's loopback services
-	// (Warden's own API among them) stay out of the child's reach.
+	// allow says whether the child may connect to ip (egressAllowed; tests
+	// widen it to reach their loopback fixtures).
 	allow func(ip net.IP) bool
 
 	wg    sync.WaitGroup // Serve and the tunnels
@@ -43,7 +42,7 @@ func newEgressProxy(ln net.Listener, log *slog.Logger) *egressProxy {
 	p := &egressProxy{
 		ln:    ln,
 		log:   log,
-		allow: func(ip net.IP) bool { return !ip.IsLoopback() && !ip.IsUnspecified() },
+		allow: egressAllowed,
 		conns: make(map[net.Conn]struct{}),
 	}
 	p.rt = &http.Transport{Proxy: nil, DialContext: p.dial, IdleConnTimeout: 30 * time.Second}
@@ -154,9 +153,7 @@ func (p *egressProxy) tunnel(w http.ResponseWriter, r *http.Request) {
 			p.untrack(up, down)
 		})
 	}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
+	go func() { // owned through the tunnel's count, taken in track and given back by end
 		defer end()
 		_, _ = io.Copy(up, buf) // what the child sent, buffered first
 	}()
@@ -178,6 +175,7 @@ func (p *egressProxy) track(cs ...net.Conn) bool {
 	for _, c := range cs {
 		p.conns[c] = struct{}{}
 	}
+	p.wg.Add(1) // the tunnel, until untrack: close waits for it
 	return true
 }
 
@@ -187,6 +185,7 @@ func (p *egressProxy) untrack(cs ...net.Conn) {
 	for _, c := range cs {
 		delete(p.conns, c)
 	}
+	p.wg.Done()
 }
 
 // close stops the proxy, ends its tunnels and waits for its goroutines.
@@ -200,4 +199,13 @@ func (p *egressProxy) close() {
 	p.mu.Unlock()
 	p.wg.Wait()
 	p.rt.CloseIdleConnections()
+}
+
+// egressAllowed refuses the destinations the child must not reach through
+// the proxy: the host's loopback services (Warden's own API among them),
+// unspecified addresses, and link-local and multicast ones (cloud metadata
+// at 169.254.169.254 among them). Registries on the LAN stay reachable.
+func egressAllowed(ip net.IP) bool {
+	return !ip.IsLoopback() && !ip.IsUnspecified() && !ip.IsLinkLocalUnicast() && !ip.IsLinkLocalMulticast() &&
+		!ip.IsInterfaceLocalMulticast() && !ip.IsMulticast()
 }

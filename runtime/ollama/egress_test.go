@@ -116,3 +116,20 @@ func TestEgressProxy(t *testing.T) {
 		t.Errorf("relative URL: %d, want 400", resp.StatusCode)
 	}
 }
+
+func TestEgressAllowed(t *testing.T) {
+	for ip, want := range map[string]bool{
+		"127.0.0.1":       false,
+		"::1":             false,
+		"0.0.0.0":         false,
+		"169.254.169.254": false, // cloud metadata
+		"fe80::1":         false,
+		"224.0.0.1":       false,
+		"192.168.1.20":    true, // a registry on the LAN
+		"140.82.112.3":    true,
+	} {
+		if got := egressAllowed(net.ParseIP(ip)); got != want {
+			t.Errorf("egressAllowed(%s) = %v, want %v", ip, got, want)
+		}
+	}
+}
