@@ -68,7 +68,6 @@ func (s *Server) authenticate(c *gin.Context) {
 			}
 			s.refusedBeforeAuth(c)
 			s.writeError(c, err)
-			c.Abort()
 			return
 		}
 	}

@@ -47,7 +47,6 @@ func (s *Server) adminOnly(c *gin.Context) {
 	}
 	if !listener.Allowed(allow, clientAddr(c)) {
 		s.writeError(c, errIPNotAllowed)
-		c.Abort()
 		return
 	}
 	c.Next()
@@ -62,7 +61,6 @@ func (s *Server) shed(c *gin.Context) {
 		}
 		s.refusedBeforeAuth(c)
 		s.writeError(c, errShed)
-		c.Abort()
 		return
 	}
 	c.Next()
@@ -147,8 +145,8 @@ func (b *banList) failed(ip netip.Addr, now time.Time) {
 	defer b.mu.Unlock()
 	st := b.addrs[ip]
 	if st == nil {
-		if len(b.addrs) >= maxBanned {
-			b.forget(now)
+		if len(b.addrs) >= maxBanned && !b.forget(now) {
+			return // every slot holds a ban in force: this address is not counted
 		}
 		st = &banState{window: now}
 		b.addrs[ip] = st
@@ -159,18 +157,27 @@ func (b *banList) failed(ip netip.Addr, now time.Time) {
 	st.fails++
 }
 
-// forget drops addresses with no ban in force and an old window, or, if
-// none are, the whole list (an attack from very many addresses must not
-// grow memory without bound).
-func (b *banList) forget(now time.Time) {
+// forget drops addresses with no ban in force, those with an old window
+// first; a ban in force is never dropped, so an attacker cannot lift its
+// own by failing from very many addresses. It reports whether there is
+// room for one more.
+func (b *banList) forget(now time.Time) bool {
 	for ip, st := range b.addrs {
 		if now.After(st.banUntil) && now.Sub(st.window) >= time.Minute {
 			delete(b.addrs, ip)
 		}
 	}
-	if len(b.addrs) >= maxBanned {
-		clear(b.addrs)
+	// Make room for a tenth at once, so a flood of new addresses costs one
+	// scan per thousand of them, not one each.
+	for ip, st := range b.addrs {
+		if len(b.addrs) <= maxBanned*9/10 {
+			break
+		}
+		if now.After(st.banUntil) {
+			delete(b.addrs, ip)
+		}
 	}
+	return len(b.addrs) < maxBanned
 }
 
 // refusedBeforeAuth counts a request refused before its key was looked up

@@ -229,3 +229,20 @@ func TestSecurityHeadersOnErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestBanSurvivesAddressFlood(t *testing.T) {
+	b := newBanList(1, time.Hour)
+	now := storetest.T0
+	victim := netip.MustParseAddr("192.0.2.7")
+	b.failed(victim, now)
+	b.refused(victim, now) // the 429 that, past the limit again, bans it
+	if err := b.refused(victim, now); err == nil {
+		t.Fatal("not banned")
+	}
+	for i := range 2 * maxBanned {
+		b.failed(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), now)
+	}
+	if err := b.refused(victim, now); err != errIPBanned {
+		t.Errorf("after a flood of other addresses the ban is %v, want it still in force", err)
+	}
+}

@@ -183,6 +183,7 @@ func (s *Server) paceBody(c *gin.Context) {
 	if !s.bodies.take(ip, n) {
 		// Close rather than read the unread body to keep the connection.
 		c.Header("Connection", "close")
+		s.refusedBeforeAuth(c)
 		s.writeError(c, errBodiesInFlight)
 		return
 	}

@@ -86,8 +86,8 @@ func (s *Server) auditRequest(c *gin.Context) {
 	if s.cfg.Audit != nil && c.Request.Body != nil {
 		tr.hash = sha256.New()
 		var w io.Writer = tr.hash
-		if s.cfg.AuditText != audit.StoreTextRedacted {
-			tr.text = new(bytes.Buffer) // stored only when the writer keeps text
+		if s.cfg.AuditText == audit.StoreTextFull {
+			tr.text = new(bytes.Buffer) // the writer keeps the body as sent
 			w = io.MultiWriter(tr.hash, tr.text)
 		}
 		body := c.Request.Body
