@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/warden-llm/warden/safety/quota"
 )
 
 const requestIDKey = "warden.request_id"
@@ -288,6 +290,9 @@ func (s *Server) holdKeyBodies(c *gin.Context) {
 	limit := s.limitsFor(p).Concurrency
 	if !s.keyBodies.take(p.KeyID, limit) {
 		c.Header("Connection", "close") // rather than read the unread body
+		if s.cfg.Metrics != nil {
+			s.cfg.Metrics.rateLimited.WithLabelValues(quota.LimitConcurrency).Inc()
+		}
 		s.writeError(c, &apiError{
 			Status:     http.StatusTooManyRequests,
 			Type:       "requests",
