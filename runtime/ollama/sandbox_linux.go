@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -50,6 +51,12 @@ type sandbox struct {
 	netns, hostns *os.File
 	egressLn      net.Listener
 	egress        *egressProxy
+
+	// nsMu guards the namespace handles: dials hold it shared while they
+	// use them, close takes it whole, so no dial can enter (or fail to
+	// leave) a namespace through a handle closed under it.
+	nsMu     sync.RWMutex
+	nsClosed bool
 }
 
 // String describes the isolation in force, for the log and preflight.
@@ -318,8 +325,13 @@ func (b *sandbox) close() {
 		b.egressLn.Close()
 	}
 	if b != nil && b.netns != nil {
-		b.netns.Close()
-		b.hostns.Close()
+		b.nsMu.Lock()
+		defer b.nsMu.Unlock()
+		if !b.nsClosed {
+			b.nsClosed = true
+			b.netns.Close()
+			b.hostns.Close()
+		}
 	}
 }
 
@@ -342,6 +354,11 @@ func (b *sandbox) sysProcAttr(attr *syscall.SysProcAttr) {
 func (b *sandbox) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	if b == nil || b.netns == nil {
 		return childDialer.DialContext(ctx, network, addr)
+	}
+	b.nsMu.RLock()
+	defer b.nsMu.RUnlock()
+	if b.nsClosed {
+		return nil, ErrStopped
 	}
 	return dialIn(ctx, b.netns, b.hostns, network, addr)
 }
