@@ -285,6 +285,16 @@ func factsKey(m Info) string {
 }
 
 // factsOf returns what /api/show says of m, from the cache or the backend.
+// resolveFacts resolves name and reads its facts from /api/show.
+func (c *Catalog) resolveFacts(ctx context.Context, name string) (Info, modelFacts, error) {
+	m, err := c.Resolve(ctx, name)
+	if err != nil {
+		return m, modelFacts{}, err
+	}
+	f, err := c.factsOf(ctx, m)
+	return m, f, err
+}
+
 func (c *Catalog) factsOf(ctx context.Context, m Info) (modelFacts, error) {
 	key := factsKey(m)
 	c.mu.Lock()
@@ -358,11 +368,7 @@ func (c *Catalog) Loaded(ctx context.Context) ([]string, error) {
 // its size on disk from /api/tags, its KV cache from /api/show's shape for
 // Config.ContextLength × the slots Ollama will give it (Parallel, or 1).
 func (c *Catalog) Need(ctx context.Context, name string) (uint64, error) {
-	m, err := c.Resolve(ctx, name)
-	if err != nil {
-		return 0, err
-	}
-	f, err := c.factsOf(ctx, m)
+	m, f, err := c.resolveFacts(ctx, name)
 	if err != nil {
 		return 0, err
 	}
@@ -378,11 +384,7 @@ func (c *Catalog) Need(ctx context.Context, name string) (uint64, error) {
 // EmbeddingWidth reports the width of the model's embeddings
 // ("<arch>.embedding_length" in /api/show).
 func (c *Catalog) EmbeddingWidth(ctx context.Context, name string) (int, error) {
-	m, err := c.Resolve(ctx, name)
-	if err != nil {
-		return 0, err
-	}
-	f, err := c.factsOf(ctx, m)
+	m, f, err := c.resolveFacts(ctx, name)
 	if err != nil {
 		return 0, err
 	}
@@ -399,11 +401,7 @@ func (c *Catalog) EmbeddingWidth(ctx context.Context, name string) (int, error) 
 // counted once. It is read from /api/show, cached with the model's other
 // details.
 func (c *Catalog) PromptOverhead(ctx context.Context, name string) (int, error) {
-	m, err := c.Resolve(ctx, name)
-	if err != nil {
-		return 0, err
-	}
-	f, err := c.factsOf(ctx, m)
+	_, f, err := c.resolveFacts(ctx, name)
 	if err != nil {
 		return 0, err
 	}
