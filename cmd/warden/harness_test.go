@@ -27,6 +27,7 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
+	"github.com/warden-llm/warden/internal/testlog"
 	"github.com/warden-llm/warden/runtime/ollama/ollamatest"
 )
 
@@ -89,27 +90,10 @@ type wardenProc struct {
 	models  string
 	base    string
 	key     string // the admin key made on first run
-	log     *syncBuffer
+	log     *testlog.Buffer
 	done    chan struct{}
 	waitErr error
 	hc      *http.Client // what reaches base (a TLS client for an https base)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func freeAddr(t testing.TB) string {
@@ -148,7 +132,7 @@ func startWardenWith(t testing.TB, dataDir, extraTOML string, hc *http.Client) *
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	p := &wardenProc{dataDir: dataDir, models: filepath.Join(dataDir, "models"), base: "http://" + addr, log: &syncBuffer{}, done: make(chan struct{}), hc: http.DefaultClient}
+	p := &wardenProc{dataDir: dataDir, models: filepath.Join(dataDir, "models"), base: "http://" + addr, log: &testlog.Buffer{}, done: make(chan struct{}), hc: http.DefaultClient}
 	if hc != nil {
 		p.base, p.hc = "https://"+addr, hc
 	}

@@ -1,7 +1,6 @@
 package gpu
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,29 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warden-llm/warden/internal/testlog"
 	"github.com/warden-llm/warden/internal/testwait"
 )
 
-// syncBuffer is a log destination safe for the Monitor's goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func testLogger() (*slog.Logger, *syncBuffer) {
-	var buf syncBuffer
+func testLogger() (*slog.Logger, *testlog.Buffer) {
+	var buf testlog.Buffer
 	return slog.New(slog.NewTextHandler(&buf, nil)), &buf
 }
 

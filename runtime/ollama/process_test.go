@@ -14,11 +14,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/warden-llm/warden/internal/testlog"
 	"github.com/warden-llm/warden/internal/testwait"
 	"github.com/warden-llm/warden/runtime/ollama/ollamatest"
 )
@@ -236,11 +236,11 @@ func TestSupervisorStartCancelled(t *testing.T) {
 // testConfig returns a config for the real binary with fresh dirs and a
 // logger whose output the test can read. Its cleanup checks that no
 // process of the test's backend and no goroutine of the package remain.
-func testConfig(t *testing.T) (Config, *syncBuffer) {
+func testConfig(t *testing.T) (Config, *testlog.Buffer) {
 	t.Helper()
 	bin := ollamatest.Binary(t)
 	goroutines := runtime.NumGoroutine()
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	root := searchableTempDir(t)
 	cfg := Config{
 		Bin:       bin,
@@ -367,24 +367,6 @@ func writeFile(t *testing.T, path, s string) {
 	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the supervisor's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // waitHealthy blocks until s's child is healthy, ctx is done, or the

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warden-llm/warden/internal/testlog"
 	"github.com/warden-llm/warden/internal/testwait"
 	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/keys"
@@ -518,7 +519,7 @@ func TestScheduledIntegrityCheck(t *testing.T) {
 	dir := t.TempDir()
 	damagedDB(t, dir)
 	db := storetest.OpenDir(t, dir)
-	var logs syncBuffer
+	var logs testlog.Buffer
 	tr, err := New(db, Config{DataDir: dir, Audit: DefaultAudit(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package trail
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,32 +11,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/warden-llm/warden/internal/testlog"
 	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/outbox"
 	"github.com/warden-llm/warden/safety/store/storetest"
 )
-
-// syncBuffer is a log destination the trail's goroutines may write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func completion(id, text string) audit.Record {
 	return audit.Record{Kind: audit.KindCompletion, RequestID: id, KeyID: "k1", Endpoint: "/v1/chat/completions",
@@ -89,7 +70,7 @@ func TestRetainOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var logs syncBuffer
+	var logs testlog.Buffer
 	tr, err := New(db, Config{DataDir: dir, Audit: DefaultAudit(), Now: clk.Now,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
@@ -166,7 +147,7 @@ func TestForgetSinks(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var logs syncBuffer
+	var logs testlog.Buffer
 	cfg := Config{DataDir: dir, Audit: DefaultAudit(), Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	cfg.Audit.Sinks = []SinkConfig{{Name: "trail", Type: "webhook", URL: "http://127.0.0.1:9/"}}
 	cfg.Alerts.Sinks = []SinkConfig{{Name: "ops", Type: "webhook", URL: "http://127.0.0.1:9/"}}
