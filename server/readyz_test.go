@@ -1,16 +1,15 @@
 package server
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/warden-llm/warden/internal/testlog"
 	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/store/storetest"
@@ -60,25 +59,11 @@ func TestReadyzDetailsOnlyForAdmins(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log sink the server's goroutines may share.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// lines returns the logged lines at level or above.
-func (b *lockedBuffer) lines(t *testing.T, level slog.Level) []map[string]any {
+// logLines returns the JSON lines logged to buf at level or above.
+func logLines(t *testing.T, buf *testlog.Buffer, level slog.Level) []map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(l), &m); err != nil {
 			t.Fatalf("log line %q: %v", l, err)
@@ -109,7 +94,7 @@ func TestReadyzAndLogsOnFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close(ctx) })
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	clock := storetest.NewClock(storetest.T0)
 	ts := newTestServer(t, &fakeBackend{chat: scripted("ok")}, Config{
 		Keys: adminKeys{}, Audit: w, Now: clock.Now, LogRepeatInterval: time.Minute,
@@ -152,7 +137,7 @@ func TestReadyzAndLogsOnFullDisk(t *testing.T) {
 	if code, got := readyz(t, ts.URL, "admin"); code != 503 || got["audit"] == "ok" || got["audit"] == nil {
 		t.Errorf("readyz for an admin on a full disk: %d %v, want the audit part named", code, got)
 	}
-	errs := logs.lines(t, slog.LevelError)
+	errs := logLines(t, &logs, slog.LevelError)
 	if len(errs) > 4 {
 		t.Errorf("%d requests refused for the audit trail logged %d error lines, want one per distinct error", n, len(errs))
 	}
@@ -160,13 +145,13 @@ func TestReadyzAndLogsOnFullDisk(t *testing.T) {
 	clock.Advance(time.Minute)
 	post(t, ts, "/v1/chat/completions", "", chat)
 	var counted bool
-	for _, l := range logs.lines(t, slog.LevelError)[len(errs):] {
+	for _, l := range logLines(t, &logs, slog.LevelError)[len(errs):] {
 		if l["msg"] == "audit: request record not written" && l["repeated"] == float64(n-1) {
 			counted = true
 		}
 	}
 	if !counted {
-		t.Errorf("the next interval's line does not carry the %d repeats: %v", n-1, logs.lines(t, slog.LevelError)[len(errs):])
+		t.Errorf("the next interval's line does not carry the %d repeats: %v", n-1, logLines(t, &logs, slog.LevelError)[len(errs):])
 	}
 
 	w.SetMaxPageCount(1 << 30)
@@ -181,7 +166,7 @@ func TestReadyzAndLogsOnFullDisk(t *testing.T) {
 // TestRefusedKeysNotLoggedAtInfo: a flood of bad keys logs nothing at info
 // or above (the audit trail counts them per IP and minute).
 func TestRefusedKeysNotLoggedAtInfo(t *testing.T) {
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	var counted int
 	ts := newTestServer(t, &fakeBackend{}, Config{
 		Logger:        slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -193,10 +178,10 @@ func TestRefusedKeysNotLoggedAtInfo(t *testing.T) {
 			t.Fatalf("bad key: %d", resp.StatusCode)
 		}
 	}
-	if got := logs.lines(t, slog.LevelInfo); len(got) != 0 || counted != n {
+	if got := logLines(t, &logs, slog.LevelInfo); len(got) != 0 || counted != n {
 		t.Errorf("%d refused keys: %d lines at info or above (%v), %d counted", n, len(got), got, counted)
 	}
-	if got := logs.lines(t, slog.LevelDebug); len(got) == 0 {
+	if got := logLines(t, &logs, slog.LevelDebug); len(got) == 0 {
 		t.Error("refused keys are not logged at debug either")
 	}
 }

@@ -1,34 +1,15 @@
 package quota
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/warden-llm/warden/internal/testlog"
 	"github.com/warden-llm/warden/internal/testwait"
 	"github.com/warden-llm/warden/safety/store/storetest"
 )
-
-// logBuffer is a log destination safe for the writer's goroutine.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestFailedWriteIsLoggedCountedAndRetried: a usage write the database
 // refuses (a trigger stands in for a full disk, deterministically) is
@@ -37,7 +18,7 @@ func (l *logBuffer) String() string {
 func TestFailedWriteIsLoggedCountedAndRetried(t *testing.T) {
 	db := storetest.OpenDir(t, t.TempDir())
 	t.Cleanup(func() { db.Close() })
-	var logs logBuffer
+	var logs testlog.Buffer
 	l := New(db, Config{Now: newClock(start).Now, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	ctx := context.Background()
 	if _, err := db.ExecContext(ctx, `CREATE TRIGGER usage_full BEFORE INSERT ON usage
