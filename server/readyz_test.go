@@ -11,6 +11,7 @@ import (
 
 	"github.com/warden-llm/warden/internal/testlog"
 	"github.com/warden-llm/warden/safety/audit"
+	"github.com/warden-llm/warden/safety/audit/audittest"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/store/storetest"
 )
@@ -108,22 +109,7 @@ func TestReadyzAndLogsOnFullDisk(t *testing.T) {
 		t.Fatalf("readyz before the disk fills: %d", code)
 	}
 
-	var pages int64
-	if err := db.QueryRow("PRAGMA page_count").Scan(&pages); err != nil {
-		t.Fatal(err)
-	}
-	w.SetMaxPageCount(pages + 2)
-	for _, size := range []int{3000, 300, 30, 0} {
-		pad := audit.Record{Kind: audit.KindConfig, Detail: []byte(`{"pad":"` + strings.Repeat("x", size) + `"}`)}
-		for i := 0; ; i++ {
-			if _, err := w.Append(ctx, pad); err != nil {
-				break
-			}
-			if i > 10000 {
-				t.Fatal("the database never filled up")
-			}
-		}
-	}
+	audittest.FillUntilFull(t, db, w)
 
 	const n = 1000
 	for i := range n {

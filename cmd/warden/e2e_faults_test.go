@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/safety/audit/audittest"
 )
 
 // hookRecorder is a real webhook receiver keeping the bodies it gets.
@@ -319,18 +321,7 @@ func TestE2ETruncationAcknowledged(t *testing.T) {
 		t.Fatalf("the sink's seen seq %d (%v), want about the head %d", seen, err, head)
 	}
 	cut := seen - 3
-	for _, q := range []string{
-		`DROP TRIGGER audit_records_no_delete`,
-		`DROP TRIGGER audit_checkpoints_no_delete`,
-		fmt.Sprintf(`DELETE FROM audit_records WHERE seq >= %d`, cut),
-		fmt.Sprintf(`DELETE FROM audit_checkpoints WHERE seq >= %d`, cut),
-		fmt.Sprintf(`DELETE FROM outbox WHERE topic != 'audit' OR json_extract(body, '$.seq') >= %d`, cut),
-		`UPDATE sqlite_sequence SET seq = (SELECT max(id) FROM outbox) WHERE name = 'outbox'`,
-	} {
-		if _, err := raw.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	audittest.LoseTail(t, raw, cut, true)
 	raw.Close()
 
 	conf := filepath.Join(w.dataDir, "test.toml")

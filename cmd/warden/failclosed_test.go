@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/warden-llm/warden/models"
 	"github.com/warden-llm/warden/runtime/ollama"
 	"github.com/warden-llm/warden/safety/audit"
+	"github.com/warden-llm/warden/safety/audit/audittest"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/store"
 	"github.com/warden-llm/warden/server"
@@ -98,24 +98,7 @@ func TestAuditFailsClosedOnFullDisk(t *testing.T) {
 		t.Fatalf("request before the disk fills: %v", err)
 	}
 
-	// Fill the database to a real SQLITE_FULL.
-	var pages int64
-	if err := db.QueryRow("PRAGMA page_count").Scan(&pages); err != nil {
-		t.Fatal(err)
-	}
-	w.SetMaxPageCount(pages + 2)
-	// Smaller and smaller records, until not even a bare one fits.
-	for _, size := range []int{3000, 300, 30, 0} {
-		pad := audit.Record{Kind: audit.KindConfig, Detail: []byte(`{"pad":"` + strings.Repeat("x", size) + `"}`)}
-		for i := 0; ; i++ {
-			if _, err := w.Append(ctx, pad); err != nil {
-				break
-			}
-			if i > 10000 {
-				t.Fatal("the database never filled up")
-			}
-		}
-	}
+	audittest.FillUntilFull(t, db, w)
 
 	calls.Store(0)
 	for _, stream := range []bool{false, true} {

@@ -21,6 +21,7 @@ import (
 	"github.com/warden-llm/warden/internal/testlog"
 	"github.com/warden-llm/warden/internal/testwait"
 	"github.com/warden-llm/warden/safety/audit"
+	"github.com/warden-llm/warden/safety/audit/audittest"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/outbox"
 	"github.com/warden-llm/warden/safety/store"
@@ -296,18 +297,7 @@ func TestTruncationDetected(t *testing.T) {
 	// Lose the newest four records as a truncated WAL would.
 	cut := last - 3
 	raw := rawDB(t, dir)
-	for _, q := range []string{
-		`DROP TRIGGER audit_records_no_delete`,
-		`DROP TRIGGER audit_checkpoints_no_delete`,
-		fmt.Sprintf(`DELETE FROM audit_records WHERE seq >= %d`, cut),
-		fmt.Sprintf(`DELETE FROM audit_checkpoints WHERE seq >= %d`, cut),
-		fmt.Sprintf(`DELETE FROM outbox WHERE topic != 'audit' OR json_extract(body, '$.seq') >= %d`, cut),
-		`UPDATE sqlite_sequence SET seq = (SELECT max(id) FROM outbox) WHERE name = 'outbox'`,
-	} {
-		if _, err := raw.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	audittest.LoseTail(t, raw, cut, true)
 	raw.Close()
 
 	tr2, err := New(db, Config{DataDir: dir, Audit: webhookAudit(recv)})
@@ -497,16 +487,7 @@ func TestFindGapInDailyExport(t *testing.T) {
 		t.Fatalf("gap before any loss: %+v %v", g, err)
 	}
 	raw := rawDB(t, dir)
-	for _, q := range []string{
-		`DROP TRIGGER audit_records_no_delete`,
-		`DROP TRIGGER audit_checkpoints_no_delete`,
-		fmt.Sprintf(`DELETE FROM audit_records WHERE seq >= %d`, last-1),
-		fmt.Sprintf(`DELETE FROM audit_checkpoints WHERE seq >= %d`, last-1),
-	} {
-		if _, err := raw.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	audittest.LoseTail(t, raw, last-1, false)
 	g, err := FindGap(t.Context(), db, dir)
 	if err != nil || !g.Found() || g.Seen != last || g.Head != last-2 || !strings.Contains(g.String(), "daily export") {
 		t.Errorf("gap after losing the newest rows: %+v %v; want seen %d, head %d, the export as evidence", g, err, last, last-2)
