@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -448,5 +449,55 @@ func TestGuardHostileInput(t *testing.T) {
 				t.Errorf("guard %.20q: 503 %.200s", out, text)
 			}
 		}
+	}
+}
+
+// BenchmarkGuard measures what the guard stage adds to a request in
+// Warden itself (building the guard's messages, the extra backend call
+// through the scheduler seam, parsing, recording) against a scripted
+// guard that answers at once: the model's own time comes on top (see
+// docs/safety.md for it measured on the real child).
+func BenchmarkGuard(b *testing.B) {
+	for _, c := range []struct {
+		name   string
+		on     []string
+		stream bool
+	}{{"no-guard", nil, false}, {"prompt", []string{"prompt"}, false}, {"prompt-answer", []string{"prompt", "answer"}, false},
+		{"stream-no-guard", nil, true}, {"stream-prompt-answer", []string{"prompt", "answer"}, true}} {
+		b.Run(c.name, func(b *testing.B) {
+			t := &testing.T{}
+			gb := &guardBackend{verdict: say("safe"), answer: []string{"a", "b", "c", "d", "e", "f", "g", "h"}}
+			var g *guard.Config
+			if c.on != nil {
+				g = guardConfig(false, c.on...)
+			} else {
+				g = guardConfig(false, "prompt") // for the filter's categories only
+			}
+			cfg := Config{Filter: guardFilter(t, g, nil)}
+			if c.on != nil {
+				cfg.Guard = g
+			}
+			ts := newTestServer(t, &fakeBackend{chat: gb.chat}, cfg)
+			defer ts.Close()
+			body := `{"model":"demo","messages":[{"role":"user","content":"Say something."}],"max_tokens":8,"stream":` + map[bool]string{true: "true", false: "false"}[c.stream] + `}`
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+			b.ReportAllocs()
+			for b.Loop() {
+				req, _ := http.NewRequest(http.MethodPost, ts.URL+"/v1/chat/completions", strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer good")
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					b.Fatalf("status %d", resp.StatusCode)
+				}
+			}
+			gb.mu.Lock()
+			gb.guards = nil // the recorded requests are not part of the cost
+			gb.mu.Unlock()
+		})
 	}
 }
