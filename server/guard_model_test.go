@@ -435,7 +435,7 @@ func hasLabels(s *dto.Metric, labels map[string]string) bool {
 func TestGuardHostileInput(t *testing.T) {
 	g := guardConfig(false, "prompt", "answer")
 	outs := []string{"safe", strings.Repeat("unsafe\n", 2000), "\xff\xfe", "unsafe\n" + strings.Repeat("S1,", 5000), "", "unsafe\n\u200bS1"}
-	prompts := []string{strings.Repeat("a", 1<<19), "\u200b\u200c" + strings.Repeat("\u200d", 10000) + "hi", strings.Repeat("x", 70000) + " " + strings.Repeat("y", 70000)}
+	prompts := []string{strings.Repeat("a", 1<<20), "\u200b\u200c" + strings.Repeat("\u200d", 10000) + "hi", strings.Repeat("x", 70000) + " " + strings.Repeat("y", 70000)}
 	for _, out := range outs {
 		gb := &guardBackend{verdict: say(out), answer: []string{"ok"}}
 		ts := newTestServer(t, &fakeBackend{chat: gb.chat}, Config{Filter: guardFilter(t, g, nil), Guard: g, MaxBodyBytes: 4 << 20})
