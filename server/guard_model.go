@@ -177,7 +177,7 @@ func guardTexts(texts []string) []api.Message {
 // errGuardTimeout is a guard call that ran out of its timeout.
 var errGuardTimeout = errors.New("guard model call timed out")
 
-// call runs the guard model on msgs within its timeout, on a slot of the
+// callGuard runs the guard model on msgs within its timeout, on a slot of the
 // guard model under the request's key, and returns the categories of its
 // verdict (none: safe). ctx is the request's: when it ends, so does the
 // call, and the caller reports that rather than a guard failure.

@@ -299,6 +299,11 @@ func TestGuardProfiles(t *testing.T) {
 		t.Errorf("completions: %d %s", resp.StatusCode, body)
 	}
 
+	// A guard without the filter has no profiles to act on its verdicts.
+	if _, err := New(&fakeBackend{}, Config{Keys: fakeKeys{}, Guard: g}); err == nil {
+		t.Error("a guard model without the safety filter was accepted")
+	}
+
 	// The "none" profile allows everything: no guard call at all.
 	none := guardFilter(t, g, map[string]filter.ProfileConfig{"default": {Base: "none"}})
 	gb2 := &guardBackend{verdict: say("unsafe\nS1"), answer: []string{"ok"}}
