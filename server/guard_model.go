@@ -181,10 +181,10 @@ var errGuardTimeout = errors.New("guard model call timed out")
 // guard model under the request's key, and returns the categories of its
 // verdict (none: safe). ctx is the request's: when it ends, so does the
 // call, and the caller reports that rather than a guard failure.
-func (s *Server) callGuard(ctx context.Context, c *gin.Context, stage string, msgs []api.Message) ([]string, error) {
+func (s *Server) callGuard(parent context.Context, c *gin.Context, stage string, msgs []api.Message) ([]string, error) {
 	g := s.guard
 	start := time.Now()
-	ctx, cancel := context.WithTimeoutCause(ctx, g.cfg.Timeout, errGuardTimeout)
+	ctx, cancel := context.WithTimeoutCause(parent, g.cfg.Timeout, errGuardTimeout)
 	defer cancel()
 	var cost int64
 	for _, m := range msgs {
@@ -194,7 +194,7 @@ func (s *Server) callGuard(ctx context.Context, c *gin.Context, stage string, ms
 	if s.cfg.Queue != nil {
 		r, _, err := s.cfg.Queue.Acquire(ctx, g.cfg.Model, principal(c).KeyID, cost+guardOutputTokens)
 		if err != nil {
-			return nil, s.guardDone(stage, start, nil, context.Cause(ctx), err)
+			return nil, s.guardDone(parent, ctx, stage, start, nil, err)
 		}
 		release = r
 	}
@@ -223,17 +223,19 @@ func (s *Server) callGuard(ctx context.Context, c *gin.Context, stage string, ms
 		v, err = guard.Parse(g.cfg.Format, out.String())
 	}
 	cats := g.cfg.Verdicts(v)
-	return cats, s.guardDone(stage, start, cats, context.Cause(ctx), err)
+	return cats, s.guardDone(parent, ctx, stage, start, cats, err)
 }
 
 // guardDone counts a guard call and returns its error: the timeout's
-// cause when the guard's own deadline passed.
-func (s *Server) guardDone(stage string, start time.Time, cats []string, cause, err error) error {
-	if err != nil && errors.Is(cause, errGuardTimeout) {
+// cause when the guard's own deadline (ctx's) passed. A call the request
+// itself ended (parent: the client left, the server cut it) is not
+// counted: it is no guard failure.
+func (s *Server) guardDone(parent, ctx context.Context, stage string, start time.Time, cats []string, err error) error {
+	if err != nil && errors.Is(context.Cause(ctx), errGuardTimeout) {
 		err = errGuardTimeout
 	}
 	m := s.guard.metrics
-	if m == nil {
+	if m == nil || parent.Err() != nil {
 		return err
 	}
 	m.latency.WithLabelValues(stage).Observe(time.Since(start).Seconds())

@@ -506,3 +506,41 @@ func BenchmarkGuard(b *testing.B) {
 		})
 	}
 }
+
+// TestGuardClientGone: a client that leaves while the guard judges its
+// prompt ends the guard call with it; that is a request the client left
+// before it reached the model (499, counted with the key's refusals, as
+// without a guard), not a guard failure.
+func TestGuardClientGone(t *testing.T) {
+	g := guardConfig(false, "prompt")
+	g.Timeout = time.Hour // only the client's leaving can end the call
+	started, ended := make(chan struct{}), make(chan struct{})
+	gb := &guardBackend{answer: []string{"ok"}, verdict: func(ctx context.Context, _ []api.Message) (string, error) {
+		close(started)
+		<-ctx.Done()
+		close(ended)
+		return "", ctx.Err()
+	}}
+	m := NewMetrics()
+	refused := make(chan int, 1)
+	ts := newTestServer(t, &fakeBackend{chat: gb.chat}, Config{Filter: guardFilter(t, g, nil), Guard: g, Metrics: m,
+		Audit: &fakeAuditor{events: new([]string)}, OnRequestRefused: func(_, _ string, status int) { refused <- status }})
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-started
+		cancel()
+	}()
+	if _, err := sdk(ts).Chat.Completions.New(ctx, chatParams("", "hi")); err == nil {
+		t.Fatal("a cancelled request was answered")
+	}
+	<-ended
+	if status := <-refused; status != statusClientClosed {
+		t.Errorf("refused with %d, want %d", status, statusClientClosed)
+	}
+	if got := metricValue(t, m, "warden_guard_calls_total", map[string]string{"stage": "prompt"}); got != 0 {
+		t.Errorf("a call the client ended counted as a guard call: %v", got)
+	}
+	if _, main := gb.calls(); main != 0 {
+		t.Errorf("the model was called %d times", main)
+	}
+}
