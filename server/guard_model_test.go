@@ -544,3 +544,37 @@ func TestGuardClientGone(t *testing.T) {
 		t.Errorf("the model was called %d times", main)
 	}
 }
+
+// FuzzGuardMessages: any chat request the server accepts becomes a
+// guard conversation without a panic: alternating sides, no empty
+// message, every text of the request kept.
+func FuzzGuardMessages(f *testing.F) {
+	addSeeds(f, "chat_*.in.json")
+	f.Add([]byte(`{"model":"m","messages":[{"role":"system","content":"a"},{"role":"user","content":[{"type":"text","text":"b"},{"type":"text","text":""}]},{"role":"tool","content":"c"},{"role":"assistant","content":"d"},{"role":"assistant","content":"e"}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var req chatRequest
+		if unmarshalBody(body, &req) != nil || req.validate() != nil {
+			return
+		}
+		msgs := guardChat(req.Messages)
+		for i, m := range msgs {
+			if m.Content == "" || (m.Role != "user" && m.Role != "assistant") {
+				t.Fatalf("message %d: %+v", i, m)
+			}
+			if i > 0 && msgs[i-1].Role == m.Role {
+				t.Fatalf("messages %d and %d are both %s", i-1, i, m.Role)
+			}
+		}
+		var all strings.Builder
+		for _, m := range msgs {
+			all.WriteString(m.Content)
+		}
+		for i := range req.Messages {
+			for _, ts := range messageTexts(&req.Messages[i]) {
+				if !strings.Contains(all.String(), ts.text) {
+					t.Fatalf("text %q of message %d lost", ts.text, i)
+				}
+			}
+		}
+	})
+}
