@@ -49,7 +49,7 @@ type writer struct {
 	mu      sync.Mutex
 	pending map[usageRow]int64
 	seen    map[usageRow]int64 // user rows: unix ms of the latest charge
-	open    *batch // the batch that pending increments belong to
+	open    *batch             // the batch that pending increments belong to
 	closed  bool
 
 	final  error         // the last flush's outcome, read after done
