@@ -428,6 +428,9 @@ func printRecord(g *globals, r audit.StoredRecord, asJSON bool) error {
 	if r.KeyID != "" {
 		line += " key=" + r.KeyID
 	}
+	if r.EndUser != "" {
+		line += " user=" + strconv.Quote(r.EndUser)
+	}
 	if r.RequestID != "" {
 		line += " req=" + r.RequestID
 	}

@@ -82,7 +82,8 @@ func scanRecord(rows *sql.Rows) (StoredRecord, error) {
 	var prev, hash []byte
 	err := rows.Scan(&s.Seq, &at, &kind, &s.RequestID, &s.KeyID, &s.ClientIP, &s.Endpoint,
 		&s.Model, &s.ModelDigest, &s.PromptSHA256, &s.ResponseSHA256, &s.TokensIn, &s.TokensOut,
-		&s.LatencyMS, &s.TTFTMS, &s.Status, &s.FinishReason, &safety, &detail, &prev, &hash)
+		&s.LatencyMS, &s.TTFTMS, &s.Status, &s.FinishReason, &safety, &detail, &prev, &hash,
+		&s.EndUser, &s.EndUserEmail, &s.EndUserName)
 	if err != nil {
 		return s, fmt.Errorf("read audit record: %w", err)
 	}
