@@ -7,7 +7,10 @@
 // robin across keys: on each visit a key's deficit grows by Quantum×weight,
 // and the key's oldest request is dispatched once the deficit covers its cost
 // in tokens. While other keys wait, no key is given more than slots−1 of a
-// model's slots, so a light key always finds one soon. Queues are bounded
+// model's slots, so a light key always finds one soon. Inside a key, the
+// end users a delegate key names (AcquireUser) share the key's turns by a
+// round robin of their own, one request per turn with deficits in tokens,
+// so one heavy user cannot starve the key's others. Queues are bounded
 // globally and per key, waiting is bounded by a timeout, and a cancelled
 // caller leaves the queue at once.
 //
@@ -137,7 +140,16 @@ func New(cfg Config) *Scheduler {
 // leaves the queue at once with ctx.Err(), giving back a slot granted in the
 // same instant.
 func (s *Scheduler) Acquire(ctx context.Context, model, keyID string, cost int64) (release func(), waited time.Duration, err error) {
-	return s.AcquireTick(ctx, model, keyID, cost, 0, nil)
+	return s.acquire(ctx, model, keyID, "", cost, 0, nil)
+}
+
+// AcquireUser is Acquire for a request a delegate key makes for an end
+// user: the key's turns are shared fairly among its users (by the same
+// deficit round robin, one request per turn), while the key's weight still
+// sets its share against other keys. user "" is the key itself, one user
+// among the others.
+func (s *Scheduler) AcquireUser(ctx context.Context, model, keyID, user string, cost int64) (release func(), waited time.Duration, err error) {
+	return s.acquire(ctx, model, keyID, user, cost, 0, nil)
 }
 
 // AcquireTick is Acquire calling tick each time the request has waited
@@ -145,6 +157,10 @@ func (s *Scheduler) Acquire(ctx context.Context, model, keyID string, cost int64
 // handler writes its SSE keep-alive comments from tick. A nil tick or every
 // ≤ 0 never ticks; tick is not called after AcquireTick returns.
 func (s *Scheduler) AcquireTick(ctx context.Context, model, keyID string, cost int64, every time.Duration, tick func()) (release func(), waited time.Duration, err error) {
+	return s.acquire(ctx, model, keyID, "", cost, every, tick)
+}
+
+func (s *Scheduler) acquire(ctx context.Context, model, keyID, user string, cost int64, every time.Duration, tick func()) (release func(), waited time.Duration, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
@@ -172,6 +188,7 @@ func (s *Scheduler) AcquireTick(ctx context.Context, model, keyID string, cost i
 	}
 	w := &waiter{
 		key:   m.key(keyID, s.cfg.Weight),
+		user:  user,
 		cost:  cost,
 		enq:   s.cfg.Now(),
 		ready: make(chan struct{}),
