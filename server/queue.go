@@ -13,10 +13,11 @@ import (
 	"github.com/warden-llm/warden/runtime/sched"
 )
 
-// Queue shares the backend's batch slots fairly across keys: a request
+// Queue shares the backend's batch slots fairly across keys, and a
+// delegate key's slots among its end users (user "" for none): a request
 // waits for a slot of its model before its backend call.
 type Queue interface {
-	Acquire(ctx context.Context, model, keyID string, cost int64) (release func(), waited time.Duration, err error)
+	AcquireUser(ctx context.Context, model, keyID, user string, cost int64) (release func(), waited time.Duration, err error)
 }
 
 var _ Queue = (*sched.Scheduler)(nil)
@@ -33,7 +34,7 @@ func (s *Server) slot(ctx context.Context, c *gin.Context, model string, adm *ad
 	if s.cfg.Queue == nil {
 		return func() {}, nil
 	}
-	release, waited, err := s.cfg.Queue.Acquire(ctx, model, principal(c).KeyID, adm.prompt+int64(adm.outputCap))
+	release, waited, err := s.cfg.Queue.AcquireUser(ctx, model, principal(c).KeyID, userOf(c), adm.prompt+int64(adm.outputCap))
 	header("X-Warden-Queue-Ms", strconv.FormatInt(waited.Milliseconds(), 10))
 	if s.cfg.Metrics != nil {
 		s.cfg.Metrics.queueWait.WithLabelValues(model).Observe(waited.Seconds())
