@@ -146,7 +146,7 @@ func (l LimitsConfig) keys() keys.Limits {
 		RPM: l.RPM, TPM: l.TPM, TokensPerDay: l.TokensPerDay, TokensPerMonth: l.TokensPerMonth,
 		Concurrency: l.Concurrency, MaxOutputTokens: l.MaxOutputTokens, MaxOutputChars: l.MaxOutputChars,
 		MaxInputTokens: l.MaxInputTokens,
-		UserRPM: l.User.RPM, UserTPM: l.User.TPM, UserTokensPerDay: l.User.TokensPerDay,
+		UserRPM:        l.User.RPM, UserTPM: l.User.TPM, UserTokensPerDay: l.User.TokensPerDay,
 		UserTokensPerMonth: l.User.TokensPerMonth, UserConcurrency: l.User.Concurrency,
 	}
 }
@@ -267,7 +267,7 @@ func defaultConfig(getenv func(string) string) Config {
 			User:          ollama.DefaultUser,
 			DemoModel:     true,
 		},
-		Admin:  AdminConfig{Allow: []string{"127.0.0.0/8", "::1"}},
+		Admin: AdminConfig{Allow: []string{"127.0.0.0/8", "::1"}},
 		Keys: KeysConfig{PollInterval: time.Second, RotationMaxAge: 90 * 24 * time.Hour,
 			UserHeader: server.DefaultUserHeader, UserEmailHeader: server.DefaultUserEmailHeader, UserNameHeader: server.DefaultUserNameHeader},
 		Audit:  trail.DefaultAudit(),
