@@ -16,8 +16,10 @@ import (
 
 	"github.com/warden-llm/warden/internal/testwait"
 	"github.com/warden-llm/warden/runtime/sched"
+	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/quota"
+	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 // Delegation: a key with the delegate scope names the end user of each
@@ -368,3 +370,50 @@ func TestDelegateUsersShareSlotsFairly(t *testing.T) {
 func keysLimitsUserDay(n int64) keys.Limits { return keys.Limits{UserTokensPerDay: n} }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// TestDelegateEndUserInAuditRows: with the real audit writer over SQLite,
+// both records of a delegate request hold the end user, e-mail and name
+// from the headers, streamed or not, and the chain verifies.
+func TestDelegateEndUserInAuditRows(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	db := storetest.OpenDir(t, dir)
+	w := audit.NewWriter(db, audit.Config{DataDir: dir})
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close(context.Background()) })
+	k := newKeyed(t, &fakeBackend{chat: scripted("o", "k")}, Config{Audit: w})
+	_, token := k.key(t, `{"name":"webui","scopes":["chat","delegate"]}`)
+	h := map[string]string{DefaultUserHeader: "u-17", DefaultUserEmailHeader: "zoe@example.org", DefaultUserNameHeader: "Zoë"}
+	for _, stream := range []string{"false", "true"} {
+		body := `{"model":"demo","max_tokens":5,"stream":` + stream + `,"messages":[{"role":"user","content":"hi"}]}`
+		if resp, out := chatAs(t, k, token, body, h); resp.StatusCode != http.StatusOK {
+			t.Fatalf("stream=%s: %d %s", stream, resp.StatusCode, out)
+		}
+	}
+	recs, err := audit.Query(ctx, db, audit.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[audit.Kind]int{}
+	for _, r := range recs {
+		if r.Kind != audit.KindRequest && r.Kind != audit.KindCompletion {
+			continue
+		}
+		if r.EndUser != "u-17" || r.EndUserEmail != "zoe@example.org" || r.EndUserName != "Zoë" {
+			t.Errorf("%s record %d: end user %q %q %q", r.Kind, r.Seq, r.EndUser, r.EndUserEmail, r.EndUserName)
+		}
+		kinds[r.Kind]++
+	}
+	if kinds[audit.KindRequest] != 2 || kinds[audit.KindCompletion] != 2 {
+		t.Fatalf("records by kind %v, want two requests and two completions", kinds)
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.Verify(ctx, db, dir, nil)
+	if err != nil || !rep.OK() {
+		t.Fatalf("verify: %v %v", rep.Break, err)
+	}
+}
