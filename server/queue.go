@@ -53,6 +53,10 @@ func queueError(err error) error {
 		return err
 	}
 	retry := max(int(math.Ceil(qe.RetryAfter.Seconds())), 1)
+	if errors.Is(err, sched.ErrUserQueueFull) {
+		return &apiError{Status: http.StatusTooManyRequests, Type: "requests", Code: "queue_full_for_user",
+			Message: "Too many of this end user's requests are waiting for the model; retry later.", RetryAfter: retry}
+	}
 	if errors.Is(err, sched.ErrKeyQueueFull) {
 		return &apiError{Status: http.StatusTooManyRequests, Type: "requests", Code: "queue_full_for_key",
 			Message: "Too many of this key's requests are waiting for the model; retry later.", RetryAfter: retry}

@@ -155,7 +155,7 @@ func (h *harness) assertEmpty() {
 				name, m.inflight, m.waiting, len(m.keys), len(m.active))
 		}
 	}
-	if h.s.waiting != 0 || len(h.s.keyWaits) != 0 {
+	if h.s.waiting != 0 || len(h.s.keyWaits) != 0 || len(h.s.userWaits) != 0 {
 		h.t.Fatalf("scheduler not empty: %d waiting, %d keys waiting", h.s.waiting, len(h.s.keyWaits))
 	}
 }

@@ -2,8 +2,10 @@ package sched
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestUserRoundOrder: a delegate key's turns go round its end users, one
@@ -123,4 +125,27 @@ func (h *harness) submitUser(ctx context.Context, model, key, user string, cost 
 	return h.submitWith(model, key, func(r *req) {
 		r.release, r.waited, r.err = h.s.AcquireUser(ctx, model, key, user, cost)
 	})
+}
+
+// TestUserQueueBound: an end user may have at most half its key's queue
+// bound waiting, so the key's other users still find room; a request
+// without a user is bound by the key's limit only.
+func TestUserQueueBound(t *testing.T) {
+	h := newHarness(t, Config{Slots: func(string) int { return 1 }, MaxQueue: -1, MaxQueuePerKey: 4})
+	ctx, cancel := context.WithCancel(context.Background())
+	cur := h.hold("m", "k")
+	for range 2 {
+		h.submitUser(ctx, "m", "k", "heavy", 10)
+	}
+	_, _, err := h.s.AcquireUser(ctx, "m", "k", "heavy", 10)
+	var qe *QueueError
+	if !errors.As(err, &qe) || !errors.Is(err, ErrUserQueueFull) || qe.RetryAfter < time.Second {
+		t.Fatalf("heavy's third waiter: %v, want ErrUserQueueFull with a Retry-After", err)
+	}
+	h.submitUser(ctx, "m", "k", "light", 10)
+	h.submit(ctx, "m", "k", 10)
+	if _, _, err := h.s.AcquireUser(ctx, "m", "k", "other", 10); !errors.Is(err, ErrKeyQueueFull) {
+		t.Fatalf("a fifth waiter of the key: %v, want ErrKeyQueueFull", err)
+	}
+	h.drain(cancel, cur)
 }
