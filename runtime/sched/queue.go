@@ -303,8 +303,7 @@ func (k *keyState) head(quantum int64) *waiter {
 // user, and passes the turn to the next user: one request per visit.
 func (k *keyState) take(w *waiter) {
 	i := slices.Index(k.waiters, w)
-	k.waiters[i] = nil
-	k.waiters = slices.Delete(k.waiters, i, i+1)
+	k.waiters = slices.Delete(k.waiters, i, i+1) // zeroes the freed tail slot
 	if len(k.users) > 1 {
 		u := k.users[k.ucur]
 		u.deficit -= w.cost
