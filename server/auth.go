@@ -260,7 +260,7 @@ func (s *Server) admit(c *gin.Context, promptTokens int64, maxTokens *int, embed
 			var le *quota.LimitError
 			if errors.As(err, &le) {
 				if s.cfg.Metrics != nil {
-					s.cfg.Metrics.rateLimited.WithLabelValues(le.Limit).Inc()
+					s.cfg.Metrics.rateLimited.WithLabelValues(limitLabel(le)).Inc()
 				}
 				return nil, rateLimited(le)
 			}

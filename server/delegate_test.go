@@ -13,6 +13,7 @@ import (
 	"github.com/ollama/ollama/api"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/warden-llm/warden/internal/testwait"
 	"github.com/warden-llm/warden/runtime/sched"
@@ -85,7 +86,8 @@ func keyUsers(t *testing.T, k *keyed, id string) map[string]quota.UserUsage {
 func TestDelegateUserDailyBudget(t *testing.T) {
 	var events []string
 	aud := &fakeAuditor{events: &events}
-	k := newKeyed(t, &fakeBackend{chat: heavyPrompt}, Config{Audit: aud})
+	metrics := NewMetrics()
+	k := newKeyed(t, &fakeBackend{chat: heavyPrompt}, Config{Audit: aud, Metrics: metrics})
 	id, token := k.key(t, `{"name":"webui","scopes":["chat","delegate"],"limits":{"tokens_per_day":2000,"user_tokens_per_day":300}}`)
 
 	if resp, body := chatAs(t, k, token, "", user("alice")); resp.StatusCode != http.StatusOK {
@@ -98,6 +100,9 @@ func TestDelegateUserDailyBudget(t *testing.T) {
 	}
 	if resp, body := chatAs(t, k, token, "", user("bob")); resp.StatusCode != http.StatusOK {
 		t.Fatalf("bob while alice is over her budget: %d %s", resp.StatusCode, body)
+	}
+	if got := testutil.ToFloat64(metrics.rateLimited.WithLabelValues("user_tokens_per_day")); got != 1 {
+		t.Errorf("warden_rate_limited_total{limit=user_tokens_per_day} = %v, want 1", got)
 	}
 	// The body's user names the user when the header does not.
 	if resp, body := chatAs(t, k, token, `{"model":"demo","max_tokens":20,"user":"alice","messages":[{"role":"user","content":"hi"}]}`, nil); resp.StatusCode != http.StatusTooManyRequests {

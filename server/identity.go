@@ -74,7 +74,7 @@ func (s *Server) identify(c *gin.Context, bodyUser string) error {
 	var le *quota.LimitError
 	if errors.As(err, &le) {
 		if s.cfg.Metrics != nil {
-			s.cfg.Metrics.rateLimited.WithLabelValues(le.Limit).Inc()
+			s.cfg.Metrics.rateLimited.WithLabelValues(limitLabel(le)).Inc()
 		}
 		return rateLimited(le)
 	}
@@ -99,4 +99,13 @@ func userOf(c *gin.Context) string {
 // userLimits are a key's per-user limits as the quota applies them.
 func userLimits(l keys.Limits) quota.Limits {
 	return quota.Limits{RPM: l.UserRPM, TPM: l.UserTPM, TokensPerDay: l.UserTokensPerDay, TokensPerMonth: l.UserTokensPerMonth, Concurrency: l.UserConcurrency}
+}
+
+// limitLabel is the warden_rate_limited_total label of a refusal: the
+// limit's name, prefixed "user_" when it was an end user's.
+func limitLabel(le *quota.LimitError) string {
+	if le.User {
+		return "user_" + le.Limit
+	}
+	return le.Limit
 }
