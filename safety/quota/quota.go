@@ -61,6 +61,10 @@ type Limiter struct {
 
 	mu   sync.RWMutex
 	keys map[subject]*keyState
+	// users counts the end users' states in keys; past sweepUsersAt a new
+	// one first drops the idle ones (see sweepUsers).
+	users   int
+	sweepAt int // sweepUsersAt; tests lower it
 }
 
 // subject names one set of buckets: a key's own (user ""), or one end
@@ -76,6 +80,7 @@ type keyState struct {
 	mu       sync.Mutex
 	loaded   bool
 	seen     int64 // unix ms of the last request counted or admitted (end users)
+	dropped  bool  // swept out of Limiter.keys: lockState takes a fresh one
 	rpm, tpm bucket
 	day      period
 	month    period
@@ -99,7 +104,7 @@ func New(db *store.DB, cfg Config) *Limiter {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Limiter{now: cfg.Now, db: db, writer: newWriter(db, cfg.Logger), log: cfg.Logger, keys: make(map[subject]*keyState)}
+	return &Limiter{now: cfg.Now, db: db, writer: newWriter(db, cfg.Logger), log: cfg.Logger, keys: make(map[subject]*keyState), sweepAt: sweepUsersAt}
 }
 
 // WriteFailures counts the usage writes that failed since New. A failed
@@ -129,10 +134,55 @@ func (l *Limiter) stateOf(who subject) *keyState {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if ks = l.keys[who]; ks == nil {
+		if who.user != "" {
+			if l.users >= l.sweepAt {
+				l.sweepUsers()
+			}
+			l.users++
+		}
 		ks = &keyState{who: who}
 		l.keys[who] = ks
 	}
 	return ks
+}
+
+// lockState returns who's state locked, never one a sweep dropped.
+func (l *Limiter) lockState(who subject) *keyState {
+	for {
+		ks := l.stateOf(who)
+		ks.mu.Lock()
+		if !ks.dropped {
+			return ks
+		}
+		ks.mu.Unlock()
+	}
+}
+
+// sweepUsersAt is how many end users' states the Limiter keeps before it
+// drops idle ones.
+const sweepUsersAt = 50000
+
+// userIdle is how long an end user's state must go unused before a sweep
+// may drop it: past a minute the per-minute buckets are full again, and
+// the day and month usage is in the database (settled charges are written
+// within milliseconds), so a state loaded afresh is the same.
+const userIdle = 5 * time.Minute
+
+// sweepUsers drops the states of end users with nothing in flight, not
+// seen for userIdle. l.mu is held.
+func (l *Limiter) sweepUsers() {
+	cutoff := l.now().Add(-userIdle).UnixMilli()
+	for who, ks := range l.keys {
+		if who.user == "" || !ks.mu.TryLock() {
+			continue
+		}
+		if ks.inflight == 0 && ks.seen < cutoff {
+			ks.dropped = true
+			delete(l.keys, who)
+			l.users--
+		}
+		ks.mu.Unlock()
+	}
 }
 
 // load reads the key's (or end user's) usage in the current day and month
@@ -225,8 +275,7 @@ func (l *Limiter) admit(ctx context.Context, who subject, lim Limits, promptToke
 	}
 	keyID := who.key
 	now := l.now()
-	ks := l.stateOf(who)
-	ks.mu.Lock()
+	ks := l.lockState(who)
 	defer ks.mu.Unlock()
 	if !ks.loaded {
 		if err := l.load(ctx, keyID, ks, now); err != nil {
@@ -315,8 +364,7 @@ func (l *Limiter) count(who subject, lim Limits) error {
 		return nil
 	}
 	now := l.now()
-	ks := l.stateOf(who)
-	ks.mu.Lock()
+	ks := l.lockState(who)
 	defer ks.mu.Unlock()
 	if who.user != "" {
 		ks.seen = max(ks.seen, now.UnixMilli())

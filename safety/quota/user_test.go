@@ -188,3 +188,29 @@ func TestUserUsageSurvivesRestart(t *testing.T) {
 		t.Fatalf("after an SQL-like user id: %v", err)
 	}
 }
+
+// TestIdleUsersSwept: past the bound on end users' states, those idle for
+// a while are dropped; one with a request in flight is kept, and a dropped
+// user's day usage comes back from the database.
+func TestIdleUsersSwept(t *testing.T) {
+	c := newClock("2026-11-22T10:00:00Z")
+	l, _ := newLimiter(t, c)
+	l.sweepAt = 2
+	ulim := Limits{TokensPerDay: 100}
+	settle(t, admitUser(t, l, "idle", Limits{}, ulim, 30, 0, true), 30, 0)
+	busy := admitUser(t, l, "busy", Limits{}, ulim, 10, 0, true)
+	c.Advance(userIdle + time.Second)
+	admitUser(t, l, "new", Limits{}, ulim, 1, 0, true).Fail(t.Context()) // the third user's state sweeps
+	l.mu.RLock()
+	_, idleKept := l.keys[subject{"k", "idle"}]
+	_, busyKept := l.keys[subject{"k", "busy"}]
+	n := l.users
+	l.mu.RUnlock()
+	if idleKept || !busyKept || n != 2 {
+		t.Fatalf("after a sweep: idle kept %v, busy kept %v, %d user states; want idle dropped, busy kept, 2", idleKept, busyKept, n)
+	}
+	settle(t, busy, 10, 0)
+	// idle's 30 tokens are read back: 70 left, so 71 is refused.
+	userRefused(t, l, "idle", Limits{}, ulim, 71, 0, LimitTokensPerDay, true)
+	settle(t, admitUser(t, l, "idle", Limits{}, ulim, 70, 0, true), 70, 0)
+}
