@@ -221,6 +221,8 @@ func TestDelegateUserValidation(t *testing.T) {
 		{"body user with an escape", token, "", `{"model":"demo","user":"a\u001b[2J","messages":[{"role":"user","content":"hi"}]}`, nil, 400, "invalid_request_error"},
 		{"body user of the wrong type", token, "", `{"model":"demo","user":7,"messages":[{"role":"user","content":"hi"}]}`, nil, 400, "user"},
 		{"email header with a tab", token, "", "", map[string]string{DefaultUserHeader: "a", DefaultUserEmailHeader: "a\t@b"}, 400, DefaultUserEmailHeader},
+		{"encoded name with a newline", token, "", "", map[string]string{DefaultUserHeader: "a", DefaultUserNameHeader: "a%0Ab"}, 400, DefaultUserNameHeader},
+		{"name not percent-encoding", token, "", "", map[string]string{DefaultUserHeader: "a", DefaultUserNameHeader: "100% Bob"}, 200, "ok"},
 		{"no user, required", token, "", "", nil, 400, "user_required"},
 		{"no user on completions", token, "/v1/completions", `{"model":"demo","prompt":"hi"}`, nil, 400, "user_required"},
 		{"no user on embeddings", token, "/v1/embeddings", `{"model":"demo","input":"hi"}`, nil, 400, "user_required"},
@@ -390,7 +392,8 @@ func TestDelegateEndUserInAuditRows(t *testing.T) {
 	t.Cleanup(func() { w.Close(context.Background()) })
 	k := newKeyed(t, &fakeBackend{chat: scripted("o", "k")}, Config{Audit: w})
 	_, token := k.key(t, `{"name":"webui","scopes":["chat","delegate"]}`)
-	h := map[string]string{DefaultUserHeader: "u-17", DefaultUserEmailHeader: "zoe@example.org", DefaultUserNameHeader: "Zoë"}
+	// Open WebUI percent-encodes the name (Python's quote, spaces kept).
+	h := map[string]string{DefaultUserHeader: "u-17", DefaultUserEmailHeader: "zoe@example.org", DefaultUserNameHeader: "Zo%C3%AB Smith"}
 	for _, stream := range []string{"false", "true"} {
 		body := `{"model":"demo","max_tokens":5,"stream":` + stream + `,"messages":[{"role":"user","content":"hi"}]}`
 		if resp, out := chatAs(t, k, token, body, h); resp.StatusCode != http.StatusOK {
@@ -406,7 +409,7 @@ func TestDelegateEndUserInAuditRows(t *testing.T) {
 		if r.Kind != audit.KindRequest && r.Kind != audit.KindCompletion {
 			continue
 		}
-		if r.EndUser != "u-17" || r.EndUserEmail != "zoe@example.org" || r.EndUserName != "Zoë" {
+		if r.EndUser != "u-17" || r.EndUserEmail != "zoe@example.org" || r.EndUserName != "Zoë Smith" {
 			t.Errorf("%s record %d: end user %q %q %q", r.Kind, r.Seq, r.EndUser, r.EndUserEmail, r.EndUserName)
 		}
 		kinds[r.Kind]++

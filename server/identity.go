@@ -3,6 +3,8 @@ package server
 import (
 	"errors"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -40,7 +42,7 @@ func (s *Server) identify(c *gin.Context, bodyUser string) error {
 	if !p.Delegates() {
 		return nil
 	}
-	u := endUser{id: c.GetHeader(s.cfg.UserHeader), email: c.GetHeader(s.cfg.UserEmailHeader), name: c.GetHeader(s.cfg.UserNameHeader)}
+	u := endUser{id: c.GetHeader(s.cfg.UserHeader), email: c.GetHeader(s.cfg.UserEmailHeader), name: headerName(c.GetHeader(s.cfg.UserNameHeader))}
 	param := s.cfg.UserHeader
 	if u.id == "" {
 		u.id, param = bodyUser, "user"
@@ -108,4 +110,17 @@ func limitLabel(le *quota.LimitError) string {
 		return "user_" + le.Limit
 	}
 	return le.Limit
+}
+
+// headerName decodes a user's name as Open WebUI sends it: percent-encoded
+// (Python's quote, spaces kept), so that names outside ASCII survive the
+// header. A value that is not valid percent-encoding is kept as sent.
+func headerName(v string) string {
+	if !strings.Contains(v, "%") {
+		return v
+	}
+	if d, err := url.PathUnescape(v); err == nil {
+		return d
+	}
+	return v
 }
