@@ -155,6 +155,13 @@ func TestKeysUsersCLI(t *testing.T) {
 	if strings.Count(out, `user="alice smith"`) != 2 {
 		t.Fatalf("audit tail:\n%s\nwant user=\"alice smith\" on both records", out)
 	}
+	out, err = runCLI(t, dir, "audit", "tail", "--user", "alice smith")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(strings.TrimSpace(out), "\n") + 1; n != 2 || strings.Count(out, `user="alice smith"`) != 2 {
+		t.Fatalf("audit tail --user:\n%s\nwant alice's two records only", out)
+	}
 	if _, err := runCLI(t, dir, "audit", "verify"); err != nil {
 		t.Fatalf("audit verify after end-user records and block events: %v", err)
 	}
