@@ -20,6 +20,7 @@ import (
 // steps in the same order, and the order is what makes it correct:
 //
 //	decode → validate            (the route: its wire types)
+//	identify                     (a delegate key's end user: 400 invalid or missing when required, 403 blocked, 429 over its requests per minute)
 //	begin: deadline → model      (404 for a missing or forbidden model, before anything is scanned or charged)
 //	filter the prompt            (redact in place; a block is 400, nothing admitted)
 //	admit: caps and quotas       (rate headers go out before a stream starts),
@@ -43,10 +44,13 @@ import (
 // admit and the finishers (whole, stream, embed) hold the rest.
 
 // modelRequest is a route's request body: decoded, it checks itself
-// (naming the first bad field) and names the model it asks for.
+// (naming the first bad field), names the model it asks for, and the end
+// user its body names (OpenAI's user, Anthropic's metadata.user_id; "" for
+// none), which only a delegate key's request uses (identify).
 type modelRequest interface {
 	check() error
 	modelName() string
+	bodyUser() string
 }
 
 // pipeline decodes and checks a route's request, begins its pipeline and
@@ -57,6 +61,9 @@ func (s *Server) pipeline(c *gin.Context, req modelRequest, route func(*pipe) er
 		return err
 	}
 	if err := req.check(); err != nil {
+		return err
+	}
+	if err := s.identify(c, req.bodyUser()); err != nil {
 		return err
 	}
 	p, err := s.begin(c, req.modelName())

@@ -76,8 +76,20 @@ type Config struct {
 	Keys Authenticator
 	// Quota, if set, holds keys to their request and token limits.
 	Quota Limiter
-	// DefaultLimits apply where a key sets none (zero: unlimited).
+	// DefaultLimits apply where a key sets none (zero: unlimited); their
+	// User* fields are the per-user limits of delegate keys.
 	DefaultLimits keys.Limits
+	// RequireUser refuses a delegate key's request that names no end user
+	// (400) unless the key says otherwise; else such a request is served
+	// as the key itself.
+	RequireUser bool
+	// UserHeader names the header a delegate key's end user is taken from
+	// (before the body's user field); UserEmailHeader and UserNameHeader
+	// are recorded in the audit trail when present. Defaults: Open
+	// WebUI's X-OpenWebUI-User-Id, -Email, -Name.
+	UserHeader      string
+	UserEmailHeader string
+	UserNameHeader  string
 	// Audit, if set, receives a request record before anything reaches
 	// the model and a completion record before the answer is released.
 	// When a record cannot be written the request fails with 503, unless
@@ -187,6 +199,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.ModelCacheTTL <= 0 {
 		c.ModelCacheTTL = DefaultModelCacheTTL
+	}
+	if c.UserHeader == "" {
+		c.UserHeader = DefaultUserHeader
+	}
+	if c.UserEmailHeader == "" {
+		c.UserEmailHeader = DefaultUserEmailHeader
+	}
+	if c.UserNameHeader == "" {
+		c.UserNameHeader = DefaultUserNameHeader
 	}
 }
 

@@ -27,8 +27,12 @@ type Principal struct {
 	// AllowCIDRs are the client networks the key may be used from (empty:
 	// any); see AllowsAddr.
 	AllowCIDRs []string
+	// RequireUser is the key's own keys.require_user (nil: the configured
+	// default).
+	RequireUser *bool
 
 	patterns []pattern
+	blocked  map[string]struct{}
 	nets     []netip.Prefix
 }
 
@@ -167,5 +171,8 @@ func newPrincipal(k Key) *Principal {
 
 		AllowCIDRs: k.AllowCIDRs,
 		nets:       compileCIDRs(k.AllowCIDRs),
+
+		RequireUser: k.RequireUser,
+		blocked:     blockedSet(k.BlockedUsers),
 	}
 }
