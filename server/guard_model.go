@@ -192,7 +192,7 @@ func (s *Server) callGuard(parent context.Context, c *gin.Context, stage string,
 	}
 	release := func() {}
 	if s.cfg.Queue != nil {
-		r, _, err := s.cfg.Queue.Acquire(ctx, g.cfg.Model, principal(c).KeyID, cost+guardOutputTokens)
+		r, _, err := s.cfg.Queue.AcquireUser(ctx, g.cfg.Model, principal(c).KeyID, userOf(c), cost+guardOutputTokens)
 		if err != nil {
 			return nil, s.guardDone(parent, ctx, stage, start, nil, err)
 		}

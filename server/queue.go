@@ -17,7 +17,6 @@ import (
 // delegate key's slots among its end users (user "" for none): a request
 // waits for a slot of its model before its backend call.
 type Queue interface {
-	Acquire(ctx context.Context, model, keyID string, cost int64) (release func(), waited time.Duration, err error)
 	AcquireUser(ctx context.Context, model, keyID, user string, cost int64) (release func(), waited time.Duration, err error)
 }
 
