@@ -2,10 +2,11 @@ package pii
 
 import "github.com/warden-llm/warden/safety/detect"
 
-// SSN finds US social security numbers written ddd-dd-dddd or ddd dd dddd,
-// and nine bare digits only when one of the four words before them is
-// "ssn", "ss", "soc" or "social" ("SSN: 123456789", "social security
-// number 123456789"). Numbers that were never issued are rejected: area
+// SSN finds US social security numbers written ddd-dd-dddd, ddd dd dddd or
+// ddd.dd.dddd, and nine bare digits only when one of the four words before
+// them is one of the context words public PII test suites use: "ssn",
+// "ssns", "ss", "soc", "social", "security", "ssid" ("SSN: 123456789",
+// "SSN#123456789", "ss# 123456789", "social security number 123456789"). Numbers that were never issued are rejected: area
 // 000, 666 or 900–999, group 00, serial 0000, and well-known sample and
 // advertising numbers such as 078-05-1120, 219-09-9999 and 123-45-6789.
 type SSN struct{}
@@ -44,7 +45,7 @@ var sampleSSNs = []string{
 	"111111111", "222222222", "333333333", "444444444", "555555555", "777777777", "888888888",
 }
 
-var ssnWords = newWordSet("ssn", "ssns", "ss", "soc", "social")
+var ssnWords = newWordSet("ssn", "ssns", "ss", "soc", "social", "security", "ssid")
 
 func ssnAt(text []byte, f, e int) bool {
 	var g [3]int
