@@ -25,9 +25,19 @@ const maxCard = 19
 
 // Find implements detect.Detector.
 func (CreditCard) Find(text []byte, from int, report func(detect.Match)) {
+	findCards(text, from, scanned(text), report)
+}
+
+// FindDigits implements detect.DigitFinder.
+func (CreditCard) FindDigits(text []byte, from int, digits *detect.Digits, report func(detect.Match)) {
+	it := digits.Iter()
+	findCards(text, from, &it, report)
+}
+
+func findCards[S digitSource](text []byte, from int, src S, report func(detect.Match)) {
 	pos := from
 	for pos < len(text) {
-		d := indexWordDigit(text, pos)
+		d := src.NextWord(pos)
 		if d < 0 {
 			return
 		}

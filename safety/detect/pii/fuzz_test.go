@@ -37,6 +37,9 @@ func fuzzDetector(f *testing.F, d detect.Detector) {
 				t.Fatalf("match %v has category %q, want %q", m, m.Category, d.Category())
 			}
 		}
+		if msg := detecttest.SharedDigits(d, text); msg != "" {
+			t.Fatal(msg)
+		}
 	})
 }
 

@@ -21,9 +21,19 @@ const maxSSN = 9
 
 // Find implements detect.Detector.
 func (SSN) Find(text []byte, from int, report func(detect.Match)) {
+	findSSNs(text, from, scanned(text), report)
+}
+
+// FindDigits implements detect.DigitFinder.
+func (SSN) FindDigits(text []byte, from int, digits *detect.Digits, report func(detect.Match)) {
+	it := digits.Iter()
+	findSSNs(text, from, &it, report)
+}
+
+func findSSNs[S digitSource](text []byte, from int, src S, report func(detect.Match)) {
 	pos := from
 	for pos < len(text) {
-		d := indexWordDigit(text, pos)
+		d := src.NextWord(pos)
 		if d < 0 {
 			return
 		}

@@ -1,0 +1,149 @@
+package detect
+
+import (
+	"encoding/binary"
+	"math/bits"
+	"sort"
+)
+
+// Digits is the shared digit scan of one text: where each run of ASCII
+// digits starts, and whether that start also starts a word (the byte
+// before it is not an ASCII letter, digit or '_'). The filter engine scans
+// a text for digits once and hands the result to every DigitFinder, so
+// the digit-based detectors (credit_card, ssn, phone, iban, ip) do not
+// each look for digits through the whole text.
+type Digits struct {
+	text []byte
+	// starts holds the offsets of digit-run starts in ascending order,
+	// shifted left by one; the low bit is set when the start begins a word.
+	starts []uint64
+}
+
+// A DigitFinder is a Detector whose every match holds an ASCII digit.
+// FindDigits is Find with the text's digit scan done: digits was built by
+// Scan over the same text. Find and FindDigits report the same matches.
+type DigitFinder interface {
+	Detector
+	FindDigits(text []byte, from int, digits *Digits, report func(Match))
+}
+
+const (
+	lo7 = 0x7f7f7f7f7f7f7f7f
+	hi  = 0x8080808080808080
+)
+
+// digitMask has the high bit of each byte of x that is an ASCII digit.
+func digitMask(x uint64) uint64 {
+	t := x ^ 0x3030303030303030 // digits become 0..9
+	return ^((t & lo7) + 0x7676767676767676 | t) & hi
+}
+
+// wordMask has the high bit of each byte of x that is an ASCII letter,
+// digit or '_'.
+func wordMask(x uint64) uint64 {
+	y := (x | 0x2020202020202020) & lo7 // fold case
+	letters := (y + (0x80-0x61)*0x0101010101010101) & ^(y + (0x80-0x7b)*0x0101010101010101)
+	u := (x ^ 0x5f5f5f5f5f5f5f5f) & lo7 // '_' becomes 0
+	under := ^((u + lo7) | u) & hi
+	return ((letters|under)&^x | digitMask(x)) & hi
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+func isWord(c byte) bool {
+	return isDigit(c) || c|0x20 >= 'a' && c|0x20 <= 'z' || c == '_'
+}
+
+// Scan records the digit runs of text, reusing d's memory.
+func (d *Digits) Scan(text []byte) {
+	d.text = text
+	d.starts = d.starts[:0]
+	var prevDigit, prevWord uint64 // the high bit: the byte before the block is a digit, a word byte
+	i := 0
+	for ; i+8 <= len(text); i += 8 {
+		x := binary.LittleEndian.Uint64(text[i:])
+		dm := digitMask(x)
+		if dm == 0 {
+			prevDigit = 0
+			prevWord = wordMask(x) >> 56 & 0x80
+			continue
+		}
+		wm := wordMask(x)
+		s := dm &^ (dm<<8 | prevDigit)
+		w := s &^ (wm<<8 | prevWord)
+		for s != 0 {
+			k := bits.TrailingZeros64(s)
+			v := uint64(i+k/8) << 1
+			if w>>k&1 != 0 {
+				v |= 1
+			}
+			d.starts = append(d.starts, v)
+			s &= s - 1
+		}
+		prevDigit = dm >> 56 & 0x80
+		prevWord = wm >> 56 & 0x80
+	}
+	for ; i < len(text); i++ {
+		if !isDigit(text[i]) || i > 0 && isDigit(text[i-1]) {
+			continue
+		}
+		v := uint64(i) << 1
+		if i == 0 || !isWord(text[i-1]) {
+			v |= 1
+		}
+		d.starts = append(d.starts, v)
+	}
+}
+
+// Cap is how many digit runs d has room for without growing.
+func (d *Digits) Cap() int { return cap(d.starts) }
+
+// A DigitIter walks a Digits from left to right. Its zero value is not
+// usable; get one from Digits.Iter.
+type DigitIter struct {
+	d *Digits
+	i int // starts[:i] lie before the last position asked for
+}
+
+// Iter returns an iterator over d.
+func (d *Digits) Iter() DigitIter { return DigitIter{d: d} }
+
+// seek moves the iterator to the first start at or after pos.
+func (it *DigitIter) seek(pos int) {
+	s := it.d.starts
+	p := uint64(pos) << 1
+	if it.i > 0 && s[it.i-1] >= p {
+		it.i = sort.Search(len(s), func(k int) bool { return s[k] >= p })
+		return
+	}
+	for it.i < len(s) && s[it.i] < p {
+		it.i++
+	}
+}
+
+// Next returns the offset of the first ASCII digit at or after pos, or -1.
+func (it *DigitIter) Next(pos int) int {
+	if pos < 0 {
+		pos = 0
+	}
+	if pos < len(it.d.text) && isDigit(it.d.text[pos]) {
+		return pos
+	}
+	it.seek(pos)
+	if it.i == len(it.d.starts) {
+		return -1
+	}
+	return int(it.d.starts[it.i] >> 1)
+}
+
+// NextWord returns the offset of the first ASCII digit at or after pos
+// that starts a word, or -1.
+func (it *DigitIter) NextWord(pos int) int {
+	it.seek(max(pos, 0))
+	for ; it.i < len(it.d.starts); it.i++ {
+		if v := it.d.starts[it.i]; v&1 != 0 {
+			return int(v >> 1)
+		}
+	}
+	return -1
+}
