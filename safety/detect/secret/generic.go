@@ -48,7 +48,9 @@ func assignment(text []byte, p int) (cand, bool) {
 	for sp := 0; k > 0 && sp < 2 && (text[k-1] == ' ' || text[k-1] == '\t'); sp++ {
 		k--
 	}
-	k = skipType(text, k)
+	if k > 0 && (text[k-1] == 'g' || text[k-1] == 'r' || text[k-1] == 'e') {
+		k = skipType(text, k)
+	}
 	if k > 1 && text[k-1] == ']' && (text[k-2] == '"' || text[k-2] == '\'') {
 		k--
 	}
