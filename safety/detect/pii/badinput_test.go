@@ -48,6 +48,7 @@ func TestBadInput(t *testing.T) {
 		{"single-spaced long numbers", repeat("41111111111111111111 "), 0},
 		{"ssn context flood", repeat("SSN# "), 0},
 		{"dotted ssns", repeat("536.22.1234, "), 2 * (mib / len("536.22.1234, "))}, // ssn, and phone reads them too
+		{"single-spaced ssns", repeat("536-22-1234 "), mib / len("536-22-1234 ")},
 		{"zero width", repeat("\u200b"), 0},
 		{"zero width digits", repeat("4\u200b"), 0},
 	}

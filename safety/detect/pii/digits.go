@@ -4,9 +4,10 @@ package pii
 // SSNs are written: "4111 1111 1111 1111", "078-05-1120" (spaces, dashes or
 // dots; card numbers also take slashes, "4111/1111/1111/1111"). Card and SSN
 // candidates are whole digit runs, never parts of one, so "1234 4111 1111
-// 1111 1111" holds no card; the one exception is a run of unbroken
-// card-length numbers joined by spaces, "4012888888881881 4111111111111111",
-// whose numbers are judged one by one.
+// 1111 1111" holds no card; the exceptions are runs of unbroken card-length
+// numbers joined by spaces, "4012888888881881 4111111111111111", and of
+// dashed or dotted SSNs joined by spaces, "536-22-1234 401-23-4567", whose
+// parts are judged one by one.
 
 // seps is a set of separator bytes.
 type seps *[256]bool

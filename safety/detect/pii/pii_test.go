@@ -177,6 +177,14 @@ func TestSSN(t *testing.T) {
 		{"longer", "536-22-12345", nil},
 		{"phone", "415-555-2671", nil},
 		{"date", "2024-01-15", nil},
+		{"dots", "ssn 078.05.1123", []string{"ssn:078.05.1123"}},
+		{"two with one space", "536-22-1234 401-23-4567", []string{"ssn:536-22-1234", "ssn:401-23-4567"}},
+		{"two dotted", "536.22.1234 401.23.4567.", []string{"ssn:536.22.1234", "ssn:401.23.4567"}},
+		{"one valid of two", "536-22-1234 666-23-4567", []string{"ssn:536-22-1234"}},
+		{"then a number", "536-22-1234 12", []string{"ssn:536-22-1234"}},
+		{"glued", "x536-22-1234 401-23-4567", []string{"ssn:401-23-4567"}},
+		{"context ss#", "ss# 536221234", []string{"ssn:536221234"}},
+		{"context security", "security number 536221234", []string{"ssn:536221234"}},
 	})
 }
 
