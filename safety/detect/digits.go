@@ -12,11 +12,15 @@ import (
 // a text for digits once and hands the result to every DigitFinder, so
 // the digit-based detectors (credit_card, ssn, phone, iban, ip) do not
 // each look for digits through the whole text.
+//
+// Next and NextWord answer in any order, fastest for positions that grow;
+// they move a cursor, so a Digits serves one detector at a time.
 type Digits struct {
 	text []byte
 	// starts holds the offsets of digit-run starts in ascending order,
 	// shifted left by one; the low bit is set when the start begins a word.
 	starts []uint64
+	at     int // a cursor: starts[:at] lie before the last position asked for
 }
 
 // A DigitFinder is a Detector whose every match holds an ASCII digit.
@@ -58,6 +62,7 @@ func isWord(c byte) bool {
 func (d *Digits) Scan(text []byte) {
 	d.text = text
 	d.starts = d.starts[:0]
+	d.at = 0
 	var prevDigit, prevWord uint64 // the high bit: the byte before the block is a digit, a word byte
 	i := 0
 	for ; i+8 <= len(text); i += 8 {
@@ -98,50 +103,39 @@ func (d *Digits) Scan(text []byte) {
 // Cap is how many digit runs d has room for without growing.
 func (d *Digits) Cap() int { return cap(d.starts) }
 
-// A DigitIter walks a Digits from left to right. Its zero value is not
-// usable; get one from Digits.Iter.
-type DigitIter struct {
-	d *Digits
-	i int // starts[:i] lie before the last position asked for
-}
-
-// Iter returns an iterator over d.
-func (d *Digits) Iter() DigitIter { return DigitIter{d: d} }
-
-// seek moves the iterator to the first start at or after pos.
-func (it *DigitIter) seek(pos int) {
-	s := it.d.starts
+// seek moves the cursor to the first start at or after pos: forward by
+// steps, as the detectors ask, or back by binary search.
+func (d *Digits) seek(pos int) {
+	s := d.starts
 	p := uint64(pos) << 1
-	if it.i > 0 && s[it.i-1] >= p {
-		it.i = sort.Search(len(s), func(k int) bool { return s[k] >= p })
+	if d.at > 0 && s[d.at-1] >= p {
+		d.at = sort.Search(len(s), func(k int) bool { return s[k] >= p })
 		return
 	}
-	for it.i < len(s) && s[it.i] < p {
-		it.i++
+	for d.at < len(s) && s[d.at] < p {
+		d.at++
 	}
 }
 
 // Next returns the offset of the first ASCII digit at or after pos, or -1.
-func (it *DigitIter) Next(pos int) int {
-	if pos < 0 {
-		pos = 0
-	}
-	if pos < len(it.d.text) && isDigit(it.d.text[pos]) {
+func (d *Digits) Next(pos int) int {
+	pos = max(pos, 0)
+	if pos < len(d.text) && isDigit(d.text[pos]) {
 		return pos
 	}
-	it.seek(pos)
-	if it.i == len(it.d.starts) {
+	d.seek(pos)
+	if d.at == len(d.starts) {
 		return -1
 	}
-	return int(it.d.starts[it.i] >> 1)
+	return int(d.starts[d.at] >> 1)
 }
 
 // NextWord returns the offset of the first ASCII digit at or after pos
 // that starts a word, or -1.
-func (it *DigitIter) NextWord(pos int) int {
-	it.seek(max(pos, 0))
-	for ; it.i < len(it.d.starts); it.i++ {
-		if v := it.d.starts[it.i]; v&1 != 0 {
+func (d *Digits) NextWord(pos int) int {
+	d.seek(max(pos, 0))
+	for ; d.at < len(d.starts); d.at++ {
+		if v := d.starts[d.at]; v&1 != 0 {
 			return int(v >> 1)
 		}
 	}

@@ -29,12 +29,11 @@ func checkDigits(t *testing.T, text []byte, positions []int) {
 	t.Helper()
 	var d Digits
 	d.Scan(text)
-	it := d.Iter()
 	for _, p := range positions {
-		if got, want := it.Next(p), naiveNext(text, p); got != want {
+		if got, want := d.Next(p), naiveNext(text, p); got != want {
 			t.Fatalf("%q: Next(%d) = %d, want %d", text, p, got, want)
 		}
-		if got, want := it.NextWord(p), naiveNextWord(text, p); got != want {
+		if got, want := d.NextWord(p), naiveNextWord(text, p); got != want {
 			t.Fatalf("%q: NextWord(%d) = %d, want %d", text, p, got, want)
 		}
 	}
@@ -66,9 +65,8 @@ func TestDigitsHostile(t *testing.T) {
 	} {
 		var d Digits
 		d.Scan(text)
-		it := d.Iter()
 		n := 0
-		for p := it.NextWord(0); p >= 0; p = it.NextWord(p + 1) {
+		for p := d.NextWord(0); p >= 0; p = d.NextWord(p + 1) {
 			n++
 		}
 		want := map[string]int{"digits": 1, "spaced": 1 << 19, "letters": 0, "invalid": 1 << 18}[name]

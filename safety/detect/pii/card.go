@@ -30,8 +30,7 @@ func (CreditCard) Find(text []byte, from int, report func(detect.Match)) {
 
 // FindDigits implements detect.DigitFinder.
 func (CreditCard) FindDigits(text []byte, from int, digits *detect.Digits, report func(detect.Match)) {
-	it := digits.Iter()
-	findCards(text, from, &it, report)
+	findCards(text, from, digits, report)
 }
 
 func findCards[S digitSource](text []byte, from int, src S, report func(detect.Match)) {

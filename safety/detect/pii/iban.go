@@ -51,8 +51,7 @@ func (IBAN) Find(text []byte, from int, report func(detect.Match)) {
 
 // FindDigits implements detect.DigitFinder.
 func (IBAN) FindDigits(text []byte, from int, digits *detect.Digits, report func(detect.Match)) {
-	it := digits.Iter()
-	findIBANs(text, from, &it, report)
+	findIBANs(text, from, digits, report)
 }
 
 func findIBANs[S digitSource](text []byte, from int, src S, report func(detect.Match)) {

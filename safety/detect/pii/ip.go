@@ -56,8 +56,7 @@ func (ip IP) Find(text []byte, from int, report func(detect.Match)) {
 
 // FindDigits implements detect.DigitFinder.
 func (ip IP) FindDigits(text []byte, from int, digits *detect.Digits, report func(detect.Match)) {
-	it := digits.Iter()
-	findIPs(ip, text, from, &it, report)
+	findIPs(ip, text, from, digits, report)
 }
 
 func findIPs[S digitSource](ip IP, text []byte, from int, src S, report func(detect.Match)) {

@@ -140,8 +140,7 @@ func (p *Phone) Find(text []byte, from int, report func(detect.Match)) {
 
 // FindDigits implements detect.DigitFinder.
 func (p *Phone) FindDigits(text []byte, from int, digits *detect.Digits, report func(detect.Match)) {
-	it := digits.Iter()
-	findPhones(p, text, from, &it, report)
+	findPhones(p, text, from, digits, report)
 }
 
 func findPhones[S digitSource](p *Phone, text []byte, from int, src S, report func(detect.Match)) {

@@ -162,7 +162,7 @@ func indexWordDigit(b []byte, i int) int {
 }
 
 // digitSource finds the digits of a text: its own scan (scanned), or the
-// filter engine's shared one (*detect.DigitIter).
+// filter engine's shared one (*detect.Digits).
 type digitSource interface {
 	// Next returns the first digit at or after pos, or -1.
 	Next(pos int) int

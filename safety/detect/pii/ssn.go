@@ -28,8 +28,7 @@ func (SSN) Find(text []byte, from int, report func(detect.Match)) {
 
 // FindDigits implements detect.DigitFinder.
 func (SSN) FindDigits(text []byte, from int, digits *detect.Digits, report func(detect.Match)) {
-	it := digits.Iter()
-	findSSNs(text, from, &it, report)
+	findSSNs(text, from, digits, report)
 }
 
 func findSSNs[S digitSource](text []byte, from int, src S, report func(detect.Match)) {

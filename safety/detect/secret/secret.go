@@ -181,32 +181,38 @@ func (detector) Hold(text []byte) int {
 	return min(h, detect.MaxHold)
 }
 
-// maxPrefix is one more than the longest prefix; prefixStarts lists, by
-// first byte, the prefixes that start with it.
-var maxPrefix, prefixStarts = func() (int, [256][]int) {
-	m, t := 0, [256][]int{}
+// A partPrefix is a proper start prefixes[i].s[:k] of a prefix.
+type partPrefix struct{ i, k int }
+
+// prefixEnds lists, by last byte, the proper starts of the prefixes that
+// end with it, longest first.
+var prefixEnds = func() (t [256][]partPrefix) {
 	for i, p := range prefixes {
-		m = max(m, len(p.s)+1)
-		t[p.s[0]] = append(t[p.s[0]], i)
+		for k := 1; k < len(p.s); k++ {
+			t[p.s[k-1]] = append(t[p.s[k-1]], partPrefix{i, k})
+		}
 	}
-	return m, t
+	for c := range t {
+		slices.SortStableFunc(t[c], func(a, b partPrefix) int { return b.k - a.k })
+	}
+	return t
 }()
 
 // prefixHold returns the length of the longest trailing part of a rule's
-// prefix (after a boundary) at the end of text. Such a part starts with
-// the prefix's first byte, so only the places in the last few bytes that
-// hold one are looked at.
+// prefix (after a boundary) at the end of text. Such a part ends with the
+// text's last byte, so only the parts ending with it are looked at.
 func prefixHold(text []byte) int {
-	n, h := len(text), 0
-	for k := 1; k < maxPrefix && k <= n; k++ {
-		for _, i := range prefixStarts[text[n-k]] {
-			p := &prefixes[i]
-			if k < len(p.s) && string(text[n-k:]) == p.s[:k] && (p.bound == nil || n-k == 0 || !p.bound[text[n-k-1]]) {
-				h = max(h, k)
-			}
+	n := len(text)
+	if n == 0 {
+		return 0
+	}
+	for _, pp := range prefixEnds[text[n-1]] {
+		p := &prefixes[pp.i]
+		if pp.k <= n && string(text[n-pp.k:]) == p.s[:pp.k] && (p.bound == nil || n-pp.k == 0 || !p.bound[text[n-pp.k-1]]) {
+			return pp.k
 		}
 	}
-	return h
+	return 0
 }
 
 // lastBegin is bytes.LastIndex(t, "-----BEGIN ") by way of the rare 'B'.
