@@ -256,6 +256,11 @@ func (s *Stream) release(final bool, src string) (string, int) {
 		}
 	}
 
+	// Room for every finding at once: a text dense with findings would
+	// otherwise grow both lists many times.
+	s.findings = slices.Grow(s.findings, len(ms))
+	s.r.findings = slices.Grow(s.r.findings, len(ms))
+
 	// The builder is sized on the first redaction; until then at stays at
 	// s.from and the released text is one unbroken part of the window.
 	var out strings.Builder
