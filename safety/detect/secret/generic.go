@@ -79,7 +79,8 @@ func assignment(text []byte, p int) (cand, bool) {
 		c.name, c.generic, c.ok = "aws-secret-key", false, true
 		return c, true
 	}
-	c.ok = genericValue(val, pw)
+	// A value cut by a template ("cache-3|${{ hashFiles(…) }}") is not one.
+	c.ok = genericValue(val, pw) && (e == n || text[e] != '{')
 	return c, true
 }
 
