@@ -230,9 +230,9 @@ func lastBegin(t []byte) int {
 	}
 }
 
-// anchors are the bytes the rules start looking from. Each is searched for
-// with bytes.IndexByte, which is much faster than a byte loop over text
-// where they are rare; candidates come out of order and Find sorts them.
+// anchors are the bytes the rules start looking from, found in one pass
+// with a table (in code and config they are too frequent for a
+// bytes.IndexByte per anchor to pay); Find sorts the candidates.
 const anchors = "AJ_-.=:G,"
 
 // scan appends the candidates starting at or after from that are matches or
@@ -250,18 +250,21 @@ func scan(text []byte, from, lo int, cs []cand) []cand {
 			cs = append(cs, c)
 		}
 	}
-	for a := range len(anchors) {
-		for i := lo; i < n; i++ {
-			k := bytes.IndexByte(text[i:], anchors[a])
-			if k < 0 {
-				break
-			}
-			i += k
+	for i := lo; i < n; i++ {
+		if isAnchor[text[i]] {
 			check(text, i, add)
 		}
 	}
 	return cs
 }
+
+// isAnchor has the anchor bytes.
+var isAnchor = func() (t [256]bool) {
+	for _, c := range []byte(anchors) {
+		t[c] = true
+	}
+	return t
+}()
 
 // check runs the rules anchored at text[i].
 func check(text []byte, i int, add func(cand)) {
