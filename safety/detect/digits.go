@@ -42,16 +42,6 @@ func digitMask(x uint64) uint64 {
 	return ^((t & lo7) + 0x7676767676767676 | t) & hi
 }
 
-// wordMask has the high bit of each byte of x that is an ASCII letter,
-// digit or '_'.
-func wordMask(x uint64) uint64 {
-	y := (x | 0x2020202020202020) & lo7 // fold case
-	letters := (y + (0x80-0x61)*0x0101010101010101) & ^(y + (0x80-0x7b)*0x0101010101010101)
-	u := (x ^ 0x5f5f5f5f5f5f5f5f) & lo7 // '_' becomes 0
-	under := ^((u + lo7) | u) & hi
-	return ((letters|under)&^x | digitMask(x)) & hi
-}
-
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 func isWord(c byte) bool {
@@ -63,42 +53,38 @@ func (d *Digits) Scan(text []byte) {
 	d.text = text
 	d.starts = d.starts[:0]
 	d.at = 0
-	var prevDigit, prevWord uint64 // the high bit: the byte before the block is a digit, a word byte
+	var prev uint64 // 0x80 when the byte before the block is a digit
 	i := 0
 	for ; i+8 <= len(text); i += 8 {
-		x := binary.LittleEndian.Uint64(text[i:])
-		dm := digitMask(x)
-		if dm == 0 {
-			prevDigit = 0
-			prevWord = wordMask(x) >> 56 & 0x80
-			continue
+		dm := digitMask(binary.LittleEndian.Uint64(text[i:]))
+		s := dm &^ (dm<<8 | prev)
+		prev = dm >> 56 & 0x80
+		for ; s != 0; s &= s - 1 {
+			d.add(text, i+bits.TrailingZeros64(s)/8)
 		}
-		wm := wordMask(x)
-		s := dm &^ (dm<<8 | prevDigit)
-		w := s &^ (wm<<8 | prevWord)
-		for s != 0 {
-			k := bits.TrailingZeros64(s)
-			v := uint64(i+k/8) << 1
-			if w>>k&1 != 0 {
-				v |= 1
-			}
-			d.starts = append(d.starts, v)
-			s &= s - 1
-		}
-		prevDigit = dm >> 56 & 0x80
-		prevWord = wm >> 56 & 0x80
 	}
 	for ; i < len(text); i++ {
-		if !isDigit(text[i]) || i > 0 && isDigit(text[i-1]) {
-			continue
+		if isDigit(text[i]) && (i == 0 || !isDigit(text[i-1])) {
+			d.add(text, i)
 		}
-		v := uint64(i) << 1
-		if i == 0 || !isWord(text[i-1]) {
-			v |= 1
-		}
-		d.starts = append(d.starts, v)
 	}
 }
+
+// add records a digit run starting at k.
+func (d *Digits) add(text []byte, k int) {
+	v := uint64(k) << 1
+	if k == 0 || !wordByte[text[k-1]] {
+		v |= 1
+	}
+	d.starts = append(d.starts, v)
+}
+
+var wordByte = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = isWord(byte(c))
+	}
+	return t
+}()
 
 // Cap is how many digit runs d has room for without growing.
 func (d *Digits) Cap() int { return cap(d.starts) }
