@@ -18,9 +18,11 @@ import (
 type Digits struct {
 	text []byte
 	// starts holds the offsets of digit-run starts in ascending order,
-	// shifted left by one; the low bit is set when the start begins a word.
-	starts []uint64
-	at     int // a cursor: starts[:at] lie before the last position asked for
+	// words those of them that begin a word.
+	starts, words []int
+	// Cursors: starts[:at] and words[:wat] lie before the last position
+	// asked for.
+	at, wat int
 }
 
 // A DigitFinder is a Detector whose every match holds an ASCII digit.
@@ -51,8 +53,8 @@ func isWord(c byte) bool {
 // Scan records the digit runs of text, reusing d's memory.
 func (d *Digits) Scan(text []byte) {
 	d.text = text
-	d.starts = d.starts[:0]
-	d.at = 0
+	d.starts, d.words = d.starts[:0], d.words[:0]
+	d.at, d.wat = 0, 0
 	var prev uint64 // 0x80 when the byte before the block is a digit
 	i := 0
 	for ; i+8 <= len(text); i += 8 {
@@ -72,11 +74,10 @@ func (d *Digits) Scan(text []byte) {
 
 // add records a digit run starting at k.
 func (d *Digits) add(text []byte, k int) {
-	v := uint64(k) << 1
+	d.starts = append(d.starts, k)
 	if k == 0 || !wordByte[text[k-1]] {
-		v |= 1
+		d.words = append(d.words, k)
 	}
-	d.starts = append(d.starts, v)
 }
 
 var wordByte = func() (t [256]bool) {
@@ -87,20 +88,19 @@ var wordByte = func() (t [256]bool) {
 }()
 
 // Cap is how many digit runs d has room for without growing.
-func (d *Digits) Cap() int { return cap(d.starts) }
+func (d *Digits) Cap() int { return cap(d.starts) + cap(d.words) }
 
-// seek moves the cursor to the first start at or after pos: forward by
-// steps, as the detectors ask, or back by binary search.
-func (d *Digits) seek(pos int) {
-	s := d.starts
-	p := uint64(pos) << 1
-	if d.at > 0 && s[d.at-1] >= p {
-		d.at = sort.Search(len(s), func(k int) bool { return s[k] >= p })
-		return
+// seek moves the cursor *at over s to the first element at or after
+// pos: forward by steps, as the detectors ask, or back by binary search.
+func seek(s []int, at *int, pos int) {
+	i := *at
+	if i > 0 && s[i-1] >= pos {
+		i = sort.SearchInts(s, pos)
 	}
-	for d.at < len(s) && s[d.at] < p {
-		d.at++
+	for i < len(s) && s[i] < pos {
+		i++
 	}
+	*at = i
 }
 
 // Next returns the offset of the first ASCII digit at or after pos, or -1.
@@ -109,21 +109,19 @@ func (d *Digits) Next(pos int) int {
 	if pos < len(d.text) && isDigit(d.text[pos]) {
 		return pos
 	}
-	d.seek(pos)
+	seek(d.starts, &d.at, pos)
 	if d.at == len(d.starts) {
 		return -1
 	}
-	return int(d.starts[d.at] >> 1)
+	return d.starts[d.at]
 }
 
 // NextWord returns the offset of the first ASCII digit at or after pos
 // that starts a word, or -1.
 func (d *Digits) NextWord(pos int) int {
-	d.seek(max(pos, 0))
-	for ; d.at < len(d.starts); d.at++ {
-		if v := d.starts[d.at]; v&1 != 0 {
-			return int(v >> 1)
-		}
+	seek(d.words, &d.wat, pos)
+	if d.wat == len(d.words) {
+		return -1
 	}
-	return -1
+	return d.words[d.wat]
 }
