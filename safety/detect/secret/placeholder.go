@@ -13,11 +13,14 @@ import (
 
 // sampleKeys are published documentation keys, found anywhere in a
 // candidate: AWS's IAM and STS examples, the GitHub docs' personal access
-// token, the signature of jwt.io's example token.
+// token, Stripe's and Slack's API reference keys, the signature of
+// jwt.io's example token.
 var sampleKeys = [][]byte{
 	[]byte("AKIAIOSFODNN7EXAMPLE"), []byte("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
 	[]byte("AKIAI44QH8DHBEXAMPLE"), []byte("je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY"),
 	[]byte("ghp_16C7e42F292c6912E7710c838347Ae178B4a"),
+	[]byte("4eC39HqLyjWDarjtT1zdp7dc"),
+	[]byte("xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy"),
 	[]byte("SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"),
 }
 
