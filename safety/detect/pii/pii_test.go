@@ -242,3 +242,30 @@ func TestMasks(t *testing.T) {
 		}
 	}
 }
+
+// TestSSNPresidioTable scores the ssn detector on the cases of Presidio's
+// US SSN recognizer test table (microsoft/presidio,
+// presidio-analyzer/tests/test_us_ssn_recognizer.py, MIT): its four
+// positives and seven negatives. The bare "078051121" is a positive there
+// (a weak match); here nine bare digits need a context word, so recall is
+// 3 of 4, and every negative stays rejected.
+func TestSSNPresidioTable(t *testing.T) {
+	d := NewSSN()
+	found := func(s string) bool { return len(detecttest.Whole(d, []byte(s))) > 0 }
+	hits := 0
+	for _, s := range []string{"078051121", "078-05-1123", "078.05.1123", "078 05 1123"} {
+		if found(s) {
+			hits++
+		} else {
+			t.Logf("missed %q", s)
+		}
+	}
+	if hits < 3 {
+		t.Errorf("recall %d/4 on the Presidio positives, want ≥ 3", hits)
+	}
+	for _, s := range []string{"0780511201", "078051120", "000000000", "666000000", "078-05-0000", "078 00 1123", "693-09.4444"} {
+		if found(s) {
+			t.Errorf("false positive %q", s)
+		}
+	}
+}
