@@ -228,6 +228,17 @@ func TestCorpus(t *testing.T) {
 	detecttest.Corpus(t, "testdata/corpus/secret.txt", Category, New(), 0.95, 0.95)
 }
 
+// TestCorpusRuleClasses holds each rule class added for issue 16 to its own
+// floors: GitLab and Slack tokens, Bedrock keys, the assignment syntaxes,
+// and the key names that are not secrets.
+func TestCorpusRuleClasses(t *testing.T) {
+	for _, class := range []string{"gitlab", "slack", "bedrock", "assignment", "names"} {
+		t.Run(class, func(t *testing.T) {
+			detecttest.Corpus(t, "testdata/corpus/secret_"+class+".txt", Category, New(), 0.95, 0.95)
+		})
+	}
+}
+
 func TestBadInput(t *testing.T) {
 	d := New()
 	inputs := map[string][]byte{
