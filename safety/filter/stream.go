@@ -27,7 +27,8 @@ type Stream struct {
 	dets []detect.Detector // the raw ones (detect.Raw), then those reading the literal view
 	nraw int
 
-	lv *litView // the literal view of the window, when it is not plain
+	lv     *litView       // the literal view of the window, when it is not plain
+	digits *detect.Digits // the digit scan of what the view detectors read, shared by the detect.DigitFinders
 
 	win  []byte // released context, then held text
 	from int    // win[:from] is released context
@@ -175,8 +176,9 @@ func (s *Stream) release(final bool, src string) (string, int) {
 	case end <= s.from:
 		// Nothing new the view can judge yet.
 	case plain:
+		scanned := false
 		for _, d := range s.dets[s.nraw:] {
-			d.Find(vw, s.from, add)
+			s.find(d, vw, s.from, &scanned, add)
 		}
 	case len(s.dets) > s.nraw:
 		if s.lv == nil {
@@ -189,8 +191,9 @@ func (s *Stream) release(final bool, src string) (string, int) {
 			m.Start, m.End = vm.At(m.Start), vm.End(vw, m.End)
 			add(m)
 		}
+		scanned := false
 		for _, d := range s.dets[s.nraw:] {
-			d.Find(view, vfrom, mapped)
+			s.find(d, view, vfrom, &scanned, mapped)
 		}
 	}
 	s.ms = ms
@@ -253,6 +256,11 @@ func (s *Stream) release(final bool, src string) (string, int) {
 		}
 	}
 
+	// Room for every finding at once: a text dense with findings would
+	// otherwise grow both lists many times.
+	s.findings = slices.Grow(s.findings, len(ms))
+	s.r.findings = slices.Grow(s.r.findings, len(ms))
+
 	// The builder is sized on the first redaction; until then at stays at
 	// s.from and the released text is one unbroken part of the window.
 	var out strings.Builder
@@ -290,6 +298,27 @@ func (s *Stream) release(final bool, src string) (string, int) {
 	return out.String(), cut
 }
 
+// find runs d over text from from. A detect.DigitFinder gets the shared
+// digit scan of text, made by the first one that needs it (*scanned
+// says whether it has been made for this text).
+func (s *Stream) find(d detect.Detector, text []byte, from int, scanned *bool, report func(detect.Match)) {
+	df, ok := d.(detect.DigitFinder)
+	if !ok {
+		d.Find(text, from, report)
+		return
+	}
+	if !*scanned {
+		if s.digits == nil {
+			s.digits = digitScans.Get().(*detect.Digits)
+		}
+		s.digits.Scan(text)
+		*scanned = true
+	}
+	df.FindDigits(text, from, s.digits, report)
+}
+
+var digitScans = sync.Pool{New: func() any { return new(detect.Digits) }}
+
 // litView holds a literal view and its offsets, reused across streams.
 type litView struct {
 	dst []byte
@@ -298,8 +327,16 @@ type litView struct {
 
 var litViews = sync.Pool{New: func() any { return new(litView) }}
 
-// putView returns the stream's view buffers once the text is over.
+// putView returns the stream's view buffers and digit scan once the text
+// is over.
 func (s *Stream) putView() {
+	if s.digits != nil {
+		s.digits.Scan(nil) // drops the text; keeps the memory
+		if s.digits.Cap() <= 1<<17 {
+			digitScans.Put(s.digits)
+		}
+		s.digits = nil
+	}
 	if s.lv == nil {
 		return
 	}
