@@ -304,4 +304,3 @@ func cut(scores []float64, fp float64) float32 {
 	}
 	return math.Nextafter32(float32(s[k]), 1)
 }
-

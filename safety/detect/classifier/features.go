@@ -111,12 +111,12 @@ func (w *word) addRune(r rune) {
 
 // tokenizer carries the state between words: the previous word's hashes.
 type tokenizer struct {
-	w                word
-	inWord           bool
-	prevH, prevStem  uint64
-	havePrev         bool
-	emit             func(*Token)
-	tok              Token
+	w               word
+	inWord          bool
+	prevH, prevStem uint64
+	havePrev        bool
+	emit            func(*Token)
+	tok             Token
 }
 
 func (t *tokenizer) flush() {

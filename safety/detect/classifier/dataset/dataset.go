@@ -147,4 +147,3 @@ func ReadSource(path string) (*Source, error) {
 	}
 	return s, nil
 }
-
