@@ -89,7 +89,6 @@ func main() {
 type example struct {
 	src  int
 	pos  bool
-	test bool
 	w    float64
 	wins [][]uint32
 }
@@ -190,7 +189,7 @@ func windows(m *classifier.Model, text string, maxWin int) [][]uint32 {
 		}
 		toks = append(toks, f)
 	})
-	if len(toks) == 0 {
+	if len(toks) < classifier.MinTokens {
 		return nil
 	}
 	flat := func(ts [][classifier.NumFeatures]uint32) []uint32 {

@@ -85,9 +85,17 @@ func Decode(b []byte) (*Model, error) {
 // Index reduces a feature hash to a table index.
 func (m *Model) Index(h uint64) uint32 { return uint32(h >> (64 - m.Bits)) }
 
+// MinTokens is the fewest tokens the model judges: a word or two carry no
+// intent to judge, only hash collisions.
+const MinTokens = 2
+
+// normFloor is the fewest tokens Norm divides by, so that the few features
+// of a short text do not weigh as much as a sentence's.
+const normFloor = 6
+
 // Norm is the factor a window of n tokens' feature sum is multiplied by
-// before the bias is added: 1/√(NumFeatures·n).
-func Norm(n int) float64 { return 1 / math.Sqrt(float64(NumFeatures*max(n, 1))) }
+// before the bias is added: 1/√(NumFeatures·max(n, 6)).
+func Norm(n int) float64 { return 1 / math.Sqrt(float64(NumFeatures*max(n, normFloor))) }
 
 // Prob is the probability for a window of n tokens whose table entries
 // sum to sum.
@@ -165,7 +173,7 @@ func (m *Model) scan(text []byte, p float64, hit func(span)) float64 {
 		cur = span{start, t.End, prob}
 	})
 	switch {
-	case n == 0:
+	case n < MinTokens:
 		return 0
 	case n < Window:
 		prob := m.Prob(sum, n)
@@ -181,5 +189,5 @@ func (m *Model) scan(text []byte, p float64, hit func(span)) float64 {
 }
 
 // Score is the highest probability over the windows of text (0 for a text
-// without words).
+// of fewer than MinTokens words).
 func (m *Model) Score(text []byte) float64 { return m.scan(text, 1, nil) }
