@@ -56,6 +56,10 @@ type config struct {
 	MaxWin   int      `json:"max_windows"`
 	Negative float64  `json:"benign_weight"`
 	NoCalib  []string `json:"not_calibrated_on"`
+	Verbose  bool     `json:"-"`
+	// MinThreshold bounds the threshold from below: the classes weigh the
+	// same in training, so 0.5 is where the model is undecided.
+	MinThreshold float64 `json:"min_threshold"`
 }
 
 func main() {
@@ -67,15 +71,17 @@ func main() {
 	flag.Uint64Var(&c.Seed, "seed", 16, "seed for the split and the training order")
 	flag.IntVar(&c.Epochs, "epochs", 12, "passes over the training set")
 	flag.Float64Var(&c.Rate, "rate", 0.2, "AdaGrad learning rate")
-	flag.Float64Var(&c.L2, "l2", 1e-5, "L2 regularisation per update")
+	flag.Float64Var(&c.L2, "l2", 3e-5, "L2 regularisation per update")
 	flag.IntVar(&c.Bits, "bits", 18, "log2 of the feature table size")
 	flag.Float64Var(&c.Split, "split", 0.2, "fraction of each trained source held out")
-	flag.Float64Var(&c.FP, "fp", 0.0025, "false-positive rate on held-out benign prompts the threshold allows")
+	flag.Float64Var(&c.FP, "fp", 0.0025, "false-positive rate the threshold allows on the held-out benign split")
 	flag.Float64Var(&c.FloorFP, "floor-fp", 0.05, "false-positive rate at the lowest threshold a profile may set")
 	flag.IntVar(&c.MaxWin, "max-windows", 16, "windows taken from one long text")
 	flag.Float64Var(&c.Negative, "benign-weight", 2, "weight of the benign class against the attack class")
 	var nocal string
 	flag.StringVar(&nocal, "no-calibrate", "synthetic", "comma-separated sources whose benign split does not set the threshold (templated text is too easy)")
+	flag.BoolVar(&c.Verbose, "v", false, "log each epoch's loss")
+	flag.Float64Var(&c.MinThreshold, "min-threshold", 0.5, "lowest threshold, whatever the split allows")
 	flag.Parse()
 	c.NoCalib = strings.Split(nocal, ",")
 	c.Data = strings.Split(data, ",")
@@ -108,30 +114,12 @@ func run(c config) error {
 			train = append(train, &example{src: si, pos: ex.Attack, wins: windows(m, ex.Text, c.MaxWin)})
 		}
 	}
-	// Each class weighs the same in total, and within a class a source
-	// weighs by the square root of its size, so one big set does not drown
-	// the others.
-	count := map[[2]int]int{}
-	for _, e := range train {
-		count[[2]int{e.src, b2i(e.pos)}]++
-	}
-	var total [2]float64
-	for k, n := range count {
-		total[k[1]] += math.Sqrt(float64(n))
-	}
-	for _, e := range train {
-		n := float64(count[[2]int{e.src, b2i(e.pos)}])
-		e.w = math.Sqrt(n) / n / total[b2i(e.pos)] * float64(len(train)) / 2
-		if !e.pos {
-			e.w *= c.Negative
-		}
-	}
-
-	w, bias := fit(c, m, train)
+	w, bias := fit(c, m, weigh(c, train))
 	quantize(m, w, bias)
 
 	// Threshold: the lowest score with at most FP of the held-out benign
-	// split at or above it.
+	// split at or above it. The split of a trained source flatters the
+	// model, so FP is set below the rate wanted on unseen prompts.
 	var benign []float64
 	for _, s := range srcs {
 		for _, ex := range s.Examples {
@@ -140,8 +128,38 @@ func run(c config) error {
 			}
 		}
 	}
-	m.Threshold = cut(benign, c.FP)
+	m.Threshold = max(cut(benign, c.FP), float32(c.MinThreshold))
 	m.Floor = min(m.Threshold, max(cut(benign, c.FloorFP), 0.05))
+
+	// How much the split flatters: for each benign source, a model trained
+	// without it scores all its prompts; the record keeps the share of them
+	// at or above the threshold.
+	var loso []dataset.Metric
+	for si, s := range srcs {
+		if s.Heldout || s.Benign == 0 || slices.Contains(c.NoCalib, s.Name) {
+			continue
+		}
+		var rest []*example
+		for _, e := range train {
+			if e.src != si {
+				rest = append(rest, e)
+			}
+		}
+		fm := &classifier.Model{Bits: c.Bits}
+		fw, fb := fit(c, fm, weigh(c, rest))
+		quantize(fm, fw, fb)
+		r := dataset.Metric{Set: "source-left-out", Source: s.Name}
+		for _, ex := range s.Examples {
+			if !ex.Attack {
+				r.Benign++
+				if fm.Score([]byte(ex.Text)) >= float64(m.Threshold) {
+					r.Flagged++
+				}
+			}
+		}
+		r.FPRate = float64(r.Flagged) / float64(r.Benign)
+		loso = append(loso, r)
+	}
 
 	bin := m.Encode()
 	sum := sha256.Sum256(bin)
@@ -156,6 +174,7 @@ func run(c config) error {
 		Params:    c,
 	}
 	prov.Evaluate(m, srcs)
+	prov.LeftOut = loso
 	if err := os.WriteFile(filepath.Join(c.Out, "model.bin"), bin, 0o644); err != nil {
 		return err
 	}
@@ -175,6 +194,31 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// weigh sets the examples' weights: each class weighs the same in total,
+// and within a class a source weighs by the square root of its size, so
+// one big set does not drown the others.
+func weigh(c config, train []*example) []*example {
+	count := map[[2]int]int{}
+	for _, e := range train {
+		count[[2]int{e.src, b2i(e.pos)}]++
+	}
+	var total [2]float64
+	for k, n := range count {
+		total[k[1]] += math.Sqrt(float64(n))
+	}
+	out := make([]*example, len(train))
+	for i, e := range train {
+		n := float64(count[[2]int{e.src, b2i(e.pos)}])
+		cp := *e
+		cp.w = math.Sqrt(n) / n / total[b2i(e.pos)] * float64(len(train)) / 2
+		if !e.pos {
+			cp.w *= c.Negative
+		}
+		out[i] = &cp
+	}
+	return out
 }
 
 // windows cuts text into windows of at most classifier.Window tokens, as
@@ -200,7 +244,7 @@ func windows(m *classifier.Model, text string, maxWin int) [][]uint32 {
 		return out
 	}
 	if len(toks) <= classifier.Window {
-		return [][]uint32{flat(toks)}
+		return [][]uint32{append(flat(toks), m.Index(classifier.LengthFeature(len(toks))))}
 	}
 	var starts []int
 	for s := 0; s+classifier.Window <= len(toks); s += classifier.Window / 2 {
@@ -218,7 +262,7 @@ func windows(m *classifier.Model, text string, maxWin int) [][]uint32 {
 	}
 	out := make([][]uint32, len(starts))
 	for i, s := range starts {
-		out[i] = flat(toks[s : s+classifier.Window])
+		out[i] = append(flat(toks[s:s+classifier.Window]), m.Index(classifier.LengthFeature(classifier.Window)))
 	}
 	return out
 }
@@ -270,7 +314,9 @@ func fit(c config, m *classifier.Model, train []*example) ([]float64, float64) {
 				bias -= c.Rate * g / math.Sqrt(gb+1e-8)
 			}
 		}
-		log.Printf("epoch %d: loss %.4f", epoch+1, loss/float64(len(train)))
+		if c.Verbose {
+			log.Printf("epoch %d: loss %.4f", epoch+1, loss/float64(len(train)))
+		}
 	}
 	return w, bias
 }

@@ -20,8 +20,15 @@ import (
 // unicode), Latin-1 letters lose their accents, invisible characters are
 // skipped inside a word, and every other byte separates words. Scripts
 // written without spaces (Han, Hiragana, Katakana, Thai) give one token per
-// character, so their unigrams and bigrams are character n-grams.
+// character, so their unigrams and bigrams are character n-grams. A word
+// of more than maxWord bytes (a hash, a base64 blob) reads as one "long
+// word" whatever its bytes, and a word repeated right after itself is read
+// once, so that neither random bytes nor a flood of one word can tip a
+// window.
 const NumFeatures = 5
+
+// maxWord is the longest word read as itself.
+const maxWord = 24
 
 // A Token is one word of a text: its byte span and its features, each a
 // hash to be reduced to the model's table size.
@@ -125,6 +132,12 @@ func (t *tokenizer) flush() {
 	}
 	t.inWord = false
 	w := &t.w
+	if w.n > maxWord {
+		w.h, w.stem, w.pre, w.suf, w.n = fnvOffset, fnvOffset, 0xffffffff, 0xffffffff, maxWord+1
+	}
+	if t.havePrev && w.h == t.prevH {
+		return
+	}
 	tk := &t.tok
 	tk.Start, tk.End = w.start, w.end
 	tk.F[0] = mix(w.h, 1)

@@ -86,8 +86,8 @@ func Decode(b []byte) (*Model, error) {
 func (m *Model) Index(h uint64) uint32 { return uint32(h >> (64 - m.Bits)) }
 
 // MinTokens is the fewest tokens the model judges: a word or two carry no
-// intent to judge, only hash collisions.
-const MinTokens = 2
+// intent to judge, only hash collisions (the phrase grammar judges those).
+const MinTokens = 3
 
 // normFloor is the fewest tokens Norm divides by, so that the few features
 // of a short text do not weigh as much as a sentence's.
@@ -97,8 +97,23 @@ const normFloor = 6
 // before the bias is added: 1/√(NumFeatures·max(n, 6)).
 func Norm(n int) float64 { return 1 / math.Sqrt(float64(NumFeatures*max(n, normFloor))) }
 
+// LengthFeature is the feature of a window of n tokens: its length class
+// (3–4, 5–8, 9–16, 17–32, 33–63 tokens, or a full window), which lets the
+// model hold a short text, whose few features weigh more each, to its own
+// standard.
+func LengthFeature(n int) uint64 {
+	c := 0
+	for l := 4; l < n && c < 5; l *= 2 {
+		c++
+	}
+	if n >= Window {
+		c = 6
+	}
+	return mix(uint64(c), 8)
+}
+
 // Prob is the probability for a window of n tokens whose table entries
-// sum to sum.
+// sum to sum (the length feature's included).
 func (m *Model) Prob(sum int32, n int) float64 {
 	return sigmoid(float64(m.Bias) + float64(m.Scale)*float64(sum)*Norm(n))
 }
@@ -132,14 +147,15 @@ func (m *Model) scan(text []byte, p float64, hit func(span)) float64 {
 		ring   [Window]int32 // each token's table sum
 		starts [Window]int   // each token's start
 		sum    int32
-		maxSum int32 = math.MinInt32
 		n      int
 		first  int
 		last   int
 		cur    = span{start: -1}
 	)
-	need := m.minSum(p)
 	w := m.W
+	full := int32(w[m.Index(LengthFeature(Window))])
+	need := m.minSum(p) - full
+	maxSum := int32(math.MinInt32)
 	Tokens(text, func(t *Token) {
 		var c int32
 		for _, f := range t.F {
@@ -161,7 +177,7 @@ func (m *Model) scan(text []byte, p float64, hit func(span)) float64 {
 		if sum < need || hit == nil {
 			return
 		}
-		prob := m.Prob(sum, Window)
+		prob := m.Prob(sum+full, Window)
 		start := starts[(k+1)%Window]
 		if cur.start >= 0 && start < cur.end {
 			cur.end, cur.score = t.End, max(cur.score, prob)
@@ -176,7 +192,7 @@ func (m *Model) scan(text []byte, p float64, hit func(span)) float64 {
 	case n < MinTokens:
 		return 0
 	case n < Window:
-		prob := m.Prob(sum, n)
+		prob := m.Prob(sum+int32(w[m.Index(LengthFeature(n))]), n)
 		if prob >= p && hit != nil {
 			hit(span{first, last, prob})
 		}
@@ -185,7 +201,7 @@ func (m *Model) scan(text []byte, p float64, hit func(span)) float64 {
 	if cur.start >= 0 {
 		hit(cur)
 	}
-	return m.Prob(maxSum, Window)
+	return m.Prob(maxSum+full, Window)
 }
 
 // Score is the highest probability over the windows of text (0 for a text

@@ -22,6 +22,10 @@ type Provenance struct {
 	// Totals per set: "split" (held-out split of trained sources) and
 	// "unseen" (sources never trained on).
 	Totals []Metric `json:"totals"`
+	// LeftOut: for each trained benign source, the false positives at the
+	// threshold of a model trained without that source — how the model
+	// meets a kind of prompt it has never seen.
+	LeftOut []Metric `json:"source_left_out"`
 }
 
 // A Metric is a model's result on one source's examples of a set, at the
@@ -101,7 +105,7 @@ func Totals(ms []Metric) []Metric {
 func (p *Provenance) Report() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "threshold %.4f floor %.4f sha256 %s\n", p.Threshold, p.Floor, p.SHA256)
-	for _, m := range append(append([]Metric(nil), p.Metrics...), p.Totals...) {
+	for _, m := range append(append(append([]Metric(nil), p.Metrics...), p.Totals...), p.LeftOut...) {
 		src := m.Source
 		if src == "" {
 			src = "TOTAL"
