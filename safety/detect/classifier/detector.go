@@ -23,6 +23,7 @@ import (
 	"sync"
 
 	"github.com/warden-llm/warden/safety/detect"
+	"github.com/warden-llm/warden/safety/detect/norm"
 )
 
 // The embedded model and its provenance, written together by
@@ -84,7 +85,9 @@ func (d *Detector) Category() string { return "injection" }
 func (d *Detector) Find(text []byte, from int, report func(detect.Match)) {
 	d.m.scan(text, d.floor, func(s span) {
 		if s.start >= from {
-			report(detect.Match{Start: s.start, End: s.end, Category: "injection", Detector: "classifier", Score: float32(s.score)})
+			// A stray continuation byte after the last word is part of it.
+			end := norm.RuneEnd(text, s.end)
+			report(detect.Match{Start: s.start, End: end, Category: "injection", Detector: "classifier", Score: float32(s.score)})
 		}
 	})
 }
