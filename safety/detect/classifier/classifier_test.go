@@ -129,7 +129,7 @@ func TestPhraseCorpus(t *testing.T) {
 // Floors on the phrase corpus, set from the embedded model's result.
 const (
 	minPhraseRecall = 0.8
-	maxPhraseFP     = 4
+	maxPhraseFP     = 6
 )
 
 // TestFind: matches lie in the text, in order, apart, on rune boundaries,

@@ -69,39 +69,59 @@ func init() {
 // latin1 folds U+00C0–U+00FF to an ASCII letter (0: not a letter).
 const latin1 = "aaaaaaaceeeeiiiidnooooo\x00ouuuuytsaaaaaaaceeeeiiiidnooooo\x00ouuuuyty"
 
+// mix spreads h over the top bits (the table index) with one multiply,
+// after setting it apart by the feature's kind.
 func mix(h uint64, kind uint64) uint64 {
-	h ^= kind * 0x9e3779b97f4a7c15
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	return h
+	return (h ^ kind*0x9e3779b97f4a7c15) * 0xff51afd7ed558ccd
 }
 
-// word accumulates the token being read.
+// word accumulates the token being read: its bytes go into acc eight at
+// a time, and each full acc is folded into h with one multiply.
 type word struct {
 	start, end int
-	n          int    // bytes hashed
-	h          uint64 // FNV-1a of all bytes
-	stem       uint64 // FNV-1a of the first five bytes
-	pre, suf   uint32 // first four bytes, last four bytes
+	n          int    // bytes read
+	acc        uint64 // the bytes since the last full eight, big-endian
+	h          uint64 // hash of the full eights
+	first      uint64 // the first eight bytes, once there are eight
+	last       uint64 // the last full eight
 }
 
-func (w *word) reset(start int) {
-	*w = word{start: start, h: fnvOffset, stem: fnvOffset}
-}
+func (w *word) reset(start int) { *w = word{start: start, h: fnvOffset} }
 
 func (w *word) add(c byte) {
-	w.h = (w.h ^ uint64(c)) * fnvPrime
-	if w.n < 5 {
-		w.stem = (w.stem ^ uint64(c)) * fnvPrime
+	w.acc = w.acc<<8 | uint64(c)
+	if w.n++; w.n&7 == 0 {
+		w.fold()
 	}
-	if w.n < 4 {
-		w.pre |= uint32(c) << (8 * w.n)
+}
+
+// fold takes a full acc into the hash.
+func (w *word) fold() {
+	w.h = (w.h ^ w.acc) * fnvPrime
+	if w.n == 8 {
+		w.first = w.acc
 	}
-	w.suf = w.suf<<8 | uint32(c)
-	w.n++
+	w.last, w.acc = w.acc, 0
+}
+
+// sums returns the word's hash, its first five bytes (the stem), its first
+// four and its last four.
+func (w *word) sums() (h, stem uint64, pre, suf uint32) {
+	k := uint(w.n & 7)
+	h = (w.h ^ w.acc ^ uint64(w.n)<<56) * fnvPrime
+	head, hn := w.first, uint(8)
+	if w.n < 8 {
+		head, hn = w.acc, uint(w.n)
+	}
+	// head holds the first hn bytes, the first one highest.
+	stem = head >> (8 * (hn - min(hn, 5)))
+	pre = uint32(head >> (8 * (hn - min(hn, 4))))
+	tail := w.acc
+	if k < 4 && w.n >= 8 {
+		tail |= w.last << (8 * k)
+	}
+	suf = uint32(tail)
+	return
 }
 
 func (w *word) addRune(r rune) {
@@ -132,25 +152,27 @@ func (t *tokenizer) flush() {
 	}
 	t.inWord = false
 	w := &t.w
+	h, stem, pre, suf := w.sums()
+	n := uint64(min(w.n, 5))
 	if w.n > maxWord {
-		w.h, w.stem, w.pre, w.suf, w.n = fnvOffset, fnvOffset, 0xffffffff, 0xffffffff, maxWord+1
+		h, stem, pre, suf, n = fnvOffset, fnvOffset, 0xffffffff, 0xffffffff, 6
 	}
-	if t.havePrev && w.h == t.prevH {
+	if t.havePrev && h == t.prevH {
 		return
 	}
 	tk := &t.tok
 	tk.Start, tk.End = w.start, w.end
-	tk.F[0] = mix(w.h, 1)
+	tk.F[0] = mix(h, 1)
 	if t.havePrev {
-		tk.F[1] = mix(t.prevH*0x100000001b3^w.h, 2)
-		tk.F[4] = mix(t.prevStem*0x100000001b3^w.stem, 5)
+		tk.F[1] = mix(t.prevH*0x100000001b3^h, 2)
+		tk.F[4] = mix(t.prevStem*0x100000001b3^stem, 5)
 	} else {
-		tk.F[1] = mix(w.h, 6) // the first word of a text: its own bigram slot
-		tk.F[4] = mix(w.stem, 7)
+		tk.F[1] = mix(h, 6) // the first word of a text: its own bigram slot
+		tk.F[4] = mix(stem, 7)
 	}
-	tk.F[2] = mix(uint64(w.pre)|uint64(min(w.n, 5))<<32, 3)
-	tk.F[3] = mix(uint64(w.suf)|uint64(min(w.n, 5))<<32, 4)
-	t.prevH, t.prevStem, t.havePrev = w.h, w.stem, true
+	tk.F[2] = mix(uint64(pre)|n<<32, 3)
+	tk.F[3] = mix(uint64(suf)|n<<32, 4)
+	t.prevH, t.prevStem, t.havePrev = h, stem, true
 	t.emit(tk)
 }
 
@@ -168,19 +190,32 @@ func Tokens(text []byte, emit func(*Token)) {
 	t := tokenizer{emit: emit}
 	for i := 0; i < len(text); {
 		c := text[i]
-		switch class[c] {
-		case lower:
+		switch k := class[c]; k {
+		case lower, upper:
+			// The common case, a run of ASCII letters and digits, with the
+			// word's state in registers: what word.add does, byte by byte.
 			t.begin(i)
-			t.w.add(c)
-			i++
-			t.w.end = i
-		case upper:
-			t.begin(i)
-			t.w.add(c | 0x20)
-			i++
-			t.w.end = i
+			w := &t.w
+			acc, n := w.acc, w.n
+			for {
+				acc = acc<<8 | uint64(c|(k-lower)<<5) // upper: set the 0x20 bit
+				if n++; n&7 == 0 {
+					w.acc, w.n = acc, n
+					w.fold()
+					acc = 0
+				}
+				if i++; i == len(text) {
+					break
+				}
+				if c, k = text[i], class[text[i]]; k != lower && k != upper {
+					break
+				}
+			}
+			w.acc, w.n, w.end = acc, n, i
 		case sep:
-			t.flush()
+			if t.inWord {
+				t.flush()
+			}
 			i++
 		default:
 			r, size := utf8.DecodeRune(text[i:])
