@@ -143,6 +143,7 @@ type tokenizer struct {
 	prevH, prevStem uint64
 	havePrev        bool
 	emit            func(*Token)
+	sc              *scorer // when set, tokens go to it rather than to emit
 	tok             Token
 }
 
@@ -173,7 +174,11 @@ func (t *tokenizer) flush() {
 	tk.F[2] = mix(uint64(pre)|n<<32, 3)
 	tk.F[3] = mix(uint64(suf)|n<<32, 4)
 	t.prevH, t.prevStem, t.havePrev = h, stem, true
-	t.emit(tk)
+	if t.sc != nil {
+		t.sc.add(tk)
+	} else {
+		t.emit(tk)
+	}
 }
 
 func (t *tokenizer) begin(i int) {
@@ -188,6 +193,10 @@ func (t *tokenizer) begin(i int) {
 // each byte once (a rune above ASCII is decoded once).
 func Tokens(text []byte, emit func(*Token)) {
 	t := tokenizer{emit: emit}
+	t.run(text)
+}
+
+func (t *tokenizer) run(text []byte) {
 	for i := 0; i < len(text); {
 		c := text[i]
 		switch k := class[c]; k {

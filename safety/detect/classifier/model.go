@@ -143,65 +143,71 @@ type span struct {
 // tokens is one window. Full windows are compared by their integer table
 // sums, so the per-token work is five table reads and an addition.
 func (m *Model) scan(text []byte, p float64, hit func(span)) float64 {
-	var (
-		ring   [Window]int32 // each token's table sum
-		starts [Window]int   // each token's start
-		sum    int32
-		n      int
-		first  int
-		last   int
-		cur    = span{start: -1}
-	)
-	w := m.W
-	full := int32(w[m.Index(LengthFeature(Window))])
-	need := m.minSum(p) - full
-	maxSum := int32(math.MinInt32)
-	Tokens(text, func(t *Token) {
-		var c int32
-		for _, f := range t.F {
-			c += int32(w[m.Index(f)])
-		}
-		k := n % Window
-		sum += c - ring[k]
-		ring[k], starts[k] = c, t.Start
-		if n == 0 {
-			first = t.Start
-		}
-		last = t.End
-		n++
-		if n < Window {
-			return
-		}
-		// A full window: the last Window tokens; the oldest is at k+1.
-		maxSum = max(maxSum, sum)
-		if sum < need || hit == nil {
-			return
-		}
-		prob := m.Prob(sum+full, Window)
-		start := starts[(k+1)%Window]
-		if cur.start >= 0 && start < cur.end {
-			cur.end, cur.score = t.End, max(cur.score, prob)
-			return
-		}
-		if cur.start >= 0 {
-			hit(cur)
-		}
-		cur = span{start, t.End, prob}
-	})
+	full := int32(m.W[m.Index(LengthFeature(Window))])
+	sc := scorer{m: m, hit: hit, full: full, need: m.minSum(p) - full, maxSum: math.MinInt32, cur: span{start: -1}}
+	t := tokenizer{sc: &sc}
+	t.run(text)
 	switch {
-	case n < MinTokens:
+	case sc.n < MinTokens:
 		return 0
-	case n < Window:
-		prob := m.Prob(sum+int32(w[m.Index(LengthFeature(n))]), n)
+	case sc.n < Window:
+		prob := m.Prob(sc.sum+int32(m.W[m.Index(LengthFeature(sc.n))]), sc.n)
 		if prob >= p && hit != nil {
-			hit(span{first, last, prob})
+			hit(span{sc.first, sc.last, prob})
 		}
 		return prob
 	}
-	if cur.start >= 0 {
-		hit(cur)
+	if sc.cur.start >= 0 {
+		hit(sc.cur)
 	}
-	return m.Prob(maxSum+full, Window)
+	return m.Prob(sc.maxSum+full, Window)
+}
+
+// scorer keeps the sliding window of scan: each token's table sum and
+// start, for the last Window tokens.
+type scorer struct {
+	m              *Model
+	hit            func(span)
+	ring           [Window]int32
+	starts         [Window]int
+	sum, maxSum    int32
+	full, need     int32
+	n, first, last int
+	cur            span
+}
+
+func (sc *scorer) add(t *Token) {
+	m, w := sc.m, sc.m.W
+	var c int32
+	for _, f := range t.F {
+		c += int32(w[m.Index(f)])
+	}
+	k := sc.n % Window
+	sc.sum += c - sc.ring[k]
+	sc.ring[k], sc.starts[k] = c, t.Start
+	if sc.n == 0 {
+		sc.first = t.Start
+	}
+	sc.last = t.End
+	sc.n++
+	if sc.n < Window {
+		return
+	}
+	// A full window: the last Window tokens; the oldest is at k+1.
+	sc.maxSum = max(sc.maxSum, sc.sum)
+	if sc.sum < sc.need || sc.hit == nil {
+		return
+	}
+	prob := m.Prob(sc.sum+sc.full, Window)
+	start := sc.starts[(k+1)%Window]
+	if sc.cur.start >= 0 && start < sc.cur.end {
+		sc.cur.end, sc.cur.score = t.End, max(sc.cur.score, prob)
+		return
+	}
+	if sc.cur.start >= 0 {
+		sc.hit(sc.cur)
+	}
+	sc.cur = span{start, t.End, prob}
 }
 
 // Score is the highest probability over the windows of text (0 for a text
