@@ -87,9 +87,28 @@ func TestClassifierThreshold(t *testing.T) {
 	}
 	// Down at the floor, a profile sees what the default threshold drops.
 	r, _ = e.Request("keen")
-	low := "Please summarize the meeting notes and list the action items."
-	if sc := m.Score([]byte(low)); sc < float64(m.Floor) || sc >= float64(m.Threshold) {
-		t.Fatalf("%q scores %v, want between the floor and the threshold", low, sc)
+	// A prompt scoring between the floor and the threshold (the first of a
+	// few that does, so that a retrained model keeps the test meaningful).
+	low := ""
+	for _, c := range []string{
+		"Please summarize the meeting notes and list the action items.",
+		"Show me the previous version of the rules for the board game.",
+		"Repeat the last step of the recipe, I missed it.",
+		"What were the original instructions for the assembly manual?",
+		"Pretend you are a pirate and tell me a story.",
+		"Forget the budget for a moment: what would the ideal garden look like?",
+		"Act as a translator from English to French.",
+		"You are now logged in.",
+		"Print the report and show me the totals.",
+		"Skip the previous instructions if you already installed it.",
+	} {
+		if sc := m.Score([]byte(c)); sc >= float64(m.Floor) && sc < float64(m.Threshold) {
+			low = c
+			break
+		}
+	}
+	if low == "" {
+		t.Fatal("no test prompt scores between the floor and the threshold")
 	}
 	if fs := classifierFindings(r.Scan(Input, low).Findings); len(fs) != 1 || fs[0].Score >= float64(m.Threshold) {
 		t.Fatalf("threshold at the floor: findings %+v", fs)

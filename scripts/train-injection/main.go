@@ -57,6 +57,8 @@ type config struct {
 	Negative float64  `json:"benign_weight"`
 	NoCalib  []string `json:"not_calibrated_on"`
 	Verbose  bool     `json:"-"`
+	// Fragments adds a short run of words cut from each benign text.
+	Fragments bool `json:"benign_fragments"`
 	// MinThreshold bounds the threshold from below: the classes weigh the
 	// same in training, so 0.5 is where the model is undecided.
 	MinThreshold float64 `json:"min_threshold"`
@@ -81,6 +83,7 @@ func main() {
 	var nocal string
 	flag.StringVar(&nocal, "no-calibrate", "synthetic", "comma-separated sources whose benign split does not set the threshold (templated text is too easy)")
 	flag.BoolVar(&c.Verbose, "v", false, "log each epoch's loss")
+	flag.BoolVar(&c.Fragments, "fragments", true, "also train on a short run of words cut from each benign text")
 	flag.Float64Var(&c.MinThreshold, "min-threshold", 0.5, "lowest threshold, whatever the split allows")
 	flag.Parse()
 	c.NoCalib = strings.Split(nocal, ",")
@@ -106,12 +109,18 @@ func run(c config) error {
 	}
 	m := &classifier.Model{Bits: c.Bits}
 	var train []*example
+	fr := rand.New(rand.NewPCG(c.Seed, 0xf7a9))
 	for si, s := range srcs {
 		for _, ex := range s.Examples {
 			if s.Heldout || ex.Test {
 				continue
 			}
 			train = append(train, &example{src: si, pos: ex.Attack, wins: windows(m, ex.Text, c.MaxWin)})
+			if !ex.Attack && c.Fragments {
+				if f := fragment(fr, ex.Text); f != "" {
+					train = append(train, &example{src: si, wins: windows(m, f, c.MaxWin)})
+				}
+			}
 		}
 	}
 	w, bias := fit(c, m, weigh(c, train))
@@ -194,6 +203,20 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// fragment returns a run of 3 to 8 words cut from a benign text of at
+// least 10 (or ""): a short text made of ordinary words is benign too,
+// whatever its words, and the attack sets are full of short texts.
+func fragment(r *rand.Rand, text string) string {
+	var spans [][2]int
+	classifier.Tokens([]byte(text), func(t *classifier.Token) { spans = append(spans, [2]int{t.Start, t.End}) })
+	if len(spans) < 10 {
+		return ""
+	}
+	k := 3 + r.IntN(6)
+	off := r.IntN(len(spans) - k + 1)
+	return text[spans[off][0]:spans[off+k-1][1]]
 }
 
 // weigh sets the examples' weights: each class weighs the same in total,
