@@ -18,6 +18,7 @@ import (
 	"github.com/warden-llm/warden/internal/logonce"
 	"github.com/warden-llm/warden/runtime/ollama"
 	"github.com/warden-llm/warden/safety/filter"
+	"github.com/warden-llm/warden/safety/guard"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/preflight"
 )
@@ -91,6 +92,10 @@ type Config struct {
 	// Filter, if set, applies the safety policy of each key's profile to
 	// prompts and answers.
 	Filter *filter.Engine
+	// Guard, if set, runs a guard model on prompts and answers (see
+	// guard_model.go); it needs Filter, whose profiles act on its
+	// categories.
+	Guard *guard.Config
 	// OnAuthRefused, if set, counts a request refused for its key.
 	OnAuthRefused func(clientIP string)
 	// OnRequestRefused, if set, counts a request of a valid key answered
@@ -201,6 +206,7 @@ type Server struct {
 	keyBodies  keyBodies        // requests with a body in flight per key
 	shedder    *bucket          // nil: no MaxRPS
 	bans       *banList         // nil: no AuthFailLimit
+	guard      *guardStage      // nil: no guard model
 }
 
 // New returns a server for backend.
@@ -208,6 +214,9 @@ func New(backend Backend, cfg Config) (*Server, error) {
 	cfg.setDefaults()
 	if cfg.Keys == nil {
 		return nil, errors.New("server: no key authenticator configured")
+	}
+	if cfg.Guard != nil && cfg.Filter == nil {
+		return nil, errors.New("server: the guard model needs the safety filter")
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -229,6 +238,7 @@ func New(backend Backend, cfg Config) (*Server, error) {
 	if cfg.AuthFailLimit > 0 {
 		s.bans = newBanList(cfg.AuthFailLimit, cfg.AuthBan)
 	}
+	s.guard = newGuardStage(cfg.Guard, cfg.Metrics)
 	cfg.Metrics.watchBodies(s.bodies.inFlight)
 	if err := s.routes(); err != nil {
 		return nil, err

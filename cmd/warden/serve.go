@@ -250,6 +250,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	if err != nil {
 		return err
 	}
+	guardModel, err := startGuard(ctx, &cfg, client, log.With("component", "safety"))
+	if err != nil {
+		return err
+	}
 	srv, err := server.New(client, server.Config{
 		MaxBodyBytes:      cfg.Server.MaxBodyBytes,
 		MaxOutputTokens:   cfg.Server.MaxOutputTokens,
@@ -269,6 +273,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		AuditFailOpen:     cfg.Audit.FailOpen,
 		AuditText:         cfg.Audit.StoreText,
 		Filter:            safety,
+		Guard:             guardModel,
 		OnAuthRefused:     tr.Refused,
 		Admin:             keys.Admin{Manager: &keys.Manager{DB: db}, Cache: cache},
 		Usage:             limiter,

@@ -144,13 +144,11 @@ type ProfileConfig struct {
 // built-in "default" is always there; a table named "default" changes it.
 // Categories must be built-in or blocklist names; canary and repeat can only
 // be acted on in output, and repeat only flagged (it is known when an answer
-// ends, too late to redact it).
-func BuildProfiles(cfgs map[string]ProfileConfig, blocklists []string) (map[string]*Profile, error) {
+// ends, too late to redact it). Guard names the categories a guard model
+// reports: the default profile blocks those it does not name otherwise.
+func BuildProfiles(cfgs map[string]ProfileConfig, blocklists []string, guard ...string) (map[string]*Profile, error) {
 	known := map[string]bool{}
-	for _, c := range Builtin {
-		known[c] = true
-	}
-	for _, c := range blocklists {
+	for _, c := range slices.Concat(Builtin, blocklists, guard) {
 		known[c] = true
 	}
 	out := map[string]*Profile{}
@@ -167,6 +165,7 @@ func BuildProfiles(cfgs map[string]ProfileConfig, blocklists []string) (map[stri
 			switch name {
 			case "default":
 				p := DefaultProfile()
+				guardDefaults(p, guard)
 				blockAll(p, blocklists, Block)
 				out[name] = p
 				return p, nil
@@ -184,6 +183,7 @@ func BuildProfiles(cfgs map[string]ProfileConfig, blocklists []string) (map[stri
 		switch {
 		case base == "" || (name == "default" && base == "default"):
 			p = DefaultProfile()
+			guardDefaults(p, guard)
 		default:
 			b, err := build(base, append(seen, name))
 			if err != nil {
