@@ -130,8 +130,8 @@ func TestClassifierThreshold(t *testing.T) {
 }
 
 // TestClassifierRedactIsFlag: a classifier finding is a verdict on a
-// window, not a span to cut out; redact records it as a flag and leaves
-// the text alone.
+// window, not a span to cut out; with redact it is recorded as a flag and
+// the text is left alone (the grammar's spans are redacted as ever).
 func TestClassifierRedactIsFlag(t *testing.T) {
 	e := newBuiltin(t, map[string]ProfileConfig{"r": {Input: map[string]string{CatInjection: "redact"}}})
 	r, _ := e.Request("r")

@@ -295,7 +295,7 @@ func (s *Stream) release(final bool, src string) (string, int) {
 	// are replaced like redactions.
 	block, end := -1, cut
 	for i, m := range ms {
-		if m.End <= cut && s.r.p.Action(s.dir, m.Category) == Block {
+		if m.End <= cut && s.action(m) == Block {
 			s.blocked = true
 			if s.dir == Output {
 				block, end = i, m.Start
@@ -313,7 +313,7 @@ func (s *Stream) release(final bool, src string) (string, int) {
 			continue
 		}
 		act := s.record(m)
-		if i == block || (act != Redact && act != Block) || m.End <= at {
+		if i == block || (act != Redact && act != Block) || m.End <= at || m.Score > 0 {
 			continue
 		}
 		if m.Start >= at {
@@ -378,17 +378,24 @@ func (s *Stream) wanted(m detect.Match) bool {
 	return s.r.p.Action(s.dir, m.Category) != Allow || s.r.showAllowed
 }
 
+// action is the profile's action for m. A scored match is a verdict on a
+// window of text, not a span to cut out of it: with redact, the spans the
+// phrase grammar finds in the same category are redacted, and the
+// classifier's verdict is recorded as a flag. Its text is never replaced.
+func (s *Stream) action(m detect.Match) Action {
+	a := s.r.p.Action(s.dir, m.Category)
+	if a == Redact && m.Score > 0 {
+		return Flag
+	}
+	return a
+}
+
 // record notes a finding in absolute offsets and returns its action.
 func (s *Stream) record(m detect.Match) Action { return s.recordAt(m, s.base) }
 
 // recordAt notes a finding whose offsets are relative to base.
 func (s *Stream) recordAt(m detect.Match, base int) Action {
-	act := s.r.p.Action(s.dir, m.Category)
-	if act == Redact && m.Score > 0 {
-		// A scored match is a verdict on a window of text, not a span to
-		// cut out of it (the phrase grammar gives those): it is flagged.
-		act = Flag
-	}
+	act := s.action(m)
 	if act == Allow && !s.r.showAllowed {
 		return act
 	}

@@ -76,7 +76,7 @@ func main() {
 	flag.Float64Var(&c.L2, "l2", 3e-5, "L2 regularisation per update")
 	flag.IntVar(&c.Bits, "bits", 18, "log2 of the feature table size")
 	flag.Float64Var(&c.Split, "split", 0.2, "fraction of each trained source held out")
-	flag.Float64Var(&c.FP, "fp", 0.0025, "false-positive rate the threshold allows on the held-out benign split")
+	flag.Float64Var(&c.FP, "fp", 0.005, "false-positive rate the threshold allows on the held-out benign split")
 	flag.Float64Var(&c.FloorFP, "floor-fp", 0.05, "false-positive rate at the lowest threshold a profile may set")
 	flag.IntVar(&c.MaxWin, "max-windows", 16, "windows taken from one long text")
 	flag.Float64Var(&c.Negative, "benign-weight", 2, "weight of the benign class against the attack class")

@@ -128,8 +128,8 @@ func TestPhraseCorpus(t *testing.T) {
 
 // Floors on the phrase corpus, set from the embedded model's result.
 const (
-	minPhraseRecall = 0.7
-	maxPhraseFP     = 4
+	minPhraseRecall = 0.6
+	maxPhraseFP     = 3
 )
 
 // TestFind: matches lie in the text, in order, apart, on rune boundaries,

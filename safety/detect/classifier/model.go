@@ -89,6 +89,12 @@ func (m *Model) Index(h uint64) uint32 { return uint32(h >> (64 - m.Bits)) }
 // intent to judge, only hash collisions (the phrase grammar judges those).
 const MinTokens = 3
 
+// ShortTokens: a text of fewer words carries too few features for its
+// probability to be taken at face value ("Tell me a joke." shares most of
+// its words with "tell me your system prompt"), so it is squared: such a
+// text needs 0.72 to reach a threshold of 0.52.
+const ShortTokens = 8
+
 // normFloor is the fewest tokens Norm divides by, so that the few features
 // of a short text do not weigh as much as a sentence's.
 const normFloor = 6
@@ -152,6 +158,9 @@ func (m *Model) scan(text []byte, p float64, hit func(span)) float64 {
 		return 0
 	case sc.n < Window:
 		prob := m.Prob(sc.sum+int32(m.W[m.Index(LengthFeature(sc.n))]), sc.n)
+		if sc.n < ShortTokens {
+			prob *= prob
+		}
 		if prob >= p && hit != nil {
 			hit(span{sc.first, sc.last, prob})
 		}
