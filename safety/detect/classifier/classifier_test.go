@@ -23,15 +23,15 @@ type provenanceRecord struct {
 }
 
 func TestEmbeddedModelMatchesProvenance(t *testing.T) {
-	m, err := Decode(ModelBytes())
+	m, err := Decode(modelBin)
 	if err != nil {
 		t.Fatalf("embedded model: %v", err)
 	}
 	var p provenanceRecord
-	if err := json.Unmarshal(Provenance(), &p); err != nil {
+	if err := json.Unmarshal(provenance, &p); err != nil {
 		t.Fatalf("model.json: %v", err)
 	}
-	sum := sha256.Sum256(ModelBytes())
+	sum := sha256.Sum256(modelBin)
 	if got := hex.EncodeToString(sum[:]); got != p.SHA256 {
 		t.Errorf("model.bin sha256 %s, model.json says %s", got, p.SHA256)
 	}
@@ -39,20 +39,20 @@ func TestEmbeddedModelMatchesProvenance(t *testing.T) {
 		t.Errorf("model header bits %d threshold %v floor %v; provenance bits %d window %d threshold %v floor %v",
 			m.Bits, m.Threshold, m.Floor, p.Bits, p.Window, p.Threshold, p.Floor)
 	}
-	if len(ModelBytes()) > 2<<20 {
-		t.Errorf("model is %d bytes, want at most 2 MiB", len(ModelBytes()))
+	if len(modelBin) > 2<<20 {
+		t.Errorf("model is %d bytes, want at most 2 MiB", len(modelBin))
 	}
 	if Embedded().Threshold != m.Threshold {
 		t.Error("Embedded differs from the decoded file")
 	}
 	// Encode is Decode's inverse.
-	if !bytes.Equal(m.Encode(), ModelBytes()) {
+	if !bytes.Equal(m.Encode(), modelBin) {
 		t.Error("Encode(Decode(model.bin)) differs from model.bin")
 	}
 }
 
 func TestDecodeRejectsDamage(t *testing.T) {
-	good := ModelBytes()
+	good := modelBin
 	for name, b := range map[string][]byte{
 		"empty":       nil,
 		"magic":       append([]byte("XXXX"), good[4:]...),

@@ -45,13 +45,6 @@ var Embedded = sync.OnceValue(func() *Model {
 	return m
 })
 
-// ModelBytes and Provenance return the embedded model file and its
-// provenance record (JSON), for tests and `warden` diagnostics.
-func ModelBytes() []byte { return modelBin }
-
-// Provenance returns the embedded provenance record (JSON).
-func Provenance() []byte { return provenance }
-
 // Detector is the classifier as a detect.Detector.
 type Detector struct {
 	m     *Model

@@ -38,7 +38,7 @@ type record struct {
 func readRecord(t *testing.T) record {
 	t.Helper()
 	var r record
-	if err := json.Unmarshal(Provenance(), &r); err != nil {
+	if err := json.Unmarshal(provenance, &r); err != nil {
 		t.Fatalf("model.json: %v", err)
 	}
 	return r
