@@ -37,7 +37,8 @@ type Token struct {
 	F          [NumFeatures]uint64
 }
 
-// Hash constants: FNV-1a over the bytes of a word, mixed per feature kind.
+// Hash constants: a word is hashed FNV-style, eight bytes per multiply,
+// and each feature is mixed by its kind (see mix).
 const (
 	fnvOffset = 14695981039346656037
 	fnvPrime  = 1099511628211
