@@ -7,13 +7,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/warden-llm/warden/internal/testenv"
 	"github.com/warden-llm/warden/safety/detect/classifier/dataset"
 )
 
 // repoData holds the sources written in this repository; the public ones
-// stay where the training run read them (see scripts/train-injection/data/README.md)
-// and are found through WARDEN_INJECTION_DATA, a comma-separated list of
-// directories.
+// are in ../shared/injection-data beside the clone (see
+// scripts/train-injection/data/README.md).
 const repoData = "../../../scripts/train-injection/data"
 
 // record is model.json as the trainer wrote it.
@@ -71,14 +71,11 @@ func TestProvenanceFloors(t *testing.T) {
 
 // TestHeldoutScores re-scores the held-out split and the unseen sources
 // with the embedded model and checks it finds exactly the numbers in
-// model.json. The sources written here are always checked; the public ones
-// when WARDEN_INJECTION_DATA names where they are.
+// model.json: the sources written here and the public ones, kept in
+// ../shared/injection-data beside the clone (testenv.SharedData).
 func TestHeldoutScores(t *testing.T) {
 	r := readRecord(t)
-	dirs := []string{repoData}
-	if env := os.Getenv("WARDEN_INJECTION_DATA"); env != "" {
-		dirs = append(dirs, strings.Split(env, ",")...)
-	}
+	dirs := []string{repoData, testenv.SharedData(t, "injection-data")}
 	srcs, err := dataset.Load(dirs, r.Params.Heldout, r.Params.Seed, r.Params.Split)
 	if err != nil {
 		t.Fatal(err)
@@ -96,11 +93,8 @@ func TestHeldoutScores(t *testing.T) {
 			s := byName[rs.Name]
 			if s == nil {
 				// The public sets are not in the repository (see the data
-				// README): with the variable set they must all be there.
-				if os.Getenv("WARDEN_INJECTION_DATA") != "" {
-					t.Fatalf("source %s is not in WARDEN_INJECTION_DATA=%s", rs.Name, os.Getenv("WARDEN_INJECTION_DATA"))
-				}
-				t.Skipf("public source %s: set WARDEN_INJECTION_DATA to the directory of the public sets to re-score it", rs.Name)
+				// README) but in ../shared/injection-data: all must be there.
+				t.Fatalf("source %s is neither in %s nor in the shared injection-data", rs.Name, repoData)
 			}
 			if s.SHA256 != rs.SHA256 {
 				t.Fatalf("%s: file hash %s, model.json says %s: not the data the model was measured on", rs.Name, s.SHA256, rs.SHA256)

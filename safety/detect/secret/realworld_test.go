@@ -9,11 +9,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/warden-llm/warden/internal/testenv"
 	"github.com/warden-llm/warden/safety/detect/detecttest"
 )
 
 // TestRealWorld scores the detector on real code and config files taken
-// from public repositories (testdata/realworld, see PROVENANCE.md there):
+// from public repositories (../shared/secret-realworld beside the clone;
+// testdata/realworld/PROVENANCE.md names each file's source and licence):
 // every line of them is a negative, except the few listed in
 // testdata/realworld/positives.txt as "path:line" (hard-coded credentials
 // the files really hold). The positives are the secret corpus's "+" lines
@@ -21,6 +23,7 @@ import (
 func TestRealWorld(t *testing.T) {
 	d := New()
 	dir := filepath.Join("testdata", "realworld")
+	filesDir := filepath.Join(testenv.SharedData(t, "secret-realworld"), "files")
 	labelled := map[string]bool{}
 	if b, err := os.ReadFile(filepath.Join(dir, "positives.txt")); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
@@ -32,7 +35,7 @@ func TestRealWorld(t *testing.T) {
 		t.Fatal(err)
 	}
 	var tp, fp, fn, negatives, files int
-	err := filepath.WalkDir(filepath.Join(dir, "files"), func(path string, e os.DirEntry, err error) error {
+	err := filepath.WalkDir(filesDir, func(path string, e os.DirEntry, err error) error {
 		if err != nil || e.IsDir() {
 			return err
 		}
@@ -41,7 +44,7 @@ func TestRealWorld(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(filepath.Join(dir, "files"), path)
+		rel, _ := filepath.Rel(filesDir, path)
 		sc := bufio.NewScanner(bytes.NewReader(b))
 		sc.Buffer(nil, 1<<20)
 		for n := 1; sc.Scan(); n++ {
