@@ -23,6 +23,7 @@ var migrations = []migration{
 	keysSchedMigration,
 	outboxLimitsMigration,
 	keysCIDRMigration,
+	modelsMigration,
 }
 
 var keysMigration = migration{"keys and admin events", `
