@@ -21,6 +21,7 @@ import (
 
 	"github.com/warden-llm/warden/runtime/ollama"
 	"github.com/warden-llm/warden/safety/store"
+	"github.com/warden-llm/warden/safety/trail"
 )
 
 // backendFile, in the data dir, holds the URL of the backend the running
@@ -103,11 +104,22 @@ func newGovernor(cfg Config, b models.Backend, db *store.DB) (*models.Governor, 
 		KeepVersions: keep, Need: catalog.Need}, nil
 }
 
-// governor opens the database and the backend for a models command.
+// governor opens the database and the backend for a models command. With
+// no --config and no $WARDEN_CONFIG it reads the configuration `warden
+// serve` last started with on the data dir, so the CLI governs models by
+// the server's [models] (its allowlist above all).
 func (g *globals) governor(ctx context.Context) (*models.Governor, Config, func(), error) {
 	db, cfg, err := g.openDB(ctx)
 	if err != nil {
 		return nil, cfg, nil, err
+	}
+	if g.configPath == "" && g.getenv("WARDEN_CONFIG") == "" {
+		if p := trail.ServeConfigPath(cfg.DataDir); p != "" {
+			if cfg, err = g.configAt(p); err != nil {
+				db.Close()
+				return nil, cfg, nil, fmt.Errorf("the configuration warden serve last started with: %w", err)
+			}
+		}
 	}
 	client, u, closeNS, err := backendClient(cfg)
 	if err != nil {

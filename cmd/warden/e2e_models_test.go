@@ -1,0 +1,410 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/ollama/ollama/api"
+
+	"github.com/warden-llm/warden/models"
+	"github.com/warden-llm/warden/runtime/ollama/ollamatest"
+)
+
+// testRegistry is a real OCI registry (go-containerregistry's, in
+// process) on loopback, with an access log.
+type testRegistry struct {
+	host string // 127.0.0.1:port
+	mu   sync.Mutex
+	log  []string // "METHOD path"
+	// hold, if set, is called for blob GETs with a Range header (the
+	// backend's chunk downloads) before they are served.
+	hold func(w http.ResponseWriter, r *http.Request) bool
+}
+
+// absoluteLocation makes the registry's relative upload Location headers
+// absolute: Ollama's push client needs a host in them.
+type absoluteLocation struct {
+	http.ResponseWriter
+	host string
+}
+
+func (a absoluteLocation) WriteHeader(code int) {
+	if l := a.Header().Get("Location"); strings.HasPrefix(l, "/") {
+		a.Header().Set("Location", "http://"+a.host+l)
+	}
+	a.ResponseWriter.WriteHeader(code)
+}
+
+func (a absoluteLocation) Write(b []byte) (int, error) { return a.ResponseWriter.Write(b) }
+
+func (a absoluteLocation) Flush() {
+	if f, ok := a.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func startRegistry(t *testing.T) *testRegistry {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &testRegistry{host: ln.Addr().String()}
+	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		r.log = append(r.log, req.Method+" "+req.URL.Path)
+		hold := r.hold
+		r.mu.Unlock()
+		// Ollama's download asks for a blob's direct URL and wants a
+		// redirect to another host name: send it to localhost.
+		if req.Method == http.MethodGet && strings.Contains(req.URL.Path, "/blobs/sha256:") && strings.HasPrefix(req.Host, "127.0.0.1:") {
+			http.Redirect(w, req, "http://localhost:"+strings.TrimPrefix(req.Host, "127.0.0.1:")+req.URL.Path, http.StatusTemporaryRedirect)
+			return
+		}
+		if hold != nil && req.Method == http.MethodGet && strings.Contains(req.URL.Path, "/blobs/") && req.Header.Get("Range") != "" {
+			if hold(w, req) {
+				return
+			}
+		}
+		h.ServeHTTP(absoluteLocation{w, r.host}, req)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return r
+}
+
+// requests lists the logged requests whose path contains s.
+func (r *testRegistry) requests(s string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, l := range r.log {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// pusher is a second Ollama, with the demo model, that pushes models into
+// the registry.
+type pusher struct {
+	c *api.Client
+}
+
+func newPusher(t *testing.T) *pusher {
+	t.Helper()
+	c := ollamatest.Serve(t)
+	if err := models.ImportDemo(ctxT(t), c); err != nil {
+		t.Fatal(err)
+	}
+	return &pusher{c: c}
+}
+
+// push makes name (registry-qualified) a copy of local and pushes it;
+// it returns the manifest digest.
+func (p *pusher) push(t *testing.T, local, name string) string {
+	t.Helper()
+	ctx := ctxT(t)
+	if err := p.c.Copy(ctx, &api.CopyRequest{Source: local, Destination: name}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.c.Push(ctx, &api.PushRequest{Model: name, Insecure: true}, func(api.ProgressResponse) error { return nil }); err != nil {
+		t.Fatalf("push %s: %v", name, err)
+	}
+	list, err := p.c.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range list.Models {
+		if c, _ := models.Canonical(m.Name); c == mustCanon(t, name) {
+			return m.Digest
+		}
+	}
+	t.Fatalf("pushed %s is not listed", name)
+	return ""
+}
+
+// variant creates a model that differs from the demo in one parameter.
+func (p *pusher) variant(t *testing.T, name string, numPredict int) {
+	t.Helper()
+	stream := false
+	err := p.c.Create(ctxT(t), &api.CreateRequest{Model: name, From: models.DemoName, Stream: &stream,
+		Parameters: map[string]any{"num_predict": numPredict}}, func(api.ProgressResponse) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustCanon(t *testing.T, name string) string {
+	t.Helper()
+	c, ok := models.Canonical(name)
+	if !ok {
+		t.Fatalf("bad name %q", name)
+	}
+	return c
+}
+
+// jsonLines parses out line by line, failing on a line that is not a
+// JSON object.
+func jsonLines(t *testing.T, out []byte) []map[string]any {
+	t.Helper()
+	var lines []map[string]any
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("progress line %q is not a JSON object: %v", sc.Text(), err)
+		}
+		lines = append(lines, m)
+	}
+	if len(lines) == 0 {
+		t.Fatal("no progress lines")
+	}
+	return lines
+}
+
+// wardenErr runs an admin command that must fail and returns its stderr.
+func (p *wardenProc) wardenErr(t testing.TB, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(buildWarden(t), append(args, "--data-dir", p.dataDir)...)
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + p.dataDir}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err == nil {
+		t.Fatalf("warden %v succeeded, want an error", args)
+	}
+	return stderr.String()
+}
+
+// chatDigest sends one chat to model and returns the model digest its
+// completion record carries.
+func chatDigest(t *testing.T, w *wardenProc, model string) string {
+	t.Helper()
+	status, hdr, resp := w.post(t, "/v1/chat/completions", "application/json",
+		`{"model":"`+model+`","messages":[{"role":"user","content":"hello"}],"max_tokens":4,"temperature":0}`)
+	if status != http.StatusOK {
+		t.Fatalf("chat %s: %d %s", model, status, resp)
+	}
+	id := hdr.Get("X-Request-Id")
+	for _, r := range auditRecords(t, w) {
+		if r["kind"] == "completion" && r["request_id"] == id {
+			d, _ := r["model_digest"].(string)
+			return d
+		}
+	}
+	t.Fatalf("no completion record for request %s", id)
+	return ""
+}
+
+// TestE2EModelsPullUpdateRollback governs a model from a real OCI
+// registry: a pull through Warden (JSON progress, line by line), an update
+// pushed under the same name and pulled again (history shows both,
+// serving and audit rows carry the new digest), a rollback (the first
+// digest serves again), a refused pull outside the allowlist that never
+// reaches the registry's blobs, a pin mismatch (503 and an alert), and
+// verify finding a flipped byte.
+func TestE2EModelsPullUpdateRollback(t *testing.T) {
+	reg := startRegistry(t)
+	push := newPusher(t)
+	name := reg.host + "/library/m:latest"
+	push.push(t, models.DemoName, name)
+
+	recv := newAlertReceiver(t, "alert-signing-secret")
+	dir, err := os.MkdirTemp(tmpRoot, "data-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secretFile := filepath.Join(dir, "alert.secret")
+	if err := os.WriteFile(secretFile, []byte("alert-signing-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := startWarden(t, dir, `isolation = "loopback"
+[models]
+allow = ["warden-demo", "`+reg.host+`/library/m:*"]
+[[alerts.sink]]
+name = "alerts"
+type = "webhook"
+url = "`+recv.srv.URL+`"
+secret_file = "`+secretFile+`"
+`)
+	defer w.stop()
+
+	// The first pull: JSON progress, every line an object, the last the result.
+	lines := jsonLines(t, w.warden(t, "models", "pull", "--insecure", "--json", name))
+	last := lines[len(lines)-1]
+	// The child stores the manifest as it re-encodes it: its digest is not
+	// the pusher's, and is the one Warden records and serves.
+	digestA, _ := last["new_digest"].(string)
+	if last["status"] != "success" || len(digestA) != 64 || last["changed"] != true {
+		t.Fatalf("first pull ended with %v, want success with a digest", last)
+	}
+	pulling := 0
+	for _, l := range lines[:len(lines)-1] {
+		if _, ok := l["status"].(string); !ok {
+			t.Fatalf("progress line without status: %v", l)
+		}
+		if l["digest"] != nil && l["total"] != nil {
+			pulling++
+		}
+	}
+	if pulling == 0 {
+		t.Fatalf("no layer progress among %d lines", len(lines))
+	}
+	if got := chatDigest(t, w, name); got != digestA {
+		t.Fatalf("served digest %s, want %s", got, digestA)
+	}
+
+	// The update: another model under the same name.
+	push.variant(t, "variant", 7)
+	push.push(t, "variant", name)
+	lines = jsonLines(t, w.warden(t, "models", "pull", "--insecure", "--json", name))
+	last = lines[len(lines)-1]
+	digestB, _ := last["new_digest"].(string)
+	if last["changed"] != true || len(digestB) != 64 || digestB == digestA || last["old_digest"] != digestA || last["kept"] == "" {
+		t.Fatalf("update ended with %v, want a change from %s with the old one kept", last, digestA)
+	}
+	var hist []models.Version
+	if err := json.Unmarshal(w.warden(t, "models", "history", name, "--json"), &hist); err != nil {
+		t.Fatal(err)
+	}
+	if len(hist) != 2 || hist[0].New != digestB || hist[0].Old != digestA || hist[1].New != digestA || !hist[0].Kept || !hist[1].Kept {
+		t.Fatalf("history = %+v, want the update then the first pull, both kept", hist)
+	}
+	// The server sees the change when its model list is next refreshed
+	// (runtime: a few seconds).
+	waitFor(t, time.Minute, "serving the new digest", func() bool { return chatDigest(t, w, name) == digestB })
+	// The admin events of both pulls are in the audit chain with their digests.
+	var pulls []string
+	for _, r := range auditRecords(t, w) {
+		if r["kind"] == "admin" && strings.Contains(fmt.Sprint(r["detail"]), models.ActionPull) {
+			pulls = append(pulls, fmt.Sprint(r["model_digest"]))
+		}
+	}
+	if strings.Join(pulls, ",") != digestA+","+digestB {
+		t.Fatalf("audit pull events carry digests %v, want %s then %s", pulls, digestA, digestB)
+	}
+
+	// Kept versions are neither listed nor served.
+	kept := fmt.Sprint(last["kept"])
+	status, _, body := w.post(t, "/v1/chat/completions", "application/json", `{"model":"`+kept+`","messages":[{"role":"user","content":"hi"}],"max_tokens":2}`)
+	if status != http.StatusNotFound || !strings.Contains(string(body), "model_not_found") {
+		t.Fatalf("kept version %s answered %d %s, want 404 model_not_found", kept, status, body)
+	}
+
+	// Rollback: the first digest serves again.
+	out := string(w.warden(t, "models", "rollback", name))
+	if !strings.Contains(out, shortDigest(digestA)) {
+		t.Fatalf("rollback said %q", out)
+	}
+	waitFor(t, time.Minute, "serving the first digest again", func() bool { return chatDigest(t, w, name) == digestA })
+	if msg := w.wardenErr(t, "models", "rollback", name, "--to", "0123456789abcdef"); !strings.Contains(msg, "no kept version") {
+		t.Fatalf("rollback to an unknown digest said %q", msg)
+	}
+
+	// Outside the allowlist: refused before the registry sees anything of it.
+	other := reg.host + "/library/other:latest"
+	push.push(t, models.DemoName, other)
+	if msg := w.wardenErr(t, "models", "pull", "--insecure", other); !strings.Contains(msg, "not allowed") {
+		t.Fatalf("pull outside the allowlist said %q", msg)
+	}
+	for _, l := range reg.requests("/v2/library/other/") {
+		if strings.HasPrefix(l, "GET ") {
+			t.Fatalf("the refused pull reached the registry: %s", l)
+		}
+	}
+
+	// A pin to the other digest: 503 model_digest_mismatch and an alert.
+	w.warden(t, "models", "pin", name, digestB)
+	status, _, body = w.post(t, "/v1/chat/completions", "application/json", `{"model":"`+name+`","messages":[{"role":"user","content":"hi"}],"max_tokens":2}`)
+	if status != http.StatusServiceUnavailable || !strings.Contains(string(body), "model_digest_mismatch") {
+		t.Fatalf("pinned mismatch answered %d %s, want 503 model_digest_mismatch", status, body)
+	}
+	waitFor(t, time.Minute, "the digest mismatch alert", func() bool {
+		recv.mu.Lock()
+		defer recv.mu.Unlock()
+		for _, a := range recv.alerts {
+			if a["kind"] == "model_digest_mismatch" && a["pinned_digest"] == digestB && a["actual_digest"] == digestA {
+				return true
+			}
+		}
+		return false
+	})
+	w.warden(t, "models", "unpin", name)
+
+	// verify finds a flipped byte in a blob.
+	var res struct {
+		OK     bool                 `json:"ok"`
+		Models []models.ModelVerify `json:"models"`
+	}
+	vl := jsonLines(t, w.warden(t, "models", "verify", name, "--json"))
+	if err := remarshal(vl[len(vl)-1], &res); err != nil || !res.OK {
+		t.Fatalf("verify of an intact model: %v %+v", err, res)
+	}
+	m, _, err := models.Store{Dir: w.models}.ReadManifest(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer := m.Layers[0]
+	blob, _ := models.Store{Dir: w.models}.BlobPath(layer.Digest)
+	flipByte(t, blob, layer.Size/2)
+	msg := w.wardenErr(t, "models", "verify", name)
+	if !strings.Contains(msg, "failed verification") {
+		t.Fatalf("verify of a flipped byte said %q", msg)
+	}
+	cmd := exec.Command(buildWarden(t), "models", "verify", name, "--json", "--data-dir", w.dataDir)
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + w.dataDir}
+	raw, _ := cmd.Output()
+	vl = jsonLines(t, raw)
+	if err := remarshal(vl[len(vl)-1], &res); err != nil || res.OK {
+		t.Fatalf("verify --json of a flipped byte: %v %+v", err, res)
+	}
+	found := false
+	for _, b := range res.Models[0].Blobs {
+		found = found || (b.Digest == layer.Digest && b.State == models.BlobCorrupted)
+	}
+	if !found {
+		t.Fatalf("verify did not name the corrupted blob %s: %+v", layer.Digest, res.Models)
+	}
+}
+
+func remarshal(in any, out any) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, out)
+}
+
+// flipByte inverts the byte at off of the file at path.
+func flipByte(t *testing.T, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
