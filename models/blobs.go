@@ -279,3 +279,24 @@ func (s Store) RemoveUnreferenced(digests []string) (int, error) {
 	}
 	return removed, nil
 }
+
+// blobDigests lists the digests of the blobs directory's files, whole or
+// partial.
+func (s Store) blobDigests() (map[string]bool, error) {
+	out := map[string]bool{}
+	if s.Dir == "" {
+		return out, nil
+	}
+	entries, err := os.ReadDir(filepath.Join(s.Dir, "blobs"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	for _, e := range entries {
+		n, ok := strings.CutPrefix(e.Name(), "sha256-")
+		if !ok || len(n) < 64 {
+			continue
+		}
+		out["sha256:"+n[:64]] = true
+	}
+	return out, nil
+}

@@ -241,6 +241,7 @@ func (g *Governor) Pull(ctx context.Context, actor, name string, insecure bool, 
 	source := fmt.Sprintf("%s://%s/v2/%s/%s/manifests/%s", scheme, n.Host, n.Namespace, n.Model, n.Tag)
 	return g.change(ctx, actor, canon, ActionPull, source, "", func() error {
 		seen := map[string]bool{}
+		before, _ := g.Store.blobDigests() // what was there: never cleaned up
 		err := g.Backend.Pull(ctx, &api.PullRequest{Model: strings.TrimSpace(name), Insecure: insecure}, func(p api.ProgressResponse) error {
 			if p.Digest != "" {
 				seen[p.Digest] = true
@@ -250,7 +251,23 @@ func (g *Governor) Pull(ctx context.Context, actor, name string, insecure bool, 
 			}
 			return fn(Progress{Status: p.Status, Digest: p.Digest, Total: p.Total, Completed: p.Completed})
 		})
+		if err == nil {
+			err = ctx.Err() // the client's stream can end cleanly on a cancel
+		}
 		if err != nil {
+			// The blobs it was fetching: those its progress named, and
+			// those that appeared while it ran (a cancel can come before
+			// the first progress of a blob).
+			if now, err := g.Store.blobDigests(); err == nil {
+				for d := range now {
+					if !before[d] {
+						seen[d] = true
+					}
+				}
+			}
+			for d := range before {
+				delete(seen, d)
+			}
 			g.cleanPull(ctx, slices.Collect(mapKeys(seen)))
 			return fmt.Errorf("pull %s: %w", canon, err)
 		}
@@ -282,6 +299,7 @@ func (g *Governor) cleanPull(ctx context.Context, digests []string) {
 	for i := 0; i < 40 && quiet < 3; i++ {
 		n, _ := g.Store.RemovePartials(digests)
 		m, _ := g.Store.RemoveUnreferenced(digests)
+
 		if n+m == 0 {
 			quiet++
 		} else {

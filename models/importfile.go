@@ -112,7 +112,11 @@ func (g *Governor) Import(ctx context.Context, actor string, spec ImportSpec, fn
 		req.Model = spec.Name
 		req.Stream = &stream
 		req.Files = map[string]string{filepath.Base(spec.Path): digest}
-		if err := g.Backend.Create(ctx, req, func(api.ProgressResponse) error { return nil }); err != nil {
+		err := g.Backend.Create(ctx, req, func(api.ProgressResponse) error { return nil })
+		if err == nil {
+			err = ctx.Err() // the client's stream can end cleanly on a cancel
+		}
+		if err != nil {
 			return fmt.Errorf("import: create %s: %w", canon, err)
 		}
 		return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -407,4 +408,126 @@ func flipByte(t *testing.T, path string, off int64) {
 	if _, err := f.WriteAt(b, off); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// adminPull pulls name through POST /admin/models/pull and returns the
+// NDJSON lines, each parsed.
+func adminPull(t *testing.T, w *wardenProc, name string) []map[string]any {
+	t.Helper()
+	status, hdr, body := w.post(t, "/admin/models/pull", "application/json", `{"name":"`+name+`","insecure":true}`)
+	if status != http.StatusOK || hdr.Get("Content-Type") != "application/x-ndjson" {
+		t.Fatalf("admin pull: %d %s %s", status, hdr.Get("Content-Type"), body)
+	}
+	return jsonLines(t, body)
+}
+
+// TestE2EModelsCancelledPull cancels pulls half-way, by Ctrl-C on the CLI
+// and by a client going away from the admin API: no partial blobs stay
+// behind and the previous version keeps serving. The admin API streams
+// the same progress as NDJSON and refuses names outside the allowlist.
+func TestE2EModelsCancelledPull(t *testing.T) {
+	reg := startRegistry(t)
+	push := newPusher(t)
+	name := reg.host + "/library/m:latest"
+	push.push(t, models.DemoName, name)
+	w := startWarden(t, "", `isolation = "loopback"
+[models]
+allow = ["warden-demo", "`+reg.host+`/library/m:*"]
+`)
+	defer w.stop()
+
+	lines := adminPull(t, w, name)
+	last := lines[len(lines)-1]
+	digestA, _ := last["new_digest"].(string)
+	if last["status"] != "success" || len(digestA) != 64 {
+		t.Fatalf("admin pull ended with %v", last)
+	}
+	status, _, body := w.post(t, "/admin/models/pull", "application/json", `{"name":"`+reg.host+`/library/other:latest","insecure":true}`)
+	if status != http.StatusForbidden || !strings.Contains(string(body), "model_not_allowed") {
+		t.Fatalf("admin pull outside the allowlist: %d %s, want 403 model_not_allowed", status, body)
+	}
+	status, _, body = w.post(t, "/admin/models/pull", "application/json", `{"name":"bad name!"}`)
+	if status != http.StatusBadRequest {
+		t.Fatalf("admin pull of a malformed name: %d %s, want 400", status, body)
+	}
+
+	// The update's new blob never arrives: its chunk download is held.
+	push.variant(t, "variant", 9)
+	push.push(t, "variant", name)
+	held := make(chan struct{}, 16)
+	reg.mu.Lock()
+	reg.hold = func(_ http.ResponseWriter, r *http.Request) bool {
+		held <- struct{}{}
+		<-r.Context().Done()
+		return true
+	}
+	reg.mu.Unlock()
+	store := models.Store{Dir: w.models}
+	partialsWhileHeld := func() {
+		t.Helper()
+		select {
+		case <-held:
+		case <-time.After(2 * time.Minute):
+			t.Fatal("the pull never asked for the held blob")
+		}
+		if p, err := store.Partials(); err != nil || len(p) == 0 {
+			t.Fatalf("no partial download while the blob is held (%v): the test proves nothing", err)
+		}
+	}
+	var out bytes.Buffer // the CLI's output
+	noPartials := func(how string) {
+		t.Helper()
+		p, err := store.Partials()
+		if err != nil || len(p) > 0 {
+			t.Fatalf("after %s: partial blobs %v (%v)\n%s", how, p, err, out.String())
+		}
+		var list []models.Listed
+		if err := json.Unmarshal(w.warden(t, "models", "list", "--json"), &list); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range list {
+			if c, _ := models.Canonical(m.Name); c == mustCanon(t, name) && m.Digest != digestA {
+				t.Fatalf("after %s: %s is at %s, want the previous %s", how, name, m.Digest, digestA)
+			}
+		}
+	}
+
+	// Ctrl-C on the CLI.
+	cmd := exec.Command(buildWarden(t), "models", "pull", "--insecure", name, "--data-dir", w.dataDir)
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + w.dataDir}
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	partialsWhileHeld()
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err == nil {
+		t.Fatalf("the interrupted pull succeeded:\n%s", out.String())
+	}
+	noPartials("Ctrl-C")
+
+	// A client of the admin API that goes away; the server cleans up
+	// once the backend's pull has ended.
+	ctx, cancel := context.WithCancel(ctxT(t))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, w.base+"/admin/models/pull", strings.NewReader(`{"name":"`+name+`","insecure":true}`))
+	req.Header.Set("Authorization", "Bearer "+w.key)
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	partialsWhileHeld()
+	cancel()
+	<-errc
+	waitFor(t, time.Minute, "the server removing the partial blobs", func() bool {
+		p, err := store.Partials()
+		return err == nil && len(p) == 0
+	})
+	noPartials("the admin client going away")
 }
