@@ -531,3 +531,107 @@ allow = ["warden-demo", "`+reg.host+`/library/m:*"]
 	})
 	noPartials("the admin client going away")
 }
+
+// TestE2EModelsImport imports the demo GGUF through the CLI with a
+// Modelfile, a licence and a source (its provenance record carries them,
+// and it serves), refuses a file that is not GGUF before anything
+// changes, and prunes kept versions beyond models.keep_versions.
+func TestE2EModelsImport(t *testing.T) {
+	w := startWarden(t, "", "[models]\nkeep_versions = 1\n")
+	defer w.stop()
+	dir := t.TempDir()
+	gguf, err := models.DemoGGUF()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "tiny.gguf")
+	lic := filepath.Join(dir, "LICENSE")
+	notGGUF := filepath.Join(dir, "notes.gguf")
+	for p, b := range map[string][]byte{file: gguf, lic: []byte("MIT License\n\nCopyright (c) 2026 Warden\n"), notGGUF: []byte("just some notes, not a model at all\n")} {
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	modelfile := func(n int) string {
+		p := filepath.Join(dir, fmt.Sprintf("Modelfile.%d", n))
+		if err := os.WriteFile(p, []byte(fmt.Sprintf("FROM ./ignored.gguf\nTEMPLATE \"{{ .Prompt }}\"\nPARAMETER num_predict %d\nPARAMETER num_thread 1\n", n)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	listed := func() map[string]models.Listed {
+		var list []models.Listed
+		if err := json.Unmarshal(w.warden(t, "models", "list", "--json"), &list); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]models.Listed{}
+		for _, m := range list {
+			out[mustCanon(t, m.Name)] = m
+		}
+		return out
+	}
+	before := listed()
+
+	msg := w.wardenErr(t, "models", "import", notGGUF, "--name", "notes")
+	if !strings.Contains(msg, "not a GGUF file") {
+		t.Fatalf("import of a text file said %q", msg)
+	}
+	if got := listed(); len(got) != len(before) {
+		t.Fatalf("a refused import changed the models: %v -> %v", before, got)
+	}
+
+	lines := jsonLines(t, w.warden(t, "models", "import", file, "--name", "tiny", "--modelfile", modelfile(5),
+		"--license", lic, "--source", "https://example.org/tiny.gguf", "--json"))
+	last := lines[len(lines)-1]
+	if last["status"] != "success" || last["changed"] != true {
+		t.Fatalf("import ended with %v", last)
+	}
+	uploaded := false
+	for _, l := range lines {
+		uploaded = uploaded || (strings.HasPrefix(fmt.Sprint(l["status"]), "uploading") && l["completed"] == l["total"])
+	}
+	if !uploaded {
+		t.Fatalf("no complete upload progress in %v", lines)
+	}
+	var show models.Shown
+	if err := json.Unmarshal(w.warden(t, "models", "show", "tiny", "--json"), &show); err != nil {
+		t.Fatal(err)
+	}
+	p := show.Provenance
+	if p == nil || p.Source != "https://example.org/tiny.gguf" || p.SourceSHA256 != sha(gguf) || p.LicenseSPDX != "MIT" || !strings.HasPrefix(show.License, "MIT License") {
+		t.Fatalf("show = %+v, provenance %+v", show, p)
+	}
+	if show.Family != "llama" || show.TemplateSHA256 != sha([]byte("{{ .Prompt }}")) || !show.Allowed {
+		t.Fatalf("show = %+v", show)
+	}
+	status, _, body := w.post(t, "/v1/chat/completions", "application/json", `{"model":"tiny","messages":[{"role":"user","content":"hi"}],"max_tokens":2}`)
+	if status != http.StatusOK {
+		t.Fatalf("the imported model answered %d %s", status, body)
+	}
+
+	// Two more versions with keep_versions = 1: the oldest kept one goes.
+	w.warden(t, "models", "import", file, "--name", "tiny", "--modelfile", modelfile(6))
+	out := string(w.warden(t, "models", "import", file, "--name", "tiny", "--modelfile", modelfile(7)))
+	if !strings.Contains(out, `"pruned":["tiny:warden-v-`) {
+		t.Fatalf("the third import pruned nothing: %q", out)
+	}
+	if m := listed()[mustCanon(t, "tiny")]; m.Versions != 1 {
+		t.Fatalf("tiny keeps %d versions, want 1", m.Versions)
+	}
+	w.warden(t, "models", "annotate", "tiny", "--note", "reviewed by the data team")
+	var doc struct {
+		Models []models.Record `json:"models"`
+	}
+	if err := json.Unmarshal(w.warden(t, "models", "manifest", "--json"), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var tiny []models.Record
+	for _, r := range doc.Models {
+		if r.Name == mustCanon(t, "tiny") {
+			tiny = append(tiny, r)
+		}
+	}
+	if len(tiny) != 3 || !tiny[2].Current || len(tiny[2].Notes) != 1 || tiny[2].Notes[0].Note != "reviewed by the data team" {
+		t.Fatalf("manifest records of tiny: %+v", tiny)
+	}
+}
