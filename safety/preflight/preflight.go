@@ -104,6 +104,9 @@ type Env struct {
 	// Full verifies the whole chain instead of its tail.
 	Full bool
 
+	// ModelAllow is [models] allow (empty: every model).
+	ModelAllow []string
+
 	// Keys.
 	RotationMaxAge time.Duration
 	UnusedAfter    time.Duration // 0: 90 days
@@ -182,6 +185,7 @@ func Checks() []Check {
 		{"keys.admin_expiry", checkAdminExpiry},
 		{"keys.model_restriction", checkModelRestriction},
 		{"keys.unused", checkUnused},
+		{"models.allowlist", checkModelAllowlist},
 		{"probes.recent", checkProbes},
 		{"host.data_dir", checkDataDir},
 		{"host.user", checkUser},
