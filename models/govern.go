@@ -78,7 +78,16 @@ type Governor struct {
 	KeepVersions int
 	// Need estimates a model's VRAM for show (nil: not shown).
 	Need func(ctx context.Context, name string) (uint64, error)
-	Now  func() time.Time // nil: time.Now
+	// OnChange, if set, is called after a change of what a name points
+	// to (the server's Catalog.Invalidate, so it serves the change at once).
+	OnChange func()
+	Now      func() time.Time // nil: time.Now
+}
+
+func (g *Governor) changed() {
+	if g.OnChange != nil {
+		g.OnChange()
+	}
 }
 
 func (g *Governor) now() time.Time {
@@ -354,6 +363,7 @@ func (g *Governor) change(ctx context.Context, actor, canon, action, source, sou
 		ch.Kept = ""
 	}
 	ch.Changed = true
+	defer g.changed()
 	lic, spdx := g.license(cur.Name)
 	at := g.now()
 	err = g.tx(ctx, func(tx *sql.Tx) error {

@@ -150,6 +150,8 @@ func newGov(t *testing.T, allow ...string) (*Governor, *fakeBackend) {
 
 func TestGovernorPullKeepsAndRecords(t *testing.T) {
 	g, f := newGov(t, "m:*")
+	changes := 0
+	g.OnChange = func() { changes++ }
 	ctx := t.Context()
 	name := "registry.ollama.ai/library/m:latest"
 
@@ -168,6 +170,9 @@ func TestGovernorPullKeepsAndRecords(t *testing.T) {
 	before := len(f.models)
 	if ch, err = g.Pull(ctx, "os:t", "m", false, nil); err != nil || ch.Changed || len(f.models) != before {
 		t.Fatalf("a pull with no change: %+v %v, %d models (was %d)", ch, err, len(f.models), before)
+	}
+	if changes != 2 {
+		t.Errorf("OnChange called %d times for 2 changes", changes)
 	}
 	h, err := g.History(ctx, "m")
 	if err != nil || len(h) != 2 || h[0].New != digest('b') || h[1].New != digest('a') || !h[0].Kept || !h[1].Kept {
@@ -210,6 +215,17 @@ func TestGovernorRefusesBeforeAsking(t *testing.T) {
 	}
 	if len(f.calls) != 0 {
 		t.Errorf("refused pulls reached the backend: %v", f.calls)
+	}
+	f.set("other", digest('a'))
+	f.set("m", digest('b'))
+	list, err := g.List(t.Context())
+	if err != nil || len(list) != 2 {
+		t.Fatalf("list = %+v %v", list, err)
+	}
+	for _, m := range list {
+		if want := strings.Contains(m.Name, "/m:"); m.Allowed != want {
+			t.Errorf("%s listed allowed=%v, want %v", m.Name, m.Allowed, want)
+		}
 	}
 	if _, err := g.Pull(t.Context(), "", "m", false, nil); err == nil {
 		t.Error("a pull without an actor was accepted")

@@ -130,6 +130,7 @@ func (g *Governor) Rollback(ctx context.Context, actor, name, to string) (Change
 	if err := g.Backend.Copy(ctx, &api.CopyRequest{Source: target.Name, Destination: cur.Name}); err != nil {
 		return Change{}, fmt.Errorf("point %s at %s: %w", canon, short(target.Digest), err)
 	}
+	defer g.changed()
 	pin, from, err := g.pinOf(ctx, canon)
 	if err != nil {
 		return ch, err
@@ -234,6 +235,7 @@ func (g *Governor) Remove(ctx context.Context, actor, name string) error {
 	if err := g.Backend.Delete(ctx, &api.DeleteRequest{Model: m.Name}); err != nil {
 		return fmt.Errorf("remove %s: %w", canon, err)
 	}
+	defer g.changed()
 	kept, err := g.kept(ctx, canon)
 	if err != nil {
 		return err

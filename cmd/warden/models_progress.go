@@ -28,7 +28,12 @@ func newProgressPrinter(w io.Writer, asJSON bool) *progressPrinter {
 	if f, ok := w.(*os.File); ok {
 		tty = term.IsTerminal(int(f.Fd()))
 	}
-	return &progressPrinter{w: w, json: asJSON || !tty, enc: json.NewEncoder(w), bars: map[string]*progressbar.ProgressBar{}}
+	return newProgressPrinterTTY(w, asJSON || !tty)
+}
+
+// newProgressPrinterTTY prints JSON lines, or bars when asJSON is false.
+func newProgressPrinterTTY(w io.Writer, asJSON bool) *progressPrinter {
+	return &progressPrinter{w: w, json: asJSON, enc: json.NewEncoder(w), bars: map[string]*progressbar.ProgressBar{}}
 }
 
 func (p *progressPrinter) progress(pr models.Progress) error {

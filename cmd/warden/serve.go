@@ -238,6 +238,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	if err != nil {
 		return err
 	}
+	governor.OnChange = catalog.Invalidate // admin API changes serve at once
 
 	metrics := server.NewMetrics()
 	registerModelMetrics(metrics.Registry, guard)
