@@ -263,6 +263,14 @@ func (g *Governor) Pull(ctx context.Context, actor, name string, insecure bool, 
 		if err == nil {
 			err = ctx.Err() // the client's stream can end cleanly on a cancel
 		}
+		if err == nil {
+			// A manifest the backend wrote but cannot read (its config is
+			// not a model's) is not listed: remove it with what it brought.
+			if _, ok, lerr := g.current(ctx, canon); lerr == nil && !ok {
+				g.drop(ctx, strings.TrimSpace(name))
+				err = fmt.Errorf("the registry's %s is not a model the backend can read", canon)
+			}
+		}
 		if err != nil {
 			// The blobs it was fetching: those its progress named, and
 			// those that appeared while it ran (a cancel can come before

@@ -237,7 +237,7 @@ func TestE2EModelsPullUpdateRollback(t *testing.T) {
 	}
 	w := startWarden(t, dir, `isolation = "loopback"
 [models]
-allow = ["warden-demo", "`+reg.host+`/library/m:*"]
+allow = ["warden-demo", "127.0.0.1:*/library/m:*"]
 [[alerts.sink]]
 name = "alerts"
 type = "webhook"
@@ -327,6 +327,32 @@ secret_file = "`+secretFile+`"
 	for _, l := range reg.requests("/v2/library/other/") {
 		if strings.HasPrefix(l, "GET ") {
 			t.Fatalf("the refused pull reached the registry: %s", l)
+		}
+	}
+
+	// A registry that is down, one that answers garbage, and one whose
+	// layer does not match its digest: clear errors, nothing changed, no
+	// blob left behind.
+	listBefore := string(w.warden(t, "models", "list", "--json"))
+	bad := startBadRegistry(t)
+	for _, c := range []struct{ name, want string }{
+		{"127.0.0.1:1/library/m:latest", "connection refused"},
+		{bad.host + "/library/m:garbage", "pull"},
+		{bad.host + "/library/m:mismatch", "digest mismatch"},
+	} {
+		if msg := w.wardenErr(t, "models", "pull", "--insecure", c.name); !strings.Contains(msg, c.want) {
+			t.Errorf("pull %s said %q, want %q", c.name, msg, c.want)
+		}
+	}
+	if got := string(w.warden(t, "models", "list", "--json")); got != listBefore {
+		t.Fatalf("failed pulls changed the models:\n%s\nwas\n%s", got, listBefore)
+	}
+	if p, err := (models.Store{Dir: w.models}).Partials(); err != nil || len(p) > 0 {
+		t.Fatalf("failed pulls left partial blobs %v (%v)", p, err)
+	}
+	for _, d := range []string{bad.layer, bad.config} {
+		if _, err := os.Stat(filepath.Join(w.models, "blobs", "sha256-"+d)); !os.IsNotExist(err) {
+			t.Fatalf("blob %s of the failed pull stayed in the blobs: %v", d, err)
 		}
 	}
 
@@ -634,4 +660,49 @@ func TestE2EModelsImport(t *testing.T) {
 	if len(tiny) != 3 || !tiny[2].Current || len(tiny[2].Notes) != 1 || tiny[2].Notes[0].Note != "reviewed by the data team" {
 		t.Fatalf("manifest records of tiny: %+v", tiny)
 	}
+}
+
+// badRegistry answers the tag "garbage" with a manifest that is not JSON,
+// and "mismatch" with a manifest whose one layer's bytes do not match its
+// digest.
+type badRegistry struct {
+	host   string
+	layer  string // the mismatched layer's digest, hex
+	config string // the config's digest, hex (it matches)
+}
+
+func startBadRegistry(t *testing.T) *badRegistry {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &badRegistry{host: ln.Addr().String(), layer: strings.Repeat("ab", 32)}
+	blob := bytes.Repeat([]byte("not what the digest says "), 40)
+	config := []byte(`{"model_format":"gguf","model_family":"llama","file_type":"F32"}`)
+	configDigest := sha(config)
+	r.config = configDigest
+	manifest := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",`+
+		`"config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:%s","size":%d},`+
+		`"layers":[{"mediaType":"application/vnd.ollama.image.model","digest":"sha256:%s","size":%d}]}`, configDigest, len(config), r.layer, len(blob))
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		switch {
+		case strings.HasSuffix(req.URL.Path, "/manifests/garbage"):
+			io.WriteString(w, "<html>this is no registry</html>")
+		case strings.HasSuffix(req.URL.Path, "/manifests/mismatch"):
+			w.Header().Set("Content-Type", "application/vnd.docker.distribution.manifest.v2+json")
+			io.WriteString(w, manifest)
+		case strings.Contains(req.URL.Path, "/blobs/") && strings.HasPrefix(req.Host, "127.0.0.1:"):
+			http.Redirect(w, req, "http://localhost:"+strings.TrimPrefix(req.Host, "127.0.0.1:")+req.URL.Path, http.StatusTemporaryRedirect)
+		case strings.HasSuffix(req.URL.Path, "/blobs/sha256:"+configDigest):
+			http.ServeContent(w, req, "config", time.Time{}, bytes.NewReader(config))
+		case strings.Contains(req.URL.Path, "/blobs/"):
+			http.ServeContent(w, req, "blob", time.Time{}, bytes.NewReader(blob))
+		default:
+			http.NotFound(w, req)
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return r
 }
