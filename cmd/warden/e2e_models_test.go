@@ -635,6 +635,14 @@ func TestE2EModelsImport(t *testing.T) {
 		t.Fatalf("the imported model answered %d %s", status, body)
 	}
 
+	// load warms it, unload frees it.
+	w.warden(t, "models", "load", "tiny")
+	if !listed()[mustCanon(t, "tiny")].Loaded {
+		t.Fatal("tiny is not loaded after models load")
+	}
+	w.warden(t, "models", "unload", "tiny")
+	waitFor(t, time.Minute, "tiny unloaded", func() bool { return !listed()[mustCanon(t, "tiny")].Loaded })
+
 	// Two more versions with keep_versions = 1: the oldest kept one goes.
 	w.warden(t, "models", "import", file, "--name", "tiny", "--modelfile", modelfile(6))
 	out := string(w.warden(t, "models", "import", file, "--name", "tiny", "--modelfile", modelfile(7)))
