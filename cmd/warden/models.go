@@ -308,6 +308,9 @@ version is kept for rollback and the change is recorded. Ctrl-C cancels the
 pull and removes its partial downloads; the previous version keeps serving.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, ok := models.Canonical(strings.TrimSpace(args[0])); !ok {
+				return fmt.Errorf("%w: %q (want [host/][namespace/]model[:tag], letters, digits, _ . -)", models.ErrBadName, args[0])
+			}
 			gov, _, done, err := g.governor(cmd.Context())
 			if err != nil {
 				return err
