@@ -71,16 +71,12 @@ func (s Store) ReadManifest(name string) (*Manifest, string, error) {
 	if !ok {
 		return nil, "", fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
-	n := model.ParseName(canon)
-	b, err := os.ReadFile(filepath.Join(s.Dir, "manifests", n.Filepath()))
-	if errors.Is(err, os.ErrNotExist) {
-		// Ollama keeps the case a name was first given in.
-		b, err = s.readFold(n)
-	}
+	p, err := s.manifestPath(canon)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, "", fmt.Errorf("%w: no manifest for %s in %s", ErrNotFound, canon, s.Dir)
-		}
+		return nil, "", err
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
 		return nil, "", fmt.Errorf("read manifest of %s: %w", canon, err)
 	}
 	var m Manifest
@@ -89,29 +85,6 @@ func (s Store) ReadManifest(name string) (*Manifest, string, error) {
 	}
 	sum := sha256.Sum256(b)
 	return &m, hex.EncodeToString(sum[:]), nil
-}
-
-// readFold finds a manifest whose path matches n's without regard to case.
-func (s Store) readFold(n model.Name) ([]byte, error) {
-	dir := filepath.Join(s.Dir, "manifests")
-	for _, part := range []string{n.Host, n.Namespace, n.Model, n.Tag} {
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			return nil, err
-		}
-		found := ""
-		for _, e := range entries {
-			if strings.EqualFold(e.Name(), part) {
-				found = e.Name()
-				break
-			}
-		}
-		if found == "" {
-			return nil, os.ErrNotExist
-		}
-		dir = filepath.Join(dir, found)
-	}
-	return os.ReadFile(dir)
 }
 
 // BlobState is the verdict on one blob.
@@ -299,4 +272,94 @@ func (s Store) blobDigests() (map[string]bool, error) {
 		out["sha256:"+n[:64]] = true
 	}
 	return out, nil
+}
+
+// ReplaceManifest points the name dst at the manifest of src by writing a
+// copy of src's manifest beside dst's and renaming it over: a reader sees
+// the old manifest or the new one, never a part. The new file keeps the
+// old one's owner and mode (the backend's user must still be able to
+// replace it). ok is false when dst has no manifest file to replace.
+func (s Store) ReplaceManifest(src, dst string) (ok bool, err error) {
+	srcPath, err := s.manifestPath(src)
+	if err != nil {
+		return false, err
+	}
+	dstPath, err := s.manifestPath(dst)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil // nothing to replace: the backend creates it
+	}
+	if err != nil {
+		return false, err
+	}
+	fi, err := os.Stat(dstPath)
+	if err != nil {
+		return false, nil
+	}
+	b, err := os.ReadFile(srcPath)
+	if err != nil {
+		return false, fmt.Errorf("read manifest of %s: %w", src, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dstPath), ".warden-manifest-*")
+	if err != nil {
+		return false, fmt.Errorf("replace manifest of %s: %w", dst, err)
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename: no such file
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return false, fmt.Errorf("replace manifest of %s: %w", dst, err)
+	}
+	if err := tmp.Chmod(fi.Mode().Perm()); err != nil {
+		tmp.Close()
+		return false, fmt.Errorf("replace manifest of %s: %w", dst, err)
+	}
+	if uid, gid, ok := fileOwner(fi); ok {
+		if err := tmp.Chown(uid, gid); err != nil {
+			tmp.Close()
+			return false, fmt.Errorf("replace manifest of %s: %w", dst, err)
+		}
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return false, fmt.Errorf("replace manifest of %s: %w", dst, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return false, fmt.Errorf("replace manifest of %s: %w", dst, err)
+	}
+	if err := os.Rename(tmp.Name(), dstPath); err != nil {
+		return false, fmt.Errorf("replace manifest of %s: %w", dst, err)
+	}
+	return true, nil
+}
+
+// manifestPath is where the manifest of name is, matched without regard
+// to case as Ollama keeps the case a name was first given in.
+func (s Store) manifestPath(name string) (string, error) {
+	canon, ok := Canonical(name)
+	if !ok {
+		return "", fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	n := model.ParseName(canon)
+	p := filepath.Join(s.Dir, "manifests", n.Filepath())
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	dir := filepath.Join(s.Dir, "manifests")
+	for _, part := range []string{n.Host, n.Namespace, n.Model, n.Tag} {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return "", fmt.Errorf("%w: no manifest for %s", ErrNotFound, canon)
+		}
+		found := ""
+		for _, e := range entries {
+			if strings.EqualFold(e.Name(), part) {
+				found = e.Name()
+				break
+			}
+		}
+		if found == "" {
+			return "", fmt.Errorf("%w: no manifest for %s", ErrNotFound, canon)
+		}
+		dir = filepath.Join(dir, found)
+	}
+	return dir, nil
 }

@@ -248,3 +248,36 @@ func sha256hex(b []byte) string {
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
 }
+
+func TestReplaceManifest(t *testing.T) {
+	dir := t.TempDir()
+	s := Store{Dir: dir}
+	write := func(name, content string) string {
+		n := filepath.Join(dir, "manifests", "registry.ollama.ai", "library", "m", name)
+		if err := os.MkdirAll(filepath.Dir(n), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(n, []byte(content), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	write("warden-v-aaaaaaaaaaaa.latest", `{"layers":[]}`)
+	dst := write("latest", `{"layers":[{"digest":"x"}]}`)
+	ok, err := s.ReplaceManifest("m:warden-v-aaaaaaaaaaaa.latest", "m")
+	if err != nil || !ok {
+		t.Fatalf("ReplaceManifest: %v %v", ok, err)
+	}
+	b, _ := os.ReadFile(dst)
+	fi, _ := os.Stat(dst)
+	if string(b) != `{"layers":[]}` || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("after replace: %q mode %v", b, fi.Mode())
+	}
+	entries, _ := os.ReadDir(filepath.Dir(dst))
+	if len(entries) != 2 {
+		t.Fatalf("temp files left: %v", entries)
+	}
+	if ok, err := s.ReplaceManifest("m:warden-v-aaaaaaaaaaaa.latest", "other"); ok || err != nil {
+		t.Fatalf("a missing destination: %v %v, want not ok and no error", ok, err)
+	}
+}

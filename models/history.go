@@ -127,8 +127,21 @@ func (g *Governor) Rollback(ctx context.Context, actor, name, to string) (Change
 		return Change{}, err
 	}
 	_ = g.unload(ctx, cur.Name) // not loaded is fine
-	if err := g.Backend.Copy(ctx, &api.CopyRequest{Source: target.Name, Destination: cur.Name}); err != nil {
-		return Change{}, fmt.Errorf("point %s at %s: %w", canon, short(target.Digest), err)
+	// One rename in the models directory when Warden can see it; else the
+	// backend's copy (a rewrite of the small manifest file in place).
+	replaced := false
+	if g.Store.Dir != "" {
+		if replaced, err = g.Store.ReplaceManifest(target.Name, cur.Name); err != nil {
+			return Change{}, fmt.Errorf("point %s at %s: %w", canon, short(target.Digest), err)
+		}
+	}
+	if !replaced {
+		if err := g.Backend.Copy(ctx, &api.CopyRequest{Source: target.Name, Destination: cur.Name}); err != nil {
+			return Change{}, fmt.Errorf("point %s at %s: %w", canon, short(target.Digest), err)
+		}
+	}
+	if now, ok, err := g.current(ctx, canon); err != nil || !ok || !SameDigest(now.Digest, target.Digest) {
+		return Change{}, fmt.Errorf("point %s at %s: the backend lists %s (%v)", canon, short(target.Digest), short(now.Digest), err)
 	}
 	defer g.changed()
 	pin, from, err := g.pinOf(ctx, canon)
