@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/ollama/ollama/api"
 	"github.com/ollama/ollama/parser"
@@ -104,9 +105,16 @@ func (g *Governor) Import(ctx context.Context, actor string, spec ImportSpec, fn
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return fmt.Errorf("import: %w", err)
 		}
-		up := &progressReader{ctx: ctx, r: f, fn: step("uploading " + short(digest))}
+		uploaded := step("uploading " + short(digest))
+		up := &progressReader{ctx: ctx, r: f, fn: uploaded}
 		if err := g.Backend.CreateBlob(ctx, digest, up); err != nil {
 			return fmt.Errorf("import: upload %s: %w", spec.Path, err)
+		}
+		if up.stop() != size {
+			// The backend had the blob and answered before reading it all.
+			if err := uploaded(size); err != nil {
+				return err
+			}
 		}
 		stream := false
 		req.Model = spec.Name
@@ -124,16 +132,25 @@ func (g *Governor) Import(ctx context.Context, actor string, spec ImportSpec, fn
 }
 
 // progressReader reports bytes read, at most every 4 MiB, and stops when
-// ctx ends.
+// ctx ends. The HTTP client may still read it after its call returned
+// (the backend answered before the body was sent): reads and reported
+// take its lock.
 type progressReader struct {
 	ctx  context.Context
 	r    io.Reader
 	fn   func(int64) error
-	n    int64
-	last int64
+	mu      sync.Mutex
+	n       int64
+	last    int64
+	stopped bool
 }
 
 func (p *progressReader) Read(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return 0, io.EOF
+	}
 	if err := p.ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -146,4 +163,13 @@ func (p *progressReader) Read(b []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// stop ends the reads (they return EOF, fn is not called again) and
+// returns the last count passed to fn.
+func (p *progressReader) stop() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stopped = true
+	return p.last
 }
