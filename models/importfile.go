@@ -136,9 +136,9 @@ func (g *Governor) Import(ctx context.Context, actor string, spec ImportSpec, fn
 // (the backend answered before the body was sent): reads and reported
 // take its lock.
 type progressReader struct {
-	ctx  context.Context
-	r    io.Reader
-	fn   func(int64) error
+	ctx     context.Context
+	r       io.Reader
+	fn      func(int64) error
 	mu      sync.Mutex
 	n       int64
 	last    int64
