@@ -80,6 +80,9 @@ func (s *Server) adminRoutes(e *gin.Engine) {
 	if s.cfg.Preflight != nil {
 		a.GET("/preflight", s.h(s.adminPreflight))
 	}
+	if s.cfg.ModelAdmin != nil {
+		s.adminModelRoutes(a)
+	}
 }
 
 // adminPreflight reports the latest preflight run (at serve start, then
