@@ -2,6 +2,7 @@ package norm
 
 import (
 	"sort"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -116,6 +117,15 @@ func Plain(text []byte) bool {
 	return true
 }
 
+// copyByte marks the plain bytes that are not mayEscape: a run of them is
+// its own literal view.
+var copyByte = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = plainByte(byte(c)) && !mayEscape[c]
+	}
+	return t
+}()
+
 func plainByte(c byte) bool {
 	return c >= 0x20 && c < 0x7f || c == '\t' || c == '\n' || c == '\r'
 }
@@ -205,7 +215,7 @@ func (n *normalizer) literal() {
 			// A run of plain ASCII, the bulk of most text, is copied
 			// as it is.
 			j := i + 1
-			for j < len(text) && plainByte(text[j]) && !mayEscape[text[j]] {
+			for j < len(text) && copyByte[text[j]] {
 				j++
 			}
 			w := len(n.dst)
@@ -267,6 +277,16 @@ func (n *normalizer) literalRune(r rune, size, off int, src []byte) {
 		n.put(' ', off)
 		return
 	}
+	if r < 0x10000 && !n.noKept && keptRunes()[r>>6]&(1<<(r&63)) != 0 {
+		// The common case: a rune the view keeps as it is.
+		n.ign = 0
+		for _, b := range src[:size] {
+			n.dst = append(n.dst, b)
+			n.mark(off)
+		}
+		n.last = src[size-1]
+		return
+	}
 	if literalDropped(r, size) {
 		n.drop(off)
 		return
@@ -311,6 +331,30 @@ func (n *normalizer) literalRune(r rune, size, off int, src []byte) {
 	}
 	n.literalOther(r, off)
 }
+
+// keptRunes is a bit set of the runes of the Basic Multilingual Plane that
+// the literal view keeps as they are, whatever their context: none of the
+// cases of literalRune applies to them (not dropped, not white space or a
+// filler, no digit value, no small capital, no compatibility
+// decomposition) and literalOther writes them as they are (not a
+// look-alike). Most of the non-ASCII text in the world is made of them.
+var keptRunes = sync.OnceValue(func() *[1 << 10]uint64 {
+	var set [1 << 10]uint64
+	var b [utf8.UTFMax]byte
+	for r := rune(0x80); r < 0x10000; r++ {
+		if !utf8.ValidRune(r) || literalDropped(r, utf8.RuneLen(r)) || filler(r) || unicode.IsSpace(r) ||
+			digitValue(r) >= 0 || smallCap(r) != 0 || lookalike(unicode.ToLower(r)) != 0 {
+			continue
+		}
+		if r < 0xac00 || r > 0xd7a3 {
+			if len(norm.NFKD.Properties(b[:utf8.EncodeRune(b[:], r)]).Decomposition()) > 0 {
+				continue
+			}
+		}
+		set[r>>6] |= 1 << (r & 63)
+	}
+	return &set
+})
 
 // literalOther writes a rune that needs no decomposition, a look-alike as
 // its Latin letter.
