@@ -277,15 +277,23 @@ func (n *normalizer) literalRune(r rune, size, off int, src []byte) {
 		n.put(' ', off)
 		return
 	}
-	if r < 0x10000 && !n.noKept && keptRunes()[r>>6]&(1<<(r&63)) != 0 {
-		// The common case: a rune the view keeps as it is.
-		n.ign = 0
-		for _, b := range src[:size] {
-			n.dst = append(n.dst, b)
-			n.mark(off)
+	if r < 0x10000 && !n.noKept {
+		f := fast()
+		if f.kept[r>>6]&(1<<(r&63)) != 0 {
+			// The common case: a rune the view keeps as it is.
+			n.ign = 0
+			for _, b := range src[:size] {
+				n.dst = append(n.dst, b)
+				n.mark(off)
+			}
+			n.last = src[size-1]
+			return
 		}
-		n.last = src[size-1]
-		return
+		if r < 0x800 && f.look[r] != 0 {
+			n.ign = 0
+			n.lookalike(r, f.look[r]&0x7f, f.look[r]&0x80 != 0, off)
+			return
+		}
 	}
 	if literalDropped(r, size) {
 		n.drop(off)
@@ -332,18 +340,25 @@ func (n *normalizer) literalRune(r rune, size, off int, src []byte) {
 	n.literalOther(r, off)
 }
 
-// keptRunes is a bit set of the runes of the Basic Multilingual Plane that
-// the literal view keeps as they are, whatever their context: none of the
-// cases of literalRune applies to them (not dropped, not white space or a
-// filler, no digit value, no small capital, no compatibility
-// decomposition) and literalOther writes them as they are (not a
-// look-alike). Most of the non-ASCII text in the world is made of them.
-var keptRunes = sync.OnceValue(func() *[1 << 10]uint64 {
-	var set [1 << 10]uint64
+// fastRunes holds what the literal view makes of the runes of the Basic
+// Multilingual Plane for which none of the cases of literalRune applies
+// (not dropped, not white space or a filler, no digit value, no small
+// capital, no compatibility decomposition), so that literalOther alone
+// decides: kept is a bit set of those it writes as they are (not a
+// look-alike), whatever their context: most of the non-ASCII text in the
+// world. look has, for those of the first 2048 that are look-alikes, the
+// Latin letter (lower case), with 0x80 set when the rune is upper case.
+type fastRunes struct {
+	kept [1 << 10]uint64
+	look [0x800]byte
+}
+
+var fast = sync.OnceValue(func() *fastRunes {
+	f := new(fastRunes)
 	var b [utf8.UTFMax]byte
 	for r := rune(0x80); r < 0x10000; r++ {
 		if !utf8.ValidRune(r) || literalDropped(r, utf8.RuneLen(r)) || filler(r) || unicode.IsSpace(r) ||
-			digitValue(r) >= 0 || smallCap(r) != 0 || lookalike(unicode.ToLower(r)) != 0 {
+			digitValue(r) >= 0 || smallCap(r) != 0 {
 			continue
 		}
 		if r < 0xac00 || r > 0xd7a3 {
@@ -351,9 +366,17 @@ var keptRunes = sync.OnceValue(func() *[1 << 10]uint64 {
 				continue
 			}
 		}
-		set[r>>6] |= 1 << (r & 63)
+		lr := unicode.ToLower(r)
+		switch l := lookalike(lr); {
+		case l == 0:
+			f.kept[r>>6] |= 1 << (r & 63)
+		case r < 0x800 && lr != r:
+			f.look[r] = l | 0x80
+		case r < 0x800:
+			f.look[r] = l
+		}
 	}
-	return &set
+	return f
 })
 
 // literalOther writes a rune that needs no decomposition, a look-alike as
@@ -361,17 +384,31 @@ var keptRunes = sync.OnceValue(func() *[1 << 10]uint64 {
 func (n *normalizer) literalOther(r rune, off int) {
 	lr := unicode.ToLower(r)
 	if l := lookalike(lr); l != 0 {
-		if off >= n.foldEnd {
-			n.fold, n.foldEnd = foldWord(n.text, off)
-		}
-		if n.fold {
-			if lr != r {
-				l -= 0x20
-			}
-			n.put(l, off)
-			return
-		}
+		n.lookalike(r, l, lr != r, off)
+		return
 	}
+	n.keep(r, off)
+}
+
+// lookalike writes the look-alike r of the Latin letter l (lower case;
+// upper says r is upper case): the letter, in r's case, when its word is
+// folded, else r.
+func (n *normalizer) lookalike(r rune, l byte, upper bool, off int) {
+	if off >= n.foldEnd {
+		n.fold, n.foldEnd = foldWord(n.text, off)
+	}
+	if n.fold {
+		if upper {
+			l -= 0x20
+		}
+		n.put(l, off)
+		return
+	}
+	n.keep(r, off)
+}
+
+// keep writes r as it is.
+func (n *normalizer) keep(r rune, off int) {
 	var buf [utf8.UTFMax]byte
 	k := utf8.EncodeRune(buf[:], r)
 	for _, b := range buf[:k] {

@@ -190,8 +190,8 @@ func BenchmarkLiteralMap(b *testing.B) {
 	detecttest.ReportCPU(b, detecttest.CPUTime()-start, text, len(text))
 }
 
-// TestKeptRunes holds the literal view's fast path for the runes it keeps
-// as they are (keptRunes) to the full rules, for every rune of the Basic
+// TestKeptRunes holds the literal view's fast paths (fastRunes) for the runes it keeps
+// as they are and the look-alikes to the full rules, for every rune of the Basic
 // Multilingual Plane, alone and inside Latin, Cyrillic and Han words.
 func TestKeptRunes(t *testing.T) {
 	var b strings.Builder
