@@ -217,7 +217,7 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	if ae.RetryAfter > 0 {
 		c.Header("Retry-After", strconv.Itoa(ae.RetryAfter))
 	}
-	c.AbortWithStatusJSON(ae.Status, ae.body())
+	c.AbortWithStatusJSON(ae.Status, errorPayload(c, ae))
 }
 
 func (s *Server) logError(c *gin.Context, err error, ae *apiError) {

@@ -315,8 +315,18 @@ type streamShape interface {
 	// backend response, also those that release nothing.
 	delta(sse *sseWriter, text string, calls []api.ToolCall) error
 	// final frames the filter's tail, the finish reason and the usage, in
-	// the route's events; [DONE] follows.
+	// the route's events; [DONE] follows, unless the shape is a
+	// namedStream.
 	final(sse *sseWriter, tail string, res result) error
+}
+
+// namedStream is a stream shape of named events (Anthropic's Messages,
+// OpenAI's Responses): its final events end the stream (no [DONE]), and
+// it chooses its keep-alive and the frame of its error events.
+type namedStream interface {
+	streamShape
+	ping() []byte
+	errorEvent(sse *sseWriter, ae *apiError)
 }
 
 // stream answers with the route's chunk stream. Keep-alive comments go
@@ -333,7 +343,15 @@ type streamShape interface {
 // JSON, in the order written. An error is the answer's status while
 // nothing was sent, an error event after.
 func (p *pipe) stream(run runFunc, shape streamShape) error {
-	sse := newSSE(p.c.Writer, p.s.cfg.KeepAliveInterval, p.s.cfg.WriteTimeout, func() { p.end(errNotReading) })
+	var (
+		ping     []byte
+		errEvent func(*sseWriter, *apiError)
+	)
+	named, isNamed := shape.(namedStream)
+	if isNamed {
+		ping, errEvent = named.ping(), named.errorEvent
+	}
+	sse := newSSE(p.c.Writer, p.s.cfg.KeepAliveInterval, p.s.cfg.WriteTimeout, ping, errEvent, func() { p.end(errNotReading) })
 	p.sse = sse
 	defer func() {
 		sse.Close()
@@ -368,7 +386,7 @@ func (p *pipe) stream(run runFunc, shape streamShape) error {
 		p.streamError(err)
 		return nil
 	}
-	if shape.final(sse, res.tail, res) == nil {
+	if shape.final(sse, res.tail, res) == nil && !isNamed {
 		sse.Done()
 	}
 	_ = sse.commit(context.WithoutCancel(p.ctx), res.tail, 0)
@@ -413,7 +431,7 @@ func (p *pipe) streamError(err error) {
 		if ae.RetryAfter > 0 {
 			p.c.Header("Retry-After", strconv.Itoa(ae.RetryAfter))
 		}
-		p.c.AbortWithStatusJSON(ae.Status, ae.body())
+		p.c.AbortWithStatusJSON(ae.Status, errorPayload(p.c, ae))
 		return
 	}
 	p.sse.ErrorEvent(ae)

@@ -301,6 +301,12 @@ func (s *Server) routes() error {
 	// join this chain later.
 	v1 := e.Group("/v1", s.shed, s.cors, s.authenticate, s.trackInFlight, s.auditRequest, s.holdKeyBodies)
 	v1.POST("/chat/completions", s.requireScope(keys.ScopeChat), s.h(s.chat))
+	// One capability, three wire formats: chat completions, Anthropic's
+	// Messages (errors in its shape, see errorPayload) and OpenAI's
+	// Responses.
+	v1.POST("/messages", s.requireScope(keys.ScopeChat), s.h(s.messages))
+	v1.POST("/messages/count_tokens", s.requireScope(keys.ScopeChat), s.h(s.countTokens))
+	v1.POST("/responses", s.requireScope(keys.ScopeChat), s.h(s.responses))
 	v1.POST("/completions", s.requireScope(keys.ScopeCompletions), s.h(s.completions))
 	v1.POST("/embeddings", s.requireScope(keys.ScopeEmbeddings), s.h(s.embeddings))
 	v1.GET("/models", s.requireScope(keys.ScopeModels), s.h(s.listModels))

@@ -36,6 +36,8 @@ type sseWriter struct {
 	timeout  time.Duration
 	interval time.Duration
 	onFail   func() // called once when a write fails
+	ping     []byte // the keep-alive written while waiting
+	errEvent func(*sseWriter, *apiError) // frames an error event; nil: OpenAI's
 
 	q       chan sseItem
 	done    chan struct{} // closed when the writer goroutine has ended
@@ -64,8 +66,18 @@ type sseItem struct {
 	ack     chan struct{}
 }
 
-func newSSE(w gin.ResponseWriter, keepAlive, timeout time.Duration, onFail func()) *sseWriter {
+// keepAliveComment is the keep-alive of OpenAI's streams: an SSE comment.
+var keepAliveComment = []byte(": keep-alive\n\n")
+
+// newSSE starts a stream's writer; ping is its keep-alive (nil: a
+// comment), errEvent frames its error events (nil: OpenAI's shape).
+func newSSE(w gin.ResponseWriter, keepAlive, timeout time.Duration, ping []byte, errEvent func(*sseWriter, *apiError), onFail func()) *sseWriter {
+	if ping == nil {
+		ping = keepAliveComment
+	}
 	s := &sseWriter{
+		ping:     ping,
+		errEvent: errEvent,
 		w:        w,
 		rc:       http.NewResponseController(w),
 		timeout:  timeout,
@@ -105,7 +117,7 @@ func (s *sseWriter) run() {
 				s.pieces += it.pieces
 			}
 		case <-tick:
-			if s.write([]byte(": keep-alive\n\n")) != nil {
+			if s.write(s.ping) != nil {
 				failed, tick = true, nil
 				continue
 			}
@@ -186,7 +198,27 @@ func (s *sseWriter) Event(v any) error {
 func (s *sseWriter) Done() { s.frame([]byte("[DONE]")) }
 
 // ErrorEvent frames an error as the stream's last event.
-func (s *sseWriter) ErrorEvent(ae *apiError) { _ = s.Event(ae.body()) }
+func (s *sseWriter) ErrorEvent(ae *apiError) {
+	if s.errEvent != nil {
+		s.errEvent(s, ae)
+		return
+	}
+	_ = s.Event(ae.body())
+}
+
+// NamedEvent frames one event of the given name holding v as JSON, as
+// Anthropic's and the Responses API's streams send them.
+func (s *sseWriter) NamedEvent(name string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	s.pending = append(s.pending, "event: "...)
+	s.pending = append(s.pending, name...)
+	s.pending = append(s.pending, '\n')
+	s.frame(b)
+	return nil
+}
 
 func (s *sseWriter) frame(data []byte) {
 	s.pending = append(s.pending, "data: "...)
