@@ -30,7 +30,7 @@ type messagesRequest struct {
 	FrequencyPenalty    json.RawMessage `json:"frequency_penalty"`
 	Seed                json.RawMessage `json:"seed"`
 
-	counting bool           // count_tokens: no max_tokens
+	counting bool             // count_tokens: no max_tokens
 	backend  *api.ChatRequest // Ollama's conversion, once checked
 	chat     chatRequest      // the chat request the pipeline runs, once checked
 }

@@ -35,8 +35,8 @@ type sseWriter struct {
 	rc       *http.ResponseController
 	timeout  time.Duration
 	interval time.Duration
-	onFail   func() // called once when a write fails
-	ping     []byte // the keep-alive written while waiting
+	onFail   func()                      // called once when a write fails
+	ping     []byte                      // the keep-alive written while waiting
 	errEvent func(*sseWriter, *apiError) // frames an error event; nil: OpenAI's
 
 	q       chan sseItem
