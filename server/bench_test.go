@@ -114,3 +114,53 @@ func BenchmarkAuthQuota(b *testing.B) {
 	_ = lim.Close(ctx) // wait for the batched writes before counting
 	b.ReportMetric(float64(db.Queries()-start)/float64(b.N), "stmts/op")
 }
+
+// BenchmarkMessages is BenchmarkChat for Anthropic's Messages route: the
+// same scripted answer, the same controls, Anthropic's wire format.
+func BenchmarkMessages(b *testing.B) {
+	benchRoute(b, "/v1/messages", func(stream string) string {
+		return `{"model":"demo","max_tokens":8,"system":"Be brief.","messages":[{"role":"user","content":"Say something."}],"temperature":0,"stream":` + stream + `}`
+	})
+}
+
+// BenchmarkResponses is BenchmarkChat for OpenAI's Responses route.
+func BenchmarkResponses(b *testing.B) {
+	benchRoute(b, "/v1/responses", func(stream string) string {
+		return `{"model":"demo","max_output_tokens":8,"instructions":"Be brief.","input":"Say something.","temperature":0,"stream":` + stream + `}`
+	})
+}
+
+func benchRoute(b *testing.B, path string, body func(stream string) string) {
+	for _, c := range []struct {
+		name     string
+		stream   bool
+		filtered bool
+	}{{"plain", false, false}, {"stream", true, false}, {"plain-filtered", false, true}, {"stream-filtered", true, true}} {
+		b.Run(c.name, func(b *testing.B) {
+			t := &testing.T{}
+			cfg := Config{}
+			if c.filtered {
+				cfg.Filter = benchFilter(b)
+			}
+			ts := newTestServer(t, &fakeBackend{chat: scripted("a", "b", "c", "d", "e", "f", "g", "h")}, cfg)
+			defer ts.Close()
+			payload := body(map[bool]string{true: "true", false: "false"}[c.stream])
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				req, _ := http.NewRequest(http.MethodPost, ts.URL+path, strings.NewReader(payload))
+				req.Header.Set("x-api-key", "good")
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					b.Fatalf("status %d", resp.StatusCode)
+				}
+			}
+		})
+	}
+}
