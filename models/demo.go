@@ -28,6 +28,27 @@ const (
 	DemoEOS = 257
 )
 
+// DemoTemplate is the demo model's chat template. A lone user message (a
+// completion's prompt, or a one-message chat) passes through unchanged;
+// anything more renders the system prompt, the tools (one JSON object a
+// line), and each message under a role marker with its tool calls, so
+// that Ollama accepts tools for the model (it refuses them for a template
+// that does not render .Tools) and an agent client can drive it end to
+// end. Each marker is at most 16 bytes with its newlines, the allowance
+// Warden's prompt estimate makes per message.
+const DemoTemplate = `{{- if or .System .Tools (gt (len .Messages) 1) -}}
+{{- if .System }}<|system|>
+{{ .System }}
+{{ end }}
+{{- if .Tools }}<|tools|>
+{{ range .Tools }}{{ json . }}
+{{ end }}{{ end }}
+{{- range .Messages }}{{ if ne .Role "system" }}<|{{ .Role }}|>
+{{ .Content }}
+{{- range .ToolCalls }}{"name":{{ json .Function.Name }},"arguments":{{ json .Function.Arguments }}}{{ end }}
+{{ end }}{{ end }}<|assistant|>
+{{ else }}{{ range .Messages }}{{ .Content }}{{ end }}{{ end -}}`
+
 // Knobs that shape the output distribution. The residual stream carries
 // anchor in dimension 0 for every token; no layer writes to that dimension,
 // so after the final RMS norm it stays large and positive. Output rows of

@@ -20,8 +20,7 @@ var demoParameters = map[string]any{
 }
 
 // ImportDemo uploads the demo GGUF to the backend as a blob and creates the
-// model DemoName from it, with a template that passes the prompt through
-// unchanged. Importing again replaces the model with an identical one.
+// model DemoName from it, with DemoTemplate. Importing again replaces the model with an identical one.
 func ImportDemo(ctx context.Context, c *api.Client) error {
 	b, err := DemoGGUF()
 	if err != nil {
@@ -37,7 +36,7 @@ func ImportDemo(ctx context.Context, c *api.Client) error {
 		Model:      DemoName,
 		Stream:     &stream,
 		Files:      map[string]string{DemoName + ".gguf": digest},
-		Template:   "{{ .Prompt }}",
+		Template:   DemoTemplate,
 		Parameters: demoParameters,
 	}
 	if err := c.Create(ctx, req, func(api.ProgressResponse) error { return nil }); err != nil {
