@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -375,5 +376,39 @@ func TestMessagesFilterEveryField(t *testing.T) {
 				t.Fatal("the model was called for a blocked prompt")
 			}
 		})
+	}
+}
+
+// TestAgentStreamErrors: a backend that fails after the stream started
+// ends each API's stream with its own error event, which its SDK reports
+// as an error of the right type.
+func TestAgentStreamErrors(t *testing.T) {
+	backend := &fakeBackend{chat: func(_ context.Context, _ *api.ChatRequest, fn func(api.ChatResponse) error) error {
+		if err := fn(api.ChatResponse{Message: api.Message{Role: "assistant", Content: "partial"}}); err != nil {
+			return err
+		}
+		return api.StatusError{StatusCode: http.StatusServiceUnavailable, ErrorMessage: "server busy"}
+	}}
+	ts := newTestServer(t, backend, Config{})
+
+	s := anthropicSDK(ts.URL, "good").Messages.NewStreaming(context.Background(), messageParams("", "hi"))
+	var text strings.Builder
+	for s.Next() {
+		if ev := s.Current(); ev.Type == "content_block_delta" {
+			text.WriteString(ev.Delta.Text)
+		}
+	}
+	var ae *anthropic.Error
+	if err := s.Err(); !errors.As(err, &ae) || ae.Type() != anthropic.ErrorTypeOverloadedError || text.String() != "partial" {
+		t.Fatalf("messages stream: %q then %v, want the text then an overloaded_error event", text.String(), err)
+	}
+
+	rs := sdk(ts).Responses.NewStreaming(context.Background(), responseParams("", "hi"))
+	var events []string
+	for rs.Next() {
+		events = append(events, rs.Current().Type)
+	}
+	if err := rs.Err(); err == nil || !strings.Contains(err.Error(), codeUnavailable) || !slices.Contains(events, "response.output_text.delta") {
+		t.Fatalf("responses stream: %v then %v, want deltas then the backend_unavailable error", events, err)
 	}
 }
