@@ -55,6 +55,7 @@ func (r *messagesRequest) check() error {
 	if r.MaxTokens != nil {
 		in.MaxTokens = *r.MaxTokens
 	}
+	in.Messages = resultsFirst(r.Messages)
 	in.Tools = nil // checked: only custom tools, converted below as the same
 	for _, t := range r.Tools {
 		t.Type = ""
@@ -85,6 +86,35 @@ func (r *messagesRequest) check() error {
 		return err // a conversion the chat route refuses: named in its terms
 	}
 	return nil
+}
+
+// resultsFirst splits each user message holding tool_result blocks and
+// other blocks in two: the results, then the rest. Ollama's conversion
+// puts a message's text before its tool results; the results answer the
+// calls just before them, and templates render them there.
+func resultsFirst(msgs []anthropic.MessageParam) []anthropic.MessageParam {
+	out := make([]anthropic.MessageParam, 0, len(msgs))
+	for _, m := range msgs {
+		blocks, ok := m.Content.([]any)
+		if !ok || m.Role != "user" {
+			out = append(out, m)
+			continue
+		}
+		var results, rest []any
+		for _, b := range blocks {
+			if bm, _ := b.(map[string]any); bm["type"] == "tool_result" {
+				results = append(results, b)
+			} else {
+				rest = append(rest, b)
+			}
+		}
+		if len(results) == 0 || len(rest) == 0 {
+			out = append(out, m)
+			continue
+		}
+		out = append(out, anthropic.MessageParam{Role: m.Role, Content: results}, anthropic.MessageParam{Role: m.Role, Content: rest})
+	}
+	return out
 }
 
 // unsupported refuses an option the API does not have.

@@ -146,7 +146,7 @@ func TestMessagesToolUseRoundTrip(t *testing.T) {
 
 		next := p
 		next.Messages = append(append([]anthropic.MessageParam{}, p.Messages...), msg.ToParam(),
-			anthropic.NewUserMessage(anthropic.NewToolResultBlock(call.ID, "18 degrees and sunny", false)))
+			anthropic.NewUserMessage(anthropic.NewTextBlock("Use it."), anthropic.NewToolResultBlock(call.ID, "18 degrees and sunny", false)))
 		final, err := c.Messages.New(context.Background(), next)
 		if err != nil {
 			t.Fatal(err)
@@ -155,11 +155,14 @@ func TestMessagesToolUseRoundTrip(t *testing.T) {
 			t.Fatalf("final %q", messageText(*final))
 		}
 		ms := got[1].Messages
-		last := ms[len(ms)-1]
-		if last.Role != "tool" || last.Content != "18 degrees and sunny" || last.ToolCallID != call.ID || last.ToolName != "weather" {
-			t.Fatalf("tool result reached the backend as %+v", last)
+		if len(ms) != 4 || ms[3].Role != "user" || ms[3].Content != "Use it." {
+			t.Fatalf("backend got %+v, want the user's text after the tool result", ms)
 		}
-		asst := ms[len(ms)-2]
+		result := ms[2] // right after the call it answers
+		if result.Role != "tool" || result.Content != "18 degrees and sunny" || result.ToolCallID != call.ID || result.ToolName != "weather" {
+			t.Fatalf("tool result reached the backend as %+v", result)
+		}
+		asst := ms[1]
 		if len(asst.ToolCalls) != 1 || asst.ToolCalls[0].Function.Arguments.String() != `{"city":"Paris"}` {
 			t.Fatalf("assistant call reached the backend as %+v", asst)
 		}
