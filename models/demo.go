@@ -34,20 +34,17 @@ const (
 // line), and each message under a role marker with its tool calls, so
 // that Ollama accepts tools for the model (it refuses them for a template
 // that does not render .Tools) and an agent client can drive it end to
-// end. Each marker is at most 16 bytes with its newlines, the allowance
-// Warden's prompt estimate makes per message.
+// end. The markers are string constants inside actions: Warden's prompt
+// estimate counts a template's literal text as written into every prompt,
+// and these are written only around messages, within the allowance the
+// estimate makes for each (at most 16 bytes with their newlines).
 const DemoTemplate = `{{- if or .System .Tools (gt (len .Messages) 1) -}}
-{{- if .System }}<|system|>
-{{ .System }}
-{{ end }}
-{{- if .Tools }}<|tools|>
-{{ range .Tools }}{{ json . }}
-{{ end }}{{ end }}
-{{- range .Messages }}{{ if ne .Role "system" }}<|{{ .Role }}|>
-{{ .Content }}
-{{- range .ToolCalls }}{"name":{{ json .Function.Name }},"arguments":{{ json .Function.Arguments }}}{{ end }}
-{{ end }}{{ end }}<|assistant|>
-{{ else }}{{ range .Messages }}{{ .Content }}{{ end }}{{ end -}}`
+{{- if .System }}{{ "<|system|>\n" }}{{ .System }}{{ "\n" }}{{ end }}
+{{- if .Tools }}{{ "<|tools|>\n" }}{{ range .Tools }}{{ json . }}{{ "\n" }}{{ end }}{{ end }}
+{{- range .Messages }}{{ if ne .Role "system" }}{{ "<|" }}{{ .Role }}{{ "|>\n" }}{{ .Content }}
+{{- range .ToolCalls }}{{ "{\"name\":" }}{{ json .Function.Name }}{{ ",\"arguments\":" }}{{ json .Function.Arguments }}{{ "}" }}{{ end }}{{ "\n" }}
+{{- end }}{{ end }}{{ "<|assistant|>\n" }}
+{{- else }}{{ range .Messages }}{{ .Content }}{{ end }}{{ end -}}`
 
 // Knobs that shape the output distribution. The residual stream carries
 // anchor in dimension 0 for every token; no layer writes to that dimension,
