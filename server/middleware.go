@@ -46,7 +46,7 @@ func (s *Server) recoverPanic(c *gin.Context) {
 			}
 			s.log.Error("panic", "request_id", requestID(c), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			if !c.Writer.Written() {
-				c.AbortWithStatusJSON(http.StatusInternalServerError, errInternal.body())
+				c.AbortWithStatusJSON(http.StatusInternalServerError, errorPayload(c, errInternal))
 			} else {
 				c.Abort()
 			}
