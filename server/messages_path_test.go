@@ -14,6 +14,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
+// responsesSDKFor is an openai-go client of the server at url using key.
+func responsesSDKFor(url, key string) *openai.Client {
+	c := openai.NewClient(option.WithBaseURL(url+"/v1/"), option.WithAPIKey(key), option.WithMaxRetries(0))
+	return &c
+}
+
 // TestAgentRoutesTakeTheChatPath: the Messages and Responses routes are
 // held to the same scope, model globs, caps and limits as chat, with real
 // keys and quotas on SQLite, and carry their endpoint in the audit records
@@ -29,10 +35,7 @@ func TestAgentRoutesTakeTheChatPath(t *testing.T) {
 		got = append(got, req)
 		return scripted("hel", "lo")(ctx, req, fn)
 	}, models: []string{"demo:latest", "other:latest"}}, Config{Audit: aud, Metrics: m})
-	responsesSDK := func(key string) *openai.Client {
-		c := openai.NewClient(option.WithBaseURL(k.ts.URL+"/v1/"), option.WithAPIKey(key), option.WithMaxRetries(0))
-		return &c
-	}
+	responsesSDK := func(key string) *openai.Client { return responsesSDKFor(k.ts.URL, key) }
 	ctx := context.Background()
 
 	// Without the chat scope: 403 in each API's shape.
