@@ -28,6 +28,7 @@ func (s *Server) messages(c *gin.Context) error {
 			return err
 		}
 		patchBackend(areq, req.backend)
+		s.relaxThinking(p.ctx, areq)
 		areq.Stream = &req.Stream
 		if p.mustStream() {
 			areq.Stream = &streamOn

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"slices"
 
 	"github.com/ollama/ollama/api"
 	"github.com/ollama/ollama/openai"
@@ -102,4 +104,23 @@ func toolChoiceJSON(mode, name string) json.RawMessage {
 	}
 	b, _ := json.Marshal(v)
 	return b
+}
+
+// relaxThinking drops a request for thinking the model cannot do. Agent
+// clients ask for it whatever the model (Claude Code sends thinking, Codex
+// CLI a reasoning effort), and the backend refuses it for a model without
+// the thinking capability; Ollama's own Messages route drops it the same
+// way. Only such requests ask the backend for the model's capabilities;
+// when it cannot say, the request goes as asked.
+func (s *Server) relaxThinking(ctx context.Context, out *api.ChatRequest) {
+	if !out.Think.Bool() {
+		return
+	}
+	show, err := s.backend.Show(ctx, &api.ShowRequest{Model: out.Model})
+	if err != nil || len(show.Capabilities) == 0 {
+		return
+	}
+	if !slices.Contains(show.Capabilities, "thinking") {
+		out.Think = nil
+	}
 }

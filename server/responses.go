@@ -29,6 +29,7 @@ func (s *Server) responses(c *gin.Context) error {
 			return inputParam(err)
 		}
 		patchBackend(areq, req.backend)
+		s.relaxThinking(p.ctx, areq)
 		stream := req.stream()
 		areq.Stream = &stream
 		if p.mustStream() {
