@@ -12,6 +12,7 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/packages/param"
 	"github.com/openai/openai-go/v3/responses"
+	oshared "github.com/openai/openai-go/v3/shared"
 )
 
 // The coding-agent routes, Anthropic's Messages and OpenAI's Responses,
@@ -118,6 +119,7 @@ func TestE2EMessagesToolUse(t *testing.T) {
 	p := agentMessage("What is the weather in Paris?", 16)
 	p.Tools = []anthropic.ToolUnionParam{anthropic.ToolUnionParamOfTool(anthropic.ToolInputSchemaParam{Properties: weatherSchema, Required: []string{"city"}}, "weather")}
 	p.ToolChoice = anthropic.ToolChoiceUnionParam{OfAuto: &anthropic.ToolChoiceAutoParam{}}
+	p.Thinking = anthropic.ThinkingConfigParamOfEnabled(1024) // as Claude Code asks, whatever the model
 	first, err := c.Messages.New(ctx, p)
 	if err != nil {
 		t.Fatalf("tools refused: %v", err)
@@ -202,6 +204,7 @@ func TestE2EResponsesFunctionCall(t *testing.T) {
 	c := w.client()
 	ctx := ctxT(t)
 	p := agentResponse("What is the weather in Paris?", 16)
+	p.Reasoning = oshared.ReasoningParam{Effort: oshared.ReasoningEffortMedium} // as Codex CLI asks, whatever the model
 	p.Tools = []responses.ToolUnionParam{responses.ToolParamOfFunction("weather",
 		map[string]any{"type": "object", "properties": weatherSchema, "required": []string{"city"}}, false)}
 	first, err := c.Responses.New(ctx, p)
