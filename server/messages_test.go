@@ -198,6 +198,14 @@ func TestMessagesErrors(t *testing.T) {
 		t.Fatalf("wrong key: %v, want 401 authentication_error", err)
 	}
 
+	// Refusals outside the route's handlers: the method and an unknown path under it.
+	for _, c := range []struct{ method, path, typ string }{{http.MethodGet, "/v1/messages", `"invalid_request_error"`}, {http.MethodPost, "/v1/messages/batches", `"invalid_request_error"`}} {
+		resp, out := send(t, c.method, ts.URL+c.path, "application/json", `{}`, "good")
+		if resp.StatusCode < 400 || resp.StatusCode >= 500 || !strings.Contains(out, `"type":"error"`) || !strings.Contains(out, c.typ) {
+			t.Errorf("%s %s: %d %s, want a 4xx in Anthropic's shape", c.method, c.path, resp.StatusCode, out)
+		}
+	}
+
 	user := `{"role":"user","content":"hi"}`
 	tests := []struct {
 		name, body string
