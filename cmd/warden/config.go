@@ -214,15 +214,18 @@ type TLSConfig = tlsca.Config
 
 // RuntimeConfig sets the model backend.
 type RuntimeConfig struct {
-	OllamaBin     string        `toml:"ollama_bin"`
-	OllamaURL     string        `toml:"ollama_url"`
-	ModelsDir     string        `toml:"models_dir"`
-	ContextLength int           `toml:"context_length"`
-	Parallel      int           `toml:"parallel"`
-	MaxQueue      int           `toml:"max_queue"`
-	KeepAlive     time.Duration `toml:"keep_alive"`
-	StartTimeout  time.Duration `toml:"start_timeout"`
-	DemoModel     bool          `toml:"demo_model"`
+	OllamaBin     string `toml:"ollama_bin"`
+	OllamaURL     string `toml:"ollama_url"`
+	ModelsDir     string `toml:"models_dir"`
+	ContextLength int    `toml:"context_length"`
+	Parallel      int    `toml:"parallel"`
+	// Prefetch is how many requests per model Warden hands the backend
+	// beyond its slots, so it prepares the next while the batch runs.
+	Prefetch     int           `toml:"prefetch"`
+	MaxQueue     int           `toml:"max_queue"`
+	KeepAlive    time.Duration `toml:"keep_alive"`
+	StartTimeout time.Duration `toml:"start_timeout"`
+	DemoModel    bool          `toml:"demo_model"`
 	// Isolation keeps other local users off the child's API: "netns" (its
 	// own network namespace; needs root), "loopback" (a host loopback
 	// port), "auto" (netns as root, else loopback).
@@ -260,6 +263,7 @@ func defaultConfig(getenv func(string) string) Config {
 		Runtime: RuntimeConfig{
 			ContextLength: 4096,
 			Parallel:      4,
+			Prefetch:      1,
 			MaxQueue:      512,
 			KeepAlive:     30 * time.Minute,
 			StartTimeout:  2 * time.Minute,
@@ -516,6 +520,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Runtime.Parallel < 1 || c.Runtime.Parallel > 64 {
 		bad("runtime.parallel must be between 1 and 64, got %d", c.Runtime.Parallel)
+	}
+	if c.Runtime.Prefetch < 0 || c.Runtime.Prefetch > 64 {
+		bad("runtime.prefetch must be between 0 and 64, got %d", c.Runtime.Prefetch)
 	}
 	for name, n := range c.Runtime.ModelSlots {
 		if n < 1 || n > c.Runtime.Parallel {
