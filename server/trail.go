@@ -48,7 +48,7 @@ type trail struct {
 	start     time.Time
 	base      audit.Record // the fields both records share
 	model     modelInfo
-	first     time.Time // first token or piece from the backend
+	first     time.Time      // first token or piece from the backend
 	committed bool           // the request record is written (or fail-open skipped it)
 	failed    bool           // the request record could not be written
 	pending   *pendingRecord // the request record being committed (startRequest)
