@@ -29,7 +29,7 @@ func auditMemory(ctx context.Context, stdout, stderr io.Writer, o *options, mode
 		return nil
 	}
 	fmt.Fprintf(stderr, "starting a second warden with its data dir on %s (audit in memory) ...\n", shmDir)
-	p, err := startWarden(ctx, o.wardenBin, o.ollamaBin, o.parallel, wardenPlace{parent: shmDir, modelsDir: modelsDir}, o.startTimeout, nil)
+	p, err := startWarden(ctx, o.wardenBin, o.ollamaBin, o.parallel, wardenSetup{parent: shmDir, modelsDir: modelsDir, prefetch: o.prefetch}, o.startTimeout, nil)
 	if err != nil {
 		return fmt.Errorf("audit-in-memory warden: %w", err)
 	}

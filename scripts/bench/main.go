@@ -102,6 +102,7 @@ type options struct {
 	timeout      time.Duration
 	startTimeout time.Duration
 	parallel     int
+	prefetch     int
 	json         bool
 	stock        bool
 	fairness     bool
@@ -130,6 +131,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "timeout of one request")
 	fs.DurationVar(&o.startTimeout, "start-timeout", 3*time.Minute, "how long to wait for the started warden's /readyz")
 	fs.IntVar(&o.parallel, "parallel", 0, "runtime.parallel for the started warden (0: its default)")
+	fs.IntVar(&o.prefetch, "prefetch", -1, "runtime.prefetch for the started warden (-1: its default)")
 	fs.BoolVar(&o.json, "json", false, "also print the results as JSON")
 	fs.BoolVar(&o.stock, "stock", true, "also compare with a stock Ollama with one slot (needs -ollama; not with -url)")
 	fs.BoolVar(&o.fairness, "fairness", true, "also measure fairness between a heavy and a light key (not with -url)")
@@ -343,7 +345,7 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) (err e
 	var modelsDir string
 	if o.url == "" {
 		fmt.Fprintf(stderr, "starting %s serve ...\n", o.wardenBin)
-		p, err := startWarden(ctx, o.wardenBin, o.ollamaBin, o.parallel, wardenPlace{}, o.startTimeout, func(err error) {
+		p, err := startWarden(ctx, o.wardenBin, o.ollamaBin, o.parallel, wardenSetup{prefetch: o.prefetch}, o.startTimeout, func(err error) {
 			if err == nil {
 				err = errors.New("exit status 0")
 			}
