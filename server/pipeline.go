@@ -92,8 +92,10 @@ type pipe struct {
 	sse    *sseWriter // set while the request streams
 
 	// recorded is closed once the request record is durable (see
-	// Server.startRequest); nil before admission.
-	recorded <-chan struct{}
+	// Server.startRequest); nil before admission. durableOK: durable
+	// has seen it so.
+	recorded  <-chan struct{}
+	durableOK bool
 
 	// guardIn is the prompt as the guard model reads it (nil: no guard
 	// model), and guardParam names it in a refusal; see guard_model.go.
@@ -120,6 +122,9 @@ func (s *Server) begin(c *gin.Context, model string) (*pipe, error) {
 // close ends the request: a reservation not settled with real counts by
 // then is charged in full, and the deadline's resources are freed.
 func (p *pipe) close() {
+	if p.recorded != nil {
+		_ = p.durable() // a request record that failed: nothing charged
+	}
 	p.adm.settle(0, 0, false)
 	p.unhook()
 	p.cancel()
@@ -208,10 +213,14 @@ func (p *pipe) admit(promptTokens int64, maxTokens *int, embedding bool) error {
 // not be written it returns errAuditUnavailable (503) and nothing is
 // charged.
 func (p *pipe) durable() error {
+	if p.durableOK {
+		return nil
+	}
 	if err := p.s.awaitRequest(p.c); err != nil {
 		p.adm.settle(0, 0, true) // nothing served: nothing charged
 		return err
 	}
+	p.durableOK = true
 	return nil
 }
 
