@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -26,7 +28,7 @@ type heldAuditor struct {
 }
 
 func (h *heldAuditor) Append(ctx context.Context, rec audit.Record) (int64, error) {
-	if rec.Kind == audit.KindRequest {
+	if rec.Kind == audit.KindRequest && rec.Endpoint == "POST /v1/chat/completions" {
 		<-h.started
 	}
 	return h.w.Append(ctx, rec)
@@ -35,8 +37,8 @@ func (h *heldAuditor) Append(ctx context.Context, rec audit.Record) (int64, erro
 // TestRequestRecordFailsAfterBackendStarted: the request record's commit
 // fails on a real full disk after the backend call has started. The
 // backend call is cancelled, the client gets 503 audit_unavailable and
-// not one byte of the answer (no SSE event, no keep-alive), and nothing
-// is recorded for it.
+// not one byte of the answer (no SSE event, no keep-alive); nothing is
+// recorded for it and nothing charged to its key.
 func TestRequestRecordFailsAfterBackendStarted(t *testing.T) {
 	for _, stream := range []string{"false", "true"} {
 		t.Run("stream="+stream, func(t *testing.T) {
@@ -48,9 +50,6 @@ func TestRequestRecordFailsAfterBackendStarted(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { w.Close(ctx) })
-			audittest.FillUntilFull(t, db, w)
-			before := w.Stats().Records
-
 			aud := &heldAuditor{w: w, started: make(chan struct{})}
 			cancelled := make(chan error, 1)
 			b := &fakeBackend{chat: func(ctx context.Context, _ *api.ChatRequest, fn func(api.ChatResponse) error) error {
@@ -59,8 +58,11 @@ func TestRequestRecordFailsAfterBackendStarted(t *testing.T) {
 				cancelled <- context.Cause(ctx)
 				return ctx.Err()
 			}}
-			ts := newTestServer(t, b, Config{Audit: aud, KeepAliveInterval: time.Millisecond})
-			resp, out := post(t, ts, "/v1/chat/completions", "", `{"model":"demo","stream":`+stream+`,"messages":[{"role":"user","content":"hi"}]}`)
+			k := newKeyed(t, b, Config{Audit: aud, KeepAliveInterval: time.Millisecond})
+			id, token := k.key(t, `{"name":"payer","limits":{"tokens_per_day":1000000}}`)
+			audittest.FillUntilFull(t, db, w)
+			before := w.Stats().Records
+			resp, out := k.do(t, http.MethodPost, "/v1/chat/completions", token, `{"model":"demo","stream":`+stream+`,"max_tokens":50,"messages":[{"role":"user","content":"hi"}]}`)
 			if resp.StatusCode != 503 || !strings.Contains(out, "audit_unavailable") {
 				t.Fatalf("status %d %q, want 503 audit_unavailable", resp.StatusCode, out)
 			}
@@ -77,6 +79,18 @@ func TestRequestRecordFailsAfterBackendStarted(t *testing.T) {
 			}
 			if got := w.Stats().Records; got != before {
 				t.Errorf("%d records committed for a request that failed closed", got-before)
+			}
+			resp, out = k.do(t, http.MethodGet, "/admin/keys/"+id+"/usage", k.admin, "")
+			var u struct {
+				Usage struct {
+					TokensToday int64 `json:"tokens_today"`
+				} `json:"usage"`
+			}
+			if err := json.Unmarshal([]byte(out), &u); err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("usage: %d %s", resp.StatusCode, out)
+			}
+			if u.Usage.TokensToday != 0 {
+				t.Errorf("charged %d tokens for a request that failed closed, want 0", u.Usage.TokensToday)
 			}
 		})
 	}
