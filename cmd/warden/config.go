@@ -214,18 +214,16 @@ type TLSConfig = tlsca.Config
 
 // RuntimeConfig sets the model backend.
 type RuntimeConfig struct {
-	OllamaBin     string `toml:"ollama_bin"`
-	OllamaURL     string `toml:"ollama_url"`
-	ModelsDir     string `toml:"models_dir"`
-	ContextLength int    `toml:"context_length"`
-	Parallel      int    `toml:"parallel"`
-	// Prefetch is how many requests per model Warden hands the backend
-	// beyond its slots, so it prepares the next while the batch runs.
-	Prefetch     int           `toml:"prefetch"`
-	MaxQueue     int           `toml:"max_queue"`
-	KeepAlive    time.Duration `toml:"keep_alive"`
-	StartTimeout time.Duration `toml:"start_timeout"`
-	DemoModel    bool          `toml:"demo_model"`
+	OllamaBin     string        `toml:"ollama_bin"`
+	OllamaURL     string        `toml:"ollama_url"`
+	ModelsDir     string        `toml:"models_dir"`
+	ContextLength int           `toml:"context_length"`
+	Parallel      int           `toml:"parallel"`
+	Prefetch      int           `toml:"prefetch"` // requests per model beyond its slots, prepared by the backend while the batch runs
+	MaxQueue      int           `toml:"max_queue"`
+	KeepAlive     time.Duration `toml:"keep_alive"`
+	StartTimeout  time.Duration `toml:"start_timeout"`
+	DemoModel     bool          `toml:"demo_model"`
 	// Isolation keeps other local users off the child's API: "netns" (its
 	// own network namespace; needs root), "loopback" (a host loopback
 	// port), "auto" (netns as root, else loopback).
