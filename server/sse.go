@@ -44,8 +44,9 @@ type sseWriter struct {
 	closed  bool          // handler's: q is closed
 
 	mu      sync.Mutex
-	started bool        // headers sent
-	header  http.Header // headers to send with them
+	started bool            // headers sent
+	header  http.Header     // headers to send with them
+	ready   <-chan struct{} // nil, or keep-alives wait until it is closed (after)
 
 	// The writer goroutine's until it acknowledges a barrier, or gone
 	// is closed.
@@ -86,6 +87,7 @@ func (s *sseWriter) run() {
 	keepAlive := time.NewTimer(s.interval)
 	defer keepAlive.Stop()
 	tick := keepAlive.C
+	var held <-chan struct{} // a keep-alive due, waiting for ready
 	failed := false
 	for {
 		select {
@@ -93,7 +95,7 @@ func (s *sseWriter) run() {
 			if !ok {
 				return
 			}
-			tick = nil // keep-alives only until the first event
+			tick, held = nil, nil // keep-alives only until the first event
 			switch {
 			case it.ack != nil:
 				close(it.ack)
@@ -105,6 +107,21 @@ func (s *sseWriter) run() {
 				s.pieces += it.pieces
 			}
 		case <-tick:
+			if r := s.readyChan(); r != nil {
+				select {
+				case <-r:
+				default:
+					tick, held = nil, r // not yet: the keep-alive goes out when it is
+					continue
+				}
+			}
+			if s.write([]byte(": keep-alive\n\n")) != nil {
+				failed, tick = true, nil
+				continue
+			}
+			keepAlive.Reset(s.interval)
+		case <-held:
+			held, tick = nil, keepAlive.C
 			if s.write([]byte(": keep-alive\n\n")) != nil {
 				failed, tick = true, nil
 				continue
@@ -129,6 +146,21 @@ func (s *sseWriter) write(data []byte) error {
 		}
 	}
 	return err
+}
+
+// after holds the keep-alives back until ready is closed: the handler
+// writes no event before then either, so nothing at all leaves before it
+// (the request record is durable). A nil ready holds nothing.
+func (s *sseWriter) after(ready <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ready = ready
+}
+
+func (s *sseWriter) readyChan() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ready
 }
 
 func (s *sseWriter) start() {

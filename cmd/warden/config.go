@@ -235,6 +235,7 @@ type RuntimeConfig struct {
 	ModelsDir     string        `toml:"models_dir"`
 	ContextLength int           `toml:"context_length"`
 	Parallel      int           `toml:"parallel"`
+	Prefetch      int           `toml:"prefetch"` // requests per model beyond its slots, prepared by the backend while the batch runs
 	MaxQueue      int           `toml:"max_queue"`
 	KeepAlive     time.Duration `toml:"keep_alive"`
 	StartTimeout  time.Duration `toml:"start_timeout"`
@@ -276,6 +277,7 @@ func defaultConfig(getenv func(string) string) Config {
 		Runtime: RuntimeConfig{
 			ContextLength: 4096,
 			Parallel:      4,
+			Prefetch:      1,
 			MaxQueue:      512,
 			KeepAlive:     30 * time.Minute,
 			StartTimeout:  2 * time.Minute,
@@ -556,6 +558,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Models.KeepVersions < 0 || c.Models.KeepVersions > 100 {
 		bad("models.keep_versions must be 0 to 100, got %d", c.Models.KeepVersions)
+	}
+	if c.Runtime.Prefetch < 0 || c.Runtime.Prefetch > 64 {
+		bad("runtime.prefetch must be between 0 and 64, got %d", c.Runtime.Prefetch)
 	}
 	for name, n := range c.Runtime.ModelSlots {
 		if n < 1 || n > c.Runtime.Parallel {

@@ -212,6 +212,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	gate.OnAlert, gate.Logger = onAlert, gpuLog
 	queue := sched.New(sched.Config{
 		Slots:          catalog.Slots,
+		Prefetch:       cfg.Runtime.Prefetch,
 		Weight:         cache.Weight,
 		Gate:           gate.Open,
 		MaxQueue:       cfg.Sched.MaxQueue,
