@@ -23,6 +23,7 @@ var migrations = []migration{
 	keysSchedMigration,
 	outboxLimitsMigration,
 	keysCIDRMigration,
+	probesMigration,
 }
 
 var keysMigration = migration{"keys and admin events", `
