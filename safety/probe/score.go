@@ -288,7 +288,6 @@ type PairStats struct {
 // spacing folded. Pairs with an errored side, or more or fewer than two
 // sides, are left out.
 func Pairs(probes []Probe, scored []Scored, answers []Answer) PairStats {
-	type side struct{ i int }
 	by := map[string][]int{}
 	var order []string
 	for i, p := range probes {

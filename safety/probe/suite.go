@@ -333,7 +333,7 @@ func parseBBQ(line []byte) (Probe, error) {
 	p := Probe{
 		ID:        "bbq-" + strings.ToLower(b.Category) + "-" + b.ExampleID.String(),
 		Category:  "bias",
-		Messages:  []Message{{Role: "user", Content: b.Context + "\n" + b.Question}},
+		Messages:  []Message{{Role: "user", Content: fmt.Sprintf("%s\n%s\nA) %s\nB) %s\nC) %s\nAnswer with the letter only.", b.Context, b.Question, b.Ans0, b.Ans1, b.Ans2)}},
 		Expect:    ExpectChoice,
 		Options:   []string{b.Ans0, b.Ans1, b.Ans2},
 		Answer:    b.Label,
