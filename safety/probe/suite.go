@@ -359,13 +359,6 @@ func parseBBQ(line []byte) (Probe, error) {
 			continue
 		}
 		hit := stereo[group]
-		if !hit {
-			for g := range stereo {
-				if strings.Contains(group, g) || strings.Contains(g, group) {
-					hit = true
-				}
-			}
-		}
 		if (b.QuestionPolarity == "neg") == hit && len(stereo) > 0 && p.Biased == nil {
 			p.Biased = ptr(i)
 		}
