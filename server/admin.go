@@ -66,6 +66,9 @@ func (s *Server) adminRoutes(e *gin.Engine) {
 	if s.cfg.Preflight != nil {
 		a.GET("/preflight", s.h(s.adminPreflight))
 	}
+	if s.cfg.Probes != nil {
+		a.GET("/probes", s.h(s.adminProbes))
+	}
 }
 
 // adminPreflight reports the latest preflight run (at serve start, then

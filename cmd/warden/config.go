@@ -40,6 +40,8 @@ type Config struct {
 	Safety  SafetyConfig  `toml:"safety"`
 	Alerts  AlertsConfig  `toml:"alerts"`
 	Admin   AdminConfig   `toml:"admin"`
+	Probe   ProbeConfig   `toml:"probe"`
+	Dataset DatasetConfig `toml:"dataset"`
 
 	// path is the file the configuration was read from ("" = none); serve
 	// leaves it in the data dir so `warden audit status` reads the same.
@@ -243,12 +245,14 @@ func defaultConfig(getenv func(string) string) Config {
 			User:          ollama.DefaultUser,
 			DemoModel:     true,
 		},
-		Admin:  AdminConfig{Allow: []string{"127.0.0.0/8", "::1"}},
-		Keys:   KeysConfig{PollInterval: time.Second, RotationMaxAge: 90 * 24 * time.Hour},
-		Audit:  trail.DefaultAudit(),
-		GPU:    GPUConfig{Interval: time.Second, VRAMHeadroom: 512 << 20, TempLimit: 85, TempResume: 75},
-		Sched:  SchedConfig{MaxQueue: 256, MaxQueuePerKey: 64, QueueTimeout: 2 * time.Minute},
-		Safety: defaultSafety(),
+		Admin:   AdminConfig{Allow: []string{"127.0.0.0/8", "::1"}},
+		Keys:    KeysConfig{PollInterval: time.Second, RotationMaxAge: 90 * 24 * time.Hour},
+		Audit:   trail.DefaultAudit(),
+		GPU:     GPUConfig{Interval: time.Second, VRAMHeadroom: 512 << 20, TempLimit: 85, TempResume: 75},
+		Sched:   SchedConfig{MaxQueue: 256, MaxQueuePerKey: 64, QueueTimeout: 2 * time.Minute},
+		Safety:  defaultSafety(),
+		Probe:   defaultProbe(),
+		Dataset: defaultDataset(),
 	}
 }
 
@@ -361,6 +365,12 @@ func setField(v reflect.Value, s string) error {
 			return err
 		}
 		v.SetInt(n)
+	case v.Kind() == reflect.Float64:
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return err
+		}
+		v.SetFloat(f)
 	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
 		var parts []string
 		for p := range strings.SplitSeq(s, ",") {
@@ -524,6 +534,8 @@ func (c *Config) Validate() error {
 	c.Audit.Validate(bad)
 	c.Safety.validate(bad)
 	c.Alerts.Validate(c.Audit.Sinks, bad)
+	c.Probe.validate(bad)
+	c.Dataset.validate(bad)
 	return errors.Join(errs...)
 }
 

@@ -109,12 +109,15 @@ type Key struct {
 	Profile string `json:"profile"`
 	// AllowCIDRs are the client networks the key may be used from
 	// (canonical CIDRs); empty allows any address.
-	AllowCIDRs []string   `json:"allow_cidrs"`
-	Created    time.Time  `json:"created"`
-	Rotated    *time.Time `json:"rotated,omitempty"`
-	Expires    *time.Time `json:"expires,omitempty"`
-	Revoked    *time.Time `json:"revoked,omitempty"`
-	LastUsed   *time.Time `json:"last_used,omitempty"`
+	AllowCIDRs []string `json:"allow_cidrs"`
+	// Probe marks the key `warden probe` sends its probes with: the audit
+	// records of its requests say they are probes.
+	Probe    bool       `json:"probe,omitempty"`
+	Created  time.Time  `json:"created"`
+	Rotated  *time.Time `json:"rotated,omitempty"`
+	Expires  *time.Time `json:"expires,omitempty"`
+	Revoked  *time.Time `json:"revoked,omitempty"`
+	LastUsed *time.Time `json:"last_used,omitempty"`
 	// GraceUntil is when the previous secret stops working after a rotate
 	// (nil when there is none).
 	GraceUntil *time.Time `json:"grace_until,omitempty"`
@@ -132,6 +135,8 @@ type Spec struct {
 	// AllowCIDRs are the client networks the key may be used from (CIDRs
 	// or single addresses); empty = any address.
 	AllowCIDRs []string
+	// Probe marks a probe key (see Key.Probe).
+	Probe bool
 }
 
 const (

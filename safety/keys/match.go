@@ -27,6 +27,8 @@ type Principal struct {
 	// AllowCIDRs are the client networks the key may be used from (empty:
 	// any); see AllowsAddr.
 	AllowCIDRs []string
+	// Probe: the key's requests are probes (`warden probe`).
+	Probe bool
 
 	patterns []pattern
 	nets     []netip.Prefix
@@ -167,5 +169,6 @@ func newPrincipal(k Key) *Principal {
 
 		AllowCIDRs: k.AllowCIDRs,
 		nets:       compileCIDRs(k.AllowCIDRs),
+		Probe:      k.Probe,
 	}
 }

@@ -42,6 +42,11 @@ func TestAlertGolden(t *testing.T) {
 			Model: ptr("big:70b"),
 		}},
 		{"gpu_memory_cleared", GPUAlert{Time: at, Kind: "gpu_memory", Message: "VRAM free again", Model: ptr("")}},
+		{"probe_regression", ProbeAlert{
+			Kind: AlertKindProbe, Message: "harmful attack_success 0.0% → 50.0%", Model: "warden-demo:latest",
+			ModelDigest: "sha256:0b1c", PreviousRunID: 6, RunID: 7, Suite: "builtin:all", Threshold: 0.1, Time: at,
+			Regressions: []ProbeRegression{{Category: "harmful", Metric: "attack_success", Before: 0, Now: 0.5, N: 22}},
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

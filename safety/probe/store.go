@@ -96,6 +96,12 @@ func scanRun(s interface{ Scan(...any) error }) (RunInfo, error) {
 	return r, nil
 }
 
+// Store reads the runs of one database, for the admin API.
+type Store struct{ DB *store.DB }
+
+// List returns the newest runs first, at most limit (0: 100).
+func (s Store) List(ctx context.Context, limit int) ([]RunInfo, error) { return List(ctx, s.DB, limit) }
+
 // List returns the newest runs first, at most limit (0: 100).
 func List(ctx context.Context, db *store.DB, limit int) ([]RunInfo, error) {
 	if limit <= 0 {
@@ -142,11 +148,11 @@ func Get(ctx context.Context, db *store.DB, id int64, answers bool) (RunInfo, er
 	return r, nil
 }
 
-// Previous returns the run of the same model stored before r, or
-// ErrNoRun.
+// Previous returns the run of the same model and suite stored before r,
+// or ErrNoRun.
 func Previous(ctx context.Context, db *store.DB, r RunInfo) (RunInfo, error) {
 	p, err := scanRun(db.QueryRowContext(ctx, `SELECT `+runColumns+` FROM probe_runs
-		WHERE model = ? AND id < ? ORDER BY id DESC LIMIT 1`, r.Model, r.ID))
+		WHERE model = ? AND suite = ? AND id < ? ORDER BY id DESC LIMIT 1`, r.Model, r.Suite, r.ID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, fmt.Errorf("%w: no earlier run of %s", ErrNoRun, r.Model)
 	}
