@@ -19,7 +19,7 @@ func TestAdminProbes(t *testing.T) {
 	var gotLimit int
 	runs := fakeProbeRuns(func(_ context.Context, limit int) ([]probe.RunInfo, error) {
 		gotLimit = limit
-		r := probe.RunInfo{Probes: 3, Passed: 2, Failed: 1}
+		r := probe.RunInfo{Count: 3, Passed: 2, Failed: 1}
 		r.ID, r.Model, r.Suite = 7, "warden-demo:latest", "builtin:all"
 		return []probe.RunInfo{r}, nil
 	})

@@ -73,7 +73,7 @@ func (r Report) WriteText(w io.Writer) error {
 	run := r.Run
 	fmt.Fprintf(w, "probe run %d: suite %s (sha256 %.12s), model %s (digest %.19s), seed %d, %s\n",
 		run.ID, run.Suite, run.SuiteSHA256, run.Model, orDash(run.ModelDigest), run.Seed, run.Started.Format("2006-01-02 15:04:05Z"))
-	fmt.Fprintf(w, "%d probes: %d pass, %d fail, %d error; guard labels: %s\n", run.Probes, run.Passed, run.Failed, run.Errors, run.Guard)
+	fmt.Fprintf(w, "%d probes: %d pass, %d fail, %d error; guard labels: %s\n", run.Count, run.Passed, run.Failed, run.Errors, run.Guard)
 	if r.Previous != nil {
 		fmt.Fprintf(w, "compared with run %d (%s)\n", r.Previous.ID, r.Previous.Started.Format("2006-01-02 15:04:05Z"))
 	} else {

@@ -68,7 +68,7 @@ func Save(ctx context.Context, db *store.DB, run *Run) error {
 // RunInfo is a stored run without its answers, as lists show it.
 type RunInfo struct {
 	Run
-	Probes int `json:"probes"`
+	Count  int `json:"probes"`
 	Passed int `json:"passed"`
 	Failed int `json:"failed"`
 	Errors int `json:"errors"`
@@ -82,7 +82,7 @@ func scanRun(s interface{ Scan(...any) error }) (RunInfo, error) {
 	var started, finished int64
 	var results, skipped string
 	err := s.Scan(&r.ID, &started, &finished, &r.Suite, &r.SuiteSHA256, &r.Model, &r.ModelDigest, &r.Seed,
-		&r.KeyID, &r.Trigger, &r.Guard, &r.Probes, &r.Passed, &r.Failed, &r.Errors, &results, &skipped)
+		&r.KeyID, &r.Trigger, &r.Guard, &r.Count, &r.Passed, &r.Failed, &r.Errors, &results, &skipped)
 	if err != nil {
 		return r, err
 	}
