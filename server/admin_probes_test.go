@@ -11,7 +11,9 @@ import (
 
 type fakeProbeRuns func(ctx context.Context, limit int) ([]probe.RunInfo, error)
 
-func (f fakeProbeRuns) List(ctx context.Context, limit int) ([]probe.RunInfo, error) { return f(ctx, limit) }
+func (f fakeProbeRuns) List(ctx context.Context, limit int) ([]probe.RunInfo, error) {
+	return f(ctx, limit)
+}
 
 // GET /admin/probes lists the runs with the limit asked for; a bad limit
 // is a 400 in the API's shape.

@@ -105,3 +105,12 @@ func listenURL(addr net.Addr, tls bool) string {
 	}
 	return scheme + "://" + net.JoinHostPort(host, port)
 }
+
+// probeMaxAge is how old the newest probe run may be before preflight
+// calls it stale: two schedules, or 8 days without one.
+func probeMaxAge(pc ProbeConfig) time.Duration {
+	if pc.Schedule > 0 {
+		return 2*pc.Schedule + time.Hour
+	}
+	return 8 * 24 * time.Hour
+}

@@ -108,6 +108,12 @@ type Env struct {
 	RotationMaxAge time.Duration
 	UnusedAfter    time.Duration // 0: 90 days
 
+	// Probes: a probe run older than ProbeMaxAge (0: 8 days) is stale; a
+	// rate that rose by more than ProbeThreshold (0: 0.1) since the
+	// previous run of its model is a regression.
+	ProbeMaxAge    time.Duration
+	ProbeThreshold float64
+
 	// DB and DataDir are the data dir's database and path.
 	DB      *store.DB
 	DataDir string
