@@ -276,12 +276,7 @@ func nearMatch(s *filter.Signature, sigs []filter.Signature, lines []int, bucket
 
 var errBlank = errors.New("blank")
 
-// ParseRecord returns a record's text and label; it is what Check does
-// with each line.
-func ParseRecord(line []byte, o Options) (text, label string, hasLabel bool, err error) {
-	return parseRecord(line, false, o)
-}
-
+// parseRecord returns a record's text and label.
 func parseRecord(line []byte, long bool, o Options) (text, label string, hasLabel bool, err error) {
 	if long {
 		return "", "", false, fmt.Errorf("line longer than %d bytes", MaxLineBytes)

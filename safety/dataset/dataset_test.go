@@ -58,7 +58,7 @@ func FuzzParseRecord(f *testing.F) {
 	f.Add([]byte(`{"prompt":"p","completion":7}`))
 	f.Add([]byte("\xff{"))
 	f.Fuzz(func(t *testing.T, line []byte) {
-		if _, _, _, err := ParseRecord(line, Options{LabelField: "label"}); err == nil && !json.Valid(bytes.TrimSpace(line)) {
+		if _, _, _, err := parseRecord(line, false, Options{LabelField: "label"}); err == nil && !json.Valid(bytes.TrimSpace(line)) {
 			t.Fatalf("accepted a line that is not JSON: %q", line)
 		}
 		rep, cerr := Check("f.jsonl", bytes.NewReader(append(append([]byte{}, line...), '\n')), Options{LabelField: "label",
