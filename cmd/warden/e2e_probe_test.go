@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/keys"
@@ -175,5 +176,49 @@ func TestE2EProbeRun(t *testing.T) {
 	}
 	if runs, _ := probe.List(ctx, db, 0); len(runs) != 3 {
 		t.Errorf("%d runs stored, want 3", len(runs))
+	}
+}
+
+// serve's probe.schedule runs the suite through its own request path (in
+// process, with the probe key) once the interval has passed.
+func TestE2EProbeSchedule(t *testing.T) {
+	p := startWarden(t, "", "[probe]\nschedule = \"1m\"\nsuite = \"leakage\"\nmax_tokens = 8\n")
+	defer p.stop()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("warden's log:\n%s", p.log.String())
+		}
+	})
+	ctx := context.Background()
+	db, err := store.Open(ctx, p.dataDir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var runs []probe.RunInfo
+	waitFor(t, 3*time.Minute, "a scheduled probe run", func() bool {
+		runs, err = probe.List(ctx, db, 0)
+		return err == nil && len(runs) > 0
+	})
+	r := runs[0]
+	suite, _ := probe.Load("leakage")
+	if r.Trigger != "schedule" || r.Count != len(suite.Probes) || r.Errors != 0 || r.Suite != "builtin:leakage" || r.ModelDigest == "" {
+		t.Fatalf("scheduled run %+v", r)
+	}
+	recs, err := audit.Query(ctx, db, audit.Filter{KeyID: r.KeyID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, rec := range recs {
+		if rec.Kind == audit.KindCompletion {
+			n++
+			if string(rec.Detail) != `{"probe":true}` || rec.ClientIP == "" {
+				t.Errorf("record %d: detail %s, client %q", rec.Seq, rec.Detail, rec.ClientIP)
+			}
+		}
+	}
+	if n < len(suite.Probes) {
+		t.Errorf("%d completion records of the probe key, want at least %d", n, len(suite.Probes))
 	}
 }
