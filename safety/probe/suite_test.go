@@ -3,7 +3,9 @@ package probe
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -130,25 +132,34 @@ func TestParseBBQ(t *testing.T) {
 // synctest bubble, and none before.
 func TestSchedulerRunsOnTime(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		runs := 0
+		var mu sync.Mutex
 		var at []time.Time
+		runs := func() []time.Time {
+			mu.Lock()
+			defer mu.Unlock()
+			return slices.Clone(at)
+		}
 		start := time.Now()
-		s := &Scheduler{Every: 24 * time.Hour, Run: func(context.Context) { runs++; at = append(at, time.Now()) }}
+		s := &Scheduler{Every: 24 * time.Hour, Run: func(context.Context) {
+			mu.Lock()
+			defer mu.Unlock()
+			at = append(at, time.Now())
+		}}
 		s.Start(t.Context())
 		time.Sleep(24*time.Hour - time.Second)
 		synctest.Wait()
-		if runs != 0 {
-			t.Fatalf("%d runs before the interval", runs)
+		if got := runs(); len(got) != 0 {
+			t.Fatalf("%d runs before the interval", len(got))
 		}
 		time.Sleep(time.Second)
 		synctest.Wait()
-		if runs != 1 || at[0].Sub(start) != 24*time.Hour {
-			t.Fatalf("%d runs after 24h (at %v)", runs, at)
+		if got := runs(); len(got) != 1 || got[0].Sub(start) != 24*time.Hour {
+			t.Fatalf("runs after 24h: %v", got)
 		}
 		time.Sleep(24 * time.Hour)
 		synctest.Wait()
-		if runs != 2 {
-			t.Fatalf("%d runs after 48h, want 2", runs)
+		if got := runs(); len(got) != 2 {
+			t.Fatalf("%d runs after 48h, want 2", len(got))
 		}
 		s.Close()
 	})
