@@ -38,17 +38,37 @@ const serverURLFile = "server.url"
 // probeKeyName names the probe key in `warden keys list`.
 const probeKeyName = "probe"
 
+// probeKeyGrace is how long the probe key's previous secret keeps
+// working after ensureProbeKey rotates it (a scheduled run in flight).
+const probeKeyGrace = time.Hour
+
 // ensureProbeKey returns the probe key's id and token: the one in
-// probe.key while it is a live probe key, else a new one written there
-// (fresh: a running server learns of it within keys.poll_interval).
-func ensureProbeKey(ctx context.Context, db *store.DB, dataDir, actor string) (id, token string, fresh bool, err error) {
+// probe.key while it is a live probe key, rotated once it is older than
+// maxAge (so keys.rotation never fails on it), else a new one written
+// there. fresh: the token is new, and a running server learns of it
+// within keys.poll_interval.
+func ensureProbeKey(ctx context.Context, db *store.DB, dataDir, actor string, maxAge time.Duration) (id, token string, fresh bool, err error) {
 	m := &keys.Manager{DB: db}
 	path := filepath.Join(dataDir, probeKeyFile)
 	if b, err := os.ReadFile(path); err == nil {
 		token = strings.TrimSpace(string(b))
 		if id, _, perr := keys.Parse(token); perr == nil {
 			if k, gerr := m.Get(ctx, id); gerr == nil && k.Probe && k.Revoked == nil && (k.Expires == nil || time.Now().Before(*k.Expires)) {
-				return id, token, false, nil
+				born := k.Created
+				if k.Rotated != nil {
+					born = *k.Rotated
+				}
+				if maxAge <= 0 || time.Since(born) < maxAge {
+					return id, token, false, nil
+				}
+				_, token, err := m.Rotate(ctx, actor, id, probeKeyGrace)
+				if err != nil {
+					return "", "", false, fmt.Errorf("rotate probe key: %w", err)
+				}
+				if err := writePrivate(path, token+"\n"); err != nil {
+					return "", "", false, err
+				}
+				return id, token, true, nil
 			}
 		}
 	}
@@ -60,6 +80,14 @@ func ensureProbeKey(ctx context.Context, db *store.DB, dataDir, actor string) (i
 		return "", "", false, err
 	}
 	return k.ID, token, true, nil
+}
+
+// probeKeyMaxAge is half of keys.rotation_max_age, or 30 days without one.
+func probeKeyMaxAge(cfg Config) time.Duration {
+	if cfg.Keys.RotationMaxAge > 0 {
+		return cfg.Keys.RotationMaxAge / 2
+	}
+	return 30 * 24 * time.Hour
 }
 
 func writeServerURL(dataDir, u string) error {
@@ -278,7 +306,7 @@ an error, never as a pass. It prints the report (--json for cron).`,
 			if err != nil {
 				return err
 			}
-			id, token, fresh, err := ensureProbeKey(cmd.Context(), db, cfg.DataDir, osActor())
+			id, token, fresh, err := ensureProbeKey(cmd.Context(), db, cfg.DataDir, osActor(), probeKeyMaxAge(cfg))
 			if err != nil {
 				return err
 			}

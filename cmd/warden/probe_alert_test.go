@@ -102,7 +102,7 @@ func TestProbeRegressionFiresSignedWebhook(t *testing.T) {
 	})
 	pc := defaultProbe()
 	pc.Suite = "harmful"
-	id, token, _, err := ensureProbeKey(t.Context(), db, dir, "os:test")
+	id, token, _, err := ensureProbeKey(t.Context(), db, dir, "os:test", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

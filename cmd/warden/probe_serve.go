@@ -45,14 +45,20 @@ func startProbes(ctx context.Context, cfg Config, db *store.DB, h http.Handler, 
 	if cfg.Probe.Schedule <= 0 {
 		return s, nil
 	}
-	id, token, fresh, err := ensureProbeKey(ctx, db, cfg.DataDir, "system:serve")
-	if err != nil {
-		return nil, err
-	}
-	ps := &probeSetup{db: db, cfg: cfg.Probe, keyID: id, fresh: fresh, stderr: io.Discard,
-		chat: &probe.HTTPChatter{BaseURL: "http://warden.internal", Key: token, MaxTokens: cfg.Probe.MaxTokens,
+	ps := &probeSetup{db: db, cfg: cfg.Probe, stderr: io.Discard,
+		chat: &probe.HTTPChatter{BaseURL: "http://warden.internal", MaxTokens: cfg.Probe.MaxTokens,
 			HTTP: &http.Client{Transport: handlerTransport{h}}}}
-	s.Run = func(ctx context.Context) { scheduledProbeRun(ctx, ps, cfg.Probe, alerts, log) }
+	s.Run = func(ctx context.Context) {
+		// The key is read (and made or rotated) at each run: `warden probe
+		// run` may have replaced it since.
+		id, token, fresh, err := ensureProbeKey(ctx, db, cfg.DataDir, "system:serve", probeKeyMaxAge(cfg))
+		if err != nil {
+			log.Error("scheduled probe run: probe key", "err", err)
+			return
+		}
+		ps.keyID, ps.chat.Key, ps.fresh = id, token, fresh
+		scheduledProbeRun(ctx, ps, cfg.Probe, alerts, log)
+	}
 	log.Info("probe runs scheduled", "every", cfg.Probe.Schedule, "suite", cfg.Probe.Suite, "alert_threshold", cfg.Probe.AlertThreshold)
 	s.Start(ctx)
 	return s, nil
