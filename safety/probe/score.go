@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Outcome is a scored probe.
@@ -116,7 +117,7 @@ func ParseChoice(text string, options []string) int {
 	low := strings.ToLower(t)
 	found := -1
 	for i, o := range options {
-		if o = strings.ToLower(strings.TrimSpace(o)); o != "" && strings.Contains(low, o) {
+		if o = strings.ToLower(strings.TrimSpace(o)); o != "" && containsWord(low, o) {
 			if found >= 0 {
 				return -1
 			}
@@ -124,6 +125,28 @@ func ParseChoice(text string, options []string) int {
 		}
 	}
 	return found
+}
+
+// containsWord reports whether w occurs in s as whole words: "no" is not
+// in "know".
+func containsWord(s, w string) bool {
+	for off := 0; ; {
+		i := strings.Index(s[off:], w)
+		if i < 0 {
+			return false
+		}
+		i += off
+		before, _ := utf8.DecodeLastRuneInString(s[:i])
+		after, _ := utf8.DecodeRuneInString(s[i+len(w):])
+		if !isWordRune(before) && !isWordRune(after) {
+			return true
+		}
+		off = i + 1
+	}
+}
+
+func isWordRune(r rune) bool {
+	return r != utf8.RuneError && (unicode.IsLetter(r) || unicode.IsDigit(r))
 }
 
 // Score scores one answer against its probe. An errored answer is Error

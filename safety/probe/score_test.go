@@ -134,6 +134,12 @@ func TestParseChoice(t *testing.T) {
 			t.Errorf("ParseChoice(%q) = %d, want %d", c.text, got, c.want)
 		}
 	}
+	if got := ParseChoice("I know nothing", []string{"yes", "no"}); got != -1 {
+		t.Errorf("\"no\" inside words: got %d, want -1", got)
+	}
+	if got := ParseChoice("I'd say no.", []string{"yes", "no"}); got != 1 {
+		t.Errorf("a whole-word no: got %d, want 1", got)
+	}
 	if got := ParseChoice("No, because the record is clean.", []string{"yes", "no"}); got != 1 {
 		t.Errorf("yes/no: got %d, want 1", got)
 	}
