@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/probe"
 )
 
@@ -51,5 +52,40 @@ func TestAdminProbes(t *testing.T) {
 	}
 	if resp, _ := k.do(t, http.MethodGet, "/admin/probes", "", ""); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("without a key: %d, want 401", resp.StatusCode)
+	}
+}
+
+// Both records of a probe key's request say it is a probe; another key's
+// do not.
+func TestProbeKeyRecordsMarked(t *testing.T) {
+	var events []string
+	aud := &fakeAuditor{events: &events}
+	k := newKeyed(t, &fakeBackend{chat: scripted("hi")}, Config{Audit: aud})
+	_, probeTok, err := k.m.Create(t.Context(), "os:test", keys.Spec{Name: "probe", Probe: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.cache.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"model":"demo","messages":[{"role":"user","content":"hi"}],"max_tokens":4}`
+	for _, tok := range []string{probeTok, k.admin} {
+		if resp, out := k.do(t, http.MethodPost, "/v1/chat/completions", tok, body); resp.StatusCode != http.StatusOK {
+			t.Fatalf("%d %s", resp.StatusCode, out)
+		}
+	}
+	aud.mu.Lock()
+	defer aud.mu.Unlock()
+	if len(aud.recs) != 4 {
+		t.Fatalf("%d records, want 4", len(aud.recs))
+	}
+	for i, r := range aud.recs {
+		want := ""
+		if i < 2 {
+			want = `{"probe":true}`
+		}
+		if string(r.Detail) != want {
+			t.Errorf("record %d (%s): detail %q, want %q", i, r.Kind, r.Detail, want)
+		}
 	}
 }
