@@ -36,14 +36,23 @@ type GPUReporter interface {
 
 var _ GPUReporter = (*gpu.Monitor)(nil)
 
-// UsageReader reports a key's token usage.
+// UsageReader reports a key's token usage, and its end users'.
 type UsageReader interface {
 	Usage(ctx context.Context, keyID string) (quota.Usage, error)
+	UserUsage(ctx context.Context, keyID string) ([]quota.UserUsage, error)
+}
+
+// UserBlocker blocks and unblocks a delegate key's end users; the admin
+// API serves block-user and unblock-user when Admin implements it.
+type UserBlocker interface {
+	BlockUser(ctx context.Context, actor, id, user string) error
+	UnblockUser(ctx context.Context, actor, id, user string) error
 }
 
 var (
 	_ KeyAdmin    = (*keys.Manager)(nil)
 	_ UsageReader = (*quota.Limiter)(nil)
+	_ UserBlocker = keys.Admin{}
 )
 
 // adminRoutes registers /admin: key management for keys with the admin
@@ -62,6 +71,11 @@ func (s *Server) adminRoutes(e *gin.Engine) {
 	a.PATCH("/keys/:id", s.h(s.adminUpdateKey))
 	a.PUT("/keys/:id/limits", s.h(s.adminUpdateKey)) // the route's name before PATCH
 	a.GET("/keys/:id/usage", s.h(s.adminUsage))
+	a.GET("/keys/:id/users", s.h(s.adminUsers))
+	if _, ok := s.cfg.Admin.(UserBlocker); ok {
+		a.POST("/keys/:id/block-user", s.h(s.adminBlockUser(true)))
+		a.POST("/keys/:id/unblock-user", s.h(s.adminBlockUser(false)))
+	}
 	a.GET("/gpu", s.h(s.adminGPU))
 	if s.cfg.Preflight != nil {
 		a.GET("/preflight", s.h(s.adminPreflight))
@@ -120,6 +134,9 @@ type newKeyBody struct {
 	// AllowCIDRs are the client networks the key may be used from; empty:
 	// any address.
 	AllowCIDRs []string `json:"allow_cidrs"`
+	// RequireUser overrides keys.require_user for a delegate key (null:
+	// the configured default).
+	RequireUser *bool `json:"require_user"`
 }
 
 type secretBody struct {
@@ -137,7 +154,7 @@ func (s *Server) adminCreateKey(c *gin.Context) error {
 		return invalidf("expires", "Invalid 'expires': %v.", err)
 	}
 	spec := keys.Spec{Name: b.Name, Models: b.Models, Expires: exp, Limits: b.Limits,
-		Weight: b.Weight, Profile: b.Profile, AllowCIDRs: b.AllowCIDRs}
+		Weight: b.Weight, Profile: b.Profile, AllowCIDRs: b.AllowCIDRs, RequireUser: b.RequireUser}
 	for _, sc := range b.Scopes {
 		spec.Scopes = append(spec.Scopes, keys.Scope(sc))
 	}
@@ -211,16 +228,25 @@ func (s *Server) adminRevokeKey(c *gin.Context) error {
 // change, the others keep their value. A field that is absent or null is
 // unchanged; a limit of 0 means the configured default.
 type updateBody struct {
-	RPM             *int64  `json:"rpm"`
-	TPM             *int64  `json:"tpm"`
-	TokensPerDay    *int64  `json:"tokens_per_day"`
-	TokensPerMonth  *int64  `json:"tokens_per_month"`
-	Concurrency     *int64  `json:"concurrency"`
-	MaxOutputTokens *int64  `json:"max_output_tokens"`
-	MaxOutputChars  *int64  `json:"max_output_chars"`
-	MaxInputTokens  *int64  `json:"max_input_tokens"`
-	Weight          *int    `json:"weight"`
-	Profile         *string `json:"profile"`
+	RPM             *int64 `json:"rpm"`
+	TPM             *int64 `json:"tpm"`
+	TokensPerDay    *int64 `json:"tokens_per_day"`
+	TokensPerMonth  *int64 `json:"tokens_per_month"`
+	Concurrency     *int64 `json:"concurrency"`
+	MaxOutputTokens *int64 `json:"max_output_tokens"`
+	MaxOutputChars  *int64 `json:"max_output_chars"`
+	MaxInputTokens  *int64 `json:"max_input_tokens"`
+	// The per-user limits of a delegate key.
+	UserRPM            *int64 `json:"user_rpm"`
+	UserTPM            *int64 `json:"user_tpm"`
+	UserTokensPerDay   *int64 `json:"user_tokens_per_day"`
+	UserTokensPerMonth *int64 `json:"user_tokens_per_month"`
+	UserConcurrency    *int64 `json:"user_concurrency"`
+	// RequireUser sets the key's require_user; clearing it (back to the
+	// configured default) is `warden keys update --require-user default`.
+	RequireUser *bool   `json:"require_user"`
+	Weight      *int    `json:"weight"`
+	Profile     *string `json:"profile"`
 	// AllowCIDRs replaces the key's client networks; [] allows any address
 	// again.
 	AllowCIDRs *[]string `json:"allow_cidrs"`
@@ -231,7 +257,8 @@ type updateBody struct {
 var updateFields = map[string]bool{
 	"rpm": true, "tpm": true, "tokens_per_day": true, "tokens_per_month": true, "concurrency": true,
 	"max_output_tokens": true, "max_output_chars": true, "max_input_tokens": true, "weight": true, "profile": true,
-	"allow_cidrs": true,
+	"allow_cidrs": true, "user_rpm": true, "user_tpm": true, "user_tokens_per_day": true,
+	"user_tokens_per_month": true, "user_concurrency": true, "require_user": true,
 }
 
 // decodeUpdate reads an update body. Unknown fields are refused on PATCH;
@@ -284,6 +311,8 @@ func (s *Server) adminUpdateKey(c *gin.Context) error {
 		{b.RPM, &l.RPM}, {b.TPM, &l.TPM}, {b.TokensPerDay, &l.TokensPerDay}, {b.TokensPerMonth, &l.TokensPerMonth},
 		{b.Concurrency, &l.Concurrency}, {b.MaxOutputTokens, &l.MaxOutputTokens},
 		{b.MaxOutputChars, &l.MaxOutputChars}, {b.MaxInputTokens, &l.MaxInputTokens},
+		{b.UserRPM, &l.UserRPM}, {b.UserTPM, &l.UserTPM}, {b.UserTokensPerDay, &l.UserTokensPerDay},
+		{b.UserTokensPerMonth, &l.UserTokensPerMonth}, {b.UserConcurrency, &l.UserConcurrency},
 	} {
 		if f.src != nil {
 			*f.dst = *f.src
@@ -294,7 +323,7 @@ func (s *Server) adminUpdateKey(c *gin.Context) error {
 			return invalidf("allow_cidrs", "Invalid 'allow_cidrs': %v.", err)
 		}
 	}
-	ch := keys.Change{Limits: &l, Weight: b.Weight, Profile: b.Profile, AllowCIDRs: b.AllowCIDRs}
+	ch := keys.Change{Limits: &l, Weight: b.Weight, Profile: b.Profile, AllowCIDRs: b.AllowCIDRs, RequireUser: b.RequireUser}
 	if err := ch.Validate(); err != nil {
 		return invalidf("", "Invalid limits: %v.", err)
 	}
@@ -324,4 +353,56 @@ func (s *Server) adminUsage(c *gin.Context) error {
 	}
 	c.JSON(http.StatusOK, gin.H{"id": id, "usage": u})
 	return nil
+}
+
+// adminUsers lists a key's end users: usage today and this month, requests
+// in flight, when last seen (GET /admin/keys/{id}/users).
+func (s *Server) adminUsers(c *gin.Context) error {
+	ctx := c.Request.Context()
+	id := c.Param("id")
+	k, err := s.cfg.Admin.Get(ctx, id)
+	if err != nil {
+		return adminError(err)
+	}
+	if s.cfg.Usage == nil {
+		return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Message: "Usage is not tracked: quotas are off."}
+	}
+	us, err := s.cfg.Usage.UserUsage(ctx, id)
+	if err != nil {
+		return err
+	}
+	if us == nil {
+		us = []quota.UserUsage{}
+	}
+	c.JSON(http.StatusOK, gin.H{"id": id, "object": "list", "data": us, "blocked_users": k.BlockedUsers})
+	return nil
+}
+
+// adminBlockUser blocks (or unblocks) the end user the body names:
+// {"user": "..."}. The user id is in the body, not the path: it may hold
+// any printable character.
+func (s *Server) adminBlockUser(block bool) func(*gin.Context) error {
+	return func(c *gin.Context) error {
+		var b struct {
+			User string `json:"user"`
+		}
+		if err := decodeJSON(c.Request.Body, &b); err != nil {
+			return err
+		}
+		if b.User == "" {
+			return missing("user")
+		}
+		if err := keys.CheckUser(b.User); err != nil {
+			return invalidf("user", "Invalid 'user': at most %d bytes of UTF-8 without control characters.", keys.MaxUserLen)
+		}
+		bl := s.cfg.Admin.(UserBlocker)
+		do := bl.UnblockUser
+		if block {
+			do = bl.BlockUser
+		}
+		if err := do(c.Request.Context(), adminActor(c), c.Param("id"), b.User); err != nil {
+			return adminError(err)
+		}
+		return s.adminGetKey(c)
+	}
 }

@@ -27,6 +27,10 @@ type Limiter interface {
 	Count(keyID string, lim quota.Limits) error
 	Admit(ctx context.Context, keyID string, lim quota.Limits, promptTokens, maxTokens int64, maxTokensStated bool) (*quota.Reservation, error)
 	Status(keyID string, lim quota.Limits) quota.Status
+	// CountUser and AdmitUser hold a delegate key's end user to its
+	// per-user limits beside the key's.
+	CountUser(keyID, user string, userLim quota.Limits) error
+	AdmitUser(ctx context.Context, keyID string, lim quota.Limits, user string, userLim quota.Limits, promptTokens, maxTokens int64, maxTokensStated bool) (*quota.Reservation, error)
 }
 
 var (
@@ -198,6 +202,12 @@ func (s *Server) limitsFor(p *keys.Principal) keys.Limits {
 		MaxOutputTokens: pick(l.MaxOutputTokens, d.MaxOutputTokens),
 		MaxOutputChars:  pick(l.MaxOutputChars, d.MaxOutputChars),
 		MaxInputTokens:  pick(l.MaxInputTokens, d.MaxInputTokens),
+
+		UserRPM:            pick(l.UserRPM, d.UserRPM),
+		UserTPM:            pick(l.UserTPM, d.UserTPM),
+		UserTokensPerDay:   pick(l.UserTokensPerDay, d.UserTokensPerDay),
+		UserTokensPerMonth: pick(l.UserTokensPerMonth, d.UserTokensPerMonth),
+		UserConcurrency:    pick(l.UserConcurrency, d.UserConcurrency),
 	}
 }
 
@@ -244,13 +254,13 @@ func (s *Server) admit(c *gin.Context, promptTokens int64, maxTokens *int, embed
 	}
 	ql := quotaLimits(lim)
 	if s.cfg.Quota != nil {
-		res, err := s.cfg.Quota.Admit(c.Request.Context(), p.KeyID, ql, promptTokens, want, stated && !clamped)
+		res, err := s.cfg.Quota.AdmitUser(c.Request.Context(), p.KeyID, ql, userOf(c), userLimits(lim), promptTokens, want, stated && !clamped)
 		s.rateHeaders(c, p.KeyID, ql)
 		if err != nil {
 			var le *quota.LimitError
 			if errors.As(err, &le) {
 				if s.cfg.Metrics != nil {
-					s.cfg.Metrics.rateLimited.WithLabelValues(le.Limit).Inc()
+					s.cfg.Metrics.rateLimited.WithLabelValues(limitLabel(le)).Inc()
 				}
 				return nil, rateLimited(le)
 			}

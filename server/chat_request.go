@@ -16,11 +16,14 @@ type chatRequest struct {
 	N                   *int            `json:"n"`
 	MaxCompletionTokens *int            `json:"max_completion_tokens"`
 	ToolChoice          json.RawMessage `json:"tool_choice"`
+	User                string          `json:"user"`
 }
 
 var chatRoles = map[string]bool{"system": true, "developer": true, "user": true, "assistant": true, "tool": true}
 
 func (r *chatRequest) modelName() string { return r.Model }
+
+func (r *chatRequest) bodyUser() string { return r.User }
 
 func (r *chatRequest) check() error { return r.validate() }
 

@@ -20,11 +20,14 @@ type completionRequest struct {
 	N           *int     `json:"n"`
 	BestOf      *int     `json:"best_of"`
 	Echo        bool     `json:"echo"`
+	User        string   `json:"user"`
 
 	prompt string // the prompt as one string, once checked
 }
 
 func (r *completionRequest) modelName() string { return r.Model }
+
+func (r *completionRequest) bodyUser() string { return r.User }
 
 func (r *completionRequest) check() (err error) {
 	r.prompt, err = r.validate()

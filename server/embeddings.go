@@ -25,6 +25,8 @@ type embeddingRequest struct {
 
 func (r *embeddingRequest) modelName() string { return r.Model }
 
+func (r *embeddingRequest) bodyUser() string { return r.User }
+
 func (r *embeddingRequest) check() (err error) {
 	r.in, err = r.inputs()
 	return err

@@ -320,7 +320,7 @@ func TestFilterToolCallArguments(t *testing.T) {
 		}
 
 		// A blocked secret in arguments ends the answer; the call is not delivered.
-		ts = newTestServer(t, &fakeBackend{chat: call(map[string]any{"key": "AKIAIOSFODNN7EXAMPLE"})}, Config{Filter: testFilter(t, profiles)})
+		ts = newTestServer(t, &fakeBackend{chat: call(map[string]any{"key": "AKIAQ3EGT7RFXJ2LKW5N"})}, Config{Filter: testFilter(t, profiles)})
 		if stream {
 			text, _, finish := streamText(t, sdk(ts), params)
 			if finish != "content_filter" || text != "" {

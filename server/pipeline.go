@@ -20,15 +20,19 @@ import (
 // steps in the same order, and the order is what makes it correct:
 //
 //	decode → validate            (the route: its wire types)
+//	identify                     (a delegate key's end user: 400 invalid or missing when required, 403 blocked, 429 over its requests per minute)
 //	begin: deadline → model      (404 for a missing or forbidden model, before anything is scanned or charged)
 //	filter the prompt            (redact in place; a block is 400, nothing admitted)
 //	admit: caps and quotas       (rate headers go out before a stream starts),
+//	       the guard model judges the prompt (optional: guard_model.go),
 //	       then the request record is committed (fail closed: 503 and a refund)
 //	build the backend request    (the route: with the admitted output cap)
 //	slot → backend               (each piece through the filter and caps; a
 //	                             stream's events go through a bounded buffer
 //	                             with a write deadline, so no reader holds a slot)
 //	release the slot             (before the audit commit: it needs no slot)
+//	guard the answer             (optional: the guard model judges it whole;
+//	                             a stream is held back until it has)
 //	settle once → record → respond (the record hashes what was delivered)
 //
 // A 4xx answered before the request record (invalid, refused, blocked
@@ -40,10 +44,13 @@ import (
 // admit and the finishers (whole, stream, embed) hold the rest.
 
 // modelRequest is a route's request body: decoded, it checks itself
-// (naming the first bad field) and names the model it asks for.
+// (naming the first bad field), names the model it asks for, and the end
+// user its body names (OpenAI's user, Anthropic's metadata.user_id; "" for
+// none), which only a delegate key's request uses (identify).
 type modelRequest interface {
 	check() error
 	modelName() string
+	bodyUser() string
 }
 
 // pipeline decodes and checks a route's request, begins its pipeline and
@@ -54,6 +61,9 @@ func (s *Server) pipeline(c *gin.Context, req modelRequest, route func(*pipe) er
 		return err
 	}
 	if err := req.check(); err != nil {
+		return err
+	}
+	if err := s.identify(c, req.bodyUser()); err != nil {
 		return err
 	}
 	p, err := s.begin(c, req.modelName())
@@ -77,6 +87,11 @@ type pipe struct {
 	adm    *admission      // nil until admitted
 	ans    *answer
 	sse    *sseWriter // set while the request streams
+
+	// guardIn is the prompt as the guard model reads it (nil: no guard
+	// model), and guardParam names it in a refusal; see guard_model.go.
+	guardIn    []api.Message
+	guardParam string
 }
 
 // begin starts the pipeline for a request naming model: it bounds the
@@ -141,6 +156,9 @@ func (s *Server) CutRequests() { s.cutAll() }
 func (p *pipe) filterChat(req *chatRequest) error {
 	fr, err := p.s.filterChat(p.c, req)
 	p.filter = fr
+	if err == nil && p.s.guard != nil {
+		p.guardIn, p.guardParam = guardChat(req.Messages), "messages"
+	}
 	return err
 }
 
@@ -148,15 +166,24 @@ func (p *pipe) filterChat(req *chatRequest) error {
 func (p *pipe) filterTexts(param string, texts []string) error {
 	fr, err := p.s.filterTexts(p.c, param, texts)
 	p.filter = fr
+	if err == nil && p.s.guard != nil {
+		p.guardIn, p.guardParam = guardTexts(texts), param
+	}
 	return err
 }
 
 // admit holds the request to its key's caps and quotas: promptTokens is
 // its estimated prompt, maxTokens the output it asked for (nil: not
-// stated). The answer's filter and character cap are set up here.
+// stated). The guard model judges the prompt once it is admitted (a
+// refusal charges the request, no tokens). The answer's filter and
+// character cap are set up here.
 func (p *pipe) admit(promptTokens int64, maxTokens *int, embedding bool) error {
 	adm, err := p.s.admit(p.c, promptTokens, maxTokens, embedding)
 	if err != nil {
+		return err
+	}
+	if err := p.guardPrompt(); err != nil {
+		adm.settle(0, 0, true)
 		return err
 	}
 	if err := p.s.commitRequest(p.c); err != nil { // the request record, before the backend
@@ -263,6 +290,12 @@ func (p *pipe) whole(run runFunc, build func(text string, calls []api.ToolCall, 
 		return err
 	}
 	text.WriteString(res.tail)
+	if withhold, err := p.guardAnswer(text.String(), calls, &res); err != nil {
+		return err
+	} else if withhold {
+		text.Reset()
+		calls = nil
+	}
 	// The body is written within the write timeout: a client that does
 	// not read it holds no slot (it was released), and not the handler
 	// for longer than that.
@@ -306,12 +339,23 @@ func (p *pipe) stream(run runFunc, shape streamShape) error {
 		sse.Close()
 		p.sse = nil
 	}()
+	var held *heldAnswer // the answer held back for the guard model
+	if p.guardsAnswer() {
+		held = new(heldAnswer)
+	}
 	res, err := p.generate(run, func(text string, calls []api.ToolCall) error {
+		if held != nil {
+			held.add(text, calls)
+			return nil
+		}
 		if err := shape.delta(sse, text, calls); err != nil {
 			return err
 		}
 		return sse.commit(p.ctx, deliveredContent(text, calls), 1)
 	})
+	if err == nil && held != nil {
+		err = p.releaseHeld(held, shape, &res)
+	}
 	sse.wait()
 	if err == nil && sse.failed() {
 		err = errNotReading // the backend finished, but the client did not read it all

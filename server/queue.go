@@ -13,10 +13,11 @@ import (
 	"github.com/warden-llm/warden/runtime/sched"
 )
 
-// Queue shares the backend's batch slots fairly across keys: a request
+// Queue shares the backend's batch slots fairly across keys, and a
+// delegate key's slots among its end users (user "" for none): a request
 // waits for a slot of its model before its backend call.
 type Queue interface {
-	Acquire(ctx context.Context, model, keyID string, cost int64) (release func(), waited time.Duration, err error)
+	AcquireUser(ctx context.Context, model, keyID, user string, cost int64) (release func(), waited time.Duration, err error)
 }
 
 var _ Queue = (*sched.Scheduler)(nil)
@@ -33,7 +34,7 @@ func (s *Server) slot(ctx context.Context, c *gin.Context, model string, adm *ad
 	if s.cfg.Queue == nil {
 		return func() {}, nil
 	}
-	release, waited, err := s.cfg.Queue.Acquire(ctx, model, principal(c).KeyID, adm.prompt+int64(adm.outputCap))
+	release, waited, err := s.cfg.Queue.AcquireUser(ctx, model, principal(c).KeyID, userOf(c), adm.prompt+int64(adm.outputCap))
 	header("X-Warden-Queue-Ms", strconv.FormatInt(waited.Milliseconds(), 10))
 	if s.cfg.Metrics != nil {
 		s.cfg.Metrics.queueWait.WithLabelValues(model).Observe(waited.Seconds())
@@ -52,6 +53,10 @@ func queueError(err error) error {
 		return err
 	}
 	retry := max(int(math.Ceil(qe.RetryAfter.Seconds())), 1)
+	if errors.Is(err, sched.ErrUserQueueFull) {
+		return &apiError{Status: http.StatusTooManyRequests, Type: "requests", Code: "queue_full_for_user",
+			Message: "Too many of this end user's requests are waiting for the model; retry later.", RetryAfter: retry}
+	}
 	if errors.Is(err, sched.ErrKeyQueueFull) {
 		return &apiError{Status: http.StatusTooManyRequests, Type: "requests", Code: "queue_full_for_key",
 			Message: "Too many of this key's requests are waiting for the model; retry later.", RetryAfter: retry}

@@ -62,6 +62,7 @@ func TestQueueRefusals(t *testing.T) {
 		status int
 	}{
 		{&sched.QueueError{Reason: sched.ReasonKeyQueueFull}, http.StatusTooManyRequests},
+		{&sched.QueueError{Reason: sched.ReasonUserQueueFull}, http.StatusTooManyRequests},
 		{&sched.QueueError{Reason: sched.ReasonQueueFull}, http.StatusServiceUnavailable},
 		{&sched.QueueError{Reason: sched.ReasonQueueTimeout}, http.StatusServiceUnavailable},
 	} {

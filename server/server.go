@@ -18,6 +18,7 @@ import (
 	"github.com/warden-llm/warden/internal/logonce"
 	"github.com/warden-llm/warden/runtime/ollama"
 	"github.com/warden-llm/warden/safety/filter"
+	"github.com/warden-llm/warden/safety/guard"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/preflight"
 )
@@ -75,8 +76,20 @@ type Config struct {
 	Keys Authenticator
 	// Quota, if set, holds keys to their request and token limits.
 	Quota Limiter
-	// DefaultLimits apply where a key sets none (zero: unlimited).
+	// DefaultLimits apply where a key sets none (zero: unlimited); their
+	// User* fields are the per-user limits of delegate keys.
 	DefaultLimits keys.Limits
+	// RequireUser refuses a delegate key's request that names no end user
+	// (400) unless the key says otherwise; else such a request is served
+	// as the key itself.
+	RequireUser bool
+	// UserHeader names the header a delegate key's end user is taken from
+	// (before the body's user field); UserEmailHeader and UserNameHeader
+	// are recorded in the audit trail when present. Defaults: Open
+	// WebUI's X-OpenWebUI-User-Id, -Email, -Name.
+	UserHeader      string
+	UserEmailHeader string
+	UserNameHeader  string
 	// Audit, if set, receives a request record before anything reaches
 	// the model and a completion record before the answer is released.
 	// When a record cannot be written the request fails with 503, unless
@@ -91,6 +104,10 @@ type Config struct {
 	// Filter, if set, applies the safety policy of each key's profile to
 	// prompts and answers.
 	Filter *filter.Engine
+	// Guard, if set, runs a guard model on prompts and answers (see
+	// guard_model.go); it needs Filter, whose profiles act on its
+	// categories.
+	Guard *guard.Config
 	// OnAuthRefused, if set, counts a request refused for its key.
 	OnAuthRefused func(clientIP string)
 	// OnRequestRefused, if set, counts a request of a valid key answered
@@ -185,6 +202,15 @@ func (c *Config) setDefaults() {
 	if c.ModelCacheTTL <= 0 {
 		c.ModelCacheTTL = DefaultModelCacheTTL
 	}
+	if c.UserHeader == "" {
+		c.UserHeader = DefaultUserHeader
+	}
+	if c.UserEmailHeader == "" {
+		c.UserEmailHeader = DefaultUserEmailHeader
+	}
+	if c.UserNameHeader == "" {
+		c.UserNameHeader = DefaultUserNameHeader
+	}
 }
 
 // Server serves the OpenAI-compatible API in front of a Backend.
@@ -203,6 +229,7 @@ type Server struct {
 	keyBodies  keyBodies        // requests with a body in flight per key
 	shedder    *bucket          // nil: no MaxRPS
 	bans       *banList         // nil: no AuthFailLimit
+	guard      *guardStage      // nil: no guard model
 }
 
 // New returns a server for backend.
@@ -210,6 +237,9 @@ func New(backend Backend, cfg Config) (*Server, error) {
 	cfg.setDefaults()
 	if cfg.Keys == nil {
 		return nil, errors.New("server: no key authenticator configured")
+	}
+	if cfg.Guard != nil && cfg.Filter == nil {
+		return nil, errors.New("server: the guard model needs the safety filter")
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -231,6 +261,7 @@ func New(backend Backend, cfg Config) (*Server, error) {
 	if cfg.AuthFailLimit > 0 {
 		s.bans = newBanList(cfg.AuthFailLimit, cfg.AuthBan)
 	}
+	s.guard = newGuardStage(cfg.Guard, cfg.Metrics)
 	cfg.Metrics.watchBodies(s.bodies.inFlight)
 	if err := s.routes(); err != nil {
 		return nil, err

@@ -101,12 +101,13 @@ every start): a damaged file fails with the fix, restoring a backup made by
 	verify.Flags().StringVar(&against, "against", "", "a checkpoint (JSON) received off-host")
 
 	var (
-		follow bool
-		keyID  string
-		last   int
+		follow  bool
+		keyID   string
+		endUser string
+		last    int
 	)
 	tail := &cobra.Command{
-		Use:   "tail [-f] [--key ID]",
+		Use:   "tail [-f] [--key ID] [--user USER]",
 		Short: "Print the newest records, and follow new ones with -f",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -116,7 +117,7 @@ every start): a damaged file fails with the fix, restoring a backup made by
 			}
 			defer db.Close()
 			ctx := cmd.Context()
-			recs, err := audit.Query(ctx, db, audit.Filter{KeyID: keyID, Limit: max(last, 1), Newest: true})
+			recs, err := audit.Query(ctx, db, audit.Filter{KeyID: keyID, EndUser: endUser, Limit: max(last, 1), Newest: true})
 			if err != nil {
 				return err
 			}
@@ -136,7 +137,7 @@ every start): a damaged file fails with the fix, restoring a backup made by
 					return nil
 				case <-time.After(500 * time.Millisecond):
 				}
-				if recs, err = audit.Query(ctx, db, audit.Filter{KeyID: keyID, AfterSeq: after}); err != nil {
+				if recs, err = audit.Query(ctx, db, audit.Filter{KeyID: keyID, EndUser: endUser, AfterSeq: after}); err != nil {
 					return err
 				}
 			}
@@ -144,6 +145,7 @@ every start): a damaged file fails with the fix, restoring a backup made by
 	}
 	tail.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new records")
 	tail.Flags().StringVar(&keyID, "key", "", "only this key's records")
+	tail.Flags().StringVar(&endUser, "user", "", "only the records made for this end user of a delegate key")
 	tail.Flags().IntVarP(&last, "lines", "n", 20, "how many of the newest records to print first")
 
 	var (
@@ -427,6 +429,9 @@ func printRecord(g *globals, r audit.StoredRecord, asJSON bool) error {
 	line := fmt.Sprintf("%d %s %-12s", r.Seq, r.Time.UTC().Format(time.RFC3339Nano), r.Kind)
 	if r.KeyID != "" {
 		line += " key=" + r.KeyID
+	}
+	if r.EndUser != "" {
+		line += " user=" + strconv.Quote(r.EndUser)
 	}
 	if r.RequestID != "" {
 		line += " req=" + r.RequestID

@@ -20,6 +20,7 @@ import (
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/tlsca"
 	"github.com/warden-llm/warden/safety/trail"
+	"github.com/warden-llm/warden/server"
 	"github.com/warden-llm/warden/server/listener"
 )
 
@@ -107,6 +108,15 @@ type KeysConfig struct {
 	PollInterval time.Duration `toml:"poll_interval"`
 	// RotationMaxAge marks keys "rotation due" in `keys list` (0: never).
 	RotationMaxAge time.Duration `toml:"rotation_max_age"`
+	// RequireUser refuses a delegate key's request that names no end user
+	// (a key's own require_user wins).
+	RequireUser bool `toml:"require_user"`
+	// UserHeader, UserEmailHeader and UserNameHeader name the headers a
+	// shared front end sends its signed-in user in (Open WebUI's by
+	// default); only delegate keys' requests are read for them.
+	UserHeader      string `toml:"user_header"`
+	UserEmailHeader string `toml:"user_email_header"`
+	UserNameHeader  string `toml:"user_name_header"`
 }
 
 // LimitsConfig holds the default limits of keys that set none (0: unlimited).
@@ -119,6 +129,18 @@ type LimitsConfig struct {
 	MaxOutputTokens int64 `toml:"max_output_tokens"`
 	MaxOutputChars  int64 `toml:"max_output_chars"`
 	MaxInputTokens  int64 `toml:"max_input_tokens"`
+	// User holds the default per-user limits of delegate keys ([limits.user]).
+	User UserLimitsConfig `toml:"user"`
+}
+
+// UserLimitsConfig holds the default limits of each end user of a delegate
+// key that sets none (0: unlimited).
+type UserLimitsConfig struct {
+	RPM            int64 `toml:"rpm"`
+	TPM            int64 `toml:"tpm"`
+	TokensPerDay   int64 `toml:"tokens_per_day"`
+	TokensPerMonth int64 `toml:"tokens_per_month"`
+	Concurrency    int64 `toml:"concurrency"`
 }
 
 func (l LimitsConfig) keys() keys.Limits {
@@ -126,6 +148,8 @@ func (l LimitsConfig) keys() keys.Limits {
 		RPM: l.RPM, TPM: l.TPM, TokensPerDay: l.TokensPerDay, TokensPerMonth: l.TokensPerMonth,
 		Concurrency: l.Concurrency, MaxOutputTokens: l.MaxOutputTokens, MaxOutputChars: l.MaxOutputChars,
 		MaxInputTokens: l.MaxInputTokens,
+		UserRPM:        l.User.RPM, UserTPM: l.User.TPM, UserTokensPerDay: l.User.TokensPerDay,
+		UserTokensPerMonth: l.User.TokensPerMonth, UserConcurrency: l.User.Concurrency,
 	}
 }
 
@@ -245,12 +269,13 @@ func defaultConfig(getenv func(string) string) Config {
 			User:          ollama.DefaultUser,
 			DemoModel:     true,
 		},
-		Admin:   AdminConfig{Allow: []string{"127.0.0.0/8", "::1"}},
-		Keys:    KeysConfig{PollInterval: time.Second, RotationMaxAge: 90 * 24 * time.Hour},
-		Audit:   trail.DefaultAudit(),
-		GPU:     GPUConfig{Interval: time.Second, VRAMHeadroom: 512 << 20, TempLimit: 85, TempResume: 75},
-		Sched:   SchedConfig{MaxQueue: 256, MaxQueuePerKey: 64, QueueTimeout: 2 * time.Minute},
-		Safety:  defaultSafety(),
+		Admin: AdminConfig{Allow: []string{"127.0.0.0/8", "::1"}},
+		Keys: KeysConfig{PollInterval: time.Second, RotationMaxAge: 90 * 24 * time.Hour,
+			UserHeader: server.DefaultUserHeader, UserEmailHeader: server.DefaultUserEmailHeader, UserNameHeader: server.DefaultUserNameHeader},
+		Audit:  trail.DefaultAudit(),
+		GPU:    GPUConfig{Interval: time.Second, VRAMHeadroom: 512 << 20, TempLimit: 85, TempResume: 75},
+		Sched:  SchedConfig{MaxQueue: 256, MaxQueuePerKey: 64, QueueTimeout: 2 * time.Minute},
+		Safety: defaultSafety(),
 		Probe:   defaultProbe(),
 		Dataset: defaultDataset(),
 	}
@@ -528,6 +553,13 @@ func (c *Config) Validate() error {
 	if c.Keys.RotationMaxAge < 0 {
 		bad("keys.rotation_max_age must not be negative")
 	}
+	for _, h := range []struct{ name, v string }{
+		{"keys.user_header", c.Keys.UserHeader}, {"keys.user_email_header", c.Keys.UserEmailHeader}, {"keys.user_name_header", c.Keys.UserNameHeader},
+	} {
+		if !validHeaderName(h.v) {
+			bad("%s must be an HTTP header name, got %q", h.name, h.v)
+		}
+	}
 	if err := c.Limits.keys().Validate(); err != nil {
 		bad("limits: %v", err)
 	}
@@ -567,4 +599,18 @@ func loopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// validHeaderName reports whether s is an HTTP header name (an RFC 9110
+// token).
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r > 0x7e || r <= ' ' || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r) {
+			return false
+		}
+	}
+	return true
 }

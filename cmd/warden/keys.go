@@ -46,6 +46,11 @@ func (f *limitFlags) bind(fs *pflag.FlagSet) {
 	fs.Int64Var(&f.l.MaxOutputTokens, "max-output-tokens", 0, "cap on output tokens per request (clamps max_tokens)")
 	fs.Int64Var(&f.l.MaxOutputChars, "max-output-chars", 0, "cap on output characters per request")
 	fs.Int64Var(&f.l.MaxInputTokens, "max-input-tokens", 0, "cap on prompt tokens per request")
+	fs.Int64Var(&f.l.UserRPM, "user-rpm", 0, "delegate keys: requests per minute of each end user (0: [limits.user])")
+	fs.Int64Var(&f.l.UserTPM, "user-tpm", 0, "delegate keys: tokens per minute of each end user")
+	fs.Int64Var(&f.l.UserTokensPerDay, "user-tokens-per-day", 0, "delegate keys: tokens per UTC day of each end user")
+	fs.Int64Var(&f.l.UserTokensPerMonth, "user-tokens-per-month", 0, "delegate keys: tokens per UTC month of each end user")
+	fs.Int64Var(&f.l.UserConcurrency, "user-concurrency", 0, "delegate keys: requests in flight at once of each end user")
 }
 
 func splitList(s string) []string {
@@ -107,6 +112,7 @@ change within keys.poll_interval (1s by default).`,
 		weight                            int
 		profile                           string
 		allowCIDRs                        []string
+		requireUser                       string
 	)
 	create := &cobra.Command{
 		Use:   "create --name NAME",
@@ -119,6 +125,9 @@ change within keys.poll_interval (1s by default).`,
 			}
 			spec := keys.Spec{Name: name, Models: splitList(modelsList), Expires: exp, Limits: lf.l,
 				Weight: weight, Profile: profile, AllowCIDRs: cidrList(allowCIDRs)}
+			if spec.RequireUser, _, err = parseRequireUser(requireUser); err != nil {
+				return err
+			}
 			for _, s := range splitList(scopes) {
 				spec.Scopes = append(spec.Scopes, keys.Scope(s))
 			}
@@ -141,7 +150,8 @@ change within keys.poll_interval (1s by default).`,
 		},
 	}
 	create.Flags().StringVar(&name, "name", "", "a name for the key (who or what uses it)")
-	create.Flags().StringVar(&scopes, "scopes", "", "comma-separated: chat, completions, embeddings, models, admin (default: all but admin)")
+	create.Flags().StringVar(&scopes, "scopes", "", "comma-separated: chat, completions, embeddings, models, admin, delegate (default: all but admin and delegate)")
+	create.Flags().StringVar(&requireUser, "require-user", "default", "delegate keys: refuse requests that name no end user: true, false or default (keys.require_user)")
 	create.Flags().StringVar(&modelsList, "models", "", "comma-separated model names or globs the key may use (default: all)")
 	create.Flags().StringVar(&expires, "expires", "", "lifetime, e.g. 90d or 720h (default: never)")
 	lf.bind(create.Flags())
@@ -253,6 +263,7 @@ change within keys.poll_interval (1s by default).`,
 		setWeight  int
 		setProfile string
 		setCIDRs   []string
+		setReqUser string
 	)
 	update := &cobra.Command{
 		Use:     "update ID [--rpm N] [--tpm N] [--weight N] [--profile NAME] [--allow-cidr CIDR] ...",
@@ -270,6 +281,13 @@ change within keys.poll_interval (1s by default).`,
 			if cmd.Flags().Changed("allow-cidr") {
 				nets := cidrList(setCIDRs)
 				ch.AllowCIDRs = &nets
+			}
+			if cmd.Flags().Changed("require-user") {
+				v, clear, err := parseRequireUser(setReqUser)
+				if err != nil {
+					return err
+				}
+				ch.RequireUser, ch.ClearRequireUser = v, clear
 			}
 			if err := ch.Validate(); err != nil {
 				return err
@@ -294,6 +312,8 @@ change within keys.poll_interval (1s by default).`,
 				"rpm": &l.RPM, "tpm": &l.TPM, "tokens-per-day": &l.TokensPerDay, "tokens-per-month": &l.TokensPerMonth,
 				"concurrency": &l.Concurrency, "max-output-tokens": &l.MaxOutputTokens,
 				"max-output-chars": &l.MaxOutputChars, "max-input-tokens": &l.MaxInputTokens,
+				"user-rpm": &l.UserRPM, "user-tpm": &l.UserTPM, "user-tokens-per-day": &l.UserTokensPerDay,
+				"user-tokens-per-month": &l.UserTokensPerMonth, "user-concurrency": &l.UserConcurrency,
 			} {
 				if fs.Changed(flag) {
 					*dst, _ = fs.GetInt64(flag)
@@ -312,9 +332,11 @@ change within keys.poll_interval (1s by default).`,
 	setLF.bind(update.Flags())
 	update.Flags().IntVar(&setWeight, "weight", keys.DefaultWeight, "share of the backend's slots in the fair queue (1-1000)")
 	update.Flags().StringVar(&setProfile, "profile", "", "safety-filter profile name (\"\" for the default profile)")
+	update.Flags().StringVar(&setReqUser, "require-user", "default", "delegate keys: refuse requests that name no end user: true, false or default (keys.require_user)")
 	update.Flags().StringArrayVar(&setCIDRs, "allow-cidr", nil, "client networks the key may be used from, replacing its list: CIDRs or addresses, repeated or comma-separated (\"\": any address)")
 
 	cmd.AddCommand(create, list, show, rotate, revoke, update)
+	cmd.AddCommand(newKeyUserCmds(g, &asJSON)...)
 	return cmd
 }
 
@@ -343,6 +365,12 @@ func printKeyText(g *globals, k keys.Key) error {
 	}
 	if len(k.AllowCIDRs) > 0 {
 		fmt.Fprintf(tw, "allowed from\t%s\n", strings.Join(k.AllowCIDRs, ", "))
+	}
+	if k.RequireUser != nil {
+		fmt.Fprintf(tw, "require user\t%v\n", *k.RequireUser)
+	}
+	if len(k.BlockedUsers) > 0 {
+		fmt.Fprintf(tw, "blocked users\t%s\n", strings.Join(quoteAll(k.BlockedUsers), ", "))
 	}
 	if k.Revoked != nil {
 		fmt.Fprintf(tw, "revoked\t%s\n", k.Revoked.UTC().Format(time.RFC3339))

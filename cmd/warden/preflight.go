@@ -104,6 +104,7 @@ func preflightEnv(cfg Config, db *store.DB) *preflight.Env {
 		Isolation:         expectedIsolation(cfg.Runtime),
 		FailOpen:          cfg.Audit.FailOpen,
 		RotationMaxAge:    cfg.Keys.RotationMaxAge,
+		UserLimits:        cfg.Limits.keys(),
 		DB:                db,
 		DataDir:           cfg.DataDir,
 		SkipDirs:          []string{cfg.modelsDir(), filepath.Join(cfg.DataDir, "ollama-home")},

@@ -33,10 +33,12 @@ type SafetyConfig struct {
 	CanaryMinRun int `toml:"canary_min_run"`
 	// RepeatWindow is how many recent answers the repeat check remembers.
 	RepeatWindow int `toml:"repeat_window"`
+	// Guard is the optional guard model (guardmodel.go).
+	Guard GuardConfig `toml:"guard"`
 }
 
 func defaultSafety() SafetyConfig {
-	return SafetyConfig{Enabled: true, Canary: true, CanaryMinRun: 64, RepeatWindow: 1024}
+	return SafetyConfig{Enabled: true, Canary: true, CanaryMinRun: 64, RepeatWindow: 1024, Guard: defaultGuard()}
 }
 
 func (s SafetyConfig) detectorOptions() filter.DetectorOptions {
@@ -55,8 +57,13 @@ func (s SafetyConfig) validate(bad func(string, ...any)) {
 			bad("safety.blocklists.%s: %q must be an absolute path", cat, file)
 		}
 	}
-	if _, err := filter.BuildProfiles(s.Profiles, s.detectorOptions().BlocklistCategories()); err != nil {
+	if _, err := filter.BuildProfiles(s.Profiles, s.detectorOptions().BlocklistCategories(), s.Guard.categories()...); err != nil {
 		bad("%v", err)
+	}
+	if gc, err := s.Guard.config(); err != nil {
+		bad("%v", err)
+	} else if gc != nil && !s.Enabled {
+		bad("safety.guard.model is set but safety.enabled is false: the guard's verdicts are acted on by the safety profiles")
 	}
 }
 
@@ -67,7 +74,7 @@ func newFilter(cfg *Config) (*filter.Engine, error) {
 		return nil, nil
 	}
 	opts := cfg.Safety.detectorOptions()
-	profiles, err := filter.BuildProfiles(cfg.Safety.Profiles, opts.BlocklistCategories())
+	profiles, err := filter.BuildProfiles(cfg.Safety.Profiles, opts.BlocklistCategories(), cfg.Safety.Guard.categories()...)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +101,7 @@ func (s SafetyConfig) checkProfile(name string) error {
 	if name == "" {
 		return nil
 	}
-	profiles, err := filter.BuildProfiles(s.Profiles, s.detectorOptions().BlocklistCategories())
+	profiles, err := filter.BuildProfiles(s.Profiles, s.detectorOptions().BlocklistCategories(), s.Guard.categories()...)
 	if err != nil {
 		return err
 	}

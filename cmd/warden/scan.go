@@ -21,6 +21,8 @@ type scanFinding struct {
 	Start    int           `json:"start"`
 	End      int           `json:"end"`
 	Action   filter.Action `json:"action"`
+	// Score is the injection classifier's probability (its findings only).
+	Score float64 `json:"score,omitempty"`
 }
 
 type scanResult struct {
@@ -76,7 +78,7 @@ and non-zero only on error.`,
 			res := r.Scan(dir, string(in))
 			out := scanResult{Findings: []scanFinding{}, Text: res.Text, Blocked: res.Blocked}
 			for _, f := range res.Findings {
-				out.Findings = append(out.Findings, scanFinding{f.Category, f.Detector, f.Start, f.End, f.Action})
+				out.Findings = append(out.Findings, scanFinding{f.Category, f.Detector, f.Start, f.End, f.Action, f.Score})
 			}
 			enc := json.NewEncoder(g.stdout)
 			enc.SetEscapeHTML(false)

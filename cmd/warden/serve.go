@@ -251,6 +251,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	if err != nil {
 		return err
 	}
+	guardModel, err := startGuard(ctx, &cfg, client, log.With("component", "safety"))
+	if err != nil {
+		return err
+	}
 	srv, err := server.New(client, server.Config{
 		MaxBodyBytes:      cfg.Server.MaxBodyBytes,
 		MaxOutputTokens:   cfg.Server.MaxOutputTokens,
@@ -263,6 +267,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		Keys:              cache,
 		Quota:             limiter,
 		DefaultLimits:     cfg.Limits.keys(),
+		RequireUser:       cfg.Keys.RequireUser,
+		UserHeader:        cfg.Keys.UserHeader,
+		UserEmailHeader:   cfg.Keys.UserEmailHeader,
+		UserNameHeader:    cfg.Keys.UserNameHeader,
 		GPU:               monitor,
 		Metrics:           metrics,
 		Queue:             queue,
@@ -270,6 +278,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		AuditFailOpen:     cfg.Audit.FailOpen,
 		AuditText:         cfg.Audit.StoreText,
 		Filter:            safety,
+		Guard:             guardModel,
 		OnAuthRefused:     tr.Refused,
 		Admin:             keys.Admin{Manager: &keys.Manager{DB: db}, Cache: cache},
 		Usage:             limiter,

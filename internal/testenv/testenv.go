@@ -6,7 +6,9 @@
 package testenv
 
 import (
+	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -41,4 +43,49 @@ func NeedRoot(t testing.TB, why string) {
 		t.Fatalf("needs root (%s); CI runs the tests as root", why)
 	}
 	t.Skipf("needs root (%s): run it as root, as CI does", why)
+}
+
+// SharedData returns the directory of a public data set kept beside the
+// repository in ../shared/name (the data sets other projects published,
+// which this repository names with their source and licence but does not
+// copy; CI runs with ../shared beside the clone). WARDEN_SHARED_DATA names
+// another folder holding them. Without it the test skips under -short and
+// otherwise ends as Missing does.
+func SharedData(t testing.TB, name string) string {
+	t.Helper()
+	base := os.Getenv("WARDEN_SHARED_DATA")
+	if base == "" {
+		root, err := moduleRoot()
+		if err != nil {
+			Missing(t, "the shared data folder", err)
+		}
+		base = filepath.Join(filepath.Dir(root), "shared")
+	}
+	dir := filepath.Join(base, name)
+	if _, err := os.Stat(dir); err != nil {
+		if testing.Short() {
+			t.Skipf("public data set %s is not in %s: skipped with -short; run `make test` with ../shared beside the clone", name, base)
+		}
+		Missing(t, "public data set "+name+" in "+base, err)
+	}
+	return dir
+}
+
+// moduleRoot is the folder holding go.mod above the test's working
+// directory.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = up
+	}
 }

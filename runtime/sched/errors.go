@@ -7,7 +7,10 @@ import "time"
 const (
 	ReasonQueueFull    = "queue_full"     // the global bound was hit (503)
 	ReasonKeyQueueFull = "key_queue_full" // the key's own bound was hit (429)
-	ReasonQueueTimeout = "queue_timeout"  // waited longer than QueueTimeout (503)
+	// ReasonUserQueueFull: an end user of a delegate key has half the
+	// key's bound waiting (429).
+	ReasonUserQueueFull = "user_queue_full"
+	ReasonQueueTimeout  = "queue_timeout" // waited longer than QueueTimeout (503)
 	// ReasonGateClosed: waited longer than QueueTimeout while Config.Gate
 	// held the model (503).
 	ReasonGateClosed = "gate_closed"
@@ -28,6 +31,8 @@ func (e *QueueError) Error() string {
 		return "sched: queue full"
 	case ReasonKeyQueueFull:
 		return "sched: queue full for key"
+	case ReasonUserQueueFull:
+		return "sched: queue full for the key's end user"
 	case ReasonQueueTimeout:
 		return "sched: timed out waiting for a slot"
 	case ReasonGateClosed:
@@ -48,8 +53,10 @@ func (e *QueueError) Is(target error) bool {
 var (
 	ErrQueueFull    = &QueueError{Reason: ReasonQueueFull}
 	ErrKeyQueueFull = &QueueError{Reason: ReasonKeyQueueFull}
-	ErrQueueTimeout = &QueueError{Reason: ReasonQueueTimeout}
-	ErrGateClosed   = &QueueError{Reason: ReasonGateClosed}
+	// ErrUserQueueFull: an end user has half its key's queue bound waiting.
+	ErrUserQueueFull = &QueueError{Reason: ReasonUserQueueFull}
+	ErrQueueTimeout  = &QueueError{Reason: ReasonQueueTimeout}
+	ErrGateClosed    = &QueueError{Reason: ReasonGateClosed}
 )
 
 const (

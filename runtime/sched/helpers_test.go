@@ -46,11 +46,20 @@ func (h *harness) hold(model, key string) func() {
 // submit starts an Acquire and returns once it is queued (or finished).
 func (h *harness) submit(ctx context.Context, model, key string, cost int64) *req {
 	h.t.Helper()
+	return h.submitWith(model, key, func(r *req) {
+		r.release, r.waited, r.err = h.s.Acquire(ctx, model, key, cost)
+	})
+}
+
+// submitWith starts acquire (which fills r) for key and returns once it
+// is queued (or finished).
+func (h *harness) submitWith(model, key string, acquire func(r *req)) *req {
+	h.t.Helper()
 	h.n++
 	r := &req{key: key, n: h.n, done: make(chan struct{})}
 	before := h.queued(model, key)
 	go func() {
-		r.release, r.waited, r.err = h.s.Acquire(ctx, model, key, cost)
+		acquire(r)
 		close(r.done)
 		if r.err == nil {
 			h.granted <- r
@@ -146,7 +155,7 @@ func (h *harness) assertEmpty() {
 				name, m.inflight, m.waiting, len(m.keys), len(m.active))
 		}
 	}
-	if h.s.waiting != 0 || len(h.s.keyWaits) != 0 {
+	if h.s.waiting != 0 || len(h.s.keyWaits) != 0 || len(h.s.userWaits) != 0 {
 		h.t.Fatalf("scheduler not empty: %d waiting, %d keys waiting", h.s.waiting, len(h.s.keyWaits))
 	}
 }

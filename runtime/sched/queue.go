@@ -29,12 +29,28 @@ type keyState struct {
 	deficit int64
 	// credited: the key got its quantum for the current visit.
 	credited bool
+	// users holds the key's end users with waiters (a delegate key's; a
+	// request without one counts as the user ""), in round order; ucur is
+	// the user whose turn it is. The key's turn goes to one of them by a
+	// deficit round robin of its own, one request per visit, so one heavy
+	// user cannot starve the key's others.
+	users []*userState
+	ucur  int
+}
+
+// userState is one end user's share of its key's turns on one model.
+type userState struct {
+	id       string
+	waiting  int
+	deficit  int64
+	credited bool
 }
 
 // waiter is one blocked Acquire. granted, at are set under the lock before
 // ready is closed.
 type waiter struct {
 	key     *keyState
+	user    string
 	cost    int64
 	enq     time.Time
 	ready   chan struct{}
@@ -71,6 +87,7 @@ func (m *model) dropKey(k *keyState) {
 func (m *model) enqueue(w *waiter) {
 	k := w.key
 	k.waiters = append(k.waiters, w)
+	k.joinUser(w.user)
 	m.waiting++
 	if len(k.waiters) == 1 {
 		m.active = slices.Insert(m.active, m.cur, k)
@@ -89,6 +106,7 @@ func (m *model) remove(w *waiter) {
 		return
 	}
 	k.waiters = slices.Delete(k.waiters, i, i+1)
+	k.leaveUser(w.user)
 	m.waiting--
 	if len(k.waiters) == 0 {
 		m.deactivate(k)
@@ -139,10 +157,9 @@ func (m *model) next(quantum int64) *waiter {
 					k.deficit += quantum * k.weight
 					k.credited = true
 				}
-				if w := k.waiters[0]; w.cost <= k.deficit {
+				if w := k.head(quantum); w.cost <= k.deficit {
 					k.deficit -= w.cost
-					k.waiters[0] = nil
-					k.waiters = k.waiters[1:]
+					k.take(w)
 					m.waiting--
 					if len(k.waiters) == 0 {
 						m.deactivate(k) // cur now points at the next key
@@ -171,7 +188,7 @@ func (m *model) skipRounds(quantum int64) {
 			continue
 		}
 		step := quantum * k.weight
-		r := (k.waiters[0].cost - k.deficit + step - 1) / step
+		r := (k.head(quantum).cost - k.deficit + step - 1) / step
 		if rounds < 0 || r < rounds {
 			rounds = r
 		}
@@ -197,4 +214,101 @@ func (m *model) observe(d time.Duration) {
 		return
 	}
 	m.hold += (d - m.hold) / 8
+}
+
+// joinUser counts one more waiter of user; a user that starts waiting joins
+// the key's round just before the current user, that is, last.
+func (k *keyState) joinUser(user string) {
+	for _, u := range k.users {
+		if u.id == user {
+			u.waiting++
+			return
+		}
+	}
+	k.users = slices.Insert(k.users, k.ucur, &userState{id: user, waiting: 1})
+	if len(k.users) > 1 {
+		k.ucur++
+	}
+	if k.ucur >= len(k.users) {
+		k.ucur = 0
+	}
+}
+
+// leaveUser counts one waiter of user less; a user without waiters leaves
+// the round and, as in DRR, keeps no deficit.
+func (k *keyState) leaveUser(user string) {
+	i := slices.IndexFunc(k.users, func(u *userState) bool { return u.id == user })
+	if i < 0 {
+		return
+	}
+	if k.users[i].waiting--; k.users[i].waiting > 0 {
+		return
+	}
+	k.users = slices.Delete(k.users, i, i+1)
+	if i < k.ucur {
+		k.ucur--
+	}
+	if k.ucur >= len(k.users) {
+		k.ucur = 0
+	}
+}
+
+// oldest is user's oldest waiter.
+func (k *keyState) oldest(user string) *waiter {
+	for _, w := range k.waiters {
+		if w.user == user {
+			return w
+		}
+	}
+	return nil
+}
+
+// head is the waiter the key dispatches next: its only user's oldest, or
+// the one the round among its users picks. The pick changes only when it
+// is taken (take), so asking again gives the same waiter.
+func (k *keyState) head(quantum int64) *waiter {
+	if len(k.users) <= 1 {
+		return k.waiters[0]
+	}
+	for {
+		for range len(k.users) {
+			u := k.users[k.ucur]
+			if !u.credited {
+				u.deficit += quantum
+				u.credited = true
+			}
+			if w := k.oldest(u.id); w.cost <= u.deficit {
+				return w
+			}
+			u.credited = false
+			k.ucur = (k.ucur + 1) % len(k.users)
+		}
+		// Nobody could afford their oldest request this round (costs far
+		// above the quantum): credit the rounds before the first one can,
+		// minus one, in one step.
+		rounds := int64(-1)
+		for _, u := range k.users {
+			r := (k.oldest(u.id).cost - u.deficit + quantum - 1) / quantum
+			if rounds < 0 || r < rounds {
+				rounds = r
+			}
+		}
+		for _, u := range k.users {
+			u.deficit += max(rounds-1, 0) * quantum
+		}
+	}
+}
+
+// take removes the waiter head picked from the key's queue, charges its
+// user, and passes the turn to the next user: one request per visit.
+func (k *keyState) take(w *waiter) {
+	i := slices.Index(k.waiters, w)
+	k.waiters = slices.Delete(k.waiters, i, i+1) // zeroes the freed tail slot
+	if len(k.users) > 1 {
+		u := k.users[k.ucur]
+		u.deficit -= w.cost
+		u.credited = false
+		k.ucur = (k.ucur + 1) % len(k.users)
+	}
+	k.leaveUser(w.user)
 }

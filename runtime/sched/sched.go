@@ -7,7 +7,10 @@
 // robin across keys: on each visit a key's deficit grows by Quantum×weight,
 // and the key's oldest request is dispatched once the deficit covers its cost
 // in tokens. While other keys wait, no key is given more than slots−1 of a
-// model's slots, so a light key always finds one soon. Queues are bounded
+// model's slots, so a light key always finds one soon. Inside a key, the
+// end users a delegate key names (AcquireUser) share the key's turns by a
+// round robin of their own, one request per turn with deficits in tokens,
+// so one heavy user cannot starve the key's others. Queues are bounded
 // globally and per key, waiting is bounded by a timeout, and a cancelled
 // caller leaves the queue at once.
 //
@@ -85,7 +88,13 @@ type Scheduler struct {
 	models   map[string]*model // busy models and a few idle ones
 	waiting  int               // over all models
 	keyWaits map[string]int    // per key, over all models
+	// userWaits counts the waiters of each end user of a key, over all
+	// models: one user may fill at most half the key's queue bound.
+	userWaits map[userID]int
 }
+
+// userID names one end user of one key.
+type userID struct{ key, user string }
 
 // New returns a Scheduler with cfg's zero values replaced by defaults.
 func New(cfg Config) *Scheduler {
@@ -126,6 +135,8 @@ func New(cfg Config) *Scheduler {
 		cfg:      cfg,
 		models:   make(map[string]*model),
 		keyWaits: make(map[string]int),
+
+		userWaits: make(map[userID]int),
 	}
 }
 
@@ -137,7 +148,16 @@ func New(cfg Config) *Scheduler {
 // leaves the queue at once with ctx.Err(), giving back a slot granted in the
 // same instant.
 func (s *Scheduler) Acquire(ctx context.Context, model, keyID string, cost int64) (release func(), waited time.Duration, err error) {
-	return s.AcquireTick(ctx, model, keyID, cost, 0, nil)
+	return s.acquire(ctx, model, keyID, "", cost, 0, nil)
+}
+
+// AcquireUser is Acquire for a request a delegate key makes for an end
+// user: the key's turns are shared fairly among its users (by the same
+// deficit round robin, one request per turn), while the key's weight still
+// sets its share against other keys. user "" is the key itself, one user
+// among the others.
+func (s *Scheduler) AcquireUser(ctx context.Context, model, keyID, user string, cost int64) (release func(), waited time.Duration, err error) {
+	return s.acquire(ctx, model, keyID, user, cost, 0, nil)
 }
 
 // AcquireTick is Acquire calling tick each time the request has waited
@@ -145,6 +165,10 @@ func (s *Scheduler) Acquire(ctx context.Context, model, keyID string, cost int64
 // handler writes its SSE keep-alive comments from tick. A nil tick or every
 // ≤ 0 never ticks; tick is not called after AcquireTick returns.
 func (s *Scheduler) AcquireTick(ctx context.Context, model, keyID string, cost int64, every time.Duration, tick func()) (release func(), waited time.Duration, err error) {
+	return s.acquire(ctx, model, keyID, "", cost, every, tick)
+}
+
+func (s *Scheduler) acquire(ctx context.Context, model, keyID, user string, cost int64, every time.Duration, tick func()) (release func(), waited time.Duration, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
@@ -166,12 +190,13 @@ func (s *Scheduler) AcquireTick(ctx context.Context, model, keyID string, cost i
 		s.mu.Unlock()
 		return s.releaser(m, k, at), 0, nil
 	}
-	if err := s.admitLocked(m, keyID); err != nil {
+	if err := s.admitLocked(m, keyID, user); err != nil {
 		s.mu.Unlock()
 		return nil, 0, err
 	}
 	w := &waiter{
 		key:   m.key(keyID, s.cfg.Weight),
+		user:  user,
 		cost:  cost,
 		enq:   s.cfg.Now(),
 		ready: make(chan struct{}),
@@ -179,6 +204,9 @@ func (s *Scheduler) AcquireTick(ctx context.Context, model, keyID string, cost i
 	m.enqueue(w)
 	s.waiting++
 	s.keyWaits[keyID]++
+	if user != "" {
+		s.userWaits[userID{keyID, user}]++
+	}
 	s.dispatchLocked(m)
 	s.mu.Unlock()
 
@@ -238,8 +266,17 @@ func (s *Scheduler) cancelled(m *model, w *waiter) time.Duration {
 	return s.cfg.Now().Sub(w.enq)
 }
 
-// admitLocked checks the queue bounds for one more waiter of keyID on m.
-func (s *Scheduler) admitLocked(m *model, keyID string) error {
+// admitLocked checks the queue bounds for one more waiter of keyID (and
+// its end user, if any) on m. An end user may have at most half the key's
+// bound waiting, so one user cannot fill the queue the key's other users
+// need.
+func (s *Scheduler) admitLocked(m *model, keyID, user string) error {
+	if limit := s.cfg.MaxQueuePerKey; limit > 0 && user != "" && s.userWaits[userID{keyID, user}] >= max(limit/2, 1) {
+		return &QueueError{
+			Reason:     ReasonUserQueueFull,
+			RetryAfter: retryAfter(s.userWaits[userID{keyID, user}], max(m.slots-1, 1), m.hold),
+		}
+	}
 	if limit := s.cfg.MaxQueuePerKey; limit > 0 && s.keyWaits[keyID] >= limit {
 		ahead := 0
 		if k := m.keys[keyID]; k != nil {
@@ -270,7 +307,7 @@ func (s *Scheduler) dispatchLocked(m *model) {
 		if w == nil {
 			return
 		}
-		s.unwaitLocked(w.key.id)
+		s.unwaitLocked(w.key.id, w.user)
 		m.inflight++
 		w.key.held++
 		w.granted = true
@@ -293,7 +330,7 @@ func (s *Scheduler) Kick() {
 // leaveLocked takes a waiter that gave up out of the queue.
 func (s *Scheduler) leaveLocked(m *model, w *waiter) {
 	m.remove(w)
-	s.unwaitLocked(w.key.id)
+	s.unwaitLocked(w.key.id, w.user)
 	m.dropKey(w.key)
 	s.dispatchLocked(m) // a key capped at slots−1 may now take the last slot
 	s.forgetLocked(m)
@@ -311,7 +348,13 @@ func (s *Scheduler) finishLocked(m *model, k *keyState, at time.Time) {
 	s.forgetLocked(m)
 }
 
-func (s *Scheduler) unwaitLocked(keyID string) {
+func (s *Scheduler) unwaitLocked(keyID, user string) {
+	if user != "" {
+		id := userID{keyID, user}
+		if s.userWaits[id]--; s.userWaits[id] <= 0 {
+			delete(s.userWaits, id)
+		}
+	}
 	s.waiting--
 	if s.keyWaits[keyID]--; s.keyWaits[keyID] <= 0 {
 		delete(s.keyWaits, keyID)

@@ -49,15 +49,15 @@ func forward(ctx context.Context, tx *sql.Tx, recs []StoredRecord, ckpt *Checkpo
 	return nil
 }
 
-// rowsPerInsert bounds one multi-row INSERT (21 variables a row, well under
+// rowsPerInsert bounds one multi-row INSERT (24 variables a row, well under
 // SQLite's limit of 32766): a batch costs few cgo calls.
 const rowsPerInsert = 64
 
 const recordColumns = `seq, at, kind, request_id, key_id, client_ip, endpoint, model, model_digest,
 	prompt_sha256, response_sha256, tokens_in, tokens_out, latency_ms, ttft_ms, status,
-	finish_reason, safety, detail, prev_hash, hash`
+	finish_reason, safety, detail, prev_hash, hash, end_user, end_user_email, end_user_name`
 
-const recordPlaceholders = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+const recordPlaceholders = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 // queryer is what reading the head needs: a *sql.Tx or a *sql.DB.
 type queryer interface {
@@ -163,7 +163,7 @@ func appendTx(ctx context.Context, tx *sql.Tx, o appendOpts, recs []Record) ([]S
 func insertRows(ctx context.Context, tx *sql.Tx, o *appendOpts, rows []StoredRecord) error {
 	var q strings.Builder
 	q.WriteString("INSERT INTO audit_records (" + recordColumns + ") VALUES ")
-	args := make([]any, 0, 21*len(rows))
+	args := make([]any, 0, 24*len(rows))
 	for i := range rows {
 		s := &rows[i]
 		if i > 0 {
@@ -173,7 +173,7 @@ func insertRows(ctx context.Context, tx *sql.Tx, o *appendOpts, rows []StoredRec
 		args = append(args, s.Seq, s.Time.UnixMilli(), string(s.Kind), s.RequestID, s.KeyID,
 			s.ClientIP, s.Endpoint, s.Model, s.ModelDigest, s.PromptSHA256, s.ResponseSHA256,
 			s.TokensIn, s.TokensOut, s.LatencyMS, s.TTFTMS, s.Status, s.FinishReason,
-			string(s.Safety), string(s.Detail), s.PrevHash[:], s.Hash[:])
+			string(s.Safety), string(s.Detail), s.PrevHash[:], s.Hash[:], s.EndUser, s.EndUserEmail, s.EndUserName)
 	}
 	if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 		return fmt.Errorf("append audit records: %w", err)

@@ -17,8 +17,9 @@ type Filter struct {
 	Since    time.Time // records at or after
 	Until    time.Time // records before
 	KeyID    string
-	AfterSeq int64 // records with a greater seq (resume point for tail -f)
-	Limit    int   // at most this many (0: no limit)
+	EndUser  string // records made for this end user of a delegate key
+	AfterSeq int64  // records with a greater seq (resume point for tail -f)
+	Limit    int    // at most this many (0: no limit)
 	// Newest makes Limit keep the newest matching records instead of the
 	// oldest; they are still returned in seq order.
 	Newest bool
@@ -36,6 +37,9 @@ func Query(ctx context.Context, db *store.DB, f Filter) ([]StoredRecord, error) 
 	}
 	if f.KeyID != "" {
 		where, args = append(where, "key_id = ?"), append(args, f.KeyID)
+	}
+	if f.EndUser != "" {
+		where, args = append(where, "end_user = ?"), append(args, f.EndUser)
 	}
 	if f.AfterSeq > 0 {
 		where, args = append(where, "seq > ?"), append(args, f.AfterSeq)
@@ -82,7 +86,8 @@ func scanRecord(rows *sql.Rows) (StoredRecord, error) {
 	var prev, hash []byte
 	err := rows.Scan(&s.Seq, &at, &kind, &s.RequestID, &s.KeyID, &s.ClientIP, &s.Endpoint,
 		&s.Model, &s.ModelDigest, &s.PromptSHA256, &s.ResponseSHA256, &s.TokensIn, &s.TokensOut,
-		&s.LatencyMS, &s.TTFTMS, &s.Status, &s.FinishReason, &safety, &detail, &prev, &hash)
+		&s.LatencyMS, &s.TTFTMS, &s.Status, &s.FinishReason, &safety, &detail, &prev, &hash,
+		&s.EndUser, &s.EndUserEmail, &s.EndUserName)
 	if err != nil {
 		return s, fmt.Errorf("read audit record: %w", err)
 	}

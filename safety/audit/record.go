@@ -58,6 +58,11 @@ type Record struct {
 	FinishReason   string          `json:"finish_reason,omitempty"`
 	Safety         json.RawMessage `json:"safety,omitempty"` // JSON or empty
 	Detail         json.RawMessage `json:"detail,omitempty"` // JSON or empty
+	// EndUser is the end user a delegate key named for the request (its
+	// e-mail and name when the front end sent them); empty otherwise.
+	EndUser      string `json:"end_user,omitempty"`
+	EndUserEmail string `json:"end_user_email,omitempty"`
+	EndUserName  string `json:"end_user_name,omitempty"`
 
 	Prompt   string `json:"-"`
 	Response string `json:"-"`
@@ -100,7 +105,13 @@ func hashFrom(b []byte) (Hash, error) {
 
 // canonicalVersion is the first byte of every canonical encoding; a new
 // layout gets a new version and old rows keep verifying under theirs.
-const canonicalVersion = 1
+// Version 2 appends the end user's id, e-mail and name; it is used only for
+// records that have one, so every other record (and every record written
+// before end users existed) keeps version 1's bytes.
+const (
+	canonicalVersion        = 1
+	canonicalVersionEndUser = 2
+)
 
 // canonical is the deterministic encoding of a row's chained fields: a
 // version byte, the seq, then every field in a fixed order, integers as
@@ -108,7 +119,12 @@ const canonicalVersion = 1
 // Prompt and Response are not part of it.
 func canonical(buf *bytes.Buffer, seq int64, r *Record) []byte {
 	buf.Reset()
-	buf.WriteByte(canonicalVersion)
+	endUser := r.EndUser != "" || r.EndUserEmail != "" || r.EndUserName != ""
+	if endUser {
+		buf.WriteByte(canonicalVersionEndUser)
+	} else {
+		buf.WriteByte(canonicalVersion)
+	}
 	var n [8]byte
 	putInt := func(v int64) {
 		binary.BigEndian.PutUint64(n[:], uint64(v))
@@ -138,6 +154,11 @@ func canonical(buf *bytes.Buffer, seq int64, r *Record) []byte {
 	putStr(r.FinishReason)
 	putStr(string(r.Safety))
 	putStr(string(r.Detail))
+	if endUser {
+		putStr(r.EndUser)
+		putStr(r.EndUserEmail)
+		putStr(r.EndUserName)
+	}
 	return buf.Bytes()
 }
 

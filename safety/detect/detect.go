@@ -31,6 +31,10 @@ type Match struct {
 	Category string
 	// Detector names the rule that fired, e.g. "luhn" or "aws-access-key".
 	Detector string
+	// Score is a statistical detector's confidence in (0, 1]; rule-based
+	// detectors leave it 0. The policy may drop a scored match below its
+	// threshold.
+	Score float32
 }
 
 // A Detector finds one category of sensitive text.
@@ -60,3 +64,10 @@ type Detector interface {
 // into a value do not hide it, and maps what they find back to the
 // original bytes.
 type Raw interface{ RawText() }
+
+// Whole is implemented by detectors that judge a text as a whole rather
+// than by spans found in a window: a statistical classifier whose verdict
+// on a passage depends on all of it. The filter gives them a prompt whole
+// like the others, and an answer once, when it has ended, rather than
+// piece by piece as it streams; their Hold is never consulted.
+type Whole interface{ WholeText() }

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/warden-llm/warden/safety/detect"
+	"github.com/warden-llm/warden/safety/detect/classifier"
 	"github.com/warden-llm/warden/safety/detect/control"
 	"github.com/warden-llm/warden/safety/detect/encoded"
 	"github.com/warden-llm/warden/safety/detect/norm"
@@ -27,7 +28,9 @@ type DetectorOptions struct {
 }
 
 // Detectors returns a builder of the full built-in detector set, for
-// Config.Detectors: PII, secrets, injection, hidden Unicode, confusables,
+// Config.Detectors: PII, secrets, injection (the phrase grammar, and the
+// classifier, which judges a prompt whole and an answer once it has
+// ended), hidden Unicode, confusables,
 // terminal control sequences, encoded payloads (decoded and scanned with
 // the secret, PII, injection and blocklist detectors, so a finding inside
 // takes its own category) and the blocklists, read from their files on
@@ -47,7 +50,7 @@ func Detectors(o DetectorOptions) func() ([]detect.Detector, error) {
 		var ds, inner []detect.Detector
 		ds = append(append(append(ds, pd...), sec), phrases...)
 		inner = append(append(append(inner, sec), pd...), phrases...)
-		ds = append(ds, norm.NewHiddenUnicode(), norm.NewConfusable(), control.New(), encoded.New(inner))
+		ds = append(ds, norm.NewHiddenUnicode(), norm.NewConfusable(), control.New(), encoded.New(inner), classifier.New())
 		return ds, nil
 	}
 }

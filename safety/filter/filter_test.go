@@ -23,7 +23,7 @@ func TestRedactPlaceholdersPerRequest(t *testing.T) {
 	if want := "it was [SSN_1] then [SSN_3]"; out != want {
 		t.Fatalf("output %q, want %q", out, want)
 	}
-	if len(res.Findings) != 3 || res.Findings[0] != (Finding{Input, CatSSN, "digits", 5, 10, Redact}) {
+	if len(res.Findings) != 3 || res.Findings[0] != (Finding{Input, CatSSN, "digits", 5, 10, Redact, 0}) {
 		t.Fatalf("findings %+v", res.Findings)
 	}
 	want2 := []Decision{{Input, CatSSN, Redact, 3}, {Output, CatSSN, Redact, 2}}

@@ -5,6 +5,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/warden-llm/warden/safety/detect/classifier"
 )
 
 // Action is what a profile does about a finding.
@@ -82,6 +84,10 @@ type Profile struct {
 	Input, Output map[string]Action
 	// MaxOutputChars caps an answer's length in characters; 0 means no cap.
 	MaxOutputChars int64
+	// InjectionThreshold is the injection classifier's score at or above
+	// which a text counts as an injection (the classifier reports from its
+	// floor up; 0 keeps everything it reports).
+	InjectionThreshold float64
 }
 
 // Action returns the profile's action for category in dir.
@@ -115,7 +121,7 @@ func DefaultProfile() *Profile {
 	out[CatCanary] = Block
 	out[CatRepeat] = Flag
 	out[CatEncoded] = Allow
-	return &Profile{Name: "default", Input: in, Output: out}
+	return &Profile{Name: "default", Input: in, Output: out, InjectionThreshold: float64(classifier.Embedded().Threshold)}
 }
 
 // ProfileConfig is one [safety.profiles.NAME] table.
@@ -126,6 +132,9 @@ type ProfileConfig struct {
 	Input          map[string]string `toml:"input"`
 	Output         map[string]string `toml:"output"`
 	MaxOutputChars int64             `toml:"max_output_chars"`
+	// InjectionThreshold sets the injection classifier's threshold (0: the
+	// base profile's, which for the default is the model's own).
+	InjectionThreshold float64 `toml:"injection_threshold"`
 	// BlocklistAction is the action for every blocklist category not named
 	// in Input or Output ("block" when empty).
 	BlocklistAction string `toml:"blocklist_action"`
@@ -135,13 +144,11 @@ type ProfileConfig struct {
 // built-in "default" is always there; a table named "default" changes it.
 // Categories must be built-in or blocklist names; canary and repeat can only
 // be acted on in output, and repeat only flagged (it is known when an answer
-// ends, too late to redact it).
-func BuildProfiles(cfgs map[string]ProfileConfig, blocklists []string) (map[string]*Profile, error) {
+// ends, too late to redact it). Guard names the categories a guard model
+// reports: the default profile blocks those it does not name otherwise.
+func BuildProfiles(cfgs map[string]ProfileConfig, blocklists []string, guard ...string) (map[string]*Profile, error) {
 	known := map[string]bool{}
-	for _, c := range Builtin {
-		known[c] = true
-	}
-	for _, c := range blocklists {
+	for _, c := range slices.Concat(Builtin, blocklists, guard) {
 		known[c] = true
 	}
 	out := map[string]*Profile{}
@@ -158,11 +165,13 @@ func BuildProfiles(cfgs map[string]ProfileConfig, blocklists []string) (map[stri
 			switch name {
 			case "default":
 				p := DefaultProfile()
+				guardDefaults(p, guard)
 				blockAll(p, blocklists, Block)
 				out[name] = p
 				return p, nil
 			case "none":
-				return &Profile{Name: "none", Input: map[string]Action{}, Output: map[string]Action{}}, nil
+				return &Profile{Name: "none", Input: map[string]Action{}, Output: map[string]Action{},
+					InjectionThreshold: float64(classifier.Embedded().Threshold)}, nil
 			}
 			return nil, fmt.Errorf("safety profile %q is not defined", name)
 		}
@@ -174,12 +183,14 @@ func BuildProfiles(cfgs map[string]ProfileConfig, blocklists []string) (map[stri
 		switch {
 		case base == "" || (name == "default" && base == "default"):
 			p = DefaultProfile()
+			guardDefaults(p, guard)
 		default:
 			b, err := build(base, append(seen, name))
 			if err != nil {
 				return nil, err
 			}
-			p = &Profile{Input: maps.Clone(b.Input), Output: maps.Clone(b.Output), MaxOutputChars: b.MaxOutputChars}
+			p = &Profile{Input: maps.Clone(b.Input), Output: maps.Clone(b.Output), MaxOutputChars: b.MaxOutputChars,
+				InjectionThreshold: b.InjectionThreshold}
 		}
 		p.Name = name
 		if cfg.BlocklistAction != "" || base == "" || base == "default" {
@@ -221,6 +232,14 @@ func BuildProfiles(cfgs map[string]ProfileConfig, blocklists []string) (map[stri
 		}
 		if cfg.MaxOutputChars > 0 {
 			p.MaxOutputChars = cfg.MaxOutputChars
+		}
+		if t := cfg.InjectionThreshold; t != 0 {
+			m := classifier.Embedded()
+			if t < float64(m.Floor) || t >= 1 {
+				return nil, fmt.Errorf("safety profile %q: injection_threshold %g out of range: the classifier reports scores from %.4f (its floor) to 1; its default is %.4f",
+					name, t, m.Floor, m.Threshold)
+			}
+			p.InjectionThreshold = t
 		}
 		out[name] = p
 		return p, nil

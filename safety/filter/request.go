@@ -19,6 +19,9 @@ type Finding struct {
 	Start     int       `json:"start"`
 	End       int       `json:"end"`
 	Action    Action    `json:"action"`
+	// Score is a statistical detector's confidence (the injection
+	// classifier's probability); 0 for rule-based findings.
+	Score float64 `json:"score,omitempty"`
 }
 
 // Result is a whole text after filtering.

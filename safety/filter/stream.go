@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -27,7 +28,8 @@ type Stream struct {
 	dets []detect.Detector // the raw ones (detect.Raw), then those reading the literal view
 	nraw int
 
-	lv *litView // the literal view of the window, when it is not plain
+	lv     *litView       // the literal view of the window, when it is not plain
+	digits *detect.Digits // the digit scan of what the view detectors read, shared by the detect.DigitFinders
 
 	win  []byte // released context, then held text
 	from int    // win[:from] is released context
@@ -39,12 +41,18 @@ type Stream struct {
 	ms       []detect.Match
 	maxHold  int
 
-	answer strings.Builder // the raw answer, for the repeat check (output only)
+	// whole are the detectors that judge an answer once it has ended
+	// (detect.Whole); a prompt gives them its text with the others.
+	whole []detect.Detector
+
+	answer strings.Builder // the raw answer, for the repeat check and whole (output only)
 	repeat bool
+	keep   bool // keep the answer
 }
 
-// maxRepeatBytes bounds what the repeat check keeps of an answer.
-const maxRepeatBytes = 64 << 10
+// maxAnswerBytes bounds what the repeat check and the whole-text detectors
+// see of an answer.
+const maxAnswerBytes = 64 << 10
 
 // Output starts filtering the request's answer. One answer per Request:
 // the repeat check counts every Output stream as an answer.
@@ -57,17 +65,24 @@ func (r *Request) stream(dir Direction, answer bool) *Stream {
 	}
 	s := &Stream{r: r, dir: dir, dets: make([]detect.Detector, 0, len(dets))}
 	for _, d := range dets {
-		if _, ok := d.(detect.Raw); ok {
+		if _, ok := d.(detect.Whole); ok && dir == Output {
+			if r.p.Action(Output, d.Category()) != Allow || r.showAllowed {
+				s.whole = append(s.whole, d)
+			}
+		} else if _, ok := d.(detect.Raw); ok {
 			s.dets = append(s.dets, d)
 		}
 	}
 	s.nraw = len(s.dets)
 	for _, d := range dets {
-		if _, ok := d.(detect.Raw); !ok {
+		_, raw := d.(detect.Raw)
+		_, whole := d.(detect.Whole)
+		if !raw && !(whole && dir == Output) {
 			s.dets = append(s.dets, d)
 		}
 	}
 	s.repeat = answer && r.e.repeats != nil && r.p.Action(Output, CatRepeat) != Allow
+	s.keep = answer && (s.repeat || len(s.whole) > 0)
 	return s
 }
 
@@ -97,6 +112,9 @@ func (s *Stream) Close() string {
 	out := s.step(true)
 	s.closed = true
 	s.putView()
+	if len(s.whole) > 0 && !s.blocked {
+		s.judgeWhole([]byte(s.answer.String()))
+	}
 	if s.repeat && !s.blocked {
 		if n := s.r.e.repeats.check(s.answer.String()); n > 0 {
 			s.record(detect.Match{Category: CatRepeat, Detector: repeatDetector(n), End: len(s.win)})
@@ -133,10 +151,44 @@ func (s *Stream) step(final bool) string {
 func (s *Stream) scanWhole(text string) string {
 	s.win = unsafe.Slice(unsafe.StringData(text), len(text))
 	out, _ := s.release(true, text)
+	if len(s.whole) > 0 && !s.blocked {
+		s.judgeWhole(s.win[:min(len(text), maxAnswerBytes)])
+	}
 	s.win = nil
 	s.closed = true
 	s.putView()
 	return out
+}
+
+// judgeWhole runs the whole-text detectors (detect.Whole) over an answer
+// that has ended — its first maxAnswerBytes, read through the literal view
+// like the other detectors — and records what they find. The answer has
+// been released by then: flag and redact record the finding, block marks
+// the answer blocked (it ends with finish reason content_filter) but
+// cannot take back what was sent. A streamed answer and the same answer
+// scanned whole give the same findings.
+func (s *Stream) judgeWhole(text []byte) {
+	view, plain := text, norm.Plain(text)
+	var vm norm.OffsetMap
+	if !plain {
+		lv := litViews.Get().(*litView)
+		defer litViews.Put(lv)
+		lv.dst, lv.m = norm.LiteralMap(lv.dst, lv.m, text, s.readTags())
+		view, vm = lv.dst, lv.m
+	}
+	for _, d := range s.whole {
+		d.Find(view, 0, func(m detect.Match) {
+			if !plain {
+				m.Start, m.End = vm.At(m.Start), vm.End(text, m.End)
+			}
+			if !s.wanted(m) {
+				return
+			}
+			if s.recordAt(m, 0) == Block {
+				s.blocked = true
+			}
+		})
+	}
 }
 
 // release runs the detectors over the window, records the findings that
@@ -154,7 +206,7 @@ func (s *Stream) release(final bool, src string) (string, int) {
 	win := s.win
 	ms := s.ms[:0]
 	add := func(m detect.Match) {
-		if s.r.p.Action(s.dir, m.Category) != Allow || s.wantAllowed() {
+		if s.wanted(m) {
 			ms = append(ms, m)
 		}
 	}
@@ -175,8 +227,9 @@ func (s *Stream) release(final bool, src string) (string, int) {
 	case end <= s.from:
 		// Nothing new the view can judge yet.
 	case plain:
+		scanned := false
 		for _, d := range s.dets[s.nraw:] {
-			d.Find(vw, s.from, add)
+			s.find(d, vw, s.from, &scanned, add)
 		}
 	case len(s.dets) > s.nraw:
 		if s.lv == nil {
@@ -189,8 +242,9 @@ func (s *Stream) release(final bool, src string) (string, int) {
 			m.Start, m.End = vm.At(m.Start), vm.End(vw, m.End)
 			add(m)
 		}
+		scanned := false
 		for _, d := range s.dets[s.nraw:] {
-			d.Find(view, vfrom, mapped)
+			s.find(d, view, vfrom, &scanned, mapped)
 		}
 	}
 	s.ms = ms
@@ -244,7 +298,7 @@ func (s *Stream) release(final bool, src string) (string, int) {
 	// are replaced like redactions.
 	block, end := -1, cut
 	for i, m := range ms {
-		if m.End <= cut && s.r.p.Action(s.dir, m.Category) == Block {
+		if m.End <= cut && s.action(m) == Block {
 			s.blocked = true
 			if s.dir == Output {
 				block, end = i, m.Start
@@ -252,6 +306,11 @@ func (s *Stream) release(final bool, src string) (string, int) {
 			}
 		}
 	}
+
+	// Room for every finding at once: a text dense with findings would
+	// otherwise grow both lists many times.
+	s.findings = slices.Grow(s.findings, len(ms))
+	s.r.findings = slices.Grow(s.r.findings, len(ms))
 
 	// The builder is sized on the first redaction; until then at stays at
 	// s.from and the released text is one unbroken part of the window.
@@ -262,7 +321,7 @@ func (s *Stream) release(final bool, src string) (string, int) {
 			continue
 		}
 		act := s.record(m)
-		if i == block || (act != Redact && act != Block) || m.End <= at {
+		if i == block || (act != Redact && act != Block) || m.End <= at || m.Score > 0 {
 			continue
 		}
 		if m.Start >= at {
@@ -275,8 +334,8 @@ func (s *Stream) release(final bool, src string) (string, int) {
 		// A match overlapping the last redacted span extends it.
 		at = m.End
 	}
-	if s.repeat && s.answer.Len() < maxRepeatBytes {
-		s.answer.Write(win[s.from:min(cut, s.from+maxRepeatBytes-s.answer.Len())])
+	if s.keep && s.answer.Len() < maxAnswerBytes {
+		s.answer.Write(win[s.from:min(cut, s.from+maxAnswerBytes-s.answer.Len())])
 	}
 	switch {
 	case at == s.from && src != "":
@@ -290,6 +349,27 @@ func (s *Stream) release(final bool, src string) (string, int) {
 	return out.String(), cut
 }
 
+// find runs d over text from from. A detect.DigitFinder gets the shared
+// digit scan of text, made by the first one that needs it (*scanned
+// says whether it has been made for this text).
+func (s *Stream) find(d detect.Detector, text []byte, from int, scanned *bool, report func(detect.Match)) {
+	df, ok := d.(detect.DigitFinder)
+	if !ok {
+		d.Find(text, from, report)
+		return
+	}
+	if !*scanned {
+		if s.digits == nil {
+			s.digits = digitScans.Get().(*detect.Digits)
+		}
+		s.digits.Scan(text)
+		*scanned = true
+	}
+	df.FindDigits(text, from, s.digits, report)
+}
+
+var digitScans = sync.Pool{New: func() any { return new(detect.Digits) }}
+
 // litView holds a literal view and its offsets, reused across streams.
 type litView struct {
 	dst []byte
@@ -298,8 +378,16 @@ type litView struct {
 
 var litViews = sync.Pool{New: func() any { return new(litView) }}
 
-// putView returns the stream's view buffers once the text is over.
+// putView returns the stream's view buffers and digit scan once the text
+// is over.
 func (s *Stream) putView() {
+	if s.digits != nil {
+		s.digits.Scan(nil) // drops the text; keeps the memory
+		if s.digits.Cap() <= 1<<17 {
+			digitScans.Put(s.digits)
+		}
+		s.digits = nil
+	}
 	if s.lv == nil {
 		return
 	}
@@ -317,18 +405,39 @@ func (s *Stream) readTags() bool {
 	return a != Redact && a != Block
 }
 
-// wantAllowed: findings whose action is allow are dropped early, except
-// when the request shows them (warden scan).
-func (s *Stream) wantAllowed() bool { return s.r.showAllowed }
+// wanted reports whether a match counts: a scored match must reach the
+// profile's threshold, and findings whose action is allow are dropped
+// early, except when the request shows them (warden scan).
+func (s *Stream) wanted(m detect.Match) bool {
+	if m.Score > 0 && m.Category == CatInjection && float64(m.Score) < s.r.p.InjectionThreshold {
+		return false
+	}
+	return s.r.p.Action(s.dir, m.Category) != Allow || s.r.showAllowed
+}
+
+// action is the profile's action for m. A scored match is a verdict on a
+// window of text, not a span to cut out of it: with redact, the spans the
+// phrase grammar finds in the same category are redacted, and the
+// classifier's verdict is recorded as a flag. Its text is never replaced.
+func (s *Stream) action(m detect.Match) Action {
+	a := s.r.p.Action(s.dir, m.Category)
+	if a == Redact && m.Score > 0 {
+		return Flag
+	}
+	return a
+}
 
 // record notes a finding in absolute offsets and returns its action.
-func (s *Stream) record(m detect.Match) Action {
-	act := s.r.p.Action(s.dir, m.Category)
+func (s *Stream) record(m detect.Match) Action { return s.recordAt(m, s.base) }
+
+// recordAt notes a finding whose offsets are relative to base.
+func (s *Stream) recordAt(m detect.Match, base int) Action {
+	act := s.action(m)
 	if act == Allow && !s.r.showAllowed {
 		return act
 	}
 	f := Finding{Direction: s.dir, Category: m.Category, Detector: m.Detector,
-		Start: s.base + m.Start, End: s.base + m.End, Action: act}
+		Start: base + m.Start, End: base + m.End, Action: act, Score: roundScore(m.Score)}
 	if m.Category == CatRepeat {
 		f.Start = 0
 	}
@@ -336,3 +445,7 @@ func (s *Stream) record(m detect.Match) Action {
 	s.r.findings = append(s.r.findings, f)
 	return act
 }
+
+// roundScore keeps four decimals of a score: what a reader of the audit
+// record or warden scan's output can use.
+func roundScore(x float32) float64 { return math.Round(float64(x)*1e4) / 1e4 }

@@ -44,3 +44,15 @@ func (a Admin) Revoke(ctx context.Context, actor, id string) error {
 func (a Admin) Update(ctx context.Context, actor, id string, ch Change) error {
 	return a.refresh(ctx, a.Manager.Update(ctx, actor, id, ch))
 }
+
+// BlockUser blocks an end user under a key (see Manager.BlockUser) and
+// refreshes the cache.
+func (a Admin) BlockUser(ctx context.Context, actor, id, user string) error {
+	return a.refresh(ctx, a.Manager.BlockUser(ctx, actor, id, user))
+}
+
+// UnblockUser unblocks an end user under a key (see Manager.UnblockUser)
+// and refreshes the cache.
+func (a Admin) UnblockUser(ctx context.Context, actor, id, user string) error {
+	return a.refresh(ctx, a.Manager.UnblockUser(ctx, actor, id, user))
+}

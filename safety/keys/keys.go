@@ -40,11 +40,16 @@ const (
 	ScopeEmbeddings  Scope = "embeddings"
 	ScopeModels      Scope = "models"
 	ScopeAdmin       Scope = "admin"
+	// ScopeDelegate lets a key name the end user of each request (a shared
+	// front end such as Open WebUI): the user is held to the key's per-user
+	// limits, shares the key's slots fairly with its other users, and is
+	// recorded in the audit trail. It grants no route by itself.
+	ScopeDelegate Scope = "delegate"
 )
 
 // AllScopes lists every known scope.
 func AllScopes() []Scope {
-	return []Scope{ScopeChat, ScopeCompletions, ScopeEmbeddings, ScopeModels, ScopeAdmin}
+	return []Scope{ScopeChat, ScopeCompletions, ScopeEmbeddings, ScopeModels, ScopeAdmin, ScopeDelegate}
 }
 
 // DefaultScopes are given to a key created with none: everything but admin.
@@ -55,7 +60,7 @@ func DefaultScopes() []Scope {
 // Known reports whether s is one of AllScopes.
 func (s Scope) Known() bool {
 	switch s {
-	case ScopeChat, ScopeCompletions, ScopeEmbeddings, ScopeModels, ScopeAdmin:
+	case ScopeChat, ScopeCompletions, ScopeEmbeddings, ScopeModels, ScopeAdmin, ScopeDelegate:
 		return true
 	}
 	return false
@@ -72,6 +77,15 @@ type Limits struct {
 	MaxOutputTokens int64 `json:"max_output_tokens,omitempty"`
 	MaxOutputChars  int64 `json:"max_output_chars,omitempty"`
 	MaxInputTokens  int64 `json:"max_input_tokens,omitempty"`
+
+	// The per-user limits of a delegate key: each end user it names is
+	// held to them, in buckets of its own, while the key's limits above
+	// still bound the total.
+	UserRPM            int64 `json:"user_rpm,omitempty"`
+	UserTPM            int64 `json:"user_tpm,omitempty"`
+	UserTokensPerDay   int64 `json:"user_tokens_per_day,omitempty"`
+	UserTokensPerMonth int64 `json:"user_tokens_per_month,omitempty"`
+	UserConcurrency    int64 `json:"user_concurrency,omitempty"`
 }
 
 // Validate refuses negative limits, naming the first one.
@@ -84,6 +98,8 @@ func (l Limits) Validate() error {
 		{"tokens-per-month", l.TokensPerMonth}, {"concurrency", l.Concurrency},
 		{"max-output-tokens", l.MaxOutputTokens}, {"max-output-chars", l.MaxOutputChars},
 		{"max-input-tokens", l.MaxInputTokens},
+		{"user-rpm", l.UserRPM}, {"user-tpm", l.UserTPM}, {"user-tokens-per-day", l.UserTokensPerDay},
+		{"user-tokens-per-month", l.UserTokensPerMonth}, {"user-concurrency", l.UserConcurrency},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("limit %s is negative (%d)", f.name, f.v)
@@ -110,14 +126,19 @@ type Key struct {
 	// AllowCIDRs are the client networks the key may be used from
 	// (canonical CIDRs); empty allows any address.
 	AllowCIDRs []string `json:"allow_cidrs"`
+	// RequireUser, when set, overrides keys.require_user for this key: a
+	// delegate request that names no end user is refused with 400.
+	RequireUser *bool `json:"require_user,omitempty"`
+	// BlockedUsers are the end users refused (403) under this key.
+	BlockedUsers []string   `json:"blocked_users"`
 	// Probe marks the key `warden probe` sends its probes with: the audit
 	// records of its requests say they are probes.
-	Probe    bool       `json:"probe,omitempty"`
-	Created  time.Time  `json:"created"`
-	Rotated  *time.Time `json:"rotated,omitempty"`
-	Expires  *time.Time `json:"expires,omitempty"`
-	Revoked  *time.Time `json:"revoked,omitempty"`
-	LastUsed *time.Time `json:"last_used,omitempty"`
+	Probe bool `json:"probe,omitempty"`
+	Created      time.Time  `json:"created"`
+	Rotated      *time.Time `json:"rotated,omitempty"`
+	Expires      *time.Time `json:"expires,omitempty"`
+	Revoked      *time.Time `json:"revoked,omitempty"`
+	LastUsed     *time.Time `json:"last_used,omitempty"`
 	// GraceUntil is when the previous secret stops working after a rotate
 	// (nil when there is none).
 	GraceUntil *time.Time `json:"grace_until,omitempty"`
@@ -135,6 +156,9 @@ type Spec struct {
 	// AllowCIDRs are the client networks the key may be used from (CIDRs
 	// or single addresses); empty = any address.
 	AllowCIDRs []string
+	// RequireUser overrides keys.require_user for the key (nil: the
+	// configured default).
+	RequireUser *bool
 	// Probe marks a probe key (see Key.Probe).
 	Probe bool
 }
@@ -247,7 +271,7 @@ func normalizeScopes(in []Scope) ([]Scope, error) {
 	for _, s := range in {
 		s = Scope(strings.ToLower(strings.TrimSpace(string(s))))
 		if !s.Known() {
-			return nil, fmt.Errorf("unknown scope %q (known: chat, completions, embeddings, models, admin)", s)
+			return nil, fmt.Errorf("unknown scope %q (known: chat, completions, embeddings, models, admin, delegate)", s)
 		}
 		if !containsScope(out, s) {
 			out = append(out, s)

@@ -76,10 +76,10 @@ func (m *Manager) Create(ctx context.Context, actor string, s Spec) (Key, string
 	var k Key
 	err = m.tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO keys
-			(id, name, secret_hash, created_at, expires_at, scopes, models, limits, policy, weight, allow_cidrs, probe, version)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, `+nextVersion+`)`,
+			(id, name, secret_hash, created_at, expires_at, scopes, models, limits, policy, weight, allow_cidrs, require_user, probe, version)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, `+nextVersion+`)`,
 			id, s.Name, hash[:], now.UnixMilli(), expires,
-			mustJSON(s.Scopes), mustJSON(s.Models), mustJSON(s.Limits), s.Profile, s.Weight, mustJSON(s.AllowCIDRs), s.Probe)
+			mustJSON(s.Scopes), mustJSON(s.Models), mustJSON(s.Limits), s.Profile, s.Weight, mustJSON(s.AllowCIDRs), s.RequireUser, s.Probe)
 		if err != nil {
 			return fmt.Errorf("create key: %w", err)
 		}
@@ -91,6 +91,7 @@ func (m *Manager) Create(ctx context.Context, actor string, s Spec) (Key, string
 		return m.event(ctx, tx, now, actor, ActionCreate, id, map[string]any{
 			"name": k.Name, "scopes": k.Scopes, "models": k.Models, "limits": k.Limits,
 			"expires": k.Expires, "weight": k.Weight, "profile": k.Profile, "allow_cidrs": k.AllowCIDRs,
+			"require_user": k.RequireUser,
 		})
 	})
 	if err != nil {
@@ -177,6 +178,10 @@ type Change struct {
 	// AllowCIDRs, when set, replaces the key's client networks; an empty
 	// list allows any address again.
 	AllowCIDRs *[]string
+	// RequireUser, when set, replaces the key's own require_user; ClearRequireUser
+	// goes back to the configured default.
+	RequireUser      *bool
+	ClearRequireUser bool
 }
 
 // Validate refuses negative limits, a weight outside 1..MaxWeight, a
@@ -229,7 +234,7 @@ func (m *Manager) Update(ctx context.Context, actor, id string, ch Change) error
 		if err != nil {
 			return err
 		}
-		limits, weight, prof, nets := r.Limits, r.Weight, r.Profile, r.AllowCIDRs
+		limits, weight, prof, nets, reqUser := r.Limits, r.Weight, r.Profile, r.AllowCIDRs, r.RequireUser
 		detail := map[string]any{}
 		if ch.Limits != nil {
 			limits = *ch.Limits
@@ -247,8 +252,12 @@ func (m *Manager) Update(ctx context.Context, actor, id string, ch Change) error
 			nets = cidrs
 			detail["allow_cidrs"], detail["previous_allow_cidrs"] = nets, r.AllowCIDRs
 		}
+		if ch.RequireUser != nil || ch.ClearRequireUser {
+			reqUser = ch.RequireUser
+			detail["require_user"], detail["previous_require_user"] = reqUser, r.RequireUser
+		}
 		_, err = tx.ExecContext(ctx, `UPDATE keys SET limits = ?, weight = ?, policy = ?, allow_cidrs = ?,
-			version = `+nextVersion+` WHERE id = ?`, mustJSON(limits), weight, prof, mustJSON(nets), id)
+			require_user = ?, version = `+nextVersion+` WHERE id = ?`, mustJSON(limits), weight, prof, mustJSON(nets), reqUser, id)
 		if err != nil {
 			return fmt.Errorf("update key %s: %w", id, err)
 		}

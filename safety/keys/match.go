@@ -27,10 +27,14 @@ type Principal struct {
 	// AllowCIDRs are the client networks the key may be used from (empty:
 	// any); see AllowsAddr.
 	AllowCIDRs []string
+	// RequireUser is the key's own keys.require_user (nil: the configured
+	// default).
+	RequireUser *bool
 	// Probe: the key's requests are probes (`warden probe`).
 	Probe bool
 
 	patterns []pattern
+	blocked  map[string]struct{}
 	nets     []netip.Prefix
 }
 
@@ -169,6 +173,9 @@ func newPrincipal(k Key) *Principal {
 
 		AllowCIDRs: k.AllowCIDRs,
 		nets:       compileCIDRs(k.AllowCIDRs),
-		Probe:      k.Probe,
+
+		RequireUser: k.RequireUser,
+		blocked:     blockedSet(k.BlockedUsers),
+		Probe:       k.Probe,
 	}
 }

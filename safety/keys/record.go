@@ -12,7 +12,7 @@ import (
 
 // keyColumns is the column list every key read selects, in scanRecord's order.
 const keyColumns = `id, name, secret_hash, prev_hash, prev_until, created_at, rotated_at,
-	expires_at, revoked_at, last_used_at, scopes, models, limits, policy, version, weight, allow_cidrs, probe`
+	expires_at, revoked_at, last_used_at, scopes, models, limits, policy, version, weight, allow_cidrs, require_user, blocked_users, probe`
 
 // record is one row of the keys table.
 type record struct {
@@ -34,9 +34,11 @@ func scanRecord(s scanner) (record, error) {
 		created                         int64
 		rotated, expires, revoked, last sql.NullInt64
 		scopes, models, limits, cidrs   string
+		requireUser                     sql.NullBool
+		blocked                         string
 	)
 	err := s.Scan(&r.ID, &r.Name, &r.hash, &r.prevHash, &r.prevUntil, &created, &rotated,
-		&expires, &revoked, &last, &scopes, &models, &limits, &r.Profile, &r.version, &r.Weight, &cidrs, &r.Probe)
+		&expires, &revoked, &last, &scopes, &models, &limits, &r.Profile, &r.version, &r.Weight, &cidrs, &requireUser, &blocked, &r.Probe)
 	if err != nil {
 		return record{}, err
 	}
@@ -62,6 +64,16 @@ func scanRecord(s scanner) (record, error) {
 	}
 	if err := json.Unmarshal([]byte(cidrs), &r.AllowCIDRs); err != nil {
 		return record{}, fmt.Errorf("key %s: allow_cidrs: %w", r.ID, err)
+	}
+	if err := json.Unmarshal([]byte(blocked), &r.BlockedUsers); err != nil {
+		return record{}, fmt.Errorf("key %s: blocked_users: %w", r.ID, err)
+	}
+	if requireUser.Valid {
+		v := requireUser.Bool
+		r.RequireUser = &v
+	}
+	if r.BlockedUsers == nil {
+		r.BlockedUsers = []string{}
 	}
 	if r.Models == nil {
 		r.Models = []string{}

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/store"
 )
 
@@ -107,6 +108,9 @@ type Env struct {
 	// Keys.
 	RotationMaxAge time.Duration
 	UnusedAfter    time.Duration // 0: 90 days
+	// UserLimits are the configured per-user defaults of delegate keys
+	// ([limits.user]; the User* fields).
+	UserLimits keys.Limits
 
 	// Probes: a probe run older than ProbeMaxAge (0: 8 days) is stale; a
 	// rate that rose by more than ProbeThreshold (0: 0.1) since the
@@ -188,6 +192,7 @@ func Checks() []Check {
 		{"keys.admin_expiry", checkAdminExpiry},
 		{"keys.model_restriction", checkModelRestriction},
 		{"keys.unused", checkUnused},
+		{"keys.delegate_user_limits", checkDelegateUserLimits},
 		{"probes.recent", checkProbes},
 		{"host.data_dir", checkDataDir},
 		{"host.user", checkUser},

@@ -349,6 +349,24 @@ func TestKeys(t *testing.T) {
 			{"every model", everyModel, Warn, "wide"},
 		})
 	})
+	delegate := func(l keys.Limits) func(*testing.T) *Env {
+		return keyEnv(func(ctx context.Context, m *keys.Manager, c *storetest.Clock) error {
+			return create(ctx, m, keys.Spec{Name: "webui", Scopes: []keys.Scope{keys.ScopeChat, keys.ScopeDelegate}, Limits: l})
+		})
+	}
+	withDefaults := func(t *testing.T) *Env {
+		e := delegate(keys.Limits{})(t)
+		e.UserLimits = keys.Limits{UserTokensPerDay: 10000}
+		return e
+	}
+	t.Run("delegate user limits", func(t *testing.T) {
+		runTable(t, checkDelegateUserLimits, []tc{
+			{"no delegate keys", fresh, Pass, "no delegate keys"},
+			{"per-user limits on the key", delegate(keys.Limits{UserRPM: 5}), Pass, "1 delegate keys"},
+			{"per-user defaults", withDefaults, Pass, "1 delegate keys"},
+			{"none", delegate(keys.Limits{TokensPerDay: 1000}), Warn, "webui"},
+		})
+	})
 	t.Run("unused", func(t *testing.T) {
 		runTable(t, checkUnused, []tc{
 			{"recent", fresh, Pass, "90 days"},

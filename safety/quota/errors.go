@@ -2,6 +2,7 @@ package quota
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -38,6 +39,9 @@ type LimitError struct {
 	RetryAfter time.Duration
 	// Status is the key's state when the request was refused.
 	Status Status
+	// User says the limit is the end user's under a delegate key, not the
+	// key's own.
+	User bool
 
 	max       int64 // the limit's value
 	remaining int64 // what was left of a token budget
@@ -45,6 +49,17 @@ type LimitError struct {
 }
 
 func (e *LimitError) Error() string {
+	msg := e.message()
+	if e.User {
+		if strings.Contains(msg, "for this key") {
+			return strings.Replace(msg, "for this key", "for this end user", 1)
+		}
+		return "end user " + msg
+	}
+	return msg
+}
+
+func (e *LimitError) message() string {
 	retry := e.RetryAfter.Round(time.Second)
 	if retry < e.RetryAfter {
 		retry += time.Second

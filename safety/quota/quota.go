@@ -60,13 +60,27 @@ type Limiter struct {
 	log    *slog.Logger
 
 	mu   sync.RWMutex
-	keys map[string]*keyState
+	keys map[subject]*keyState
+	// users counts the end users' states in keys; past sweepUsersAt a new
+	// one first drops the idle ones (see sweepUsers).
+	users   int
+	sweepAt int // sweepUsersAt; tests lower it
 }
 
-// keyState is one key's counters, guarded by its own mutex.
+// subject names one set of buckets: a key's own (user ""), or one end
+// user's under a delegate key.
+type subject struct {
+	key, user string
+}
+
+// keyState is one key's (or one end user's) counters, guarded by its own
+// mutex.
 type keyState struct {
+	who      subject
 	mu       sync.Mutex
 	loaded   bool
+	seen     int64 // unix ms of the last request counted or admitted (end users)
+	dropped  bool  // swept out of Limiter.keys: lockState takes a fresh one
 	rpm, tpm bucket
 	day      period
 	month    period
@@ -90,7 +104,7 @@ func New(db *store.DB, cfg Config) *Limiter {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Limiter{now: cfg.Now, db: db, writer: newWriter(db, cfg.Logger), log: cfg.Logger, keys: make(map[string]*keyState)}
+	return &Limiter{now: cfg.Now, db: db, writer: newWriter(db, cfg.Logger), log: cfg.Logger, keys: make(map[subject]*keyState), sweepAt: sweepUsersAt}
 }
 
 // WriteFailures counts the usage writes that failed since New. A failed
@@ -107,28 +121,84 @@ func (l *Limiter) Close(ctx context.Context) error {
 }
 
 func (l *Limiter) state(keyID string) *keyState {
+	return l.stateOf(subject{key: keyID})
+}
+
+func (l *Limiter) stateOf(who subject) *keyState {
 	l.mu.RLock()
-	ks := l.keys[keyID]
+	ks := l.keys[who]
 	l.mu.RUnlock()
 	if ks != nil {
 		return ks
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if ks = l.keys[keyID]; ks == nil {
-		ks = &keyState{}
-		l.keys[keyID] = ks
+	if ks = l.keys[who]; ks == nil {
+		if who.user != "" {
+			if l.users >= l.sweepAt {
+				l.sweepUsers()
+			}
+			l.users++
+		}
+		ks = &keyState{who: who}
+		l.keys[who] = ks
 	}
 	return ks
 }
 
-// load reads the key's usage in the current day and month (once per key).
+// lockState returns who's state locked, never one a sweep dropped.
+func (l *Limiter) lockState(who subject) *keyState {
+	for {
+		ks := l.stateOf(who)
+		ks.mu.Lock()
+		if !ks.dropped {
+			return ks
+		}
+		ks.mu.Unlock()
+	}
+}
+
+// sweepUsersAt is how many end users' states the Limiter keeps before it
+// drops idle ones.
+const sweepUsersAt = 50000
+
+// userIdle is how long an end user's state must go unused before a sweep
+// may drop it: past a minute the per-minute buckets are full again, and
+// the day and month usage is in the database (settled charges are written
+// within milliseconds), so a state loaded afresh is the same.
+const userIdle = 5 * time.Minute
+
+// sweepUsers drops the states of end users with nothing in flight, not
+// seen for userIdle. l.mu is held.
+func (l *Limiter) sweepUsers() {
+	cutoff := l.now().Add(-userIdle).UnixMilli()
+	for who, ks := range l.keys {
+		if who.user == "" || !ks.mu.TryLock() {
+			continue
+		}
+		if ks.inflight == 0 && ks.seen < cutoff {
+			ks.dropped = true
+			delete(l.keys, who)
+			l.users--
+		}
+		ks.mu.Unlock()
+	}
+}
+
+// load reads the key's (or end user's) usage in the current day and month
+// (once per key or user). The user id is only ever a query parameter.
 func (l *Limiter) load(ctx context.Context, keyID string, ks *keyState, now time.Time) error {
 	ks.day = period{key: dayKey(now), name: dayName(now)}
 	ks.month = period{key: monthKey(now), name: monthName(now)}
-	rows, err := l.db.QueryContext(ctx, `SELECT period, tokens FROM usage
+	q, args := `SELECT period, tokens FROM usage
 WHERE key_id = ? AND ((period = 'day' AND bucket = ?) OR (period = 'month' AND bucket = ?))`,
-		keyID, ks.day.name, ks.month.name)
+		[]any{keyID, ks.day.name, ks.month.name}
+	if ks.who.user != "" {
+		q = `SELECT period, tokens FROM user_usage
+WHERE key_id = ? AND user_id = ? AND ((period = 'day' AND bucket = ?) OR (period = 'month' AND bucket = ?))`
+		args = []any{keyID, ks.who.user, ks.day.name, ks.month.name}
+	}
+	rows, err := l.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("load usage: %w", err)
 	}
@@ -193,15 +263,19 @@ func (ks *keyState) status(lim Limits) Status {
 //
 // Other errors come from loading the key's usage on its first use.
 func (l *Limiter) Admit(ctx context.Context, keyID string, lim Limits, promptTokens, maxTokens int64, maxTokensStated bool) (*Reservation, error) {
+	return l.admit(ctx, subject{key: keyID}, lim, promptTokens, maxTokens, maxTokensStated)
+}
+
+func (l *Limiter) admit(ctx context.Context, who subject, lim Limits, promptTokens, maxTokens int64, maxTokensStated bool) (*Reservation, error) {
 	if promptTokens < 0 || maxTokens < 0 {
 		return nil, errors.New("quota: negative token count")
 	}
 	if maxTokens > math.MaxInt64/2 || promptTokens > math.MaxInt64/2 {
 		return nil, errors.New("quota: token count out of range")
 	}
+	keyID := who.key
 	now := l.now()
-	ks := l.state(keyID)
-	ks.mu.Lock()
+	ks := l.lockState(who)
 	defer ks.mu.Unlock()
 	if !ks.loaded {
 		if err := l.load(ctx, keyID, ks, now); err != nil {
@@ -209,6 +283,9 @@ func (l *Limiter) Admit(ctx context.Context, keyID string, lim Limits, promptTok
 		}
 	}
 	ks.roll(now)
+	if who.user != "" {
+		ks.seen = max(ks.seen, now.UnixMilli())
+	}
 	ks.rpm.refill(now, lim.RPM) // for the refusal's status
 	ks.tpm.refill(now, lim.TPM)
 
@@ -259,10 +336,11 @@ func (l *Limiter) Admit(ctx context.Context, keyID string, lim Limits, promptTok
 	}
 	if refuse != nil {
 		refuse.Status = ks.status(lim)
+		refuse.User = who.user != ""
 		return nil, refuse
 	}
 
-	r := &Reservation{l: l, ks: ks, keyID: keyID, cap: maxTokens, tookTPM: lim.TPM > 0, day: ks.day.name, month: ks.month.name}
+	r := &Reservation{l: l, ks: ks, keyID: keyID, user: who.user, cap: maxTokens, tookTPM: lim.TPM > 0, day: ks.day.name, month: ks.month.name}
 	if full > avail {
 		r.cap, r.lowered = avail-promptTokens, true
 	}
@@ -278,17 +356,23 @@ func (l *Limiter) Admit(ctx context.Context, keyID string, lim Limits, promptTok
 // *LimitError (its Status filled in) when the minute's requests are spent.
 // Every request counts, whatever becomes of it. It makes no SQL query.
 func (l *Limiter) Count(keyID string, lim Limits) error {
-	if lim.RPM <= 0 {
+	return l.count(subject{key: keyID}, lim)
+}
+
+func (l *Limiter) count(who subject, lim Limits) error {
+	if lim.RPM <= 0 && who.user == "" {
 		return nil
 	}
 	now := l.now()
-	ks := l.state(keyID)
-	ks.mu.Lock()
+	ks := l.lockState(who)
 	defer ks.mu.Unlock()
+	if who.user != "" {
+		ks.seen = max(ks.seen, now.UnixMilli())
+	}
 	ks.rpm.refill(now, lim.RPM)
 	ks.tpm.refill(now, lim.TPM)
 	if ks.rpm.available() < 1 {
-		return &LimitError{Limit: LimitRequestsPerMinute, RetryAfter: ks.rpm.wait(1), max: lim.RPM, Status: ks.status(lim)}
+		return &LimitError{Limit: LimitRequestsPerMinute, RetryAfter: ks.rpm.wait(1), max: lim.RPM, Status: ks.status(lim), User: who.user != ""}
 	}
 	ks.rpm.take(1)
 	return nil
@@ -298,7 +382,7 @@ func (l *Limiter) Count(keyID string, lim Limits) error {
 // headers. It makes no SQL query.
 func (l *Limiter) Status(keyID string, lim Limits) Status {
 	l.mu.RLock()
-	ks := l.keys[keyID]
+	ks := l.keys[subject{key: keyID}]
 	l.mu.RUnlock()
 	if ks == nil {
 		// Never seen: both buckets are full.

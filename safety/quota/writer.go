@@ -22,9 +22,10 @@ const retryDelay = time.Second
 
 var errClosed = errors.New("quota limiter closed")
 
-// usageRow names one row of the usage table.
+// usageRow names one row of the usage table, or of user_usage when user
+// is set.
 type usageRow struct {
-	keyID, period, bucket string
+	keyID, user, period, bucket string
 }
 
 // batch is one group commit: every increment added while it was open is
@@ -47,7 +48,8 @@ type writer struct {
 
 	mu      sync.Mutex
 	pending map[usageRow]int64
-	open    *batch // the batch that pending increments belong to
+	seen    map[usageRow]int64 // user rows: unix ms of the latest charge
+	open    *batch             // the batch that pending increments belong to
 	closed  bool
 
 	final  error         // the last flush's outcome, read after done
@@ -63,6 +65,7 @@ func newWriter(db *store.DB, log *slog.Logger) *writer {
 		db:      db,
 		log:     log,
 		pending: make(map[usageRow]int64),
+		seen:    make(map[usageRow]int64),
 		open:    &batch{done: make(chan struct{})},
 		kick:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
@@ -75,14 +78,15 @@ func newWriter(db *store.DB, log *slog.Logger) *writer {
 
 // add queues tokens for the day and month rows and returns the batch that
 // will write them. After close it writes synchronously.
-func (w *writer) add(ctx context.Context, keyID, day, month string, tokens int64) (*batch, error) {
-	d := usageRow{keyID, "day", day}
-	m := usageRow{keyID, "month", month}
+func (w *writer) add(ctx context.Context, keyID, user, day, month string, tokens, at int64) (*batch, error) {
+	d := usageRow{keyID, user, "day", day}
+	m := usageRow{keyID, user, "month", month}
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
 		rows := map[usageRow]int64{d: tokens, m: tokens}
-		if _, err := w.write(context.WithoutCancel(ctx), rows); err != nil {
+		seen := map[usageRow]int64{d: at, m: at}
+		if _, err := w.write(context.WithoutCancel(ctx), rows, seen); err != nil {
 			w.failures.Add(1)
 			w.log.Error("save usage after close failed; this charge is lost", "key_id", keyID, "tokens", tokens, "err", err)
 			return nil, fmt.Errorf("save usage after close: %w", err)
@@ -91,6 +95,10 @@ func (w *writer) add(ctx context.Context, keyID, day, month string, tokens int64
 	}
 	w.pending[d] += tokens
 	w.pending[m] += tokens
+	if user != "" {
+		w.seen[d] = max(w.seen[d], at)
+		w.seen[m] = max(w.seen[m], at)
+	}
 	b := w.open
 	w.mu.Unlock()
 	select {
@@ -125,16 +133,20 @@ func (w *writer) flush(ctx context.Context) error {
 		w.mu.Unlock()
 		return nil
 	}
-	rows, b := w.pending, w.open
+	rows, seen, b := w.pending, w.seen, w.open
 	w.pending = make(map[usageRow]int64, len(rows))
+	w.seen = make(map[usageRow]int64)
 	w.open = &batch{done: make(chan struct{})}
 	w.mu.Unlock()
 
-	failed, err := w.write(ctx, rows)
+	failed, err := w.write(ctx, rows, seen)
 	if err != nil {
 		w.mu.Lock()
 		for r, n := range failed {
 			w.pending[r] += n
+			if at, ok := seen[r]; ok {
+				w.seen[r] = max(w.seen[r], at)
+			}
 		}
 		w.mu.Unlock()
 		b.err = fmt.Errorf("save usage: %w", err)
@@ -150,13 +162,25 @@ func (w *writer) flush(ctx context.Context) error {
 }
 
 // write upserts rows, at most maxRowsPerStatement per statement, and
-// returns the rows it could not write.
-func (w *writer) write(ctx context.Context, rows map[usageRow]int64) (map[usageRow]int64, error) {
+// returns the rows it could not write. Key rows go to usage, end users'
+// rows (with the time seen) to user_usage.
+func (w *writer) write(ctx context.Context, rows, seen map[usageRow]int64) (map[usageRow]int64, error) {
 	list := make([]usageRow, 0, len(rows))
+	var users []usageRow
 	for r, n := range rows {
-		if n != 0 {
+		switch {
+		case n == 0:
+		case r.user != "":
+			users = append(users, r)
+		default:
 			list = append(list, r)
 		}
+	}
+	if failed, err := w.writeUsers(ctx, users, rows, seen); err != nil {
+		for _, r := range list {
+			failed[r] = rows[r]
+		}
+		return failed, err
 	}
 	for start := 0; start < len(list); start += maxRowsPerStatement {
 		chunk := list[start:min(start+maxRowsPerStatement, len(list))]
@@ -171,6 +195,33 @@ func (w *writer) write(ctx context.Context, rows map[usageRow]int64) (map[usageR
 			args = append(args, r.keyID, r.period, r.bucket, rows[r])
 		}
 		q.WriteString(" ON CONFLICT (key_id, period, bucket) DO UPDATE SET tokens = tokens + excluded.tokens")
+		if _, err := w.db.ExecContext(ctx, q.String(), args...); err != nil {
+			failed := make(map[usageRow]int64, len(list)-start)
+			for _, r := range list[start:] {
+				failed[r] = rows[r]
+			}
+			return failed, err
+		}
+	}
+	return nil, nil
+}
+
+// writeUsers upserts end users' rows; on failure it returns them all.
+func (w *writer) writeUsers(ctx context.Context, list []usageRow, rows, seen map[usageRow]int64) (map[usageRow]int64, error) {
+	for start := 0; start < len(list); start += maxRowsPerStatement {
+		chunk := list[start:min(start+maxRowsPerStatement, len(list))]
+		var q strings.Builder
+		q.WriteString("INSERT INTO user_usage (key_id, user_id, period, bucket, tokens, last_seen) VALUES ")
+		args := make([]any, 0, 6*len(chunk))
+		for i, r := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?, ?, ?, ?)")
+			args = append(args, r.keyID, r.user, r.period, r.bucket, rows[r], seen[r])
+		}
+		q.WriteString(` ON CONFLICT (key_id, user_id, period, bucket) DO UPDATE SET
+	tokens = tokens + excluded.tokens, last_seen = MAX(last_seen, excluded.last_seen)`)
 		if _, err := w.db.ExecContext(ctx, q.String(), args...); err != nil {
 			failed := make(map[usageRow]int64, len(list)-start)
 			for _, r := range list[start:] {

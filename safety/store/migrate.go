@@ -23,6 +23,7 @@ var migrations = []migration{
 	keysSchedMigration,
 	outboxLimitsMigration,
 	keysCIDRMigration,
+	delegateMigration,
 	probesMigration,
 }
 

@@ -53,7 +53,7 @@ func BenchText(extra ...string) []byte {
 			b.WriteString(other[r.IntN(len(other))] + " ")
 		}
 		if r.IntN(400) == 0 {
-			b.WriteString("token ghp_" + strings.Repeat("aB3dE5", 6) + " ")
+			b.WriteString("token ghp_" + "R8kTq2VwXy7LmN4pZs9DfG3hJ6cB1aE5uQ0o" + " ")
 		}
 		if len(extra) > 0 && r.IntN(40) == 0 {
 			b.WriteString(extra[r.IntN(len(extra))])

@@ -131,6 +131,9 @@ func Corpus(t *testing.T, path, category string, d detect.Detector, minPrecision
 		default:
 			tn++
 		}
+		if msg := SharedDigits(d, []byte(ex.Text)); msg != "" {
+			t.Errorf("%s:%d: %s", ex.File, ex.Line, msg)
+		}
 		for _, sizes := range [][]int{{1}, {3, 7, 2, 5}, {16}} {
 			if msg := Chunked(d, []byte(ex.Text), repeat(sizes, len(ex.Text))); msg != "" {
 				t.Errorf("%s:%d: %s", ex.File, ex.Line, msg)

@@ -108,6 +108,28 @@ func boundary(text []byte, i int) bool {
 	return i == len(text) || utf8.RuneStart(text[i])
 }
 
+// SharedDigits checks that a detect.DigitFinder finds the same matches
+// through FindDigits, from every offset, as through Find, and returns a
+// description of the first difference, or "" when they agree (or d is
+// not a DigitFinder).
+func SharedDigits(d detect.Detector, text []byte) string {
+	df, ok := d.(detect.DigitFinder)
+	if !ok {
+		return ""
+	}
+	var digits detect.Digits
+	digits.Scan(text)
+	for from := 0; from <= len(text); from += 1 + from/4 {
+		var find, shared []detect.Match
+		d.Find(text, from, func(m detect.Match) { find = append(find, m) })
+		df.FindDigits(text, from, &digits, func(m detect.Match) { shared = append(shared, m) })
+		if !slices.Equal(find, shared) {
+			return fmt.Sprintf("from %d: Find %v, FindDigits %v", from, find, shared)
+		}
+	}
+	return ""
+}
+
 // Sizes turns fuzz bytes into chunk sizes (1..64).
 func Sizes(b []byte) []int {
 	s := make([]int, len(b))

@@ -44,6 +44,13 @@ func TestBadInput(t *testing.T) {
 		{"iban prefixes", repeat("DE89 "), 0},
 		{"emails", repeat("a@example.com "), mib / len("a@example.com ")},
 		{"cards", repeat("4111111111111111, "), mib / len("4111111111111111, ")},
+		{"single-spaced cards", repeat("4111111111111111 "), mib / len("4111111111111111 ")},
+		{"single-spaced long numbers", repeat("41111111111111111111 "), 0},
+		{"ssn context flood", repeat("SSN# "), 0},
+		{"dotted ssns", repeat("536.22.1234, "), 2 * (mib / len("536.22.1234, "))}, // ssn, and phone reads them too
+		{"single-spaced ssns", repeat("536-22-1234 "), mib / len("536-22-1234 ")},
+		{"zero width", repeat("\u200b"), 0},
+		{"zero width digits", repeat("4\u200b"), 0},
 	}
 	ds := append(New(Options{}), NewIP(true))
 	for _, tc := range cases {
@@ -51,6 +58,9 @@ func TestBadInput(t *testing.T) {
 			n := 0
 			for _, d := range ds {
 				n += len(detecttest.Whole(d, tc.text))
+				if msg := detecttest.SharedDigits(d, tc.text[:min(len(tc.text), 4096)]); msg != "" {
+					t.Errorf("%s: %.300s", d.Category(), msg)
+				}
 				if msg := detecttest.Chunked(d, tc.text, []int{4093, 8192, 1, 65536}); msg != "" {
 					t.Errorf("%s: %.300s", d.Category(), msg)
 				}

@@ -72,3 +72,25 @@ func BenchmarkPhoneUnique(b *testing.B) {
 	}
 	detecttest.ReportCPU(b, detecttest.CPUTime()-cpu, text, len(text))
 }
+
+// BenchmarkDigitDetectors scans the shared text with the five digit
+// detectors, each looking for digits itself (find) and through one shared
+// detect.Digits scan (shared), as the filter engine runs them.
+func BenchmarkDigitDetectors(b *testing.B) {
+	text := detecttest.BenchText(piiLines...)
+	ds := []detect.Detector{NewPhone(nil), NewCreditCard(), NewIBAN(), NewSSN(), NewIP(false)}
+	b.Run("find", func(b *testing.B) { benchDetectors(b, ds) })
+	b.Run("shared", func(b *testing.B) {
+		b.SetBytes(int64(len(text)))
+		b.ReportAllocs()
+		var digits detect.Digits
+		cpu := detecttest.CPUTime()
+		for b.Loop() {
+			digits.Scan(text)
+			for _, d := range ds {
+				d.(detect.DigitFinder).FindDigits(text, 0, &digits, func(detect.Match) {})
+			}
+		}
+		detecttest.ReportCPU(b, detecttest.CPUTime()-cpu, text, len(text))
+	})
+}

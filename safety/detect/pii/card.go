@@ -25,19 +25,42 @@ const maxCard = 19
 
 // Find implements detect.Detector.
 func (CreditCard) Find(text []byte, from int, report func(detect.Match)) {
+	findCards(text, from, scanned(text), report)
+}
+
+// FindDigits implements detect.DigitFinder.
+func (CreditCard) FindDigits(text []byte, from int, digits *detect.Digits, report func(detect.Match)) {
+	findCards(text, from, digits, report)
+}
+
+func findCards[S digitSource](text []byte, from int, src S, report func(detect.Match)) {
 	pos := from
 	for pos < len(text) {
-		d := indexWordDigit(text, pos)
+		d := src.NextWord(pos)
 		if d < 0 {
 			return
 		}
 		e := runEnd(text, d, cardSeps)
 		pos = e
 		f := runStart(text, d, 2*maxCard, cardSeps)
-		if f < from || e-f < 13 || !cardAt(text, f, e) {
+		if f >= from && e-f >= 13 && cardAt(text, f, e) {
+			report(detect.Match{Start: f, End: e, Category: CategoryCreditCard, Detector: "luhn"})
 			continue
 		}
-		report(detect.Match{Start: f, End: e, Category: CategoryCreditCard, Detector: "luhn"})
+		// Unbroken numbers of card length joined by single spaces
+		// ("4012888888881881 4111111111111111") are judged one by one: a
+		// run holding such a group is never a card as a whole.
+		for g := d; g < e; {
+			ge := g
+			for ge < e && isDigit(text[ge]) {
+				ge++
+			}
+			joined := g > 1 && cardSeps[text[g-1]] && isDigit(text[g-2])
+			if ge-g >= 13 && g >= from && (!joined || text[g-1] == ' ') && (ge == e || text[ge] == ' ') && cardAt(text, g, ge) {
+				report(detect.Match{Start: g, End: ge, Category: CategoryCreditCard, Detector: "luhn"})
+			}
+			g = ge + 1
+		}
 	}
 }
 
@@ -134,5 +157,22 @@ func luhn(d []byte) bool {
 	return sum%10 == 0
 }
 
-// Hold implements detect.Detector.
-func (CreditCard) Hold(text []byte) int { return runHold(text, maxCard, cardSeps) }
+// Hold implements detect.Detector: the trailing run while it could still
+// be a card, and the trailing group of a longer run while it could still
+// be one on its own (see Find).
+func (CreditCard) Hold(text []byte) int {
+	h := runHold(text, maxCard, cardSeps)
+	n := len(text)
+	k := n
+	if k > 0 && (cardSeps[text[k-1]] || text[k-1] == '.' || text[k-1] == ',') {
+		k--
+	}
+	g := k
+	for g > 0 && k-g <= maxCard && isDigit(text[g-1]) {
+		g--
+	}
+	if g < k && k-g <= maxCard && g > 1 && text[g-1] == ' ' && isDigit(text[g-2]) {
+		h = max(h, n-g)
+	}
+	return h
+}

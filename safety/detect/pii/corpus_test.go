@@ -27,3 +27,19 @@ func TestCorpus(t *testing.T) {
 		})
 	}
 }
+
+// TestCorpusFixes holds the card and SSN fixes of issue 16 to their own
+// floors: cards joined by one space, SSN formats and context words.
+func TestCorpusFixes(t *testing.T) {
+	for _, tc := range []struct {
+		file, category string
+		d              detect.Detector
+	}{
+		{"credit_card_runs.txt", CategoryCreditCard, NewCreditCard()},
+		{"ssn_formats.txt", CategorySSN, NewSSN()},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			detecttest.Corpus(t, filepath.Join("testdata", "corpus", tc.file), tc.category, tc.d, 0.95, 0.95)
+		})
+	}
+}

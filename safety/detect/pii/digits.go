@@ -1,16 +1,19 @@
 package pii
 
 // A digit run is digits joined by single separators, as card numbers and
-// SSNs are written: "4111 1111 1111 1111", "078-05-1120" (spaces or dashes;
-// card numbers also take dots and slashes, "4111.1111.1111.1111"). Card and SSN
+// SSNs are written: "4111 1111 1111 1111", "078-05-1120" (spaces, dashes or
+// dots; card numbers also take slashes, "4111/1111/1111/1111"). Card and SSN
 // candidates are whole digit runs, never parts of one, so "1234 4111 1111
-// 1111 1111" holds no card.
+// 1111 1111" holds no card; the exceptions are runs of unbroken card-length
+// numbers joined by spaces, "4012888888881881 4111111111111111", and of
+// dashed or dotted SSNs joined by spaces, "536-22-1234 401-23-4567", whose
+// parts are judged one by one.
 
 // seps is a set of separator bytes.
 type seps *[256]bool
 
 var (
-	ssnSeps  = sepSet(" -")
+	ssnSeps  = sepSet(" -.")
 	cardSeps = sepSet(" -./") // card numbers are also written 4111.1111... and 4111/1111...
 )
 

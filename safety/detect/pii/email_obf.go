@@ -25,7 +25,7 @@ var dotTokens = [][]byte{
 	[]byte("[dot]"), []byte("(dot)"), []byte("{dot}"), []byte("<dot>"), []byte("&#46;"), []byte("%2e"),
 }
 
-// obfFirst marks the bytes an at-token starts with (obfStarts).
+// obfFirst marks the bytes an at-token starts with.
 var obfFirst = func() (t [256]bool) {
 	for _, tok := range atTokens {
 		t[tok[0]] = true
@@ -149,20 +149,36 @@ func obfAt(text []byte, i, n, from int) (start, end int, ok, open bool) {
 // obfStarts are the first bytes of the at-tokens.
 const obfStarts = "%&[({<"
 
+// atSecond reports whether an at-token starting with first may go on
+// with second: "%40", "&#64;", "&#x40;", "&commat;", "[at]" and the like.
+func atSecond(first, second byte) bool {
+	switch first {
+	case '%':
+		return second == '4'
+	case '&':
+		return second == '#' || second|0x20 == 'c'
+	}
+	return second|0x20 == 'a'
+}
+
 // findObfuscated reports the obfuscated addresses starting at or after
 // from. Each token's first byte is looked for with bytes.IndexByte, much
-// faster than a byte loop where they are rare; the matches are then put in
+// faster than a byte loop where they are rare, and the byte after it rules
+// most out before the tokens are compared; the matches are then put in
 // order.
 func findObfuscated(text []byte, from int, report func(detect.Match)) {
 	var buf [8]detect.Match
 	ms := buf[:0]
 	for k := range len(obfStarts) {
-		for i := from; i < len(text); i++ {
-			j := bytes.IndexByte(text[i:], obfStarts[k])
+		for i := from; i+1 < len(text); i++ {
+			j := bytes.IndexByte(text[i:len(text)-1], obfStarts[k])
 			if j < 0 {
 				break
 			}
 			i += j
+			if !atSecond(text[i], text[i+1]) {
+				continue
+			}
 			n := tokenAt(text, i, atTokens)
 			if n <= 0 {
 				continue

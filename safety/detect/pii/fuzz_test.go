@@ -20,6 +20,9 @@ var fuzzSeeds = []string{
 	"8.8.8.8:53 2606:4700:4700::1111 ::ffff:1.2.3.4 fe80::1%eth0",
 	"1.2.3.4.5 12:30:45 00:1a:2b:3c:4d:5e v1.2.3.4",
 	"\xff\xfe4111111111111111\x80 a@example.com\xc3",
+	"4012888888881881 4111111111111111 x4012888888881881/4111111111111111 5555555555554444-4012888888881881",
+	"SSN# 536221234, ss# 536 22 1234, social 536-22-1234",
+	"536-22-1234 401-23-4567 x536.22.1234 401.23.4567 536-22-1234 12",
 }
 
 func fuzzDetector(f *testing.F, d detect.Detector) {
@@ -34,6 +37,9 @@ func fuzzDetector(f *testing.F, d detect.Detector) {
 			if m.Category != d.Category() {
 				t.Fatalf("match %v has category %q, want %q", m, m.Category, d.Category())
 			}
+		}
+		if msg := detecttest.SharedDigits(d, text); msg != "" {
+			t.Fatal(msg)
 		}
 	})
 }

@@ -46,9 +46,18 @@ func ibanSep(c byte) bool { return c == ' ' || c == '-' || c == '.' || c == '/' 
 
 // Find implements detect.Detector.
 func (IBAN) Find(text []byte, from int, report func(detect.Match)) {
+	findIBANs(text, from, scanned(text), report)
+}
+
+// FindDigits implements detect.DigitFinder.
+func (IBAN) FindDigits(text []byte, from int, digits *detect.Digits, report func(detect.Match)) {
+	findIBANs(text, from, digits, report)
+}
+
+func findIBANs[S digitSource](text []byte, from int, src S, report func(detect.Match)) {
 	pos := from
 	for pos < len(text) {
-		d := indexDigit(text, pos)
+		d := src.Next(pos)
 		if d < 0 {
 			return
 		}

@@ -51,9 +51,18 @@ func (IP) Category() string { return CategoryIP }
 
 // Find implements detect.Detector.
 func (ip IP) Find(text []byte, from int, report func(detect.Match)) {
+	findIPs(ip, text, from, scanned(text), report)
+}
+
+// FindDigits implements detect.DigitFinder.
+func (ip IP) FindDigits(text []byte, from int, digits *detect.Digits, report func(detect.Match)) {
+	findIPs(ip, text, from, digits, report)
+}
+
+func findIPs[S digitSource](ip IP, text []byte, from int, src S, report func(detect.Match)) {
 	pos := from
 	for pos < len(text) {
-		d := indexDigit(text, pos)
+		d := src.Next(pos)
 		if d < 0 {
 			return
 		}

@@ -135,9 +135,18 @@ func leadStart(text []byte, f int) int {
 
 // Find implements detect.Detector.
 func (p *Phone) Find(text []byte, from int, report func(detect.Match)) {
+	findPhones(p, text, from, scanned(text), report)
+}
+
+// FindDigits implements detect.DigitFinder.
+func (p *Phone) FindDigits(text []byte, from int, digits *detect.Digits, report func(detect.Match)) {
+	findPhones(p, text, from, digits, report)
+}
+
+func findPhones[S digitSource](p *Phone, text []byte, from int, src S, report func(detect.Match)) {
 	pos := from
 	for pos < len(text) {
-		d := indexWordDigit(text, pos)
+		d := src.NextWord(pos)
 		if d < 0 {
 			return
 		}

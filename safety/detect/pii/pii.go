@@ -161,6 +161,31 @@ func indexWordDigit(b []byte, i int) int {
 	return -1
 }
 
+// digitSource finds the digits of a text: its own scan (scanned), or the
+// filter engine's shared one (*detect.Digits).
+type digitSource interface {
+	// Next returns the first digit at or after pos, or -1.
+	Next(pos int) int
+	// NextWord returns the first digit at or after pos that starts a
+	// word, or -1.
+	NextWord(pos int) int
+}
+
+// scanned is a digitSource that scans the text itself.
+type scanned []byte
+
+func (t scanned) Next(pos int) int     { return indexDigit(t, pos) }
+func (t scanned) NextWord(pos int) int { return indexWordDigit(t, pos) }
+
+// The digit detectors take the engine's shared digit scan.
+var (
+	_ detect.DigitFinder = CreditCard{}
+	_ detect.DigitFinder = SSN{}
+	_ detect.DigitFinder = (*Phone)(nil)
+	_ detect.DigitFinder = IBAN{}
+	_ detect.DigitFinder = IP{}
+)
+
 // lower returns c in ASCII lower case.
 func lower(c byte) byte {
 	if isUpper(c) {

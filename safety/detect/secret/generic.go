@@ -8,11 +8,15 @@ import (
 )
 
 // assignment evaluates a generic "key = value" at the operator at p: '=',
-// ':', ':=' or '=>', the key name ending (case-insensitively, at a word or
-// camelCase boundary) in password, passwd, pwd, secret, token or key, the
-// value a run of 12–128 value characters that is not a placeholder and
-// looks random. A key naming an AWS secret access key with a 40-character
-// base64 value gives "aws-secret-key".
+// ':', ':=', '=>', and Make's '::=' and '?=', the key name ending
+// (case-insensitively, at a word or camelCase boundary) in password,
+// passwd, pwd, secret, token or key, the value a run of 12–128 value
+// characters that is not a placeholder and looks random. The key may be
+// quoted, an index (os.environ["API_KEY"] = …) or followed by a declared
+// type (Go's var apiKey string = …, TypeScript's apiKey: string = …).
+// A value that is base64 of printable text (Kubernetes Secret manifests)
+// is judged by what it decodes to. A key naming an AWS secret access key
+// with a 40-character base64 value gives "aws-secret-key".
 func assignment(text []byte, p int) (cand, bool) {
 	n := len(text)
 	opStart, opEnd := p, p+1
@@ -30,6 +34,11 @@ func assignment(text []byte, p int) (cand, bool) {
 			switch text[p-1] {
 			case ':':
 				opStart = p - 1
+				if p > 1 && text[p-2] == ':' { // Make's ::=
+					opStart = p - 2
+				}
+			case '?': // Make's ?=
+				opStart = p - 1
 			case '=', '!', '<', '>', '+', '-', '*', '/', '|', '&', '^', '%':
 				return cand{}, false
 			}
@@ -39,11 +48,17 @@ func assignment(text []byte, p int) (cand, bool) {
 	for sp := 0; k > 0 && sp < 2 && (text[k-1] == ' ' || text[k-1] == '\t'); sp++ {
 		k--
 	}
+	if k > 0 && (text[k-1] == 'g' || text[k-1] == 'r' || text[k-1] == 'e') {
+		k = skipType(text, k)
+	}
+	if k > 1 && text[k-1] == ']' && (text[k-2] == '"' || text[k-2] == '\'') {
+		k--
+	}
 	if k > 0 && (text[k-1] == '"' || text[k-1] == '\'') {
 		k--
 	}
 	kw, pw := keyword(text, k)
-	if kw == 0 {
+	if kw == 0 || notSecretName(text, k) {
 		return cand{}, false
 	}
 	v := opEnd
@@ -60,11 +75,92 @@ func assignment(text []byte, p int) (cand, bool) {
 	c := cand{start: v, end: e, name: "generic-secret", generic: true}
 	c.open = e == n && e-v <= genericMax
 	val := text[v:e]
-	if len(val) == 40 && awsSecretKey(text, k) && allIn(val, &b64Std) {
+	if len(val) == 40 && awsSecretKey(text, k) && allIn(val, &b64Std) && !isSample(val) && !placeholderBody(val) {
 		c.name, c.generic, c.ok = "aws-secret-key", false, true
 		return c, true
 	}
-	c.ok = len(val) >= genericMin && len(val) <= genericMax && randomValue(val, pw)
+	// A value cut by a template ("cache-3|${{ hashFiles(…) }}") is not one.
+	c.ok = genericValue(val, pw) && (e == n || text[e] != '{')
+	return c, true
+}
+
+// genericValue reports whether val, the value of a secret-named key, is a
+// secret: randomValue judges it, or what it decodes to when it is base64
+// of printable text.
+func genericValue(val []byte, pw bool) bool {
+	if len(val) < genericMin || len(val) > genericMax || isSample(val) {
+		return false
+	}
+	var buf [genericMax]byte
+	if dec, ok := encodedValue(val, buf[:]); ok {
+		return len(dec) >= genericMin && randomValue(dec, pw)
+	}
+	return randomValue(val, pw)
+}
+
+// skipType returns where the key name ends when the word ending at k is a
+// declared string type: Go's "var apiKey string", TypeScript's
+// "apiKey: string", Rust's "api_key: &str"; otherwise k.
+func skipType(text []byte, k int) int {
+	for _, t := range []string{"string", "String", "&str", "str", "[]byte"} {
+		j := k - len(t)
+		if j < 2 || string(text[j:k]) != t || (text[j-1] != ' ' && text[j-1] != ':') {
+			continue
+		}
+		for sp := 0; j > 0 && sp < 2 && text[j-1] == ' '; sp++ {
+			j--
+		}
+		if j > 0 && text[j-1] == ':' {
+			j--
+		}
+		return j
+	}
+	return k
+}
+
+// callArgument evaluates a key and a value passed as a call's first two
+// arguments, as System.setProperty("db.password", "…"),
+// os.Setenv("API_TOKEN", "…") and map.put("secret", "…") pass them: at the
+// ',' at p, a quoted key name opened right after '(' (or '{' or '[', a
+// pair in a literal) and a value quoted
+// the same way after at most two spaces.
+func callArgument(text []byte, p int) (cand, bool) {
+	n := len(text)
+	if p < 3 || text[p-1] != '"' && text[p-1] != '\'' {
+		return cand{}, false
+	}
+	q, k := text[p-1], p-1
+	j := k - 1
+	for j >= 0 && k-j <= keyLookback && keyName[text[j]] {
+		j--
+	}
+	if j < 1 || text[j] != q || text[j-1] != '(' && text[j-1] != '{' && text[j-1] != '[' {
+		return cand{}, false
+	}
+	kw, pw := keyword(text, k)
+	if kw == 0 || notSecretName(text, k) {
+		return cand{}, false
+	}
+	v := p + 1
+	for sp := 0; v < n && sp < 2 && text[v] == ' '; sp++ {
+		v++
+	}
+	c := cand{start: v, end: v, name: "generic-secret", generic: true}
+	if v == n {
+		c.open = true
+		return c, true
+	}
+	if text[v] != q {
+		return cand{}, false
+	}
+	v++
+	e := v
+	for e < n && e-v <= genericMax && value[text[e]] {
+		e++
+	}
+	c.start, c.end = v, e
+	c.open = e == n && e-v <= genericMax
+	c.ok = e < n && text[e] == q && genericValue(text[v:e], pw)
 	return c, true
 }
 
@@ -140,14 +236,15 @@ var placeholders = [][]byte{
 
 // randomValue reports whether a generic value looks like a secret: not a
 // placeholder, variable, path, number, identifier or UUID, and with enough
-// entropy. Letters-only values count only for password-like keys.
+// entropy. Values without digits count only for password-like keys, and
+// only mixed-case ones that are not paths or host names.
 func randomValue(v []byte, pw bool) bool {
 	if v[0] == '$' || v[0] == '%' || v[0] == '/' || v[0] == '~' || v[0] == '.' || v[0] == '@' || v[0] == '&' || v[0] == '*' {
 		return false
 	}
 	var lower [genericMax]byte
 	l := lower[:len(v)]
-	var up, low, dig, sym, dot bool
+	var up, low, dig, dot, slash bool
 	for i, c := range v {
 		l[i] = c
 		switch {
@@ -161,8 +258,8 @@ func randomValue(v []byte, pw bool) bool {
 		case c == '_' || c == '-':
 		case c == '.':
 			dot = true
-		default:
-			sym = true
+		case c == '/':
+			slash = true
 		}
 	}
 	for _, p := range placeholders {
@@ -173,7 +270,9 @@ func randomValue(v []byte, pw bool) bool {
 	switch {
 	case !up && !low: // digits (and separators) only: ids, numbers, dates
 		return false
-	case !dig && !sym && (!pw || dot || !up || !low): // identifiers, dotted paths, words
+	case !dig && (!pw || dot || slash || !up || !low): // identifiers, paths, host names, words
+		return false
+	case placeholderBody(v):
 		return false
 	case detect.IsUUID(v):
 		return false

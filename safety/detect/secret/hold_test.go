@@ -26,7 +26,8 @@ func holdRef(text []byte) int {
 // plain versions on texts built from prefix fragments.
 func TestHoldFast(t *testing.T) {
 	frags := []string{"A", "AK", "AKI", "x", "xo", "xox", "xoxb", "-", "--", "-----", "-----BEGIN", "-----BEGIN ",
-		"B", "g", "gh", "ghp", "github_pa", "s", "sk", "sk-", "sk-an", "e", "ey", "hooks.slack.com/serv", " ", "_", "9", "z"}
+		"B", "g", "gh", "ghp", "github_pa", "s", "sk", "sk-", "sk-an", "e", "ey", "hooks.slack.com/serv", " ", "_", "9", "z",
+		"gl", "glr", "glim", "GR134", "xoxe", "xoxe.", "xoxe.xox", "ABS", "hooks.slack.com/work", "hooks.slack.com/"}
 	rng := rand.New(rand.NewPCG(9, 9))
 	for range 50000 {
 		var b []byte

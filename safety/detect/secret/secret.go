@@ -39,9 +39,10 @@ var (
 	word     = class("A-Za-z0-9_")   // \w: AWS, GitHub, Stripe
 	dashWord = class("A-Za-z0-9_-")  // Google, GitLab, OpenAI, Anthropic
 	slackTok = class("A-Za-z0-9-")   // xox?- tokens
-	hookPath = class("A-Za-z0-9_/")  // webhook path
+	hookPath = class("A-Za-z0-9_/+") // webhook path
 	jwtChar  = class("A-Za-z0-9_.-") // base64url parts and dots
 	b64Std   = class("A-Za-z0-9+/")  // AWS secret key
+	b64Pad   = class("A-Za-z0-9+/=") // AWS Bedrock key
 	keyName  = class("A-Za-z0-9_.-")
 	// value holds the characters of a generic secret value: printable
 	// ASCII except quotes, brackets, separators and backslash.
@@ -86,19 +87,31 @@ var prefixes = []struct {
 }{
 	{"AKIA", &word}, {"ASIA", &word}, {"ABIA", &word}, {"ACCA", &word}, {"AIza", &dashWord},
 	{"ghp_", &word}, {"gho_", &word}, {"ghu_", &word}, {"ghs_", &word}, {"ghr_", &word},
-	{"github_pat_", &word}, {"glpat-", &dashWord},
+	{"github_pat_", &word}, {"glpat-", &dashWord}, {"glft-", &dashWord}, {"glimt-", &dashWord},
+	{"glrt-", &dashWord}, {"gldt-", &dashWord}, {"glptt-", &dashWord}, {"GR1348941", &dashWord},
 	{"xoxb-", &slackTok}, {"xoxp-", &slackTok}, {"xoxa-", &slackTok}, {"xoxr-", &slackTok}, {"xoxs-", &slackTok},
-	{"sk-ant-", &dashWord}, {"sk_live_", &word}, {"rk_live_", &word},
+	{"xoxe-", &slackTok}, {"xoxe.xoxp-", &slackTok}, {"xoxe.xoxb-", &slackTok},
+	{"sk-ant-", &dashWord}, {"sk_live_", &word}, {"rk_live_", &word}, {"ABSK", &b64Std},
 	{"eyJ", &jwtChar}, {"-----BEGIN ", nil}, {"hooks.slack.com/services/", &alnum},
+	{"hooks.slack.com/workflows/", &alnum}, {"hooks.slack.com/triggers/", &alnum},
 }
 
 type detector struct{}
 
 // New returns the secret detector. It has no options. Detector names:
-// "aws-access-key", "aws-secret-key", "github-token", "gitlab-token",
-// "slack-token", "slack-webhook", "openai-key", "anthropic-key",
-// "stripe-key", "google-api-key", "private-key", "jwt", "url-credential"
-// (the user:password of scheme://user:password@host) and "generic-secret".
+// "aws-access-key", "aws-secret-key", "aws-bedrock-key", "github-token",
+// "gitlab-token" (personal, deploy, feed, incoming-mail, pipeline-trigger
+// and runner tokens), "slack-token", "slack-webhook", "openai-key",
+// "anthropic-key", "stripe-key", "google-api-key", "private-key", "jwt",
+// "url-credential" (the user:password of scheme://user:password@host) and
+// "generic-secret".
+//
+// Placeholders and documentation keys are not reported: published sample
+// keys (AKIAIOSFODNN7EXAMPLE and the like), bodies holding EXAMPLE or
+// xxxx, runs of one character or of ascending ones, and bodies with too
+// few distinct characters to be random; nor are generic values under key
+// names that are not secrets (public_key, foreignKey, csrf_token,
+// token_type, max_tokens…).
 //
 // Where candidates overlap, the one starting first wins, and at the same
 // start a specific rule beats generic-secret.
@@ -168,32 +181,38 @@ func (detector) Hold(text []byte) int {
 	return min(h, detect.MaxHold)
 }
 
-// maxPrefix is one more than the longest prefix; prefixStarts lists, by
-// first byte, the prefixes that start with it.
-var maxPrefix, prefixStarts = func() (int, [256][]int) {
-	m, t := 0, [256][]int{}
+// A partPrefix is a proper start prefixes[i].s[:k] of a prefix.
+type partPrefix struct{ i, k int }
+
+// prefixEnds lists, by last byte, the proper starts of the prefixes that
+// end with it, longest first.
+var prefixEnds = func() (t [256][]partPrefix) {
 	for i, p := range prefixes {
-		m = max(m, len(p.s)+1)
-		t[p.s[0]] = append(t[p.s[0]], i)
+		for k := 1; k < len(p.s); k++ {
+			t[p.s[k-1]] = append(t[p.s[k-1]], partPrefix{i, k})
+		}
 	}
-	return m, t
+	for c := range t {
+		slices.SortStableFunc(t[c], func(a, b partPrefix) int { return b.k - a.k })
+	}
+	return t
 }()
 
 // prefixHold returns the length of the longest trailing part of a rule's
-// prefix (after a boundary) at the end of text. Such a part starts with
-// the prefix's first byte, so only the places in the last few bytes that
-// hold one are looked at.
+// prefix (after a boundary) at the end of text. Such a part ends with the
+// text's last byte, so only the parts ending with it are looked at.
 func prefixHold(text []byte) int {
-	n, h := len(text), 0
-	for k := 1; k < maxPrefix && k <= n; k++ {
-		for _, i := range prefixStarts[text[n-k]] {
-			p := &prefixes[i]
-			if k < len(p.s) && string(text[n-k:]) == p.s[:k] && (p.bound == nil || n-k == 0 || !p.bound[text[n-k-1]]) {
-				h = max(h, k)
-			}
+	n := len(text)
+	if n == 0 {
+		return 0
+	}
+	for _, pp := range prefixEnds[text[n-1]] {
+		p := &prefixes[pp.i]
+		if pp.k <= n && string(text[n-pp.k:]) == p.s[:pp.k] && (p.bound == nil || n-pp.k == 0 || !p.bound[text[n-pp.k-1]]) {
+			return pp.k
 		}
 	}
-	return h
+	return 0
 }
 
 // lastBegin is bytes.LastIndex(t, "-----BEGIN ") by way of the rare 'B'.
@@ -211,10 +230,10 @@ func lastBegin(t []byte) int {
 	}
 }
 
-// anchors are the bytes the rules start looking from. Each is searched for
-// with bytes.IndexByte, which is much faster than a byte loop over text
-// where they are rare; candidates come out of order and Find sorts them.
-const anchors = "AJ_-.=:"
+// anchors are the bytes the rules start looking from, found in one pass
+// with a table (in code and config they are too frequent for a
+// bytes.IndexByte per anchor to pay); Find sorts the candidates.
+const anchors = "AJ_-.=:G,"
 
 // scan appends the candidates starting at or after from that are matches or
 // still open. Anchors from lo on are examined, so that an assignment
@@ -231,18 +250,21 @@ func scan(text []byte, from, lo int, cs []cand) []cand {
 			cs = append(cs, c)
 		}
 	}
-	for a := range len(anchors) {
-		for i := lo; i < n; i++ {
-			k := bytes.IndexByte(text[i:], anchors[a])
-			if k < 0 {
-				break
-			}
-			i += k
+	for i := lo; i < n; i++ {
+		if isAnchor[text[i]] {
 			check(text, i, add)
 		}
 	}
 	return cs
 }
+
+// isAnchor has the anchor bytes.
+var isAnchor = func() (t [256]bool) {
+	for _, c := range []byte(anchors) {
+		t[c] = true
+	}
+	return t
+}()
 
 // check runs the rules anchored at text[i].
 func check(text []byte, i int, add func(cand)) {
@@ -256,7 +278,17 @@ func check(text []byte, i int, add func(cand)) {
 					add(token(text, i, 4, &word, 16, 16, "aws-access-key", awsBody))
 				case "AIza":
 					add(token(text, i, 4, &dashWord, 35, 35, "google-api-key", nil))
+				case "ABSK":
+					add(tokenBound(text, i, 4, &b64Pad, &b64Std, 100, 300, "aws-bedrock-key", bedrockBody))
 				}
+			}
+		case 'G':
+			if hasPrefix(text[i:], "GR1348941") {
+				add(token(text, i, 9, &dashWord, 20, 64, "gitlab-token", nil))
+			}
+		case ',':
+			if c, ok := callArgument(text, i); ok {
+				add(c)
 			}
 		case 'J':
 			if i >= 2 && text[i-2] == 'e' && text[i-1] == 'y' {
@@ -279,16 +311,26 @@ func check(text []byte, i int, add func(cand)) {
 				} else {
 					add(token(text, i-2, 3, &dashWord, 20, 200, "openai-key", openAIBody))
 				}
-			case i >= 5 && string(text[i-5:i]) == "glpat":
-				add(token(text, i-5, 6, &dashWord, 20, 64, "gitlab-token", nil))
-			case i >= 4 && string(text[i-4:i-1]) == "xox" && bytes.IndexByte([]byte("bpars"), text[i-1]) >= 0:
-				add(token(text, i-4, 5, &slackTok, 10, 200, "slack-token", slackBody))
+			case i >= 4 && text[i-1] == 't' && gitlabPrefixLen(text, i) > 0:
+				p := gitlabPrefixLen(text, i)
+				add(token(text, i+1-p, p, &dashWord, 20, 64, "gitlab-token", nil))
+			case i >= 4 && string(text[i-4:i-1]) == "xox" && bytes.IndexByte([]byte("bparse"), text[i-1]) >= 0:
+				if i >= 9 && text[i-1] != 'e' && string(text[i-9:i-3]) == "xoxe.x" {
+					// A Slack configuration token: xoxe.xoxp-1-…
+					add(token(text, i-9, 10, &slackTok, 10, 200, "slack-token", slackBody))
+				} else {
+					add(token(text, i-4, 5, &slackTok, 10, 200, "slack-token", slackBody))
+				}
 			case hasPrefix(text[i:], "-----BEGIN "):
 				add(privateKey(text, i))
 			}
 		case '.':
-			if i >= 5 && string(text[i-5:i]) == "hooks" && hasPrefix(text[i:], ".slack.com/services/") {
-				add(tokenBound(text, i-5, 25, &hookPath, &alnum, 20, 120, "slack-webhook", hookBody))
+			if i >= 5 && string(text[i-5:i]) == "hooks" && hasPrefix(text[i:], ".slack.com/") {
+				for _, kind := range []string{"services/", "workflows/", "triggers/"} {
+					if hasPrefix(text[i+11:], kind) {
+						add(tokenBound(text, i-5, 16+len(kind), &hookPath, &alnum, 20, 120, "slack-webhook", hookBody))
+					}
+				}
 			}
 		case '=', ':':
 			if text[i] == ':' && (i+1 == n || text[i+1] == '/') {
@@ -327,8 +369,29 @@ func tokenBound(text []byte, s, plen int, cls, bound *[256]bool, lo, hi int, nam
 	body := e - s - plen
 	c.end = e
 	c.open = e == n && body <= hi
-	c.ok = body >= lo && body <= hi && (check == nil || check(text[s+plen:e]))
+	c.ok = body >= lo && body <= hi && (check == nil || check(text[s+plen:e])) &&
+		!placeholderBody(text[s+plen:e]) && !isSample(text[s:e])
 	return c
+}
+
+// gitlabPrefixes are GitLab's token prefixes before their '-': personal
+// access, deploy, feed, incoming mail, pipeline trigger and runner tokens.
+var gitlabPrefixes = []string{"glpat", "gldt", "glft", "glimt", "glptt", "glrt"}
+
+// gitlabPrefixLen returns the length, with the '-' at i, of the GitLab
+// prefix ending at i, or 0.
+func gitlabPrefixLen(text []byte, i int) int {
+	for _, p := range gitlabPrefixes {
+		if i >= len(p) && string(text[i-len(p):i]) == p {
+			return len(p) + 1
+		}
+	}
+	return 0
+}
+
+// bedrockBody wants what randomBody wants of a long base64 key.
+func bedrockBody(b []byte) bool {
+	return randomBody(bytes.TrimRight(b, "="))
 }
 
 func awsBody(b []byte) bool {
@@ -380,11 +443,15 @@ func slackBody(b []byte) bool {
 	return digits >= 10 && dashes >= 1
 }
 
-// hookBody wants T…/B…/secret.
+// hookBody wants T…/B…/secret, or (workflow and trigger URLs, and
+// services URLs written as one run) 40 or more random characters.
 func hookBody(b []byte) bool {
 	parts := bytes.Split(b, []byte("/"))
-	return len(parts) == 3 && len(parts[0]) >= 8 && parts[0][0] == 'T' &&
-		len(parts[1]) >= 8 && parts[1][0] == 'B' && len(parts[2]) >= 16 && alnumBody(parts[2])
+	if len(parts) == 3 && len(parts[0]) >= 8 && parts[0][0] == 'T' &&
+		len(parts[1]) >= 8 && parts[1][0] == 'B' && len(parts[2]) >= 16 && alnumBody(parts[2]) {
+		return true
+	}
+	return len(b) >= 40 && entropy(b) >= 4
 }
 
 // jwt evaluates a JWT at s: three dot-separated base64url parts, the first
@@ -420,7 +487,7 @@ func jwt(text []byte, s int) cand {
 		return c
 	}
 	c.end = s + len(run)
-	c.ok = true
+	c.ok = !isSample(run)
 	return c
 }
 

@@ -68,6 +68,16 @@ func TestFind(t *testing.T) {
 	jwt := jwtToken()
 	pem := pemBlock()
 	gen := fake("", 24, alnums)
+	glft := fake("glft-", 20, alnums+"-_")
+	glimt := fake("glimt-", 25, alnums)
+	glrt := fake("glrt-", 20, alnums)
+	gr := fake("GR1348941", 20, alnums+"-_")
+	gldt := fake("gldt-", 20, alnums)
+	glptt := fake("glptt-", 40, "0123456789abcdef")
+	xoxe := "xoxe-1-" + fake("", 146, upper+digits)
+	xoxeConfig := "xoxe.xoxp-1-" + fake("", 163, upper+digits)
+	workflow := "hooks.slack.com/workflows/" + fake("T", 9, upper+digits) + "/" + fake("A", 10, upper+digits) + "/" + fake("", 18, digits) + "/" + fake("", 24, alnums)
+	bedrock := fake("ABSKQmVkcm9ja0FQSUtleS0", 108, b64) + "="
 	tests := []struct {
 		name string
 		text string
@@ -119,6 +129,42 @@ func TestFind(t *testing.T) {
 		{"generic key words", "key: CorrectHorseBatteryStaple", nil},
 		{"generic url", "token_url: https://auth.example.org/oauth/token", nil},
 		{"two keys", aws + " " + ghp, []want{{aws, "aws-access-key"}, {ghp, "github-token"}}},
+		{"gitlab feed", "feed_token=" + glft, []want{{glft, "gitlab-token"}}},
+		{"gitlab incoming mail", "mail " + glimt + ".", []want{{glimt, "gitlab-token"}}},
+		{"gitlab runner", "--token " + glrt, []want{{glrt, "gitlab-token"}}},
+		{"gitlab runner registration", "token " + gr, []want{{gr, "gitlab-token"}}},
+		{"gitlab deploy", gldt, []want{{gldt, "gitlab-token"}}},
+		{"gitlab trigger", "t " + glptt, []want{{glptt, "gitlab-token"}}},
+		{"gitlab placeholder", "glpat-xxxxxxxxxxxxxxxxxxxx", nil},
+		{"slack refresh", "r " + xoxe, []want{{xoxe, "slack-token"}}},
+		{"slack config", "c " + xoxeConfig, []want{{xoxeConfig, "slack-token"}}},
+		{"slack webhook no scheme", "url: " + hook, []want{{hook, "slack-webhook"}}},
+		{"slack workflow webhook", "url: " + workflow, []want{{workflow, "slack-webhook"}}},
+		{"bedrock", "AWS_BEARER_TOKEN_BEDROCK=" + bedrock, []want{{bedrock, "aws-bedrock-key"}}},
+		{"aws sample", "id AKIAIOSFODNN7EXAMPLE ok", nil},
+		{"aws sample secret", "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", nil},
+		{"github x", "ghp_" + strings.Repeat("x", 36), nil},
+		{"github docs", "ghp_16C7e42F292c6912E7710c838347Ae178B4a", nil},
+		{"github periodic", "ghp_" + strings.Repeat("aB3dE5", 6), nil},
+		{"jwt.io sample", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c", nil},
+		{"go var", "var apiKey string = \"" + gen + "\"", []want{{gen, "generic-secret"}}},
+		{"ts typed", "const authToken: string = '" + gen + "';", []want{{gen, "generic-secret"}}},
+		{"make ::=", "API_TOKEN ::= " + gen, []want{{gen, "generic-secret"}}},
+		{"make ?=", "API_TOKEN ?= " + gen, []want{{gen, "generic-secret"}}},
+		{"setProperty", `System.setProperty("db.password", "` + gen + `");`, []want{{gen, "generic-secret"}}},
+		{"Setenv", `os.Setenv("API_TOKEN", "` + gen + `")`, []want{{gen, "generic-secret"}}},
+		{"environ index", `os.environ["API_KEY"] = "` + gen + `"`, []want{{gen, "generic-secret"}}},
+		{"call not a key", `fmt.Println("monkey", "` + gen + `")`, nil},
+		{"public_key", "public_key = " + gen, nil},
+		{"foreignKey", "foreignKey: " + gen, nil},
+		{"primaryKey", `primaryKey = "` + gen + `"`, nil},
+		{"csrf-token", `csrf-token: ` + gen, nil},
+		{"token_type", "token_type = " + gen, nil},
+		{"max_tokens", "max_tokens = 4096", nil},
+		{"base64 of a word", "password: cGFzc3dvcmQ=", nil},
+		{"base64 of a key", "key: " + base64.StdEncoding.EncodeToString([]byte(gen+gen)), []want{{base64.StdEncoding.EncodeToString([]byte(gen + gen)), "generic-secret"}}},
+		{"url placeholder", "https://user:pass@host", nil},
+		{"url printf", `"postgres://postgres:%s@db:5432/x"`, nil},
 	}
 	d := New()
 	for _, tt := range tests {
@@ -182,23 +228,46 @@ func TestCorpus(t *testing.T) {
 	detecttest.Corpus(t, "testdata/corpus/secret.txt", Category, New(), 0.95, 0.95)
 }
 
+// TestCorpusRuleClasses holds each rule class added for issue 16 to its own
+// floors: GitLab and Slack tokens, Bedrock keys, the assignment syntaxes,
+// and the key names that are not secrets.
+func TestCorpusRuleClasses(t *testing.T) {
+	for _, class := range []string{"gitlab", "slack", "bedrock", "assignment", "names"} {
+		t.Run(class, func(t *testing.T) {
+			detecttest.Corpus(t, "testdata/corpus/secret_"+class+".txt", Category, New(), 0.95, 0.95)
+		})
+	}
+}
+
 func TestBadInput(t *testing.T) {
 	d := New()
 	inputs := map[string][]byte{
-		"a":            bytes.Repeat([]byte("a"), 1<<20),
-		"A":            bytes.Repeat([]byte("A"), 1<<20),
-		"dashes":       bytes.Repeat([]byte("-"), 1<<20),
-		"underscores":  bytes.Repeat([]byte("_"), 1<<20),
-		"equals":       bytes.Repeat([]byte("="), 1<<20),
-		"begins":       bytes.Repeat([]byte("-----BEGIN PRIVATE KEY-----\n"), 1<<15),
-		"open pem":     append([]byte("-----BEGIN PRIVATE KEY-----\n"), bytes.Repeat([]byte("QUFB"), 1<<18)...),
-		"eyJ":          bytes.Repeat([]byte("eyJ"), 1<<18),
-		"jwt dots":     bytes.Repeat([]byte("eyJhbGciOiJIUzI1NiJ9."), 1<<15),
-		"assignments":  bytes.Repeat([]byte("key=key=token:"), 1<<16),
-		"AKIA":         bytes.Repeat([]byte("AKIA"), 1<<18),
-		"invalid utf8": bytes.Repeat([]byte{0xff, 'A', 'K', 0x80, '=', '-'}, 1<<17),
-		"long token":   []byte(fake("ghp_", 1<<20, alnums)),
+		"a":             bytes.Repeat([]byte("a"), 1<<20),
+		"A":             bytes.Repeat([]byte("A"), 1<<20),
+		"dashes":        bytes.Repeat([]byte("-"), 1<<20),
+		"underscores":   bytes.Repeat([]byte("_"), 1<<20),
+		"equals":        bytes.Repeat([]byte("="), 1<<20),
+		"begins":        bytes.Repeat([]byte("-----BEGIN PRIVATE KEY-----\n"), 1<<15),
+		"open pem":      append([]byte("-----BEGIN PRIVATE KEY-----\n"), bytes.Repeat([]byte("QUFB"), 1<<18)...),
+		"eyJ":           bytes.Repeat([]byte("eyJ"), 1<<18),
+		"jwt dots":      bytes.Repeat([]byte("eyJhbGciOiJIUzI1NiJ9."), 1<<15),
+		"assignments":   bytes.Repeat([]byte("key=key=token:"), 1<<16),
+		"AKIA":          bytes.Repeat([]byte("AKIA"), 1<<18),
+		"invalid utf8":  bytes.Repeat([]byte{0xff, 'A', 'K', 0x80, '=', '-'}, 1<<17),
+		"long token":    []byte(fake("ghp_", 1<<20, alnums)),
+		"commas":        bytes.Repeat([]byte(","), 1<<20),
+		"call args":     bytes.Repeat([]byte(`("api_key", "`), 1<<16),
+		"GR prefix":     bytes.Repeat([]byte("GR1348941"), 1<<17),
+		"xoxe":          bytes.Repeat([]byte("xoxe.xoxp-"), 1<<17),
+		"ABSK":          append([]byte("ABSK"), []byte(fake("", 1<<20, b64))...),
+		"make assign":   bytes.Repeat([]byte("TOKEN ::= "), 1<<17),
+		"typed":         bytes.Repeat([]byte("var token string = "), 1<<16),
+		"zero width":    bytes.Repeat([]byte("\u200b"), 1<<18),
+		"x placeholder": append([]byte("ghp_"), bytes.Repeat([]byte("x"), 1<<20)...),
 	}
+	silent := map[string]bool{"a": true, "A": true, "dashes": true, "underscores": true, "equals": true, "commas": true,
+		"call args": true, "GR prefix": true, "xoxe": true, "ABSK": true, "make assign": true, "typed": true,
+		"zero width": true, "x placeholder": true, "long token": true}
 	for name, text := range inputs {
 		ms := detecttest.Whole(d, text)
 		if h := d.Hold(text); h < 0 || h > detect.MaxHold {
@@ -206,6 +275,9 @@ func TestBadInput(t *testing.T) {
 		}
 		if msg := detecttest.Chunked(d, text[:min(len(text), 3000)], []int{7, 64, 1}); msg != "" {
 			t.Errorf("%s: %s", name, msg)
+		}
+		if silent[name] && len(ms) > 0 {
+			t.Errorf("%s: %d matches, want none (first %v)", name, len(ms), ms[0])
 		}
 		t.Logf("%s: %d matches", name, len(ms))
 	}
@@ -218,6 +290,10 @@ func FuzzSecret(f *testing.F) {
 		"-----BEGIN EC PRIVATE KEY-----\n" + fake("", 40, b64), jwtToken() + ".", fake("sk-ant-", 40, alnums),
 		"hooks.slack.com/services/T12345678/B12345678/" + fake("", 24, alnums), `"apiKey":"` + fake("", 16, alnums),
 		"xoxb-1234567890-1234567890-abc", "aws_secret_access_key: " + fake("", 40, b64),
+		fake("glrt-", 20, alnums), fake("GR1348941", 20, alnums), "xoxe.xoxp-1-" + fake("", 163, upper+digits),
+		fake("ABSK", 120, b64) + "=", `System.setProperty("db.password", "` + fake("", 20, alnums) + `")`,
+		"var apiKey string = \"" + fake("", 20, alnums) + "\"", "TOKEN ::= " + fake("", 20, alnums),
+		"hooks.slack.com/workflows/" + fake("", 60, alnums+"/"), "public_key = " + fake("", 20, alnums),
 	} {
 		f.Add([]byte(s), []byte{5, 1, 9})
 	}
@@ -258,6 +334,9 @@ func TestChunkedFragments(t *testing.T) {
 		fake("", 64, b64), "-----END RSA PRIVATE KEY-----", "-----END ", "password", " = ", ":", "=", "\"", "key",
 		"token", "apiKey", "hooks.slack.com/services/", "T12345678/B12345678/", "xoxb-", "1234567890-", " ", "==",
 		"é", "\x80", "\\n", "AIza", "glpat-", "-", "_", "aws_secret_access_key", fake("", 40, b64),
+		"glrt-", "glimt-", "GR1348941", "xoxe.", "xoxe-", "xoxp-", "1-", "ABSK", fake("", 120, b64), "::=", "?=",
+		`("api_key", "`, `", "`, `"`, "(", "var token string = ", ": string", "hooks.slack.com/workflows/",
+		"os.environ[\"API_KEY\"]", "public_key", "xxxx", "EXAMPLE", "https://user:", "@host",
 	}
 	d := New()
 	r := rand.New(rand.NewPCG(3, 4))

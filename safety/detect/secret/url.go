@@ -63,5 +63,5 @@ func urlCredential(text []byte, p int) cand {
 	case !hostChar[text[j+1]]:
 		return cand{}
 	}
-	return cand{start: u, end: j, name: "url-credential", ok: true}
+	return cand{start: u, end: j, name: "url-credential", ok: !placeholderPassword(text[pw:j])}
 }

@@ -1,0 +1,278 @@
+package classifier
+
+import (
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/warden-llm/warden/safety/detect/norm"
+)
+
+// Features per token, each a hashed n-gram:
+//   - the word itself (a word unigram),
+//   - the previous word and this one (a word bigram),
+//   - the word's first four bytes and its last four (the character 4-grams
+//     at the word's edges: "inst…", "…ions", which carry stems and endings
+//     across inflection and compounds, "Anweisungen" and "instructions"),
+//   - the previous word's first five bytes and this one's (a bigram of
+//     stems: "ignor prev", "vergi alles").
+//
+// Letters are lower-cased (ASCII by table, the rest through package
+// unicode), Latin-1 letters lose their accents, invisible characters are
+// skipped inside a word, and every other byte separates words. Scripts
+// written without spaces (Han, Hiragana, Katakana, Thai) give one token per
+// character, so their unigrams and bigrams are character n-grams. A word
+// of more than maxWord bytes (a hash, a base64 blob) reads as one "long
+// word" whatever its bytes, and a word repeated right after itself is read
+// once, so that neither random bytes nor a flood of one word can tip a
+// window.
+const NumFeatures = 5
+
+// maxWord is the longest word read as itself.
+const maxWord = 24
+
+// A Token is one word of a text: its byte span and its features, each a
+// hash to be reduced to the model's table size.
+type Token struct {
+	Start, End int
+	F          [NumFeatures]uint64
+}
+
+// Hash constants: a word is hashed FNV-style, eight bytes per multiply,
+// and each feature is mixed by its kind (see mix).
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// ASCII byte classes.
+const (
+	sep = iota
+	lower
+	upper
+	high // >= 0x80: decode a rune
+)
+
+var class [256]uint8
+
+func init() {
+	for c := range 256 {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+			class[c] = lower
+		case c >= 'A' && c <= 'Z':
+			class[c] = upper
+		case c >= 0x80:
+			class[c] = high
+		}
+	}
+}
+
+// latin1 folds U+00C0–U+00FF to an ASCII letter (0: not a letter).
+const latin1 = "aaaaaaaceeeeiiiidnooooo\x00ouuuuytsaaaaaaaceeeeiiiidnooooo\x00ouuuuyty"
+
+// mix spreads h over the top bits (the table index) with one multiply,
+// after setting it apart by the feature's kind.
+func mix(h uint64, kind uint64) uint64 {
+	return (h ^ kind*0x9e3779b97f4a7c15) * 0xff51afd7ed558ccd
+}
+
+// word accumulates the token being read: its bytes go into acc eight at
+// a time, and each full acc is folded into h with one multiply.
+type word struct {
+	start, end int
+	n          int    // bytes read
+	acc        uint64 // the bytes since the last full eight, big-endian
+	h          uint64 // hash of the full eights
+	first      uint64 // the first eight bytes, once there are eight
+	last       uint64 // the last full eight
+}
+
+func (w *word) reset(start int) { *w = word{start: start, h: fnvOffset} }
+
+func (w *word) add(c byte) {
+	w.acc = w.acc<<8 | uint64(c)
+	if w.n++; w.n&7 == 0 {
+		w.fold()
+	}
+}
+
+// fold takes a full acc into the hash.
+func (w *word) fold() {
+	w.h = (w.h ^ w.acc) * fnvPrime
+	if w.n == 8 {
+		w.first = w.acc
+	}
+	w.last, w.acc = w.acc, 0
+}
+
+// sums returns the word's hash, its first five bytes (the stem), its first
+// four and its last four.
+func (w *word) sums() (h, stem uint64, pre, suf uint32) {
+	k := uint(w.n & 7)
+	h = (w.h ^ w.acc ^ uint64(w.n)<<56) * fnvPrime
+	head, hn := w.first, uint(8)
+	if w.n < 8 {
+		head, hn = w.acc, uint(w.n)
+	}
+	// head holds the first hn bytes, the first one highest.
+	stem = head >> (8 * (hn - min(hn, 5)))
+	pre = uint32(head >> (8 * (hn - min(hn, 4))))
+	tail := w.acc
+	if k < 4 && w.n >= 8 {
+		tail |= w.last << (8 * k)
+	}
+	suf = uint32(tail)
+	return
+}
+
+func (w *word) addRune(r rune) {
+	if r < utf8.RuneSelf {
+		w.add(byte(r))
+		return
+	}
+	var b [utf8.UTFMax]byte
+	n := utf8.EncodeRune(b[:], r)
+	for _, c := range b[:n] {
+		w.add(c)
+	}
+}
+
+// tokenizer carries the state between words: the previous word's hashes.
+type tokenizer struct {
+	w               word
+	inWord          bool
+	prevH, prevStem uint64
+	havePrev        bool
+	emit            func(*Token)
+	sc              *scorer // when set, tokens go to it rather than to emit
+	tok             Token
+}
+
+func (t *tokenizer) flush() {
+	if !t.inWord {
+		return
+	}
+	t.inWord = false
+	w := &t.w
+	h, stem, pre, suf := w.sums()
+	n := uint64(min(w.n, 5))
+	if w.n > maxWord {
+		h, stem, pre, suf, n = fnvOffset, fnvOffset, 0xffffffff, 0xffffffff, 6
+	}
+	if t.havePrev && h == t.prevH {
+		return
+	}
+	tk := &t.tok
+	tk.Start, tk.End = w.start, w.end
+	tk.F[0] = mix(h, 1)
+	if t.havePrev {
+		tk.F[1] = mix(t.prevH*0x100000001b3^h, 2)
+		tk.F[4] = mix(t.prevStem*0x100000001b3^stem, 5)
+	} else {
+		tk.F[1] = mix(h, 6) // the first word of a text: its own bigram slot
+		tk.F[4] = mix(stem, 7)
+	}
+	tk.F[2] = mix(uint64(pre)|n<<32, 3)
+	tk.F[3] = mix(uint64(suf)|n<<32, 4)
+	t.prevH, t.prevStem, t.havePrev = h, stem, true
+	if t.sc != nil {
+		t.sc.add(tk)
+	} else {
+		t.emit(tk)
+	}
+}
+
+func (t *tokenizer) begin(i int) {
+	if !t.inWord {
+		t.w.reset(i)
+		t.inWord = true
+	}
+}
+
+// Tokens calls emit for each token of text in order. The Token passed is
+// reused: copy what must outlive the call. It allocates nothing and reads
+// each byte once (a rune above ASCII is decoded once).
+func Tokens(text []byte, emit func(*Token)) {
+	t := tokenizer{emit: emit}
+	t.run(text)
+}
+
+func (t *tokenizer) run(text []byte) {
+	for i := 0; i < len(text); {
+		c := text[i]
+		switch k := class[c]; k {
+		case lower, upper:
+			// The common case, a run of ASCII letters and digits, with the
+			// word's state in registers: what word.add does, byte by byte.
+			t.begin(i)
+			w := &t.w
+			acc, n := w.acc, w.n
+			for {
+				acc = acc<<8 | uint64(c|(k-lower)<<5) // upper: set the 0x20 bit
+				if n++; n&7 == 0 {
+					w.acc, w.n = acc, n
+					w.fold()
+					acc = 0
+				}
+				if i++; i == len(text) {
+					break
+				}
+				if c, k = text[i], class[text[i]]; k != lower && k != upper {
+					break
+				}
+			}
+			w.acc, w.n, w.end = acc, n, i
+		case sep:
+			if t.inWord {
+				t.flush()
+			}
+			i++
+		default:
+			r, size := utf8.DecodeRune(text[i:])
+			switch {
+			case r == utf8.RuneError && size <= 1:
+				t.flush()
+			case norm.Ignorable(r) || unicode.Is(unicode.Mn, r):
+				// Invisible or combining: part of the word around it.
+			case r >= 0xc0 && r <= 0xff && latin1[r-0xc0] != 0:
+				t.begin(i)
+				t.w.add(latin1[r-0xc0])
+				if r == 0xdf { // ß
+					t.w.add('s')
+				}
+				t.w.end = i + size
+			case noSpaces(r):
+				t.flush()
+				t.w.reset(i)
+				t.inWord = true
+				t.w.addRune(r)
+				t.w.end = i + size
+				t.flush()
+			case unicode.IsLetter(r) || unicode.IsDigit(r):
+				t.begin(i)
+				t.w.addRune(unicode.ToLower(r))
+				t.w.end = i + size
+			default:
+				t.flush()
+			}
+			i += size
+		}
+	}
+	t.flush()
+}
+
+// noSpaces reports whether r belongs to a script written without spaces
+// between words.
+func noSpaces(r rune) bool {
+	switch {
+	case r < 0x0e00:
+		return false
+	case r <= 0x0e7f: // Thai
+		return true
+	case r >= 0x3040 && r <= 0x30ff: // Hiragana, Katakana
+		return true
+	case r >= 0x3400 && r <= 0x9fff, r >= 0xf900 && r <= 0xfaff, r >= 0x20000 && r <= 0x2ffff: // Han
+		return true
+	}
+	return false
+}

@@ -1,0 +1,127 @@
+package detect
+
+import (
+	"encoding/binary"
+	"math/bits"
+	"sort"
+)
+
+// Digits is the shared digit scan of one text: where each run of ASCII
+// digits starts, and whether that start also starts a word (the byte
+// before it is not an ASCII letter, digit or '_'). The filter engine scans
+// a text for digits once and hands the result to every DigitFinder, so
+// the digit-based detectors (credit_card, ssn, phone, iban, ip) do not
+// each look for digits through the whole text.
+//
+// Next and NextWord answer in any order, fastest for positions that grow;
+// they move a cursor, so a Digits serves one detector at a time.
+type Digits struct {
+	text []byte
+	// starts holds the offsets of digit-run starts in ascending order,
+	// words those of them that begin a word.
+	starts, words []int
+	// Cursors: starts[:at] and words[:wat] lie before the last position
+	// asked for.
+	at, wat int
+}
+
+// A DigitFinder is a Detector whose every match holds an ASCII digit.
+// FindDigits is Find with the text's digit scan done: digits was built by
+// Scan over the same text. Find and FindDigits report the same matches.
+type DigitFinder interface {
+	Detector
+	FindDigits(text []byte, from int, digits *Digits, report func(Match))
+}
+
+const (
+	lo7 = 0x7f7f7f7f7f7f7f7f
+	hi  = 0x8080808080808080
+)
+
+// digitMask has the high bit of each byte of x that is an ASCII digit.
+func digitMask(x uint64) uint64 {
+	t := x ^ 0x3030303030303030 // digits become 0..9
+	return ^((t & lo7) + 0x7676767676767676 | t) & hi
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+func isWord(c byte) bool {
+	return isDigit(c) || c|0x20 >= 'a' && c|0x20 <= 'z' || c == '_'
+}
+
+// Scan records the digit runs of text, reusing d's memory.
+func (d *Digits) Scan(text []byte) {
+	d.text = text
+	d.starts, d.words = d.starts[:0], d.words[:0]
+	d.at, d.wat = 0, 0
+	var prev uint64 // 0x80 when the byte before the block is a digit
+	i := 0
+	for ; i+8 <= len(text); i += 8 {
+		dm := digitMask(binary.LittleEndian.Uint64(text[i:]))
+		s := dm &^ (dm<<8 | prev)
+		prev = dm >> 56 & 0x80
+		for ; s != 0; s &= s - 1 {
+			d.add(text, i+bits.TrailingZeros64(s)/8)
+		}
+	}
+	for ; i < len(text); i++ {
+		if isDigit(text[i]) && (i == 0 || !isDigit(text[i-1])) {
+			d.add(text, i)
+		}
+	}
+}
+
+// add records a digit run starting at k.
+func (d *Digits) add(text []byte, k int) {
+	d.starts = append(d.starts, k)
+	if k == 0 || !wordByte[text[k-1]] {
+		d.words = append(d.words, k)
+	}
+}
+
+var wordByte = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = isWord(byte(c))
+	}
+	return t
+}()
+
+// Cap is how many digit runs d has room for without growing.
+func (d *Digits) Cap() int { return cap(d.starts) + cap(d.words) }
+
+// seek moves the cursor *at over s to the first element at or after
+// pos: forward by steps, as the detectors ask, or back by binary search.
+func seek(s []int, at *int, pos int) {
+	i := *at
+	if i > 0 && s[i-1] >= pos {
+		i = sort.SearchInts(s, pos)
+	}
+	for i < len(s) && s[i] < pos {
+		i++
+	}
+	*at = i
+}
+
+// Next returns the offset of the first ASCII digit at or after pos, or -1.
+func (d *Digits) Next(pos int) int {
+	pos = max(pos, 0)
+	if pos < len(d.text) && isDigit(d.text[pos]) {
+		return pos
+	}
+	seek(d.starts, &d.at, pos)
+	if d.at == len(d.starts) {
+		return -1
+	}
+	return d.starts[d.at]
+}
+
+// NextWord returns the offset of the first ASCII digit at or after pos
+// that starts a word, or -1.
+func (d *Digits) NextWord(pos int) int {
+	seek(d.words, &d.wat, pos)
+	if d.wat == len(d.words) {
+		return -1
+	}
+	return d.words[d.wat]
+}
