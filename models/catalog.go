@@ -169,6 +169,14 @@ func (c *Catalog) Resolve(ctx context.Context, name string) (Info, error) {
 	return m, nil
 }
 
+// Invalidate makes the next lookup list the backend's models again: a
+// Governor calls it after it changes what a name points to.
+func (c *Catalog) Invalidate() {
+	c.mu.Lock()
+	c.fetched = time.Time{}
+	c.mu.Unlock()
+}
+
 // All lists the backend's models. The slice is shared: do not modify it.
 func (c *Catalog) All(ctx context.Context) ([]Info, error) {
 	c.mu.Lock()

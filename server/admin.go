@@ -80,6 +80,9 @@ func (s *Server) adminRoutes(e *gin.Engine) {
 	if s.cfg.Preflight != nil {
 		a.GET("/preflight", s.h(s.adminPreflight))
 	}
+	if s.cfg.ModelAdmin != nil {
+		s.adminModelRoutes(a)
+	}
 	if s.cfg.Probes != nil {
 		a.GET("/probes", s.h(s.adminProbes))
 	}

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -25,6 +27,17 @@ type ModelCatalog interface {
 
 var _ ModelCatalog = (*models.Catalog)(nil)
 
+// ModelGuard decides whether a model the backend has may be served (see
+// models.Guard): Check's error wraps models.ErrNotFound for a model that
+// must look absent (outside [models] allow, a kept version), or
+// models.ErrDigestMismatch for a pinned model whose digest differs.
+type ModelGuard interface {
+	Visible(name string) bool
+	Check(ctx context.Context, m models.Info) error
+}
+
+var _ ModelGuard = (*models.Guard)(nil)
+
 // modelInfo is one model as the backend lists it.
 type modelInfo = models.Info
 
@@ -32,15 +45,16 @@ type modelInfo = models.Info
 // there is the 404 clients see.
 type catalog struct {
 	models ModelCatalog
+	guard  ModelGuard // nil: every model is served
 }
 
 // newCatalog returns the handlers' view of mc, or, when mc is nil, of a
 // models.Catalog over the backend reusing its list for ttl.
-func newCatalog(mc ModelCatalog, b Backend, ttl time.Duration) *catalog {
+func newCatalog(mc ModelCatalog, b Backend, ttl time.Duration, guard ModelGuard) *catalog {
 	if mc == nil {
 		mc = models.NewCatalog(backendModels{b}, models.Config{TTL: ttl})
 	}
-	return &catalog{models: mc}
+	return &catalog{models: mc, guard: guard}
 }
 
 // backendModels lets a models.Catalog read a Backend's models. The server
@@ -54,15 +68,33 @@ func (backendModels) ListRunning(context.Context) (*api.ProcessResponse, error) 
 // resolve finds the model a request names.
 func (c *catalog) resolve(ctx context.Context, name string) (modelInfo, error) {
 	m, err := c.models.Resolve(ctx, name)
-	if errors.Is(err, models.ErrNotFound) {
+	if err == nil && c.guard != nil {
+		err = c.guard.Check(ctx, m)
+	}
+	var mismatch *models.MismatchError
+	switch {
+	case errors.Is(err, models.ErrNotFound):
 		return modelInfo{}, modelNotFound(name)
+	case errors.As(err, &mismatch):
+		return modelInfo{}, &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: "model_digest_mismatch", Param: "model",
+			Message: fmt.Sprintf("The model '%s' is not served: its files are not the version it is pinned to.", name)}
 	}
 	return m, err
 }
 
-// all lists the models.
+// all lists the models that may be served.
 func (c *catalog) all(ctx context.Context) ([]modelInfo, error) {
-	return c.models.All(ctx)
+	list, err := c.models.All(ctx)
+	if err != nil || c.guard == nil {
+		return list, err
+	}
+	out := make([]modelInfo, 0, len(list))
+	for _, m := range list {
+		if c.guard.Visible(m.Name) {
+			out = append(out, m)
+		}
+	}
+	return out, nil
 }
 
 // embeddingWidth reports the width of a model's embeddings.

@@ -64,6 +64,11 @@ type Config struct {
 	// Models, if set, resolves model names and describes models; else the
 	// server reads the Backend's models itself.
 	Models ModelCatalog
+	// ModelGuard, if set, decides which of the backend's models are
+	// served ([models] allow, pins, kept versions).
+	ModelGuard ModelGuard
+	// ModelAdmin, if set, serves /admin/models to admin keys.
+	ModelAdmin ModelAdmin
 	// ModelCacheTTL is how long the backend's model list is reused when
 	// Models is not set.
 	ModelCacheTTL time.Duration
@@ -248,7 +253,7 @@ func New(backend Backend, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		backend: backend,
-		models:  newCatalog(cfg.Models, backend, cfg.ModelCacheTTL),
+		models:  newCatalog(cfg.Models, backend, cfg.ModelCacheTTL, cfg.ModelGuard),
 		log:     logger,
 
 		repeated: &logonce.Limiter{Interval: cfg.LogRepeatInterval, Now: cfg.Now},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/warden-llm/warden/models"
 	"github.com/warden-llm/warden/runtime/ollama"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/tlsca"
@@ -41,12 +42,27 @@ type Config struct {
 	Safety  SafetyConfig  `toml:"safety"`
 	Alerts  AlertsConfig  `toml:"alerts"`
 	Admin   AdminConfig   `toml:"admin"`
+	Models  ModelsConfig  `toml:"models"`
 	Probe   ProbeConfig   `toml:"probe"`
 	Dataset DatasetConfig `toml:"dataset"`
 
 	// path is the file the configuration was read from ("" = none); serve
 	// leaves it in the data dir so `warden audit status` reads the same.
 	path string
+}
+
+// ModelsConfig governs which models may be pulled, imported and served.
+type ModelsConfig struct {
+	// Allow are glob patterns over canonical, registry-qualified model
+	// names ("llama3.2:*", "hf.co/bartowski/*", "warden-demo"); empty
+	// allows every model.
+	Allow []string `toml:"allow"`
+	// Pins pin models to manifest digests (model name → digest); a pin set
+	// with `warden models pin` takes precedence.
+	Pins map[string]string `toml:"pins"`
+	// KeepVersions is how many previous versions of each name are kept for
+	// rollback (0: none).
+	KeepVersions int `toml:"keep_versions"`
 }
 
 // SchedConfig sets the fair queue in front of the backend's slots (each
@@ -269,7 +285,8 @@ func defaultConfig(getenv func(string) string) Config {
 			User:          ollama.DefaultUser,
 			DemoModel:     true,
 		},
-		Admin: AdminConfig{Allow: []string{"127.0.0.0/8", "::1"}},
+		Admin:  AdminConfig{Allow: []string{"127.0.0.0/8", "::1"}},
+		Models: ModelsConfig{KeepVersions: models.DefaultKeepVersions},
 		Keys: KeysConfig{PollInterval: time.Second, RotationMaxAge: 90 * 24 * time.Hour,
 			UserHeader: server.DefaultUserHeader, UserEmailHeader: server.DefaultUserEmailHeader, UserNameHeader: server.DefaultUserNameHeader},
 		Audit:   trail.DefaultAudit(),
@@ -419,6 +436,20 @@ func setField(v reflect.Value, s string) error {
 			m[strings.TrimSpace(k)] = n
 		}
 		v.Set(reflect.ValueOf(m))
+	case v.Type() == reflect.TypeFor[map[string]string]():
+		// "name=value,name=value"
+		m := map[string]string{}
+		for p := range strings.SplitSeq(s, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			k, val, ok := strings.Cut(p, "=")
+			if !ok || strings.TrimSpace(k) == "" {
+				return fmt.Errorf("want name=value pairs, got %q", p)
+			}
+			m[strings.TrimSpace(k)] = strings.TrimSpace(val)
+		}
+		v.Set(reflect.ValueOf(m))
 	default:
 		return fmt.Errorf("unsupported setting type %s", v.Type())
 	}
@@ -527,6 +558,15 @@ func (c *Config) Validate() error {
 	if c.Runtime.Parallel < 1 || c.Runtime.Parallel > 64 {
 		bad("runtime.parallel must be between 1 and 64, got %d", c.Runtime.Parallel)
 	}
+	if _, err := models.ParseAllowlist(c.Models.Allow); err != nil {
+		bad("models.allow: %v", err)
+	}
+	if _, err := c.Models.pins(); err != nil {
+		bad("models.pins: %v", err)
+	}
+	if c.Models.KeepVersions < 0 || c.Models.KeepVersions > 100 {
+		bad("models.keep_versions must be 0 to 100, got %d", c.Models.KeepVersions)
+	}
 	for name, n := range c.Runtime.ModelSlots {
 		if n < 1 || n > c.Runtime.Parallel {
 			bad("runtime.model_slots: %q has %d slots, want 1 to runtime.parallel (%d)", name, n, c.Runtime.Parallel)
@@ -613,4 +653,20 @@ func validHeaderName(s string) bool {
 		}
 	}
 	return true
+}
+
+// pins returns [models.pins] by canonical name, each digest checked.
+func (m ModelsConfig) pins() (map[string]string, error) {
+	out := make(map[string]string, len(m.Pins))
+	for name, d := range m.Pins {
+		canon, ok := models.Canonical(name)
+		if !ok {
+			return nil, fmt.Errorf("%q is not a valid model name", name)
+		}
+		if !models.ValidManifestDigest(d) {
+			return nil, fmt.Errorf("%s: %q is not a manifest digest (64 hex, \"sha256:\" optional)", name, d)
+		}
+		out[canon] = d
+	}
+	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,10 +14,14 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ollama/ollama/api"
 	"github.com/spf13/cobra"
+
+	"github.com/warden-llm/warden/models"
 
 	"github.com/warden-llm/warden/runtime/ollama"
 	"github.com/warden-llm/warden/safety/store"
+	"github.com/warden-llm/warden/safety/trail"
 )
 
 // backendFile, in the data dir, holds the URL of the backend the running
@@ -51,66 +56,629 @@ func backendURL(cfg Config) (*url.URL, error) {
 	return u, nil
 }
 
+// backendClient is an Ollama API client for the backend the running server
+// uses (entering its network namespace when it has one), and its closer.
+func backendClient(cfg Config) (*api.Client, *url.URL, func(), error) {
+	u, err := backendURL(cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	tr := ollama.NewTransport()
+	closeNS := func() {}
+	if cfg.Runtime.OllamaURL == "" { // the server's child: maybe in its own network namespace
+		dial, closer := ollama.ChildDialer(cfg.DataDir)
+		closeNS = closer
+		if dial != nil {
+			tr.DialContext = dial
+		}
+	}
+	return api.NewClient(u, &http.Client{Transport: tr}), u, closeNS, nil
+}
+
+// modelsStore is the backend's models directory when Warden runs the
+// backend (unknown for runtime.ollama_url unless runtime.models_dir is set).
+func modelsStore(cfg Config) models.Store {
+	if cfg.Runtime.OllamaURL != "" && cfg.Runtime.ModelsDir == "" {
+		return models.Store{}
+	}
+	return models.Store{Dir: cfg.modelsDir()}
+}
+
+// newGovernor is the Governor of cfg's models over backend b and db.
+func newGovernor(cfg Config, b models.Backend, db *store.DB) (*models.Governor, error) {
+	allow, err := models.ParseAllowlist(cfg.Models.Allow)
+	if err != nil {
+		return nil, fmt.Errorf("models.allow: %w", err)
+	}
+	pins, err := cfg.Models.pins()
+	if err != nil {
+		return nil, fmt.Errorf("models.pins: %w", err)
+	}
+	catalog := models.NewCatalog(b, models.Config{Parallel: cfg.Runtime.Parallel,
+		ContextLength: cfg.Runtime.ContextLength, Slots: cfg.Runtime.ModelSlots})
+	keep := cfg.Models.KeepVersions
+	if keep == 0 {
+		keep = -1 // Governor: 0 is the default; the config's 0 keeps none
+	}
+	return &models.Governor{Backend: b, DB: db, Store: modelsStore(cfg), Allow: allow, Pins: pins,
+		KeepVersions: keep, Need: catalog.Need}, nil
+}
+
+// governor opens the database and the backend for a models command. With
+// no --config and no $WARDEN_CONFIG it reads the configuration `warden
+// serve` last started with on the data dir, so the CLI governs models by
+// the server's [models] (its allowlist above all).
+func (g *globals) governor(ctx context.Context) (*models.Governor, Config, func(), error) {
+	db, cfg, err := g.openDB(ctx)
+	if err != nil {
+		return nil, cfg, nil, err
+	}
+	if g.configPath == "" && g.getenv("WARDEN_CONFIG") == "" {
+		if p := trail.ServeConfigPath(cfg.DataDir); p != "" {
+			if cfg, err = g.configAt(p); err != nil {
+				db.Close()
+				return nil, cfg, nil, fmt.Errorf("the configuration warden serve last started with: %w", err)
+			}
+		}
+	}
+	client, u, closeNS, err := backendClient(cfg)
+	if err != nil {
+		db.Close()
+		return nil, cfg, nil, err
+	}
+	gov, err := newGovernor(cfg, reachable{client, u}, db)
+	if err != nil {
+		closeNS()
+		db.Close()
+		return nil, cfg, nil, err
+	}
+	return gov, cfg, func() { closeNS(); db.Close() }, nil
+}
+
+// reachable names the backend in the error of a call that cannot reach it.
+type reachable struct {
+	*api.Client
+	u *url.URL
+}
+
+func (r reachable) List(ctx context.Context) (*api.ListResponse, error) {
+	resp, err := r.Client.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("backend at %s (is `warden serve` running?): %w", r.u.Redacted(), err)
+	}
+	return resp, nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
 func newModelsCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "models",
-		Short: "Inspect the backend's models",
+		Short: "Govern the backend's models: pull, import, pin, verify, roll back",
+		Long: `The models commands talk to the backend of the running server (the same
+data dir) and record every change in the database and the audit chain.
+
+[models] allow governs what may be pulled, imported and served; pins tie a
+name to a manifest digest; a pull or import that changes what a name points
+to keeps the previous version for rollback (models.keep_versions).`,
 	}
+	cmd.AddCommand(newModelsListCmd(g), newModelsShowCmd(g), newModelsPullCmd(g), newModelsImportCmd(g),
+		newModelsRmCmd(g), newModelsLoadCmd(g, true), newModelsLoadCmd(g, false),
+		newModelsPinCmd(g), newModelsUnpinCmd(g), newModelsHistoryCmd(g), newModelsRollbackCmd(g),
+		newModelsVerifyCmd(g), newModelsAnnotateCmd(g), newModelsManifestCmd(g))
+	return cmd
+}
+
+func newModelsListCmd(g *globals) *cobra.Command {
 	var asJSON bool
-	list := &cobra.Command{
+	c := &cobra.Command{
 		Use:   "list",
-		Short: "List the models the backend holds",
+		Short: "List the models the backend holds, with whether each may be served",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.config()
+			gov, _, done, err := g.governor(cmd.Context())
 			if err != nil {
 				return err
 			}
-			u, err := backendURL(cfg)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer done()
+			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
-			tr := ollama.NewTransport()
-			if cfg.Runtime.OllamaURL == "" { // the server's child: maybe in its own network namespace
-				dial, closeNS := ollama.ChildDialer(cfg.DataDir)
-				defer closeNS()
-				if dial != nil {
-					tr.DialContext = dial
-				}
-			}
-			client := ollama.NewClient(func() *url.URL { return u }, &http.Client{Transport: tr})
-			resp, err := client.List(ctx)
+			list, err := gov.List(ctx)
 			if err != nil {
-				return fmt.Errorf("list models at %s (is `warden serve` running?): %w", u.Redacted(), err)
+				return err
 			}
 			if asJSON {
-				type row struct {
-					Name     string    `json:"name"`
-					Digest   string    `json:"digest"`
-					Size     int64     `json:"size"`
-					Modified time.Time `json:"modified_at"`
+				if list == nil {
+					list = []models.Listed{}
 				}
-				rows := make([]row, 0, len(resp.Models))
-				for _, m := range resp.Models {
-					rows = append(rows, row{m.Name, m.Digest, m.Size, m.ModifiedAt})
-				}
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rows)
+				return printJSON(g.stdout, list)
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tDIGEST\tSIZE\tMODIFIED")
-			for _, m := range resp.Models {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", m.Name, shortDigest(m.Digest), m.Size, m.ModifiedAt.UTC().Format(time.RFC3339))
+			fmt.Fprintln(tw, "NAME\tDIGEST\tSIZE\tMODIFIED\tALLOWED\tPINNED\tLOADED\tKEPT")
+			for _, m := range list {
+				pin := "-"
+				if m.Pinned != "" {
+					pin = shortDigest(m.Pinned)
+					if !m.PinOK {
+						pin += " (MISMATCH)"
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\n", m.Name, shortDigest(m.Digest), m.Size,
+					m.Modified.UTC().Format(time.RFC3339), yesNo(m.Allowed), pin, yesNo(m.Loaded), m.Versions)
 			}
 			return tw.Flush()
 		},
 	}
-	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.AddCommand(list)
-	return cmd
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func newModelsShowCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Describe a model: digest, shape, licence, template hash, allowed, pinned, loaded, VRAM estimate, provenance",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			gov, _, done, err := g.governor(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			defer cancel()
+			s, err := gov.Show(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(g.stdout, s)
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+			row := func(k string, v any) { fmt.Fprintf(tw, "%s\t%v\n", k, v) }
+			row("name", s.Name)
+			row("digest", s.Digest)
+			row("size", s.Size)
+			row("family", s.Family)
+			row("parameters", s.ParameterSize)
+			row("quantization", s.Quantization)
+			row("context length", s.ContextLength)
+			row("capabilities", strings.Join(s.Capabilities, ", "))
+			row("licence", firstLine(s.License)+spdxNote(s.LicenseSPDX))
+			row("template sha256", s.TemplateSHA256)
+			row("allowed", yesNo(s.Allowed))
+			switch {
+			case s.Pinned == "":
+				row("pinned", "no")
+			case s.PinOK:
+				row("pinned", s.Pinned+" ("+s.PinSource+")")
+			default:
+				row("pinned", s.Pinned+" ("+s.PinSource+"): MISMATCH, not served")
+			}
+			row("loaded", yesNo(s.Loaded))
+			row("vram estimate", s.VRAMEstimate)
+			row("kept versions", s.Versions)
+			if p := s.Provenance; p != nil {
+				row("source", p.Source)
+				row("brought in", p.At.Format(time.RFC3339)+" by "+p.Actor)
+				for _, n := range p.Notes {
+					row("note", n.At.Format(time.RFC3339)+" "+n.Actor+": "+n.Note)
+				}
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
+
+func spdxNote(id string) string {
+	if id == "" {
+		return ""
+	}
+	return " [" + id + "]"
+}
+
+func newModelsPullCmd(g *globals) *cobra.Command {
+	var insecure, asJSON bool
+	c := &cobra.Command{
+		Use:   "pull NAME[:TAG]",
+		Short: "Pull a model through the backend, with progress (a registry host may lead the name)",
+		Long: `Pull asks the running server's backend to pull the model, showing a progress
+bar per layer on a terminal and one JSON object per line otherwise (or with
+--json). A name outside [models] allow is refused before anything is
+downloaded. When the pull changes what the name points to, the previous
+version is kept for rollback and the change is recorded. Ctrl-C cancels the
+pull and removes its partial downloads; the previous version keeps serving.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, ok := models.Canonical(strings.TrimSpace(args[0])); !ok {
+				return fmt.Errorf("%w: %q (want [host/][namespace/]model[:tag], letters, digits, _ . -)", models.ErrBadName, args[0])
+			}
+			gov, _, done, err := g.governor(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			p := newProgressPrinter(g.stdout, asJSON)
+			ch, err := gov.Pull(cmd.Context(), osActor(), args[0], insecure, p.progress)
+			return p.finish(ch, err)
+		},
+	}
+	c.Flags().BoolVar(&insecure, "insecure", false, "allow a registry over plain HTTP")
+	c.Flags().BoolVar(&asJSON, "json", false, "print progress as JSON lines")
+	return c
+}
+
+func newModelsImportCmd(g *globals) *cobra.Command {
+	var spec models.ImportSpec
+	var modelfile, license string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "import FILE.gguf --name NAME",
+		Short: "Import a GGUF file as a model",
+		Long: `Import checks the file's GGUF magic and version before anything else, hashes
+it, uploads it to the backend as a blob and creates the model NAME from it.
+--modelfile applies a Modelfile's TEMPLATE, SYSTEM, PARAMETER and other
+commands (its FROM is this file); --license attaches a licence; --source
+records where the file came from.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec.Path = args[0]
+			if spec.Name == "" {
+				return errors.New("--name is required")
+			}
+			if modelfile != "" {
+				b, err := os.ReadFile(modelfile)
+				if err != nil {
+					return fmt.Errorf("--modelfile: %w", err)
+				}
+				spec.Modelfile = string(b)
+			}
+			if license != "" {
+				b, err := os.ReadFile(license)
+				if err != nil {
+					return fmt.Errorf("--license: %w", err)
+				}
+				spec.License = string(b)
+			}
+			// The file is checked before the server is looked for.
+			f, err := os.Open(spec.Path)
+			if err != nil {
+				return fmt.Errorf("import: %w", err)
+			}
+			_, err = models.CheckGGUF(f)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("import %s: %w", spec.Path, err)
+			}
+			gov, _, done, err := g.governor(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			p := newProgressPrinter(g.stdout, asJSON)
+			ch, err := gov.Import(cmd.Context(), osActor(), spec, p.progress)
+			return p.finish(ch, err)
+		},
+	}
+	c.Flags().StringVar(&spec.Name, "name", "", "the model's name (required)")
+	c.Flags().StringVar(&modelfile, "modelfile", "", "a Modelfile whose commands apply (FROM is the file)")
+	c.Flags().StringVar(&license, "license", "", "a licence file")
+	c.Flags().StringVar(&spec.Source, "source", "", "where the file came from (URL), for the provenance record")
+	c.Flags().BoolVar(&asJSON, "json", false, "print progress as JSON lines")
+	return c
+}
+
+func newModelsRmCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm NAME",
+		Short: "Remove a model, its kept versions and its pin",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			gov, _, done, err := g.governor(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			if err := gov.Remove(cmd.Context(), osActor(), args[0]); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(g.stdout, "removed %s\n", args[0])
+			return err
+		},
+	}
+}
+
+func newModelsLoadCmd(g *globals, load bool) *cobra.Command {
+	use, short := "load NAME", "Load a model into memory (warm it)"
+	if !load {
+		use, short = "unload NAME", "Unload a model from memory (free its VRAM)"
+	}
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			gov, _, done, err := g.governor(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			verb := "loaded"
+			if load {
+				err = gov.Load(cmd.Context(), args[0])
+			} else {
+				verb, err = "unloaded", gov.Unload(cmd.Context(), args[0])
+			}
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(g.stdout, "%s %s\n", verb, args[0])
+			return err
+		},
+	}
+}
+
+func newModelsPinCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "pin NAME [DIGEST]",
+		Short: "Pin a model to a manifest digest (default: its current one)",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			gov, _, done, err := g.governor(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			digest := ""
+			if len(args) == 2 {
+				digest = args[1]
+			}
+			d, err := gov.Pin(cmd.Context(), osActor(), args[0], digest)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(g.stdout, "pinned %s to %s\n", args[0], d)
+			return err
+		},
+	}
+}
+
+func newModelsUnpinCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "unpin NAME",
+		Short: "Remove a model's pin",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			gov, _, done, err := g.governor(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			if err := gov.Unpin(cmd.Context(), osActor(), args[0]); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(g.stdout, "unpinned %s\n", args[0])
+			return err
+		},
+	}
+}
+
+func newModelsHistoryCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "history NAME",
+		Short: "List the versions a model name has pointed to, newest first",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			gov, _, done, err := g.governor(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			h, err := gov.History(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if h == nil {
+					h = []models.Version{}
+				}
+				return printJSON(g.stdout, h)
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "WHEN\tACTION\tFROM\tTO\tKEPT\tBY\tSOURCE")
+			for _, v := range h {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.At.Format(time.RFC3339), v.Action,
+					orDash(shortDigest(v.Old)), shortDigest(v.New), yesNo(v.Kept), v.Actor, v.Source)
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func newModelsRollbackCmd(g *globals) *cobra.Command {
+	var to string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "rollback NAME",
+		Short: "Point a model name back at its previous (or a kept) version",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			gov, _, done, err := g.governor(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			ch, err := gov.Rollback(cmd.Context(), osActor(), args[0], to)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(g.stdout, ch)
+			}
+			fmt.Fprintf(g.stdout, "%s: %s -> %s (the replaced version is kept as %s)\n", ch.Name, shortDigest(ch.Old), shortDigest(ch.New), ch.Kept)
+			if ch.PinMoved {
+				fmt.Fprintf(g.stdout, "its pin moved to %s\n", ch.New)
+			}
+			if ch.PinMismatch {
+				fmt.Fprintln(g.stdout, "warning: [models.pins] pins it to another digest: it is not served until the config changes")
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&to, "to", "", "the digest to roll back to (12 hex or more; default: the previous version)")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func newModelsVerifyCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "verify [NAME]",
+		Short: "Re-hash every blob of a model (or of all) against its manifest",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			gov, _, done, err := g.governor(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+			}
+			p := newProgressPrinter(g.stdout, asJSON)
+			res, err := gov.Verify(cmd.Context(), name, p.progress)
+			p.close()
+			if err != nil {
+				return err
+			}
+			bad := 0
+			for _, m := range res {
+				if !m.OK {
+					bad++
+				}
+			}
+			if asJSON {
+				if err := json.NewEncoder(g.stdout).Encode(map[string]any{"status": "done", "models": res, "ok": bad == 0}); err != nil {
+					return err
+				}
+			} else {
+				for _, m := range res {
+					fmt.Fprintf(g.stdout, "%s %s: %s\n", m.Name, shortDigest(m.Digest), map[bool]string{true: "ok", false: "FAILED"}[m.OK])
+					if m.Error != "" {
+						fmt.Fprintf(g.stdout, "  %s\n", m.Error)
+					}
+					for _, b := range m.Blobs {
+						if b.State != models.BlobOK {
+							fmt.Fprintf(g.stdout, "  %s %s (%s): %s\n", b.State, b.Digest, b.Media, b.Detail)
+						}
+					}
+				}
+			}
+			if bad > 0 {
+				return fmt.Errorf("%d of %d models failed verification", bad, len(res))
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print progress and the result as JSON lines")
+	return c
+}
+
+func newModelsAnnotateCmd(g *globals) *cobra.Command {
+	var note string
+	c := &cobra.Command{
+		Use:   "annotate NAME --note TEXT",
+		Short: "Add an operator's note to a model's provenance record",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			gov, _, done, err := g.governor(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			if err := gov.Annotate(cmd.Context(), osActor(), args[0], note); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(g.stdout, "noted on %s\n", args[0])
+			return err
+		},
+	}
+	c.Flags().StringVar(&note, "note", "", "the note")
+	return c
+}
+
+func newModelsManifestCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "manifest",
+		Short: "Export every model version's provenance record as one document",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			gov, _, done, err := g.governor(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer done()
+			recs, err := gov.Manifest(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(g.stdout, map[string]any{"generated_at": time.Now().UTC(), "models": recs})
+			}
+			for _, r := range recs {
+				cur := ""
+				if r.Current {
+					cur = " (current)"
+				}
+				fmt.Fprintf(g.stdout, "%s %s%s\n  source: %s\n", r.Name, shortDigest(r.Digest), cur, r.Source)
+				if r.SourceSHA256 != "" {
+					fmt.Fprintf(g.stdout, "  file sha256: %s\n", r.SourceSHA256)
+				}
+				if r.License != "" || r.LicenseSPDX != "" {
+					fmt.Fprintf(g.stdout, "  licence: %s%s\n", firstLine(r.License), spdxNote(r.LicenseSPDX))
+				}
+				if r.Actor != "" {
+					fmt.Fprintf(g.stdout, "  by %s at %s\n", r.Actor, r.At.Format(time.RFC3339))
+				}
+				for _, n := range r.Notes {
+					fmt.Fprintf(g.stdout, "  note %s %s: %s\n", n.At.Format(time.RFC3339), n.Actor, n.Note)
+				}
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
 }
 
 func shortDigest(d string) string {

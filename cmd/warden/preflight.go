@@ -105,6 +105,7 @@ func preflightEnv(cfg Config, db *store.DB) *preflight.Env {
 		FailOpen:          cfg.Audit.FailOpen,
 		RotationMaxAge:    cfg.Keys.RotationMaxAge,
 		UserLimits:        cfg.Limits.keys(),
+		ModelAllow:        cfg.Models.Allow,
 		DB:                db,
 		DataDir:           cfg.DataDir,
 		SkipDirs:          []string{cfg.modelsDir(), filepath.Join(cfg.DataDir, "ollama-home")},

@@ -231,7 +231,18 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	monitor.Start(ctx)
 	defer monitor.Close()
 
+	guard, err := newModelGuard(cfg, db, tr, log.With("component", "models"))
+	if err != nil {
+		return err
+	}
+	governor, err := newGovernor(cfg, liveBackend{url: be.URL, hc: hc}, db)
+	if err != nil {
+		return err
+	}
+	governor.OnChange = catalog.Invalidate // admin API changes serve at once
+
 	metrics := server.NewMetrics()
+	registerModelMetrics(metrics.Registry, guard)
 	metrics.WatchGPU(monitor)
 	metrics.WatchQueue(queue.Stats)
 	registerMetrics(metrics.Registry, be, tr, client)
@@ -264,6 +275,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		TrustedProxies:    cfg.Server.TrustedProxies,
 		Ready:             be.Ready,
 		Models:            catalog,
+		ModelGuard:        guard,
+		ModelAdmin:        governor,
 		Keys:              cache,
 		Quota:             limiter,
 		DefaultLimits:     cfg.Limits.keys(),

@@ -54,6 +54,21 @@ type GPUAlert struct {
 	Time          time.Time `json:"time"` // UTC
 }
 
+// ModelAlert is the alert for a request refused because its pinned model's
+// manifest digest is not the pinned one (a model swapped on disk, or
+// pulled over): raised once per model and wrong digest.
+type ModelAlert struct {
+	Actual  string    `json:"actual_digest"`
+	Kind    string    `json:"kind"` // always AlertKindModelDigest
+	Message string    `json:"message"`
+	Model   string    `json:"model"`
+	Pinned  string    `json:"pinned_digest"`
+	Time    time.Time `json:"time"` // UTC
+}
+
+// AlertKindModelDigest is ModelAlert's kind.
+const AlertKindModelDigest = "model_digest_mismatch"
+
 // ProbeAlert is the alert for a probe run whose failure rates rose by more
 // than probe.alert_threshold since the previous run of the same model.
 type ProbeAlert struct {

@@ -105,6 +105,9 @@ type Env struct {
 	// Full verifies the whole chain instead of its tail.
 	Full bool
 
+	// ModelAllow is [models] allow (empty: every model).
+	ModelAllow []string
+
 	// Keys.
 	RotationMaxAge time.Duration
 	UnusedAfter    time.Duration // 0: 90 days
@@ -193,6 +196,7 @@ func Checks() []Check {
 		{"keys.model_restriction", checkModelRestriction},
 		{"keys.unused", checkUnused},
 		{"keys.delegate_user_limits", checkDelegateUserLimits},
+		{"models.allowlist", checkModelAllowlist},
 		{"probes.recent", checkProbes},
 		{"host.data_dir", checkDataDir},
 		{"host.user", checkUser},

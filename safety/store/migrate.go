@@ -24,6 +24,7 @@ var migrations = []migration{
 	outboxLimitsMigration,
 	keysCIDRMigration,
 	delegateMigration,
+	modelsMigration,
 	probesMigration,
 }
 

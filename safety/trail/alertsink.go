@@ -95,6 +95,15 @@ func (t *Trail) Alert(ctx context.Context, a outbox.GPUAlert) {
 	t.enqueueAlert(ctx, a.Kind, b)
 }
 
+// ModelAlert queues a model digest alert for the alert sinks.
+func (t *Trail) ModelAlert(ctx context.Context, a outbox.ModelAlert) {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return
+	}
+	t.enqueueAlert(ctx, a.Kind, b)
+}
+
 // enqueueAlert queues one alert body for the alert sinks.
 func (t *Trail) enqueueAlert(ctx context.Context, kind string, b []byte) {
 	if !t.alerting || t.out == nil {
