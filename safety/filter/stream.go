@@ -204,6 +204,9 @@ func (s *Stream) judgeWhole(text []byte) {
 // its own view.
 func (s *Stream) release(final bool, src string) (string, int) {
 	win := s.win
+	if s.ms == nil {
+		s.ms = *matchBufs.Get().(*[]detect.Match)
+	}
 	ms := s.ms[:0]
 	add := func(m detect.Match) {
 		if s.wanted(m) {
@@ -370,6 +373,10 @@ func (s *Stream) find(d detect.Detector, text []byte, from int, scanned *bool, r
 
 var digitScans = sync.Pool{New: func() any { return new(detect.Digits) }}
 
+// matchBufs holds the match lists of ended streams: a text dense with
+// findings would otherwise grow a new one many times.
+var matchBufs = sync.Pool{New: func() any { return new([]detect.Match) }}
+
 // litView holds a literal view and its offsets, reused across streams.
 type litView struct {
 	dst []byte
@@ -378,9 +385,16 @@ type litView struct {
 
 var litViews = sync.Pool{New: func() any { return new(litView) }}
 
-// putView returns the stream's view buffers and digit scan once the text
-// is over.
+// putView returns the stream's view buffers, digit scan and match list
+// once the text is over.
 func (s *Stream) putView() {
+	if s.ms != nil {
+		if cap(s.ms) <= 1<<14 {
+			ms := s.ms[:0]
+			matchBufs.Put(&ms)
+		}
+		s.ms = nil
+	}
 	if s.digits != nil {
 		s.digits.Scan(nil) // drops the text; keeps the memory
 		if s.digits.Cap() <= 1<<17 {

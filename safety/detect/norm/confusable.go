@@ -46,7 +46,11 @@ func (confusable) Find(text []byte, from int, report func(detect.Match)) {
 			continue
 		}
 		r, size := utf8.DecodeRune(text[i:])
-		if _, ok := classify(r); !suspect(r) || !ok {
+		if !suspect(r) {
+			i += size
+			continue
+		}
+		if _, ok := classify(r); !ok {
 			// A suspect rune outside any word (Greek punctuation,
 			// an unassigned code point) would find the word before
 			// it, already judged at its own suspect rune.

@@ -1,6 +1,8 @@
 package norm
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"unicode"
 	"unicode/utf8"
 
@@ -245,13 +247,15 @@ func hscan(text []byte, from int, report func(detect.Match)) (runKind, runStart,
 
 // skipASCII returns the index of the first non-ASCII byte at or after i.
 func skipASCII(text []byte, i int) int {
-	for i+8 <= len(text) {
-		w := uint64(text[i]) | uint64(text[i+1])<<8 | uint64(text[i+2])<<16 | uint64(text[i+3])<<24 |
-			uint64(text[i+4])<<32 | uint64(text[i+5])<<40 | uint64(text[i+6])<<48 | uint64(text[i+7])<<56
-		if w&0x8080808080808080 != 0 {
-			break
+	const hi = 0x8080808080808080
+	for ; i+16 <= len(text); i += 16 {
+		a, b := binary.LittleEndian.Uint64(text[i:]), binary.LittleEndian.Uint64(text[i+8:])
+		if (a|b)&hi != 0 {
+			if a&hi != 0 {
+				return i + bits.TrailingZeros64(a&hi)/8
+			}
+			return i + 8 + bits.TrailingZeros64(b&hi)/8
 		}
-		i += 8
 	}
 	for i < len(text) && text[i] < utf8.RuneSelf {
 		i++

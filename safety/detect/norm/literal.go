@@ -2,6 +2,7 @@ package norm
 
 import (
 	"sort"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -116,6 +117,15 @@ func Plain(text []byte) bool {
 	return true
 }
 
+// copyByte marks the plain bytes that are not mayEscape: a run of them is
+// its own literal view.
+var copyByte = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = plainByte(byte(c)) && !mayEscape[c]
+	}
+	return t
+}()
+
 func plainByte(c byte) bool {
 	return c >= 0x20 && c < 0x7f || c == '\t' || c == '\n' || c == '\r'
 }
@@ -205,7 +215,7 @@ func (n *normalizer) literal() {
 			// A run of plain ASCII, the bulk of most text, is copied
 			// as it is.
 			j := i + 1
-			for j < len(text) && plainByte(text[j]) && !mayEscape[text[j]] {
+			for j < len(text) && copyByte[text[j]] {
 				j++
 			}
 			w := len(n.dst)
@@ -267,6 +277,24 @@ func (n *normalizer) literalRune(r rune, size, off int, src []byte) {
 		n.put(' ', off)
 		return
 	}
+	if r < 0x10000 && !n.noKept {
+		f := fast()
+		if f.kept[r>>6]&(1<<(r&63)) != 0 {
+			// The common case: a rune the view keeps as it is.
+			n.ign = 0
+			for _, b := range src[:size] {
+				n.dst = append(n.dst, b)
+				n.mark(off)
+			}
+			n.last = src[size-1]
+			return
+		}
+		if r < 0x800 && f.look[r] != 0 {
+			n.ign = 0
+			n.lookalike(r, f.look[r]&0x7f, f.look[r]&0x80 != 0, off)
+			return
+		}
+	}
 	if literalDropped(r, size) {
 		n.drop(off)
 		return
@@ -312,22 +340,75 @@ func (n *normalizer) literalRune(r rune, size, off int, src []byte) {
 	n.literalOther(r, off)
 }
 
+// fastRunes holds what the literal view makes of the runes of the Basic
+// Multilingual Plane for which none of the cases of literalRune applies
+// (not dropped, not white space or a filler, no digit value, no small
+// capital, no compatibility decomposition), so that literalOther alone
+// decides: kept is a bit set of those it writes as they are (not a
+// look-alike), whatever their context: most of the non-ASCII text in the
+// world. look has, for those of the first 2048 that are look-alikes, the
+// Latin letter (lower case), with 0x80 set when the rune is upper case.
+type fastRunes struct {
+	kept [1 << 10]uint64
+	look [0x800]byte
+}
+
+var fast = sync.OnceValue(func() *fastRunes {
+	f := new(fastRunes)
+	var b [utf8.UTFMax]byte
+	for r := rune(0x80); r < 0x10000; r++ {
+		if !utf8.ValidRune(r) || literalDropped(r, utf8.RuneLen(r)) || filler(r) || unicode.IsSpace(r) ||
+			digitValue(r) >= 0 || smallCap(r) != 0 {
+			continue
+		}
+		if r < 0xac00 || r > 0xd7a3 {
+			if len(norm.NFKD.Properties(b[:utf8.EncodeRune(b[:], r)]).Decomposition()) > 0 {
+				continue
+			}
+		}
+		lr := unicode.ToLower(r)
+		switch l := lookalike(lr); {
+		case l == 0:
+			f.kept[r>>6] |= 1 << (r & 63)
+		case r < 0x800 && lr != r:
+			f.look[r] = l | 0x80
+		case r < 0x800:
+			f.look[r] = l
+		}
+	}
+	return f
+})
+
 // literalOther writes a rune that needs no decomposition, a look-alike as
 // its Latin letter.
 func (n *normalizer) literalOther(r rune, off int) {
 	lr := unicode.ToLower(r)
 	if l := lookalike(lr); l != 0 {
-		if off >= n.foldEnd {
-			n.fold, n.foldEnd = foldWord(n.text, off)
-		}
-		if n.fold {
-			if lr != r {
-				l -= 0x20
-			}
-			n.put(l, off)
-			return
-		}
+		n.lookalike(r, l, lr != r, off)
+		return
 	}
+	n.keep(r, off)
+}
+
+// lookalike writes the look-alike r of the Latin letter l (lower case;
+// upper says r is upper case): the letter, in r's case, when its word is
+// folded, else r.
+func (n *normalizer) lookalike(r rune, l byte, upper bool, off int) {
+	if off >= n.foldEnd {
+		n.fold, n.foldEnd = foldWord(n.text, off)
+	}
+	if n.fold {
+		if upper {
+			l -= 0x20
+		}
+		n.put(l, off)
+		return
+	}
+	n.keep(r, off)
+}
+
+// keep writes r as it is.
+func (n *normalizer) keep(r rune, off int) {
 	var buf [utf8.UTFMax]byte
 	k := utf8.EncodeRune(buf[:], r)
 	for _, b := range buf[:k] {

@@ -1,8 +1,14 @@
 package norm
 
 import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/warden-llm/warden/safety/detect/detecttest"
 )
 
 func TestLiteral(t *testing.T) {
@@ -167,4 +173,43 @@ func FuzzNormalizedOffsets(f *testing.F) {
 			check(vs, ve+1)
 		}
 	})
+}
+
+// BenchmarkLiteralMap builds the literal view of the engine's benchmark
+// text (detecttest.BenchText), as the filter does for a window that is not
+// plain, and reports its CPU time as a ratio to the baseline loop.
+func BenchmarkLiteralMap(b *testing.B) {
+	text := detecttest.BenchText()
+	b.SetBytes(int64(len(text)))
+	var dst []byte
+	var m OffsetMap
+	start := detecttest.CPUTime()
+	for b.Loop() {
+		dst, m = LiteralMap(dst, m, text, true)
+	}
+	detecttest.ReportCPU(b, detecttest.CPUTime()-start, text, len(text))
+}
+
+// TestKeptRunes holds the literal view's fast paths (fastRunes) for the runes it keeps
+// as they are and the look-alikes to the full rules, for every rune of the Basic
+// Multilingual Plane, alone and inside Latin, Cyrillic and Han words.
+func TestKeptRunes(t *testing.T) {
+	var b strings.Builder
+	for r := rune(0x80); r < 0x10000; r++ {
+		if !utf8.ValidRune(r) {
+			continue
+		}
+		for _, ctx := range []string{" %c ", "a%cb", "д%cж", "x%c", "%cо", "中%c文", "\u200b%c\u200b"} {
+			b.Reset()
+			fmt.Fprintf(&b, ctx, r)
+			text := []byte(b.String())
+			fast := normalizer{text: text, tags: true}
+			fast.literal()
+			slow := normalizer{text: text, tags: true, noKept: true}
+			slow.literal()
+			if !bytes.Equal(fast.dst, slow.dst) || !slices.Equal(fast.offs, slow.offs) {
+				t.Fatalf("%U in %q: view %q %v, want %q %v", r, text, fast.dst, fast.offs, slow.dst, slow.offs)
+			}
+		}
+	}
 }

@@ -118,6 +118,7 @@ type normalizer struct {
 	tags    bool // the literal view reads tag characters as ASCII
 
 	sparse bool  // literal view: record offsets as segs, not offs
+	noKept bool  // literal view: no fast path by fastRunes (tests)
 	segs   []Seg // see OffsetMap
 }
 

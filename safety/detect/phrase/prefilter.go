@@ -341,6 +341,7 @@ func (d *injectionDetector) segments(text []byte, from int, segs []segment, v *v
 		switch p.kind[text[i]] {
 		case bOther:
 			i++
+			continue // nothing changed: no need for the check below
 		case bAlnum:
 			j := alnumEnd(text, i+1)
 			// The filter, then the automaton. (A word glued to
