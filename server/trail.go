@@ -85,6 +85,9 @@ func (s *Server) auditRequest(c *gin.Context) {
 			Endpoint:  c.Request.Method + " " + c.FullPath(),
 		},
 	}
+	if principal(c).Probe {
+		tr.base.Detail = probeDetail // both records say the request is a probe
+	}
 	if s.cfg.Audit != nil && c.Request.Body != nil {
 		tr.hash = sha256.New()
 		var w io.Writer = tr.hash
@@ -103,6 +106,10 @@ func (s *Server) auditRequest(c *gin.Context) {
 		_ = s.complete(c, outcome{status: c.Writer.Status()})
 	}
 }
+
+// probeDetail is the detail of a probe key's request and completion
+// records (`warden probe`).
+var probeDetail = json.RawMessage(`{"probe":true}`)
 
 type readCloser struct {
 	io.Reader

@@ -43,6 +43,8 @@ type Config struct {
 	Alerts  AlertsConfig  `toml:"alerts"`
 	Admin   AdminConfig   `toml:"admin"`
 	Models  ModelsConfig  `toml:"models"`
+	Probe   ProbeConfig   `toml:"probe"`
+	Dataset DatasetConfig `toml:"dataset"`
 
 	// path is the file the configuration was read from ("" = none); serve
 	// leaves it in the data dir so `warden audit status` reads the same.
@@ -289,10 +291,12 @@ func defaultConfig(getenv func(string) string) Config {
 		Models: ModelsConfig{KeepVersions: models.DefaultKeepVersions},
 		Keys: KeysConfig{PollInterval: time.Second, RotationMaxAge: 90 * 24 * time.Hour,
 			UserHeader: server.DefaultUserHeader, UserEmailHeader: server.DefaultUserEmailHeader, UserNameHeader: server.DefaultUserNameHeader},
-		Audit:  trail.DefaultAudit(),
-		GPU:    GPUConfig{Interval: time.Second, VRAMHeadroom: 512 << 20, TempLimit: 85, TempResume: 75},
-		Sched:  SchedConfig{MaxQueue: 256, MaxQueuePerKey: 64, QueueTimeout: 2 * time.Minute},
-		Safety: defaultSafety(),
+		Audit:   trail.DefaultAudit(),
+		GPU:     GPUConfig{Interval: time.Second, VRAMHeadroom: 512 << 20, TempLimit: 85, TempResume: 75},
+		Sched:   SchedConfig{MaxQueue: 256, MaxQueuePerKey: 64, QueueTimeout: 2 * time.Minute},
+		Safety:  defaultSafety(),
+		Probe:   defaultProbe(),
+		Dataset: defaultDataset(),
 	}
 }
 
@@ -405,6 +409,12 @@ func setField(v reflect.Value, s string) error {
 			return err
 		}
 		v.SetInt(n)
+	case v.Kind() == reflect.Float64:
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return err
+		}
+		v.SetFloat(f)
 	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
 		var parts []string
 		for p := range strings.SplitSeq(s, ",") {
@@ -601,6 +611,8 @@ func (c *Config) Validate() error {
 	c.Audit.Validate(bad)
 	c.Safety.validate(bad)
 	c.Alerts.Validate(c.Audit.Sinks, bad)
+	c.Probe.validate(bad)
+	c.Dataset.validate(bad)
 	return errors.Join(errs...)
 }
 
