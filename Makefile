@@ -69,7 +69,7 @@ deadcode: ## Fail on functions no binary reaches, except those deadcode.allow ke
 bench: build backend ## Benchmark Warden against direct Ollama (A/B, interleaved)
 	$(GO) run ./scripts/bench -warden $(WARDEN) -ollama $(OLLAMA)
 
-FUZZ_PKGS = ./server/ ./models/ ./safety/keys/ ./safety/filter/ $(shell $(GO) list ./safety/detect/... 2>/dev/null | sed 's|^github.com/warden-llm/warden|.|')
+FUZZ_PKGS = ./server/ ./models/ ./safety/keys/ ./safety/filter/ ./safety/probe/ ./safety/dataset/ $(shell $(GO) list ./safety/detect/... 2>/dev/null | sed 's|^github.com/warden-llm/warden|.|')
 
 fuzz: ## Run each fuzz target (parsers, detectors, the stream filter) for FUZZTIME (default 30s)
 	@for p in $(FUZZ_PKGS); do \

@@ -83,6 +83,9 @@ func (s *Server) adminRoutes(e *gin.Engine) {
 	if s.cfg.ModelAdmin != nil {
 		s.adminModelRoutes(a)
 	}
+	if s.cfg.Probes != nil {
+		a.GET("/probes", s.h(s.adminProbes))
+	}
 }
 
 // adminPreflight reports the latest preflight run (at serve start, then

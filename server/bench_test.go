@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/filter"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/quota"
@@ -20,19 +21,29 @@ import (
 //
 // The filtered cases run the default safety profile with the full detector
 // set over the prompt and the answer: their difference from the plain ones
-// is what the filters cost a request.
+// is what the filters cost a request. The audited cases add the real
+// audit writer on a SQLite file (both records, fsync'd): with a backend
+// that answers at once they measure the records on the critical path.
 func BenchmarkChat(b *testing.B) {
 	for _, c := range []struct {
 		name     string
 		stream   bool
 		filtered bool
-	}{{"plain", false, false}, {"stream", true, false}, {"plain-filtered", false, true}, {"stream-filtered", true, true}} {
+		audited  bool
+	}{
+		{"plain", false, false, false}, {"stream", true, false, false},
+		{"plain-filtered", false, true, false}, {"stream-filtered", true, true, false},
+		{"plain-audited", false, true, true}, {"stream-audited", true, true, true},
+	} {
 		stream := c.stream
 		b.Run(c.name, func(b *testing.B) {
 			t := &testing.T{}
 			cfg := Config{}
 			if c.filtered {
 				cfg.Filter = benchFilter(b)
+			}
+			if c.audited {
+				cfg.Audit = benchAudit(b)
 			}
 			ts := newTestServer(t, &fakeBackend{chat: scripted("a", "b", "c", "d", "e", "f", "g", "h")}, cfg)
 			defer ts.Close()
@@ -55,6 +66,17 @@ func BenchmarkChat(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchAudit is the real audit writer on a SQLite file.
+func benchAudit(b *testing.B) *audit.Writer {
+	dir := b.TempDir()
+	w := audit.NewWriter(storetest.OpenDir(b, dir), audit.Config{DataDir: dir})
+	if err := w.Start(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { w.Close(context.Background()) })
+	return w
 }
 
 func benchFilter(b *testing.B) *filter.Engine {

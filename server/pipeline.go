@@ -25,9 +25,12 @@ import (
 //	filter the prompt            (redact in place; a block is 400, nothing admitted)
 //	admit: caps and quotas       (rate headers go out before a stream starts),
 //	       the guard model judges the prompt (optional: guard_model.go),
-//	       then the request record is committed (fail closed: 503 and a refund)
+//	       then the request record's commit starts (fail closed: 503 and a refund)
 //	build the backend request    (the route: with the admitted output cap)
-//	slot → backend               (each piece through the filter and caps; a
+//	slot → backend               (while the request record commits: nothing of
+//	                             the answer, not a keep-alive, leaves before
+//	                             it is durable, and its failure cancels the
+//	                             call; each piece through the filter and caps; a
 //	                             stream's events go through a bounded buffer
 //	                             with a write deadline, so no reader holds a slot)
 //	release the slot             (before the audit commit: it needs no slot)
@@ -88,6 +91,12 @@ type pipe struct {
 	ans    *answer
 	sse    *sseWriter // set while the request streams
 
+	// recorded is closed once the request record is durable (see
+	// Server.startRequest); nil before admission. durableOK: durable
+	// has seen it so.
+	recorded  <-chan struct{}
+	durableOK bool
+
 	// guardIn is the prompt as the guard model reads it (nil: no guard
 	// model), and guardParam names it in a refusal; see guard_model.go.
 	guardIn    []api.Message
@@ -113,6 +122,9 @@ func (s *Server) begin(c *gin.Context, model string) (*pipe, error) {
 // close ends the request: a reservation not settled with real counts by
 // then is charged in full, and the deadline's resources are freed.
 func (p *pipe) close() {
+	if p.recorded != nil {
+		_ = p.durable() // a request record that failed: nothing charged
+	}
 	p.adm.settle(0, 0, false)
 	p.unhook()
 	p.cancel()
@@ -176,7 +188,9 @@ func (p *pipe) filterTexts(param string, texts []string) error {
 // its estimated prompt, maxTokens the output it asked for (nil: not
 // stated). The guard model judges the prompt once it is admitted (a
 // refusal charges the request, no tokens). The answer's filter and
-// character cap are set up here.
+// character cap are set up here, and the request record's commit starts:
+// the backend call runs while it is written, and durable waits for it
+// before anything of the answer leaves.
 func (p *pipe) admit(promptTokens int64, maxTokens *int, embedding bool) error {
 	adm, err := p.s.admit(p.c, promptTokens, maxTokens, embedding)
 	if err != nil {
@@ -186,13 +200,27 @@ func (p *pipe) admit(promptTokens int64, maxTokens *int, embedding bool) error {
 		adm.settle(0, 0, true)
 		return err
 	}
-	if err := p.s.commitRequest(p.c); err != nil { // the request record, before the backend
-		adm.settle(0, 0, true) // nothing served: nothing charged
-		return err
-	}
 	adm.capChars(p.filter)
 	p.adm = adm
 	p.ans = newAnswer(p.filter, adm)
+	// A request record that cannot be written cancels the backend call.
+	p.recorded = p.s.startRequest(p.c, func() { p.end(errAuditUnavailable) })
+	return nil
+}
+
+// durable waits until the request record is durable, before anything of
+// the answer leaves and before the reservation is settled. When it could
+// not be written it returns errAuditUnavailable (503) and nothing is
+// charged.
+func (p *pipe) durable() error {
+	if p.durableOK {
+		return nil
+	}
+	if err := p.s.awaitRequest(p.c); err != nil {
+		p.adm.settle(0, 0, true) // nothing served: nothing charged
+		return err
+	}
+	p.durableOK = true
 	return nil
 }
 
@@ -234,6 +262,9 @@ type result struct {
 func (p *pipe) generate(run runFunc, deliver func(text string, calls []api.ToolCall) error) (result, error) {
 	release, err := p.s.slot(p.ctx, p.c, p.model.Name, p.adm, p.header)
 	if err != nil {
+		if rerr := p.durable(); rerr != nil {
+			return result{}, rerr
+		}
 		return result{}, p.cause(err)
 	}
 	defer release()
@@ -244,6 +275,9 @@ func (p *pipe) generate(run runFunc, deliver func(text string, calls []api.ToolC
 	err = run(p.ctx, func(r piece) error {
 		if err := p.ctx.Err(); err != nil {
 			return err // the client left while output was held back, or the server cut it
+		}
+		if err := p.durable(); err != nil {
+			return err // nothing of the answer before the request record
 		}
 		noteFirst(p.c)
 		last = r
@@ -260,6 +294,9 @@ func (p *pipe) generate(run runFunc, deliver func(text string, calls []api.ToolC
 		return cut
 	})
 	release() // the slot is free once the backend is done, before the audit commit
+	if rerr := p.durable(); rerr != nil {
+		return result{}, rerr
+	}
 	err = p.cause(err)
 	u, cut := p.s.outcome(p.adm, err, last.metrics, p.ans.pieces)
 	if err != nil && !cut {
@@ -343,15 +380,12 @@ type namedStream interface {
 // JSON, in the order written. An error is the answer's status while
 // nothing was sent, an error event after.
 func (p *pipe) stream(run runFunc, shape streamShape) error {
-	var (
-		ping     []byte
-		errEvent func(*sseWriter, *apiError)
-	)
+	sse := newSSE(p.c.Writer, p.s.cfg.KeepAliveInterval, p.s.cfg.WriteTimeout, func() { p.end(errNotReading) })
 	named, isNamed := shape.(namedStream)
 	if isNamed {
-		ping, errEvent = named.ping(), named.errorEvent
+		sse.named(named.ping(), named.errorEvent)
 	}
-	sse := newSSE(p.c.Writer, p.s.cfg.KeepAliveInterval, p.s.cfg.WriteTimeout, ping, errEvent, func() { p.end(errNotReading) })
+	sse.after(p.recorded) // not even a keep-alive before the request record is durable
 	p.sse = sse
 	defer func() {
 		sse.Close()
@@ -456,11 +490,17 @@ func deliveredContent(text string, calls []api.ToolCall) string {
 func (p *pipe) embed(req *api.EmbedRequest) (*api.EmbedResponse, error) {
 	release, err := p.s.slot(p.ctx, p.c, p.model.Name, p.adm, p.header)
 	if err != nil {
+		if rerr := p.durable(); rerr != nil {
+			return nil, rerr
+		}
 		return nil, p.cause(err)
 	}
 	defer release()
 	resp, err := p.s.backend.Embed(p.ctx, req)
 	release()
+	if rerr := p.durable(); rerr != nil {
+		return nil, rerr
+	}
 	if err != nil {
 		return nil, p.cause(err)
 	}

@@ -137,6 +137,8 @@ type Config struct {
 	// Preflight, if set, reports the latest deployment checklist on
 	// /admin/preflight (ok false: not run yet).
 	Preflight func() (preflight.Report, bool)
+	// Probes, if set, lists the stored probe runs on /admin/probes.
+	Probes ProbeRuns
 
 	// HSTS sends Strict-Transport-Security on every response: set it when
 	// the listener serves TLS.

@@ -35,9 +35,7 @@ type sseWriter struct {
 	rc       *http.ResponseController
 	timeout  time.Duration
 	interval time.Duration
-	onFail   func()                      // called once when a write fails
-	ping     []byte                      // the keep-alive written while waiting
-	errEvent func(*sseWriter, *apiError) // frames an error event; nil: OpenAI's
+	onFail   func() // called once when a write fails
 
 	q       chan sseItem
 	done    chan struct{} // closed when the writer goroutine has ended
@@ -45,9 +43,12 @@ type sseWriter struct {
 	pending []byte        // events framed since the last commit (handler's)
 	closed  bool          // handler's: q is closed
 
-	mu      sync.Mutex
-	started bool        // headers sent
-	header  http.Header // headers to send with them
+	mu       sync.Mutex
+	ping     []byte                      // the keep-alive written while waiting
+	errEvent func(*sseWriter, *apiError) // frames an error event; nil: OpenAI's
+	started  bool                        // headers sent
+	header   http.Header                 // headers to send with them
+	ready    <-chan struct{}             // nil, or keep-alives wait until it is closed (after)
 
 	// The writer goroutine's until it acknowledges a barrier, or gone
 	// is closed.
@@ -69,15 +70,9 @@ type sseItem struct {
 // keepAliveComment is the keep-alive of OpenAI's streams: an SSE comment.
 var keepAliveComment = []byte(": keep-alive\n\n")
 
-// newSSE starts a stream's writer; ping is its keep-alive (nil: a
-// comment), errEvent frames its error events (nil: OpenAI's shape).
-func newSSE(w gin.ResponseWriter, keepAlive, timeout time.Duration, ping []byte, errEvent func(*sseWriter, *apiError), onFail func()) *sseWriter {
-	if ping == nil {
-		ping = keepAliveComment
-	}
+func newSSE(w gin.ResponseWriter, keepAlive, timeout time.Duration, onFail func()) *sseWriter {
 	s := &sseWriter{
-		ping:     ping,
-		errEvent: errEvent,
+		ping:     keepAliveComment,
 		w:        w,
 		rc:       http.NewResponseController(w),
 		timeout:  timeout,
@@ -98,6 +93,7 @@ func (s *sseWriter) run() {
 	keepAlive := time.NewTimer(s.interval)
 	defer keepAlive.Stop()
 	tick := keepAlive.C
+	var held <-chan struct{} // a keep-alive due, waiting for ready
 	failed := false
 	for {
 		select {
@@ -105,7 +101,7 @@ func (s *sseWriter) run() {
 			if !ok {
 				return
 			}
-			tick = nil // keep-alives only until the first event
+			tick, held = nil, nil // keep-alives only until the first event
 			switch {
 			case it.ack != nil:
 				close(it.ack)
@@ -117,7 +113,22 @@ func (s *sseWriter) run() {
 				s.pieces += it.pieces
 			}
 		case <-tick:
-			if s.write(s.ping) != nil {
+			if r := s.readyChan(); r != nil {
+				select {
+				case <-r:
+				default:
+					tick, held = nil, r // not yet: the keep-alive goes out when it is
+					continue
+				}
+			}
+			if s.write(s.keepAlive()) != nil {
+				failed, tick = true, nil
+				continue
+			}
+			keepAlive.Reset(s.interval)
+		case <-held:
+			held, tick = nil, keepAlive.C
+			if s.write(s.keepAlive()) != nil {
 				failed, tick = true, nil
 				continue
 			}
@@ -141,6 +152,39 @@ func (s *sseWriter) write(data []byte) error {
 		}
 	}
 	return err
+}
+
+// after holds the keep-alives back until ready is closed: the handler
+// writes no event before then either, so nothing at all leaves before it
+// (the request record is durable). A nil ready holds nothing.
+func (s *sseWriter) after(ready <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ready = ready
+}
+
+// named makes the stream one of named events: ping is its keep-alive
+// (nil: the comment), errEvent frames its error events. Call it before
+// the first event.
+func (s *sseWriter) named(ping []byte, errEvent func(*sseWriter, *apiError)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ping != nil {
+		s.ping = ping
+	}
+	s.errEvent = errEvent
+}
+
+func (s *sseWriter) keepAlive() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ping
+}
+
+func (s *sseWriter) readyChan() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ready
 }
 
 func (s *sseWriter) start() {
@@ -199,8 +243,11 @@ func (s *sseWriter) Done() { s.frame([]byte("[DONE]")) }
 
 // ErrorEvent frames an error as the stream's last event.
 func (s *sseWriter) ErrorEvent(ae *apiError) {
-	if s.errEvent != nil {
-		s.errEvent(s, ae)
+	s.mu.Lock()
+	frame := s.errEvent
+	s.mu.Unlock()
+	if frame != nil {
+		frame(s, ae)
 		return
 	}
 	_ = s.Event(ae.body())

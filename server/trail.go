@@ -37,9 +37,10 @@ var errAuditUnavailable = &apiError{
 }
 
 // trail is one request's audit state. A request that reaches the model
-// has its request record committed before the backend is called
-// (commitRequest, from the pipeline's admission) and its completion record
-// before the answer is released. A request answered with a 4xx before that
+// has its request record committed while the backend call starts
+// (startRequest, from the pipeline's admission), durable before any byte
+// of the answer leaves (awaitRequest), and its completion record before
+// the answer is released. A request answered with a 4xx before that
 // (invalid, forbidden, over quota) writes neither: it is counted in its
 // key's request_refused aggregate for the minute. A prompt the safety
 // filter acted on keeps both records, for its decisions and alert.
@@ -47,9 +48,10 @@ type trail struct {
 	start     time.Time
 	base      audit.Record // the fields both records share
 	model     modelInfo
-	first     time.Time // first token or piece from the backend
-	committed bool      // the request record is written (or fail-open skipped it)
-	failed    bool      // the request record could not be written
+	first     time.Time      // first token or piece from the backend
+	committed bool           // the request record is written (or fail-open skipped it)
+	failed    bool           // the request record could not be written
+	pending   *pendingRecord // the request record being committed (startRequest)
 	done      bool
 
 	// The request body is hashed as the handler reads it; its text is kept
@@ -83,6 +85,9 @@ func (s *Server) auditRequest(c *gin.Context) {
 			Endpoint:  c.Request.Method + " " + c.FullPath(),
 		},
 	}
+	if principal(c).Probe {
+		tr.base.Detail = probeDetail // both records say the request is a probe
+	}
 	if s.cfg.Audit != nil && c.Request.Body != nil {
 		tr.hash = sha256.New()
 		var w io.Writer = tr.hash
@@ -102,19 +107,56 @@ func (s *Server) auditRequest(c *gin.Context) {
 	}
 }
 
+// probeDetail is the detail of a probe key's request and completion
+// records (`warden probe`).
+var probeDetail = json.RawMessage(`{"probe":true}`)
+
 type readCloser struct {
 	io.Reader
 	io.Closer
 }
 
-// commitRequest commits the request record; the pipeline calls it once
-// the request is admitted, before anything reaches the model. It fails
-// closed: when the record cannot be written the caller answers 503 and
-// nothing reaches the model (unless the operator chose audit.fail_open).
+// commitRequest commits the request record and waits for it: an answer
+// that needed no model, or a server error before it, records both records
+// this way (see complete). It fails closed like awaitRequest.
 func (s *Server) commitRequest(c *gin.Context) error {
+	s.startRequest(c, nil)
+	return s.awaitRequest(c)
+}
+
+// pendingRecord is a request record being committed while the backend
+// call runs. The committing goroutine sets err before it closes done;
+// durable is closed first when the record is committed (or fail-open
+// skipped it), never when it failed.
+type pendingRecord struct {
+	done    chan struct{}
+	durable chan struct{}
+	err     error
+}
+
+// closedChan is a channel that is always ready.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// startRequest starts committing the request record; the pipeline calls
+// it once the request is admitted, and the backend call starts while the
+// record is being written (lever 1 of issue 17: one fsync on the critical
+// path, not two). Nothing of the answer may leave before awaitRequest has
+// returned nil, and the completion record is appended only after it, so
+// the chain keeps the request record first. The returned channel is
+// closed once the record is durable (never when it failed): a stream's
+// keep-alives wait for it. onFail, if set, runs when the record could
+// not be written and the request fails closed: it cancels the backend
+// call.
+func (s *Server) startRequest(c *gin.Context, onFail func()) <-chan struct{} {
 	tr := trailOf(c)
-	if tr == nil || tr.committed || tr.failed || s.cfg.Audit == nil {
-		return nil
+	if tr == nil || s.cfg.Audit == nil {
+		return closedChan
+	}
+	if tr.pending != nil {
+		return tr.pending.durable
+	}
+	if tr.committed || tr.failed {
+		return closedChan // failed: nothing is written anyway
 	}
 	if tr.hash != nil {
 		// The hash covers the whole body: read what the decoder left.
@@ -127,21 +169,63 @@ func (s *Server) commitRequest(c *gin.Context) error {
 	if tr.text != nil {
 		rec.Prompt = tr.text.String()
 	}
-	if err := s.appendRecord(c, rec); err != nil {
-		s.repeated.Log(c.Request.Context(), s.log, slog.LevelError, "audit: request record not written", "request_id", requestID(c), "err", err)
-		if !s.cfg.AuditFailOpen {
+	pr := &pendingRecord{done: make(chan struct{}), durable: make(chan struct{})}
+	tr.pending = pr
+	// The goroutine touches nothing of c: the handler waits for it
+	// (awaitRequest) before it returns, on every path, but gin reuses c.
+	ctx := context.WithoutCancel(c.Request.Context())
+	id := requestID(c)
+	go func() {
+		defer close(pr.done)
+		err := s.appendRecordCtx(ctx, rec)
+		if err != nil {
+			s.repeated.Log(ctx, s.log, slog.LevelError, "audit: request record not written", "request_id", id, "err", err)
+			if !s.cfg.AuditFailOpen {
+				pr.err = err
+				if onFail != nil {
+					onFail()
+				}
+				return
+			}
+		}
+		close(pr.durable)
+	}()
+	return pr.durable
+}
+
+// awaitRequest waits for the request record startRequest began. It fails
+// closed: when the record could not be written it returns
+// errAuditUnavailable, the caller answers 503 and nothing of the answer
+// leaves (unless the operator chose audit.fail_open). With no record
+// pending it returns at once.
+func (s *Server) awaitRequest(c *gin.Context) error {
+	tr := trailOf(c)
+	if tr == nil {
+		return nil
+	}
+	if pr := tr.pending; pr != nil {
+		<-pr.done
+		tr.pending = nil
+		if pr.err != nil {
 			tr.failed, tr.done = true, true // no completion record for a request never served
-			return errAuditUnavailable
+		} else {
+			tr.committed = true
 		}
 	}
-	tr.committed = true
+	if tr.failed {
+		return errAuditUnavailable
+	}
 	return nil
 }
 
 // appendRecord appends rec and tracks whether the trail can be written,
 // for /readyz.
 func (s *Server) appendRecord(c *gin.Context, rec audit.Record) error {
-	_, err := s.cfg.Audit.Append(context.WithoutCancel(c.Request.Context()), rec)
+	return s.appendRecordCtx(context.WithoutCancel(c.Request.Context()), rec)
+}
+
+func (s *Server) appendRecordCtx(ctx context.Context, rec audit.Record) error {
+	_, err := s.cfg.Audit.Append(ctx, rec)
 	s.auditState.note(err, s.now())
 	return err
 }
@@ -179,7 +263,17 @@ func noteFirst(c *gin.Context) {
 // with errAuditUnavailable instead.
 func (s *Server) complete(c *gin.Context, o outcome) error {
 	tr := trailOf(c)
-	if tr == nil || tr.done {
+	if tr == nil {
+		return nil
+	}
+	if tr.pending != nil {
+		// The request record first: the chain keeps it before its
+		// completion, and a failed one fails the answer closed.
+		if err := s.awaitRequest(c); err != nil {
+			return err
+		}
+	}
+	if tr.done {
 		return nil
 	}
 	tr.done = true

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ollama/ollama/api"
@@ -40,9 +42,20 @@ func TestAuditOrderAndFields(t *testing.T) {
 	for _, stream := range []bool{false, true} {
 		var events []string
 		aud := &fakeAuditor{events: &events}
+		// The backend call starts while the request record commits, but
+		// its first piece goes on only once the record is durable.
 		b := &fakeBackend{chat: func(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
-			events = append(events, "backend")
-			return scripted("hel", "lo")(ctx, req, fn)
+			first := true
+			return scripted("hel", "lo")(ctx, req, func(r api.ChatResponse) error {
+				err := fn(r)
+				if first {
+					first = false
+					aud.mu.Lock()
+					events = append(events, "piece")
+					aud.mu.Unlock()
+				}
+				return err
+			})
 		}}
 		ts := newTestServer(t, b, Config{Audit: aud})
 		body := `{"model":"demo","messages":[{"role":"user","content":"hi"}],"stream":` + map[bool]string{true: "true", false: "false"}[stream] + `}`
@@ -50,8 +63,8 @@ func TestAuditOrderAndFields(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("status %d %s", resp.StatusCode, out)
 		}
-		if got := strings.Join(events, ","); got != "request,backend,completion" {
-			t.Errorf("stream=%v: order %s, want request,backend,completion", stream, got)
+		if got := strings.Join(events, ","); got != "request,piece,completion" {
+			t.Errorf("stream=%v: order %s, want request,piece,completion", stream, got)
 		}
 		if len(aud.recs) != 2 {
 			t.Fatalf("records %d", len(aud.recs))
@@ -71,17 +84,24 @@ func TestAuditOrderAndFields(t *testing.T) {
 
 func TestAuditFailsClosed(t *testing.T) {
 	var events []string
-	called := false
+	var delivered atomic.Bool // a backend piece was taken for the answer
 	b := &fakeBackend{chat: func(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
-		called = true
-		return scripted("x")(ctx, req, fn)
+		return scripted("x")(ctx, req, func(r api.ChatResponse) error {
+			err := fn(r)
+			if err == nil {
+				delivered.Store(true)
+			}
+			return err
+		})
 	}}
 	full := errors.New("database or disk is full")
 	aud := &fakeAuditor{events: &events, fail: func(audit.Record) error { return full }}
 	ts := newTestServer(t, b, Config{Audit: aud})
+	// The backend call may have started while the request record was
+	// being committed, but nothing of its answer is taken.
 	resp, out := post(t, ts, "/v1/chat/completions", "", `{"model":"demo","messages":[{"role":"user","content":"hi"}]}`)
-	if resp.StatusCode != 503 || !strings.Contains(out, "audit_unavailable") || called {
-		t.Errorf("status %d %s, backend called %v; want 503 audit_unavailable and no backend call", resp.StatusCode, out, called)
+	if resp.StatusCode != 503 || !strings.Contains(out, "audit_unavailable") || delivered.Load() {
+		t.Errorf("status %d %s, backend piece taken %v; want 503 audit_unavailable and nothing of the answer", resp.StatusCode, out, delivered.Load())
 	}
 
 	// The completion record fails: the answer is withheld.
@@ -159,7 +179,7 @@ func TestAuditRefusedBeforeModelAreCounted(t *testing.T) {
 // key's stream of invalid, unknown-model and over-quota requests (and model
 // lists past its rpm) writes one aggregate record for the minute, while
 // its one served request keeps its two records, in order around the
-// backend call.
+// backend's answer.
 func TestAuditFloodOfRefusalsIsBounded(t *testing.T) {
 	var events []string
 	aud := &fakeAuditor{events: &events}
@@ -167,10 +187,15 @@ func TestAuditFloodOfRefusalsIsBounded(t *testing.T) {
 	clock := storetest.NewClock(storetest.T0) // one minute for the whole flood
 	agg.Now = clock.Now
 	b := &fakeBackend{chat: func(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
-		aud.mu.Lock()
-		events = append(events, "backend")
-		aud.mu.Unlock()
-		return scripted("ok")(ctx, req, fn)
+		return scripted("ok")(ctx, req, func(r api.ChatResponse) error {
+			err := fn(r) // once the request record is durable
+			aud.mu.Lock()
+			if !slices.Contains(events, "piece") {
+				events = append(events, "piece")
+			}
+			aud.mu.Unlock()
+			return err
+		})
 	}}
 	k := newKeyed(t, b, Config{Audit: aud, OnRequestRefused: agg.RequestRefused})
 	id, token := k.key(t, `{"name":"flood","limits":{"rpm":1}}`)
@@ -197,7 +222,7 @@ func TestAuditFloodOfRefusalsIsBounded(t *testing.T) {
 			refusedRecs = append(refusedRecs, r)
 		}
 	}
-	if len(aud.recs) != 3 || len(refusedRecs) != 1 || strings.Join(events[:3], ",") != "request,backend,completion" {
+	if len(aud.recs) != 3 || len(refusedRecs) != 1 || strings.Join(events[:3], ",") != "request,piece,completion" {
 		t.Fatalf("%d records (%v), want the served request's two and one aggregate", len(aud.recs), events)
 	}
 	var d struct{ Count int }

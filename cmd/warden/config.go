@@ -43,6 +43,8 @@ type Config struct {
 	Alerts  AlertsConfig  `toml:"alerts"`
 	Admin   AdminConfig   `toml:"admin"`
 	Models  ModelsConfig  `toml:"models"`
+	Probe   ProbeConfig   `toml:"probe"`
+	Dataset DatasetConfig `toml:"dataset"`
 
 	// path is the file the configuration was read from ("" = none); serve
 	// leaves it in the data dir so `warden audit status` reads the same.
@@ -235,6 +237,7 @@ type RuntimeConfig struct {
 	ModelsDir     string        `toml:"models_dir"`
 	ContextLength int           `toml:"context_length"`
 	Parallel      int           `toml:"parallel"`
+	Prefetch      int           `toml:"prefetch"` // requests per model beyond its slots, prepared by the backend while the batch runs
 	MaxQueue      int           `toml:"max_queue"`
 	KeepAlive     time.Duration `toml:"keep_alive"`
 	StartTimeout  time.Duration `toml:"start_timeout"`
@@ -276,6 +279,7 @@ func defaultConfig(getenv func(string) string) Config {
 		Runtime: RuntimeConfig{
 			ContextLength: 4096,
 			Parallel:      4,
+			Prefetch:      1,
 			MaxQueue:      512,
 			KeepAlive:     30 * time.Minute,
 			StartTimeout:  2 * time.Minute,
@@ -287,10 +291,12 @@ func defaultConfig(getenv func(string) string) Config {
 		Models: ModelsConfig{KeepVersions: models.DefaultKeepVersions},
 		Keys: KeysConfig{PollInterval: time.Second, RotationMaxAge: 90 * 24 * time.Hour,
 			UserHeader: server.DefaultUserHeader, UserEmailHeader: server.DefaultUserEmailHeader, UserNameHeader: server.DefaultUserNameHeader},
-		Audit:  trail.DefaultAudit(),
-		GPU:    GPUConfig{Interval: time.Second, VRAMHeadroom: 512 << 20, TempLimit: 85, TempResume: 75},
-		Sched:  SchedConfig{MaxQueue: 256, MaxQueuePerKey: 64, QueueTimeout: 2 * time.Minute},
-		Safety: defaultSafety(),
+		Audit:   trail.DefaultAudit(),
+		GPU:     GPUConfig{Interval: time.Second, VRAMHeadroom: 512 << 20, TempLimit: 85, TempResume: 75},
+		Sched:   SchedConfig{MaxQueue: 256, MaxQueuePerKey: 64, QueueTimeout: 2 * time.Minute},
+		Safety:  defaultSafety(),
+		Probe:   defaultProbe(),
+		Dataset: defaultDataset(),
 	}
 }
 
@@ -403,6 +409,12 @@ func setField(v reflect.Value, s string) error {
 			return err
 		}
 		v.SetInt(n)
+	case v.Kind() == reflect.Float64:
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return err
+		}
+		v.SetFloat(f)
 	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.String:
 		var parts []string
 		for p := range strings.SplitSeq(s, ",") {
@@ -557,6 +569,9 @@ func (c *Config) Validate() error {
 	if c.Models.KeepVersions < 0 || c.Models.KeepVersions > 100 {
 		bad("models.keep_versions must be 0 to 100, got %d", c.Models.KeepVersions)
 	}
+	if c.Runtime.Prefetch < 0 || c.Runtime.Prefetch > 64 {
+		bad("runtime.prefetch must be between 0 and 64, got %d", c.Runtime.Prefetch)
+	}
 	for name, n := range c.Runtime.ModelSlots {
 		if n < 1 || n > c.Runtime.Parallel {
 			bad("runtime.model_slots: %q has %d slots, want 1 to runtime.parallel (%d)", name, n, c.Runtime.Parallel)
@@ -596,6 +611,8 @@ func (c *Config) Validate() error {
 	c.Audit.Validate(bad)
 	c.Safety.validate(bad)
 	c.Alerts.Validate(c.Audit.Sinks, bad)
+	c.Probe.validate(bad)
+	c.Dataset.validate(bad)
 	return errors.Join(errs...)
 }
 

@@ -125,6 +125,7 @@ func TestConfigErrors(t *testing.T) {
 		{"relative data dir", func(c *Config) { c.DataDir = "data" }, "data_dir"},
 		{"listen", func(c *Config) { c.Server.Listen = "8080" }, "server.listen"},
 		{"parallel", func(c *Config) { c.Runtime.Parallel = 0 }, "runtime.parallel"},
+		{"prefetch", func(c *Config) { c.Runtime.Prefetch = -1 }, "runtime.prefetch"},
 		{"context", func(c *Config) { c.Runtime.ContextLength = 10 }, "runtime.context_length"},
 		{"output cap", func(c *Config) { c.Server.MaxOutputTokens = 0 }, "server.max_output_tokens"},
 		{"timeout", func(c *Config) { c.Server.RequestTimeout = 0 }, "server.request_timeout"},

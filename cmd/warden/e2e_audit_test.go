@@ -115,9 +115,10 @@ func mustMarshal(v any) []byte {
 	return b
 }
 
-// TestE2EAuditSurvivesKill9 kills warden under load: every request that got
-// an answer has its completion record after the restart, and the chain
-// verifies.
+// TestE2EAuditSurvivesKill9 kills warden under load, streamed and not,
+// while request records commit alongside the backend calls (issue 17):
+// after the restart the chain verifies, every completion record follows
+// its request record, and every request that got an answer has both.
 func TestE2EAuditSurvivesKill9(t *testing.T) {
 	w := startWarden(t, "", "")
 	var (
@@ -126,7 +127,8 @@ func TestE2EAuditSurvivesKill9(t *testing.T) {
 		wg       sync.WaitGroup
 	)
 	stop := make(chan struct{})
-	for range 4 {
+	for i := range 4 {
+		stream := i%2 == 1
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -137,7 +139,7 @@ func TestE2EAuditSurvivesKill9(t *testing.T) {
 				default:
 				}
 				req, _ := http.NewRequest(http.MethodPost, w.base+"/v1/chat/completions",
-					strings.NewReader(`{"model":"warden-demo","messages":[{"role":"user","content":"load"}],"max_tokens":3}`))
+					strings.NewReader(fmt.Sprintf(`{"model":"warden-demo","stream":%v,"messages":[{"role":"user","content":"load"}],"max_tokens":3}`, stream)))
 				req.Header.Set("Authorization", "Bearer "+w.key)
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
@@ -146,7 +148,11 @@ func TestE2EAuditSurvivesKill9(t *testing.T) {
 				b := new(bytes.Buffer)
 				_, rerr := b.ReadFrom(resp.Body)
 				resp.Body.Close()
-				if rerr == nil && resp.StatusCode == 200 && strings.Contains(b.String(), `"finish_reason"`) {
+				end := `"finish_reason"`
+				if stream {
+					end = "data: [DONE]"
+				}
+				if rerr == nil && resp.StatusCode == 200 && strings.Contains(b.String(), end) {
 					mu.Lock()
 					answered = append(answered, resp.Header.Get("X-Request-Id"))
 					mu.Unlock()
@@ -169,21 +175,30 @@ func TestE2EAuditSurvivesKill9(t *testing.T) {
 	// The restart verifies the chain before serving.
 	again := startWarden(t, w.dataDir, "")
 	defer again.stop()
+	requested := map[string]float64{} // request id → its request record's seq
 	completed := map[string]bool{}
 	for _, r := range auditRecords(t, again) {
-		if r["kind"] == "completion" {
-			completed[r["request_id"].(string)] = true
+		id, _ := r["request_id"].(string)
+		seq, _ := r["seq"].(float64)
+		switch r["kind"] {
+		case "request":
+			requested[id] = seq
+		case "completion":
+			completed[id] = true
+			if rs, ok := requested[id]; !ok || rs >= seq {
+				t.Errorf("completion record %v of request %s has no request record before it", seq, id)
+			}
 		}
 	}
 	for _, id := range answered {
-		if !completed[id] {
-			t.Errorf("request %s was answered but has no completion record", id)
+		if _, ok := requested[id]; !ok || !completed[id] {
+			t.Errorf("request %s was answered but has request record %v, completion record %v", id, ok, completed[id])
 		}
 	}
 	if out := again.warden(t, "audit", "verify"); !strings.HasPrefix(string(out), "ok: ") {
 		t.Errorf("audit verify after kill -9: %s", out)
 	}
-	t.Logf("%d answered requests, all with completion records", len(answered))
+	t.Logf("%d answered requests, all with both records", len(answered))
 }
 
 // TestE2EAuditForwardedToWebhook: records and signed checkpoints reach a

@@ -121,7 +121,7 @@ the same data dir, so admin commands work while the server runs.`,
 	pf.StringVar(&g.configPath, "config", "", "TOML config file (default: $WARDEN_CONFIG, else built-in defaults)")
 	pf.StringVar(&g.dataDir, "data-dir", "", "data directory (default: $WARDEN_DATA_DIR, $XDG_DATA_HOME/warden or ~/.local/share/warden)")
 
-	root.AddCommand(newServeCmd(g), newKeysCmd(g), newAuditCmd(g), newModelsCmd(g), newGPUCmd(g), newBackupCmd(g), newScanCmd(g), newTLSCmd(g), newPreflightCmd(g), newVersionCmd(g))
+	root.AddCommand(newServeCmd(g), newKeysCmd(g), newAuditCmd(g), newModelsCmd(g), newGPUCmd(g), newBackupCmd(g), newScanCmd(g), newTLSCmd(g), newPreflightCmd(g), newProbeCmd(g), newDatasetCmd(g), newVersionCmd(g))
 	return root
 }
 

@@ -111,6 +111,8 @@ func preflightEnv(cfg Config, db *store.DB) *preflight.Env {
 		SkipDirs:          []string{cfg.modelsDir(), filepath.Join(cfg.DataDir, "ollama-home")},
 		EUID:              os.Geteuid(),
 		NTPSynchronized:   preflight.TimedatectlNTP,
+		ProbeMaxAge:       probeMaxAge(cfg.Probe),
+		ProbeThreshold:    cfg.Probe.AlertThreshold,
 		Now:               time.Now,
 	}
 	for _, s := range cfg.Audit.Sinks {

@@ -108,7 +108,7 @@ func TestPreflightCLIText(t *testing.T) {
 	if !errors.Is(err, errPreflightFailed) {
 		t.Fatalf("err %v, want errPreflightFailed", err)
 	}
-	for _, want := range []string{"fail  logs.fail_open", "fix: set audit.fail_open = false", "probes.recent", "not available"} {
+	for _, want := range []string{"fail  logs.fail_open", "fix: set audit.fail_open = false", "probes.recent", "no probe run stored"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

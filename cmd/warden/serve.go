@@ -19,6 +19,7 @@ import (
 	"github.com/warden-llm/warden/runtime/ollama"
 	"github.com/warden-llm/warden/runtime/sched"
 	"github.com/warden-llm/warden/safety/keys"
+	"github.com/warden-llm/warden/safety/probe"
 	"github.com/warden-llm/warden/safety/quota"
 	"github.com/warden-llm/warden/safety/store"
 	"github.com/warden-llm/warden/safety/trail"
@@ -212,6 +213,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	gate.OnAlert, gate.Logger = onAlert, gpuLog
 	queue := sched.New(sched.Config{
 		Slots:          catalog.Slots,
+		Prefetch:       cfg.Runtime.Prefetch,
 		Weight:         cache.Weight,
 		Gate:           gate.Open,
 		MaxQueue:       cfg.Sched.MaxQueue,
@@ -295,6 +297,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		Admin:             keys.Admin{Manager: &keys.Manager{DB: db}, Cache: cache},
 		Usage:             limiter,
 		Preflight:         pre.Latest,
+		Probes:            probe.Store{DB: db},
 		HSTS:              tlsConf != nil,
 		Logger:            log,
 
@@ -309,6 +312,14 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	if err != nil {
 		return err
 	}
+	if err := writeServerURL(cfg.DataDir, listenURL(ln.Addr(), tlsConf != nil)); err != nil {
+		return err
+	}
+	probes, err := startProbes(ctx, cfg, db, srv.Handler(), tr, log.With("component", "probe"))
+	if err != nil {
+		return err
+	}
+	defer probes.Close()
 	hs := newHTTPServer(ctx, cfg.Server, srv.Handler(), log)
 	errc := make(chan error, 1)
 	go func() {

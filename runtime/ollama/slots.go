@@ -29,10 +29,13 @@ package ollama
 //
 // The probe cannot tell a lost slot from slots all busy with other requests:
 // with Warden's scheduler giving the model no more requests than Ollama has
-// slots, the abandoned request's own slot is free unless lost. Where Ollama
-// has fewer slots than the scheduler hands out (it forces one for some
-// architectures), a busy model can be unloaded needlessly; that costs a
-// reload, never an answer.
+// slots, the abandoned request's own slot is free unless lost. The
+// scheduler's prefetch (runtime.prefetch, default 1) hands Ollama a few
+// more, which wait in its queue and take a freed slot before the probe, and
+// Ollama may have fewer slots than the scheduler hands out (it forces one
+// for some architectures): then a model whose slots stay busy for longer
+// than ProbeTimeout can be unloaded needlessly; that costs a reload, never
+// an answer.
 
 import (
 	"context"

@@ -10,6 +10,7 @@ import (
 type model struct {
 	name     string
 	slots    int
+	prefetch int // dispatched beyond slots, waiting in the backend (Config.Prefetch)
 	inflight int
 	keys     map[string]*keyState // keys holding slots or waiting
 	// active holds the keys with waiters, in round-robin order; cur is the
@@ -74,6 +75,10 @@ func (m *model) key(id string, weight func(string) int) *keyState {
 
 func (m *model) idle() bool { return m.inflight == 0 && m.waiting == 0 }
 
+// capacity is how many of m's requests may be in flight: its slots and
+// its prefetch.
+func (m *model) capacity() int { return m.slots + m.prefetch }
+
 // dropKey forgets k once it neither holds nor waits; its deficit is already
 // zero then.
 func (m *model) dropKey(k *keyState) {
@@ -130,11 +135,13 @@ func (m *model) deactivate(k *keyState) {
 	k.deficit, k.credited = 0, false
 }
 
-// capFor is how many slots k may hold: all of them when nobody else waits,
-// else slots−1 (at least 1), so another key always finds a slot soon.
+// capFor is how many slots k may hold: all of them (and the prefetch)
+// when nobody else waits, else slots−1 (at least 1), prefetched requests
+// included, so another key always finds a slot soon: of the slots the
+// backend runs, k holds at most slots−1.
 func (m *model) capFor(k *keyState) int {
 	if len(m.active) == 1 && m.active[0] == k {
-		return m.slots
+		return m.capacity()
 	}
 	return max(m.slots-1, 1)
 }

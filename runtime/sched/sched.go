@@ -2,8 +2,9 @@
 //
 // Each model has a queue and a number of slots (the backend's parallel
 // setting; 1 for embedding-only models). At most that many requests for a
-// model are in flight at once, so batching happens inside the backend and
-// fairness happens here. Waiting requests are dispatched by deficit round
+// model are in flight at once, plus Config.Prefetch more that wait inside
+// the backend so it prepares the next request while its batch runs:
+// batching happens inside the backend and fairness happens here. Waiting requests are dispatched by deficit round
 // robin across keys: on each visit a key's deficit grows by Quantum×weight,
 // and the key's oldest request is dispatched once the deficit covers its cost
 // in tokens. While other keys wait, no key is given more than slots−1 of a
@@ -68,6 +69,15 @@ type Config struct {
 	// GateRetryAfter is the Retry-After hint for a request that timed out
 	// while its model's gate was closed. Zero means DefaultGateRetryAfter.
 	GateRetryAfter time.Duration
+	// Prefetch is how many requests per model are dispatched beyond its
+	// slots: they wait in the backend's own queue, which prepares them
+	// (template, tokens) while its slots work, so a slot that frees starts
+	// the next request at once. They are picked in the same fair order,
+	// but earlier: a request arriving later cannot pass them. While other
+	// keys wait, a key still holds at most slots−1 (at least 1), prefetched
+	// ones included. Zero (the default) or below dispatches only into free
+	// slots.
+	Prefetch int
 	// Quantum is the deficit, in tokens, a key of weight 1 gains per round.
 	// Zero means DefaultQuantum.
 	Quantum int64
@@ -181,8 +191,8 @@ func (s *Scheduler) acquire(ctx context.Context, model, keyID, user string, cost
 		m = newModel(model)
 		s.models[model] = m
 	}
-	m.slots = slots
-	if m.waiting == 0 && m.inflight < m.slots && s.cfg.Gate(model) {
+	m.slots, m.prefetch = slots, max(s.cfg.Prefetch, 0)
+	if m.waiting == 0 && m.inflight < m.capacity() && s.cfg.Gate(model) {
 		k := m.key(keyID, s.cfg.Weight)
 		at := s.cfg.Now()
 		m.inflight++
@@ -296,13 +306,13 @@ func (s *Scheduler) admitLocked(m *model, keyID, user string) error {
 	return nil
 }
 
-// dispatchLocked fills m's free slots from its queue, unless m's gate is
-// closed.
+// dispatchLocked fills m's free slots (and its prefetch) from its queue,
+// unless m's gate is closed.
 func (s *Scheduler) dispatchLocked(m *model) {
-	if m.waiting == 0 || m.inflight >= m.slots || !s.cfg.Gate(m.name) {
+	if m.waiting == 0 || m.inflight >= m.capacity() || !s.cfg.Gate(m.name) {
 		return
 	}
-	for m.inflight < m.slots {
+	for m.inflight < m.capacity() {
 		w := m.next(s.cfg.Quantum)
 		if w == nil {
 			return

@@ -49,10 +49,7 @@ func newRepeats(window int) *repeats {
 
 // check records answer and reports whether it repeats a recent one.
 func (r *repeats) check(answer string) int {
-	words := strings.FieldsFunc(strings.ToLower(answer), func(c rune) bool {
-		return !unicode.IsLetter(c) && !unicode.IsNumber(c)
-	})
-	norm := strings.Join(words, " ")
+	norm := normalizeRepeat(answer)
 	if len(norm) < repeatMinBytes {
 		return repeatNone
 	}
@@ -83,6 +80,36 @@ func (r *repeats) check(answer string) int {
 	r.exact[ah.exact]++
 	return kind
 }
+
+// normalizeRepeat is the text the repeat check compares: lower case,
+// letters and digits only, words joined by one space.
+func normalizeRepeat(text string) string {
+	words := strings.FieldsFunc(strings.ToLower(text), func(c rune) bool {
+		return !unicode.IsLetter(c) && !unicode.IsNumber(c)
+	})
+	return strings.Join(words, " ")
+}
+
+// Signature is the repeat check's MinHash signature of a text, exported
+// for other near-duplicate checks (`warden dataset check`).
+type Signature struct {
+	Exact uint64            // FNV-64a of the normalized text
+	Min   [minHashes]uint64 // MinHash of its character 5-grams
+	Short bool              // shorter than the repeat check tracks: not near-compared
+}
+
+// Sign returns text's signature as the repeat check computes it.
+func Sign(text string) Signature {
+	norm := normalizeRepeat(text)
+	h := fnv.New64a()
+	h.Write([]byte(norm))
+	return Signature{Exact: h.Sum64(), Min: minhash(norm), Short: len(norm) < repeatMinBytes}
+}
+
+// NearDuplicate reports whether two signatures agree as the repeat check's
+// near-duplicate test does (an estimated Jaccard similarity of at least
+// 0.75).
+func NearDuplicate(a, b *Signature) bool { return agree(&a.Min, &b.Min) >= nearAgree }
 
 // minhash returns, per hash function, the least hash over the text's
 // character 5-grams.

@@ -130,12 +130,15 @@ type Key struct {
 	// delegate request that names no end user is refused with 400.
 	RequireUser *bool `json:"require_user,omitempty"`
 	// BlockedUsers are the end users refused (403) under this key.
-	BlockedUsers []string   `json:"blocked_users"`
-	Created      time.Time  `json:"created"`
-	Rotated      *time.Time `json:"rotated,omitempty"`
-	Expires      *time.Time `json:"expires,omitempty"`
-	Revoked      *time.Time `json:"revoked,omitempty"`
-	LastUsed     *time.Time `json:"last_used,omitempty"`
+	BlockedUsers []string `json:"blocked_users"`
+	// Probe marks the key `warden probe` sends its probes with: the audit
+	// records of its requests say they are probes.
+	Probe    bool       `json:"probe,omitempty"`
+	Created  time.Time  `json:"created"`
+	Rotated  *time.Time `json:"rotated,omitempty"`
+	Expires  *time.Time `json:"expires,omitempty"`
+	Revoked  *time.Time `json:"revoked,omitempty"`
+	LastUsed *time.Time `json:"last_used,omitempty"`
 	// GraceUntil is when the previous secret stops working after a rotate
 	// (nil when there is none).
 	GraceUntil *time.Time `json:"grace_until,omitempty"`
@@ -156,6 +159,8 @@ type Spec struct {
 	// RequireUser overrides keys.require_user for the key (nil: the
 	// configured default).
 	RequireUser *bool
+	// Probe marks a probe key (see Key.Probe).
+	Probe bool
 }
 
 const (

@@ -76,10 +76,10 @@ func (m *Manager) Create(ctx context.Context, actor string, s Spec) (Key, string
 	var k Key
 	err = m.tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO keys
-			(id, name, secret_hash, created_at, expires_at, scopes, models, limits, policy, weight, allow_cidrs, require_user, version)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, `+nextVersion+`)`,
+			(id, name, secret_hash, created_at, expires_at, scopes, models, limits, policy, weight, allow_cidrs, require_user, probe, version)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, `+nextVersion+`)`,
 			id, s.Name, hash[:], now.UnixMilli(), expires,
-			mustJSON(s.Scopes), mustJSON(s.Models), mustJSON(s.Limits), s.Profile, s.Weight, mustJSON(s.AllowCIDRs), s.RequireUser)
+			mustJSON(s.Scopes), mustJSON(s.Models), mustJSON(s.Limits), s.Profile, s.Weight, mustJSON(s.AllowCIDRs), s.RequireUser, s.Probe)
 		if err != nil {
 			return fmt.Errorf("create key: %w", err)
 		}

@@ -30,6 +30,8 @@ type Principal struct {
 	// RequireUser is the key's own keys.require_user (nil: the configured
 	// default).
 	RequireUser *bool
+	// Probe: the key's requests are probes (`warden probe`).
+	Probe bool
 
 	patterns []pattern
 	blocked  map[string]struct{}
@@ -174,5 +176,6 @@ func newPrincipal(k Key) *Principal {
 
 		RequireUser: k.RequireUser,
 		blocked:     blockedSet(k.BlockedUsers),
+		Probe:       k.Probe,
 	}
 }

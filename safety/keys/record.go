@@ -12,7 +12,7 @@ import (
 
 // keyColumns is the column list every key read selects, in scanRecord's order.
 const keyColumns = `id, name, secret_hash, prev_hash, prev_until, created_at, rotated_at,
-	expires_at, revoked_at, last_used_at, scopes, models, limits, policy, version, weight, allow_cidrs, require_user, blocked_users`
+	expires_at, revoked_at, last_used_at, scopes, models, limits, policy, version, weight, allow_cidrs, require_user, blocked_users, probe`
 
 // record is one row of the keys table.
 type record struct {
@@ -38,7 +38,7 @@ func scanRecord(s scanner) (record, error) {
 		blocked                         string
 	)
 	err := s.Scan(&r.ID, &r.Name, &r.hash, &r.prevHash, &r.prevUntil, &created, &rotated,
-		&expires, &revoked, &last, &scopes, &models, &limits, &r.Profile, &r.version, &r.Weight, &cidrs, &requireUser, &blocked)
+		&expires, &revoked, &last, &scopes, &models, &limits, &r.Profile, &r.version, &r.Weight, &cidrs, &requireUser, &blocked, &r.Probe)
 	if err != nil {
 		return record{}, err
 	}

@@ -68,3 +68,30 @@ type ModelAlert struct {
 
 // AlertKindModelDigest is ModelAlert's kind.
 const AlertKindModelDigest = "model_digest_mismatch"
+
+// ProbeAlert is the alert for a probe run whose failure rates rose by more
+// than probe.alert_threshold since the previous run of the same model.
+type ProbeAlert struct {
+	Kind          string            `json:"kind"` // always AlertKindProbe
+	Message       string            `json:"message"`
+	Model         string            `json:"model"`
+	ModelDigest   string            `json:"model_digest"`
+	PreviousRunID int64             `json:"previous_run_id"`
+	Regressions   []ProbeRegression `json:"regressions"`
+	RunID         int64             `json:"run_id"`
+	Suite         string            `json:"suite"`
+	Threshold     float64           `json:"threshold"`
+	Time          time.Time         `json:"time"` // UTC
+}
+
+// AlertKindProbe is ProbeAlert's kind.
+const AlertKindProbe = "probe_regression"
+
+// ProbeRegression is one rate of a ProbeAlert, before and now.
+type ProbeRegression struct {
+	Category string  `json:"category"`
+	Metric   string  `json:"metric"`
+	Before   float64 `json:"before"`
+	Now      float64 `json:"now"`
+	N        int     `json:"n"`
+}

@@ -47,6 +47,11 @@ func TestAlertGolden(t *testing.T) {
 			Pinned: "365c0bd3c000a25d28ddbf732fe1c6add414de7275464c4e4d1c3b5fcb5d8ad1", Actual: "a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72",
 			Message: "registry.ollama.ai/library/llama3:latest is pinned to 365c0bd3c000 but its manifest is a80c4f17acd5: not served",
 		}},
+		{"probe_regression", ProbeAlert{
+			Kind: AlertKindProbe, Message: "harmful attack_success 0.0% → 50.0%", Model: "warden-demo:latest",
+			ModelDigest: "sha256:0b1c", PreviousRunID: 6, RunID: 7, Suite: "builtin:all", Threshold: 0.1, Time: at,
+			Regressions: []ProbeRegression{{Category: "harmful", Metric: "attack_success", Before: 0, Now: 0.5, N: 22}},
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

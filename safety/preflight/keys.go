@@ -94,7 +94,8 @@ func checkModelRestriction(ctx context.Context, e *Env) Result {
 	}
 	var open []keys.Key
 	for _, k := range ks {
-		if len(k.Models) == 0 && !(len(k.Scopes) == 1 && k.Scopes[0] == keys.ScopeAdmin) {
+		// The probe key (`warden probe`) probes whichever model it is told to.
+		if len(k.Models) == 0 && !(len(k.Scopes) == 1 && k.Scopes[0] == keys.ScopeAdmin) && !k.Probe {
 			open = append(open, k)
 		}
 	}
@@ -130,9 +131,4 @@ func checkUnused(ctx context.Context, e *Env) Result {
 			"revoke keys nobody uses: `warden keys revoke ID`")
 	}
 	return pass(fmt.Sprintf("every key used within %d days", int(after.Hours()/24)))
-}
-
-func checkProbes(context.Context, *Env) Result {
-	return warn("not available: Warden has no probe suite yet, so nothing tests the filters against attacks on a schedule",
-		"run your own red-team prompts against the API until `warden probe` exists")
 }

@@ -115,6 +115,12 @@ type Env struct {
 	// ([limits.user]; the User* fields).
 	UserLimits keys.Limits
 
+	// Probes: a probe run older than ProbeMaxAge (0: 8 days) is stale; a
+	// rate that rose by more than ProbeThreshold (0: 0.1) since the
+	// previous run of its model is a regression.
+	ProbeMaxAge    time.Duration
+	ProbeThreshold float64
+
 	// DB and DataDir are the data dir's database and path.
 	DB      *store.DB
 	DataDir string

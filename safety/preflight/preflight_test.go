@@ -375,10 +375,6 @@ func TestKeys(t *testing.T) {
 	})
 }
 
-func TestProbes(t *testing.T) {
-	runTable(t, checkProbes, []tc{{"not available", env(Env{}), Warn, "not available"}})
-}
-
 func TestDataDir(t *testing.T) {
 	uid := os.Geteuid()
 	dirWith := func(dirMode, fileMode os.FileMode, name string) func(*testing.T) *Env {

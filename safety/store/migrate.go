@@ -25,6 +25,7 @@ var migrations = []migration{
 	keysCIDRMigration,
 	delegateMigration,
 	modelsMigration,
+	probesMigration,
 }
 
 var keysMigration = migration{"keys and admin events", `

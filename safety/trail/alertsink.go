@@ -124,3 +124,12 @@ func (t *Trail) enqueueAlert(ctx context.Context, kind string, b []byte) {
 	}
 	t.out.Notify()
 }
+
+// AlertProbe queues a probe regression alert for the alert sinks.
+func (t *Trail) AlertProbe(ctx context.Context, a outbox.ProbeAlert) {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return
+	}
+	t.enqueueAlert(ctx, a.Kind, b)
+}

@@ -22,7 +22,7 @@ func printHeader(w io.Writer, r *report) {
 	}
 	fmt.Fprintf(w, "model %s, max_tokens %d; %d A/B reps per cell (order alternating), %s per side per rep, %gs warm-up\n",
 		r.Model, r.MaxTokens, r.Reps, per, r.WarmupS)
-	fmt.Fprintf(w, "target: throughput ratio ≥ %.2f, added p50 ≤ %.1fms; values are medians across reps, [min max] the spread\n",
+	fmt.Fprintf(w, "target: throughput ratio ≥ %.2f, added p50 ≤ %.1fms at one client; values are medians across reps, [min max] the spread\n",
 		r.TargetRatio, r.TargetAdded)
 }
 
@@ -41,7 +41,7 @@ func printTable(w io.Writer, other string, stream bool, cells []cellResult) {
 			s.Direct.ReqPerS, fmtMs(s.Direct.P50Ms), fmtMs(s.Direct.P99Ms),
 			s.Warden.ReqPerS, fmtMs(s.Warden.P50Ms), fmtMs(s.Warden.P99Ms),
 			fmt.Sprintf("%.3f [%.3f %.3f] %s", s.Ratio.Median, s.Ratio.Min, s.Ratio.Max, verdict(s.RatioOK)),
-			fmt.Sprintf("%+.2fms [%+.2f %+.2f] %s", s.AddedP50Ms.Median, s.AddedP50Ms.Min, s.AddedP50Ms.Max, verdict(s.AddedP50OK)))
+			fmt.Sprintf("%+.2fms [%+.2f %+.2f] %s", s.AddedP50Ms.Median, s.AddedP50Ms.Min, s.AddedP50Ms.Max, p50Verdict(c)))
 	}
 	var reqs, conns []string
 	for _, c := range cells {
@@ -64,6 +64,53 @@ func printTable(w io.Writer, other string, stream bool, cells []cellResult) {
 	if errs == 0 {
 		fmt.Fprintln(w, "errors: none")
 	}
+}
+
+// p50Verdict judges the added p50 where the goal sets it: one client.
+func p50Verdict(c cellResult) string {
+	if c.Clients != 1 {
+		return ""
+	}
+	return verdict(c.Summary.AddedP50OK)
+}
+
+// verdicts is one line per cell against the goal: the direct cells'
+// throughput ratio (and, at one client, added p50), the stock cells'
+// ratio, and a last line counting the misses.
+func verdicts(r *report) []string {
+	var lines []string
+	miss, judged := 0, 0
+	judge := func(ok bool) string {
+		judged++
+		if !ok {
+			miss++
+		}
+		return verdict(ok)
+	}
+	for _, c := range r.Cells {
+		s := c.Summary
+		line := fmt.Sprintf("stream=%-5t clients=%-3d %.3f× direct (≥ %.2f) %s", c.Stream, c.Clients,
+			s.Ratio.Median, targetRatio, judge(s.Ratio.Median >= targetRatio))
+		if c.Clients == 1 {
+			line += fmt.Sprintf(", added p50 %s (≤ %.1fms) %s", fmtAdded(s.AddedP50Ms.Median), targetAddedP50,
+				judge(s.AddedP50Ms.Median <= targetAddedP50))
+		}
+		lines = append(lines, line)
+	}
+	for _, c := range r.StockCells {
+		s := c.Summary
+		lines = append(lines, fmt.Sprintf("stock        clients=%-3d %.3f× stock ollama (≥ %.2f) %s", c.Clients,
+			s.Ratio.Median, targetStock, judge(s.Ratio.Median >= targetStock)))
+	}
+	switch {
+	case judged == 0:
+		lines = append(lines, "nothing measured")
+	case miss == 0:
+		lines = append(lines, fmt.Sprintf("goal met: %d of %d ok", judged, judged))
+	default:
+		lines = append(lines, fmt.Sprintf("goal missed: %d of %d MISS", miss, judged))
+	}
+	return lines
 }
 
 func verdict(ok bool) string {

@@ -38,11 +38,21 @@ type wardenProc struct {
 	err    error         // Wait's result, set before exited is closed
 }
 
+// wardenSetup is where a started warden keeps its data: under parent
+// ("": the system's temporary dir), with models from modelsDir ("": its
+// own data dir's); prefetch is its runtime.prefetch (negative: its
+// default).
+type wardenSetup struct {
+	parent    string
+	modelsDir string
+	prefetch  int
+}
+
 // startWarden starts bin at a free loopback port with a fresh data dir and
 // waits until /readyz answers 200. onExit is called once, from the goroutine
 // that waits for the process, when it ends (also when Close ends it).
-func startWarden(ctx context.Context, bin, ollamaBin string, parallel int, startTimeout time.Duration, onExit func(error)) (*wardenProc, error) {
-	dir, err := os.MkdirTemp("", "warden-bench-")
+func startWarden(ctx context.Context, bin, ollamaBin string, parallel int, setup wardenSetup, startTimeout time.Duration, onExit func(error)) (*wardenProc, error) {
+	dir, err := os.MkdirTemp(setup.parent, "warden-bench-")
 	if err != nil {
 		return nil, err
 	}
@@ -62,6 +72,12 @@ func startWarden(ctx context.Context, bin, ollamaBin string, parallel int, start
 
 	cmd := exec.Command(bin, "serve", "--data-dir", dir, "--listen", addr)
 	cmd.Env = wardenEnv(os.Environ(), ollamaBin, parallel)
+	if setup.modelsDir != "" {
+		cmd.Env = append(cmd.Env, "WARDEN_RUNTIME_MODELS_DIR="+setup.modelsDir)
+	}
+	if setup.prefetch >= 0 {
+		cmd.Env = append(cmd.Env, "WARDEN_RUNTIME_PREFETCH="+strconv.Itoa(setup.prefetch))
+	}
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	// Its own process group: a Ctrl-C in the terminal reaches this program,
