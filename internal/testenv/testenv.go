@@ -55,7 +55,7 @@ func SharedData(t testing.TB, name string) string {
 	t.Helper()
 	base := os.Getenv("WARDEN_SHARED_DATA")
 	if base == "" {
-		root, err := moduleRoot()
+		root, err := ModuleRoot()
 		if err != nil {
 			Missing(t, "the shared data folder", err)
 		}
@@ -71,9 +71,9 @@ func SharedData(t testing.TB, name string) string {
 	return dir
 }
 
-// moduleRoot is the folder holding go.mod above the test's working
-// directory.
-func moduleRoot() (string, error) {
+// ModuleRoot is the nearest folder above the test's working directory (its
+// package's folder) holding go.mod.
+func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err

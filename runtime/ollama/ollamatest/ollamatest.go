@@ -36,7 +36,7 @@ func Binary(t testing.TB) string {
 	testenv.NeedExternal(t, "the real Ollama backend")
 	p := os.Getenv(EnvBinary)
 	if p == "" {
-		root, err := moduleRoot()
+		root, err := testenv.ModuleRoot()
 		if err != nil {
 			testenv.Missing(t, "the real Ollama binary", err)
 		}
@@ -46,25 +46,6 @@ func Binary(t testing.TB) string {
 		testenv.Missing(t, "the real Ollama binary at "+p, err)
 	}
 	return p
-}
-
-// moduleRoot is the nearest directory above the working directory (a test's
-// package directory) holding go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = up
-	}
 }
 
 // Serve runs `ollama serve` from Binary in its own process group with a
