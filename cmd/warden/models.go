@@ -108,31 +108,44 @@ func newGovernor(cfg Config, b models.Backend, db *store.DB) (*models.Governor, 
 // no --config and no $WARDEN_CONFIG it reads the configuration `warden
 // serve` last started with on the data dir, so the CLI governs models by
 // the server's [models] (its allowlist above all).
-func (g *globals) governor(ctx context.Context) (*models.Governor, Config, func(), error) {
+// withGovernor is the RunE of a models command that needs nothing checked
+// first: run gets the governor, closed when it returns.
+func (g *globals) withGovernor(run func(cmd *cobra.Command, args []string, gov *models.Governor) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		gov, done, err := g.governor(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer done()
+		return run(cmd, args, gov)
+	}
+}
+
+func (g *globals) governor(ctx context.Context) (*models.Governor, func(), error) {
 	db, cfg, err := g.openDB(ctx)
 	if err != nil {
-		return nil, cfg, nil, err
+		return nil, nil, err
 	}
 	if g.configPath == "" && g.getenv("WARDEN_CONFIG") == "" {
 		if p := trail.ServeConfigPath(cfg.DataDir); p != "" {
 			if cfg, err = g.configAt(p); err != nil {
 				db.Close()
-				return nil, cfg, nil, fmt.Errorf("the configuration warden serve last started with: %w", err)
+				return nil, nil, fmt.Errorf("the configuration warden serve last started with: %w", err)
 			}
 		}
 	}
 	client, u, closeNS, err := backendClient(cfg)
 	if err != nil {
 		db.Close()
-		return nil, cfg, nil, err
+		return nil, nil, err
 	}
 	gov, err := newGovernor(cfg, reachable{client, u}, db)
 	if err != nil {
 		closeNS()
 		db.Close()
-		return nil, cfg, nil, err
+		return nil, nil, err
 	}
-	return gov, cfg, func() { closeNS(); db.Close() }, nil
+	return gov, func() { closeNS(); db.Close() }, nil
 }
 
 // reachable names the backend in the error of a call that cannot reach it.
@@ -179,12 +192,7 @@ func newModelsListCmd(g *globals) *cobra.Command {
 		Use:   "list",
 		Short: "List the models the backend holds, with whether each may be served",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			gov, _, done, err := g.governor(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: g.withGovernor(func(cmd *cobra.Command, _ []string, gov *models.Governor) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
 			list, err := gov.List(ctx)
@@ -211,7 +219,7 @@ func newModelsListCmd(g *globals) *cobra.Command {
 					m.Modified.UTC().Format(time.RFC3339), yesNo(m.Allowed), pin, yesNo(m.Loaded), m.Versions)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
@@ -230,12 +238,7 @@ func newModelsShowCmd(g *globals) *cobra.Command {
 		Use:   "show NAME",
 		Short: "Describe a model: digest, shape, licence, template hash, allowed, pinned, loaded, VRAM estimate, provenance",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			gov, _, done, err := g.governor(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: g.withGovernor(func(cmd *cobra.Command, args []string, gov *models.Governor) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
 			s, err := gov.Show(ctx, args[0])
@@ -277,7 +280,7 @@ func newModelsShowCmd(g *globals) *cobra.Command {
 				}
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
@@ -311,7 +314,7 @@ pull and removes its partial downloads; the previous version keeps serving.`,
 			if _, ok := models.Canonical(strings.TrimSpace(args[0])); !ok {
 				return fmt.Errorf("%w: %q (want [host/][namespace/]model[:tag], letters, digits, _ . -)", models.ErrBadName, args[0])
 			}
-			gov, _, done, err := g.governor(cmd.Context())
+			gov, done, err := g.governor(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -368,7 +371,7 @@ records where the file came from.`,
 			if err != nil {
 				return fmt.Errorf("import %s: %w", spec.Path, err)
 			}
-			gov, _, done, err := g.governor(cmd.Context())
+			gov, done, err := g.governor(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -391,18 +394,13 @@ func newModelsRmCmd(g *globals) *cobra.Command {
 		Use:   "rm NAME",
 		Short: "Remove a model, its kept versions and its pin",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			gov, _, done, err := g.governor(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: g.withGovernor(func(cmd *cobra.Command, args []string, gov *models.Governor) error {
 			if err := gov.Remove(cmd.Context(), osActor(), args[0]); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(g.stdout, "removed %s\n", args[0])
+			_, err := fmt.Fprintf(g.stdout, "removed %s\n", args[0])
 			return err
-		},
+		}),
 	}
 }
 
@@ -415,13 +413,9 @@ func newModelsLoadCmd(g *globals, load bool) *cobra.Command {
 		Use:   use,
 		Short: short,
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			gov, _, done, err := g.governor(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: g.withGovernor(func(cmd *cobra.Command, args []string, gov *models.Governor) error {
 			verb := "loaded"
+			var err error
 			if load {
 				err = gov.Load(cmd.Context(), args[0])
 			} else {
@@ -432,7 +426,7 @@ func newModelsLoadCmd(g *globals, load bool) *cobra.Command {
 			}
 			_, err = fmt.Fprintf(g.stdout, "%s %s\n", verb, args[0])
 			return err
-		},
+		}),
 	}
 }
 
@@ -441,12 +435,7 @@ func newModelsPinCmd(g *globals) *cobra.Command {
 		Use:   "pin NAME [DIGEST]",
 		Short: "Pin a model to a manifest digest (default: its current one)",
 		Args:  cobra.RangeArgs(1, 2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			gov, _, done, err := g.governor(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: g.withGovernor(func(cmd *cobra.Command, args []string, gov *models.Governor) error {
 			digest := ""
 			if len(args) == 2 {
 				digest = args[1]
@@ -457,7 +446,7 @@ func newModelsPinCmd(g *globals) *cobra.Command {
 			}
 			_, err = fmt.Fprintf(g.stdout, "pinned %s to %s\n", args[0], d)
 			return err
-		},
+		}),
 	}
 }
 
@@ -466,18 +455,13 @@ func newModelsUnpinCmd(g *globals) *cobra.Command {
 		Use:   "unpin NAME",
 		Short: "Remove a model's pin",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			gov, _, done, err := g.governor(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: g.withGovernor(func(cmd *cobra.Command, args []string, gov *models.Governor) error {
 			if err := gov.Unpin(cmd.Context(), osActor(), args[0]); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(g.stdout, "unpinned %s\n", args[0])
+			_, err := fmt.Fprintf(g.stdout, "unpinned %s\n", args[0])
 			return err
-		},
+		}),
 	}
 }
 
@@ -487,12 +471,7 @@ func newModelsHistoryCmd(g *globals) *cobra.Command {
 		Use:   "history NAME",
 		Short: "List the versions a model name has pointed to, newest first",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			gov, _, done, err := g.governor(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: g.withGovernor(func(cmd *cobra.Command, args []string, gov *models.Governor) error {
 			h, err := gov.History(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -510,7 +489,7 @@ func newModelsHistoryCmd(g *globals) *cobra.Command {
 					orDash(shortDigest(v.Old)), shortDigest(v.New), yesNo(v.Kept), v.Actor, v.Source)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
@@ -530,12 +509,7 @@ func newModelsRollbackCmd(g *globals) *cobra.Command {
 		Use:   "rollback NAME",
 		Short: "Point a model name back at its previous (or a kept) version",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			gov, _, done, err := g.governor(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: g.withGovernor(func(cmd *cobra.Command, args []string, gov *models.Governor) error {
 			ch, err := gov.Rollback(cmd.Context(), osActor(), args[0], to)
 			if err != nil {
 				return err
@@ -551,7 +525,7 @@ func newModelsRollbackCmd(g *globals) *cobra.Command {
 				fmt.Fprintln(g.stdout, "warning: [models.pins] pins it to another digest: it is not served until the config changes")
 			}
 			return nil
-		},
+		}),
 	}
 	c.Flags().StringVar(&to, "to", "", "the digest to roll back to (12 hex or more; default: the previous version)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -564,12 +538,7 @@ func newModelsVerifyCmd(g *globals) *cobra.Command {
 		Use:   "verify [NAME]",
 		Short: "Re-hash every blob of a model (or of all) against its manifest",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			gov, _, done, err := g.governor(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: g.withGovernor(func(cmd *cobra.Command, args []string, gov *models.Governor) error {
 			name := ""
 			if len(args) == 1 {
 				name = args[0]
@@ -607,7 +576,7 @@ func newModelsVerifyCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("%d of %d models failed verification", bad, len(res))
 			}
 			return nil
-		},
+		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print progress and the result as JSON lines")
 	return c
@@ -619,18 +588,13 @@ func newModelsAnnotateCmd(g *globals) *cobra.Command {
 		Use:   "annotate NAME --note TEXT",
 		Short: "Add an operator's note to a model's provenance record",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			gov, _, done, err := g.governor(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: g.withGovernor(func(cmd *cobra.Command, args []string, gov *models.Governor) error {
 			if err := gov.Annotate(cmd.Context(), osActor(), args[0], note); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(g.stdout, "noted on %s\n", args[0])
+			_, err := fmt.Fprintf(g.stdout, "noted on %s\n", args[0])
 			return err
-		},
+		}),
 	}
 	c.Flags().StringVar(&note, "note", "", "the note")
 	return c
@@ -642,12 +606,7 @@ func newModelsManifestCmd(g *globals) *cobra.Command {
 		Use:   "manifest",
 		Short: "Export every model version's provenance record as one document",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			gov, _, done, err := g.governor(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: g.withGovernor(func(cmd *cobra.Command, _ []string, gov *models.Governor) error {
 			recs, err := gov.Manifest(cmd.Context())
 			if err != nil {
 				return err
@@ -675,7 +634,7 @@ func newModelsManifestCmd(g *globals) *cobra.Command {
 				}
 			}
 			return nil
-		},
+		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
