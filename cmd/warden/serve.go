@@ -315,7 +315,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	if err := writeServerURL(cfg.DataDir, listenURL(ln.Addr(), tlsConf != nil)); err != nil {
 		return err
 	}
-	probes, err := startProbes(ctx, cfg, db, srv.Handler(), tr, log.With("component", "probe"))
+	var labeler *probe.GuardLabeler
+	if guardModel != nil {
+		labeler = &probe.GuardLabeler{Config: guardModel, Backend: client}
+	}
+	probes, err := startProbes(ctx, cfg, db, srv.Handler(), labeler, tr, log.With("component", "probe"))
 	if err != nil {
 		return err
 	}
