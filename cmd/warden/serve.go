@@ -174,6 +174,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	log.Info("backend isolation", "isolation", be.Isolation())
 	// Rerun with the running child's isolation, pid and port; then hourly.
 	pre.SetBackend(be.Isolation(), be.PGID(), be.URL())
+	pre.SetBackendModels(api.NewClient(be.URL(), &http.Client{Transport: be.Transport()}))
 	pre.Run(ctx)
 	pre.Start(ctx, time.Hour)
 	defer pre.Close()
