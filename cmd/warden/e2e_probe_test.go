@@ -181,9 +181,11 @@ func TestE2EProbeRun(t *testing.T) {
 }
 
 // serve's probe.schedule runs the suite through its own request path (in
-// process, with the probe key) once the interval has passed.
+// process, with the probe key) once the interval has passed, and the
+// configured guard model labels its answers.
 func TestE2EProbeSchedule(t *testing.T) {
-	p := startWarden(t, "", "[probe]\nschedule = \"1m\"\nsuite = \"leakage\"\nmax_tokens = 8\n")
+	p := startWarden(t, "", "[probe]\nschedule = \"1m\"\nsuite = \"leakage\"\nmax_tokens = 8\n"+
+		"[safety.guard]\nmodel = \"warden-demo\"\nfailure = \"open\"\ntimeout = \"2m\"\n")
 	defer p.stop()
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -205,6 +207,19 @@ func TestE2EProbeSchedule(t *testing.T) {
 	suite, _ := probe.Load("leakage")
 	if r.Trigger != "schedule" || r.Count != len(suite.Probes) || r.Errors != 0 || r.Suite != "builtin:leakage" || r.ModelDigest == "" {
 		t.Fatalf("scheduled run %+v", r)
+	}
+	// The guard model labelled the answers (the demo model's are never a
+	// verdict).
+	labelled := 0
+	for _, c := range r.Results {
+		for k, n := range c.Guard {
+			if strings.HasSuffix(k, "/"+probe.LabelUnreadable) {
+				labelled += n
+			}
+		}
+	}
+	if r.Guard != "warden-demo" || labelled == 0 {
+		t.Errorf("scheduled run: guard %q, %d answers labelled unreadable", r.Guard, labelled)
 	}
 	recs, err := audit.Query(ctx, db, audit.Filter{KeyID: r.KeyID})
 	if err != nil {
