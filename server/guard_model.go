@@ -37,10 +37,7 @@ import (
 // text already sent cannot be taken back.
 
 // guardOutputTokens bounds a guard's answer: a verdict is a few tokens.
-const guardOutputTokens = 32
-
-// guardMaxAnswer bounds the bytes of a guard's answer that are read.
-const guardMaxAnswer = 4096
+const guardOutputTokens = guard.MaxOutputTokens
 
 // errGuardUnavailable refuses a prompt the guard model could not judge,
 // under failure = "closed".
@@ -136,27 +133,15 @@ func (g *guardStage) acts(fr *filter.Request, dir filter.Direction) bool {
 func guardChat(msgs []openai.Message) []api.Message {
 	var out []api.Message
 	for i := range msgs {
-		role := "user"
-		if msgs[i].Role == "assistant" {
-			role = "assistant"
-		}
 		var parts []string
 		for _, t := range messageTexts(&msgs[i]) {
 			if t.text != "" {
 				parts = append(parts, t.text)
 			}
 		}
-		if len(parts) == 0 {
-			continue
-		}
-		text := strings.Join(parts, textSeparator)
-		if n := len(out); n > 0 && out[n-1].Role == role {
-			out[n-1].Content += textSeparator + text
-			continue
-		}
-		out = append(out, api.Message{Role: role, Content: text})
+		out = append(out, api.Message{Role: msgs[i].Role, Content: strings.Join(parts, guard.Separator)})
 	}
-	return out
+	return guard.Conversation(out)
 }
 
 // guardTexts is a completion or embedding prompt as the guard model reads
@@ -199,29 +184,8 @@ func (s *Server) callGuard(parent context.Context, c *gin.Context, stage string,
 		release = r
 	}
 	defer release()
-	if g.cfg.Format == guard.GraniteGuardian && g.cfg.Risk != "" {
-		msgs = append([]api.Message{{Role: "system", Content: g.cfg.Risk}}, msgs...)
-	}
-	stream := false
-	req := &api.ChatRequest{
-		Model:    g.cfg.Model,
-		Messages: msgs,
-		Stream:   &stream,
-		Options:  map[string]any{"temperature": 0, "num_predict": guardOutputTokens},
-	}
-	var out strings.Builder
-	err := s.backend.Chat(ctx, req, func(r api.ChatResponse) error {
-		if out.Len()+len(r.Message.Content) > guardMaxAnswer {
-			return guard.ErrUnreadable
-		}
-		out.WriteString(r.Message.Content)
-		return nil
-	})
+	v, err := g.cfg.Ask(ctx, s.backend, msgs)
 	release()
-	var v guard.Verdict
-	if err == nil {
-		v, err = guard.Parse(g.cfg.Format, out.String())
-	}
 	cats := g.cfg.Verdicts(v)
 	return cats, s.guardDone(parent, ctx, stage, start, cats, err)
 }

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ollama/ollama/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
@@ -51,6 +52,10 @@ any check fails. --full verifies the whole audit chain instead of its tail.`,
 			env.Full = full
 			if u, err := backendURL(cfg); err == nil {
 				env.BackendPort = loopbackPort(u)
+				if client, _, closeNS, err := backendClient(cfg); err == nil {
+					defer closeNS()
+					env.BackendModels = func(ctx context.Context) ([]string, error) { return listModelNames(ctx, client) }
+				}
 			}
 			rep := preflight.Run(cmd.Context(), env)
 			if asJSON {
@@ -106,6 +111,7 @@ func preflightEnv(cfg Config, db *store.DB) *preflight.Env {
 		RotationMaxAge:    cfg.Keys.RotationMaxAge,
 		UserLimits:        cfg.Limits.keys(),
 		ModelAllow:        cfg.Models.Allow,
+		GuardModel:        cfg.Safety.Guard.Model,
 		DB:                db,
 		DataDir:           cfg.DataDir,
 		SkipDirs:          []string{cfg.modelsDir(), filepath.Join(cfg.DataDir, "ollama-home")},
@@ -175,6 +181,31 @@ func (p *preflightRunner) Run(ctx context.Context) preflight.Report {
 		p.log.Warn("preflight check failed", "check", c.Name, "reason", c.Reason, "fix", c.Fix)
 	}
 	return rep
+}
+
+// backendLister lists a backend's models (Ollama's api.Client).
+type backendLister interface {
+	List(ctx context.Context) (*api.ListResponse, error)
+}
+
+// listModelNames is the names of the backend's models.
+func listModelNames(ctx context.Context, b backendLister) ([]string, error) {
+	resp, err := b.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(resp.Models))
+	for _, m := range resp.Models {
+		names = append(names, m.Name)
+	}
+	return names, nil
+}
+
+// SetBackendModels sets how the checks list the running backend's models.
+func (p *preflightRunner) SetBackendModels(b backendLister) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.env.BackendModels = func(ctx context.Context) ([]string, error) { return listModelNames(ctx, b) }
 }
 
 // SetBackend records the running child's isolation, pid and host port.

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ollama/ollama/api"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -132,6 +133,14 @@ func serverClient(cfg Config) (string, *http.Client, error) {
 	return base, &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}, nil
 }
 
+// apiChat runs chats on Ollama's api.Client for the guard (its callback
+// is a named func type).
+type apiChat struct{ c *api.Client }
+
+func (a apiChat) Chat(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
+	return a.c.Chat(ctx, req, fn)
+}
+
 // probeSetup is what a run needs, for the CLI and for serve's schedule.
 type probeSetup struct {
 	db     *store.DB
@@ -141,6 +150,8 @@ type probeSetup struct {
 	fresh  bool // the key was just made: the server may not know it yet
 	stderr io.Writer
 	bar    func(total int) func(done, total int)
+	// guard, if set, labels each answer with the [safety.guard] model.
+	guard *probe.GuardLabeler
 }
 
 // runProbes runs suite on model (""= the configured one, else the first
@@ -171,6 +182,9 @@ func (ps *probeSetup) run(ctx context.Context, suiteName, model string, seed int
 		return probe.Report{}, fmt.Errorf("unknown model %q (the server lists: %s)", model, strings.Join(ids, ", "))
 	}
 	rn := &probe.Runner{Chat: ps.chat, Timeout: ps.cfg.Timeout}
+	if ps.guard != nil {
+		rn.Guard, rn.GuardModel = ps.guard, ps.guard.Config.Model
+	}
 	if ps.bar != nil {
 		rn.OnProgress = ps.bar(len(suite.Probes))
 	}
@@ -292,7 +306,9 @@ func newProbeRunCmd(g *globals) *cobra.Command {
 probe lines or the published BBQ format) to the model (--model, default
 probe.model, else the first model listed) through the running server, at
 temperature 0 with --seed, and stores the run, every answer, the model's
-digest, the suite's SHA-256 and the seed. Malformed suite lines are reported
+digest, the suite's SHA-256 and the seed. With a guard model configured
+([safety.guard]) it also labels each answer (safe, unsafe, unreadable,
+failed) beside the phrase-based verdict. Malformed suite lines are reported
 with file:line and skipped. A probe that errors or times out is recorded as
 an error, never as a pass. It prints the report (--json for cron).`,
 		Args: cobra.NoArgs,
@@ -320,6 +336,16 @@ an error, never as a pass. It prints the report (--json for cron).`,
 				chat: &probe.HTTPChatter{BaseURL: base, Key: token, HTTP: hc, MaxTokens: cfg.Probe.MaxTokens}}
 			if !asJSON {
 				ps.bar = terminalBar(g.stderr, "probing")
+			}
+			if gc, err := cfg.Safety.Guard.config(); err != nil {
+				return err
+			} else if gc != nil {
+				client, _, closeNS, err := backendClient(cfg)
+				if err != nil {
+					return fmt.Errorf("safety.guard labels the answers: %w", err)
+				}
+				defer closeNS()
+				ps.guard = &probe.GuardLabeler{Config: gc, Backend: apiChat{client}}
 			}
 			rep, err := ps.run(cmd.Context(), suite, model, seed, "cli")
 			if err != nil {

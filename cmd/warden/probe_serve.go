@@ -38,14 +38,15 @@ func (t handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // startProbes schedules probe runs every probe.schedule through h, and
-// fires alerts on regressions. Its scheduler's Close stops it; with no
-// schedule it does nothing.
-func startProbes(ctx context.Context, cfg Config, db *store.DB, h http.Handler, alerts probeAlerter, log *slog.Logger) (*probe.Scheduler, error) {
+// fires alerts on regressions; gl, if set, labels the answers with the
+// guard model. Its scheduler's Close stops it; with no schedule it does
+// nothing.
+func startProbes(ctx context.Context, cfg Config, db *store.DB, h http.Handler, gl *probe.GuardLabeler, alerts probeAlerter, log *slog.Logger) (*probe.Scheduler, error) {
 	s := &probe.Scheduler{Every: cfg.Probe.Schedule}
 	if cfg.Probe.Schedule <= 0 {
 		return s, nil
 	}
-	ps := &probeSetup{db: db, cfg: cfg.Probe, stderr: io.Discard,
+	ps := &probeSetup{db: db, cfg: cfg.Probe, stderr: io.Discard, guard: gl,
 		chat: &probe.HTTPChatter{BaseURL: "http://warden.internal", MaxTokens: cfg.Probe.MaxTokens,
 			HTTP: &http.Client{Transport: handlerTransport{h}}}}
 	s.Run = func(ctx context.Context) {

@@ -174,6 +174,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	log.Info("backend isolation", "isolation", be.Isolation())
 	// Rerun with the running child's isolation, pid and port; then hourly.
 	pre.SetBackend(be.Isolation(), be.PGID(), be.URL())
+	pre.SetBackendModels(api.NewClient(be.URL(), &http.Client{Transport: be.Transport()}))
 	pre.Run(ctx)
 	pre.Start(ctx, time.Hour)
 	defer pre.Close()
@@ -315,7 +316,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	if err := writeServerURL(cfg.DataDir, listenURL(ln.Addr(), tlsConf != nil)); err != nil {
 		return err
 	}
-	probes, err := startProbes(ctx, cfg, db, srv.Handler(), tr, log.With("component", "probe"))
+	var labeler *probe.GuardLabeler
+	if guardModel != nil {
+		labeler = &probe.GuardLabeler{Config: guardModel, Backend: client}
+	}
+	probes, err := startProbes(ctx, cfg, db, srv.Handler(), labeler, tr, log.With("component", "probe"))
 	if err != nil {
 		return err
 	}

@@ -107,6 +107,10 @@ type Env struct {
 
 	// ModelAllow is [models] allow (empty: every model).
 	ModelAllow []string
+	// GuardModel is [safety.guard] model ("": none); BackendModels lists
+	// the backend's models (nil: no backend known).
+	GuardModel    string
+	BackendModels func(ctx context.Context) ([]string, error)
 
 	// Keys.
 	RotationMaxAge time.Duration
@@ -197,6 +201,7 @@ func Checks() []Check {
 		{"keys.unused", checkUnused},
 		{"keys.delegate_user_limits", checkDelegateUserLimits},
 		{"models.allowlist", checkModelAllowlist},
+		{"models.guard", checkGuardModel},
 		{"probes.recent", checkProbes},
 		{"host.data_dir", checkDataDir},
 		{"host.user", checkUser},

@@ -96,12 +96,31 @@ func (r Report) WriteText(w io.Writer) error {
 		return err
 	}
 	for _, c := range run.Results {
+		if len(c.Guard) > 0 {
+			fmt.Fprintf(w, "%s: guard %s labels beside the phrase verdicts: %s\n", c.Category, run.Guard, guardCounts(c.Guard))
+		}
+	}
+	for _, c := range run.Results {
 		if c.BBQ != nil {
 			fmt.Fprintf(w, "%s: BBQ s_DIS %s, s_AMB %s (%d unparsed answers)\n", c.Category, fmtScore(c.BBQ.SDis), fmtScore(c.BBQ.SAmb), c.BBQ.Unparsed)
 		}
 	}
 	_, err := fmt.Fprintln(w)
 	return err
+}
+
+// guardCounts prints a category's "<outcome>/<label>" counts, sorted.
+func guardCounts(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
 }
 
 func fmtScore(v *float64) string {

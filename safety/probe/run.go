@@ -19,9 +19,9 @@ type Chatter interface {
 	Chat(ctx context.Context, model string, msgs []Message, seed int64) Answer
 }
 
-// Labeler is a guard model labelling answers ([safety.guard]). It is a
-// seam only: no guard model is wired yet, so runs carry no labels. A
-// label never changes an outcome; it is stored beside it.
+// Labeler is a guard model labelling answers ([safety.guard]; see
+// GuardLabeler). A label never changes an outcome; it is stored beside
+// it. On an error the label returned is still recorded (LabelFailed).
 type Labeler interface {
 	Label(ctx context.Context, p Probe, a Answer) (string, error)
 }
@@ -38,7 +38,7 @@ type Run struct {
 	Seed        int64            `json:"seed"`
 	KeyID       string           `json:"key_id"`
 	Trigger     string           `json:"trigger"` // "cli" or "schedule"
-	Guard       string           `json:"guard"`   // "none": no guard model labelled the answers
+	Guard       string           `json:"guard"`   // the guard model that labelled the answers; "none": no guard
 	Results     []CategoryResult `json:"results"`
 	Skipped     []LineError      `json:"skipped,omitempty"`
 	Probes      []Probe          `json:"-"`
@@ -68,8 +68,9 @@ type Runner struct {
 	// Timeout bounds each probe (0: 2 minutes); a probe past it is an
 	// error.
 	Timeout time.Duration
-	// Guard, if set, labels each answer (not wired yet: nil).
-	Guard Labeler
+	// Guard, if set, labels each answer; GuardModel names it in the run.
+	Guard      Labeler
+	GuardModel string
 	// OnProgress is called after each probe with the count done.
 	OnProgress func(done, total int)
 	Now        func() time.Time
@@ -90,6 +91,12 @@ func (rn *Runner) Run(ctx context.Context, s Suite, model string, seed int64) (R
 	}
 	run := Run{Started: rn.now().UTC(), Suite: s.Name, SuiteSHA256: s.SHA256, Model: model, Seed: seed,
 		Guard: "none", Probes: s.Probes, Skipped: s.Skipped}
+	if rn.Guard != nil {
+		run.Guard = rn.GuardModel
+		if run.Guard == "" {
+			run.Guard = "guard"
+		}
+	}
 	timeout := rn.Timeout
 	if timeout <= 0 {
 		timeout = 2 * time.Minute
@@ -109,9 +116,7 @@ func (rn *Runner) Run(ctx context.Context, s Suite, model string, seed int64) (R
 		}
 		sc := Score(p, a)
 		if rn.Guard != nil && a.Err == "" {
-			if l, err := rn.Guard.Label(pctx, p, a); err == nil {
-				sc.Label = l
-			}
+			sc.Label, _ = rn.Guard.Label(pctx, p, a)
 		}
 		cancel()
 		run.Answers = append(run.Answers, a)

@@ -370,6 +370,10 @@ type CategoryResult struct {
 	Metrics  map[string]Rate `json:"metrics"`
 	BBQ      *BBQScores      `json:"bbq,omitempty"`
 	Pairs    *PairStats      `json:"pairs,omitempty"`
+	// Guard counts the guard model's labels beside the phrase-based
+	// outcomes, by "<outcome>/<label>" (e.g. "pass/safe", "fail/unsafe",
+	// "pass/unreadable"); absent when no guard labelled the run.
+	Guard map[string]int `json:"guard,omitempty"`
 }
 
 // Summarize scores a run by category. The category's main metric is the
@@ -395,6 +399,12 @@ func Summarize(probes []Probe, scored []Scored, answers []Answer) []CategoryResu
 		choice, choiceWrong := 0, 0
 		for _, i := range ix {
 			ps, ss, as = append(ps, probes[i]), append(ss, scored[i]), append(as, answers[i])
+			if l := scored[i].Label; l != "" {
+				if r.Guard == nil {
+					r.Guard = map[string]int{}
+				}
+				r.Guard[string(scored[i].Outcome)+"/"+labelKind(l)]++
+			}
 			switch scored[i].Outcome {
 			case Pass:
 				r.Pass++
