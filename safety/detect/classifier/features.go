@@ -154,6 +154,10 @@ func (t *tokenizer) flush() {
 	}
 	t.inWord = false
 	w := &t.w
+	if sc := t.sc; sc != nil && w.n > 0 && w.n <= 8 {
+		t.scoreShort(sc)
+		return
+	}
 	h, stem, pre, suf := w.sums()
 	n := uint64(min(w.n, 5))
 	if w.n > maxWord {
@@ -175,11 +179,51 @@ func (t *tokenizer) flush() {
 	tk.F[2] = mix(uint64(pre)|n<<32, 3)
 	tk.F[3] = mix(uint64(suf)|n<<32, 4)
 	t.prevH, t.prevStem, t.havePrev = h, stem, true
-	if t.sc != nil {
-		t.sc.add(tk)
+	if sc := t.sc; sc != nil {
+		m := sc.m
+		var c int32
+		for _, f := range tk.F {
+			c += int32(m.W[m.Index(f)])
+		}
+		sc.add(c, tk.Start, tk.End)
 	} else {
 		t.emit(tk)
 	}
+}
+
+// scoreShort is flush for the scorer and a word of at most eight bytes,
+// which its bytes determine: the features of the word alone (its hash,
+// stem and the table sum of its unigram and edges) come from the scorer's
+// cache of recent words, and only the bigrams are looked up. The sum is
+// the one flush would give.
+func (t *tokenizer) scoreShort(sc *scorer) {
+	w := &t.w
+	// The word's bytes, none of them zero, with its length in the top
+	// byte when that is free: unique per word.
+	key := w.acc | uint64(w.n)<<56
+	if w.n == 8 {
+		key = w.first
+	}
+	m := sc.m
+	e := &sc.cache.e[(key*0x9e3779b97f4a7c15)>>(64-cacheBits)]
+	if e.key != key {
+		h, stem, pre, suf := w.sums()
+		n := uint64(min(w.n, 5))
+		c := int32(m.W[m.Index(mix(h, 1))]) + int32(m.W[m.Index(mix(uint64(pre)|n<<32, 3))]) + int32(m.W[m.Index(mix(uint64(suf)|n<<32, 4))])
+		*e = cacheEntry{key: key, h: h, stem: stem, c: c}
+	}
+	h, stem := e.h, e.stem
+	c := e.c
+	if t.havePrev {
+		if h == t.prevH {
+			return
+		}
+		c += int32(m.W[m.Index(mix(t.prevH*0x100000001b3^h, 2))]) + int32(m.W[m.Index(mix(t.prevStem*0x100000001b3^stem, 5))])
+	} else {
+		c += int32(m.W[m.Index(mix(h, 6))]) + int32(m.W[m.Index(mix(stem, 7))])
+	}
+	t.prevH, t.prevStem, t.havePrev = h, stem, true
+	sc.add(c, w.start, w.end)
 }
 
 func (t *tokenizer) begin(i int) {
