@@ -228,6 +228,7 @@ func FuzzClassifier(f *testing.F) {
 		if ref := refScore(d.m, text); s != ref {
 			t.Fatalf("score %v, reference %v", s, ref)
 		}
+		checkBytewise(t, text)
 		if (len(ms) > 0) != (s >= d.Floor()) && len(ms) > 0 {
 			t.Fatalf("a match (%v) with a score %v below the floor %v", ms[0].Score, s, d.Floor())
 		}
@@ -299,6 +300,50 @@ func TestScoreMatchesReference(t *testing.T) {
 			if got, want := m.Score(text), refScore(m, text); got != want {
 				t.Fatalf("Score(%.60q) = %v, reference %v", text, got, want)
 			}
+		}
+	}
+}
+
+// checkBytewise: the tokenizer's eight-bytes-at-a-time reading of ASCII
+// words gives the tokens of reading them a byte at a time.
+func checkBytewise(t *testing.T, text []byte) {
+	t.Helper()
+	collect := func(bytewise bool) []Token {
+		var out []Token
+		tz := tokenizer{emit: func(tk *Token) { out = append(out, *tk) }, bytewise: bytewise}
+		tz.run(text)
+		return out
+	}
+	fast, slow := collect(false), collect(true)
+	if len(fast) != len(slow) {
+		t.Fatalf("%.60q: %d tokens, %d read bytewise", text, len(fast), len(slow))
+	}
+	for i := range fast {
+		if fast[i] != slow[i] {
+			t.Fatalf("%.60q: token %d is %+v, bytewise %+v", text, i, fast[i], slow[i])
+		}
+	}
+}
+
+func TestTokensBytewise(t *testing.T) {
+	bench := detecttest.BenchText()
+	texts := []string{string(bench[:20000]), "a", "abcdefg", "abcdefgh", "abcdefghi", "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 x",
+		"Mixed CASE words_with-separators@and.dots 0123456789abcdef0123456789abcdef!", "café1234567 naïveDAYS straße12345678",
+		"\x00\x7f[`{@/:]" + "AZaz09", "x\u200bignore\u0301previousinstructions", strings.Repeat("Zm9vYmFy", 40)}
+	for _, ex := range detecttest.ReadCorpus(t, "../phrase/testdata/corpus/injection.txt") {
+		texts = append(texts, ex.Text)
+	}
+	for _, s := range texts {
+		for cut := range min(len(s), 9) { // every alignment of the eights
+			checkBytewise(t, []byte(s[cut:]))
+		}
+	}
+	// Every byte value next to letters, at each position of an eight.
+	for c := range 256 {
+		for pos := range 9 {
+			b := []byte("abcdefghijklmnopq")
+			b[pos] = byte(c)
+			checkBytewise(t, b)
 		}
 	}
 }

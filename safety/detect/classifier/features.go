@@ -1,6 +1,8 @@
 package classifier
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"unicode"
 	"unicode/utf8"
 
@@ -145,6 +147,7 @@ type tokenizer struct {
 	havePrev        bool
 	emit            func(*Token)
 	sc              *scorer // when set, tokens go to it rather than to emit
+	bytewise        bool    // read ASCII words a byte at a time (a test's reference)
 	tok             Token
 }
 
@@ -251,19 +254,42 @@ func (t *tokenizer) run(text []byte) {
 			t.begin(i)
 			w := &t.w
 			acc, n := w.acc, w.n
-			for {
+			// Eight bytes at a time while they last: the run's length in
+			// them, and its bytes lower-cased (x|0x20 is the same on a
+			// digit) and in reading order, appended to acc.
+			ended := false
+			for !t.bytewise && i+8 <= len(text) {
+				x := binary.LittleEndian.Uint64(text[i:])
+				cnt := alnumPrefix(x)
+				b := bits.ReverseBytes64(x|0x2020202020202020) >> (8 * (8 - cnt))
+				if r := uint(n & 7); r+cnt < 8 {
+					acc = acc<<(8*cnt) | b
+				} else {
+					k := r + cnt - 8 // bytes past the full eight
+					w.acc, w.n = acc<<(8*(8-r))|b>>(8*k), n+int(8-r)
+					w.fold()
+					acc = b & (1<<(8*k) - 1)
+				}
+				n += int(cnt)
+				i += int(cnt)
+				if cnt < 8 {
+					ended = true
+					break
+				}
+			}
+			for !ended && i < len(text) {
+				c := text[i]
+				k := class[c]
+				if k != lower && k != upper {
+					break
+				}
 				acc = acc<<8 | uint64(c|(k-lower)<<5) // upper: set the 0x20 bit
 				if n++; n&7 == 0 {
 					w.acc, w.n = acc, n
 					w.fold()
 					acc = 0
 				}
-				if i++; i == len(text) {
-					break
-				}
-				if c, k = text[i], class[text[i]]; k != lower && k != upper {
-					break
-				}
+				i++
 			}
 			w.acc, w.n, w.end = acc, n, i
 		case sep:
@@ -303,6 +329,20 @@ func (t *tokenizer) run(text []byte) {
 		}
 	}
 	t.flush()
+}
+
+// alnumPrefix is how many of x's bytes, from the lowest (the first in
+// the text), are ASCII letters or digits.
+func alnumPrefix(x uint64) uint {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	v := x &^ highs
+	l := v | 0x20*ones // a letter of either case as a lower-case one
+	// A byte v of 7 bits is in [lo, hi] when v+0x80-lo has the top bit
+	// and v+0x7f-hi has not; neither sum carries into the next byte.
+	digit := (v + (0x80-'0')*ones) &^ (v + (0x7f-'9')*ones)
+	letter := (l + (0x80-'a')*ones) &^ (l + (0x7f-'z')*ones)
+	not := ^((digit | letter) &^ x) & highs
+	return uint(bits.TrailingZeros64(not)) / 8
 }
 
 // noSpaces reports whether r belongs to a script written without spaces
