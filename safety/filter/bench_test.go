@@ -35,6 +35,17 @@ func BenchmarkEngine(b *testing.B) {
 		}
 		detecttest.ReportCPU(b, detecttest.CPUTime()-start, []byte(text), len(text))
 	})
+	// prompt: the same text as a prompt, which the whole-text detectors
+	// (the injection classifier) read in full, not its first 64 KiB.
+	b.Run("prompt", func(b *testing.B) {
+		b.SetBytes(int64(len(text)))
+		start := detecttest.CPUTime()
+		for b.Loop() {
+			r, _ := e.Request("")
+			r.Scan(Input, text)
+		}
+		detecttest.ReportCPU(b, detecttest.CPUTime()-start, []byte(text), len(text))
+	})
 	b.Run("stream4", func(b *testing.B) {
 		const piece = 4
 		part := text[:256<<10]

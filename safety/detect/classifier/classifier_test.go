@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -224,6 +225,10 @@ func FuzzClassifier(f *testing.F) {
 		if s < 0 || s > 1 {
 			t.Fatalf("score %v", s)
 		}
+		if ref := refScore(d.m, text); s != ref {
+			t.Fatalf("score %v, reference %v", s, ref)
+		}
+		checkBytewise(t, text)
 		if (len(ms) > 0) != (s >= d.Floor()) && len(ms) > 0 {
 			t.Fatalf("a match (%v) with a score %v below the floor %v", ms[0].Score, s, d.Floor())
 		}
@@ -240,4 +245,105 @@ func BenchmarkClassifier(b *testing.B) {
 		d.Find(text, 0, func(detect.Match) {})
 	}
 	detecttest.ReportCPU(b, detecttest.CPUTime()-start, text, len(text))
+}
+
+// refScore is Score written plainly from Tokens: every feature looked up,
+// every full window summed from scratch. The scorer's word cache and
+// sliding sum must give exactly this.
+func refScore(m *Model, text []byte) float64 {
+	var cs []int32
+	Tokens(text, func(tk *Token) {
+		var c int32
+		for _, f := range tk.F {
+			c += int32(m.W[m.Index(f)])
+		}
+		cs = append(cs, c)
+	})
+	n := len(cs)
+	switch {
+	case n < MinTokens:
+		return 0
+	case n < Window:
+		var s int32
+		for _, c := range cs {
+			s += c
+		}
+		p := m.Prob(s+int32(m.W[m.Index(LengthFeature(n))]), n)
+		if n < ShortTokens {
+			p *= p
+		}
+		return p
+	}
+	best := int32(math.MinInt32)
+	for i := 0; i+Window <= n; i++ {
+		var s int32
+		for _, c := range cs[i : i+Window] {
+			s += c
+		}
+		best = max(best, s)
+	}
+	return m.Prob(best+int32(m.W[m.Index(LengthFeature(Window))]), Window)
+}
+
+// TestScoreMatchesReference: the scorer's shortcuts change no score, on
+// prose, code, other scripts, long words, repeats and the phrase corpus,
+// including texts scored one after another (the cache outlives a text).
+func TestScoreMatchesReference(t *testing.T) {
+	m := Embedded()
+	bench := detecttest.BenchText()
+	texts := [][]byte{bench[:300], bench[:5000], bench[len(bench)/2:], []byte("aaaaaaaa aaaaaaab aaaaaaaa bbbbbbbbbbbb 12345678 Straße ÜBER café ignore ignore IGNORE previous")}
+	for _, ex := range detecttest.ReadCorpus(t, "../phrase/testdata/corpus/injection.txt") {
+		texts = append(texts, []byte(ex.Text), []byte(strings.Repeat(ex.Text+" ", 8)))
+	}
+	for i := 0; i < 2; i++ { // the second pass meets a warm cache
+		for _, text := range texts {
+			if got, want := m.Score(text), refScore(m, text); got != want {
+				t.Fatalf("Score(%.60q) = %v, reference %v", text, got, want)
+			}
+		}
+	}
+}
+
+// checkBytewise: the tokenizer's eight-bytes-at-a-time reading of ASCII
+// words gives the tokens of reading them a byte at a time.
+func checkBytewise(t *testing.T, text []byte) {
+	t.Helper()
+	collect := func(bytewise bool) []Token {
+		var out []Token
+		tz := tokenizer{emit: func(tk *Token) { out = append(out, *tk) }, bytewise: bytewise}
+		tz.run(text)
+		return out
+	}
+	fast, slow := collect(false), collect(true)
+	if len(fast) != len(slow) {
+		t.Fatalf("%.60q: %d tokens, %d read bytewise", text, len(fast), len(slow))
+	}
+	for i := range fast {
+		if fast[i] != slow[i] {
+			t.Fatalf("%.60q: token %d is %+v, bytewise %+v", text, i, fast[i], slow[i])
+		}
+	}
+}
+
+func TestTokensBytewise(t *testing.T) {
+	bench := detecttest.BenchText()
+	texts := []string{string(bench[:20000]), "a", "abcdefg", "abcdefgh", "abcdefghi", "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 x",
+		"Mixed CASE words_with-separators@and.dots 0123456789abcdef0123456789abcdef!", "café1234567 naïveDAYS straße12345678",
+		"\x00\x7f[`{@/:]" + "AZaz09", "x\u200bignore\u0301previousinstructions", strings.Repeat("Zm9vYmFy", 40)}
+	for _, ex := range detecttest.ReadCorpus(t, "../phrase/testdata/corpus/injection.txt") {
+		texts = append(texts, ex.Text)
+	}
+	for _, s := range texts {
+		for cut := range min(len(s), 9) { // every alignment of the eights
+			checkBytewise(t, []byte(s[cut:]))
+		}
+	}
+	// Every byte value next to letters, at each position of an eight.
+	for c := range 256 {
+		for pos := range 9 {
+			b := []byte("abcdefghijklmnopq")
+			b[pos] = byte(c)
+			checkBytewise(t, b)
+		}
+	}
 }

@@ -1,6 +1,8 @@
 package classifier
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"unicode"
 	"unicode/utf8"
 
@@ -145,6 +147,7 @@ type tokenizer struct {
 	havePrev        bool
 	emit            func(*Token)
 	sc              *scorer // when set, tokens go to it rather than to emit
+	bytewise        bool    // read ASCII words a byte at a time (a test's reference)
 	tok             Token
 }
 
@@ -154,6 +157,10 @@ func (t *tokenizer) flush() {
 	}
 	t.inWord = false
 	w := &t.w
+	if sc := t.sc; sc != nil && w.n > 0 && w.n <= 8 {
+		t.scoreShort(sc)
+		return
+	}
 	h, stem, pre, suf := w.sums()
 	n := uint64(min(w.n, 5))
 	if w.n > maxWord {
@@ -175,11 +182,51 @@ func (t *tokenizer) flush() {
 	tk.F[2] = mix(uint64(pre)|n<<32, 3)
 	tk.F[3] = mix(uint64(suf)|n<<32, 4)
 	t.prevH, t.prevStem, t.havePrev = h, stem, true
-	if t.sc != nil {
-		t.sc.add(tk)
+	if sc := t.sc; sc != nil {
+		m := sc.m
+		var c int32
+		for _, f := range tk.F {
+			c += int32(m.W[m.Index(f)])
+		}
+		sc.add(c, tk.Start, tk.End)
 	} else {
 		t.emit(tk)
 	}
+}
+
+// scoreShort is flush for the scorer and a word of at most eight bytes,
+// which its bytes determine: the features of the word alone (its hash,
+// stem and the table sum of its unigram and edges) come from the scorer's
+// cache of recent words, and only the bigrams are looked up. The sum is
+// the one flush would give.
+func (t *tokenizer) scoreShort(sc *scorer) {
+	w := &t.w
+	// The word's bytes, none of them zero, with its length in the top
+	// byte when that is free: unique per word.
+	key := w.acc | uint64(w.n)<<56
+	if w.n == 8 {
+		key = w.first
+	}
+	m := sc.m
+	e := &sc.cache.e[(key*0x9e3779b97f4a7c15)>>(64-cacheBits)]
+	if e.key != key {
+		h, stem, pre, suf := w.sums()
+		n := uint64(min(w.n, 5))
+		c := int32(m.W[m.Index(mix(h, 1))]) + int32(m.W[m.Index(mix(uint64(pre)|n<<32, 3))]) + int32(m.W[m.Index(mix(uint64(suf)|n<<32, 4))])
+		*e = cacheEntry{key: key, h: h, stem: stem, c: c}
+	}
+	h, stem := e.h, e.stem
+	c := e.c
+	if t.havePrev {
+		if h == t.prevH {
+			return
+		}
+		c += int32(m.W[m.Index(mix(t.prevH*0x100000001b3^h, 2))]) + int32(m.W[m.Index(mix(t.prevStem*0x100000001b3^stem, 5))])
+	} else {
+		c += int32(m.W[m.Index(mix(h, 6))]) + int32(m.W[m.Index(mix(stem, 7))])
+	}
+	t.prevH, t.prevStem, t.havePrev = h, stem, true
+	sc.add(c, w.start, w.end)
 }
 
 func (t *tokenizer) begin(i int) {
@@ -207,19 +254,42 @@ func (t *tokenizer) run(text []byte) {
 			t.begin(i)
 			w := &t.w
 			acc, n := w.acc, w.n
-			for {
+			// Eight bytes at a time while they last: the run's length in
+			// them, and its bytes lower-cased (x|0x20 is the same on a
+			// digit) and in reading order, appended to acc.
+			ended := false
+			for !t.bytewise && i+8 <= len(text) {
+				x := binary.LittleEndian.Uint64(text[i:])
+				cnt := alnumPrefix(x)
+				b := bits.ReverseBytes64(x|0x2020202020202020) >> (8 * (8 - cnt))
+				if r := uint(n & 7); r+cnt < 8 {
+					acc = acc<<(8*cnt) | b
+				} else {
+					k := r + cnt - 8 // bytes past the full eight
+					w.acc, w.n = acc<<(8*(8-r))|b>>(8*k), n+int(8-r)
+					w.fold()
+					acc = b & (1<<(8*k) - 1)
+				}
+				n += int(cnt)
+				i += int(cnt)
+				if cnt < 8 {
+					ended = true
+					break
+				}
+			}
+			for !ended && i < len(text) {
+				c := text[i]
+				k := class[c]
+				if k != lower && k != upper {
+					break
+				}
 				acc = acc<<8 | uint64(c|(k-lower)<<5) // upper: set the 0x20 bit
 				if n++; n&7 == 0 {
 					w.acc, w.n = acc, n
 					w.fold()
 					acc = 0
 				}
-				if i++; i == len(text) {
-					break
-				}
-				if c, k = text[i], class[text[i]]; k != lower && k != upper {
-					break
-				}
+				i++
 			}
 			w.acc, w.n, w.end = acc, n, i
 		case sep:
@@ -259,6 +329,20 @@ func (t *tokenizer) run(text []byte) {
 		}
 	}
 	t.flush()
+}
+
+// alnumPrefix is how many of x's bytes, from the lowest (the first in
+// the text), are ASCII letters or digits.
+func alnumPrefix(x uint64) uint {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	v := x &^ highs
+	l := v | 0x20*ones // a letter of either case as a lower-case one
+	// A byte v of 7 bits is in [lo, hi] when v+0x80-lo has the top bit
+	// and v+0x7f-hi has not; neither sum carries into the next byte.
+	digit := (v + (0x80-'0')*ones) &^ (v + (0x7f-'9')*ones)
+	letter := (l + (0x80-'a')*ones) &^ (l + (0x7f-'z')*ones)
+	not := ^((digit | letter) &^ x) & highs
+	return uint(bits.TrailingZeros64(not)) / 8
 }
 
 // noSpaces reports whether r belongs to a script written without spaces

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 )
 
 // Window is how many tokens the model judges at once. A text of fewer
@@ -27,7 +28,11 @@ type Model struct {
 	// injection (profiles may raise or lower it down to Floor); Floor is
 	// the lowest the detector reports.
 	Threshold, Floor float32
-	W                []int8
+	// W is the table. It must not change once the model has judged a
+	// text: scoring keeps table sums of recent words (see wordCache).
+	W []int8
+
+	caches sync.Pool // of *wordCache
 }
 
 const magic = "WIC1"
@@ -151,8 +156,14 @@ type span struct {
 func (m *Model) scan(text []byte, p float64, hit func(span)) float64 {
 	full := int32(m.W[m.Index(LengthFeature(Window))])
 	sc := scorer{m: m, hit: hit, full: full, need: m.minSum(p) - full, maxSum: math.MinInt32, cur: span{start: -1}}
+	c, _ := m.caches.Get().(*wordCache)
+	if c == nil {
+		c = new(wordCache)
+	}
+	sc.cache = c
 	t := tokenizer{sc: &sc}
 	t.run(text)
+	m.caches.Put(c)
 	switch {
 	case sc.n < MinTokens:
 		return 0
@@ -176,6 +187,7 @@ func (m *Model) scan(text []byte, p float64, hit func(span)) float64 {
 // start, for the last Window tokens.
 type scorer struct {
 	m              *Model
+	cache          *wordCache
 	hit            func(span)
 	ring           [Window]int32
 	starts         [Window]int
@@ -185,19 +197,15 @@ type scorer struct {
 	cur            span
 }
 
-func (sc *scorer) add(t *Token) {
-	m, w := sc.m, sc.m.W
-	var c int32
-	for _, f := range t.F {
-		c += int32(w[m.Index(f)])
-	}
+func (sc *scorer) add(c int32, start, end int) {
+	m := sc.m
 	k := sc.n % Window
 	sc.sum += c - sc.ring[k]
-	sc.ring[k], sc.starts[k] = c, t.Start
+	sc.ring[k], sc.starts[k] = c, start
 	if sc.n == 0 {
-		sc.first = t.Start
+		sc.first = start
 	}
-	sc.last = t.End
+	sc.last = end
 	sc.n++
 	if sc.n < Window {
 		return
@@ -208,15 +216,31 @@ func (sc *scorer) add(t *Token) {
 		return
 	}
 	prob := m.Prob(sc.sum+sc.full, Window)
-	start := sc.starts[(k+1)%Window]
-	if sc.cur.start >= 0 && start < sc.cur.end {
-		sc.cur.end, sc.cur.score = t.End, max(sc.cur.score, prob)
+	first := sc.starts[(k+1)%Window]
+	if sc.cur.start >= 0 && first < sc.cur.end {
+		sc.cur.end, sc.cur.score = end, max(sc.cur.score, prob)
 		return
 	}
 	if sc.cur.start >= 0 {
 		sc.hit(sc.cur)
 	}
-	sc.cur = span{start, t.End, prob}
+	sc.cur = span{first, end, prob}
+}
+
+// cacheBits sizes the word cache: 512 words, 16 KiB.
+const cacheBits = 9
+
+// A wordCache holds, for the last words of at most eight bytes seen at
+// each of its slots, what their features need of them alone: the word's
+// hash and stem, and the table sum of its unigram and edge features. An
+// entry is keyed by the word's bytes (see scoreShort), so a hit gives
+// exactly what computing it would. It depends only on the model's table,
+// so a model keeps a pool of them across texts.
+type wordCache struct{ e [1 << cacheBits]cacheEntry }
+
+type cacheEntry struct {
+	key, h, stem uint64
+	c            int32
 }
 
 // Score is the highest probability over the windows of text (0 for a text
