@@ -65,6 +65,9 @@ type sseItem struct {
 	ack     chan struct{}
 }
 
+// keepAliveItem is the comment line sent while a stream waits.
+var keepAliveItem = sseItem{data: []byte(": keep-alive\n\n")}
+
 func newSSE(w gin.ResponseWriter, keepAlive, timeout time.Duration, onFail func()) *sseWriter {
 	s := &sseWriter{
 		w:        w,
@@ -89,6 +92,7 @@ func (s *sseWriter) run() {
 	tick := keepAlive.C
 	var held <-chan struct{} // a keep-alive due, waiting for ready
 	failed := false
+	items := make([]sseItem, 0, 8) // a batch, reused
 	for {
 		select {
 		case it, ok := <-s.q:
@@ -96,15 +100,53 @@ func (s *sseWriter) run() {
 				return
 			}
 			tick, held = nil, nil // keep-alives only until the first event
-			switch {
-			case it.ack != nil:
+			if it.ack != nil {
 				close(it.ack)
+				continue
+			}
+			// The items already waiting go out with this one, with one
+			// flush: a fast backend's events cost a syscall per batch,
+			// not one each.
+			batch := append(items[:0], it)
+			var (
+				next sseItem // a barrier after the batch
+				end  bool    // q is closed
+			)
+		gather:
+			for {
+				select {
+				case more, ok := <-s.q:
+					switch {
+					case !ok:
+						end = true
+					case more.ack != nil:
+						next = more
+					default:
+						batch = append(batch, more)
+						continue
+					}
+					break gather
+				default:
+					break gather
+				}
+			}
+			switch {
 			case failed:
-			case s.write(it.data) != nil:
+			case s.write(batch...) != nil:
 				failed = true
 			default:
-				s.delivered.WriteString(it.content)
-				s.pieces += it.pieces
+				for _, b := range batch {
+					s.delivered.WriteString(b.content)
+					s.pieces += b.pieces
+				}
+			}
+			clear(batch)
+			items = batch[:0]
+			if next.ack != nil {
+				close(next.ack)
+			}
+			if end {
+				return
 			}
 		case <-tick:
 			if r := s.readyChan(); r != nil {
@@ -115,14 +157,14 @@ func (s *sseWriter) run() {
 					continue
 				}
 			}
-			if s.write([]byte(": keep-alive\n\n")) != nil {
+			if s.write(keepAliveItem) != nil {
 				failed, tick = true, nil
 				continue
 			}
 			keepAlive.Reset(s.interval)
 		case <-held:
 			held, tick = nil, keepAlive.C
-			if s.write([]byte(": keep-alive\n\n")) != nil {
+			if s.write(keepAliveItem) != nil {
 				failed, tick = true, nil
 				continue
 			}
@@ -131,11 +173,17 @@ func (s *sseWriter) run() {
 	}
 }
 
-// write sends data and flushes it, within the write timeout.
-func (s *sseWriter) write(data []byte) error {
+// write sends the items' events and flushes them, within the write
+// timeout.
+func (s *sseWriter) write(items ...sseItem) error {
 	s.start()
 	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
-	_, err := s.w.Write(data)
+	var err error
+	for _, it := range items {
+		if _, err = s.w.Write(it.data); err != nil {
+			break
+		}
+	}
 	if err == nil {
 		err = s.rc.Flush()
 	}
