@@ -65,6 +65,14 @@ type sseItem struct {
 	ack     chan struct{}
 }
 
+// sseHeaderValues go on every stream, shared like securityHeaderValues.
+var sseHeaderValues = http.Header{
+	"Content-Type":      {"text/event-stream; charset=utf-8"},
+	"Cache-Control":     {"no-cache"},
+	"Connection":        {"keep-alive"},
+	"X-Accel-Buffering": {"no"},
+}
+
 // keepAliveItem is the comment line sent while a stream waits.
 var keepAliveItem = sseItem{data: []byte(": keep-alive\n\n")}
 
@@ -222,10 +230,9 @@ func (s *sseWriter) start() {
 	for k, v := range s.header {
 		h[k] = v
 	}
-	h.Set("Content-Type", "text/event-stream; charset=utf-8")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Connection", "keep-alive")
-	h.Set("X-Accel-Buffering", "no")
+	for k, v := range sseHeaderValues {
+		h[k] = v
+	}
 	s.w.WriteHeader(http.StatusOK)
 }
 
