@@ -41,6 +41,8 @@ type sseWriter struct {
 	done    chan struct{} // closed when the writer goroutine has ended
 	gone    chan struct{} // closed when a write failed: the client is not reading
 	pending []byte        // events framed since the last commit (handler's)
+	pbuf    *[]byte       // pending's pooled home (sseBufs)
+	enc     *json.Encoder // frames events into pending
 	closed  bool          // handler's: q is closed
 
 	mu      sync.Mutex
@@ -60,6 +62,7 @@ type sseWriter struct {
 // written.
 type sseItem struct {
 	data    []byte
+	buf     *[]byte // data's pooled home, returned once it is written
 	content string
 	pieces  int
 	ack     chan struct{}
@@ -147,6 +150,9 @@ func (s *sseWriter) run() {
 					s.delivered.WriteString(b.content)
 					s.pieces += b.pieces
 				}
+			}
+			for _, b := range batch {
+				giveBack(b)
 			}
 			clear(batch)
 			items = batch[:0]
@@ -261,12 +267,43 @@ func (s *sseWriter) copyHeaders() {
 
 // Event frames one data event holding v as JSON; commit sends it.
 func (s *sseWriter) Event(v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
+	if s.enc == nil {
+		s.enc = json.NewEncoder(eventFramer{s})
 	}
-	s.frame(b)
-	return nil
+	return s.enc.Encode(v) // json.Marshal's bytes, framed by eventFramer
+}
+
+// eventFramer frames what the encoder writes, one JSON value and a
+// newline per Write (nothing when it fails), as a data event.
+type eventFramer struct{ s *sseWriter }
+
+func (f eventFramer) Write(b []byte) (int, error) {
+	s := f.s
+	s.grab()
+	s.pending = append(s.pending, "data: "...)
+	s.pending = append(s.pending, b...)
+	s.pending = append(s.pending, '\n')
+	return len(b), nil
+}
+
+// sseBufs holds the buffers events are framed in: the writer returns
+// each once it is written (the connection's writer copies it).
+var sseBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// grab takes a pooled buffer for pending when it has none.
+func (s *sseWriter) grab() {
+	if s.pbuf == nil {
+		s.pbuf = sseBufs.Get().(*[]byte)
+		s.pending = (*s.pbuf)[:0]
+	}
+}
+
+// giveBack returns a written item's buffer to the pool.
+func giveBack(it sseItem) {
+	if it.buf != nil && cap(it.data) <= 64<<10 {
+		*it.buf = it.data[:0]
+		sseBufs.Put(it.buf)
+	}
 }
 
 // Done frames the terminating "data: [DONE]" event.
@@ -276,6 +313,7 @@ func (s *sseWriter) Done() { s.frame([]byte("[DONE]")) }
 func (s *sseWriter) ErrorEvent(ae *apiError) { _ = s.Event(ae.body()) }
 
 func (s *sseWriter) frame(data []byte) {
+	s.grab()
 	s.pending = append(s.pending, "data: "...)
 	s.pending = append(s.pending, data...)
 	s.pending = append(s.pending, "\n\n"...)
@@ -289,8 +327,8 @@ func (s *sseWriter) commit(ctx context.Context, content string, pieces int) erro
 	if len(s.pending) == 0 {
 		return nil
 	}
-	it := sseItem{data: s.pending, content: content, pieces: pieces}
-	s.pending = nil
+	it := sseItem{data: s.pending, buf: s.pbuf, content: content, pieces: pieces}
+	s.pending, s.pbuf = nil, nil
 	return s.send(ctx, it)
 }
 
