@@ -38,8 +38,6 @@ var (
 	_ Limiter       = (*quota.Limiter)(nil)
 )
 
-const principalKey = "warden.principal"
-
 var errInvalidKey = &apiError{
 	Status:  http.StatusUnauthorized,
 	Type:    typeInvalidRequest,
@@ -85,25 +83,26 @@ func (s *Server) authenticate(c *gin.Context) {
 			s.bans.failed(clientAddr(c), s.now())
 		}
 		if s.cfg.OnAuthRefused != nil {
-			s.cfg.OnAuthRefused(c.ClientIP())
+			s.cfg.OnAuthRefused(clientIP(c))
 		}
 		s.writeError(c, errInvalidKey)
 		return
 	}
-	c.Set(principalKey, p)
+	st := stateOf(c)
+	st.principal, st.limits = p, s.limitsFor(p)
 	if !p.AllowsAddr(clientAddr(c)) {
 		// Outside the key's client networks: refused before it counts
 		// against the key's quota, and recorded in its aggregate record.
 		s.writeError(c, errKeyIPNotAllowed)
 		if s.cfg.OnRequestRefused != nil {
-			s.cfg.OnRequestRefused(p.KeyID, c.ClientIP(), c.Writer.Status())
+			s.cfg.OnRequestRefused(p.KeyID, clientIP(c), c.Writer.Status())
 		}
 		return
 	}
 	if err := s.countRequest(c, p); err != nil {
 		s.writeError(c, err)
 		if s.cfg.OnRequestRefused != nil { // counted in the key's aggregate record, like the refusals after it
-			s.cfg.OnRequestRefused(p.KeyID, c.ClientIP(), c.Writer.Status())
+			s.cfg.OnRequestRefused(p.KeyID, clientIP(c), c.Writer.Status())
 		}
 		return
 	}
@@ -116,7 +115,7 @@ func (s *Server) countRequest(c *gin.Context, p *keys.Principal) error {
 	if s.cfg.Quota == nil {
 		return nil
 	}
-	ql := quotaLimits(s.limitsFor(p))
+	ql := quotaLimits(s.limits(c))
 	err := s.cfg.Quota.Count(p.KeyID, ql)
 	s.rateHeaders(c, p.KeyID, ql)
 	var le *quota.LimitError
@@ -138,9 +137,10 @@ func bearer(h string) string {
 }
 
 func principal(c *gin.Context) *keys.Principal {
-	p, _ := c.Get(principalKey)
-	pp, _ := p.(*keys.Principal)
-	return pp
+	if st := stateOf(c); st != nil {
+		return st.principal
+	}
+	return nil
 }
 
 // requireScope refuses keys without scope with 403.
@@ -182,6 +182,15 @@ func allowModel(c *gin.Context, asked string, m modelInfo) error {
 		return nil
 	}
 	return modelNotFound(asked)
+}
+
+// limits is the request's key's limits merged over the configured
+// defaults, merged once when the key is authenticated.
+func (s *Server) limits(c *gin.Context) keys.Limits {
+	if st := stateOf(c); st != nil && st.principal != nil {
+		return st.limits
+	}
+	return s.limitsFor(principal(c))
 }
 
 // limitsFor merges a key's limits over the configured defaults.
@@ -230,7 +239,7 @@ type admission struct {
 // It sets the rate-limit headers, which must go out before a stream starts.
 func (s *Server) admit(c *gin.Context, promptTokens int64, maxTokens *int, embedding bool) (*admission, error) {
 	p := principal(c)
-	lim := s.limitsFor(p)
+	lim := s.limits(c)
 	if lim.MaxInputTokens > 0 && promptTokens > lim.MaxInputTokens {
 		return nil, &apiError{
 			Status:  http.StatusBadRequest,

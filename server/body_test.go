@@ -137,3 +137,34 @@ func keyBodiesInFlight(s *Server) int64 {
 	}
 	return n
 }
+
+// TestDecodedRequestOwnsItsStrings: the body buffers are reused, so what
+// a decoded request holds must not be a view of its body.
+func TestDecodedRequestOwnsItsStrings(t *testing.T) {
+	var first chatRequest
+	if err := decodeJSON(strings.NewReader(`{"model":"aaaa","messages":[{"role":"user","content":"first text"}],"tool_choice":"auto"}`), &first); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		var next chatRequest
+		if err := decodeJSON(strings.NewReader(`{"model":"zzzz","messages":[{"role":"user","content":"XXXXXXXXXX"}],"tool_choice":"none"}`), &next); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if first.Model != "aaaa" || first.Messages[0].Content != "first text" || string(first.ToolChoice) != `"auto"` {
+		t.Errorf("first request changed by later ones: %q %v %s", first.Model, first.Messages[0].Content, first.ToolChoice)
+	}
+}
+
+// TestDecodeLargeBody: a body past the first buffer's size grows it and
+// decodes whole.
+func TestDecodeLargeBody(t *testing.T) {
+	text := strings.Repeat("x", 70000)
+	var req chatRequest
+	if err := decodeJSON(strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"`+text+`"}]}`), &req); err != nil {
+		t.Fatal(err)
+	}
+	if req.Messages[0].Content != text {
+		t.Errorf("content has %d bytes, want %d", len(fmt.Sprint(req.Messages[0].Content)), len(text))
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -18,7 +19,14 @@ import (
 // Invalid UTF-8 is refused explicitly because encoding/json would silently
 // replace it.
 func decodeJSON(r io.Reader, v any) error {
-	body, err := io.ReadAll(r)
+	buf := bodyBufs.Get().(*[]byte)
+	body, err := readAll(r, (*buf)[:0])
+	defer func() {
+		if cap(body) <= maxPooledBody {
+			*buf = body[:0]
+			bodyBufs.Put(buf)
+		}
+	}()
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -27,6 +35,34 @@ func decodeJSON(r io.Reader, v any) error {
 		return fmt.Errorf("read body: %w", err)
 	}
 	return unmarshalBody(body, v)
+}
+
+// bodyBufs holds the buffers request bodies are read into: nothing keeps
+// a body once it is decoded (the decoder reads from a copy of its own),
+// so a request reads into a buffer a request before it grew.
+var bodyBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledBody is the largest body buffer kept for reuse.
+const maxPooledBody = 1 << 20
+
+// readAll is io.ReadAll into b's capacity, growing it as needed.
+func readAll(r io.Reader, b []byte) ([]byte, error) {
+	if cap(b) < 512 {
+		b = make([]byte, 0, 512)
+	}
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // let append pick the growth
+		}
+	}
 }
 
 // unmarshalBody is decodeJSON after the read; the fuzz target calls it.

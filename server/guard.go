@@ -32,7 +32,15 @@ var (
 // clientAddr is the request's client address (the peer, or X-Forwarded-For
 // from a trusted proxy), or the zero Addr.
 func clientAddr(c *gin.Context) netip.Addr {
-	a, err := netip.ParseAddr(c.ClientIP())
+	if st := stateOf(c); st != nil {
+		return st.addr
+	}
+	return parseAddr(c.ClientIP())
+}
+
+// parseAddr is ip as an unmapped address, or the zero Addr.
+func parseAddr(ip string) netip.Addr {
+	a, err := netip.ParseAddr(ip)
 	if err != nil {
 		return netip.Addr{}
 	}

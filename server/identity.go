@@ -72,7 +72,7 @@ func (s *Server) identify(c *gin.Context, bodyUser string) error {
 	if s.cfg.Quota == nil {
 		return nil
 	}
-	err := s.cfg.Quota.CountUser(p.KeyID, u.id, userLimits(s.limitsFor(p)))
+	err := s.cfg.Quota.CountUser(p.KeyID, u.id, userLimits(s.limits(c)))
 	var le *quota.LimitError
 	if errors.As(err, &le) {
 		if s.cfg.Metrics != nil {

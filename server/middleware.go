@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -15,10 +16,30 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/quota"
 )
 
-const requestIDKey = "warden.request_id"
+// reqState is what the middleware learns about a request once, for
+// everything after it: one context entry, and the client address and the
+// key's merged limits worked out once rather than at every use.
+type reqState struct {
+	id        string
+	ip        string          // c.ClientIP()
+	addr      netip.Addr      // ip parsed, unmapped; zero when it is none
+	principal *keys.Principal // set by authenticate
+	limits    keys.Limits     // the principal's, merged over the defaults
+	trail     *trail          // set by auditRequest
+}
+
+const reqStateKey = "warden.request"
+
+// stateOf is the request's state, or nil outside the middleware chain.
+func stateOf(c *gin.Context) *reqState {
+	v, _ := c.Get(reqStateKey)
+	st, _ := v.(*reqState)
+	return st
+}
 
 // withRequestID gives every request an id of the server's own making (an
 // inbound X-Request-Id is not trusted: it would let clients forge log
@@ -26,14 +47,26 @@ const requestIDKey = "warden.request_id"
 func (s *Server) withRequestID(c *gin.Context) {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
-	id := hex.EncodeToString(b[:])
-	c.Set(requestIDKey, id)
-	c.Header("X-Request-Id", id)
+	st := &reqState{id: hex.EncodeToString(b[:]), ip: c.ClientIP()}
+	st.addr = parseAddr(st.ip)
+	c.Set(reqStateKey, st)
+	c.Header("X-Request-Id", st.id)
 	c.Next()
 }
 
 func requestID(c *gin.Context) string {
-	return c.GetString(requestIDKey)
+	if st := stateOf(c); st != nil {
+		return st.id
+	}
+	return ""
+}
+
+// clientIP is c.ClientIP(), worked out once per request.
+func clientIP(c *gin.Context) string {
+	if st := stateOf(c); st != nil {
+		return st.ip
+	}
+	return c.ClientIP()
 }
 
 // recoverPanic turns a panic into a 500 and a log line with the stack,
@@ -65,24 +98,39 @@ func (s *Server) accessLog(c *gin.Context) {
 	if c.Writer.Status() == http.StatusUnauthorized {
 		level = slog.LevelDebug
 	}
-	s.log.Log(c.Request.Context(), level, "http",
-		"request_id", requestID(c),
-		"method", c.Request.Method,
-		"path", c.Request.URL.Path,
-		"status", c.Writer.Status(),
-		"bytes", c.Writer.Size(),
-		"dur_ms", float64(time.Since(start).Microseconds())/1000,
-		"client_ip", c.ClientIP(),
+	ctx := c.Request.Context()
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
+	// Typed attributes: no boxing of the values per request.
+	s.log.LogAttrs(ctx, level, "http",
+		slog.String("request_id", requestID(c)),
+		slog.String("method", c.Request.Method),
+		slog.String("path", c.Request.URL.Path),
+		slog.Int("status", c.Writer.Status()),
+		slog.Int("bytes", c.Writer.Size()),
+		slog.Float64("dur_ms", float64(time.Since(start).Microseconds())/1000),
+		slog.String("client_ip", clientIP(c)),
 	)
+}
+
+// securityHeaderValues go on every response. Their value slices are
+// shared by all responses, which costs no allocation per request: net/http
+// only reads them, and Header.Set and Add replace a value slice (Add's
+// append copies one at its capacity) rather than writing into it.
+var securityHeaderValues = http.Header{
+	"X-Content-Type-Options":  {"nosniff"},
+	"X-Frame-Options":         {"DENY"},
+	"Referrer-Policy":         {"no-referrer"},
+	"Content-Security-Policy": {"default-src 'none'; frame-ancestors 'none'"},
+	"Cache-Control":           {"no-store"},
 }
 
 func securityHeaders(c *gin.Context) {
 	h := c.Writer.Header()
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-	h.Set("Cache-Control", "no-store")
+	for k, v := range securityHeaderValues {
+		h[k] = v
+	}
 	c.Next()
 }
 
@@ -181,7 +229,7 @@ func (s *Server) paceBody(c *gin.Context) {
 	if n < 0 || n > s.cfg.MaxBodyBytes {
 		n = s.cfg.MaxBodyBytes
 	}
-	ip := c.ClientIP()
+	ip := clientIP(c)
 	if !s.bodies.take(ip, n) {
 		// Close rather than read the unread body to keep the connection.
 		c.Header("Connection", "close")
@@ -287,7 +335,7 @@ func (s *Server) holdKeyBodies(c *gin.Context) {
 		return
 	}
 	p := principal(c)
-	limit := s.limitsFor(p).Concurrency
+	limit := s.limits(c).Concurrency
 	if !s.keyBodies.take(p.KeyID, limit) {
 		c.Header("Connection", "close") // rather than read the unread body
 		if s.cfg.Metrics != nil {

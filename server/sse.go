@@ -41,6 +41,8 @@ type sseWriter struct {
 	done    chan struct{} // closed when the writer goroutine has ended
 	gone    chan struct{} // closed when a write failed: the client is not reading
 	pending []byte        // events framed since the last commit (handler's)
+	pbuf    *[]byte       // pending's pooled home (sseBufs)
+	enc     *json.Encoder // frames events into pending
 	closed  bool          // handler's: q is closed
 
 	mu       sync.Mutex
@@ -62,6 +64,7 @@ type sseWriter struct {
 // written.
 type sseItem struct {
 	data    []byte
+	buf     *[]byte // data's pooled home, returned once it is written
 	content string
 	pieces  int
 	ack     chan struct{}
@@ -69,6 +72,14 @@ type sseItem struct {
 
 // keepAliveComment is the keep-alive of OpenAI's streams: an SSE comment.
 var keepAliveComment = []byte(": keep-alive\n\n")
+
+// sseHeaderValues go on every stream, shared like securityHeaderValues.
+var sseHeaderValues = http.Header{
+	"Content-Type":      {"text/event-stream; charset=utf-8"},
+	"Cache-Control":     {"no-cache"},
+	"Connection":        {"keep-alive"},
+	"X-Accel-Buffering": {"no"},
+}
 
 func newSSE(w gin.ResponseWriter, keepAlive, timeout time.Duration, onFail func()) *sseWriter {
 	s := &sseWriter{
@@ -95,6 +106,7 @@ func (s *sseWriter) run() {
 	tick := keepAlive.C
 	var held <-chan struct{} // a keep-alive due, waiting for ready
 	failed := false
+	items := make([]sseItem, 0, 8) // a batch, reused
 	for {
 		select {
 		case it, ok := <-s.q:
@@ -102,15 +114,56 @@ func (s *sseWriter) run() {
 				return
 			}
 			tick, held = nil, nil // keep-alives only until the first event
-			switch {
-			case it.ack != nil:
+			if it.ack != nil {
 				close(it.ack)
+				continue
+			}
+			// The items already waiting go out with this one, with one
+			// flush: a fast backend's events cost a syscall per batch,
+			// not one each.
+			batch := append(items[:0], it)
+			var (
+				next sseItem // a barrier after the batch
+				end  bool    // q is closed
+			)
+		gather:
+			for {
+				select {
+				case more, ok := <-s.q:
+					switch {
+					case !ok:
+						end = true
+					case more.ack != nil:
+						next = more
+					default:
+						batch = append(batch, more)
+						continue
+					}
+					break gather
+				default:
+					break gather
+				}
+			}
+			switch {
 			case failed:
-			case s.write(it.data) != nil:
+			case s.write(batch...) != nil:
 				failed = true
 			default:
-				s.delivered.WriteString(it.content)
-				s.pieces += it.pieces
+				for _, b := range batch {
+					s.delivered.WriteString(b.content)
+					s.pieces += b.pieces
+				}
+			}
+			for _, b := range batch {
+				giveBack(b)
+			}
+			clear(batch)
+			items = batch[:0]
+			if next.ack != nil {
+				close(next.ack)
+			}
+			if end {
+				return
 			}
 		case <-tick:
 			if r := s.readyChan(); r != nil {
@@ -121,14 +174,14 @@ func (s *sseWriter) run() {
 					continue
 				}
 			}
-			if s.write(s.keepAlive()) != nil {
+			if s.write(sseItem{data: s.keepAlive()}) != nil {
 				failed, tick = true, nil
 				continue
 			}
 			keepAlive.Reset(s.interval)
 		case <-held:
 			held, tick = nil, keepAlive.C
-			if s.write(s.keepAlive()) != nil {
+			if s.write(sseItem{data: s.keepAlive()}) != nil {
 				failed, tick = true, nil
 				continue
 			}
@@ -137,11 +190,17 @@ func (s *sseWriter) run() {
 	}
 }
 
-// write sends data and flushes it, within the write timeout.
-func (s *sseWriter) write(data []byte) error {
+// write sends the items' events and flushes them, within the write
+// timeout.
+func (s *sseWriter) write(items ...sseItem) error {
 	s.start()
 	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
-	_, err := s.w.Write(data)
+	var err error
+	for _, it := range items {
+		if _, err = s.w.Write(it.data); err != nil {
+			break
+		}
+	}
 	if err == nil {
 		err = s.rc.Flush()
 	}
@@ -198,10 +257,9 @@ func (s *sseWriter) start() {
 	for k, v := range s.header {
 		h[k] = v
 	}
-	h.Set("Content-Type", "text/event-stream; charset=utf-8")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Connection", "keep-alive")
-	h.Set("X-Accel-Buffering", "no")
+	for k, v := range sseHeaderValues {
+		h[k] = v
+	}
 	s.w.WriteHeader(http.StatusOK)
 }
 
@@ -230,12 +288,43 @@ func (s *sseWriter) copyHeaders() {
 
 // Event frames one data event holding v as JSON; commit sends it.
 func (s *sseWriter) Event(v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
+	if s.enc == nil {
+		s.enc = json.NewEncoder(eventFramer{s})
 	}
-	s.frame(b)
-	return nil
+	return s.enc.Encode(v) // json.Marshal's bytes, framed by eventFramer
+}
+
+// eventFramer frames what the encoder writes, one JSON value and a
+// newline per Write (nothing when it fails), as a data event.
+type eventFramer struct{ s *sseWriter }
+
+func (f eventFramer) Write(b []byte) (int, error) {
+	s := f.s
+	s.grab()
+	s.pending = append(s.pending, "data: "...)
+	s.pending = append(s.pending, b...)
+	s.pending = append(s.pending, '\n')
+	return len(b), nil
+}
+
+// sseBufs holds the buffers events are framed in: the writer returns
+// each once it is written (the connection's writer copies it).
+var sseBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// grab takes a pooled buffer for pending when it has none.
+func (s *sseWriter) grab() {
+	if s.pbuf == nil {
+		s.pbuf = sseBufs.Get().(*[]byte)
+		s.pending = (*s.pbuf)[:0]
+	}
+}
+
+// giveBack returns a written item's buffer to the pool.
+func giveBack(it sseItem) {
+	if it.buf != nil && cap(it.data) <= 64<<10 {
+		*it.buf = it.data[:0]
+		sseBufs.Put(it.buf)
+	}
 }
 
 // Done frames the terminating "data: [DONE]" event.
@@ -260,6 +349,7 @@ func (s *sseWriter) NamedEvent(name string, v any) error {
 	if err != nil {
 		return err
 	}
+	s.grab()
 	s.pending = append(s.pending, "event: "...)
 	s.pending = append(s.pending, name...)
 	s.pending = append(s.pending, '\n')
@@ -268,6 +358,7 @@ func (s *sseWriter) NamedEvent(name string, v any) error {
 }
 
 func (s *sseWriter) frame(data []byte) {
+	s.grab()
 	s.pending = append(s.pending, "data: "...)
 	s.pending = append(s.pending, data...)
 	s.pending = append(s.pending, "\n\n"...)
@@ -281,8 +372,8 @@ func (s *sseWriter) commit(ctx context.Context, content string, pieces int) erro
 	if len(s.pending) == 0 {
 		return nil
 	}
-	it := sseItem{data: s.pending, content: content, pieces: pieces}
-	s.pending = nil
+	it := sseItem{data: s.pending, buf: s.pbuf, content: content, pieces: pieces}
+	s.pending, s.pbuf = nil, nil
 	return s.send(ctx, it)
 }
 

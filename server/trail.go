@@ -26,8 +26,6 @@ type Auditor interface {
 
 var _ Auditor = (*audit.Writer)(nil)
 
-const trailKey = "warden.trail"
-
 var errAuditUnavailable = &apiError{
 	Status:     http.StatusServiceUnavailable,
 	Type:       typeServer,
@@ -81,7 +79,7 @@ func (s *Server) auditRequest(c *gin.Context) {
 		base: audit.Record{
 			RequestID: requestID(c),
 			KeyID:     principal(c).KeyID,
-			ClientIP:  c.ClientIP(),
+			ClientIP:  clientIP(c),
 			Endpoint:  c.Request.Method + " " + c.FullPath(),
 		},
 	}
@@ -98,7 +96,7 @@ func (s *Server) auditRequest(c *gin.Context) {
 		body := c.Request.Body
 		c.Request.Body = readCloser{io.TeeReader(body, w), body}
 	}
-	c.Set(trailKey, tr)
+	stateOf(c).trail = tr
 	c.Next()
 	if !tr.done {
 		// An answer written without a completion record (none of the
@@ -231,9 +229,10 @@ func (s *Server) appendRecordCtx(ctx context.Context, rec audit.Record) error {
 }
 
 func trailOf(c *gin.Context) *trail {
-	v, _ := c.Get(trailKey)
-	tr, _ := v.(*trail)
-	return tr
+	if st := stateOf(c); st != nil {
+		return st.trail
+	}
+	return nil
 }
 
 // noteModel records which model a request resolved to.

@@ -38,7 +38,9 @@ type Stream struct {
 	blocked  bool
 	closed   bool
 	findings []Finding
-	ms       []detect.Match
+	ms       []detect.Match     // the window's matches (release)
+	msBuf    *[]detect.Match    // ms's pooled home, held while the text lasts
+	add      func(detect.Match) // collects a wanted match into ms
 	maxHold  int
 
 	// whole are the detectors that judge an answer once it has ended
@@ -204,15 +206,18 @@ func (s *Stream) judgeWhole(text []byte) {
 // its own view.
 func (s *Stream) release(final bool, src string) (string, int) {
 	win := s.win
-	if s.ms == nil {
-		s.ms = *matchBufs.Get().(*[]detect.Match)
-	}
-	ms := s.ms[:0]
-	add := func(m detect.Match) {
-		if s.wanted(m) {
-			ms = append(ms, m)
+	if s.msBuf == nil {
+		// Once per text, not per piece: the match list and its collector.
+		s.msBuf = matchBufs.Get().(*[]detect.Match)
+		s.ms = (*s.msBuf)[:0]
+		s.add = func(m detect.Match) {
+			if s.wanted(m) {
+				s.ms = append(s.ms, m)
+			}
 		}
 	}
+	s.ms = s.ms[:0]
+	add := s.add
 	// Before the end of the text, the view stops short of what may still
 	// read otherwise (norm.LiteralPending), which stays held.
 	end := len(win)
@@ -250,7 +255,7 @@ func (s *Stream) release(final bool, src string) (string, int) {
 			s.find(d, view, vfrom, &scanned, mapped)
 		}
 	}
-	s.ms = ms
+	ms := s.ms
 	slices.SortFunc(ms, func(a, b detect.Match) int {
 		if a.Start != b.Start {
 			return a.Start - b.Start
@@ -388,12 +393,12 @@ var litViews = sync.Pool{New: func() any { return new(litView) }}
 // putView returns the stream's view buffers, digit scan and match list
 // once the text is over.
 func (s *Stream) putView() {
-	if s.ms != nil {
+	if s.msBuf != nil {
 		if cap(s.ms) <= 1<<14 {
-			ms := s.ms[:0]
-			matchBufs.Put(&ms)
+			*s.msBuf = s.ms[:0]
+			matchBufs.Put(s.msBuf)
 		}
-		s.ms = nil
+		s.msBuf, s.ms = nil, nil
 	}
 	if s.digits != nil {
 		s.digits.Scan(nil) // drops the text; keeps the memory
