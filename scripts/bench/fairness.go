@@ -48,6 +48,7 @@ type fairnessPhase struct {
 	LightReqs    int     `json:"light_requests"`
 	HeavyReqPerS float64 `json:"heavy_req_per_s,omitempty"`
 	Errors       int     `json:"errors"`
+	FirstError   string  `json:"first_error,omitempty"` // what the first failed request got
 }
 
 // fairnessResult compares one light client alone with the same client next
@@ -80,7 +81,7 @@ func runFairness(ctx context.Context, stderr io.Writer, side string, light, heav
 				r.Alone = append(r.Alone, ph)
 			}
 			fmt.Fprintf(stderr, "fairness %s rep %d/%d %-6s: light p95 %8.2fms (%d requests) heavy %7.2f req/s%s\n", side, i+1, reps,
-				map[bool]string{true: "loaded", false: "alone"}[loaded], ph.LightP95Ms, ph.LightReqs, ph.HeavyReqPerS, errNote(ph.Errors))
+				map[bool]string{true: "loaded", false: "alone"}[loaded], ph.LightP95Ms, ph.LightReqs, ph.HeavyReqPerS, errNote(ph.Errors, ph.FirstError))
 		}
 	}
 	p95 := func(ps []fairnessPhase) float64 {
@@ -119,6 +120,9 @@ func fairnessRun(ctx context.Context, light, heavy *target, body []byte, heavyCl
 					mu.Lock()
 					if err != nil {
 						ph.Errors++
+						if ph.FirstError == "" {
+							ph.FirstError = "heavy: " + err.Error()
+						}
 					} else {
 						heavyDone++
 					}
@@ -139,6 +143,9 @@ func fairnessRun(ctx context.Context, light, heavy *target, body []byte, heavyCl
 		if err != nil {
 			mu.Lock()
 			ph.Errors++
+			if ph.FirstError == "" {
+				ph.FirstError = "light: " + err.Error()
+			}
 			mu.Unlock()
 			continue
 		}

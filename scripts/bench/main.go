@@ -538,9 +538,12 @@ func runCell(ctx context.Context, stderr io.Writer, o *options, warden, direct *
 	return c, nil
 }
 
-func errNote(n int) string {
+func errNote(n int, first ...string) string {
 	if n == 0 {
 		return ""
+	}
+	if len(first) > 0 && first[0] != "" {
+		return fmt.Sprintf("  (%d failed; first: %s)", n, first[0])
 	}
 	return fmt.Sprintf("  (%d failed)", n)
 }

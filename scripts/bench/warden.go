@@ -149,6 +149,11 @@ func wardenEnv(environ []string, ollamaBin string, parallel int) []string {
 		"WARDEN_LIMITS_TOKENS_PER_MONTH=1000000000000",
 		"WARDEN_LIMITS_CONCURRENCY=10000",
 	)
+	// Every client of the bench comes from 127.0.0.1, like a front end's
+	// clients behind one proxy: the per-address connection ceiling (64)
+	// would close the fairness run's heavy clients' connections, which
+	// the earlier cells' idle keep-alive connections already hold.
+	env = append(env, "WARDEN_SERVER_MAX_CONNECTIONS_PER_IP=1024")
 	return env
 }
 
