@@ -374,7 +374,7 @@ func (g *Governor) change(ctx context.Context, actor, canon, action, source, sou
 	defer g.changed()
 	lic, spdx := g.license(cur.Name)
 	at := g.now()
-	err = g.tx(ctx, func(tx *sql.Tx) error {
+	err = g.DB.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO model_history (at, name, action, old_digest, new_digest, source, actor)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`, at.UnixMilli(), canon, strings.TrimPrefix(action, "model."), ch.Old, ch.New, source, actor); err != nil {
 			return fmt.Errorf("record model history: %w", err)
@@ -421,22 +421,6 @@ func (g *Governor) prune(ctx context.Context, canon, current string) ([]string, 
 		pruned = append(pruned, m.Name)
 	}
 	return pruned, nil
-}
-
-// tx runs fn in one write transaction.
-func (g *Governor) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := g.DB.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
 }
 
 // event writes one admin event in tx, in admin_events and in the audit

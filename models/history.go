@@ -149,7 +149,7 @@ func (g *Governor) Rollback(ctx context.Context, actor, name, to string) (Change
 		return ch, err
 	}
 	at := g.now()
-	err = g.tx(ctx, func(tx *sql.Tx) error {
+	err = g.DB.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO model_history (at, name, action, old_digest, new_digest, source, actor)
 			VALUES (?, ?, 'rollback', ?, ?, ?, ?)`, at.UnixMilli(), canon, ch.Old, ch.New, target.Name, actor); err != nil {
 			return fmt.Errorf("record model history: %w", err)
@@ -261,7 +261,7 @@ func (g *Governor) Remove(ctx context.Context, actor, name string) error {
 		removed = append(removed, k.Name)
 	}
 	at := g.now()
-	return g.tx(ctx, func(tx *sql.Tx) error {
+	return g.DB.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM model_pins WHERE name = ?`, canon); err != nil {
 			return fmt.Errorf("remove model pin: %w", err)
 		}

@@ -136,7 +136,7 @@ func (g *Governor) Pin(ctx context.Context, actor, name, digest string) (string,
 		}
 	}
 	at := g.now()
-	err = g.tx(ctx, func(tx *sql.Tx) error {
+	err = g.DB.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO model_pins (name, digest, at, actor) VALUES (?, ?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET digest = excluded.digest, at = excluded.at, actor = excluded.actor`,
 			canon, full, at.UnixMilli(), actor); err != nil {
@@ -157,7 +157,7 @@ func (g *Governor) Unpin(ctx context.Context, actor, name string) error {
 		return err
 	}
 	at := g.now()
-	return g.tx(ctx, func(tx *sql.Tx) error {
+	return g.DB.InTx(ctx, func(tx *sql.Tx) error {
 		var d string
 		err := tx.QueryRowContext(ctx, `DELETE FROM model_pins WHERE name = ? RETURNING digest`, canon).Scan(&d)
 		if errors.Is(err, sql.ErrNoRows) {

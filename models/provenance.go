@@ -86,7 +86,7 @@ func (g *Governor) Annotate(ctx context.Context, actor, name, note string) error
 		return fmt.Errorf("%w: %s", ErrNotFound, canon)
 	}
 	at := g.now()
-	return g.tx(ctx, func(tx *sql.Tx) error {
+	return g.DB.InTx(ctx, func(tx *sql.Tx) error {
 		// A model that was there before Warden governed it gets a record
 		// that says so.
 		if _, err := tx.ExecContext(ctx, `INSERT INTO model_provenance (name, digest, source, actor, at)

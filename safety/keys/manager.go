@@ -74,7 +74,7 @@ func (m *Manager) Create(ctx context.Context, actor string, s Spec) (Key, string
 		expires = &ms
 	}
 	var k Key
-	err = m.tx(ctx, func(tx *sql.Tx) error {
+	err = m.DB.InTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO keys
 			(id, name, secret_hash, created_at, expires_at, scopes, models, limits, policy, weight, allow_cidrs, require_user, probe, version)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, `+nextVersion+`)`,
@@ -115,7 +115,7 @@ func (m *Manager) Rotate(ctx context.Context, actor, id string, grace time.Durat
 	secret := newSecret()
 	hash := hashSecret(secret)
 	var k Key
-	err := m.tx(ctx, func(tx *sql.Tx) error {
+	err := m.DB.InTx(ctx, func(tx *sql.Tx) error {
 		r, err := getRecord(ctx, m.DB, tx, id)
 		if err != nil {
 			return err
@@ -156,7 +156,7 @@ func (m *Manager) Revoke(ctx context.Context, actor, id string) error {
 		return err
 	}
 	now := m.now()
-	return m.tx(ctx, func(tx *sql.Tx) error {
+	return m.DB.InTx(ctx, func(tx *sql.Tx) error {
 		r, err := getRecord(ctx, m.DB, tx, id)
 		if err != nil || r.revoked {
 			return err
@@ -229,7 +229,7 @@ func (m *Manager) Update(ctx context.Context, actor, id string, ch Change) error
 		cidrs, _ = normalizeCIDRs(*ch.AllowCIDRs) // checked by Validate
 	}
 	now := m.now()
-	return m.tx(ctx, func(tx *sql.Tx) error {
+	return m.DB.InTx(ctx, func(tx *sql.Tx) error {
 		r, err := getRecord(ctx, m.DB, tx, id)
 		if err != nil {
 			return err
@@ -320,22 +320,6 @@ func (m *Manager) Events(ctx context.Context, limit int) ([]Event, error) {
 		return nil, fmt.Errorf("read admin events: %w", err)
 	}
 	return out, nil
-}
-
-// tx runs fn in one write transaction (the lock is taken at BEGIN).
-func (m *Manager) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := m.DB.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
 }
 
 // event writes one admin event in tx, in the admin_events table and, in

@@ -82,7 +82,7 @@ func (m *Manager) setBlocked(ctx context.Context, actor, id, user string, block 
 		return err
 	}
 	now := m.now()
-	return m.tx(ctx, func(tx *sql.Tx) error {
+	return m.DB.InTx(ctx, func(tx *sql.Tx) error {
 		r, err := getRecord(ctx, m.DB, tx, id)
 		if err != nil {
 			return err

@@ -114,3 +114,20 @@ func checkOwner(dir string) error {
 	}
 	return nil
 }
+
+// InTx runs fn in one write transaction (the DSN's _txlock=immediate takes
+// the lock at BEGIN): committed when fn returns nil, rolled back otherwise.
+func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
