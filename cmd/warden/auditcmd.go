@@ -18,6 +18,7 @@ import (
 
 	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/outbox"
+	"github.com/warden-llm/warden/safety/store"
 	"github.com/warden-llm/warden/safety/trail"
 )
 
@@ -52,12 +53,7 @@ one) to prove the chain still reaches it.
 every start): a damaged file fails with the fix, restoring a backup made by
 "warden backup".`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, cfg, err := g.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
+		RunE: g.withDB(func(cmd *cobra.Command, _ []string, db *store.DB, cfg Config) error {
 			if full {
 				if err := db.Check(cmd.Context(), true); err != nil {
 					return fmt.Errorf("%w: restore the newest backup made by `warden backup`", err)
@@ -95,7 +91,7 @@ every start): a damaged file fails with the fix, restoring a backup made by
 				return errChainBroken
 			}
 			return nil
-		},
+		}),
 	}
 	verify.Flags().BoolVar(&full, "full", false, "also run SQLite's integrity_check on the whole file")
 	verify.Flags().StringVar(&against, "against", "", "a checkpoint (JSON) received off-host")
@@ -110,12 +106,7 @@ every start): a damaged file fails with the fix, restoring a backup made by
 		Use:   "tail [-f] [--key ID] [--user USER]",
 		Short: "Print the newest records, and follow new ones with -f",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, _, err := g.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
+		RunE: g.withDB(func(cmd *cobra.Command, _ []string, db *store.DB, _ Config) error {
 			ctx := cmd.Context()
 			recs, err := audit.Query(ctx, db, audit.Filter{KeyID: keyID, EndUser: endUser, Limit: max(last, 1), Newest: true})
 			if err != nil {
@@ -141,7 +132,7 @@ every start): a damaged file fails with the fix, restoring a backup made by
 					return err
 				}
 			}
-		},
+		}),
 	}
 	tail.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new records")
 	tail.Flags().StringVar(&keyID, "key", "", "only this key's records")
@@ -218,20 +209,14 @@ finds it (--config, else $WARDEN_CONFIG); given neither, it reads the file
 database has a delivery position for that the configuration does not name are
 marked (*).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, cfg, err := g.openDB(cmd.Context())
+		RunE: g.withDB(func(cmd *cobra.Command, _ []string, db *store.DB, cfg Config) error {
+			src := g.configSource()
+			cfg, served, err := g.servedConfig(cfg)
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			src := g.configSource()
-			if g.configPath == "" && g.getenv("WARDEN_CONFIG") == "" {
-				if p := trail.ServeConfigPath(cfg.DataDir); p != "" {
-					if cfg, err = g.configAt(p); err != nil {
-						return fmt.Errorf("the configuration warden serve last started with: %w", err)
-					}
-					src = p + " (the configuration `warden serve` last started with)"
-				}
+			if served != "" {
+				src = served + " (the configuration `warden serve` last started with)"
 			}
 			st, err := outbox.ReadStatus(cmd.Context(), db, time.Now())
 			if err != nil {
@@ -277,7 +262,7 @@ marked (*).`,
 				fmt.Fprintf(g.stdout, "(*) not in %s but still has a delivery position in the database: the server runs with another configuration (give this command the same --config or WARDEN_CONFIG as serve), or it was removed and serve forgets it at its next start.\n", src)
 			}
 			return nil
-		},
+		}),
 	}
 
 	text := &cobra.Command{
@@ -330,12 +315,7 @@ already holds never gets a second record, and "warden audit verify" accepts
 the jump only at such a record. Restoring a backup instead keeps more: try that
 first if one is newer than the loss.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, cfg, err := g.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
+		RunE: g.withDB(func(cmd *cobra.Command, _ []string, db *store.DB, cfg Config) error {
 			gap, seq, err := trail.AckGap(cmd.Context(), db, cfg.DataDir, osActor(), time.Now())
 			if errors.Is(err, audit.ErrNoGap) {
 				fmt.Fprintf(g.stdout, "no gap: nothing seen above the chain's head (seq %d)\n", gap.Head)
@@ -354,7 +334,7 @@ first if one is newer than the loss.`,
 			}
 			fmt.Fprintf(g.stdout, "recorded: %s\nseqs %d..%d are lost; the gap record is seq %d\n", gap, gap.Head+1, gap.Seen, seq)
 			return nil
-		},
+		}),
 	}
 
 	cmd.AddCommand(verify, tail, export, status, text, ackGap)

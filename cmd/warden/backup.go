@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+	"github.com/warden-llm/warden/safety/store"
 )
 
 func newBackupCmd(g *globals) *cobra.Command {
@@ -16,12 +17,7 @@ online backup API. FILE must not exist; it is written with mode 0600. Key
 files in the data dir (admin.key and the audit keys) are not included: copy
 them separately and keep them apart from the backup.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			db, _, err := g.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
+		RunE: g.withDB(func(cmd *cobra.Command, args []string, db *store.DB, _ Config) error {
 			dest, err := filepath.Abs(args[0])
 			if err != nil {
 				return err
@@ -31,6 +27,6 @@ them separately and keep them apart from the backup.`,
 			}
 			_, err = fmt.Fprintf(g.stdout, "backed up %s to %s\n", db.Path(), dest)
 			return err
-		},
+		}),
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/warden-llm/warden/safety/store"
+	"github.com/warden-llm/warden/safety/trail"
 )
 
 // Version is set at build time with -ldflags "-X main.Version=...".
@@ -72,6 +73,38 @@ func (g *globals) configSource() string {
 		return g.getenv("WARDEN_CONFIG") + " ($WARDEN_CONFIG)"
 	}
 	return "the built-in defaults (no --config, no $WARDEN_CONFIG)"
+}
+
+// servedConfig is cfg, unless neither --config nor $WARDEN_CONFIG names one
+// and `warden serve` recorded the file it last started with on cfg's data
+// dir: then that file's configuration, and its path (else "").
+func (g *globals) servedConfig(cfg Config) (Config, string, error) {
+	if g.configPath != "" || g.getenv("WARDEN_CONFIG") != "" {
+		return cfg, "", nil
+	}
+	p := trail.ServeConfigPath(cfg.DataDir)
+	if p == "" {
+		return cfg, "", nil
+	}
+	served, err := g.configAt(p)
+	if err != nil {
+		return cfg, "", fmt.Errorf("the configuration warden serve last started with: %w", err)
+	}
+	return served, p, nil
+}
+
+// withDB is the RunE of a command that starts by opening the data dir's
+// database: run gets it and the configuration, and it is closed when run
+// returns.
+func (g *globals) withDB(run func(cmd *cobra.Command, args []string, db *store.DB, cfg Config) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		db, cfg, err := g.openDB(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		return run(cmd, args, db, cfg)
+	}
 }
 
 // openDB opens the data dir's database for an admin command, which is safe

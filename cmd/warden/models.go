@@ -15,7 +15,6 @@ import (
 
 	"github.com/warden-llm/warden/models"
 	"github.com/warden-llm/warden/safety/store"
-	"github.com/warden-llm/warden/safety/trail"
 )
 
 // modelsStore is the backend's models directory when Warden runs the
@@ -69,13 +68,9 @@ func (g *globals) governor(ctx context.Context) (*models.Governor, func(), error
 	if err != nil {
 		return nil, nil, err
 	}
-	if g.configPath == "" && g.getenv("WARDEN_CONFIG") == "" {
-		if p := trail.ServeConfigPath(cfg.DataDir); p != "" {
-			if cfg, err = g.configAt(p); err != nil {
-				db.Close()
-				return nil, nil, fmt.Errorf("the configuration warden serve last started with: %w", err)
-			}
-		}
+	if cfg, _, err = g.servedConfig(cfg); err != nil {
+		db.Close()
+		return nil, nil, err
 	}
 	client, u, closeNS, err := backendClient(cfg)
 	if err != nil {

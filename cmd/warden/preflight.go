@@ -42,12 +42,7 @@ the backend's memory and CPU ceiling, the TLS certificate, the clock).
 Each check prints pass, warn or fail with its reason and fix. It exits 1 when
 any check fails. --full verifies the whole audit chain instead of its tail.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, cfg, err := g.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
+		RunE: g.withDB(func(cmd *cobra.Command, _ []string, db *store.DB, cfg Config) error {
 			env := preflightEnv(cfg, db)
 			env.Full = full
 			if u, err := backendURL(cfg); err == nil {
@@ -74,7 +69,7 @@ any check fails. --full verifies the whole audit chain instead of its tail.`,
 				return errPreflightFailed
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"checks":[{"name","status","reason","fix"}],"ok":bool}`)
 	cmd.Flags().BoolVar(&full, "full", false, "verify the whole audit chain, not only its tail")

@@ -312,12 +312,7 @@ failed) beside the phrase-based verdict. Malformed suite lines are reported
 with file:line and skipped. A probe that errors or times out is recorded as
 an error, never as a pass. It prints the report (--json for cron).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, cfg, err := g.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
+		RunE: g.withDB(func(cmd *cobra.Command, _ []string, db *store.DB, cfg Config) error {
 			base, hc, err := serverClient(cfg)
 			if err != nil {
 				return err
@@ -352,7 +347,7 @@ an error, never as a pass. It prints the report (--json for cron).`,
 				return err
 			}
 			return writeReport(g.stdout, rep, asJSON)
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&suite, "suite", "", "built-in suite name or JSONL file (default probe.suite)")
 	cmd.Flags().StringVar(&model, "model", "", "model to probe (default probe.model, else the first listed)")
@@ -368,18 +363,13 @@ func newProbeReportCmd(g *globals) *cobra.Command {
 		Use:   "report",
 		Short: "Show a stored run per category, with the change since the previous run of its model",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, _, err := g.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
+		RunE: g.withDB(func(cmd *cobra.Command, _ []string, db *store.DB, _ Config) error {
 			rep, err := buildReport(cmd.Context(), db, id)
 			if err != nil {
 				return err
 			}
 			return writeReport(g.stdout, rep, asJSON)
-		},
+		}),
 	}
 	cmd.Flags().Int64Var(&id, "run", 0, "run id (default the newest)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
@@ -393,12 +383,7 @@ func newProbeListCmd(g *globals) *cobra.Command {
 		Use:   "list",
 		Short: "List stored runs, newest first",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, _, err := g.openDB(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
+		RunE: g.withDB(func(cmd *cobra.Command, _ []string, db *store.DB, _ Config) error {
 			runs, err := probe.List(cmd.Context(), db, limit)
 			if err != nil {
 				return err
@@ -411,7 +396,7 @@ func newProbeListCmd(g *globals) *cobra.Command {
 					r.Model, r.Suite, r.Passed, r.Failed, r.Errors, r.Trigger)
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	cmd.Flags().IntVar(&limit, "limit", 20, "at most this many runs")
