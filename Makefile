@@ -16,7 +16,7 @@ BINDIR   := $(PREFIX)/bin
 export WARDEN_TEST_OLLAMA := $(OLLAMA)
 
 .DEFAULT_GOAL := help
-.PHONY: help build backend run check unit test test-deps vet vet-nocgo fmt-check tidy-check staticcheck deadcode bench fuzz install clean
+.PHONY: help build backend run check unit test eval test-deps vet vet-nocgo fmt-check tidy-check staticcheck deadcode bench fuzz install clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,11 +38,18 @@ unit: ## Fast tests with -race: -short skips those needing Ollama or rsyslog (no
 test: backend test-deps check ## Everything: make check, then every test with -race (builds bin/ollama first)
 	$(GO) test -race -count=1 -timeout 30m ./...
 
+# The detectors' scores on other projects' published data sets, which this
+# repository names but does not copy: they sit in ../shared/<name> beside the
+# clone or in $$WARDEN_SHARED_DATA/<name> (docs/development.md).
+eval: ## Score the injection classifier and secret detector on public data sets in ../shared
+	$(GO) test -tags eval -count=1 -run '^(TestHeldoutScores|TestRealWorld)$$' -v ./safety/detect/classifier ./safety/detect/secret
+
 test-deps: ## Install what the tests run for real (rsyslog with TLS, openssl, systemd-analyze)
 	@bash scripts/install-test-deps.sh
 
-vet: ## go vet
+vet: ## go vet (also the eval-tagged tests)
 	$(GO) vet ./...
+	$(GO) vet -tags eval ./safety/detect/...
 
 vet-nocgo: ## go vet with cgo off (the NVML and SQLite stubs must keep building)
 	CGO_ENABLED=0 $(GO) vet ./...

@@ -46,27 +46,24 @@ func NeedRoot(t testing.TB, why string) {
 }
 
 // SharedData returns the directory of a public data set kept beside the
-// repository in ../shared/name (the data sets other projects published,
+// repository in ../shared/name: the data sets other projects published,
 // which this repository names with their source and licence but does not
-// copy; CI runs with ../shared beside the clone). WARDEN_SHARED_DATA names
-// another folder holding them. Without it the test skips under -short and
-// otherwise ends as Missing does.
+// copy. WARDEN_SHARED_DATA names another folder holding them. Only the
+// tests built with the eval tag (`make eval`) read them; without the data
+// such a test fails: `make eval` is run on purpose.
 func SharedData(t testing.TB, name string) string {
 	t.Helper()
 	base := os.Getenv("WARDEN_SHARED_DATA")
 	if base == "" {
 		root, err := ModuleRoot()
 		if err != nil {
-			Missing(t, "the shared data folder", err)
+			t.Fatalf("the shared data folder: %v", err)
 		}
 		base = filepath.Join(filepath.Dir(root), "shared")
 	}
 	dir := filepath.Join(base, name)
 	if _, err := os.Stat(dir); err != nil {
-		if testing.Short() {
-			t.Skipf("public data set %s is not in %s: skipped with -short; run `make test` with ../shared beside the clone", name, base)
-		}
-		Missing(t, "public data set "+name+" in "+base, err)
+		t.Fatalf("public data set %s is not in %s (%v): put it there or point WARDEN_SHARED_DATA at its folder (docs/development.md)", name, base, err)
 	}
 	return dir
 }

@@ -7,13 +7,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/warden-llm/warden/internal/testenv"
 	"github.com/warden-llm/warden/safety/detect/classifier/dataset"
 )
 
 // repoData holds the sources written in this repository; the public ones
-// are in ../shared/injection-data beside the clone (see
-// scripts/train-injection/data/README.md).
+// are not in it (see scripts/train-injection/data/README.md and
+// heldout_eval_test.go).
 const repoData = "../../../scripts/train-injection/data"
 
 // record is model.json as the trainer wrote it.
@@ -69,13 +68,34 @@ func TestProvenanceFloors(t *testing.T) {
 	}
 }
 
-// TestHeldoutScores re-scores the held-out split and the unseen sources
-// with the embedded model and checks it finds exactly the numbers in
-// model.json: the sources written here and the public ones, kept in
-// ../shared/injection-data beside the clone (testenv.SharedData).
-func TestHeldoutScores(t *testing.T) {
+// TestRepoSourceScores re-scores the sources written in this repository
+// (scripts/train-injection/data) with the embedded model and checks it
+// finds exactly the numbers in model.json. The public sources are re-scored
+// by TestHeldoutScores under `make eval`, where their data is.
+func TestRepoSourceScores(t *testing.T) {
 	r := readRecord(t)
-	dirs := []string{repoData, testenv.SharedData(t, "injection-data")}
+	n := 0
+	for _, rs := range r.Sources {
+		if strings.Contains(rs.Repo, "warden-llm/warden") {
+			n++
+		}
+	}
+	if got := checkScores(t, r, []string{repoData}, func(repo string) bool {
+		return strings.Contains(repo, "warden-llm/warden")
+	}); got != n || n == 0 {
+		t.Errorf("re-scored %d of the %d sources written here", got, n)
+	}
+	if _, err := os.Stat(filepath.Join(repoData, "README.md")); err != nil {
+		t.Errorf("the data directory has no README naming its sources: %v", err)
+	}
+}
+
+// checkScores loads the sources in dirs and, for each source of model.json
+// that want selects by its repository, checks the file is the one the
+// model was measured on and that the embedded model scores it as recorded.
+// It returns how many sources it checked.
+func checkScores(t *testing.T, r record, dirs []string, want func(repo string) bool) int {
+	t.Helper()
 	srcs, err := dataset.Load(dirs, r.Params.Heldout, r.Params.Seed, r.Params.Split)
 	if err != nil {
 		t.Fatal(err)
@@ -84,28 +104,29 @@ func TestHeldoutScores(t *testing.T) {
 	for _, s := range srcs {
 		byName[s.Name] = s
 	}
-	want := map[string]dataset.Metric{}
+	recorded := map[string]dataset.Metric{}
 	for _, m := range r.Metrics {
-		want[m.Source] = m
+		recorded[m.Source] = m
 	}
+	n := 0
 	for _, rs := range r.Sources {
+		if !want(rs.Repo) {
+			continue
+		}
+		n++
 		t.Run(rs.Name, func(t *testing.T) {
 			s := byName[rs.Name]
 			if s == nil {
-				// The public sets are not in the repository (see the data
-				// README) but in ../shared/injection-data: all must be there.
-				t.Fatalf("source %s is neither in %s nor in the shared injection-data", rs.Name, repoData)
+				t.Fatalf("source %s is in none of %s", rs.Name, strings.Join(dirs, ", "))
 			}
 			if s.SHA256 != rs.SHA256 {
 				t.Fatalf("%s: file hash %s, model.json says %s: not the data the model was measured on", rs.Name, s.SHA256, rs.SHA256)
 			}
 			got := dataset.Metrics(Embedded(), []*dataset.Source{s}, r.Threshold)[0]
-			if got != want[rs.Name] {
-				t.Errorf("%s: got %+v, model.json says %+v", rs.Name, got, want[rs.Name])
+			if got != recorded[rs.Name] {
+				t.Errorf("%s: got %+v, model.json says %+v", rs.Name, got, recorded[rs.Name])
 			}
 		})
 	}
-	if _, err := os.Stat(filepath.Join(repoData, "README.md")); err != nil {
-		t.Errorf("the data directory has no README naming its sources: %v", err)
-	}
+	return n
 }

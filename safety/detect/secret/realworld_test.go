@@ -1,3 +1,5 @@
+//go:build eval
+
 package secret
 
 import (
@@ -14,7 +16,9 @@ import (
 )
 
 // TestRealWorld scores the detector on real code and config files taken
-// from public repositories (../shared/secret-realworld beside the clone;
+// from public repositories, which this repository names but does not copy:
+// `make eval` runs it with them in ../shared/secret-realworld (or
+// $WARDEN_SHARED_DATA/secret-realworld;
 // testdata/realworld/PROVENANCE.md names each file's source and licence):
 // every line of them is a negative, except the few listed in
 // testdata/realworld/positives.txt as "path:line" (hard-coded credentials
