@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,16 +13,15 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/warden-llm/warden/safety/keys"
+	"github.com/warden-llm/warden/safety/store"
 )
 
-// openKeys opens the data dir's database for an admin command. It is safe
-// while `warden serve` runs: writers take SQLite's lock and wait for it.
-func (g *globals) openKeys(ctx context.Context) (*keys.Manager, Config, func(), error) {
-	db, cfg, err := g.openDB(ctx)
-	if err != nil {
-		return nil, cfg, nil, err
-	}
-	return &keys.Manager{DB: db}, cfg, func() { db.Close() }, nil
+// withKeys is the RunE of a keys command: run gets the data dir's keys
+// (through withDB, so it is safe while `warden serve` runs).
+func (g *globals) withKeys(run func(cmd *cobra.Command, args []string, m *keys.Manager, cfg Config) error) func(*cobra.Command, []string) error {
+	return g.withDB(func(cmd *cobra.Command, args []string, db *store.DB, cfg Config) error {
+		return run(cmd, args, &keys.Manager{DB: db}, cfg)
+	})
 }
 
 // osActor names the person running an admin command in admin events.
@@ -118,7 +116,7 @@ change within keys.poll_interval (1s by default).`,
 		Use:   "create --name NAME",
 		Short: "Create a key and print it once",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: g.withKeys(func(cmd *cobra.Command, _ []string, m *keys.Manager, cfg Config) error {
 			exp, err := keys.ParseAge(expires)
 			if err != nil {
 				return err
@@ -134,11 +132,6 @@ change within keys.poll_interval (1s by default).`,
 			if err := spec.Validate(); err != nil {
 				return err
 			}
-			m, cfg, done, err := g.openKeys(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
 			if err := cfg.Safety.checkProfile(spec.Profile); err != nil {
 				return err
 			}
@@ -147,7 +140,7 @@ change within keys.poll_interval (1s by default).`,
 				return err
 			}
 			return printSecret(k, token, "Created")
-		},
+		}),
 	}
 	create.Flags().StringVar(&name, "name", "", "a name for the key (who or what uses it)")
 	create.Flags().StringVar(&scopes, "scopes", "", "comma-separated: chat, completions, embeddings, models, admin, delegate (default: all but admin and delegate)")
@@ -164,12 +157,7 @@ change within keys.poll_interval (1s by default).`,
 		Use:   "list",
 		Short: "List keys with age, last use, expiry and rotation status",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			m, cfg, done, err := g.openKeys(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: g.withKeys(func(cmd *cobra.Command, _ []string, m *keys.Manager, cfg Config) error {
 			ks, err := m.List(cmd.Context())
 			if err != nil {
 				return err
@@ -193,25 +181,20 @@ change within keys.poll_interval (1s by default).`,
 					ago(now, &k.Created), ago(now, k.LastUsed), until(now, k.Expires), keyStatus(k, now, cfg.Keys.RotationMaxAge))
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 
 	show := &cobra.Command{
 		Use:   "show ID",
 		Short: "Show one key",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			m, _, done, err := g.openKeys(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: g.withKeys(func(cmd *cobra.Command, args []string, m *keys.Manager, _ Config) error {
 			k, err := m.Get(cmd.Context(), args[0])
 			if err != nil {
 				return notFound(args[0], err)
 			}
 			return printKey(k)
-		},
+		}),
 	}
 
 	var grace time.Duration
@@ -219,21 +202,16 @@ change within keys.poll_interval (1s by default).`,
 		Use:   "rotate ID",
 		Short: "Issue a new secret; the old one keeps working for --grace",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: g.withKeys(func(cmd *cobra.Command, args []string, m *keys.Manager, _ Config) error {
 			if grace < 0 {
 				return fmt.Errorf("--grace must not be negative")
 			}
-			m, _, done, err := g.openKeys(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
 			k, token, err := m.Rotate(cmd.Context(), osActor(), args[0], grace)
 			if err != nil {
 				return notFound(args[0], err)
 			}
 			return printSecret(k, token, "Rotated")
-		},
+		}),
 	}
 	rotate.Flags().DurationVar(&grace, "grace", 24*time.Hour, "how long the previous secret keeps working")
 
@@ -241,12 +219,7 @@ change within keys.poll_interval (1s by default).`,
 		Use:   "revoke ID",
 		Short: "Revoke a key (its secrets stop working within one poll interval)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			m, _, done, err := g.openKeys(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: g.withKeys(func(cmd *cobra.Command, args []string, m *keys.Manager, _ Config) error {
 			if err := m.Revoke(cmd.Context(), osActor(), args[0]); err != nil {
 				return notFound(args[0], err)
 			}
@@ -255,7 +228,7 @@ change within keys.poll_interval (1s by default).`,
 				return err
 			}
 			return printKey(k)
-		},
+		}),
 	}
 
 	var (
@@ -270,7 +243,7 @@ change within keys.poll_interval (1s by default).`,
 		Aliases: []string{"set-limits"}, // its name before it changed weight and profile too
 		Short:   "Change a key's limits, weight, profile or client networks (flags not given keep their value; a limit of 0 means the configured default)",
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: g.withKeys(func(cmd *cobra.Command, args []string, m *keys.Manager, cfg Config) error {
 			ch := keys.Change{Limits: &setLF.l}
 			if cmd.Flags().Changed("weight") {
 				ch.Weight = &setWeight
@@ -292,11 +265,6 @@ change within keys.poll_interval (1s by default).`,
 			if err := ch.Validate(); err != nil {
 				return err
 			}
-			m, cfg, done, err := g.openKeys(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
 			if ch.Profile != nil {
 				if err := cfg.Safety.checkProfile(*ch.Profile); err != nil {
 					return err
@@ -327,7 +295,7 @@ change within keys.poll_interval (1s by default).`,
 				return err
 			}
 			return printKey(k)
-		},
+		}),
 	}
 	setLF.bind(update.Flags())
 	update.Flags().IntVar(&setWeight, "weight", keys.DefaultWeight, "share of the backend's slots in the fair queue (1-1000)")

@@ -44,12 +44,7 @@ func newKeyUserCmds(g *globals, asJSON *bool) []*cobra.Command {
 first, from the database: a running server writes each charge as it settles,
 so requests in flight are not counted (GET /admin/keys/{id}/users shows them).`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			m, _, done, err := g.openKeys(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: g.withKeys(func(cmd *cobra.Command, args []string, m *keys.Manager, _ Config) error {
 			k, err := m.Get(cmd.Context(), args[0])
 			if err != nil {
 				return notFound(args[0], err)
@@ -84,19 +79,14 @@ so requests in flight are not counted (GET /admin/keys/{id}/users shows them).`,
 				}
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	block := func(use, short string, doBlock bool) *cobra.Command {
 		return &cobra.Command{
 			Use:   use + " ID USER",
 			Short: short,
 			Args:  cobra.ExactArgs(2),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				m, _, done, err := g.openKeys(cmd.Context())
-				if err != nil {
-					return err
-				}
-				defer done()
+			RunE: g.withKeys(func(cmd *cobra.Command, args []string, m *keys.Manager, _ Config) error {
 				do := m.UnblockUser
 				if doBlock {
 					do = m.BlockUser
@@ -117,7 +107,7 @@ so requests in flight are not counted (GET /admin/keys/{id}/users shows them).`,
 				}
 				fmt.Fprintf(g.stdout, "%s end user %s on key %s\n", verb, strconv.Quote(args[1]), k.ID)
 				return nil
-			},
+			}),
 		}
 	}
 	return []*cobra.Command{
