@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"net/http"
 	"os"
@@ -14,37 +13,8 @@ import (
 	"time"
 
 	"github.com/warden-llm/warden/safety/tlsca"
+	"github.com/warden-llm/warden/safety/tlsca/tlscatest"
 )
-
-// certSerial is the serial number of the PEM certificate at path.
-func certSerial(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		t.Fatalf("%s: not PEM", path)
-	}
-	c, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c.SerialNumber.String()
-}
-
-// servedSerial is the serial number of the certificate a new connection to
-// addr sees.
-func servedSerial(t *testing.T, addr string, pool *x509.CertPool) string {
-	t.Helper()
-	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
-}
 
 // TestE2ETLS: `warden tls init` makes a CA and a certificate; serve uses
 // them; openai-go trusting the CA works; HSTS is on every response; a
@@ -108,7 +78,7 @@ func TestE2ETLS(t *testing.T) {
 	}
 
 	// A stream in flight while the certificate is renewed and SIGHUP sent.
-	first := servedSerial(t, addr, pool)
+	first := tlscatest.ServedSerial(t, addr, pool)
 	stream := c.Chat.Completions.NewStreaming(ctxT(t), chatParams("a long answer", 600))
 	if !stream.Next() {
 		t.Fatalf("stream: %v", stream.Err())
@@ -133,9 +103,9 @@ func TestE2ETLS(t *testing.T) {
 	if err := stream.Err(); err != nil || finish == "" {
 		t.Errorf("the stream across the reload: err %v, finish %q", err, finish)
 	}
-	renewed := servedSerial(t, addr, pool)
-	if renewed == first || renewed != certSerial(t, certFile) {
-		t.Errorf("after SIGHUP a new connection sees serial %s; before %s, the renewed file %s", renewed, first, certSerial(t, certFile))
+	renewed := tlscatest.ServedSerial(t, addr, pool)
+	if renewed == first || renewed != tlscatest.Leaf(t, certFile).SerialNumber.String() {
+		t.Errorf("after SIGHUP a new connection sees serial %s; before %s, the renewed file %s", renewed, first, tlscatest.Leaf(t, certFile).SerialNumber.String())
 	}
 }
 

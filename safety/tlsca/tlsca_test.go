@@ -3,7 +3,6 @@ package tlsca
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"net"
 	"net/http"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/safety/tlsca/tlscatest"
 )
 
 func initCA(t *testing.T, hosts ...string) (Options, Files) {
@@ -23,23 +24,6 @@ func initCA(t *testing.T, hosts ...string) (Options, Files) {
 		t.Fatal(err)
 	}
 	return o, f
-}
-
-func leaf(t *testing.T, path string) *x509.Certificate {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		t.Fatalf("%s: not PEM", path)
-	}
-	c, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 func TestInitIssuesAVerifiableCertificate(t *testing.T) {
@@ -53,7 +37,7 @@ func TestInitIssuesAVerifiableCertificate(t *testing.T) {
 			t.Errorf("%s: mode %v, want %v", filepath.Join(o.Dir, name), got, want)
 		}
 	}
-	ca, cert := leaf(t, f.CA), leaf(t, f.Cert)
+	ca, cert := tlscatest.Leaf(t, f.CA), tlscatest.Leaf(t, f.Cert)
 	if !ca.IsCA || cert.IsCA {
 		t.Errorf("IsCA: ca %v, server %v", ca.IsCA, cert.IsCA)
 	}
@@ -74,18 +58,18 @@ func TestInitIssuesAVerifiableCertificate(t *testing.T) {
 
 func TestRenewKeepsTheCA(t *testing.T) {
 	o, f := initCA(t, "localhost")
-	before := leaf(t, f.Cert)
+	before := tlscatest.Leaf(t, f.Cert)
 	o.Hosts = []string{"localhost", "warden.lan"}
 	f2, err := Renew(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	after := leaf(t, f2.Cert)
+	after := tlscatest.Leaf(t, f2.Cert)
 	if after.SerialNumber.Cmp(before.SerialNumber) == 0 {
 		t.Error("renew kept the serial number")
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(leaf(t, f.CA))
+	pool.AddCert(tlscatest.Leaf(t, f.CA))
 	if _, err := after.Verify(x509.VerifyOptions{Roots: pool, DNSName: "warden.lan"}); err != nil {
 		t.Errorf("the renewed certificate does not verify under the same CA: %v", err)
 	}
@@ -133,17 +117,6 @@ func TestSourceRefusesBadPairs(t *testing.T) {
 	}
 }
 
-// serial is the serial number a TLS client sees from srv.
-func servedSerial(t *testing.T, addr string, pool *x509.CertPool) string {
-	t.Helper()
-	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
-}
-
 func TestSourceReloads(t *testing.T) {
 	o, f := initCA(t, "localhost")
 	src, err := NewSource(f.Cert, f.Key)
@@ -164,23 +137,23 @@ func TestSourceReloads(t *testing.T) {
 	defer srv.Close()
 	addr := srv.Listener.Addr().String()
 	pool := x509.NewCertPool()
-	pool.AddCert(leaf(t, f.CA))
+	pool.AddCert(tlscatest.Leaf(t, f.CA))
 
-	first := servedSerial(t, addr, pool)
+	first := tlscatest.ServedSerial(t, addr, pool)
 	if _, err := Renew(o); err != nil {
 		t.Fatal(err)
 	}
 	// Within CheckEvery the files are not looked at.
-	if got := servedSerial(t, addr, pool); got != first {
+	if got := tlscatest.ServedSerial(t, addr, pool); got != first {
 		t.Errorf("the certificate changed before the check interval")
 	}
 	now = now.Add(2 * time.Second)
-	second := servedSerial(t, addr, pool)
+	second := tlscatest.ServedSerial(t, addr, pool)
 	if second == first {
 		t.Fatal("a changed certificate file was not picked up")
 	}
-	if second != leaf(t, f.Cert).SerialNumber.String() {
-		t.Errorf("served %s, the file holds %s", second, leaf(t, f.Cert).SerialNumber)
+	if second != tlscatest.Leaf(t, f.Cert).SerialNumber.String() {
+		t.Errorf("served %s, the file holds %s", second, tlscatest.Leaf(t, f.Cert).SerialNumber)
 	}
 
 	// A broken file keeps the certificate in force.
@@ -190,7 +163,7 @@ func TestSourceReloads(t *testing.T) {
 	if err := src.Reload(); err == nil {
 		t.Error("a broken certificate file reloaded")
 	}
-	if got := servedSerial(t, addr, pool); got != second {
+	if got := tlscatest.ServedSerial(t, addr, pool); got != second {
 		t.Errorf("after a failed reload the server presents %s, want the old %s", got, second)
 	}
 	if len(reloads) != 2 || reloads[0] != nil || reloads[1] == nil {
@@ -226,7 +199,7 @@ func TestTLSVersionsAndClientCertificates(t *testing.T) {
 		}
 	}()
 	pool := x509.NewCertPool()
-	pool.AddCert(leaf(t, f.CA))
+	pool.AddCert(tlscatest.Leaf(t, f.CA))
 	dial := func(c *tls.Config) error {
 		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", ln.Addr().String(), c)
 		if err != nil {
