@@ -217,30 +217,18 @@ func link(o *appendOpts, head chainHead, recs []Record) ([]StoredRecord, error) 
 // them only if the newest row's seq is *ifHead, and reports whether it
 // did: the check runs inside the INSERT, no query of its own.
 func insertRows(ctx context.Context, tx *sql.Tx, o *appendOpts, rows []StoredRecord, ifHead *int64) (bool, error) {
-	var q strings.Builder
-	q.WriteString("INSERT INTO audit_records (" + recordColumns + ") ")
-	if ifHead != nil {
-		q.WriteString("SELECT * FROM (VALUES ")
-	} else {
-		q.WriteString("VALUES ")
-	}
 	args := make([]any, 0, 24*len(rows)+1)
 	for i := range rows {
 		s := &rows[i]
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		q.WriteString(recordPlaceholders)
 		args = append(args, s.Seq, s.Time.UnixMilli(), string(s.Kind), s.RequestID, s.KeyID,
 			s.ClientIP, s.Endpoint, s.Model, s.ModelDigest, s.PromptSHA256, s.ResponseSHA256,
 			s.TokensIn, s.TokensOut, s.LatencyMS, s.TTFTMS, s.Status, s.FinishReason,
 			string(s.Safety), string(s.Detail), s.PrevHash[:], s.Hash[:], s.EndUser, s.EndUserEmail, s.EndUserName)
 	}
 	if ifHead != nil {
-		q.WriteString(") WHERE (SELECT max(seq) FROM audit_records) = ?")
 		args = append(args, *ifHead)
 	}
-	res, err := tx.ExecContext(ctx, q.String(), args...)
+	res, err := tx.ExecContext(ctx, insertSQL(len(rows), ifHead != nil), args...)
 	if err != nil {
 		return false, fmt.Errorf("append audit records: %w", err)
 	}
@@ -255,4 +243,40 @@ func insertRows(ctx context.Context, tx *sql.Tx, o *appendOpts, rows []StoredRec
 		return false, fmt.Errorf("append audit records: %d of %d rows inserted", n, len(rows))
 	}
 	return n != 0, nil
+}
+
+// insertTexts are the INSERT statements of 1 to rowsPerInsert rows, plain
+// and conditional ([n][1]), built once each: the same text each time, so
+// SQLite's prepared statement is reused.
+var insertTexts [rowsPerInsert + 1][2]atomic.Pointer[string]
+
+// insertSQL is the INSERT of n rows; if conditional, it inserts them only
+// when the newest row's seq is its last argument.
+func insertSQL(n int, conditional bool) string {
+	c := 0
+	if conditional {
+		c = 1
+	}
+	if p := insertTexts[n][c].Load(); p != nil {
+		return *p
+	}
+	var q strings.Builder
+	q.WriteString("INSERT INTO audit_records (" + recordColumns + ") ")
+	if conditional {
+		q.WriteString("SELECT * FROM (VALUES ")
+	} else {
+		q.WriteString("VALUES ")
+	}
+	for i := range n {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString(recordPlaceholders)
+	}
+	if conditional {
+		q.WriteString(") WHERE (SELECT max(seq) FROM audit_records) = ?")
+	}
+	text := q.String()
+	insertTexts[n][c].Store(&text)
+	return text
 }
