@@ -68,6 +68,40 @@ func BenchmarkAdmitSettle(b *testing.B) {
 		b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 		b.ReportMetric(float64(db.Queries()-before)/float64(b.N), "stmts/op")
 	})
+	// "server-parallel" is "server" from concurrent requests of 4 keys,
+	// each with 2 end users: what the Limiter's locks cost under load.
+	b.Run("server-parallel", func(b *testing.B) {
+		l, _ := newLimiter(b, newClock(start))
+		userLim := Limits{RPM: 1e9, TPM: 1e12, TokensPerDay: 1e15, Concurrency: 1e6}
+		done, cancel := context.WithCancel(ctx)
+		cancel()
+		var id atomic.Int64
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			n := id.Add(1)
+			key, user := fmt.Sprint("k", n%4), fmt.Sprint("u", n%8)
+			for pb.Next() {
+				if err := l.CountUser(key, user, userLim); err != nil {
+					b.Error(err)
+					return
+				}
+				if err := l.Count(key, lim); err != nil {
+					b.Error(err)
+					return
+				}
+				r, err := l.AdmitUser(ctx, key, lim, user, userLim, 200, 512, false)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				l.Status(key, lim)
+				if err := r.Settle(done, 100, 200); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
 	b.Run("durable", func(b *testing.B) {
 		l, db := newLimiter(b, newClock(start))
 		admit(b, l, "k", lim, 1, 1, true).Fail(ctx)
