@@ -81,12 +81,23 @@ type Governor struct {
 	// OnChange, if set, is called after a change of what a name points
 	// to (the server's Catalog.Invalidate, so it serves the change at once).
 	OnChange func()
-	Now      func() time.Time // nil: time.Now
+	// OnPinChange, if set, is called after a change that may move a pin
+	// (pin, unpin, and every change OnChange hears of): the server's
+	// Guard.Invalidate, so it serves the change at once.
+	OnPinChange func()
+	Now         func() time.Time // nil: time.Now
 }
 
 func (g *Governor) changed() {
 	if g.OnChange != nil {
 		g.OnChange()
+	}
+	g.pinsChanged()
+}
+
+func (g *Governor) pinsChanged() {
+	if g.OnPinChange != nil {
+		g.OnPinChange()
 	}
 }
 

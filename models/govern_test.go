@@ -192,6 +192,7 @@ func TestGuard(t *testing.T) {
 	if _, err := db.ExecContext(ctx, `INSERT INTO model_pins (name, digest, at, actor) VALUES (?, ?, 0, 'os:t')`, "registry.ollama.ai/library/m:latest", d2); err != nil {
 		t.Fatal(err)
 	}
+	g.Invalidate()
 	if err := g.Check(ctx, Info{Name: "m", Digest: d2}); err != nil {
 		t.Errorf("database pin matches: %v", err)
 	}

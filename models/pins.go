@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/warden-llm/warden/safety/store"
@@ -136,6 +138,7 @@ func (g *Governor) Pin(ctx context.Context, actor, name, digest string) (string,
 		}
 	}
 	at := g.now()
+	defer g.pinsChanged()
 	err = g.DB.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO model_pins (name, digest, at, actor) VALUES (?, ?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET digest = excluded.digest, at = excluded.at, actor = excluded.actor`,
@@ -157,6 +160,7 @@ func (g *Governor) Unpin(ctx context.Context, actor, name string) error {
 		return err
 	}
 	at := g.now()
+	defer g.pinsChanged()
 	return g.DB.InTx(ctx, func(tx *sql.Tx) error {
 		var d string
 		err := tx.QueryRowContext(ctx, `DELETE FROM model_pins WHERE name = ? RETURNING digest`, canon).Scan(&d)
@@ -182,39 +186,179 @@ type Mismatch struct {
 	Time   time.Time
 }
 
+// DefaultPinRefresh is how long a Guard serves the pins it read from the
+// database before reading them again (the keys cache's poll interval): a
+// pin set or removed by another process (`warden models pin`) is served
+// within it.
+const DefaultPinRefresh = time.Second
+
 // Guard decides whether a model the backend has may be served: it must be
 // allowed, must not be a kept version, and must have its pinned digest
 // when pinned. The server asks it on every request that names a model.
+//
+// Check runs no SQL on most requests: it serves the pins table from a copy
+// read at most once per Refresh (by the first request after it expired,
+// the others waiting for that one read). Invalidate drops the copy, so a
+// change through this process's Governor is served at once.
 type Guard struct {
 	Allow Allowlist
 	Pins  map[string]string // [models.pins], canonical name → digest
 	DB    *store.DB         // pins set by `warden models pin` (nil: none)
+	// Refresh is how long the database's pins are served from memory
+	// before they are read again (0: DefaultPinRefresh).
+	Refresh time.Duration
 	// OnMismatch is called once per model and wrong digest (again when
 	// the digest changes) with the refused model; every refusal also
 	// counts in Mismatches.
 	OnMismatch func(context.Context, Mismatch)
 	Now        func() time.Time
 
-	mu      sync.Mutex
-	alerted map[string]string // canonical name → digest alerted about
-	refused map[string]int64
+	dbPins atomic.Pointer[pinSet]
+	loadMu sync.Mutex // one read of the pins at a time; Invalidate waits for it
+
+	names   atomic.Pointer[map[string]nameVerdict] // copied on write
+	namesMu sync.Mutex
+
+	mu       sync.Mutex
+	alerted  map[string]string // canonical name → digest alerted about
+	nAlerted atomic.Int64      // len(alerted), read without mu
+	refused  map[string]int64
+}
+
+// pinSet is one read of the model_pins table.
+type pinSet struct {
+	at     time.Time
+	digest map[string]string // canonical name → bare digest
+}
+
+// Invalidate makes the next Check read the pins from the database: the
+// Governor's OnPinChange, so a pin set through this process is served at
+// once.
+func (g *Guard) Invalidate() {
+	g.loadMu.Lock()
+	defer g.loadMu.Unlock()
+	g.dbPins.Store(nil)
+}
+
+func (g *Guard) now() time.Time {
+	if g.Now != nil {
+		return g.Now()
+	}
+	return time.Now()
+}
+
+// fresh reports whether s may still be served at now.
+func (g *Guard) fresh(s *pinSet, now time.Time) bool {
+	refresh := g.Refresh
+	if refresh <= 0 {
+		refresh = DefaultPinRefresh
+	}
+	return s != nil && !now.Before(s.at) && now.Sub(s.at) < refresh
+}
+
+// dbPin is canon's pin in the database ("" when none), from the copy in
+// memory while it is fresh.
+func (g *Guard) dbPin(ctx context.Context, canon string) (string, error) {
+	if g.DB == nil {
+		return "", nil
+	}
+	now := g.now()
+	s := g.dbPins.Load()
+	if !g.fresh(s, now) {
+		var err error
+		if s, err = g.loadPins(ctx, now); err != nil {
+			return "", err
+		}
+	}
+	return s.digest[canon], nil
+}
+
+// loadPins reads every pin (a handful of rows) unless another caller did
+// while this one waited.
+func (g *Guard) loadPins(ctx context.Context, now time.Time) (*pinSet, error) {
+	g.loadMu.Lock()
+	defer g.loadMu.Unlock()
+	if s := g.dbPins.Load(); g.fresh(s, now) {
+		return s, nil
+	}
+	rows, err := g.DB.QueryContext(ctx, `SELECT name, digest FROM model_pins`)
+	if err != nil {
+		return nil, fmt.Errorf("read model pins: %w", err)
+	}
+	defer rows.Close()
+	s := &pinSet{at: now, digest: map[string]string{}}
+	for rows.Next() {
+		var name, d string
+		if err := rows.Scan(&name, &d); err != nil {
+			return nil, fmt.Errorf("read model pins: %w", err)
+		}
+		s.digest[name] = d
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read model pins: %w", err)
+	}
+	g.dbPins.Store(s)
+	return s, nil
 }
 
 // Visible reports whether a model called name may be listed and served
 // (allowed, not a kept version); pins are checked by Check.
 func (g *Guard) Visible(name string) bool {
-	return !IsKept(name) && g.Allow.Allowed(name)
+	return g.name(name).visible
+}
+
+// nameVerdict is what a model's name alone decides: its canonical form
+// and whether it is visible.
+type nameVerdict struct {
+	canon   string
+	visible bool
+}
+
+// maxNames bounds the names a Guard remembers (the backend's models, a
+// few each); others are judged on every call.
+const maxNames = 1024
+
+// name judges name once and remembers the verdict: the allowlist does not
+// change while the Guard serves.
+func (g *Guard) name(name string) nameVerdict {
+	if m := g.names.Load(); m != nil {
+		if v, ok := (*m)[name]; ok {
+			return v
+		}
+	}
+	canon, _ := Canonical(name)
+	v := nameVerdict{canon: canon, visible: !IsKept(name) && g.Allow.Allowed(name)}
+	g.namesMu.Lock()
+	defer g.namesMu.Unlock()
+	old := g.names.Load()
+	if old == nil || len(*old) < maxNames {
+		next := make(map[string]nameVerdict, 1+lenOf(old))
+		if old != nil {
+			maps.Copy(next, *old)
+		}
+		next[name] = v
+		g.names.Store(&next)
+	}
+	return v
+}
+
+func lenOf(m *map[string]nameVerdict) int {
+	if m == nil {
+		return 0
+	}
+	return len(*m)
 }
 
 // Check reports whether m may be served: an error wrapping ErrNotFound for
 // a model outside the allowlist or a kept version (as if absent), a
 // *MismatchError for a pinned model with another digest.
 func (g *Guard) Check(ctx context.Context, m Info) error {
-	if !g.Visible(m.Name) {
+	v := g.name(m.Name)
+	if !v.visible {
 		return fmt.Errorf("%w: %q", ErrNotFound, m.Name)
 	}
-	canon, _ := Canonical(m.Name)
-	pin, err := loadPin(ctx, g.DB, canon)
+	canon := v.canon
+	pin, err := g.dbPin(ctx, canon)
 	if err != nil {
 		return err
 	}
@@ -222,9 +366,12 @@ func (g *Guard) Check(ctx context.Context, m Info) error {
 		pin = bareDigest(g.Pins[canon])
 	}
 	if pin == "" || SameDigest(pin, m.Digest) {
-		g.mu.Lock()
-		delete(g.alerted, canon)
-		g.mu.Unlock()
+		if g.nAlerted.Load() > 0 {
+			g.mu.Lock()
+			delete(g.alerted, canon)
+			g.nAlerted.Store(int64(len(g.alerted)))
+			g.mu.Unlock()
+		}
 		return nil
 	}
 	e := &MismatchError{Name: canon, Pinned: pin, Actual: bareDigest(m.Digest)}
@@ -235,13 +382,10 @@ func (g *Guard) Check(ctx context.Context, m Info) error {
 	g.refused[canon]++
 	first := g.alerted[canon] != e.Actual
 	g.alerted[canon] = e.Actual
+	g.nAlerted.Store(int64(len(g.alerted)))
 	g.mu.Unlock()
 	if first && g.OnMismatch != nil {
-		now := time.Now
-		if g.Now != nil {
-			now = g.Now
-		}
-		g.OnMismatch(ctx, Mismatch{Name: canon, Pinned: pin, Actual: e.Actual, Time: now()})
+		g.OnMismatch(ctx, Mismatch{Name: canon, Pinned: pin, Actual: e.Actual, Time: g.now()})
 	}
 	return e
 }

@@ -194,8 +194,12 @@ secret_file = "`+secretFile+`"
 	}
 
 	// A pin to the other digest: 503 model_digest_mismatch and an alert.
+	// The server reads the CLI's pin within its refresh (a second).
 	w.warden(t, "models", "pin", name, digestB)
-	status, _, body = w.post(t, "/v1/chat/completions", "application/json", `{"model":"`+name+`","messages":[{"role":"user","content":"hi"}],"max_tokens":2}`)
+	waitFor(t, time.Minute, "the CLI's pin to be served", func() bool {
+		status, _, body = w.post(t, "/v1/chat/completions", "application/json", `{"model":"`+name+`","messages":[{"role":"user","content":"hi"}],"max_tokens":2}`)
+		return status != http.StatusOK
+	})
 	if status != http.StatusServiceUnavailable || !strings.Contains(string(body), "model_digest_mismatch") {
 		t.Fatalf("pinned mismatch answered %d %s, want 503 model_digest_mismatch", status, body)
 	}

@@ -242,6 +242,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		return err
 	}
 	governor.OnChange = catalog.Invalidate // admin API changes serve at once
+	governor.OnPinChange = guard.Invalidate
 
 	metrics := server.NewMetrics()
 	registerModelMetrics(metrics.Registry, guard)

@@ -90,6 +90,20 @@ type appendOpts struct {
 	minSeq int64
 	now    func() time.Time
 	buf    *bytes.Buffer // reused encoding buffer; nil = a fresh one
+	// head, when known, is the head the Writer left: appendTx links to it
+	// without reading the head, and its first INSERT adds the rows only if
+	// the newest row is still that one (nothing was appended since, by
+	// any process); if another writer moved the head, it reads the head
+	// and links to it. nil: read the head.
+	head *chainHead
+}
+
+// chainHead is the chain's last seq and hash as a Writer last committed or
+// read them.
+type chainHead struct {
+	seq  int64
+	hash Hash
+	ok   bool // known; false after a failed transaction
 }
 
 // readHead returns the chain's last seq and hash: the newest row, or the
@@ -120,32 +134,50 @@ func appendTx(ctx context.Context, tx *sql.Tx, o appendOpts, recs []Record) ([]S
 	if len(recs) == 0 {
 		return nil, nil
 	}
-	now := time.Now
-	if o.now != nil {
-		now = o.now
+	if o.buf == nil {
+		o.buf = new(bytes.Buffer)
 	}
-	buf := o.buf
-	if buf == nil {
-		buf = new(bytes.Buffer)
+	var head chainHead
+	if o.head != nil && o.head.ok {
+		head = *o.head
+	} else {
+		seq, h, err := readHead(ctx, tx)
+		if err != nil {
+			return nil, err
+		}
+		head = chainHead{seq: seq, hash: h, ok: true}
 	}
-	seq, prev, err := readHead(ctx, tx)
+	guessed := o.head != nil && o.head.ok
+	stored, err := link(&o, head, recs)
 	if err != nil {
 		return nil, err
 	}
-	seq = max(seq, o.minSeq-1)
-	stored := make([]StoredRecord, len(recs))
-	for i := range recs {
-		r := recs[i]
-		if err := r.normalize(now()); err != nil {
+	first := stored[:min(rowsPerInsert, len(stored))]
+	var ifHead *int64
+	if guessed {
+		ifHead = &head.seq
+	}
+	added, err := insertRows(ctx, tx, &o, first, ifHead)
+	if err != nil {
+		return nil, err
+	}
+	if !added {
+		// Another process appended since this one's last commit: link to
+		// the head it left (the write lock, held since BEGIN, keeps it).
+		seq, h, err := readHead(ctx, tx)
+		if err != nil {
 			return nil, err
 		}
-		seq++
-		h := chainHash(buf, prev, seq, &r)
-		stored[i] = StoredRecord{Seq: seq, Record: r, PrevHash: prev, Hash: h}
-		prev = h
+		if stored, err = link(&o, chainHead{seq: seq, hash: h, ok: true}, recs); err != nil {
+			return nil, err
+		}
+		first = stored[:min(rowsPerInsert, len(stored))]
+		if _, err := insertRows(ctx, tx, &o, first, nil); err != nil {
+			return nil, err
+		}
 	}
-	for start := 0; start < len(stored); start += rowsPerInsert {
-		if err := insertRows(ctx, tx, &o, stored[start:min(start+rowsPerInsert, len(stored))]); err != nil {
+	for start := len(first); start < len(stored); start += rowsPerInsert {
+		if _, err := insertRows(ctx, tx, &o, stored[start:min(start+rowsPerInsert, len(stored))], nil); err != nil {
 			return nil, err
 		}
 	}
@@ -160,23 +192,91 @@ func appendTx(ctx context.Context, tx *sql.Tx, o appendOpts, recs []Record) ([]S
 	return stored, nil
 }
 
-func insertRows(ctx context.Context, tx *sql.Tx, o *appendOpts, rows []StoredRecord) error {
-	var q strings.Builder
-	q.WriteString("INSERT INTO audit_records (" + recordColumns + ") VALUES ")
-	args := make([]any, 0, 24*len(rows))
+// link numbers and hashes recs as the chain's next records after head.
+func link(o *appendOpts, head chainHead, recs []Record) ([]StoredRecord, error) {
+	now := time.Now
+	if o.now != nil {
+		now = o.now
+	}
+	seq, prev := max(head.seq, o.minSeq-1), head.hash
+	stored := make([]StoredRecord, len(recs))
+	for i := range recs {
+		r := recs[i]
+		if err := r.normalize(now()); err != nil {
+			return nil, err
+		}
+		seq++
+		h := chainHash(o.buf, prev, seq, &r)
+		stored[i] = StoredRecord{Seq: seq, Record: r, PrevHash: prev, Hash: h}
+		prev = h
+	}
+	return stored, nil
+}
+
+// insertRows inserts rows in one statement. With ifHead set, it inserts
+// them only if the newest row's seq is *ifHead, and reports whether it
+// did: the check runs inside the INSERT, no query of its own.
+func insertRows(ctx context.Context, tx *sql.Tx, o *appendOpts, rows []StoredRecord, ifHead *int64) (bool, error) {
+	args := make([]any, 0, 24*len(rows)+1)
 	for i := range rows {
 		s := &rows[i]
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		q.WriteString(recordPlaceholders)
 		args = append(args, s.Seq, s.Time.UnixMilli(), string(s.Kind), s.RequestID, s.KeyID,
 			s.ClientIP, s.Endpoint, s.Model, s.ModelDigest, s.PromptSHA256, s.ResponseSHA256,
 			s.TokensIn, s.TokensOut, s.LatencyMS, s.TTFTMS, s.Status, s.FinishReason,
 			string(s.Safety), string(s.Detail), s.PrevHash[:], s.Hash[:], s.EndUser, s.EndUserEmail, s.EndUserName)
 	}
-	if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
-		return fmt.Errorf("append audit records: %w", err)
+	if ifHead != nil {
+		args = append(args, *ifHead)
 	}
-	return nil
+	res, err := tx.ExecContext(ctx, insertSQL(len(rows), ifHead != nil), args...)
+	if err != nil {
+		return false, fmt.Errorf("append audit records: %w", err)
+	}
+	if ifHead == nil {
+		return true, nil
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("append audit records: %w", err)
+	}
+	if n != 0 && n != int64(len(rows)) {
+		return false, fmt.Errorf("append audit records: %d of %d rows inserted", n, len(rows))
+	}
+	return n != 0, nil
+}
+
+// insertTexts are the INSERT statements of 1 to rowsPerInsert rows, plain
+// and conditional ([n][1]), built once each: the same text each time, so
+// SQLite's prepared statement is reused.
+var insertTexts [rowsPerInsert + 1][2]atomic.Pointer[string]
+
+// insertSQL is the INSERT of n rows; if conditional, it inserts them only
+// when the newest row's seq is its last argument.
+func insertSQL(n int, conditional bool) string {
+	c := 0
+	if conditional {
+		c = 1
+	}
+	if p := insertTexts[n][c].Load(); p != nil {
+		return *p
+	}
+	var q strings.Builder
+	q.WriteString("INSERT INTO audit_records (" + recordColumns + ") ")
+	if conditional {
+		q.WriteString("SELECT * FROM (VALUES ")
+	} else {
+		q.WriteString("VALUES ")
+	}
+	for i := range n {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString(recordPlaceholders)
+	}
+	if conditional {
+		q.WriteString(") WHERE (SELECT max(seq) FROM audit_records) = ?")
+	}
+	text := q.String()
+	insertTexts[n][c].Store(&text)
+	return text
 }

@@ -7,7 +7,10 @@
 // the chain head there, so a CLI process appending admin events never forks
 // the chain. The server appends through one Writer goroutine that group
 // commits many records per transaction and releases each waiter when its
-// transaction commits (or fails: callers fail closed). The Writer also
+// transaction commits (or fails: callers fail closed). The Writer keeps the
+// head it committed and does not read it again: its INSERT adds the rows
+// only while that head is still the newest row, and reads the head when
+// another process appended since. The Writer also
 // signs checkpoints with an ed25519 key kept in the data dir; Verify walks
 // the chain and checkpoints and names the first broken link, and checking
 // against a checkpoint received off-host catches a truncated tail. Prune

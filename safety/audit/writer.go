@@ -82,6 +82,9 @@ type Writer struct {
 	text     cipher.AEAD
 	lastCkpt int64
 	buf      bytes.Buffer
+	// head is the chain's head as this Writer last committed it: the next
+	// transaction links to it without reading it (see appendOpts.head).
+	head chainHead
 
 	records, commits, failures, checkpoints atomic.Int64
 }
@@ -310,7 +313,12 @@ func (w *Writer) commit(ctx context.Context, batch []*pending, force bool) {
 	}
 }
 
-func (w *Writer) write(ctx context.Context, batch []*pending, force bool) ([]int64, error) {
+func (w *Writer) write(ctx context.Context, batch []*pending, force bool) (_ []int64, err error) {
+	defer func() {
+		if err != nil {
+			w.head.ok = false // the next transaction reads the head
+		}
+	}()
 	tx, err := w.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
@@ -325,7 +333,7 @@ func (w *Writer) write(ctx context.Context, batch []*pending, force bool) ([]int
 	for i, p := range batch {
 		recs[i] = p.rec
 	}
-	stored, err := appendTx(ctx, tx, appendOpts{text: w.text, now: w.cfg.Now, buf: &w.buf}, recs)
+	stored, err := appendTx(ctx, tx, appendOpts{text: w.text, now: w.cfg.Now, buf: &w.buf, head: &w.head}, recs)
 	if err != nil {
 		return nil, err
 	}
@@ -361,6 +369,7 @@ func (w *Writer) write(ctx context.Context, batch []*pending, force bool) ([]int
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
+	w.head = chainHead{seq: head, hash: headHash, ok: true}
 	if ckpt {
 		w.lastCkpt = head
 		w.checkpoints.Add(1)

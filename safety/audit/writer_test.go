@@ -7,6 +7,7 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/warden-llm/warden/safety/store"
 	"github.com/warden-llm/warden/safety/store/storetest"
@@ -272,4 +273,56 @@ func TestStartRefusesBadConfig(t *testing.T) {
 	if _, err := w.Append(t.Context(), Record{Kind: "nope"}); err == nil || errors.Is(err, ErrClosed) {
 		t.Errorf("bad record: %v, want a validation error", err)
 	}
+}
+
+// TestWriterLinksToOtherWriters: the Writer links to the head it last
+// committed without reading it, and still to the head another process left
+// when one appended in between (a record, a gap record after a pruning or
+// a prune), so the chain never forks.
+func TestWriterLinksToOtherWriters(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	db := storetest.OpenDir(t, dir)
+	other := storetest.OpenDir(t, dir) // the CLI, another process
+	w := startWriter(t, db, dir, Config{})
+	appendW := func(i int) int64 {
+		t.Helper()
+		seq, err := w.Append(ctx, req(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seq
+	}
+	inOther := func(fn func(tx *sql.Tx) (int64, error)) int64 {
+		t.Helper()
+		var seq int64
+		if err := other.InTx(ctx, func(tx *sql.Tx) (err error) { seq, err = fn(tx); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return seq
+	}
+	appendW(0)
+	before := db.Queries()
+	appendW(1)
+	if n := db.Queries() - before; n != 3 {
+		t.Errorf("an append after the Writer's own ran %d statements, want 3 (BEGIN, INSERT, COMMIT): no head read", n)
+	}
+	s := inOther(func(tx *sql.Tx) (int64, error) {
+		seqs, err := AppendTx(ctx, tx, Record{Kind: KindAdmin, Detail: []byte(`{}`)})
+		return seqs[len(seqs)-1], err
+	})
+	if got := appendW(2); got != s+1 {
+		t.Fatalf("after another process's record at %d the Writer appended at %d, want %d", s, got, s+1)
+	}
+	gap := inOther(func(tx *sql.Tx) (int64, error) {
+		return AppendGapTx(ctx, tx, GapDetail{SeenSeq: s + 100, Actor: "os:t"}, storetest.T0)
+	})
+	if got := appendW(3); got != gap+1 {
+		t.Fatalf("after another process's gap record at %d the Writer appended at %d, want %d", gap, got, gap+1)
+	}
+	if _, err := Prune(ctx, other, storetest.T0.Add(100*365*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	appendW(4)
+	mustVerify(t, db, dir, nil)
 }

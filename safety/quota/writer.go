@@ -52,6 +52,11 @@ type writer struct {
 	open    *batch             // the batch that pending increments belong to
 	closed  bool
 
+	// The maps flush swapped out last time, emptied, and the row lists
+	// write sorts them into: reused by run's goroutine.
+	sparePending, spareSeen map[usageRow]int64
+	scratch                 rowLists
+
 	final  error         // the last flush's outcome, read after done
 	kick   chan struct{} // capacity 1: "there is work"
 	stop   chan struct{} // closed by close
@@ -86,7 +91,7 @@ func (w *writer) add(ctx context.Context, keyID, user, day, month string, tokens
 		w.mu.Unlock()
 		rows := map[usageRow]int64{d: tokens, m: tokens}
 		seen := map[usageRow]int64{d: at, m: at}
-		if _, err := w.write(context.WithoutCancel(ctx), rows, seen); err != nil {
+		if _, err := w.write(context.WithoutCancel(ctx), rows, seen, new(rowLists)); err != nil {
 			w.failures.Add(1)
 			w.log.Error("save usage after close failed; this charge is lost", "key_id", keyID, "tokens", tokens, "err", err)
 			return nil, fmt.Errorf("save usage after close: %w", err)
@@ -134,12 +139,14 @@ func (w *writer) flush(ctx context.Context) error {
 		return nil
 	}
 	rows, seen, b := w.pending, w.seen, w.open
-	w.pending = make(map[usageRow]int64, len(rows))
-	w.seen = make(map[usageRow]int64)
+	w.pending, w.seen = w.sparePending, w.spareSeen
+	if w.pending == nil {
+		w.pending, w.seen = make(map[usageRow]int64, len(rows)), make(map[usageRow]int64)
+	}
 	w.open = &batch{done: make(chan struct{})}
 	w.mu.Unlock()
 
-	failed, err := w.write(ctx, rows, seen)
+	failed, err := w.write(ctx, rows, seen, &w.scratch)
 	if err != nil {
 		w.mu.Lock()
 		for r, n := range failed {
@@ -158,15 +165,31 @@ func (w *writer) flush(ctx context.Context) error {
 		w.failing = 0
 	}
 	close(b.done)
+	clear(rows)
+	clear(seen)
+	w.sparePending, w.spareSeen = rows, seen
 	return err
+}
+
+// rowLists are the rows of one write, keys' and end users', and the
+// statement's arguments: kept between writes so a write allocates little.
+type rowLists struct {
+	keys, users []usageRow
+	args        []any
 }
 
 // write upserts rows, at most maxRowsPerStatement per statement, and
 // returns the rows it could not write. Key rows go to usage, end users'
-// rows (with the time seen) to user_usage.
-func (w *writer) write(ctx context.Context, rows, seen map[usageRow]int64) (map[usageRow]int64, error) {
-	list := make([]usageRow, 0, len(rows))
-	var users []usageRow
+// rows (with the time seen) to user_usage. sc is the caller's scratch
+// space.
+func (w *writer) write(ctx context.Context, rows, seen map[usageRow]int64, sc *rowLists) (map[usageRow]int64, error) {
+	list, users := sc.keys[:0], sc.users[:0]
+	defer func() {
+		clear(list)
+		clear(users)
+		clear(sc.args)
+		sc.keys, sc.users, sc.args = list[:0], users[:0], sc.args[:0]
+	}()
 	for r, n := range rows {
 		switch {
 		case n == 0:
@@ -176,7 +199,7 @@ func (w *writer) write(ctx context.Context, rows, seen map[usageRow]int64) (map[
 			list = append(list, r)
 		}
 	}
-	if failed, err := w.writeUsers(ctx, users, rows, seen); err != nil {
+	if failed, err := w.writeUsers(ctx, users, rows, seen, sc); err != nil {
 		for _, r := range list {
 			failed[r] = rows[r]
 		}
@@ -184,18 +207,12 @@ func (w *writer) write(ctx context.Context, rows, seen map[usageRow]int64) (map[
 	}
 	for start := 0; start < len(list); start += maxRowsPerStatement {
 		chunk := list[start:min(start+maxRowsPerStatement, len(list))]
-		var q strings.Builder
-		q.WriteString("INSERT INTO usage (key_id, period, bucket, tokens) VALUES ")
-		args := make([]any, 0, 4*len(chunk))
-		for i, r := range chunk {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(?, ?, ?, ?)")
+		args := sc.args[:0]
+		for _, r := range chunk {
 			args = append(args, r.keyID, r.period, r.bucket, rows[r])
 		}
-		q.WriteString(" ON CONFLICT (key_id, period, bucket) DO UPDATE SET tokens = tokens + excluded.tokens")
-		if _, err := w.db.ExecContext(ctx, q.String(), args...); err != nil {
+		sc.args = args
+		if _, err := w.db.ExecContext(ctx, upsertSQL(&keySQL, len(chunk)), args...); err != nil {
 			failed := make(map[usageRow]int64, len(list)-start)
 			for _, r := range list[start:] {
 				failed[r] = rows[r]
@@ -207,22 +224,15 @@ func (w *writer) write(ctx context.Context, rows, seen map[usageRow]int64) (map[
 }
 
 // writeUsers upserts end users' rows; on failure it returns them all.
-func (w *writer) writeUsers(ctx context.Context, list []usageRow, rows, seen map[usageRow]int64) (map[usageRow]int64, error) {
+func (w *writer) writeUsers(ctx context.Context, list []usageRow, rows, seen map[usageRow]int64, sc *rowLists) (map[usageRow]int64, error) {
 	for start := 0; start < len(list); start += maxRowsPerStatement {
 		chunk := list[start:min(start+maxRowsPerStatement, len(list))]
-		var q strings.Builder
-		q.WriteString("INSERT INTO user_usage (key_id, user_id, period, bucket, tokens, last_seen) VALUES ")
-		args := make([]any, 0, 6*len(chunk))
-		for i, r := range chunk {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(?, ?, ?, ?, ?, ?)")
+		args := sc.args[:0]
+		for _, r := range chunk {
 			args = append(args, r.keyID, r.user, r.period, r.bucket, rows[r], seen[r])
 		}
-		q.WriteString(` ON CONFLICT (key_id, user_id, period, bucket) DO UPDATE SET
-	tokens = tokens + excluded.tokens, last_seen = MAX(last_seen, excluded.last_seen)`)
-		if _, err := w.db.ExecContext(ctx, q.String(), args...); err != nil {
+		sc.args = args
+		if _, err := w.db.ExecContext(ctx, upsertSQL(&userSQL, len(chunk)), args...); err != nil {
 			failed := make(map[usageRow]int64, len(list)-start)
 			for _, r := range list[start:] {
 				failed[r] = rows[r]
@@ -231,6 +241,46 @@ func (w *writer) writeUsers(ctx context.Context, list []usageRow, rows, seen map
 		}
 	}
 	return nil, nil
+}
+
+// upsertStatement is one table's UPSERT of n rows, built once per n: the
+// same text each time, so SQLite's prepared statement is reused.
+type upsertStatement struct {
+	head, row, tail string
+	text            [maxRowsPerStatement + 1]atomic.Pointer[string]
+}
+
+var (
+	keySQL = upsertStatement{
+		head: "INSERT INTO usage (key_id, period, bucket, tokens) VALUES ",
+		row:  "(?, ?, ?, ?)",
+		tail: " ON CONFLICT (key_id, period, bucket) DO UPDATE SET tokens = tokens + excluded.tokens",
+	}
+	userSQL = upsertStatement{
+		head: "INSERT INTO user_usage (key_id, user_id, period, bucket, tokens, last_seen) VALUES ",
+		row:  "(?, ?, ?, ?, ?, ?)",
+		tail: ` ON CONFLICT (key_id, user_id, period, bucket) DO UPDATE SET
+	tokens = tokens + excluded.tokens, last_seen = MAX(last_seen, excluded.last_seen)`,
+	}
+)
+
+// upsertSQL is st's statement for n rows (1 ≤ n ≤ maxRowsPerStatement).
+func upsertSQL(st *upsertStatement, n int) string {
+	if p := st.text[n].Load(); p != nil {
+		return *p
+	}
+	var q strings.Builder
+	q.WriteString(st.head)
+	for i := range n {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString(st.row)
+	}
+	q.WriteString(st.tail)
+	text := q.String()
+	st.text[n].Store(&text)
+	return text
 }
 
 // close stops accepting queued increments, writes what is pending and

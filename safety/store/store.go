@@ -33,6 +33,11 @@ type DB struct {
 	queries atomic.Int64
 }
 
+// stmtCacheSize is how many prepared statements each connection keeps
+// (mattn/go-sqlite3 resets a statement before caching it, and prepares it
+// again when the schema changed).
+const stmtCacheSize = 64
+
 // Options tune Open. The zero value is right for the server.
 type Options struct {
 	// BusyTimeout is how long a writer waits for another's lock.
@@ -78,6 +83,10 @@ func Open(ctx context.Context, dataDir string, opts Options) (*DB, error) {
 	q.Set("_fk", "1")
 	q.Set("_sync", "FULL")
 	q.Set("_txlock", "immediate")
+	// Each connection keeps its prepared statements: the hot paths (audit
+	// appends, usage, keys) run the same few statements, and preparing one
+	// costs more than running it.
+	q.Set("_stmt_cache_size", fmt.Sprint(stmtCacheSize))
 	dsn := "file:" + path + "?" + q.Encode()
 	db := &DB{path: path}
 	sqldb := sql.OpenDB(&connector{dsn: dsn, n: &db.queries})

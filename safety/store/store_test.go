@@ -152,3 +152,53 @@ func TestQueriesCountsEveryStatement(t *testing.T) {
 		return nil
 	})
 }
+
+// TestCachedStatementsSeeOtherWriters: a connection's cached statements
+// hold no read snapshot between uses (another process's write is seen the
+// next time) and are prepared again after the schema changed.
+func TestCachedStatementsSeeOtherWriters(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	db, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	other, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := db.Conn(ctx) // one connection: its statement cache is reused
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	countPins := func() int {
+		t.Helper()
+		var n int
+		if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM model_pins WHERE at >= ?`, 0).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for want := range 3 {
+		if got := countPins(); got != want {
+			t.Fatalf("the cached count sees %d pins, want %d", got, want)
+		}
+		if _, err := other.ExecContext(ctx, `INSERT INTO model_pins (name, digest, at, actor) VALUES (?, 'd', 1, 'os:t')`, strings.Repeat("m", want+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const all = `SELECT * FROM model_pins ORDER BY name LIMIT 1`
+	var name, note string
+	if err := conn.QueryRowContext(ctx, all).Scan(&name, new(string), new(int64), new(string)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.ExecContext(ctx, `ALTER TABLE model_pins ADD COLUMN note TEXT NOT NULL DEFAULT 'n'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRowContext(ctx, all).Scan(&name, new(string), new(int64), new(string), &note); err != nil || note != "n" {
+		t.Fatalf("the cached SELECT * after a column was added: note %q, %v", note, err)
+	}
+}
