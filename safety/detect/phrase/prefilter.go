@@ -343,7 +343,18 @@ func (d *injectionDetector) segments(text []byte, from int, segs []segment, v *v
 			i++
 			continue // nothing changed: no need for the check below
 		case bAlnum:
-			j := alnumEnd(text, i+1)
+			// alnumEnd, its first eight bytes here: most words end in
+			// them.
+			var j int
+			if i+9 <= n {
+				if m := ^alnumMask(binary.LittleEndian.Uint64(text[i+1:])) & hi; m != 0 {
+					j = i + 1 + bits.TrailingZeros64(m)/8
+				} else {
+					j = alnumEnd(text, i+9)
+				}
+			} else {
+				j = alnumEnd(text, i+1)
+			}
 			// The filter, then the automaton. (A word glued to
 			// non-ASCII may read otherwise in the view; the run it is
 			// glued to takes care of it unless the run is inert, and

@@ -251,7 +251,12 @@ func scan(text []byte, from, lo int, cs []cand) []cand {
 		}
 	}
 	for i := lo; i < n; i++ {
-		if isAnchor[text[i]] {
+		switch c := text[i]; {
+		case !isAnchor[c]:
+		case c == '.' && (i < 5 || text[i-1] != 's'), c == 'G' && (i+1 == n || text[i+1] != 'R'):
+			// The frequent '.' and 'G' anchor only ".slack.com/" after
+			// "hooks" and "GR1348941": ruled out here, without a call.
+		default:
 			check(text, i, add)
 		}
 	}
