@@ -30,6 +30,9 @@ type reqState struct {
 	principal *keys.Principal // set by authenticate
 	limits    keys.Limits     // the principal's, merged over the defaults
 	trail     *trail          // set by auditRequest
+	// rateDue: the request was counted against its key's quota and its
+	// x-ratelimit-* headers are not set yet (see lateRateHeaders).
+	rateDue bool
 }
 
 const reqStateKey = "warden.request"
@@ -79,6 +82,7 @@ func (s *Server) recoverPanic(c *gin.Context) {
 			}
 			s.log.Error("panic", "request_id", requestID(c), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			if !c.Writer.Written() {
+				s.lateRateHeaders(c)
 				c.AbortWithStatusJSON(http.StatusInternalServerError, errorPayload(c, errInternal))
 			} else {
 				c.Abort()

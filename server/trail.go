@@ -344,6 +344,7 @@ func (s *Server) respond(c *gin.Context, v any, o outcome) error {
 	if err := s.complete(c, o); err != nil {
 		return err
 	}
+	s.lateRateHeaders(c)
 	c.Data(http.StatusOK, "application/json; charset=utf-8", body)
 	return nil
 }
