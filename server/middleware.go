@@ -314,7 +314,7 @@ func (k *keyBodies) take(key string, limit int64) bool {
 	if k.inUse == nil {
 		k.inUse = map[string]int64{}
 	}
-	if limit > 0 && k.inUse[key] >= limit {
+	if k.inUse[key] >= limit {
 		return false
 	}
 	k.inUse[key]++
@@ -331,15 +331,20 @@ func (k *keyBodies) give(key string) {
 
 // holdKeyBodies counts a request with a body against its key's
 // concurrency limit before the body is read: a key cannot hold more
-// half-sent bodies than it may run requests. Admission counts the
-// requests it admits again, among these.
+// half-sent bodies than it may run requests (a key with no such limit is
+// not counted). Admission counts the requests it admits again, among
+// these.
 func (s *Server) holdKeyBodies(c *gin.Context) {
 	if c.Request.ContentLength == 0 || c.Request.Body == nil || c.Request.Body == http.NoBody {
 		c.Next()
 		return
 	}
-	p := principal(c)
 	limit := s.limits(c).Concurrency
+	if limit <= 0 {
+		c.Next() // no concurrency limit: nothing to hold the bodies to
+		return
+	}
+	p := principal(c)
 	if !s.keyBodies.take(p.KeyID, limit) {
 		c.Header("Connection", "close") // rather than read the unread body
 		if s.cfg.Metrics != nil {
