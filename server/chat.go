@@ -90,6 +90,7 @@ type chatStream struct {
 	chunk        chatChunk
 	includeUsage bool
 	sentRole     bool
+	text         contentChunk // frames the deltas of text alone
 }
 
 func (cs *chatStream) send(sse *sseWriter, d chatDelta, finish *string) error {
@@ -105,6 +106,16 @@ func (cs *chatStream) delta(sse *sseWriter, text string, calls []api.ToolCall) e
 			return err
 		}
 	}
+	if len(calls) == 0 && text != "" {
+		sse.frame(cs.text.event(&cs.chunk, text))
+		return nil
+	}
+	return cs.otherDelta(sse, text, calls)
+}
+
+// otherDelta frames a delta with tool calls (apart from delta, whose text
+// then does not escape).
+func (cs *chatStream) otherDelta(sse *sseWriter, text string, calls []api.ToolCall) error {
 	d := chatDelta{}
 	if text != "" {
 		d.Content = &text

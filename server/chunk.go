@@ -1,0 +1,96 @@
+package server
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// contentChunk frames the chat stream's most common event, a delta of
+// text alone, without reflection: the chunk's fields but the text are the
+// same for the whole stream, so they are encoded once (prefix, suffix)
+// and each event only appends the text as a JSON string. The bytes are
+// those json.Marshal makes of the chatChunk (TestContentChunkAsMarshal).
+type contentChunk struct {
+	buf    []byte // the prefix, then the last event's text and suffix
+	prefix int    // the prefix's length; 0: not made yet
+}
+
+const contentChunkSuffix = `},"logprobs":null,"finish_reason":null}]}`
+
+// event returns the chunk of c delivering text; valid until the next call.
+func (cc *contentChunk) event(c *chatChunk, text string) []byte {
+	if cc.prefix == 0 {
+		p := make([]byte, 0, 192+len(c.ID)+len(c.Model))
+		p = append(p, `{"id":`...)
+		p = appendJSONString(p, c.ID)
+		p = append(p, `,"object":`...)
+		p = appendJSONString(p, c.Object)
+		p = append(p, `,"created":`...)
+		p = strconv.AppendInt(p, c.Created, 10)
+		p = append(p, `,"model":`...)
+		p = appendJSONString(p, c.Model)
+		p = append(p, `,"system_fingerprint":`...)
+		p = appendJSONString(p, c.SystemFingerprint)
+		p = append(p, `,"choices":[{"index":0,"delta":{"content":`...)
+		cc.buf, cc.prefix = p, len(p)
+	}
+	b := appendJSONString(cc.buf[:cc.prefix], text)
+	cc.buf = append(b, contentChunkSuffix...)
+	return cc.buf
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as encoding/json writes a string (with its
+// default HTML escaping): invalid UTF-8 becomes \ufffd, U+2028 and U+2029
+// are escaped.
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if b := s[i]; b < utf8.RuneSelf {
+			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '\\', '"':
+				dst = append(dst, '\\', b)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
