@@ -33,6 +33,11 @@ type reqState struct {
 	// rateDue: the request was counted against its key's quota and its
 	// x-ratelimit-* headers are not set yet (see lateRateHeaders).
 	rateDue bool
+
+	// The homes of trail and of the body's paceReader: allocated with
+	// the state, not each on its own.
+	trailOwn trail
+	pace     paceReader
 }
 
 const reqStateKey = "warden.request"
@@ -247,7 +252,8 @@ func (s *Server) paceBody(c *gin.Context) {
 		return
 	}
 	defer s.bodies.give(ip, n)
-	pr := &paceReader{
+	pr := &stateOf(c).pace
+	*pr = paceReader{
 		r:      c.Request.Body,
 		rc:     http.NewResponseController(c.Writer),
 		header: c.Writer.Header(),

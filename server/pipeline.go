@@ -271,6 +271,7 @@ func (p *pipe) generate(run runFunc, deliver func(text string, calls []api.ToolC
 	var (
 		last  piece
 		tools bool
+		first = true
 	)
 	err = run(p.ctx, func(r piece) error {
 		if err := p.ctx.Err(); err != nil {
@@ -279,7 +280,10 @@ func (p *pipe) generate(run runFunc, deliver func(text string, calls []api.ToolC
 		if err := p.durable(); err != nil {
 			return err // nothing of the answer before the request record
 		}
-		noteFirst(p.c)
+		if first {
+			first = false
+			noteFirst(p.c)
+		}
 		last = r
 		text, cut := p.ans.add(r.text)
 		var calls []api.ToolCall
