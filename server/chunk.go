@@ -1,8 +1,12 @@
 package server
 
 import (
+	"encoding/json"
+	"slices"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/ollama/ollama/anthropic"
 )
 
 // contentChunk frames the chat stream's most common event, a delta of
@@ -93,4 +97,81 @@ func appendJSONString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// appendJSONValue appends v as json.Marshal writes it, without reflection
+// for the values of a map[string]any event (OpenAI's Responses stream
+// converter makes its events so): maps with sorted keys, []any, strings,
+// ints, bools and nil; and Anthropic's content block deltas. Any other
+// value is json.Marshal's.
+func appendJSONValue(dst []byte, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case nil:
+		return append(dst, "null"...), nil
+	case string:
+		return appendJSONString(dst, v), nil
+	case bool:
+		return strconv.AppendBool(dst, v), nil
+	case int:
+		return strconv.AppendInt(dst, int64(v), 10), nil
+	case int64:
+		return strconv.AppendInt(dst, v, 10), nil
+	case map[string]any:
+		if v == nil {
+			return append(dst, "null"...), nil
+		}
+		var small [16]string
+		keys := small[:0]
+		for k := range v {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		dst = append(dst, '{')
+		for i, k := range keys {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendJSONString(dst, k)
+			dst = append(dst, ':')
+			var err error
+			if dst, err = appendJSONValue(dst, v[k]); err != nil {
+				return dst, err
+			}
+		}
+		return append(dst, '}'), nil
+	case anthropic.ContentBlockDeltaEvent: // most of a Messages stream
+		dst = append(dst, `{"type":`...)
+		dst = appendJSONString(dst, v.Type)
+		dst = append(dst, `,"index":`...)
+		dst = strconv.AppendInt(dst, int64(v.Index), 10)
+		dst = append(dst, `,"delta":{"type":`...)
+		dst = appendJSONString(dst, v.Delta.Type)
+		for _, f := range [...]struct{ name, value string }{
+			{`,"text":`, v.Delta.Text}, {`,"partial_json":`, v.Delta.PartialJSON},
+			{`,"thinking":`, v.Delta.Thinking}, {`,"signature":`, v.Delta.Signature},
+		} {
+			if f.value != "" { // omitempty
+				dst = append(dst, f.name...)
+				dst = appendJSONString(dst, f.value)
+			}
+		}
+		return append(dst, "}}"...), nil
+	case []any:
+		if v == nil {
+			return append(dst, "null"...), nil
+		}
+		dst = append(dst, '[')
+		for i, e := range v {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			var err error
+			if dst, err = appendJSONValue(dst, e); err != nil {
+				return dst, err
+			}
+		}
+		return append(dst, ']'), nil
+	}
+	b, err := json.Marshal(v)
+	return append(dst, b...), err
 }

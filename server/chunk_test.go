@@ -3,7 +3,13 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"math"
+	"reflect"
 	"testing"
+
+	"github.com/ollama/ollama/anthropic"
+	"github.com/ollama/ollama/api"
+	"github.com/ollama/ollama/openai"
 )
 
 // chunkAsMarshal is the text delta as json.Marshal writes the chatChunk.
@@ -48,4 +54,78 @@ func FuzzContentChunk(f *testing.F) {
 			t.Fatalf("%q %q:\n got %s\nwant %s", model, text, got, want)
 		}
 	})
+}
+
+// TestJSONValueAsMarshal: appendJSONValue writes what json.Marshal does,
+// for values made by hand and for every event of Responses streams.
+func TestJSONValueAsMarshal(t *testing.T) {
+	values := []any{
+		nil, "s", "<&>\u2028\xff", true, false, 0, -12, int64(1 << 62), 1.5, 1e21, 1e-7, float32(0.1), []string{"a"},
+		map[string]any{}, map[string]any(nil), []any{}, []any(nil), []map[string]any{{"b": 1, "a": nil}},
+		map[string]any{"z": 1, "a": []any{"x", 2, map[string]any{"k\xff": "<v>", "K": false}}, "é": 3.25, "m": map[string]any{"": ""}},
+		struct {
+			A string `json:"a"`
+		}{"x"}, json.RawMessage(`{"r":1}`), math.NaN(), map[string]any{"bad": math.Inf(1)}, func() {},
+	}
+	for _, v := range values {
+		sameJSON(t, v)
+	}
+	for _, text := range chunkTexts {
+		conv := openai.NewResponsesStreamConverter("resp_1", "msg_1", "demo", openai.ResponsesRequest{Model: "demo"})
+		var evs []openai.ResponsesStreamEvent
+		evs = append(evs, conv.Process(api.ChatResponse{Message: api.Message{Role: "assistant", Thinking: "hmm " + text}})...)
+		evs = append(evs, conv.Process(api.ChatResponse{Message: api.Message{Role: "assistant", Content: text}})...)
+		call := api.ToolCall{ID: "call_1", Function: api.ToolCallFunction{Name: "f" + text, Arguments: api.NewToolCallFunctionArguments()}}
+		call.Function.Arguments.Set("q", text)
+		evs = append(evs, conv.Process(api.ChatResponse{Message: api.Message{Role: "assistant", ToolCalls: []api.ToolCall{call}}})...)
+		evs = append(evs, conv.Process(api.ChatResponse{Done: true, DoneReason: "stop", Metrics: api.Metrics{PromptEvalCount: 3, EvalCount: 2}})...)
+		if len(evs) < 8 {
+			t.Fatalf("%d events", len(evs))
+		}
+		for _, ev := range evs {
+			sameJSON(t, ev.Data)
+		}
+	}
+}
+
+// TestAnthropicDeltaAsMarshal: the content block deltas appendJSONValue
+// writes itself are json.Marshal's, for every field; a field upstream
+// adds fails the test until the encoder writes it too.
+func TestAnthropicDeltaAsMarshal(t *testing.T) {
+	if n, m := reflect.TypeFor[anthropic.ContentBlockDeltaEvent]().NumField(), reflect.TypeFor[anthropic.Delta]().NumField(); n != 3 || m != 5 {
+		t.Fatalf("anthropic.ContentBlockDeltaEvent has %d fields, its Delta %d: appendJSONValue writes 3 and 5", n, m)
+	}
+	for _, text := range chunkTexts {
+		sameJSON(t, anthropic.ContentBlockDeltaEvent{Type: "content_block_delta", Index: 2, Delta: anthropic.Delta{Type: "text_delta", Text: text}})
+		sameJSON(t, anthropic.ContentBlockDeltaEvent{Type: text, Index: -1, Delta: anthropic.Delta{Type: text, Text: text, PartialJSON: text, Thinking: text, Signature: text}})
+	}
+	conv := anthropic.NewStreamConverter("msg_1", "demo", 3)
+	var evs []anthropic.StreamEvent
+	for _, text := range chunkTexts {
+		evs = append(evs, conv.Process(api.ChatResponse{Message: api.Message{Role: "assistant", Thinking: text}})...)
+		evs = append(evs, conv.Process(api.ChatResponse{Message: api.Message{Role: "assistant", Content: text}})...)
+	}
+	call := api.ToolCall{ID: "toolu_1", Function: api.ToolCallFunction{Name: "f", Arguments: api.NewToolCallFunctionArguments()}}
+	call.Function.Arguments.Set("q", "<x>")
+	evs = append(evs, conv.Process(api.ChatResponse{Message: api.Message{Role: "assistant", ToolCalls: []api.ToolCall{call}}})...)
+	evs = append(evs, conv.Process(api.ChatResponse{Done: true, DoneReason: "stop", Metrics: api.Metrics{PromptEvalCount: 3, EvalCount: 2}})...)
+	deltas := 0
+	for _, ev := range evs {
+		if _, ok := ev.Data.(anthropic.ContentBlockDeltaEvent); ok {
+			deltas++
+		}
+		sameJSON(t, ev.Data)
+	}
+	if deltas < len(chunkTexts) {
+		t.Errorf("%d content block deltas in the stream, want at least %d", deltas, len(chunkTexts))
+	}
+}
+
+func sameJSON(t *testing.T, v any) {
+	t.Helper()
+	want, wantErr := json.Marshal(v)
+	got, gotErr := appendJSONValue([]byte("prefix"), v)
+	if (gotErr != nil) != (wantErr != nil) || gotErr == nil && !bytes.Equal(got, append([]byte("prefix"), want...)) {
+		t.Errorf("%#v:\n got %s (%v)\nwant prefix%s (%v)", v, got, gotErr, want, wantErr)
+	}
 }

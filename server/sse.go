@@ -43,6 +43,7 @@ type sseWriter struct {
 	pending []byte        // events framed since the last commit (handler's)
 	pbuf    *[]byte       // pending's pooled home (sseBufs)
 	enc     *json.Encoder // frames events into pending
+	scratch []byte        // NamedEvent's encoding, reused
 	closed  bool          // handler's: q is closed
 
 	mu       sync.Mutex
@@ -345,10 +346,11 @@ func (s *sseWriter) ErrorEvent(ae *apiError) {
 // NamedEvent frames one event of the given name holding v as JSON, as
 // Anthropic's and the Responses API's streams send them.
 func (s *sseWriter) NamedEvent(name string, v any) error {
-	b, err := json.Marshal(v)
+	b, err := appendJSONValue(s.scratch[:0], v) // json.Marshal's bytes
 	if err != nil {
 		return err
 	}
+	s.scratch = b
 	s.grab()
 	s.pending = append(s.pending, "event: "...)
 	s.pending = append(s.pending, name...)
