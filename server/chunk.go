@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"math"
 	"slices"
 	"strconv"
 	"unicode/utf8"
@@ -41,6 +42,22 @@ func (cc *contentChunk) event(c *chatChunk, text string) []byte {
 	b := appendJSONString(cc.buf[:cc.prefix], text)
 	cc.buf = append(b, contentChunkSuffix...)
 	return cc.buf
+}
+
+// appendJSONFloat appends a finite f as encoding/json writes a float64.
+func appendJSONFloat(dst []byte, f float64) []byte {
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	dst = strconv.AppendFloat(dst, f, format, -1, 64)
+	if format == 'e' { // e-07 → e-7, as encoding/json
+		if n := len(dst); dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
+			dst[n-2] = dst[n-1]
+			dst = dst[:n-1]
+		}
+	}
+	return dst
 }
 
 const hexDigits = "0123456789abcdef"
@@ -102,7 +119,7 @@ func appendJSONString(dst []byte, s string) []byte {
 // appendJSONValue appends v as json.Marshal writes it, without reflection
 // for the values of a map[string]any event (OpenAI's Responses stream
 // converter makes its events so): maps with sorted keys, []any, strings,
-// ints, bools and nil; and Anthropic's content block deltas. Any other
+// ints, floats, bools, nil and pointers to ints and bools; and Anthropic's content block deltas. Any other
 // value is json.Marshal's.
 func appendJSONValue(dst []byte, v any) ([]byte, error) {
 	switch v := v.(type) {
@@ -116,6 +133,20 @@ func appendJSONValue(dst []byte, v any) ([]byte, error) {
 		return strconv.AppendInt(dst, int64(v), 10), nil
 	case int64:
 		return strconv.AppendInt(dst, v, 10), nil
+	case float64:
+		if !math.IsNaN(v) && !math.IsInf(v, 0) {
+			return appendJSONFloat(dst, v), nil
+		}
+	case *int:
+		if v == nil {
+			return append(dst, "null"...), nil
+		}
+		return strconv.AppendInt(dst, int64(*v), 10), nil
+	case *bool:
+		if v == nil {
+			return append(dst, "null"...), nil
+		}
+		return strconv.AppendBool(dst, *v), nil
 	case map[string]any:
 		if v == nil {
 			return append(dst, "null"...), nil

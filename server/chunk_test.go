@@ -61,6 +61,8 @@ func FuzzContentChunk(f *testing.F) {
 func TestJSONValueAsMarshal(t *testing.T) {
 	values := []any{
 		nil, "s", "<&>\u2028\xff", true, false, 0, -12, int64(1 << 62), 1.5, 1e21, 1e-7, float32(0.1), []string{"a"},
+		0.0, math.Copysign(0, -1), 1e-6, 9.99e-7, 123456789.0, 1e20, -1e21, 5e-324, math.MaxFloat64, 0.1 + 0.2, 1e-100, 2.5e-10,
+		(*int)(nil), new(int), (*bool)(nil), new(bool), map[string]any{"p": &[]int{7}[0], "b": &[]bool{true}[0]},
 		map[string]any{}, map[string]any(nil), []any{}, []any(nil), []map[string]any{{"b": 1, "a": nil}},
 		map[string]any{"z": 1, "a": []any{"x", 2, map[string]any{"k\xff": "<v>", "K": false}}, "é": 3.25, "m": map[string]any{"": ""}},
 		struct {
@@ -71,7 +73,12 @@ func TestJSONValueAsMarshal(t *testing.T) {
 		sameJSON(t, v)
 	}
 	for _, text := range chunkTexts {
-		conv := openai.NewResponsesStreamConverter("resp_1", "msg_1", "demo", openai.ResponsesRequest{Model: "demo"})
+		temp, topP, maxOut, bg := 0.7, 1e-7, 64, true
+		req := openai.ResponsesRequest{Model: "demo", Temperature: &temp, TopP: &topP, MaxOutputTokens: &maxOut, Background: bg, Instructions: text}
+		if text == "" {
+			req = openai.ResponsesRequest{Model: "demo"}
+		}
+		conv := openai.NewResponsesStreamConverter("resp_1", "msg_1", "demo", req)
 		var evs []openai.ResponsesStreamEvent
 		evs = append(evs, conv.Process(api.ChatResponse{Message: api.Message{Role: "assistant", Thinking: "hmm " + text}})...)
 		evs = append(evs, conv.Process(api.ChatResponse{Message: api.Message{Role: "assistant", Content: text}})...)
@@ -128,4 +135,16 @@ func sameJSON(t *testing.T, v any) {
 	if (gotErr != nil) != (wantErr != nil) || gotErr == nil && !bytes.Equal(got, append([]byte("prefix"), want...)) {
 		t.Errorf("%#v:\n got %s (%v)\nwant prefix%s (%v)", v, got, gotErr, want, wantErr)
 	}
+}
+
+// FuzzJSONValue: for any string, float and int, and a map of them,
+// appendJSONValue writes json.Marshal's bytes.
+func FuzzJSONValue(f *testing.F) {
+	f.Add("k", "<v>", 1.5, int64(-3))
+	f.Add("\xff", "\u2028", 1e-7, int64(1<<62))
+	f.Add("", "", 1e21, int64(0))
+	f.Fuzz(func(t *testing.T, k, s string, x float64, n int64) {
+		sameJSON(t, x)
+		sameJSON(t, map[string]any{k: s, s: []any{x, n, int(n), k}, "n": nil})
+	})
 }
