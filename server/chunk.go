@@ -206,3 +206,53 @@ func appendJSONValue(dst []byte, v any) ([]byte, error) {
 	b, err := json.Marshal(v)
 	return append(dst, b...), err
 }
+
+// appendAnswer appends a whole JSON answer as json.Marshal writes it,
+// without reflection for the common chat completion (one choice of text,
+// no tool calls); ok false: the caller marshals it.
+func appendAnswer(dst []byte, v any) (_ []byte, ok bool) {
+	c, isChat := v.(chatCompletion)
+	if !isChat || len(c.Choices) != 1 {
+		return dst, false
+	}
+	ch := &c.Choices[0]
+	if ch.Logprobs != nil || ch.Message.Refusal != nil || len(ch.Message.ToolCalls) > 0 {
+		return dst, false
+	}
+	if dst == nil { // one allocation, unless the text needs escaping
+		n := 320 + len(c.ID) + len(c.Model) + len(c.SystemFingerprint)
+		if ch.Message.Content != nil {
+			n += len(*ch.Message.Content)
+		}
+		dst = make([]byte, 0, n)
+	}
+	dst = append(dst, `{"id":`...)
+	dst = appendJSONString(dst, c.ID)
+	dst = append(dst, `,"object":`...)
+	dst = appendJSONString(dst, c.Object)
+	dst = append(dst, `,"created":`...)
+	dst = strconv.AppendInt(dst, c.Created, 10)
+	dst = append(dst, `,"model":`...)
+	dst = appendJSONString(dst, c.Model)
+	dst = append(dst, `,"system_fingerprint":`...)
+	dst = appendJSONString(dst, c.SystemFingerprint)
+	dst = append(dst, `,"choices":[{"index":`...)
+	dst = strconv.AppendInt(dst, int64(ch.Index), 10)
+	dst = append(dst, `,"message":{"role":`...)
+	dst = appendJSONString(dst, ch.Message.Role)
+	dst = append(dst, `,"content":`...)
+	if ch.Message.Content == nil {
+		dst = append(dst, "null"...)
+	} else {
+		dst = appendJSONString(dst, *ch.Message.Content)
+	}
+	dst = append(dst, `,"refusal":null},"logprobs":null,"finish_reason":`...)
+	dst = appendJSONString(dst, ch.FinishReason)
+	dst = append(dst, `}],"usage":{"prompt_tokens":`...)
+	dst = strconv.AppendInt(dst, int64(c.Usage.PromptTokens), 10)
+	dst = append(dst, `,"completion_tokens":`...)
+	dst = strconv.AppendInt(dst, int64(c.Usage.CompletionTokens), 10)
+	dst = append(dst, `,"total_tokens":`...)
+	dst = strconv.AppendInt(dst, int64(c.Usage.TotalTokens), 10)
+	return append(dst, "}}"...), true
+}

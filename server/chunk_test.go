@@ -148,3 +148,39 @@ func FuzzJSONValue(f *testing.F) {
 		sameJSON(t, map[string]any{k: s, s: []any{x, n, int(n), k}, "n": nil})
 	})
 }
+
+// TestAnswerAsMarshal: appendAnswer writes json.Marshal's bytes, or
+// leaves the answer to it.
+func TestAnswerAsMarshal(t *testing.T) {
+	// A field added to the wire types must be written by appendAnswer too.
+	for typ, n := range map[reflect.Type]int{reflect.TypeFor[chatCompletion](): 7, reflect.TypeFor[chatChoice](): 4,
+		reflect.TypeFor[chatMessage](): 4, reflect.TypeFor[usage](): 3, reflect.TypeFor[chatChunk](): 7, reflect.TypeFor[chatChunkChoice](): 4, reflect.TypeFor[chatDelta](): 3} {
+		if typ.NumField() != n {
+			t.Errorf("%v has %d fields; appendAnswer and contentChunk write %d", typ, typ.NumField(), n)
+		}
+	}
+	text := "<b>\u2028 \xff \"hi\"</b>"
+	empty := ""
+	refusal := "no"
+	for _, c := range []struct {
+		v      any
+		direct bool
+	}{
+		{chatCompletion{ID: "chatcmpl-1", Object: "chat.completion", Created: 1796610671, Model: "demo", SystemFingerprint: systemFingerprint,
+			Choices: []chatChoice{{Message: chatMessage{Role: "assistant", Content: &text}, FinishReason: "stop"}}, Usage: usage{3, 2, 5}}, true},
+		{chatCompletion{ID: "<&>", Model: "\xff", Created: -5, Choices: []chatChoice{{Index: 3, Message: chatMessage{Content: &empty}, FinishReason: "length"}}}, true},
+		{chatCompletion{Choices: []chatChoice{{Message: chatMessage{Role: "assistant"}, FinishReason: "tool_calls"}}}, true},
+		{chatCompletion{Choices: []chatChoice{{Message: chatMessage{Role: "assistant", Refusal: &refusal}}}}, false},
+		{chatCompletion{Choices: []chatChoice{{Logprobs: []any{}}}}, false},
+		{chatCompletion{}, false},
+		{textCompletion{ID: "cmpl-1"}, false},
+	} {
+		got, ok := appendAnswer(nil, c.v)
+		if ok != c.direct {
+			t.Errorf("%+v: direct %v, want %v", c.v, ok, c.direct)
+		}
+		if want, _ := json.Marshal(c.v); ok && !bytes.Equal(got, want) {
+			t.Errorf("%+v:\n got %s\nwant %s", c.v, got, want)
+		}
+	}
+}

@@ -337,9 +337,12 @@ func (s *Server) complete(c *gin.Context, o outcome) error {
 // respond writes a JSON answer after its completion record is committed;
 // the record's response hash is that of the exact body sent.
 func (s *Server) respond(c *gin.Context, v any, o outcome) error {
-	body, err := json.Marshal(v)
-	if err != nil {
-		return err
+	body, ok := appendAnswer(nil, v)
+	if !ok {
+		var err error
+		if body, err = json.Marshal(v); err != nil {
+			return err
+		}
 	}
 	o.status = http.StatusOK
 	if s.cfg.Audit != nil {
