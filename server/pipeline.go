@@ -79,17 +79,17 @@ func (s *Server) pipeline(c *gin.Context, req modelRequest, route func(*pipe) er
 
 // pipe is one request on its way through the pipeline.
 type pipe struct {
-	s      *Server
-	c      *gin.Context
-	ctx    context.Context // the request's, bounded by the request timeout
-	cancel context.CancelFunc
-	end    context.CancelCauseFunc // ends ctx with a cause: errNotReading, errDrained
-	unhook func() bool             // stops watching the server's cut
-	model  modelInfo
-	filter *filter.Request // nil: no safety filter
-	adm    *admission      // nil until admitted
-	ans    *answer
-	sse    *sseWriter // set while the request streams
+	s        *Server
+	c        *gin.Context
+	ctx      context.Context         // the request's, bounded by the request timeout
+	end      context.CancelCauseFunc // ends ctx with a cause: errNotReading, errDrained, the deadline
+	deadline *time.Timer             // ends ctx with context.DeadlineExceeded
+	unhook   func() bool             // stops watching the server's cut
+	model    modelInfo
+	filter   *filter.Request // nil: no safety filter
+	adm      *admission      // nil until admitted
+	ans      *answer
+	sse      *sseWriter // set while the request streams
 
 	// recorded is closed once the request record is durable (see
 	// Server.startRequest); nil before admission. durableOK: durable
@@ -106,10 +106,14 @@ type pipe struct {
 // begin starts the pipeline for a request naming model: it bounds the
 // request by its deadline and resolves the model the key must be allowed
 // to use. The caller defers close.
+//
+// The deadline ends the same context as the causes do (one context, not
+// one per bound): its cause is context.DeadlineExceeded, which is what
+// cause returns and toAPIError maps to 504.
 func (s *Server) begin(c *gin.Context, model string) (*pipe, error) {
-	base, end := context.WithCancelCause(c.Request.Context())
-	ctx, cancel := context.WithTimeout(base, s.cfg.RequestTimeout)
-	p := &pipe{s: s, c: c, ctx: ctx, cancel: cancel, end: end}
+	ctx, end := context.WithCancelCause(c.Request.Context())
+	p := &pipe{s: s, c: c, ctx: ctx, end: end}
+	p.deadline = time.AfterFunc(s.cfg.RequestTimeout, func() { end(context.DeadlineExceeded) })
 	p.unhook = context.AfterFunc(s.cut, func() { end(errDrained) })
 	m, err := s.useModel(ctx, c, model)
 	if err != nil {
@@ -127,7 +131,7 @@ func (p *pipe) close() {
 	}
 	p.adm.settle(0, 0, false)
 	p.unhook()
-	p.cancel()
+	p.deadline.Stop()
 	p.end(nil)
 }
 
