@@ -84,7 +84,7 @@ func (r *chatRequest) validate() error {
 	}
 	for i, t := range r.Tools {
 		if t.Type != "function" || t.Function.Name == "" {
-			return invalidf(fmt.Sprintf("tools[%d]", i), "Invalid tool at 'tools[%d]': expected type 'function' with a function name.", i)
+			return invalidf(indexed("tools", i), "Invalid tool at 'tools[%d]': expected type 'function' with a function name.", i)
 		}
 	}
 	_, err := r.toolChoice()
@@ -92,7 +92,10 @@ func (r *chatRequest) validate() error {
 }
 
 // messageField names messages[i] in an error; it is made only for one.
-func messageField(i int) string { return "messages[" + strconv.Itoa(i) + "]" }
+func messageField(i int) string { return indexed("messages", i) }
+
+// indexed names the element i of the field name: "messages[2]".
+func indexed(name string, i int) string { return name + "[" + strconv.Itoa(i) + "]" }
 
 // validateContent checks the content of messages[i].
 func validateContent(i int, m openai.Message) error {
@@ -108,7 +111,7 @@ func validateContent(i int, m openai.Message) error {
 	case []any:
 		field := messageField(i)
 		for j, p := range content {
-			pf := fmt.Sprintf("%s.content[%d]", field, j)
+			pf := indexed(field+".content", j)
 			part, ok := p.(map[string]any)
 			if !ok {
 				return invalidf(pf, "Invalid type for '%s': expected an object.", pf)
