@@ -50,7 +50,7 @@ type sseWriter struct {
 	ping     []byte                      // the keep-alive written while waiting
 	errEvent func(*sseWriter, *apiError) // frames an error event; nil: OpenAI's
 	started  bool                        // headers sent
-	header   http.Header                 // headers to send with them
+	header   http.Header                 // headers to send with them (nil: none)
 	ready    <-chan struct{}             // nil, or keep-alives wait until it is closed (after)
 
 	// The writer goroutine's until it acknowledges a barrier, or gone
@@ -93,7 +93,6 @@ func newSSE(w gin.ResponseWriter, keepAlive, timeout time.Duration, onFail func(
 		q:        make(chan sseItem, sseBuffer),
 		done:     make(chan struct{}),
 		gone:     make(chan struct{}),
-		header:   http.Header{},
 	}
 	go s.run()
 	return s
@@ -271,6 +270,9 @@ func (s *sseWriter) Header(key, value string) bool {
 	defer s.mu.Unlock()
 	if s.started {
 		return false
+	}
+	if s.header == nil {
+		s.header = http.Header{}
 	}
 	s.header.Set(key, value)
 	return true
