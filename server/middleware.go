@@ -40,11 +40,14 @@ type reqState struct {
 	pace     paceReader
 }
 
-const reqStateKey = "warden.request"
+// reqStateKey is the gin key of the request's state: a type of its own,
+// which no other package can use, and cheaper to hash than a string (the
+// state is looked up a few dozen times a request).
+type reqStateKey struct{}
 
 // stateOf is the request's state, or nil outside the middleware chain.
 func stateOf(c *gin.Context) *reqState {
-	v, _ := c.Get(reqStateKey)
+	v, _ := c.Get(reqStateKey{})
 	st, _ := v.(*reqState)
 	return st
 }
@@ -57,7 +60,7 @@ func (s *Server) withRequestID(c *gin.Context) {
 	_, _ = rand.Read(b[:])
 	st := &reqState{id: hex.EncodeToString(b[:]), ip: c.ClientIP()}
 	st.addr = parseAddr(st.ip)
-	c.Set(reqStateKey, st)
+	c.Set(reqStateKey{}, st)
 	c.Writer.Header()["X-Request-Id"] = []string{st.id} // the key is canonical
 	c.Next()
 }
