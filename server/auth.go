@@ -243,7 +243,8 @@ type admission struct {
 // admit applies the key's caps and quotas to a request whose prompt is at
 // most promptTokens tokens and which asked for maxTokens (nil: not stated).
 // It sets the rate-limit headers, which must go out before a stream starts.
-func (s *Server) admit(c *gin.Context, promptTokens int64, maxTokens *int, embedding bool) (*admission, error) {
+// The admission is made in a, the caller's (the pipe holds it).
+func (s *Server) admit(c *gin.Context, a *admission, promptTokens int64, maxTokens *int, embedding bool) (*admission, error) {
 	p := principal(c)
 	lim := s.limits(c)
 	if lim.MaxInputTokens > 0 && promptTokens > lim.MaxInputTokens {
@@ -254,7 +255,7 @@ func (s *Server) admit(c *gin.Context, promptTokens int64, maxTokens *int, embed
 			Message: fmt.Sprintf("The input may be up to %d tokens for this API key; this one is estimated at %d.", lim.MaxInputTokens, promptTokens),
 		}
 	}
-	a := &admission{prompt: promptTokens, charCap: lim.MaxOutputChars}
+	*a = admission{prompt: promptTokens, charCap: lim.MaxOutputChars}
 	stated := maxTokens != nil
 	want := int64(s.cfg.MaxOutputTokens)
 	if stated {

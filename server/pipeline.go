@@ -90,6 +90,10 @@ type pipe struct {
 	adm      *admission      // nil until admitted
 	ans      *answer
 	sse      *sseWriter // set while the request streams
+	own      struct {   // adm's and ans's homes, allocated with the pipe
+		adm admission
+		ans answer
+	}
 
 	// recorded is closed once the request record is durable (see
 	// Server.startRequest); nil before admission. durableOK: durable
@@ -196,7 +200,7 @@ func (p *pipe) filterTexts(param string, texts []string) error {
 // the backend call runs while it is written, and durable waits for it
 // before anything of the answer leaves.
 func (p *pipe) admit(promptTokens int64, maxTokens *int, embedding bool) error {
-	adm, err := p.s.admit(p.c, promptTokens, maxTokens, embedding)
+	adm, err := p.s.admit(p.c, &p.own.adm, promptTokens, maxTokens, embedding)
 	if err != nil {
 		return err
 	}
@@ -206,7 +210,7 @@ func (p *pipe) admit(promptTokens int64, maxTokens *int, embedding bool) error {
 	}
 	adm.capChars(p.filter)
 	p.adm = adm
-	p.ans = newAnswer(p.filter, adm)
+	p.ans = p.own.ans.init(p.filter, adm)
 	// A request record that cannot be written cancels the backend call.
 	p.recorded = p.s.startRequest(p.c, func() { p.end(errAuditUnavailable) })
 	return nil
