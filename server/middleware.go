@@ -258,7 +258,7 @@ func (s *Server) paceBody(c *gin.Context) {
 	pr := &stateOf(c).pace
 	*pr = paceReader{
 		r:      c.Request.Body,
-		rc:     http.NewResponseController(c.Writer),
+		rc:     *http.NewResponseController(c.Writer), // a copy: no allocation
 		header: c.Writer.Header(),
 		start:  time.Now(),
 		grace:  s.cfg.BodyGrace,
@@ -273,7 +273,7 @@ func (s *Server) paceBody(c *gin.Context) {
 // the body arrives at rate bytes a second after grace.
 type paceReader struct {
 	r      io.ReadCloser
-	rc     *http.ResponseController
+	rc     http.ResponseController
 	header http.Header // the response's
 	start  time.Time
 	grace  time.Duration

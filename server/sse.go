@@ -32,7 +32,7 @@ var errNotReading = errors.New("client not reading the stream")
 // must be sent as events.
 type sseWriter struct {
 	w        gin.ResponseWriter
-	rc       *http.ResponseController
+	rc       http.ResponseController
 	timeout  time.Duration
 	interval time.Duration
 	onFail   func() // called once when a write fails
@@ -86,7 +86,7 @@ func newSSE(w gin.ResponseWriter, keepAlive, timeout time.Duration, onFail func(
 	s := &sseWriter{
 		ping:     keepAliveComment,
 		w:        w,
-		rc:       http.NewResponseController(w),
+		rc:       *http.NewResponseController(w), // a copy: no allocation
 		timeout:  timeout,
 		interval: keepAlive,
 		onFail:   onFail,
