@@ -38,6 +38,7 @@ type reqState struct {
 	// the state, not each on its own.
 	trailOwn trail
 	pace     paceReader
+	idHeader [1]string // X-Request-Id's value
 }
 
 // reqStateKey is the gin key of the request's state: a type of its own,
@@ -61,7 +62,8 @@ func (s *Server) withRequestID(c *gin.Context) {
 	st := &reqState{id: hex.EncodeToString(b[:]), ip: c.ClientIP()}
 	st.addr = parseAddr(st.ip)
 	c.Set(reqStateKey{}, st)
-	c.Writer.Header()["X-Request-Id"] = []string{st.id} // the key is canonical
+	st.idHeader[0] = st.id
+	c.Writer.Header()["X-Request-Id"] = st.idHeader[:] // the key is canonical; no slice of its own
 	c.Next()
 }
 

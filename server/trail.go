@@ -82,7 +82,7 @@ func (s *Server) auditRequest(c *gin.Context) {
 			RequestID: st.id,
 			KeyID:     st.principal.KeyID,
 			ClientIP:  st.ip,
-			Endpoint:  c.Request.Method + " " + c.FullPath(),
+			Endpoint:  endpointName(c.Request.Method, c.FullPath()),
 		},
 	}
 	if st.principal.Probe {
@@ -105,6 +105,23 @@ func (s *Server) auditRequest(c *gin.Context) {
 		// handlers does so for a success): record it late rather than not.
 		_ = s.complete(c, outcome{status: c.Writer.Status()})
 	}
+}
+
+// endpoints holds the audit records' endpoint names, "METHOD /path", made
+// once per route: auditRequest runs on matched routes only, so the
+// methods and paths are the registered ones.
+var endpoints sync.Map // endpointKey → string
+
+type endpointKey struct{ method, path string }
+
+func endpointName(method, path string) string {
+	k := endpointKey{method, path}
+	if v, ok := endpoints.Load(k); ok {
+		return v.(string)
+	}
+	name := method + " " + path
+	endpoints.Store(k, name)
+	return name
 }
 
 // probeDetail is the detail of a probe key's request and completion
