@@ -257,8 +257,7 @@ func (r *chatRequest) toAPI(backendModel string, outputCap int) (*api.ChatReques
 	if err != nil {
 		return nil, invalidf("messages", "Invalid messages: %v.", err)
 	}
-	no := false
-	out.Truncate = &no
+	out.Truncate = &truncateOff
 	return out, nil
 }
 
