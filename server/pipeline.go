@@ -90,9 +90,18 @@ type pipe struct {
 	adm      *admission      // nil until admitted
 	ans      *answer
 	sse      *sseWriter // set while the request streams
-	own      struct {   // adm's and ans's homes, allocated with the pipe
+	own      struct {   // homes of what a request needs once, allocated with the pipe
 		adm admission
 		ans answer
+		gen struct { // generate's
+			last    piece
+			tools   bool // tool calls were delivered
+			started bool // the first piece came
+		}
+		whole struct { // what whole collects
+			text  strings.Builder
+			calls []api.ToolCall
+		}
 	}
 
 	// recorded is closed once the request record is durable (see
@@ -276,11 +285,7 @@ func (p *pipe) generate(run runFunc, deliver func(text string, calls []api.ToolC
 		return result{}, p.cause(err)
 	}
 	defer release()
-	var (
-		last  piece
-		tools bool
-		first = true
-	)
+	g := &p.own.gen // the callback's state: no allocation of its own
 	err = run(p.ctx, func(r piece) error {
 		if err := p.ctx.Err(); err != nil {
 			return err // the client left while output was held back, or the server cut it
@@ -288,16 +293,16 @@ func (p *pipe) generate(run runFunc, deliver func(text string, calls []api.ToolC
 		if err := p.durable(); err != nil {
 			return err // nothing of the answer before the request record
 		}
-		if first {
-			first = false
+		if !g.started {
+			g.started = true
 			noteFirst(p.c)
 		}
-		last = r
+		g.last = r
 		text, cut := p.ans.add(r.text)
 		var calls []api.ToolCall
 		if cut == nil && len(r.tools) > 0 {
 			if cut = p.ans.tools(r.tools); cut == nil {
-				calls, tools = r.tools, true
+				calls, g.tools = r.tools, true
 			}
 		}
 		if err := deliver(text, calls); err != nil {
@@ -310,7 +315,7 @@ func (p *pipe) generate(run runFunc, deliver func(text string, calls []api.ToolC
 		return result{}, rerr
 	}
 	err = p.cause(err)
-	u, cut := p.s.outcome(p.adm, err, last.metrics, p.ans.pieces)
+	u, cut := p.s.outcome(p.adm, err, g.last.metrics, p.ans.pieces)
 	if err != nil && !cut {
 		return result{}, err
 	}
@@ -318,7 +323,7 @@ func (p *pipe) generate(run runFunc, deliver func(text string, calls []api.ToolC
 	if err == nil {
 		res.tail = p.ans.end()
 	}
-	res.reason = p.ans.reason(finishReason(last.doneReason, tools))
+	res.reason = p.ans.reason(finishReason(g.last.doneReason, g.tools))
 	return res, nil
 }
 
@@ -326,18 +331,16 @@ func (p *pipe) generate(run runFunc, deliver func(text string, calls []api.ToolC
 // calls released and how the answer ended. The completion record is
 // committed before the body is sent.
 func (p *pipe) whole(run runFunc, build func(text string, calls []api.ToolCall, res result) any) error {
-	var (
-		text  strings.Builder
-		calls []api.ToolCall
-	)
+	w := &p.own.whole
 	res, err := p.generate(run, func(t string, cs []api.ToolCall) error {
-		text.WriteString(t)
-		calls = append(calls, cs...)
+		w.text.WriteString(t)
+		w.calls = append(w.calls, cs...)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	text, calls := &w.text, w.calls
 	text.WriteString(res.tail)
 	if withhold, err := p.guardAnswer(text.String(), calls, &res); err != nil {
 		return err
