@@ -117,6 +117,12 @@ func (s *Server) countRequest(c *gin.Context, p *keys.Principal) error {
 	}
 	ql := quotaLimits(s.limits(c))
 	err := s.cfg.Quota.Count(p.KeyID, ql)
+	if err == nil && admitting[c.FullPath()] {
+		// Admission sets them with the reservation counted; an answer
+		// given before it sets them then (lateRateHeaders).
+		stateOf(c).rateDue = true
+		return nil
+	}
 	s.rateHeaders(c, p.KeyID, ql)
 	var le *quota.LimitError
 	if errors.As(err, &le) {
@@ -237,7 +243,8 @@ type admission struct {
 // admit applies the key's caps and quotas to a request whose prompt is at
 // most promptTokens tokens and which asked for maxTokens (nil: not stated).
 // It sets the rate-limit headers, which must go out before a stream starts.
-func (s *Server) admit(c *gin.Context, promptTokens int64, maxTokens *int, embedding bool) (*admission, error) {
+// The admission is made in a, the caller's (the pipe holds it).
+func (s *Server) admit(c *gin.Context, a *admission, promptTokens int64, maxTokens *int, embedding bool) (*admission, error) {
 	p := principal(c)
 	lim := s.limits(c)
 	if lim.MaxInputTokens > 0 && promptTokens > lim.MaxInputTokens {
@@ -248,7 +255,7 @@ func (s *Server) admit(c *gin.Context, promptTokens int64, maxTokens *int, embed
 			Message: fmt.Sprintf("The input may be up to %d tokens for this API key; this one is estimated at %d.", lim.MaxInputTokens, promptTokens),
 		}
 	}
-	a := &admission{prompt: promptTokens, charCap: lim.MaxOutputChars}
+	*a = admission{prompt: promptTokens, charCap: lim.MaxOutputChars}
 	stated := maxTokens != nil
 	want := int64(s.cfg.MaxOutputTokens)
 	if stated {
@@ -312,19 +319,56 @@ var settleCtx = func() context.Context {
 	return ctx
 }()
 
+// rateHeaders sets the x-ratelimit-* headers from the key's quota status.
+// The six values share one backing array: one allocation, not six (the
+// keys are canonical already, and net/http only reads the values).
 func (s *Server) rateHeaders(c *gin.Context, keyID string, ql quota.Limits) {
+	if st := stateOf(c); st != nil {
+		st.rateDue = false
+	}
 	st := s.cfg.Quota.Status(keyID, ql)
 	h := c.Writer.Header()
+	var v *[6]string
+	if st.LimitRequests > 0 || st.LimitTokens > 0 {
+		v = new([6]string)
+	}
 	if st.LimitRequests > 0 {
-		h.Set("X-Ratelimit-Limit-Requests", strconv.FormatInt(st.LimitRequests, 10))
-		h.Set("X-Ratelimit-Remaining-Requests", strconv.FormatInt(max(st.RemainingRequests, 0), 10))
-		h.Set("X-Ratelimit-Reset-Requests", st.ResetRequests.String())
+		v[0] = strconv.FormatInt(st.LimitRequests, 10)
+		v[1] = strconv.FormatInt(max(st.RemainingRequests, 0), 10)
+		v[2] = st.ResetRequests.String()
+		h["X-Ratelimit-Limit-Requests"] = v[0:1:1]
+		h["X-Ratelimit-Remaining-Requests"] = v[1:2:2]
+		h["X-Ratelimit-Reset-Requests"] = v[2:3:3]
 	}
 	if st.LimitTokens > 0 {
-		h.Set("X-Ratelimit-Limit-Tokens", strconv.FormatInt(st.LimitTokens, 10))
-		h.Set("X-Ratelimit-Remaining-Tokens", strconv.FormatInt(max(st.RemainingTokens, 0), 10))
-		h.Set("X-Ratelimit-Reset-Tokens", st.ResetTokens.String())
+		v[3] = strconv.FormatInt(st.LimitTokens, 10)
+		v[4] = strconv.FormatInt(max(st.RemainingTokens, 0), 10)
+		v[5] = st.ResetTokens.String()
+		h["X-Ratelimit-Limit-Tokens"] = v[3:4:4]
+		h["X-Ratelimit-Remaining-Tokens"] = v[4:5:5]
+		h["X-Ratelimit-Reset-Tokens"] = v[5:6:6]
 	}
+}
+
+// admitting are the routes whose requests go through admission (the
+// pipeline's), which sets the x-ratelimit-* headers.
+var admitting = map[string]bool{
+	"/v1/chat/completions": true,
+	"/v1/messages":         true,
+	"/v1/responses":        true,
+	"/v1/completions":      true,
+	"/v1/embeddings":       true,
+}
+
+// lateRateHeaders sets the x-ratelimit-* headers of an answer given
+// before admission (which sets them itself): a refusal, the model list.
+// The quota status is read only for such answers.
+func (s *Server) lateRateHeaders(c *gin.Context) {
+	st := stateOf(c)
+	if st == nil || !st.rateDue || c.Writer.Written() {
+		return
+	}
+	s.rateHeaders(c, st.principal.KeyID, quotaLimits(st.limits))
 }
 
 func rateLimited(le *quota.LimitError) *apiError {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warden-llm/warden/runtime/sched"
 	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/filter"
 	"github.com/warden-llm/warden/safety/keys"
@@ -24,16 +25,21 @@ import (
 // is what the filters cost a request. The audited cases add the real
 // audit writer on a SQLite file (both records, fsync'd): with a backend
 // that answers at once they measure the records on the critical path.
+// The "all" cases run every control but the audit trail's fsync: the
+// filters, the real quota limiter with limits set, the scheduler's queue
+// and the Prometheus metrics.
 func BenchmarkChat(b *testing.B) {
 	for _, c := range []struct {
 		name     string
 		stream   bool
 		filtered bool
 		audited  bool
+		all      bool
 	}{
-		{"plain", false, false, false}, {"stream", true, false, false},
-		{"plain-filtered", false, true, false}, {"stream-filtered", true, true, false},
-		{"plain-audited", false, true, true}, {"stream-audited", true, true, true},
+		{"plain", false, false, false, false}, {"stream", true, false, false, false},
+		{"plain-filtered", false, true, false, false}, {"stream-filtered", true, true, false, false},
+		{"plain-all", false, true, false, true}, {"stream-all", true, true, false, true},
+		{"plain-audited", false, true, true, false}, {"stream-audited", true, true, true, false},
 	} {
 		stream := c.stream
 		b.Run(c.name, func(b *testing.B) {
@@ -44,6 +50,9 @@ func BenchmarkChat(b *testing.B) {
 			}
 			if c.audited {
 				cfg.Audit = benchAudit(b)
+			}
+			if c.all {
+				benchControls(b, &cfg)
 			}
 			ts := newTestServer(t, &fakeBackend{chat: scripted("a", "b", "c", "d", "e", "f", "g", "h")}, cfg)
 			defer ts.Close()
@@ -77,6 +86,18 @@ func benchAudit(b *testing.B) *audit.Writer {
 	}
 	b.Cleanup(func() { w.Close(context.Background()) })
 	return w
+}
+
+// benchControls sets the controls besides the filters and the audit
+// trail: the real quota limiter on a SQLite file, with limits no request
+// of the benchmark reaches, the scheduler and the metrics.
+func benchControls(b *testing.B, cfg *Config) {
+	lim := quota.New(storetest.Open(b), quota.Config{})
+	b.Cleanup(func() { _ = lim.Close(context.Background()) })
+	cfg.Quota = lim
+	cfg.DefaultLimits = keys.Limits{RPM: 1 << 40, TPM: 1 << 50, TokensPerDay: 1 << 50, TokensPerMonth: 1 << 55, Concurrency: 1 << 20}
+	cfg.Queue = sched.New(sched.Config{})
+	cfg.Metrics = NewMetrics()
 }
 
 func benchFilter(b *testing.B) *filter.Engine {

@@ -90,6 +90,10 @@ type chatStream struct {
 	chunk        chatChunk
 	includeUsage bool
 	sentRole     bool
+	text         contentChunk // frames the deltas of text alone
+	// What the events point to, here rather than each on the heap.
+	empty, tail, reason string
+	usage               usage
 }
 
 func (cs *chatStream) send(sse *sseWriter, d chatDelta, finish *string) error {
@@ -100,35 +104,42 @@ func (cs *chatStream) send(sse *sseWriter, d chatDelta, finish *string) error {
 func (cs *chatStream) delta(sse *sseWriter, text string, calls []api.ToolCall) error {
 	if !cs.sentRole {
 		cs.sentRole = true
-		empty := ""
-		if err := cs.send(sse, chatDelta{Role: "assistant", Content: &empty}, nil); err != nil {
+		if err := cs.send(sse, chatDelta{Role: "assistant", Content: &cs.empty}, nil); err != nil {
 			return err
 		}
 	}
-	d := chatDelta{}
+	switch {
+	case len(calls) > 0:
+		return cs.otherDelta(sse, text, calls)
+	case text != "":
+		sse.frame(cs.text.event(&cs.chunk, text))
+	}
+	return nil // a piece that releases nothing
+}
+
+// otherDelta frames a delta with tool calls (apart from delta, whose text
+// then does not escape).
+func (cs *chatStream) otherDelta(sse *sseWriter, text string, calls []api.ToolCall) error {
+	d := chatDelta{ToolCalls: openai.ToToolCalls(calls)}
 	if text != "" {
 		d.Content = &text
-	}
-	if len(calls) > 0 {
-		d.ToolCalls = openai.ToToolCalls(calls)
-	}
-	if d.Content == nil && d.ToolCalls == nil {
-		return nil
 	}
 	return cs.send(sse, d, nil)
 }
 
 func (cs *chatStream) final(sse *sseWriter, tail string, res result) error {
 	if tail != "" {
-		if err := cs.send(sse, chatDelta{Content: &tail}, nil); err != nil {
+		cs.tail = tail
+		if err := cs.send(sse, chatDelta{Content: &cs.tail}, nil); err != nil {
 			return err
 		}
 	}
-	reason := res.reason
-	if err := cs.send(sse, chatDelta{}, &reason); err != nil || !cs.includeUsage {
+	cs.reason = res.reason
+	if err := cs.send(sse, chatDelta{}, &cs.reason); err != nil || !cs.includeUsage {
 		return err
 	}
 	cs.chunk.Choices = []chatChunkChoice{}
-	cs.chunk.Usage = &res.usage
+	cs.usage = res.usage
+	cs.chunk.Usage = &cs.usage
 	return sse.Event(&cs.chunk)
 }

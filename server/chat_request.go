@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/ollama/ollama/api"
@@ -36,14 +37,14 @@ func (r *chatRequest) validate() error {
 		return missing("messages")
 	}
 	for i, m := range r.Messages {
-		field := fmt.Sprintf("messages[%d]", i)
 		if m.Role == "" {
-			return missing(field + ".role")
+			return missing(messageField(i) + ".role")
 		}
 		if !chatRoles[m.Role] {
+			field := messageField(i)
 			return invalidf(field+".role", "Invalid value for '%s.role': '%s'. Supported values are: 'system', 'developer', 'user', 'assistant' and 'tool'.", field, m.Role)
 		}
-		if err := validateContent(field, m); err != nil {
+		if err := validateContent(i, m); err != nil {
 			return err
 		}
 	}
@@ -83,23 +84,34 @@ func (r *chatRequest) validate() error {
 	}
 	for i, t := range r.Tools {
 		if t.Type != "function" || t.Function.Name == "" {
-			return invalidf(fmt.Sprintf("tools[%d]", i), "Invalid tool at 'tools[%d]': expected type 'function' with a function name.", i)
+			return invalidf(indexed("tools", i), "Invalid tool at 'tools[%d]': expected type 'function' with a function name.", i)
 		}
 	}
 	_, err := r.toolChoice()
 	return err
 }
 
-func validateContent(field string, m openai.Message) error {
+// messageField names messages[i] in an error; it is made only for one.
+func messageField(i int) string { return indexed("messages", i) }
+
+// indexed names the element i of the field name: "messages[2]".
+func indexed(name string, i int) string { return name + "[" + strconv.Itoa(i) + "]" }
+
+// validateContent checks the content of messages[i].
+func validateContent(i int, m openai.Message) error {
 	switch content := m.Content.(type) {
 	case string:
+		if len(m.ToolCalls) == 0 {
+			return nil // the common case: nothing more to check
+		}
 	case nil:
 		if m.Role != "assistant" || len(m.ToolCalls) == 0 {
-			return missing(field + ".content")
+			return missing(messageField(i) + ".content")
 		}
 	case []any:
+		field := messageField(i)
 		for j, p := range content {
-			pf := fmt.Sprintf("%s.content[%d]", field, j)
+			pf := indexed(field+".content", j)
 			part, ok := p.(map[string]any)
 			if !ok {
 				return invalidf(pf, "Invalid type for '%s': expected an object.", pf)
@@ -118,11 +130,12 @@ func validateContent(field string, m openai.Message) error {
 			}
 		}
 	default:
+		field := messageField(i)
 		return invalidf(field+".content", "Invalid type for '%s.content': expected a string or an array of content parts.", field)
 	}
 	for j, tc := range m.ToolCalls {
 		if _, err := scanArguments(func(s string) string { return s }, tc.Function.Arguments); err != nil {
-			return badArguments(fmt.Sprintf("%s.tool_calls[%d].function.arguments", field, j))
+			return badArguments(fmt.Sprintf("%s.tool_calls[%d].function.arguments", messageField(i), j))
 		}
 	}
 	return nil
@@ -244,8 +257,7 @@ func (r *chatRequest) toAPI(backendModel string, outputCap int) (*api.ChatReques
 	if err != nil {
 		return nil, invalidf("messages", "Invalid messages: %v.", err)
 	}
-	no := false
-	out.Truncate = &no
+	out.Truncate = &truncateOff
 	return out, nil
 }
 

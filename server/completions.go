@@ -99,8 +99,7 @@ func (r *completionRequest) toAPI(backendModel, prompt string, outputCap int) (*
 	if err != nil {
 		return nil, invalidf("", "Invalid request: %v.", err)
 	}
-	no := false
-	out.Truncate = &no
+	out.Truncate = &truncateOff
 	return &out, nil
 }
 

@@ -73,15 +73,43 @@ func unmarshalBody(body []byte, v any) error {
 	if !utf8.Valid(body) {
 		return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Message: "The request body is not valid UTF-8."}
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
+	// json.Unmarshal reads the body where it lies (a json.Decoder would
+	// copy it into a buffer of its own). Its errors are mapped to those a
+	// Decoder reading one value, then io.EOF, gives: the tests hold the
+	// two to the same answers (TestUnmarshalBodyAsDecoder).
+	err := json.Unmarshal(body, v)
+	if err == nil {
+		return nil
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Message: "Malformed JSON: unexpected data after the top-level value."}
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) {
+		switch {
+		case strings.HasSuffix(syn.Error(), " after top-level value"):
+			// Data after the first value. Its own errors come first:
+			// decode it alone (Unmarshal checks the whole body before
+			// decoding anything, so nothing was decoded yet).
+			if err := json.Unmarshal(body[:syn.Offset-1], v); err != nil {
+				return jsonError(err)
+			}
+			return errTrailingData
+		case syn.Error() == "unexpected end of JSON input", endedInValue(body, syn):
+			return jsonError(io.ErrUnexpectedEOF)
+		}
 	}
-	return nil
+	return jsonError(err)
 }
+
+// endedInValue reports whether syn is json.Unmarshal's error for a body
+// that ends inside a literal or a number ("tru", "1e"): at the end it
+// steps a space, which such a value cannot take. A json.Decoder calls
+// that the end of input. A real space there (the body's last byte) is
+// an error of the body for both.
+func endedInValue(body []byte, syn *json.SyntaxError) bool {
+	return syn.Offset == int64(len(body)) && body[len(body)-1] != ' ' &&
+		strings.HasPrefix(syn.Error(), "invalid character ' ' ")
+}
+
+var errTrailingData = &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Message: "Malformed JSON: unexpected data after the top-level value."}
 
 func jsonError(err error) *apiError {
 	var (

@@ -217,6 +217,7 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	if ae.RetryAfter > 0 {
 		c.Header("Retry-After", strconv.Itoa(ae.RetryAfter))
 	}
+	s.lateRateHeaders(c)
 	c.AbortWithStatusJSON(ae.Status, errorPayload(c, ae))
 }
 

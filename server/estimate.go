@@ -96,5 +96,6 @@ func (c *charCap) take(s string) (string, bool) {
 	return s[:i], true
 }
 
-// streamOn asks the backend to stream.
-var streamOn = true
+// streamOn asks the backend to stream; truncateOff asks it not to
+// truncate the prompt. Shared by every request (nothing writes them).
+var streamOn, truncateOff = true, false

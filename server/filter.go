@@ -408,8 +408,9 @@ type answer struct {
 	stop   string // "length" (cap reached) or "content_filter" (blocked)
 }
 
-func newAnswer(fr *filter.Request, adm *admission) *answer {
-	a := &answer{fr: fr, chars: charCap{limit: adm.charCap}}
+// init sets a up for an admitted request and returns it.
+func (a *answer) init(fr *filter.Request, adm *admission) *answer {
+	*a = answer{fr: fr, chars: charCap{limit: adm.charCap}}
 	if fr != nil {
 		a.st = fr.Output()
 	}

@@ -163,7 +163,7 @@ func (r *messagesRequest) validate() error {
 	}
 	for i, s := range r.StopSequences {
 		if s == "" {
-			return invalidf(fmt.Sprintf("stop_sequences[%d]", i), "Invalid 'stop_sequences[%d]': a stop sequence may not be empty.", i)
+			return invalidf(indexed("stop_sequences", i), "Invalid 'stop_sequences[%d]': a stop sequence may not be empty.", i)
 		}
 	}
 	if err := r.validateTools(); err != nil {
@@ -202,7 +202,7 @@ func validateSystem(sys any) error {
 		return nil
 	case []any:
 		for i, b := range s {
-			f := fmt.Sprintf("system[%d]", i)
+			f := indexed("system", i)
 			m, ok := b.(map[string]any)
 			if !ok {
 				return invalidf(f, "Invalid type for '%s': expected a text block.", f)
@@ -222,7 +222,7 @@ func validateSystem(sys any) error {
 func (r *messagesRequest) validateTools() error {
 	names := map[string]bool{}
 	for i, t := range r.Tools {
-		f := fmt.Sprintf("tools[%d]", i)
+		f := indexed("tools", i)
 		if t.Type != "" && t.Type != "custom" {
 			return invalidf(f+".type", "Invalid '%s.type': '%s' is a server tool; only custom tools (type 'custom' or none) are supported.", f, t.Type)
 		}
@@ -258,7 +258,7 @@ func (r *messagesRequest) validateTools() error {
 func (r *messagesRequest) validateMessages() error {
 	var calls []string // tool_use ids seen so far
 	for i, m := range r.Messages {
-		f := fmt.Sprintf("messages[%d]", i)
+		f := indexed("messages", i)
 		if m.Role != "user" && m.Role != "assistant" {
 			return invalidf(f+".role", "Invalid '%s.role': expected 'user' or 'assistant', got '%s'.", f, m.Role)
 		}
@@ -267,7 +267,7 @@ func (r *messagesRequest) validateMessages() error {
 			continue
 		case []any:
 			for j, b := range c {
-				bf := fmt.Sprintf("%s.content[%d]", f, j)
+				bf := indexed(f+".content", j)
 				block, ok := b.(map[string]any)
 				if !ok {
 					return invalidf(bf, "Invalid type for '%s': expected a content block.", bf)

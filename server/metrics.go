@@ -3,6 +3,8 @@ package server
 import (
 	"net/http"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -29,6 +31,66 @@ type Metrics struct {
 	findings    *prometheus.CounterVec
 	shed        prometheus.Counter
 	banned      prometheus.Counter
+
+	// The children of the per-request series, looked up once per label
+	// set rather than on every request (see seriesOf).
+	series     sync.Map // seriesKey → *requestSeries
+	nSeries    atomic.Int64
+	inFlights  sync.Map // endpoint → prometheus.Gauge
+	queueWaits sync.Map // model → prometheus.Observer
+}
+
+// maxCachedSeries bounds each cache of series children; label sets past
+// it are looked up on every use, as without a cache.
+const maxCachedSeries = 4096
+
+type seriesKey struct{ endpoint, model, key string }
+
+// requestSeries holds one label set's children. Each is made on first
+// use: a child made is a series exported (at zero), which must not
+// appear before the request that counts in it.
+type requestSeries struct {
+	key                 seriesKey
+	ok                  atomic.Pointer[prometheus.Counter] // status 200
+	duration, ttft      atomic.Pointer[prometheus.Observer]
+	tokensIn, tokensOut atomic.Pointer[prometheus.Counter]
+}
+
+// seriesOf returns the children of a request's label set.
+func (m *Metrics) seriesOf(endpoint, model, keyID string) *requestSeries {
+	k := seriesKey{endpoint, model, keyID}
+	if v, ok := m.series.Load(k); ok {
+		return v.(*requestSeries)
+	}
+	rs := &requestSeries{key: k}
+	if m.nSeries.Load() < maxCachedSeries {
+		if v, loaded := m.series.LoadOrStore(k, rs); loaded {
+			return v.(*requestSeries)
+		}
+		m.nSeries.Add(1)
+	}
+	return rs
+}
+
+// child returns *p, making it with mk on first use. Two callers racing
+// make the same child: a vector returns one child per label set.
+func child[T any](p *atomic.Pointer[T], mk func() T) T {
+	if c := p.Load(); c != nil {
+		return *c
+	}
+	c := mk()
+	p.Store(&c)
+	return c
+}
+
+// cachedChild is child for the caches keyed by one label.
+func cachedChild[T any](m *sync.Map, label string, mk func() T) T {
+	if v, ok := m.Load(label); ok {
+		return v.(T)
+	}
+	c := mk()
+	m.LoadOrStore(label, c) // bounded by the routes and the models served
+	return c
 }
 
 // NewMetrics makes the server's series on a new registry, with the Go
@@ -86,18 +148,21 @@ func (m *Metrics) observe(endpoint, model, keyID string, o outcome, elapsed, ttf
 	if m == nil {
 		return
 	}
-	m.requests.WithLabelValues(endpoint, model, strconv.Itoa(o.status)).Inc()
+	rs := m.seriesOf(endpoint, model, keyID)
 	if o.status == http.StatusOK {
-		m.duration.WithLabelValues(endpoint, model).Observe(elapsed.Seconds())
+		child(&rs.ok, func() prometheus.Counter { return m.requests.WithLabelValues(endpoint, model, "200") }).Inc()
+		child(&rs.duration, func() prometheus.Observer { return m.duration.WithLabelValues(endpoint, model) }).Observe(elapsed.Seconds())
 		if ttft > 0 {
-			m.ttft.WithLabelValues(endpoint, model).Observe(ttft.Seconds())
+			child(&rs.ttft, func() prometheus.Observer { return m.ttft.WithLabelValues(endpoint, model) }).Observe(ttft.Seconds())
 		}
+	} else {
+		m.requests.WithLabelValues(endpoint, model, strconv.Itoa(o.status)).Inc()
 	}
 	if o.usage.PromptTokens > 0 {
-		m.tokens.WithLabelValues("in", keyID, model).Add(float64(o.usage.PromptTokens))
+		child(&rs.tokensIn, func() prometheus.Counter { return m.tokens.WithLabelValues("in", keyID, model) }).Add(float64(o.usage.PromptTokens))
 	}
 	if o.usage.CompletionTokens > 0 {
-		m.tokens.WithLabelValues("out", keyID, model).Add(float64(o.usage.CompletionTokens))
+		child(&rs.tokensOut, func() prometheus.Counter { return m.tokens.WithLabelValues("out", keyID, model) }).Add(float64(o.usage.CompletionTokens))
 	}
 }
 
@@ -107,7 +172,8 @@ func (s *Server) trackInFlight(c *gin.Context) {
 		c.Next()
 		return
 	}
-	g := s.cfg.Metrics.inFlight.WithLabelValues(c.FullPath())
+	m, path := s.cfg.Metrics, c.FullPath()
+	g := cachedChild(&m.inFlights, path, func() prometheus.Gauge { return m.inFlight.WithLabelValues(path) })
 	g.Inc()
 	defer g.Dec()
 	c.Next()

@@ -2,6 +2,7 @@ package server
 
 import (
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -28,5 +29,36 @@ func TestQueueAndGPUSeries(t *testing.T) {
 		if got, err := testutil.GatherAndCount(m.Registry, name); err != nil || got != want {
 			t.Errorf("%s: %d series (%v), want %d", name, got, err, want)
 		}
+	}
+}
+
+// TestObserveSeries: the request series count every request, through the
+// cached children too, and a series appears only once something counts
+// in it (no ttft without a first token, no token series without tokens).
+func TestObserveSeries(t *testing.T) {
+	m := NewMetrics()
+	ok := outcome{status: 200, usage: usage{PromptTokens: 3, CompletionTokens: 2}}
+	for range 3 {
+		m.observe("/v1/chat/completions", "demo:latest", "k1", ok, time.Second, 0)
+	}
+	m.observe("/v1/chat/completions", "demo:latest", "k1", outcome{status: 404}, time.Second, 0)
+	m.observe("/v1/chat/completions", "demo:latest", "k2", outcome{status: 200}, time.Second, time.Millisecond)
+	for name, want := range map[string]int{
+		"warden_requests_total": 2, "warden_request_duration_seconds": 1, "warden_time_to_first_token_seconds": 1, "warden_tokens_total": 2,
+	} {
+		if got, err := testutil.GatherAndCount(m.Registry, name); err != nil || got != want {
+			t.Errorf("%s: %d series (%v), want %d", name, got, err, want)
+		}
+	}
+	for _, c := range []struct {
+		labels []string
+		want   float64
+	}{{[]string{"/v1/chat/completions", "demo:latest", "200"}, 4}, {[]string{"/v1/chat/completions", "demo:latest", "404"}, 1}} {
+		if got := testutil.ToFloat64(m.requests.WithLabelValues(c.labels...)); got != c.want {
+			t.Errorf("requests %v = %v, want %v", c.labels, got, c.want)
+		}
+	}
+	if got := testutil.ToFloat64(m.tokens.WithLabelValues("in", "k1", "demo:latest")); got != 9 {
+		t.Errorf("tokens in = %v, want 9", got)
 	}
 }

@@ -30,13 +30,25 @@ type reqState struct {
 	principal *keys.Principal // set by authenticate
 	limits    keys.Limits     // the principal's, merged over the defaults
 	trail     *trail          // set by auditRequest
+	// rateDue: the request was counted against its key's quota and its
+	// x-ratelimit-* headers are not set yet (see lateRateHeaders).
+	rateDue bool
+
+	// The homes of trail and of the body's paceReader: allocated with
+	// the state, not each on its own.
+	trailOwn trail
+	pace     paceReader
+	idHeader [1]string // X-Request-Id's value
 }
 
-const reqStateKey = "warden.request"
+// reqStateKey is the gin key of the request's state: a type of its own,
+// which no other package can use, and cheaper to hash than a string (the
+// state is looked up a few dozen times a request).
+type reqStateKey struct{}
 
 // stateOf is the request's state, or nil outside the middleware chain.
 func stateOf(c *gin.Context) *reqState {
-	v, _ := c.Get(reqStateKey)
+	v, _ := c.Get(reqStateKey{})
 	st, _ := v.(*reqState)
 	return st
 }
@@ -49,8 +61,9 @@ func (s *Server) withRequestID(c *gin.Context) {
 	_, _ = rand.Read(b[:])
 	st := &reqState{id: hex.EncodeToString(b[:]), ip: c.ClientIP()}
 	st.addr = parseAddr(st.ip)
-	c.Set(reqStateKey, st)
-	c.Header("X-Request-Id", st.id)
+	c.Set(reqStateKey{}, st)
+	st.idHeader[0] = st.id
+	c.Writer.Header()["X-Request-Id"] = st.idHeader[:] // the key is canonical; no slice of its own
 	c.Next()
 }
 
@@ -79,6 +92,7 @@ func (s *Server) recoverPanic(c *gin.Context) {
 			}
 			s.log.Error("panic", "request_id", requestID(c), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			if !c.Writer.Written() {
+				s.lateRateHeaders(c)
 				c.AbortWithStatusJSON(http.StatusInternalServerError, errorPayload(c, errInternal))
 			} else {
 				c.Abort()
@@ -118,18 +132,23 @@ func (s *Server) accessLog(c *gin.Context) {
 // shared by all responses, which costs no allocation per request: net/http
 // only reads them, and Header.Set and Add replace a value slice (Add's
 // append copies one at its capacity) rather than writing into it.
-var securityHeaderValues = http.Header{
-	"X-Content-Type-Options":  {"nosniff"},
-	"X-Frame-Options":         {"DENY"},
-	"Referrer-Policy":         {"no-referrer"},
-	"Content-Security-Policy": {"default-src 'none'; frame-ancestors 'none'"},
-	"Cache-Control":           {"no-store"},
+// They are a list, not a map: ranging over a map costs a request more
+// than five assignments.
+var securityHeaderValues = [...]struct {
+	key   string
+	value []string
+}{
+	{"X-Content-Type-Options", []string{"nosniff"}},
+	{"X-Frame-Options", []string{"DENY"}},
+	{"Referrer-Policy", []string{"no-referrer"}},
+	{"Content-Security-Policy", []string{"default-src 'none'; frame-ancestors 'none'"}},
+	{"Cache-Control", []string{"no-store"}},
 }
 
 func securityHeaders(c *gin.Context) {
 	h := c.Writer.Header()
-	for k, v := range securityHeaderValues {
-		h[k] = v
+	for _, kv := range &securityHeaderValues {
+		h[kv.key] = kv.value
 	}
 	c.Next()
 }
@@ -238,9 +257,10 @@ func (s *Server) paceBody(c *gin.Context) {
 		return
 	}
 	defer s.bodies.give(ip, n)
-	pr := &paceReader{
+	pr := &stateOf(c).pace
+	*pr = paceReader{
 		r:      c.Request.Body,
-		rc:     http.NewResponseController(c.Writer),
+		rc:     *http.NewResponseController(c.Writer), // a copy: no allocation
 		header: c.Writer.Header(),
 		start:  time.Now(),
 		grace:  s.cfg.BodyGrace,
@@ -255,7 +275,7 @@ func (s *Server) paceBody(c *gin.Context) {
 // the body arrives at rate bytes a second after grace.
 type paceReader struct {
 	r      io.ReadCloser
-	rc     *http.ResponseController
+	rc     http.ResponseController
 	header http.Header // the response's
 	start  time.Time
 	grace  time.Duration
@@ -310,7 +330,7 @@ func (k *keyBodies) take(key string, limit int64) bool {
 	if k.inUse == nil {
 		k.inUse = map[string]int64{}
 	}
-	if limit > 0 && k.inUse[key] >= limit {
+	if k.inUse[key] >= limit {
 		return false
 	}
 	k.inUse[key]++
@@ -327,15 +347,20 @@ func (k *keyBodies) give(key string) {
 
 // holdKeyBodies counts a request with a body against its key's
 // concurrency limit before the body is read: a key cannot hold more
-// half-sent bodies than it may run requests. Admission counts the
-// requests it admits again, among these.
+// half-sent bodies than it may run requests (a key with no such limit is
+// not counted). Admission counts the requests it admits again, among
+// these.
 func (s *Server) holdKeyBodies(c *gin.Context) {
 	if c.Request.ContentLength == 0 || c.Request.Body == nil || c.Request.Body == http.NoBody {
 		c.Next()
 		return
 	}
-	p := principal(c)
 	limit := s.limits(c).Concurrency
+	if limit <= 0 {
+		c.Next() // no concurrency limit: nothing to hold the bodies to
+		return
+	}
+	p := principal(c)
 	if !s.keyBodies.take(p.KeyID, limit) {
 		c.Header("Connection", "close") // rather than read the unread body
 		if s.cfg.Metrics != nil {

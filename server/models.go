@@ -71,7 +71,10 @@ func (c *catalog) resolve(ctx context.Context, name string) (modelInfo, error) {
 	if err == nil && c.guard != nil {
 		err = c.guard.Check(ctx, m)
 	}
-	var mismatch *models.MismatchError
+	if err == nil {
+		return m, nil
+	}
+	var mismatch *models.MismatchError // escapes: made only for an error
 	switch {
 	case errors.Is(err, models.ErrNotFound):
 		return modelInfo{}, modelNotFound(name)

@@ -79,17 +79,30 @@ func (s *Server) pipeline(c *gin.Context, req modelRequest, route func(*pipe) er
 
 // pipe is one request on its way through the pipeline.
 type pipe struct {
-	s      *Server
-	c      *gin.Context
-	ctx    context.Context // the request's, bounded by the request timeout
-	cancel context.CancelFunc
-	end    context.CancelCauseFunc // ends ctx with a cause: errNotReading, errDrained
-	unhook func() bool             // stops watching the server's cut
-	model  modelInfo
-	filter *filter.Request // nil: no safety filter
-	adm    *admission      // nil until admitted
-	ans    *answer
-	sse    *sseWriter // set while the request streams
+	s        *Server
+	c        *gin.Context
+	ctx      context.Context         // the request's, bounded by the request timeout
+	end      context.CancelCauseFunc // ends ctx with a cause: errNotReading, errDrained, the deadline
+	deadline *time.Timer             // ends ctx with context.DeadlineExceeded
+	unhook   func() bool             // stops watching the server's cut
+	model    modelInfo
+	filter   *filter.Request // nil: no safety filter
+	adm      *admission      // nil until admitted
+	ans      *answer
+	sse      *sseWriter // set while the request streams
+	own      struct {   // homes of what a request needs once, allocated with the pipe
+		adm admission
+		ans answer
+		gen struct { // generate's
+			last    piece
+			tools   bool // tool calls were delivered
+			started bool // the first piece came
+		}
+		whole struct { // what whole collects
+			text  strings.Builder
+			calls []api.ToolCall
+		}
+	}
 
 	// recorded is closed once the request record is durable (see
 	// Server.startRequest); nil before admission. durableOK: durable
@@ -106,10 +119,14 @@ type pipe struct {
 // begin starts the pipeline for a request naming model: it bounds the
 // request by its deadline and resolves the model the key must be allowed
 // to use. The caller defers close.
+//
+// The deadline ends the same context as the causes do (one context, not
+// one per bound): its cause is context.DeadlineExceeded, which is what
+// cause returns and toAPIError maps to 504.
 func (s *Server) begin(c *gin.Context, model string) (*pipe, error) {
-	base, end := context.WithCancelCause(c.Request.Context())
-	ctx, cancel := context.WithTimeout(base, s.cfg.RequestTimeout)
-	p := &pipe{s: s, c: c, ctx: ctx, cancel: cancel, end: end}
+	ctx, end := context.WithCancelCause(c.Request.Context())
+	p := &pipe{s: s, c: c, ctx: ctx, end: end}
+	p.deadline = time.AfterFunc(s.cfg.RequestTimeout, func() { end(context.DeadlineExceeded) })
 	p.unhook = context.AfterFunc(s.cut, func() { end(errDrained) })
 	m, err := s.useModel(ctx, c, model)
 	if err != nil {
@@ -127,7 +144,7 @@ func (p *pipe) close() {
 	}
 	p.adm.settle(0, 0, false)
 	p.unhook()
-	p.cancel()
+	p.deadline.Stop()
 	p.end(nil)
 }
 
@@ -192,7 +209,7 @@ func (p *pipe) filterTexts(param string, texts []string) error {
 // the backend call runs while it is written, and durable waits for it
 // before anything of the answer leaves.
 func (p *pipe) admit(promptTokens int64, maxTokens *int, embedding bool) error {
-	adm, err := p.s.admit(p.c, promptTokens, maxTokens, embedding)
+	adm, err := p.s.admit(p.c, &p.own.adm, promptTokens, maxTokens, embedding)
 	if err != nil {
 		return err
 	}
@@ -202,7 +219,7 @@ func (p *pipe) admit(promptTokens int64, maxTokens *int, embedding bool) error {
 	}
 	adm.capChars(p.filter)
 	p.adm = adm
-	p.ans = newAnswer(p.filter, adm)
+	p.ans = p.own.ans.init(p.filter, adm)
 	// A request record that cannot be written cancels the backend call.
 	p.recorded = p.s.startRequest(p.c, func() { p.end(errAuditUnavailable) })
 	return nil
@@ -268,10 +285,7 @@ func (p *pipe) generate(run runFunc, deliver func(text string, calls []api.ToolC
 		return result{}, p.cause(err)
 	}
 	defer release()
-	var (
-		last  piece
-		tools bool
-	)
+	g := &p.own.gen // the callback's state: no allocation of its own
 	err = run(p.ctx, func(r piece) error {
 		if err := p.ctx.Err(); err != nil {
 			return err // the client left while output was held back, or the server cut it
@@ -279,13 +293,16 @@ func (p *pipe) generate(run runFunc, deliver func(text string, calls []api.ToolC
 		if err := p.durable(); err != nil {
 			return err // nothing of the answer before the request record
 		}
-		noteFirst(p.c)
-		last = r
+		if !g.started {
+			g.started = true
+			noteFirst(p.c)
+		}
+		g.last = r
 		text, cut := p.ans.add(r.text)
 		var calls []api.ToolCall
 		if cut == nil && len(r.tools) > 0 {
 			if cut = p.ans.tools(r.tools); cut == nil {
-				calls, tools = r.tools, true
+				calls, g.tools = r.tools, true
 			}
 		}
 		if err := deliver(text, calls); err != nil {
@@ -298,7 +315,7 @@ func (p *pipe) generate(run runFunc, deliver func(text string, calls []api.ToolC
 		return result{}, rerr
 	}
 	err = p.cause(err)
-	u, cut := p.s.outcome(p.adm, err, last.metrics, p.ans.pieces)
+	u, cut := p.s.outcome(p.adm, err, g.last.metrics, p.ans.pieces)
 	if err != nil && !cut {
 		return result{}, err
 	}
@@ -306,7 +323,7 @@ func (p *pipe) generate(run runFunc, deliver func(text string, calls []api.ToolC
 	if err == nil {
 		res.tail = p.ans.end()
 	}
-	res.reason = p.ans.reason(finishReason(last.doneReason, tools))
+	res.reason = p.ans.reason(finishReason(g.last.doneReason, g.tools))
 	return res, nil
 }
 
@@ -314,18 +331,16 @@ func (p *pipe) generate(run runFunc, deliver func(text string, calls []api.ToolC
 // calls released and how the answer ended. The completion record is
 // committed before the body is sent.
 func (p *pipe) whole(run runFunc, build func(text string, calls []api.ToolCall, res result) any) error {
-	var (
-		text  strings.Builder
-		calls []api.ToolCall
-	)
+	w := &p.own.whole
 	res, err := p.generate(run, func(t string, cs []api.ToolCall) error {
-		text.WriteString(t)
-		calls = append(calls, cs...)
+		w.text.WriteString(t)
+		w.calls = append(w.calls, cs...)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	text, calls := &w.text, w.calls
 	text.WriteString(res.tail)
 	if withhold, err := p.guardAnswer(text.String(), calls, &res); err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warden-llm/warden/runtime/sched"
 )
@@ -37,7 +38,8 @@ func (s *Server) slot(ctx context.Context, c *gin.Context, model string, adm *ad
 	release, waited, err := s.cfg.Queue.AcquireUser(ctx, model, principal(c).KeyID, userOf(c), adm.prompt+int64(adm.outputCap))
 	header("X-Warden-Queue-Ms", strconv.FormatInt(waited.Milliseconds(), 10))
 	if s.cfg.Metrics != nil {
-		s.cfg.Metrics.queueWait.WithLabelValues(model).Observe(waited.Seconds())
+		m := s.cfg.Metrics
+		cachedChild(&m.queueWaits, model, func() prometheus.Observer { return m.queueWait.WithLabelValues(model) }).Observe(waited.Seconds())
 	}
 	if err != nil {
 		return nil, queueError(err)

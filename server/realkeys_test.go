@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -232,6 +233,35 @@ func TestRateLimitHeaders(t *testing.T) {
 	}
 	if resp.Header.Get("Retry-After") == "" || resp.Header.Get("X-Ratelimit-Remaining-Requests") != "0" {
 		t.Errorf("429 headers: %v", resp.Header)
+	}
+}
+
+// TestRateLimitHeadersBeforeAdmission: an answer given before admission
+// (a refused body, the model list) has the x-ratelimit headers of the
+// request just counted, like an admitted one.
+func TestRateLimitHeadersBeforeAdmission(t *testing.T) {
+	k := newKeyed(t, &fakeBackend{chat: scripted("hi")}, Config{})
+	_, token := k.key(t, `{"name":"five","limits":{"rpm":5,"tpm":100000}}`)
+	for i, tc := range []struct {
+		name, method, path, body string
+		status                   int
+	}{
+		{"invalid body", http.MethodPost, "/v1/chat/completions", `{"model":"demo","messages":[]}`, http.StatusBadRequest},
+		{"unknown model", http.MethodPost, "/v1/chat/completions", `{"model":"nosuch","messages":[{"role":"user","content":"hi"}]}`, http.StatusNotFound},
+		{"model list", http.MethodGet, "/v1/models", "", http.StatusOK},
+		{"admitted", http.MethodPost, "/v1/chat/completions", `{"model":"demo","messages":[{"role":"user","content":"hi"}],"max_tokens":8}`, http.StatusOK},
+	} {
+		resp, out := k.do(t, tc.method, tc.path, token, tc.body)
+		if resp.StatusCode != tc.status {
+			t.Fatalf("%s: got %d %s, want %d", tc.name, resp.StatusCode, out, tc.status)
+		}
+		h := resp.Header
+		if got, want := h.Get("X-Ratelimit-Remaining-Requests"), strconv.Itoa(4-i); got != want {
+			t.Errorf("%s: remaining requests %q, want %q", tc.name, got, want)
+		}
+		if h.Get("X-Ratelimit-Limit-Requests") != "5" || h.Get("X-Ratelimit-Limit-Tokens") != "100000" || h.Get("X-Ratelimit-Reset-Tokens") == "" {
+			t.Errorf("%s: limit headers %v", tc.name, h)
+		}
 	}
 }
 

@@ -2,7 +2,6 @@ package server
 
 import (
 	"encoding/json"
-	"fmt"
 	"slices"
 
 	"github.com/ollama/ollama/api"
@@ -146,7 +145,7 @@ func (r *responsesRequest) validate() error {
 	}
 	names := map[string]bool{}
 	for i, t := range r.Tools {
-		f := fmt.Sprintf("tools[%d]", i)
+		f := indexed("tools", i)
 		if t.Type != "function" {
 			return invalidf(f+".type", "Invalid '%s.type': only function tools are supported, got '%s'.", f, t.Type)
 		}
@@ -199,14 +198,14 @@ var responsesRoles = map[string]bool{"user": true, "system": true, "developer": 
 func (r *responsesRequest) validateItems() error {
 	var calls []string
 	for i, it := range r.ResponsesRequest.Input.Items {
-		f := fmt.Sprintf("input[%d]", i)
+		f := indexed("input", i)
 		switch v := it.(type) {
 		case openai.ResponsesInputMessage:
 			if !responsesRoles[v.Role] {
 				return invalidf(f+".role", "Invalid '%s.role': expected 'user', 'system', 'developer' or 'assistant', got '%s'.", f, v.Role)
 			}
 			for j, c := range v.Content {
-				cf := fmt.Sprintf("%s.content[%d]", f, j)
+				cf := indexed(f+".content", j)
 				switch cv := c.(type) {
 				case openai.ResponsesImageContent:
 					if v.Role != "user" {

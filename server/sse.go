@@ -32,7 +32,7 @@ var errNotReading = errors.New("client not reading the stream")
 // must be sent as events.
 type sseWriter struct {
 	w        gin.ResponseWriter
-	rc       *http.ResponseController
+	rc       http.ResponseController
 	timeout  time.Duration
 	interval time.Duration
 	onFail   func() // called once when a write fails
@@ -43,13 +43,14 @@ type sseWriter struct {
 	pending []byte        // events framed since the last commit (handler's)
 	pbuf    *[]byte       // pending's pooled home (sseBufs)
 	enc     *json.Encoder // frames events into pending
+	scratch []byte        // NamedEvent's encoding, reused
 	closed  bool          // handler's: q is closed
 
 	mu       sync.Mutex
 	ping     []byte                      // the keep-alive written while waiting
 	errEvent func(*sseWriter, *apiError) // frames an error event; nil: OpenAI's
 	started  bool                        // headers sent
-	header   http.Header                 // headers to send with them
+	header   http.Header                 // headers to send with them (nil: none)
 	ready    <-chan struct{}             // nil, or keep-alives wait until it is closed (after)
 
 	// The writer goroutine's until it acknowledges a barrier, or gone
@@ -85,14 +86,13 @@ func newSSE(w gin.ResponseWriter, keepAlive, timeout time.Duration, onFail func(
 	s := &sseWriter{
 		ping:     keepAliveComment,
 		w:        w,
-		rc:       http.NewResponseController(w),
+		rc:       *http.NewResponseController(w), // a copy: no allocation
 		timeout:  timeout,
 		interval: keepAlive,
 		onFail:   onFail,
 		q:        make(chan sseItem, sseBuffer),
 		done:     make(chan struct{}),
 		gone:     make(chan struct{}),
-		header:   http.Header{},
 	}
 	go s.run()
 	return s
@@ -271,6 +271,9 @@ func (s *sseWriter) Header(key, value string) bool {
 	if s.started {
 		return false
 	}
+	if s.header == nil {
+		s.header = http.Header{}
+	}
 	s.header.Set(key, value)
 	return true
 }
@@ -345,10 +348,11 @@ func (s *sseWriter) ErrorEvent(ae *apiError) {
 // NamedEvent frames one event of the given name holding v as JSON, as
 // Anthropic's and the Responses API's streams send them.
 func (s *sseWriter) NamedEvent(name string, v any) error {
-	b, err := json.Marshal(v)
+	b, err := appendJSONValue(s.scratch[:0], v) // json.Marshal's bytes
 	if err != nil {
 		return err
 	}
+	s.scratch = b
 	s.grab()
 	s.pending = append(s.pending, "event: "...)
 	s.pending = append(s.pending, name...)

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -393,5 +394,36 @@ func TestAbortRecordedNotStreamed(t *testing.T) {
 	ts.Close()
 	if rec := completion(t, aud); rec.Status != 499 {
 		t.Errorf("record status %d, want 499", rec.Status)
+	}
+}
+
+// TestRequestDeadline: a backend call that outlives the request deadline
+// ends with 504 request_timeout, streamed (the error event, once the
+// stream has started) or not; the backend sees its context end.
+func TestRequestDeadline(t *testing.T) {
+	for _, stream := range []bool{false, true} {
+		t.Run(map[bool]string{false: "whole", true: "stream"}[stream], func(t *testing.T) {
+			ended := make(chan error, 1)
+			b := &fakeBackend{chat: func(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
+				if err := fn(api.ChatResponse{Message: api.Message{Role: "assistant", Content: "a"}}); err != nil {
+					return err
+				}
+				<-ctx.Done()
+				ended <- ctx.Err()
+				return ctx.Err()
+			}}
+			ts := newTestServer(t, b, Config{RequestTimeout: 50 * time.Millisecond})
+			resp, body := post(t, ts, "/v1/chat/completions", "application/json",
+				`{"model":"demo","messages":[{"role":"user","content":"hi"}],"stream":`+strconv.FormatBool(stream)+`}`)
+			if err := <-ended; err == nil {
+				t.Fatal("the backend's context did not end")
+			}
+			if !strings.Contains(body, `"`+codeTimeout+`"`) {
+				t.Fatalf("%d %s: want the %s error", resp.StatusCode, body, codeTimeout)
+			}
+			if want := map[bool]int{false: http.StatusGatewayTimeout, true: http.StatusOK}[stream]; resp.StatusCode != want {
+				t.Errorf("status %d, want %d", resp.StatusCode, want)
+			}
+		})
 	}
 }

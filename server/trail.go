@@ -74,16 +74,18 @@ type outcome struct {
 // writer stores text). After the handler, a request whose handler wrote no
 // completion record (an error answer) gets one, or is counted as refused.
 func (s *Server) auditRequest(c *gin.Context) {
-	tr := &trail{
+	st := stateOf(c)
+	tr := &st.trailOwn // the request's state holds it: one allocation less
+	*tr = trail{
 		start: time.Now(),
 		base: audit.Record{
-			RequestID: requestID(c),
-			KeyID:     principal(c).KeyID,
-			ClientIP:  clientIP(c),
-			Endpoint:  c.Request.Method + " " + c.FullPath(),
+			RequestID: st.id,
+			KeyID:     st.principal.KeyID,
+			ClientIP:  st.ip,
+			Endpoint:  endpointName(c.Request.Method, c.FullPath()),
 		},
 	}
-	if principal(c).Probe {
+	if st.principal.Probe {
 		tr.base.Detail = probeDetail // both records say the request is a probe
 	}
 	if s.cfg.Audit != nil && c.Request.Body != nil {
@@ -96,13 +98,30 @@ func (s *Server) auditRequest(c *gin.Context) {
 		body := c.Request.Body
 		c.Request.Body = readCloser{io.TeeReader(body, w), body}
 	}
-	stateOf(c).trail = tr
+	st.trail = tr
 	c.Next()
 	if !tr.done {
 		// An answer written without a completion record (none of the
 		// handlers does so for a success): record it late rather than not.
 		_ = s.complete(c, outcome{status: c.Writer.Status()})
 	}
+}
+
+// endpoints holds the audit records' endpoint names, "METHOD /path", made
+// once per route: auditRequest runs on matched routes only, so the
+// methods and paths are the registered ones.
+var endpoints sync.Map // endpointKey → string
+
+type endpointKey struct{ method, path string }
+
+func endpointName(method, path string) string {
+	k := endpointKey{method, path}
+	if v, ok := endpoints.Load(k); ok {
+		return v.(string)
+	}
+	name := method + " " + path
+	endpoints.Store(k, name)
+	return name
 }
 
 // probeDetail is the detail of a probe key's request and completion
@@ -335,15 +354,21 @@ func (s *Server) complete(c *gin.Context, o outcome) error {
 // respond writes a JSON answer after its completion record is committed;
 // the record's response hash is that of the exact body sent.
 func (s *Server) respond(c *gin.Context, v any, o outcome) error {
-	body, err := json.Marshal(v)
-	if err != nil {
-		return err
+	body, ok := appendAnswer(nil, v)
+	if !ok {
+		var err error
+		if body, err = json.Marshal(v); err != nil {
+			return err
+		}
 	}
 	o.status = http.StatusOK
-	o.response = string(body)
+	if s.cfg.Audit != nil {
+		o.response = string(body) // for the completion record's hash
+	}
 	if err := s.complete(c, o); err != nil {
 		return err
 	}
+	s.lateRateHeaders(c)
 	c.Data(http.StatusOK, "application/json; charset=utf-8", body)
 	return nil
 }
