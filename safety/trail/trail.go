@@ -22,6 +22,7 @@ import (
 
 	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/outbox"
+	"github.com/warden-llm/warden/safety/quota"
 	"github.com/warden-llm/warden/safety/store"
 )
 
@@ -242,8 +243,8 @@ func (t *Trail) retain(ctx context.Context) {
 	}
 }
 
-// retainOnce exports the daily JSONL files, prunes records past retention,
-// forwarded rows every sink has taken after a day, and text past text
+// retainOnce exports the daily JSONL files, prunes records and day and
+// month usage past retention, forwarded rows every sink has taken after a day, and text past text
 // retention. Errors are logged: the next hour tries again.
 func (t *Trail) retainOnce(ctx context.Context, now time.Time) {
 	ac := t.cfg.Audit
@@ -258,6 +259,12 @@ func (t *Trail) retainOnce(ctx context.Context, now time.Time) {
 		t.log.Error("audit retention", "err", err)
 	} else if n > 0 {
 		t.log.Info("audit retention: pruned records", "records", n, "retention_days", ac.RetentionDays)
+	}
+	// Usage rows name end users as the records do: kept as long.
+	if n, err := quota.PruneUsage(ctx, t.db, now.AddDate(0, 0, -ac.RetentionDays)); err != nil && ctx.Err() == nil {
+		t.log.Error("usage retention", "err", err)
+	} else if n > 0 {
+		t.log.Info("usage retention: pruned day and month usage", "rows", n, "retention_days", ac.RetentionDays)
 	}
 	// Forwarded rows every sink has taken are kept a day, then dropped.
 	if _, err := outbox.Prune(ctx, t.db, now.Add(-24*time.Hour)); err != nil && ctx.Err() == nil {

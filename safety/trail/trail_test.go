@@ -25,9 +25,10 @@ func completion(id, text string) audit.Record {
 		Model: "demo:latest", Status: 200, Prompt: "prompt " + text, Response: "answer " + text}
 }
 
-// TestRetainOnce: one retention pass exports the days, prunes records past
-// retention_days, purges text past text_retention_days and drops forwarded
-// rows older than a day, and the chain still verifies.
+// TestRetainOnce: one retention pass exports the days, prunes records and
+// day and month usage past retention_days, purges text past
+// text_retention_days and drops forwarded rows older than a day, and the
+// chain still verifies.
 func TestRetainOnce(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
@@ -68,6 +69,18 @@ func TestRetainOnce(t *testing.T) {
 	}
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
+	}
+
+	// Usage of day 0 (past retention), of its month (kept: it had not
+	// ended 30 days ago) and of today and this month (kept), for a key and
+	// for an end user under it.
+	for _, table := range []string{"usage (key_id, period, bucket, tokens) VALUES ('k', ?, ?, 1)",
+		"user_usage (key_id, user_id, period, bucket, tokens) VALUES ('k', 'alice', ?, ?, 1)"} {
+		for _, row := range [][2]string{{"day", "2026-10-01"}, {"month", "2026-10"}, {"day", "2026-11-05"}, {"month", "2026-11"}} {
+			if _, err := db.ExecContext(ctx, "INSERT INTO "+table, row[0], row[1]); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 
 	var logs testlog.Buffer
@@ -115,10 +128,19 @@ func TestRetainOnce(t *testing.T) {
 	if rows != 1 {
 		t.Errorf("outbox rows after retention = %d, want 1 (the one younger than a day)", rows)
 	}
+	for _, table := range []string{"usage", "user_usage"} {
+		var left string
+		if err := db.QueryRow(`SELECT group_concat(bucket, ' ') FROM (SELECT bucket FROM ` + table + ` ORDER BY bucket)`).Scan(&left); err != nil {
+			t.Fatal(err)
+		}
+		if left != "2026-10 2026-11 2026-11-05" {
+			t.Errorf("%s buckets after retention: %q, want all but day 0's", table, left)
+		}
+	}
 	if rep, err := audit.Verify(ctx, db, dir, nil); err != nil || !rep.OK() {
 		t.Errorf("verify after retention: %+v, %v", rep, err)
 	}
-	for _, want := range []string{"audit retention: pruned records", "audit text retention: purged text"} {
+	for _, want := range []string{"audit retention: pruned records", "audit text retention: purged text", "usage retention: pruned day and month usage"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, logs.String())
 		}
