@@ -31,10 +31,12 @@ type stmt interface {
 }
 
 // connector opens SQLite connections that count every statement they run
-// into n, so Queries needs no call beside each query.
+// into n, so Queries needs no call beside each query, and that pass their
+// writes through gate.
 type connector struct {
-	dsn string
-	n   *atomic.Int64
+	dsn  string
+	n    *atomic.Int64
+	gate *writeGate
 }
 
 func (c *connector) Connect(context.Context) (driver.Conn, error) {
@@ -47,17 +49,34 @@ func (c *connector) Connect(context.Context) (driver.Conn, error) {
 		dc.Close()
 		return nil, fmt.Errorf("sqlite3 connection %T lacks a context method", dc)
 	}
-	return &countingConn{conn: sc, n: c.n}, nil
+	return &countingConn{conn: sc, n: c.n, gate: c.gate}, nil
 }
 
 func (c *connector) Driver() driver.Driver { return sqliteDriver }
 
 // countingConn counts each statement run on a SQLite connection: each Exec
 // or Query, directly or through a prepared statement, and a transaction's
-// BEGIN and its COMMIT or ROLLBACK.
+// BEGIN and its COMMIT or ROLLBACK. Its writes pass the database's write
+// gate: a transaction (every one takes the write lock at BEGIN, see the
+// DSN's _txlock) holds it from BEGIN to COMMIT or ROLLBACK, and an Exec
+// outside a transaction for its own run.
 type countingConn struct {
 	conn
-	n *atomic.Int64
+	n    *atomic.Int64
+	gate *writeGate
+	inTx bool // a transaction is open (database/sql uses a conn from one goroutine at a time)
+}
+
+// exec runs an Exec outside a transaction through the gate.
+func (c *countingConn) exec(ctx context.Context, run func() (driver.Result, error)) (driver.Result, error) {
+	if c.inTx {
+		return run()
+	}
+	if err := c.gate.enter(ctx); err != nil {
+		return nil, err
+	}
+	defer c.gate.leave()
+	return run()
 }
 
 var _ conn = (*countingConn)(nil)
@@ -68,7 +87,7 @@ func (c *countingConn) Unwrap() driver.Conn { return c.conn }
 
 func (c *countingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
 	c.n.Add(1)
-	return c.conn.ExecContext(ctx, query, args)
+	return c.exec(ctx, func() (driver.Result, error) { return c.conn.ExecContext(ctx, query, args) })
 }
 
 func (c *countingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
@@ -78,31 +97,48 @@ func (c *countingConn) QueryContext(ctx context.Context, query string, args []dr
 
 func (c *countingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	c.n.Add(1)
-	tx, err := c.conn.BeginTx(ctx, opts)
-	if err != nil {
+	if err := c.gate.enter(ctx); err != nil {
 		return nil, err
 	}
-	return &countingTx{Tx: tx, n: c.n}, nil
+	tx, err := c.conn.BeginTx(ctx, opts)
+	if err != nil {
+		c.gate.leave()
+		return nil, err
+	}
+	c.inTx = true
+	return &countingTx{Tx: tx, c: c}, nil
 }
 
 func (c *countingConn) Begin() (driver.Tx, error) {
 	return c.BeginTx(context.Background(), driver.TxOptions{})
 }
 
-// countingTx counts a transaction's COMMIT or ROLLBACK.
+// countingTx counts a transaction's COMMIT or ROLLBACK, after which its
+// connection leaves the write gate.
 type countingTx struct {
 	driver.Tx
-	n *atomic.Int64
+	c *countingConn
 }
 
 func (t *countingTx) Commit() error {
-	t.n.Add(1)
+	defer t.end()
+	t.c.n.Add(1)
 	return t.Tx.Commit()
 }
 
 func (t *countingTx) Rollback() error {
-	t.n.Add(1)
+	defer t.end()
+	t.c.n.Add(1)
 	return t.Tx.Rollback()
+}
+
+// end leaves the gate once: database/sql ends a transaction once, but a
+// Rollback after a failed Commit must not leave twice.
+func (t *countingTx) end() {
+	if t.c.inTx {
+		t.c.inTx = false
+		t.c.gate.leave()
+	}
 }
 
 func (c *countingConn) Prepare(query string) (driver.Stmt, error) {
@@ -119,18 +155,20 @@ func (c *countingConn) PrepareContext(ctx context.Context, query string) (driver
 		ds.Close()
 		return nil, fmt.Errorf("sqlite3 statement %T lacks a context method", ds)
 	}
-	return &countingStmt{stmt: s, n: c.n}, nil
+	return &countingStmt{stmt: s, n: c.n, c: c}, nil
 }
 
-// countingStmt counts each execution of a prepared statement.
+// countingStmt counts each execution of a prepared statement; an Exec
+// passes its connection's write gate.
 type countingStmt struct {
 	stmt
 	n *atomic.Int64
+	c *countingConn
 }
 
 func (s *countingStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
 	s.n.Add(1)
-	return s.stmt.ExecContext(ctx, args)
+	return s.c.exec(ctx, func() (driver.Result, error) { return s.stmt.ExecContext(ctx, args) })
 }
 
 func (s *countingStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {

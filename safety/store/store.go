@@ -89,7 +89,7 @@ func Open(ctx context.Context, dataDir string, opts Options) (*DB, error) {
 	q.Set("_stmt_cache_size", fmt.Sprint(stmtCacheSize))
 	dsn := "file:" + path + "?" + q.Encode()
 	db := &DB{path: path}
-	sqldb := sql.OpenDB(&connector{dsn: dsn, n: &db.queries})
+	sqldb := sql.OpenDB(&connector{dsn: dsn, n: &db.queries, gate: newWriteGate(opts.BusyTimeout)})
 	db.DB = sqldb
 	if err := db.migrate(ctx); err != nil {
 		sqldb.Close()
