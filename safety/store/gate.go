@@ -3,8 +3,6 @@ package store
 import (
 	"context"
 	"time"
-
-	"github.com/mattn/go-sqlite3"
 )
 
 // A writeGate lets one of this process's writers at a time at the
@@ -41,7 +39,7 @@ func (g *writeGate) enter(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
-		return sqlite3.Error{Code: sqlite3.ErrBusy, ExtendedCode: sqlite3.ErrBusy.Extend(0)}
+		return errBusy
 	}
 }
 

@@ -12,6 +12,10 @@ import (
 	"github.com/mattn/go-sqlite3"
 )
 
+// errBusy is what a writer gets after waiting out the busy timeout in the
+// write gate: SQLite's own SQLITE_BUSY ("database is locked").
+var errBusy error = sqlite3.Error{Code: sqlite3.ErrBusy, ExtendedCode: sqlite3.ErrBusy.Extend(0)}
+
 // friendly turns SQLite's errors about a damaged file into a clear message.
 func friendly(path string, err error) error {
 	var se sqlite3.Error

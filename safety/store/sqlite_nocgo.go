@@ -13,6 +13,8 @@ import (
 
 var errNoCgo = errors.New("this warden was built without cgo: SQLite needs it")
 
+var errBusy = errors.New("database is locked")
+
 func friendly(_ string, err error) error { return err }
 
 func (db *DB) backupTo(context.Context, string) error { return errNoCgo }
