@@ -7,8 +7,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"time"
 
+	"github.com/ollama/ollama/api"
+	"github.com/warden-llm/warden/runtime/sched"
+	"github.com/warden-llm/warden/safety/guard"
 	"github.com/warden-llm/warden/safety/outbox"
 	"github.com/warden-llm/warden/safety/probe"
 	"github.com/warden-llm/warden/safety/store"
@@ -39,12 +43,17 @@ func (t handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // startProbes schedules probe runs every probe.schedule through h, and
 // fires alerts on regressions; gl, if set, labels the answers with the
-// guard model. Its scheduler's Close stops it; with no schedule it does
-// nothing.
-func startProbes(ctx context.Context, cfg Config, db *store.DB, h http.Handler, gl *probe.GuardLabeler, alerts probeAlerter, log *slog.Logger) (*probe.Scheduler, error) {
+// guard model, its calls waiting for a slot of queue under the probe key.
+// Its scheduler's Close stops it; with no schedule it does nothing.
+func startProbes(ctx context.Context, cfg Config, db *store.DB, h http.Handler, gl *probe.GuardLabeler, queue *sched.Scheduler, alerts probeAlerter, log *slog.Logger) (*probe.Scheduler, error) {
 	s := &probe.Scheduler{Every: cfg.Probe.Schedule}
 	if cfg.Probe.Schedule <= 0 {
 		return s, nil
+	}
+	var keyID atomic.Value // the run's probe key id, for the guard's slots
+	keyID.Store("")
+	if gl != nil {
+		gl = &probe.GuardLabeler{Config: gl.Config, Backend: queuedChatter{queue: queue, keyID: func() string { return keyID.Load().(string) }, next: gl.Backend}}
 	}
 	ps := &probeSetup{db: db, cfg: cfg.Probe, stderr: io.Discard, guard: gl,
 		chat: &probe.HTTPChatter{BaseURL: "http://warden.internal", MaxTokens: cfg.Probe.MaxTokens,
@@ -58,6 +67,7 @@ func startProbes(ctx context.Context, cfg Config, db *store.DB, h http.Handler, 
 			return
 		}
 		ps.keyID, ps.chat.Key, ps.fresh = id, token, fresh
+		keyID.Store(id)
 		scheduledProbeRun(ctx, ps, cfg.Probe, alerts, log)
 	}
 	log.Info("probe runs scheduled", "every", cfg.Probe.Schedule, "suite", cfg.Probe.Suite, "alert_threshold", cfg.Probe.AlertThreshold)
@@ -123,4 +133,28 @@ func probeMaxAge(pc ProbeConfig) time.Duration {
 		return 2*pc.Schedule + time.Hour
 	}
 	return 8 * 24 * time.Hour
+}
+
+// queuedChatter runs each guard call of a scheduled probe run on a
+// scheduler slot of the guard model under the probe key, as the guard
+// stage's own calls wait for one under the request's key: the probe run's
+// guard labels take their turn beside the users' requests instead of
+// going to the backend past the fair queue.
+type queuedChatter struct {
+	queue *sched.Scheduler
+	keyID func() string // the probe key of the run in progress
+	next  guard.Chatter
+}
+
+func (q queuedChatter) Chat(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
+	cost := int64(guard.MaxOutputTokens)
+	for _, m := range req.Messages {
+		cost += int64(len(m.Content))/4 + 16 // server's estimate: a quarter token a byte and 16 a message
+	}
+	release, _, err := q.queue.Acquire(ctx, req.Model, q.keyID(), cost)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return q.next.Chat(ctx, req, fn)
 }

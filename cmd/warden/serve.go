@@ -321,7 +321,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	if guardModel != nil {
 		labeler = &probe.GuardLabeler{Config: guardModel, Backend: client}
 	}
-	probes, err := startProbes(ctx, cfg, db, srv.Handler(), labeler, tr, log.With("component", "probe"))
+	probes, err := startProbes(ctx, cfg, db, srv.Handler(), labeler, queue, tr, log.With("component", "probe"))
 	if err != nil {
 		return err
 	}
