@@ -73,9 +73,10 @@ func (cfg SinkConfig) hasTLSSettings() bool {
 	return cfg.CAFile != "" || cfg.CertFile != "" || cfg.KeyFile != "" || cfg.ServerName != "" || cfg.InsecureSkipVerify
 }
 
-// tlsConfig builds the client TLS settings; host is the server's name
-// when cfg.ServerName is empty.
-func (cfg SinkConfig) tlsConfig(host string) (*tls.Config, error) {
+// TLSConfig builds the client TLS settings the sink connects with; host
+// is the server's name when cfg.ServerName is empty. preflight's sink
+// check handshakes with the same settings.
+func (cfg SinkConfig) TLSConfig(host string) (*tls.Config, error) {
 	c := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		ServerName:         cfg.ServerName,

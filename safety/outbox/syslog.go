@@ -101,7 +101,7 @@ func newSyslog(cfg SinkConfig) (*Syslog, error) {
 	}
 	switch cfg.Network {
 	case "tls":
-		if s.tls, err = cfg.tlsConfig(host); err != nil {
+		if s.tls, err = cfg.TLSConfig(host); err != nil {
 			return nil, err
 		}
 	case "tcp", "udp":

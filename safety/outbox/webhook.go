@@ -48,7 +48,7 @@ func newWebhook(cfg SinkConfig) (*Webhook, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil // a proxy would be one more host seeing the audit trail
 	if u.Scheme == "https" {
-		if tr.TLSClientConfig, err = cfg.tlsConfig(u.Hostname()); err != nil {
+		if tr.TLSClientConfig, err = cfg.TLSConfig(u.Hostname()); err != nil {
 			return nil, err
 		}
 	} else if cfg.hasTLSSettings() {

@@ -3,11 +3,9 @@ package preflight
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -56,29 +54,14 @@ func checkSinks(ctx context.Context, e *Env) Result {
 	return pass(fmt.Sprintf("%d audit sinks reachable", len(e.Sinks)))
 }
 
-// handshake completes a TLS handshake on c with the sink's settings.
+// handshake completes a TLS handshake on c with the settings the sink
+// itself connects with (outbox.SinkConfig.TLSConfig).
 func handshake(ctx context.Context, e *Env, c net.Conn, s Sink) error {
 	host, _, _ := net.SplitHostPort(s.Address)
-	conf := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: s.ServerName, InsecureSkipVerify: s.InsecureSkipVerify}
-	if conf.ServerName == "" {
-		conf.ServerName = host
-	}
-	if s.CAFile != "" {
-		b, err := os.ReadFile(s.CAFile)
-		if err != nil {
-			return err
-		}
-		conf.RootCAs = x509.NewCertPool()
-		if !conf.RootCAs.AppendCertsFromPEM(b) {
-			return fmt.Errorf("ca_file %s holds no certificate", s.CAFile)
-		}
-	}
-	if s.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile)
-		if err != nil {
-			return err
-		}
-		conf.Certificates = []tls.Certificate{cert}
+	conf, err := outbox.SinkConfig{Name: s.Name, CAFile: s.CAFile, CertFile: s.CertFile, KeyFile: s.KeyFile,
+		ServerName: s.ServerName, InsecureSkipVerify: s.InsecureSkipVerify}.TLSConfig(host)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.timeout())
 	defer cancel()
