@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -62,9 +63,13 @@ var errKeyIPNotAllowed = &apiError{
 // (allow_cidrs) is refused with 403 ip_not_allowed from any other address
 // (the peer, or X-Forwarded-For from a trusted proxy).
 func (s *Server) authenticate(c *gin.Context) {
-	banning := s.bans != nil && !clientAddr(c).IsLoopback() // this machine's own clients are never banned
+	var banAddr netip.Addr
+	banning := false
+	if s.bans != nil {
+		banAddr, banning = s.banAddr(c)
+	}
 	if banning {
-		if err := s.bans.refused(clientAddr(c), s.now()); err != nil {
+		if err := s.bans.refused(banAddr, s.now()); err != nil {
 			if s.cfg.Metrics != nil {
 				s.cfg.Metrics.banned.Inc()
 			}
@@ -80,7 +85,7 @@ func (s *Server) authenticate(c *gin.Context) {
 	p, err := s.cfg.Keys.Authenticate(token)
 	if err != nil || p == nil {
 		if banning {
-			s.bans.failed(clientAddr(c), s.now())
+			s.bans.failed(banAddr, s.now())
 		}
 		if s.cfg.OnAuthRefused != nil {
 			s.cfg.OnAuthRefused(clientIP(c))
@@ -107,6 +112,39 @@ func (s *Server) authenticate(c *gin.Context) {
 		return
 	}
 	c.Next()
+}
+
+// banAddr is the address the auth-failure ban judges, and whether it
+// judges one: this machine's own clients are never banned. A loopback
+// peer that sends X-Forwarded-For is a proxy on this machine that
+// server.trusted_proxies does not name (a trusted one would have made the
+// forwarded address the client's): its clients are judged by the address
+// it appended last, so they are not all exempt as this machine's, nor all
+// banned together as one address. Nothing else reads that header from an
+// untrusted peer.
+func (s *Server) banAddr(c *gin.Context) (netip.Addr, bool) {
+	a := clientAddr(c)
+	if !a.IsLoopback() {
+		return a, true
+	}
+	xff := c.Request.Header.Values("X-Forwarded-For")
+	if len(xff) == 0 {
+		return a, false
+	}
+	last := xff[len(xff)-1]
+	if i := strings.LastIndexByte(last, ','); i >= 0 {
+		last = last[i+1:]
+	}
+	f := parseAddr(strings.TrimSpace(last))
+	if !f.IsValid() || f.IsLoopback() {
+		return a, false
+	}
+	s.untrustedProxy.Do(func() {
+		s.log.Warn("a proxy on this machine forwards requests (X-Forwarded-For) but server.trusted_proxies does not name it: "+
+			"the auth-failure ban judges its clients by the forwarded address, while per-address limits, key client networks and the audit trail see the proxy's",
+			"peer", a.String())
+	})
+	return f, true
 }
 
 // countRequest counts the request against its key's requests per minute

@@ -2,6 +2,7 @@ package server
 
 import (
 	"io"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/warden-llm/warden/internal/testlog"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/store/storetest"
 )
@@ -240,5 +242,49 @@ func TestBanSurvivesAddressFlood(t *testing.T) {
 	}
 	if err := b.refused(victim, now); err != errIPBanned {
 		t.Errorf("after a flood of other addresses the ban is %v, want it still in force", err)
+	}
+}
+
+// TestAuthFailBanBehindSameHostProxy: behind a proxy on this machine that
+// server.trusted_proxies does not name, every client's peer is loopback;
+// the ban judges each by the address the proxy appended last, so one
+// client failing is banned while another behind the same proxy, and this
+// machine's own clients, are not. The untrusted header is used for
+// nothing else, and a warning says the proxy should be trusted.
+func TestAuthFailBanBehindSameHostProxy(t *testing.T) {
+	clock := storetest.NewClock(storetest.T0)
+	var logs testlog.Buffer
+	ts := newTestServer(t, &fakeBackend{}, Config{Keys: &countingKeys{}, AuthFailLimit: 3, AuthBan: 10 * time.Minute, Now: clock.Now,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	getFrom := func(xff, key string) int {
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/v1/models", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		if xff != "" {
+			req.Header.Set("X-Forwarded-For", xff)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// The attacker puts an address of its own first; the proxy appends
+	// the one it saw.
+	attacker := "198.51.100.1, 192.0.2.7"
+	for range 6 {
+		getFrom(attacker, "wrong")
+	}
+	if code := getFrom("203.0.113.9, 192.0.2.7", "good"); code != http.StatusForbidden {
+		t.Errorf("the failing client, whatever it puts first: %d, want 403 banned", code)
+	}
+	if code := getFrom("192.0.2.8", "good"); code != http.StatusOK {
+		t.Errorf("another client behind the same proxy: %d, want 200", code)
+	}
+	if code := getFrom("", "good"); code != http.StatusOK {
+		t.Errorf("this machine's own client: %d, want 200", code)
+	}
+	if !strings.Contains(logs.String(), "trusted_proxies does not name it") {
+		t.Errorf("no warning about the untrusted proxy:\n%s", logs.String())
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -235,6 +236,8 @@ type Server struct {
 	shedder    *bucket          // nil: no MaxRPS
 	bans       *banList         // nil: no AuthFailLimit
 	guard      *guardStage      // nil: no guard model
+
+	untrustedProxy sync.Once // the warning about a same-host proxy trusted_proxies does not name
 }
 
 // New returns a server for backend.
