@@ -97,20 +97,7 @@ func TestAuthFailBan(t *testing.T) {
 	// The client is a LAN host behind a trusted proxy on this machine: this
 	// machine's own (loopback) clients are never banned.
 	ts := newTestServer(t, &fakeBackend{}, Config{Keys: ck, AuthFailLimit: 3, AuthBan: 10 * time.Minute, Now: clock.Now, TrustedProxies: []string{"127.0.0.1"}})
-	getFrom := func(ip, key string) (int, string) {
-		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/v1/models", nil)
-		req.Header.Set("Authorization", "Bearer "+key)
-		if ip != "" {
-			req.Header.Set("X-Forwarded-For", ip)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	getFrom := func(ip, key string) (int, string) { return modelsFrom(t, ts.URL, ip, key) }
 	get := func(key string) (int, string) { return getFrom("192.0.2.7", key) }
 	for i := range 3 {
 		if code, _ := get("wrong"); code != http.StatusUnauthorized {
@@ -257,17 +244,8 @@ func TestAuthFailBanBehindSameHostProxy(t *testing.T) {
 	ts := newTestServer(t, &fakeBackend{}, Config{Keys: &countingKeys{}, AuthFailLimit: 3, AuthBan: 10 * time.Minute, Now: clock.Now,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	getFrom := func(xff, key string) int {
-		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/v1/models", nil)
-		req.Header.Set("Authorization", "Bearer "+key)
-		if xff != "" {
-			req.Header.Set("X-Forwarded-For", xff)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		code, _ := modelsFrom(t, ts.URL, xff, key)
+		return code
 	}
 	// The attacker puts an address of its own first; the proxy appends
 	// the one it saw.
@@ -287,4 +265,22 @@ func TestAuthFailBanBehindSameHostProxy(t *testing.T) {
 	if !strings.Contains(logs.String(), "trusted_proxies does not name it") {
 		t.Errorf("no warning about the untrusted proxy:\n%s", logs.String())
 	}
+}
+
+// modelsFrom GETs /v1/models with key, sending xff as X-Forwarded-For
+// when set, and returns the status and body.
+func modelsFrom(t *testing.T, base, xff, key string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, base+"/v1/models", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	if xff != "" {
+		req.Header.Set("X-Forwarded-For", xff)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
