@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+
+	"github.com/ollama/ollama/api"
 )
 
 // FuzzMessagesRequest: decoding, validation and conversion of any body
@@ -13,24 +15,31 @@ import (
 func FuzzMessagesRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var req messagesRequest
-		if err := unmarshalBody(body, &req); err != nil {
-			return
-		}
-		if err := req.check(); err != nil {
-			var ae *apiError
-			if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest {
-				t.Fatalf("check failed with a non-client error: %v", err)
-			}
-			return
-		}
-		out, err := req.chat.toAPI("m:latest", 16)
-		if err != nil {
-			var ae *apiError
-			if !errors.As(err, &ae) {
-				t.Fatalf("conversion failed with a non-client error: %v", err)
-			}
-			return
-		}
-		patchBackend(out, req.backend)
+		fuzzAgentBody(t, body, &req, &req.chat, &req.backend)
 	})
+}
+
+// fuzzAgentBody is the body of the Messages and Responses fuzz targets:
+// req decodes body and checks it, leaving the chat request it bridges to
+// in *chat and Ollama's own conversion in *backend.
+func fuzzAgentBody(t *testing.T, body []byte, req interface{ check() error }, chat *chatRequest, backend **api.ChatRequest) {
+	if err := unmarshalBody(body, req); err != nil {
+		return
+	}
+	if err := req.check(); err != nil {
+		var ae *apiError
+		if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest {
+			t.Fatalf("check failed with a non-client error: %v", err)
+		}
+		return
+	}
+	out, err := chat.toAPI("m:latest", 16)
+	if err != nil {
+		var ae *apiError
+		if !errors.As(err, &ae) {
+			t.Fatalf("conversion failed with a non-client error: %v", err)
+		}
+		return
+	}
+	patchBackend(out, *backend)
 }
