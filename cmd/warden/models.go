@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -86,12 +84,6 @@ func (g *globals) governor(ctx context.Context) (*models.Governor, func(), error
 	return gov, func() { closeNS(); db.Close() }, nil
 }
 
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
 func newModelsCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "models",
@@ -127,7 +119,7 @@ func newModelsListCmd(g *globals) *cobra.Command {
 				if list == nil {
 					list = []models.Listed{}
 				}
-				return printJSON(g.stdout, list)
+				return writeJSON(g, list)
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tDIGEST\tSIZE\tMODIFIED\tALLOWED\tPINNED\tLOADED\tKEPT")
@@ -170,7 +162,7 @@ func newModelsShowCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if asJSON {
-				return printJSON(g.stdout, s)
+				return writeJSON(g, s)
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
 			row := func(k string, v any) { fmt.Fprintf(tw, "%s\t%v\n", k, v) }

@@ -62,7 +62,7 @@ func newModelsHistoryCmd(g *globals) *cobra.Command {
 				if h == nil {
 					h = []models.Version{}
 				}
-				return printJSON(g.stdout, h)
+				return writeJSON(g, h)
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "WHEN\tACTION\tFROM\tTO\tKEPT\tBY\tSOURCE")
@@ -97,7 +97,7 @@ func newModelsRollbackCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if asJSON {
-				return printJSON(g.stdout, ch)
+				return writeJSON(g, ch)
 			}
 			fmt.Fprintf(g.stdout, "%s: %s -> %s (the replaced version is kept as %s)\n", ch.Name, shortDigest(ch.Old), shortDigest(ch.New), ch.Kept)
 			if ch.PinMoved {
@@ -194,7 +194,7 @@ func newModelsManifestCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if asJSON {
-				return printJSON(g.stdout, map[string]any{"generated_at": time.Now().UTC(), "models": recs})
+				return writeJSON(g, map[string]any{"generated_at": time.Now().UTC(), "models": recs})
 			}
 			for _, r := range recs {
 				cur := ""
