@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -485,21 +484,7 @@ func BenchmarkGuard(b *testing.B) {
 			ts := newTestServer(t, &fakeBackend{chat: gb.chat}, cfg)
 			defer ts.Close()
 			body := `{"model":"demo","messages":[{"role":"user","content":"Say something."}],"max_tokens":8,"stream":` + map[bool]string{true: "true", false: "false"}[c.stream] + `}`
-			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
-			b.ReportAllocs()
-			for b.Loop() {
-				req, _ := http.NewRequest(http.MethodPost, ts.URL+"/v1/chat/completions", strings.NewReader(body))
-				req.Header.Set("Authorization", "Bearer good")
-				resp, err := client.Do(req)
-				if err != nil {
-					b.Fatal(err)
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					b.Fatalf("status %d", resp.StatusCode)
-				}
-			}
+			benchPosts(b, ts.URL+"/v1/chat/completions", "Authorization", "Bearer good", body)
 			gb.mu.Lock()
 			gb.guards = nil // the recorded requests are not part of the cost
 			gb.mu.Unlock()
