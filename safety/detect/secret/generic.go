@@ -200,19 +200,25 @@ func keyword(text []byte, k int) (int, bool) {
 	return 0, false
 }
 
+// foldKeyName is the key name ending at k (at most keyLookback bytes
+// back) lower-cased, without '_', '-' and '.', in buf.
+func foldKeyName(text []byte, k int, buf *[keyLookback]byte) []byte {
+	m := len(buf)
+	for j := k - 1; j >= 0 && k-j <= keyLookback && keyName[text[j]] && m > 0; j-- {
+		if c := text[j]; c != '_' && c != '-' && c != '.' {
+			m--
+			buf[m] = c | 0x20
+		}
+	}
+	return buf[m:]
+}
+
 // awsSecretKey reports whether the key name ending at k names an AWS secret
 // access key: ignoring case, '_', '-' and '.', it ends in
 // "secretaccesskey", or mentions "aws" and ends in "secretkey" or "secret".
 func awsSecretKey(text []byte, k int) bool {
-	var norm [keyLookback]byte
-	m := len(norm)
-	for j := k - 1; j >= 0 && k-j <= keyLookback && keyName[text[j]] && m > 0; j-- {
-		if c := text[j]; c != '_' && c != '-' && c != '.' {
-			m--
-			norm[m] = c | 0x20
-		}
-	}
-	s := norm[m:]
+	var buf [keyLookback]byte
+	s := foldKeyName(text, k, &buf)
 	return bytes.HasSuffix(s, []byte("secretaccesskey")) ||
 		bytes.Contains(s, []byte("aws")) && (bytes.HasSuffix(s, []byte("secretkey")) || bytes.HasSuffix(s, []byte("secret")))
 }

@@ -107,15 +107,8 @@ var notSecretNames = [][]byte{
 // notSecretName reports whether the key name ending at k is one of
 // notSecretNames.
 func notSecretName(text []byte, k int) bool {
-	var norm [keyLookback]byte
-	m := len(norm)
-	for j := k - 1; j >= 0 && k-j <= keyLookback && keyName[text[j]] && m > 0; j-- {
-		if c := text[j]; c != '_' && c != '-' && c != '.' {
-			m--
-			norm[m] = c | 0x20
-		}
-	}
-	s := norm[m:]
+	var buf [keyLookback]byte
+	s := foldKeyName(text, k, &buf)
 	for _, n := range notSecretNames {
 		if bytes.HasSuffix(s, n) {
 			return true
