@@ -13,6 +13,7 @@ import (
 	"github.com/warden-llm/warden/safety/filter"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/quota"
+	"github.com/warden-llm/warden/safety/store"
 	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
@@ -49,7 +50,7 @@ func BenchmarkChat(b *testing.B) {
 				cfg.Filter = benchFilter(b)
 			}
 			if c.audited {
-				cfg.Audit = benchAudit(b)
+				cfg.Audit, _, _ = realAudit(b)
 			}
 			if c.all {
 				benchControls(b, &cfg)
@@ -62,15 +63,18 @@ func BenchmarkChat(b *testing.B) {
 	}
 }
 
-// benchAudit is the real audit writer on a SQLite file.
-func benchAudit(b *testing.B) *audit.Writer {
-	dir := b.TempDir()
-	w := audit.NewWriter(storetest.OpenDir(b, dir), audit.Config{DataDir: dir})
-	if err := w.Start(b.Context()); err != nil {
-		b.Fatal(err)
+// realAudit is the real audit writer, started, on a SQLite file in a
+// temporary data dir, closed when t ends; it returns the database and the
+// dir too.
+func realAudit(t testing.TB) (*audit.Writer, *store.DB, string) {
+	dir := t.TempDir()
+	db := storetest.OpenDir(t, dir)
+	w := audit.NewWriter(db, audit.Config{DataDir: dir})
+	if err := w.Start(t.Context()); err != nil {
+		t.Fatal(err)
 	}
-	b.Cleanup(func() { w.Close(context.Background()) })
-	return w
+	t.Cleanup(func() { w.Close(context.Background()) })
+	return w, db, dir
 }
 
 // benchControls sets the controls besides the filters and the audit

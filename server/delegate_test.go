@@ -20,7 +20,6 @@ import (
 	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/quota"
-	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 // Delegation: a key with the delegate scope names the end user of each
@@ -383,13 +382,7 @@ func errorsAs(err error, target any) bool { return errors.As(err, target) }
 // from the headers, streamed or not, and the chain verifies.
 func TestDelegateEndUserInAuditRows(t *testing.T) {
 	ctx := t.Context()
-	dir := t.TempDir()
-	db := storetest.OpenDir(t, dir)
-	w := audit.NewWriter(db, audit.Config{DataDir: dir})
-	if err := w.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close(context.Background()) })
+	w, db, dir := realAudit(t)
 	k := newKeyed(t, &fakeBackend{chat: scripted("o", "k")}, Config{Audit: w})
 	_, token := k.key(t, `{"name":"webui","scopes":["chat","delegate"]}`)
 	// Open WebUI percent-encodes the name (Python's quote, spaces kept).

@@ -11,7 +11,6 @@ import (
 	"github.com/openai/openai-go/v3"
 
 	"github.com/warden-llm/warden/safety/audit"
-	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 // The guard model and delegate keys reach the Messages and Responses
@@ -85,13 +84,7 @@ func (r responseResult) String() string { return r.status + "/" + r.reason + "/"
 // end user from them.
 func TestAgentRoutesEndUser(t *testing.T) {
 	ctx := t.Context()
-	dir := t.TempDir()
-	db := storetest.OpenDir(t, dir)
-	w := audit.NewWriter(db, audit.Config{DataDir: dir})
-	if err := w.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close(context.Background()) })
+	w, db, _ := realAudit(t)
 	k := newKeyed(t, &fakeBackend{chat: scripted("o", "k")}, Config{Audit: w})
 	_, delegate := k.key(t, `{"name":"agents","scopes":["chat","delegate"]}`)
 	_, plain := k.key(t, `{"name":"solo","scopes":["chat"]}`)

@@ -16,7 +16,6 @@ import (
 
 	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/audit/audittest"
-	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
 // heldAuditor holds each request record until the backend call has
@@ -42,14 +41,7 @@ func (h *heldAuditor) Append(ctx context.Context, rec audit.Record) (int64, erro
 func TestRequestRecordFailsAfterBackendStarted(t *testing.T) {
 	for _, stream := range []string{"false", "true"} {
 		t.Run("stream="+stream, func(t *testing.T) {
-			ctx := t.Context()
-			dir := t.TempDir()
-			db := storetest.OpenDir(t, dir)
-			w := audit.NewWriter(db, audit.Config{DataDir: dir})
-			if err := w.Start(ctx); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { w.Close(ctx) })
+			w, db, _ := realAudit(t)
 			aud := &heldAuditor{w: w, started: make(chan struct{})}
 			cancelled := make(chan error, 1)
 			b := &fakeBackend{chat: func(ctx context.Context, _ *api.ChatRequest, fn func(api.ChatResponse) error) error {

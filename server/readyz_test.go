@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/warden-llm/warden/internal/testlog"
-	"github.com/warden-llm/warden/safety/audit"
 	"github.com/warden-llm/warden/safety/audit/audittest"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/store/storetest"
@@ -87,14 +86,7 @@ func logLines(t *testing.T, buf *testlog.Buffer, level slog.Level) []map[string]
 // count; when space returns the next request is served and /readyz is
 // ready again.
 func TestReadyzAndLogsOnFullDisk(t *testing.T) {
-	ctx := t.Context()
-	dir := t.TempDir()
-	db := storetest.OpenDir(t, dir)
-	w := audit.NewWriter(db, audit.Config{DataDir: dir})
-	if err := w.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close(ctx) })
+	w, db, _ := realAudit(t)
 	var logs testlog.Buffer
 	clock := storetest.NewClock(storetest.T0)
 	ts := newTestServer(t, &fakeBackend{chat: scripted("ok")}, Config{
