@@ -22,9 +22,11 @@ import (
 // be chosen to test a filter; the real backend's path is tested end to end
 // in cmd/warden).
 
-func testFilter(t *testing.T, profiles map[string]filter.ProfileConfig) *filter.Engine {
+// testFilter is a filter engine with the default detectors and profiles,
+// knowing the extra categories too (a guard model's).
+func testFilter(t *testing.T, profiles map[string]filter.ProfileConfig, extra ...string) *filter.Engine {
 	t.Helper()
-	ps, err := filter.BuildProfiles(profiles, nil)
+	ps, err := filter.BuildProfiles(profiles, nil, extra...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,15 +101,7 @@ func guardConfig(open bool, on ...string) *guard.Config {
 
 func guardFilter(t *testing.T, g *guard.Config, profiles map[string]filter.ProfileConfig) *filter.Engine {
 	t.Helper()
-	ps, err := filter.BuildProfiles(profiles, nil, g.AllCategories()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := filter.New(filter.Config{Profiles: ps, Detectors: filter.Detectors(filter.DetectorOptions{}), Secret: []byte("test secret")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
+	return testFilter(t, profiles, g.AllCategories()...)
 }
 
 // decisions reads the safety decisions of the last completion record.
