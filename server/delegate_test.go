@@ -315,22 +315,7 @@ func TestBlockUserAdminAPI(t *testing.T) {
 // few: the light user's are dispatched in turn with the heavy user's, not
 // after them.
 func TestDelegateUsersShareSlotsFairly(t *testing.T) {
-	var (
-		mu    sync.Mutex
-		order []string
-	)
-	step := make(chan struct{})
-	b := &fakeBackend{chat: func(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
-		mu.Lock()
-		order = append(order, req.Messages[len(req.Messages)-1].Content)
-		mu.Unlock()
-		select {
-		case <-step:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		return scripted("x")(ctx, req, fn)
-	}}
+	b, step, dispatched := steppedBackend()
 	q := sched.New(sched.Config{Slots: func(string) int { return 1 }, MaxQueue: -1, MaxQueuePerKey: -1})
 	k := newKeyed(t, b, Config{Queue: q})
 	_, token := k.key(t, `{"name":"webui","scopes":["chat","delegate"]}`)
@@ -362,6 +347,7 @@ func TestDelegateUsersShareSlotsFairly(t *testing.T) {
 	wg.Wait()
 	// The light user's three requests are among the first seven dispatched
 	// from the queue (alternating with the heavy user's), not the last three.
+	order := dispatched()
 	got := 0
 	for _, who := range order[1:7] {
 		if who == "light" {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,20 +95,7 @@ func TestWeightsEndToEnd(t *testing.T) {
 	}
 	defer cache.Close()
 
-	step := make(chan struct{})
-	var mu sync.Mutex
-	var order []string
-	b := &fakeBackend{chat: func(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
-		mu.Lock()
-		order = append(order, req.Messages[len(req.Messages)-1].Content)
-		mu.Unlock()
-		select {
-		case <-step:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		return scripted("x")(ctx, req, fn)
-	}}
+	b, step, dispatched := steppedBackend()
 	q := sched.New(sched.Config{Slots: func(string) int { return 1 }, Weight: cache.Weight, MaxQueue: -1, MaxQueuePerKey: -1})
 	ts := newTestServer(t, b, Config{Queue: q, Keys: cache})
 	// Each request costs its output cap plus prompt, about two quanta: a
@@ -135,11 +123,39 @@ func TestWeightsEndToEnd(t *testing.T) {
 		step <- struct{}{}
 	}
 	wg.Wait()
+	order := dispatched()
 	counts := map[string]int{}
 	for _, who := range order[1:17] { // the first 16 dispatched from the full queue
 		counts[who]++
 	}
 	if counts["heavy"] < 11 || counts["heavy"] > 13 || counts["light"] < 3 {
 		t.Errorf("first 16 dispatches: %v, want about 12 heavy (weight 3) and 4 light (weight 1); order %v", counts, order)
+	}
+}
+
+// steppedBackend answers one request per send on step, in the order the
+// scheduler dispatched them; dispatched lists each request's last message
+// in that order.
+func steppedBackend() (b *fakeBackend, step chan struct{}, dispatched func() []string) {
+	step = make(chan struct{})
+	var (
+		mu    sync.Mutex
+		order []string
+	)
+	b = &fakeBackend{chat: func(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
+		mu.Lock()
+		order = append(order, req.Messages[len(req.Messages)-1].Content)
+		mu.Unlock()
+		select {
+		case <-step:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return scripted("x")(ctx, req, fn)
+	}}
+	return b, step, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(order)
 	}
 }
