@@ -110,11 +110,19 @@ func (r *recorder) chat(_ context.Context, req *api.ChatRequest, fn func(api.Cha
 	return fn(api.ChatResponse{Done: true, DoneReason: "stop", Metrics: api.Metrics{PromptEvalCount: 3, EvalCount: len(pieces)}})
 }
 
+// splitPII is an answer whose e-mail, phone and card numbers are split
+// across the backend's pieces; splitPIIRedacted is what a client gets of
+// it under the default profile, on every route, streamed or not.
+var (
+	splitPII         = []string{"Write to ali", "ce@exam", "ple.com or call +1 415 5", "55 2671, card 4111 1111 ", "1111 1111. Bye."}
+	splitPIIRedacted = "Write to [EMAIL_1] or call [PHONE_1], card [CREDIT_CARD_1]. Bye."
+)
+
 func TestFilterRedactsAcrossChunks(t *testing.T) {
-	rec := &recorder{pieces: []string{"Write to ali", "ce@exam", "ple.com or call +1 415 5", "55 2671, card 4111 1111 ", "1111 1111. Bye."}}
+	rec := &recorder{pieces: splitPII}
 	ts := newTestServer(t, &fakeBackend{chat: rec.chat}, Config{Filter: testFilter(t, nil)})
 	c := sdk(ts)
-	want := "Write to [EMAIL_1] or call [PHONE_1], card [CREDIT_CARD_1]. Bye."
+	want := splitPIIRedacted
 
 	text, chunks, finish := streamText(t, c, chatParams("", "hello"))
 	if text != want || finish != "stop" {

@@ -260,10 +260,10 @@ func TestMessagesErrors(t *testing.T) {
 }
 
 func TestMessagesRedactsAcrossChunks(t *testing.T) {
-	rec := &recorder{pieces: []string{"Write to ali", "ce@exam", "ple.com or call +1 415 5", "55 2671, card 4111 1111 ", "1111 1111. Bye."}}
+	rec := &recorder{pieces: splitPII}
 	ts := newTestServer(t, &fakeBackend{chat: rec.chat}, Config{Filter: testFilter(t, nil)})
 	c := anthropicSDK(ts.URL, "good")
-	want := "Write to [EMAIL_1] or call [PHONE_1], card [CREDIT_CARD_1]. Bye."
+	want := splitPIIRedacted
 
 	msg, deltas, _ := messageStream(t, c, messageParams("", "hello"))
 	if got := messageText(msg); got != want || msg.StopReason != anthropic.StopReasonEndTurn {

@@ -195,10 +195,10 @@ func TestResponsesErrors(t *testing.T) {
 }
 
 func TestResponsesRedactsAcrossChunks(t *testing.T) {
-	rec := &recorder{pieces: []string{"Write to ali", "ce@exam", "ple.com or call +1 415 5", "55 2671, card 4111 1111 ", "1111 1111. Bye."}}
+	rec := &recorder{pieces: splitPII}
 	ts := newTestServer(t, &fakeBackend{chat: rec.chat}, Config{Filter: testFilter(t, nil)})
 	c := sdk(ts)
-	want := "Write to [EMAIL_1] or call [PHONE_1], card [CREDIT_CARD_1]. Bye."
+	want := splitPIIRedacted
 
 	final, deltas, _ := responseStream(t, c, responseParams("", "hello"))
 	if final.OutputText() != want || final.Status != "completed" {
