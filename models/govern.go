@@ -159,6 +159,16 @@ func canonicalArg(name string) (string, error) {
 	return canon, nil
 }
 
+// allowedArg is canonicalArg for a name that must be inside [models]
+// allow (pull, import, load): outside it, an error wrapping ErrNotAllowed.
+func (g *Governor) allowedArg(name string) (string, error) {
+	canon, err := canonicalArg(name)
+	if err == nil && !g.Allow.Allowed(canon) {
+		err = fmt.Errorf("%w: %s is outside [models] allow", ErrNotAllowed, canon)
+	}
+	return canon, err
+}
+
 // current finds the model called canon in the backend's list.
 func (g *Governor) current(ctx context.Context, canon string) (Info, bool, error) {
 	list, err := g.list(ctx)
@@ -171,6 +181,16 @@ func (g *Governor) current(ctx context.Context, canon string) (Info, bool, error
 		}
 	}
 	return Info{}, false, nil
+}
+
+// existing is current for a model that must be there: a name the backend
+// does not list is an error wrapping ErrNotFound.
+func (g *Governor) existing(ctx context.Context, canon string) (Info, error) {
+	m, ok, err := g.current(ctx, canon)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: %s", ErrNotFound, canon)
+	}
+	return m, err
 }
 
 func (g *Governor) list(ctx context.Context) ([]Info, error) {
@@ -243,12 +263,9 @@ func (g *Governor) drop(ctx context.Context, name string) {
 // pruned. A failed or cancelled pull removes its partial downloads and
 // leaves the previous version serving.
 func (g *Governor) Pull(ctx context.Context, actor, name string, insecure bool, fn ProgressFunc) (Change, error) {
-	canon, err := canonicalArg(name)
+	canon, err := g.allowedArg(name)
 	if err != nil {
 		return Change{}, err
-	}
-	if !g.Allow.Allowed(canon) {
-		return Change{}, fmt.Errorf("%w: %s is outside [models] allow", ErrNotAllowed, canon)
 	}
 	if err := checkActor(actor); err != nil {
 		return Change{}, err

@@ -87,12 +87,9 @@ func (g *Governor) Rollback(ctx context.Context, actor, name, to string) (Change
 	if err := checkActor(actor); err != nil {
 		return Change{}, err
 	}
-	cur, ok, err := g.current(ctx, canon)
+	cur, err := g.existing(ctx, canon)
 	if err != nil {
 		return Change{}, err
-	}
-	if !ok {
-		return Change{}, fmt.Errorf("%w: %s", ErrNotFound, canon)
 	}
 	if to == "" {
 		var old string
@@ -188,12 +185,9 @@ func (g *Governor) Unload(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	m, ok, err := g.current(ctx, canon)
+	m, err := g.existing(ctx, canon)
 	if err != nil {
 		return err
-	}
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrNotFound, canon)
 	}
 	return g.unload(ctx, m.Name)
 }
@@ -202,19 +196,13 @@ func (g *Governor) Unload(ctx context.Context, name string) error {
 // that would not be served (outside the allowlist, pin mismatch) is
 // refused.
 func (g *Governor) Load(ctx context.Context, name string) error {
-	canon, err := canonicalArg(name)
+	canon, err := g.allowedArg(name)
 	if err != nil {
 		return err
 	}
-	if !g.Allow.Allowed(canon) {
-		return fmt.Errorf("%w: %s is outside [models] allow", ErrNotAllowed, canon)
-	}
-	m, ok, err := g.current(ctx, canon)
+	m, err := g.existing(ctx, canon)
 	if err != nil {
 		return err
-	}
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrNotFound, canon)
 	}
 	if pin, _, err := g.pinOf(ctx, canon); err != nil {
 		return err
@@ -237,12 +225,9 @@ func (g *Governor) Remove(ctx context.Context, actor, name string) error {
 	if err := checkActor(actor); err != nil {
 		return err
 	}
-	m, ok, err := g.current(ctx, canon)
+	m, err := g.existing(ctx, canon)
 	if err != nil {
 		return err
-	}
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrNotFound, canon)
 	}
 	_ = g.unload(ctx, m.Name)
 	if err := g.Backend.Delete(ctx, &api.DeleteRequest{Model: m.Name}); err != nil {

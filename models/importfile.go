@@ -33,12 +33,9 @@ type ImportSpec struct {
 // governed way (allowlist, kept previous version, history, provenance).
 // fn receives the hashing and upload progress.
 func (g *Governor) Import(ctx context.Context, actor string, spec ImportSpec, fn ProgressFunc) (Change, error) {
-	canon, err := canonicalArg(spec.Name)
+	canon, err := g.allowedArg(spec.Name)
 	if err != nil {
 		return Change{}, err
-	}
-	if !g.Allow.Allowed(canon) {
-		return Change{}, fmt.Errorf("%w: %s is outside [models] allow", ErrNotAllowed, canon)
 	}
 	if err := checkActor(actor); err != nil {
 		return Change{}, err

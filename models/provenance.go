@@ -78,12 +78,9 @@ func (g *Governor) Annotate(ctx context.Context, actor, name, note string) error
 	if note == "" || len(note) > maxNote {
 		return fmt.Errorf("a note is 1 to %d bytes of text", maxNote)
 	}
-	cur, ok, err := g.current(ctx, canon)
+	cur, err := g.existing(ctx, canon)
 	if err != nil {
 		return err
-	}
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrNotFound, canon)
 	}
 	at := g.now()
 	return g.DB.InTx(ctx, func(tx *sql.Tx) error {
