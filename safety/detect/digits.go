@@ -38,8 +38,9 @@ const (
 	hi  = 0x8080808080808080
 )
 
-// digitMask has the high bit of each byte of x that is an ASCII digit.
-func digitMask(x uint64) uint64 {
+// DigitMask has the high bit of each byte of x that is an ASCII digit
+// (the detectors' eight-bytes-at-a-time scans share it).
+func DigitMask(x uint64) uint64 {
 	t := x ^ 0x3030303030303030 // digits become 0..9
 	return ^((t & lo7) + 0x7676767676767676 | t) & hi
 }
@@ -58,7 +59,7 @@ func (d *Digits) Scan(text []byte) {
 	var prev uint64 // 0x80 when the byte before the block is a digit
 	i := 0
 	for ; i+8 <= len(text); i += 8 {
-		dm := digitMask(binary.LittleEndian.Uint64(text[i:]))
+		dm := DigitMask(binary.LittleEndian.Uint64(text[i:]))
 		s := dm &^ (dm<<8 | prev)
 		prev = dm >> 56 & 0x80
 		for ; s != 0; s &= s - 1 {

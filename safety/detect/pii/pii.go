@@ -116,12 +116,6 @@ const (
 	hi  = 0x8080808080808080
 )
 
-// digitMask has the high bit of each byte of x that is an ASCII digit.
-func digitMask(x uint64) uint64 {
-	t := x ^ 0x3030303030303030 // digits become 0..9
-	return ^((t & lo7) + 0x7676767676767676 | t) & hi
-}
-
 // wordMask has the high bit of each byte of x that is an ASCII letter,
 // digit or '_'.
 func wordMask(x uint64) uint64 {
@@ -129,7 +123,7 @@ func wordMask(x uint64) uint64 {
 	letters := (y + (0x80-0x61)*0x0101010101010101) & ^(y + (0x80-0x7b)*0x0101010101010101)
 	u := (x ^ 0x5f5f5f5f5f5f5f5f) & lo7 // '_' becomes 0
 	under := ^((u + lo7) | u) & hi
-	return ((letters|under)&^x | digitMask(x)) & hi
+	return ((letters|under)&^x | detect.DigitMask(x)) & hi
 }
 
 // indexWordDigit returns the index of the first ASCII digit at or after i
@@ -141,7 +135,7 @@ func wordMask(x uint64) uint64 {
 func indexWordDigit(b []byte, i int) int {
 	for ; i+8 <= len(b); i += 8 {
 		x := binary.LittleEndian.Uint64(b[i:])
-		d := digitMask(x)
+		d := detect.DigitMask(x)
 		if d == 0 {
 			continue
 		}

@@ -233,7 +233,7 @@ func TestMasks(t *testing.T) {
 				for k := 7; k >= 0; k-- {
 					x = x<<8 | uint64(b[k])
 				}
-				gd := digitMask(x)>>(8*i+7)&1 == 1
+				gd := detect.DigitMask(x)>>(8*i+7)&1 == 1
 				gw := wordMask(x)>>(8*i+7)&1 == 1
 				if gd != isDigit(b[i]) || gw != isWord(b[i]) {
 					t.Fatalf("byte %#x at %d in %x: digit %v word %v", b[i], i, b, gd, gw)
