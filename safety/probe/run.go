@@ -178,12 +178,7 @@ func (h *HTTPChatter) Chat(ctx context.Context, model string, msgs []Message, se
 		return Answer{Err: err.Error()}
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+h.Key)
-	hc := h.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
+	resp, err := h.do(req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
 			return Answer{Err: "timed out", LatencyMS: time.Since(start).Milliseconds()}
@@ -226,18 +221,23 @@ func (h *HTTPChatter) Chat(ctx context.Context, model string, msgs []Message, se
 	return a
 }
 
+// do sends req with the key, on h.HTTP (nil: http.DefaultClient).
+func (h *HTTPChatter) do(req *http.Request) (*http.Response, error) {
+	req.Header.Set("Authorization", "Bearer "+h.Key)
+	hc := h.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return hc.Do(req)
+}
+
 // Models lists the model ids the key may use (GET /v1/models).
 func (h *HTTPChatter) Models(ctx context.Context) ([]string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(h.BaseURL, "/")+"/v1/models", nil)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+h.Key)
-	hc := h.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
+	resp, err := h.do(req)
 	if err != nil {
 		return nil, fmt.Errorf("list models: %w", err)
 	}
