@@ -15,7 +15,7 @@ func (s *Server) chat(c *gin.Context) error {
 		if err := p.filterChat(&req); err != nil {
 			return err
 		}
-		if err := p.admit(estimateChat(&req)+s.models.promptOverhead(p.ctx, p.model), req.maxTokens(), false); err != nil {
+		if err := p.admitChat(&req); err != nil {
 			return err
 		}
 		areq, err := req.toAPI(p.model.Name, p.adm.outputCap)

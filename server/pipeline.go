@@ -201,6 +201,13 @@ func (p *pipe) filterTexts(param string, texts []string) error {
 	return err
 }
 
+// admitChat admits a chat request (the chat route's, or the one a
+// Messages or Responses request bridges to): its prompt estimate with the
+// model's template overhead, and the output limit it states.
+func (p *pipe) admitChat(req *chatRequest) error {
+	return p.admit(estimateChat(req)+p.s.models.promptOverhead(p.ctx, p.model), req.maxTokens(), false)
+}
+
 // admit holds the request to its key's caps and quotas: promptTokens is
 // its estimated prompt, maxTokens the output it asked for (nil: not
 // stated). The guard model judges the prompt once it is admitted (a

@@ -21,7 +21,7 @@ func (s *Server) responses(c *gin.Context) error {
 		if err := p.filterChat(&req.chat); err != nil {
 			return inputParam(err)
 		}
-		if err := p.admit(estimateChat(&req.chat)+s.models.promptOverhead(p.ctx, p.model), req.chat.maxTokens(), false); err != nil {
+		if err := p.admitChat(&req.chat); err != nil {
 			return err
 		}
 		areq, err := req.chat.toAPI(p.model.Name, p.adm.outputCap)
