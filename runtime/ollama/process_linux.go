@@ -54,6 +54,14 @@ func groupMembers(pgid int) ([]groupMember, error) {
 			continue // gone in the meantime
 		}
 		cmd = bytes.TrimRight(cmd, "\x00")
+		if len(cmd) == 0 {
+			// A process being torn down has no memory left and reads as
+			// an empty command line before it turns zombie: it is going
+			// already, and is no sign of a foreign group (an ollama
+			// killed with the leader showed up so, and made the group
+			// look foreign, so its runners were left alive).
+			continue
+		}
 		out = append(out, groupMember{pid: pid, cmdline: string(bytes.ReplaceAll(cmd, []byte{0}, []byte{' '}))})
 	}
 	return out, nil
@@ -106,7 +114,7 @@ func signalGroup(pgid int, sig syscall.Signal) (int, error) {
 	}
 	for _, m := range ms {
 		if !isOllama(m.cmdline) {
-			return len(ms), errForeignGroup
+			return len(ms), fmt.Errorf("%w: pid %d %q", errForeignGroup, m.pid, m.cmdline)
 		}
 	}
 	if len(ms) == 0 {
