@@ -26,6 +26,15 @@ type Auditor interface {
 
 var _ Auditor = (*audit.Writer)(nil)
 
+// ticketAuditor is an Auditor that can queue a request record without a
+// goroutine waiting for it, and commit it with another request's record
+// while its request waits for a slot (audit.Writer.Begin).
+type ticketAuditor interface {
+	Begin(ctx context.Context, rec audit.Record, done func(seq int64, err error)) (*audit.Ticket, error)
+}
+
+var _ ticketAuditor = (*audit.Writer)(nil)
+
 var errAuditUnavailable = &apiError{
 	Status:     http.StatusServiceUnavailable,
 	Type:       typeServer,
@@ -50,6 +59,7 @@ type trail struct {
 	committed bool           // the request record is written (or fail-open skipped it)
 	failed    bool           // the request record could not be written
 	pending   *pendingRecord // the request record being committed (startRequest)
+	ticket    *audit.Ticket  // its ticket, ended with the request
 	done      bool
 
 	// The request body is hashed as the handler reads it; its text is kept
@@ -105,6 +115,9 @@ func (s *Server) auditRequest(c *gin.Context) {
 		// handlers does so for a success): record it late rather than not.
 		_ = s.complete(c, outcome{status: c.Writer.Status()})
 	}
+	if tr.ticket != nil {
+		tr.ticket.End()
+	}
 }
 
 // endpoints holds the audit records' endpoint names, "METHOD /path", made
@@ -148,6 +161,7 @@ func (s *Server) commitRequest(c *gin.Context) error {
 type pendingRecord struct {
 	done    chan struct{}
 	durable chan struct{}
+	ticket  *audit.Ticket // nil: a goroutine appends the record
 	err     error
 }
 
@@ -188,13 +202,14 @@ func (s *Server) startRequest(c *gin.Context, onFail func()) <-chan struct{} {
 	}
 	pr := &pendingRecord{done: make(chan struct{}), durable: make(chan struct{})}
 	tr.pending = pr
-	// The goroutine touches nothing of c: the handler waits for it
-	// (awaitRequest) before it returns, on every path, but gin reuses c.
+	// Neither finish nor the goroutine touches c: the handler waits for
+	// the record (awaitRequest) before it returns, on every path, but gin
+	// reuses c.
 	ctx := context.WithoutCancel(c.Request.Context())
 	id := requestID(c)
-	go func() {
+	finish := func(err error) {
 		defer close(pr.done)
-		err := s.appendRecordCtx(ctx, rec)
+		s.auditState.note(err, s.now())
 		if err != nil {
 			s.repeated.Log(ctx, s.log, slog.LevelError, "audit: request record not written", "request_id", id, "err", err)
 			if !s.cfg.AuditFailOpen {
@@ -206,8 +221,29 @@ func (s *Server) startRequest(c *gin.Context, onFail func()) <-chan struct{} {
 			}
 		}
 		close(pr.durable)
+	}
+	if ta, ok := s.cfg.Audit.(ticketAuditor); ok {
+		t, err := ta.Begin(ctx, rec, func(_ int64, err error) { finish(err) })
+		if err != nil {
+			finish(err)
+		}
+		pr.ticket, tr.ticket = t, t
+		return pr.durable
+	}
+	go func() {
+		_, err := s.cfg.Audit.Append(ctx, rec)
+		finish(err)
 	}()
 	return pr.durable
+}
+
+// flushRequest asks for the request record to be committed now: the
+// request has its slot, and the answer will follow. Until then the record
+// may wait to share another request's transaction (audit.Writer.Begin).
+func (s *Server) flushRequest(c *gin.Context) {
+	if tr := trailOf(c); tr != nil && tr.pending != nil && tr.pending.ticket != nil {
+		tr.pending.ticket.Flush()
+	}
 }
 
 // awaitRequest waits for the request record startRequest began. It fails
@@ -221,6 +257,13 @@ func (s *Server) awaitRequest(c *gin.Context) error {
 		return nil
 	}
 	if pr := tr.pending; pr != nil {
+		if pr.ticket != nil {
+			select {
+			case <-pr.done:
+			default:
+				pr.ticket.Flush()
+			}
+		}
 		<-pr.done
 		tr.pending = nil
 		if pr.err != nil {

@@ -49,6 +49,9 @@ type Config struct {
 	OnCommit func(tx *sql.Tx, recs []StoredRecord) error
 	// OnCheckpoint runs inside the transaction that writes a checkpoint.
 	OnCheckpoint func(tx *sql.Tx, c Checkpoint) error
+	// Linger bounds how long a record queued with Begin may wait for a
+	// transaction someone waits for (default 20ms); see Begin.
+	Linger time.Duration
 	// MaxPageCount, when > 0, is set with PRAGMA max_page_count at the start
 	// of every transaction. Tests only: it simulates a full disk. The pragma
 	// stays on the pooled connection, so lift it with a large value, not 0.
@@ -73,6 +76,8 @@ type Writer struct {
 	mu      sync.RWMutex
 	state   int // 0 new, stateStarting, 1 running, 2 closed
 	queue   chan *pending
+	kick    chan struct{} // capacity 1: commit what Begin queued, now
+	open    atomic.Int64  // tickets begun and not yet ended
 	done    chan struct{}
 	cancel  context.CancelFunc
 	maxPage atomic.Int64
@@ -91,7 +96,11 @@ type Writer struct {
 
 type pending struct {
 	rec  Record
-	done chan result // capacity 1
+	done chan result // capacity 1; nil for a Ticket's record
+	// A Ticket's record (Begin): it may wait for another transaction,
+	// and its outcome goes to fn.
+	lazy bool
+	fn   func(seq int64, err error)
 }
 
 type result struct {
@@ -119,7 +128,10 @@ func NewWriter(db *store.DB, cfg Config) *Writer {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	w := &Writer{db: db, cfg: cfg}
+	if cfg.Linger <= 0 {
+		cfg.Linger = 20 * time.Millisecond
+	}
+	w := &Writer{db: db, cfg: cfg, kick: make(chan struct{}, 1)}
 	w.maxPage.Store(cfg.MaxPageCount)
 	return w
 }
@@ -256,38 +268,79 @@ func (w *Writer) run(ctx context.Context) {
 	defer close(w.done)
 	ticker := time.NewTicker(w.cfg.CheckpointInterval)
 	defer ticker.Stop()
+	linger := time.NewTimer(w.cfg.Linger)
+	linger.Stop()
+	lingering := false
+	// batch holds the records queued and not yet committed: between
+	// iterations, only Begin's records while they linger.
 	batch := make([]*pending, 0, w.cfg.MaxBatch)
 	for {
+		now := false   // commit batch now, whatever it holds
+		force := false // and write a checkpoint if anything is new
+		closed := false
 		select {
 		case p, ok := <-w.queue:
-			if !ok {
-				w.commit(ctx, nil, true)
-				return
+			if ok {
+				batch = append(batch, p)
+			} else {
+				closed = true
 			}
-			batch = append(batch[:0], p)
-			closed := false
-		fill:
-			for len(batch) < w.cfg.MaxBatch {
-				select {
-				case p, ok := <-w.queue:
-					if !ok {
-						closed = true
-						break fill
-					}
-					batch = append(batch, p)
-				default:
+		case <-w.kick:
+			now = true
+		case <-linger.C:
+			lingering, now = false, true
+		case <-ticker.C:
+			now, force = true, true
+		}
+	fill:
+		for !closed && len(batch) < w.cfg.MaxBatch {
+			select {
+			case p, ok := <-w.queue:
+				if !ok {
+					closed = true
 					break fill
 				}
+				batch = append(batch, p)
+			default:
+				break fill
 			}
-			w.commit(ctx, batch, closed)
-			clear(batch)
-			if closed {
-				return
+		}
+		if !now && !closed && len(batch) < w.cfg.MaxBatch && w.mayLinger(batch) {
+			if !lingering {
+				linger.Reset(w.cfg.Linger)
+				lingering = true
 			}
-		case <-ticker.C:
-			w.commit(ctx, nil, true)
+			continue
+		}
+		if lingering {
+			linger.Stop()
+			lingering = false
+		}
+		if len(batch) == 0 && !force && !closed {
+			continue // a kick or a linger for records already committed
+		}
+		w.commit(ctx, batch, force || closed)
+		clear(batch)
+		batch = batch[:0]
+		if closed {
+			return
 		}
 	}
+}
+
+// mayLinger reports whether batch may wait for a later transaction: it
+// holds only Begin's records, and other requests are open, whose records
+// someone will wait for soon.
+func (w *Writer) mayLinger(batch []*pending) bool {
+	if w.open.Load() <= 1 {
+		return false
+	}
+	for _, p := range batch {
+		if !p.lazy {
+			return false
+		}
+	}
+	return true
 }
 
 // commit writes batch (possibly empty) in one transaction, with a
@@ -309,7 +362,11 @@ func (w *Writer) commit(ctx context.Context, batch []*pending, force bool) {
 		} else {
 			r.seq = seqs[i]
 		}
-		p.done <- r
+		if p.fn != nil {
+			p.fn(r.seq, r.err)
+		} else {
+			p.done <- r
+		}
 	}
 }
 
