@@ -206,7 +206,7 @@ func runStock(ctx context.Context, stdout, stderr io.Writer, o *options, warden 
 	}
 	rep.StockCells = cells
 	fmt.Fprintln(stdout, "\nwarden vs stock ollama (one slot, OLLAMA_NUM_PARALLEL=1); the target is a ratio of at least 1.00, added p50 is not judged")
-	printTable(stdout, "stock", false, cells)
+	printTable(stdout, "warden", "stock", false, cells)
 	return nil
 }
 

@@ -22,6 +22,7 @@ import (
 // and the bearer key to send (Warden only).
 type target struct {
 	name    string
+	pid     int // the gateway's process, when this program started it (for its CPU time)
 	chatURL string
 	key     string
 	client  *http.Client
@@ -181,6 +182,11 @@ type sideResult struct {
 	P50Ms    float64        `json:"p50_ms"`
 	P99Ms    float64        `json:"p99_ms"`
 	Elapsed  float64        `json:"elapsed_s"`
+	// CPU per request while this side ran: the whole machine's busy time
+	// (this program, the gateway, Ollama and its runner) and the
+	// gateway's own (when it is a process this program started).
+	BoxCPUMs float64 `json:"box_cpu_ms_per_req,omitempty"`
+	OwnCPUMs float64 `json:"own_cpu_ms_per_req,omitempty"`
 
 	errSamples map[string]string
 }

@@ -108,6 +108,7 @@ type options struct {
 	fairness     bool
 	fairClients  int
 	auditMemory  bool
+	bareProxy    bool
 }
 
 func parseOptions(args []string, stderr io.Writer) (*options, error) {
@@ -136,6 +137,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.stock, "stock", true, "also compare with a stock Ollama with one slot (needs -ollama; not with -url)")
 	fs.BoolVar(&o.fairness, "fairness", true, "also measure fairness between a heavy and a light key (not with -url)")
 	fs.IntVar(&o.fairClients, "fair-clients", 32, "concurrent clients of the heavy key in the fairness run")
+	fs.BoolVar(&o.bareProxy, "bare-proxy", true, "also measure a bare reverse proxy (net/http/httputil) in front of the same backend, for reference")
 	fs.BoolVar(&o.auditMemory, "audit-memory", true, "also measure one client on a warden with its audit database in memory (/dev/shm; not with -url)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -234,9 +236,11 @@ type sideSummary struct {
 	ReqPerS  float64 `json:"req_per_s"`
 	P50Ms    float64 `json:"p50_ms"`
 	P99Ms    float64 `json:"p99_ms"`
-	Requests int     `json:"requests"`  // all repetitions
-	Errors   int     `json:"errors"`    // all repetitions
-	NewConns int     `json:"new_conns"` // all repetitions
+	Requests int     `json:"requests"`                     // all repetitions
+	Errors   int     `json:"errors"`                       // all repetitions
+	NewConns int     `json:"new_conns"`                    // all repetitions
+	BoxCPUMs float64 `json:"box_cpu_ms_per_req,omitempty"` // median
+	OwnCPUMs float64 `json:"own_cpu_ms_per_req,omitempty"` // median
 }
 
 // spread is a median with the min and max across repetitions.
@@ -262,17 +266,17 @@ type summary struct {
 
 func summarize(c *cellResult) {
 	var ratio, added []float64
-	var w, d [3][]float64
+	var w, d [5][]float64
 	s := &c.Summary
 	for _, r := range c.Reps {
 		if r.Direct.ReqPerS > 0 {
 			ratio = append(ratio, r.Warden.ReqPerS/r.Direct.ReqPerS)
 		}
 		added = append(added, r.Warden.P50Ms-r.Direct.P50Ms)
-		for i, v := range []float64{r.Warden.ReqPerS, r.Warden.P50Ms, r.Warden.P99Ms} {
+		for i, v := range []float64{r.Warden.ReqPerS, r.Warden.P50Ms, r.Warden.P99Ms, r.Warden.BoxCPUMs, r.Warden.OwnCPUMs} {
 			w[i] = append(w[i], v)
 		}
-		for i, v := range []float64{r.Direct.ReqPerS, r.Direct.P50Ms, r.Direct.P99Ms} {
+		for i, v := range []float64{r.Direct.ReqPerS, r.Direct.P50Ms, r.Direct.P99Ms, r.Direct.BoxCPUMs, r.Direct.OwnCPUMs} {
 			d[i] = append(d[i], v)
 		}
 		s.Warden.Requests += r.Warden.Requests
@@ -284,6 +288,8 @@ func summarize(c *cellResult) {
 	}
 	s.Warden.ReqPerS, s.Warden.P50Ms, s.Warden.P99Ms = median(w[0]), median(w[1]), median(w[2])
 	s.Direct.ReqPerS, s.Direct.P50Ms, s.Direct.P99Ms = median(d[0]), median(d[1]), median(d[2])
+	s.Warden.BoxCPUMs, s.Warden.OwnCPUMs = median(w[3]), median(w[4])
+	s.Direct.BoxCPUMs, s.Direct.OwnCPUMs = median(d[3]), median(d[4])
 	if len(ratio) > 0 {
 		s.Ratio = spreadOf(ratio)
 	}
@@ -328,8 +334,10 @@ type report struct {
 	// AuditMemoryCells are one client on a warden whose audit database
 	// is in memory.
 	AuditMemoryCells []cellResult `json:"audit_memory_cells,omitempty"`
-	Verdicts         []string     `json:"verdicts,omitempty"`
-	Interrupted      bool         `json:"interrupted,omitempty"`
+	// BareProxyCells hold Go's reverse proxy against the same backend.
+	BareProxyCells []cellResult `json:"bare_proxy_cells,omitempty"`
+	Verdicts       []string     `json:"verdicts,omitempty"`
+	Interrupted    bool         `json:"interrupted,omitempty"`
 }
 
 func run(parent context.Context, args []string, stdout, stderr io.Writer) (err error) {
@@ -343,6 +351,7 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) (err e
 	wardenURL, directURL := o.url, o.direct
 	var tail func() string
 	var modelsDir string
+	wardenPid := 0
 	if o.url == "" {
 		fmt.Fprintf(stderr, "starting %s serve ...\n", o.wardenBin)
 		p, err := startWarden(ctx, o.wardenBin, o.ollamaBin, o.parallel, wardenSetup{prefetch: o.prefetch}, o.startTimeout, func(err error) {
@@ -365,6 +374,7 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) (err e
 			o.key = p.adminKey // every request goes through auth and quota, as in production
 		}
 		tail = func() string { return p.logTail(20) }
+		wardenPid = p.cmd.Process.Pid
 		modelsDir = filepath.Join(p.dataDir, "models")
 	} else {
 		rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
@@ -389,6 +399,7 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) (err e
 	}
 
 	warden := newTarget("warden", wardenURL, o.key, o.timeout)
+	warden.pid = wardenPid
 	direct := newTarget("direct", directURL, "", o.timeout)
 	defer warden.close()
 	defer direct.close()
@@ -435,7 +446,7 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) (err e
 			}
 			return nil
 		}()
-		printTable(stdout, "direct", stream, cells)
+		printTable(stdout, "warden", "direct", stream, cells)
 		if err != nil {
 			rep.Interrupted = true
 			if o.json {
@@ -456,6 +467,11 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) (err e
 	}
 	if o.auditMemory && modelsDir != "" {
 		if err := auditMemory(ctx, stdout, stderr, o, modelsDir, rep, &failed); err != nil {
+			return fail(err)
+		}
+	}
+	if o.bareProxy {
+		if err := bareProxy(ctx, stdout, stderr, o, directURL, rep, &failed); err != nil {
 			return fail(err)
 		}
 	}
@@ -520,10 +536,12 @@ func runCell(ctx context.Context, stderr io.Writer, o *options, warden, direct *
 		}
 		r := repResult{First: order[0].name}
 		for _, t := range order {
+			before := sampleCPU(t.pid)
 			res, err := t.run(ctx, body, stream, l)
 			if err != nil {
 				return c, err
 			}
+			res.cpuPerRequest(before, sampleCPU(t.pid), t.pid)
 			if t == warden {
 				r.Warden = res
 			} else {
@@ -531,8 +549,8 @@ func runCell(ctx context.Context, stderr io.Writer, o *options, warden, direct *
 			}
 		}
 		c.Reps = append(c.Reps, r)
-		fmt.Fprintf(stderr, "%s rep %d/%d: warden %7.2f req/s p50 %8.2fms | %s %7.2f req/s p50 %8.2fms%s\n",
-			label, i+1, o.reps, r.Warden.ReqPerS, r.Warden.P50Ms, direct.name, r.Direct.ReqPerS, r.Direct.P50Ms,
+		fmt.Fprintf(stderr, "%s rep %d/%d: %s %7.2f req/s p50 %8.2fms | %s %7.2f req/s p50 %8.2fms%s\n",
+			label, i+1, o.reps, warden.name, r.Warden.ReqPerS, r.Warden.P50Ms, direct.name, r.Direct.ReqPerS, r.Direct.P50Ms,
 			errNote(r.Warden.errorCount()+r.Direct.errorCount()))
 	}
 	return c, nil

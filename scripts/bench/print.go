@@ -26,14 +26,16 @@ func printHeader(w io.Writer, r *report) {
 		r.TargetRatio, r.TargetAdded)
 }
 
-// printTable prints one stream mode's cells, benchstat-like.
-func printTable(w io.Writer, other string, stream bool, cells []cellResult) {
+// printTable prints one stream mode's cells, benchstat-like: gw is the
+// gateway measured (warden, or the bare proxy), other what it is held
+// against.
+func printTable(w io.Writer, gw, other string, stream bool, cells []cellResult) {
 	if len(cells) == 0 {
 		return
 	}
 	fmt.Fprintf(w, "\nstream=%t\n", stream)
-	fmt.Fprintf(w, "%7s │ %-28s │ %-28s │ %-27s │ %s\n", "", centre(other, 28), centre("warden", 28),
-		centre("warden/"+other+" req/s", 27), "added p50 (warden−"+other+")")
+	fmt.Fprintf(w, "%7s │ %-28s │ %-28s │ %-27s │ %s\n", "", centre(other, 28), centre(gw, 28),
+		centre(gw+"/"+other+" req/s", 27), "added p50 ("+gw+"−"+other+")")
 	fmt.Fprintf(w, "%7s │ %8s %9s %9s │ %8s %9s %9s │ %-27s │\n", "clients", "req/s", "p50", "p99", "req/s", "p50", "p99", "")
 	for _, c := range cells {
 		s := c.Summary
@@ -43,14 +45,29 @@ func printTable(w io.Writer, other string, stream bool, cells []cellResult) {
 			fmt.Sprintf("%.3f [%.3f %.3f] %s", s.Ratio.Median, s.Ratio.Min, s.Ratio.Max, verdict(s.RatioOK)),
 			fmt.Sprintf("%+.2fms [%+.2f %+.2f] %s", s.AddedP50Ms.Median, s.AddedP50Ms.Min, s.AddedP50Ms.Max, p50Verdict(c)))
 	}
-	var reqs, conns []string
+	var reqs, conns, box, own []string
 	for _, c := range cells {
 		s := c.Summary
 		reqs = append(reqs, fmt.Sprintf("%d: %d/%d", c.Clients, s.Direct.Requests, s.Warden.Requests))
 		conns = append(conns, fmt.Sprintf("%d: %d/%d", c.Clients, s.Direct.NewConns, s.Warden.NewConns))
+		if s.Direct.BoxCPUMs > 0 && s.Warden.BoxCPUMs > 0 {
+			box = append(box, fmt.Sprintf("%d: %.2f/%.2f (%.2f)", c.Clients, s.Direct.BoxCPUMs, s.Warden.BoxCPUMs,
+				s.Direct.BoxCPUMs/s.Warden.BoxCPUMs))
+		}
+		if s.Warden.OwnCPUMs > 0 {
+			own = append(own, fmt.Sprintf("%d: %.2f", c.Clients, s.Warden.OwnCPUMs))
+		}
 	}
-	fmt.Fprintf(w, "requests measured, %s/warden (all reps): %s\n", other, strings.Join(reqs, ", "))
-	fmt.Fprintf(w, "new connections, %s/warden (all reps):  %s\n", other, strings.Join(conns, ", "))
+	fmt.Fprintf(w, "requests measured, %s/%s (all reps): %s\n", other, gw, strings.Join(reqs, ", "))
+	fmt.Fprintf(w, "new connections, %s/%s (all reps):  %s\n", other, gw, strings.Join(conns, ", "))
+	if len(box) > 0 {
+		// When the machine is the bottleneck (every core busy), the
+		// throughput ratio cannot beat the ratio of CPU per request.
+		fmt.Fprintf(w, "CPU ms per request, whole machine, %s/%s (ratio): %s\n", other, gw, strings.Join(box, ", "))
+	}
+	if len(own) > 0 {
+		fmt.Fprintf(w, "CPU ms per request, %s's own process: %s\n", gw, strings.Join(own, ", "))
+	}
 	errs := 0
 	for _, c := range cells {
 		for _, d := range c.Summary.errorDetail {
@@ -94,6 +111,14 @@ func verdicts(r *report) []string {
 		if c.Clients == 1 {
 			line += fmt.Sprintf(", added p50 %s (≤ %.1fms) %s", fmtAdded(s.AddedP50Ms.Median), targetAddedP50,
 				judge(s.AddedP50Ms.Median <= targetAddedP50))
+		}
+		for _, b := range r.BareProxyCells {
+			if b.Stream == c.Stream && b.Clients == c.Clients {
+				line += fmt.Sprintf("; bare proxy %.3f×", b.Summary.Ratio.Median)
+				if c.Clients == 1 {
+					line += fmt.Sprintf(", %s", fmtAdded(b.Summary.AddedP50Ms.Median))
+				}
+			}
 		}
 		lines = append(lines, line)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -59,5 +60,51 @@ func TestAuditLines(t *testing.T) {
 	}
 	if got := auditLines(r); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("audit lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestVerdictsNameBareProxy: a cell's verdict line names the bare proxy's
+// ratio in the same cell (and its added p50 at one client), unjudged.
+func TestVerdictsNameBareProxy(t *testing.T) {
+	r := &report{
+		Cells:          []cellResult{cell(false, 1, 0.8, 0.9), cell(false, 8, 0.75, 5)},
+		BareProxyCells: []cellResult{cell(false, 1, 0.91, 0.3), cell(false, 8, 0.88, 1)},
+	}
+	want := []string{
+		"stream=false clients=1   0.800× direct (≥ 0.95) MISS, added p50 +0.90ms (≤ 1.0ms) ok; bare proxy 0.910×, +0.30ms",
+		"stream=false clients=8   0.750× direct (≥ 0.95) MISS; bare proxy 0.880×",
+		"goal missed: 2 of 3 MISS",
+	}
+	if got := verdicts(r); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("verdicts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestCPUPerRequest: this process's own CPU time grows with work it does,
+// and a side's CPU per request is the difference over its requests.
+func TestCPUPerRequest(t *testing.T) {
+	pid := os.Getpid()
+	before := sampleCPU(pid)
+	if before.box <= 0 {
+		t.Fatalf("sample %+v: /proc/stat gave no busy time", before)
+	}
+	x := 0
+	// Work until /proc shows 50ms more (bounded: a parser that always
+	// reads 0 fails below instead of spinning).
+	for n, after := 0, before; n < 5000 && after.proc < before.proc+0.05; n, after = n+1, sampleCPU(pid) {
+		for i := range 1 << 20 {
+			x += i
+		}
+	}
+	after := sampleCPU(pid)
+	r := sideResult{Requests: 10}
+	r.cpuPerRequest(before, after, pid)
+	if r.OwnCPUMs < 5 || r.BoxCPUMs < r.OwnCPUMs {
+		t.Errorf("per request: own %.2fms, box %.2fms; want own ≥ 5ms (50ms over 10) and box ≥ own (x %d)", r.OwnCPUMs, r.BoxCPUMs, x)
+	}
+	var none sideResult
+	none.cpuPerRequest(before, after, pid)
+	if none.BoxCPUMs != 0 || none.OwnCPUMs != 0 {
+		t.Errorf("no requests: %+v, want no CPU figures", none)
 	}
 }
