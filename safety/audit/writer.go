@@ -381,6 +381,11 @@ func (w *Writer) write(ctx context.Context, batch []*pending, force bool) (_ []i
 		return nil, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
+	// The statements run without ctx's cancellation (ending ctx still
+	// rolls the transaction back between them): given a context that can
+	// end, the SQLite driver runs each statement on a goroutine of its
+	// own, a handoff per statement on the path of every request.
+	ctx = context.WithoutCancel(ctx)
 	if n := w.maxPage.Load(); n > 0 {
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", n)); err != nil {
 			return nil, err
