@@ -8,8 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ollama/ollama/api"
+
 	"github.com/warden-llm/warden/runtime/sched"
 	"github.com/warden-llm/warden/safety/audit"
+	"github.com/warden-llm/warden/safety/detect/detecttest"
 	"github.com/warden-llm/warden/safety/filter"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/quota"
@@ -55,11 +58,26 @@ func BenchmarkChat(b *testing.B) {
 			if c.all {
 				benchControls(b, &cfg)
 			}
-			ts := newTestServer(t, &fakeBackend{chat: scripted("a", "b", "c", "d", "e", "f", "g", "h")}, cfg)
+			ts := newTestServer(t, &fakeBackend{chat: scriptedLikeOllama("a", "b", "c", "d", "e", "f", "g", "h")}, cfg)
 			defer ts.Close()
 			body := `{"model":"demo","messages":[{"role":"user","content":"Say something."}],"max_tokens":8,"temperature":0,"seed":1,"stream":` + map[bool]string{true: "true", false: "false"}[stream] + `}`
 			benchPosts(b, ts.URL+"/v1/chat/completions", "Authorization", "Bearer good", body)
 		})
+	}
+}
+
+// scriptedLikeOllama answers as Ollama does: one response per piece
+// when the request streams, else the whole answer in one done response
+// (what a non-streamed client request costs on the real path).
+func scriptedLikeOllama(pieces ...string) func(context.Context, *api.ChatRequest, func(api.ChatResponse) error) error {
+	stream := scripted(pieces...)
+	whole := strings.Join(pieces, "")
+	return func(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
+		if req.Stream != nil && *req.Stream {
+			return stream(ctx, req, fn)
+		}
+		return fn(api.ChatResponse{Message: api.Message{Role: "assistant", Content: whole}, Done: true, DoneReason: "stop",
+			Metrics: api.Metrics{PromptEvalCount: 3, EvalCount: len(pieces)}})
 	}
 }
 
@@ -174,7 +192,7 @@ func benchRoute(b *testing.B, path string, body func(stream string) string) {
 			if c.filtered {
 				cfg.Filter = benchFilter(b)
 			}
-			ts := newTestServer(t, &fakeBackend{chat: scripted("a", "b", "c", "d", "e", "f", "g", "h")}, cfg)
+			ts := newTestServer(t, &fakeBackend{chat: scriptedLikeOllama("a", "b", "c", "d", "e", "f", "g", "h")}, cfg)
 			defer ts.Close()
 			payload := body(map[bool]string{true: "true", false: "false"}[c.stream])
 			benchPosts(b, ts.URL+path, "x-api-key", "good", payload)
@@ -189,6 +207,10 @@ func benchPosts(b *testing.B, url, header, key, body string) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	b.ReportAllocs()
 	b.ResetTimer()
+	// CPU time per request (server and in-process client): on a shared
+	// machine the wall clock measures the neighbours too.
+	cpu0 := detecttest.CPUTime()
+	defer func() { b.ReportMetric(float64(detecttest.CPUTime()-cpu0)/float64(b.N)/1e3, "cpu-µs/op") }()
 	for b.Loop() {
 		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 		req.Header.Set(header, key)
