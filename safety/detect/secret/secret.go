@@ -2,9 +2,9 @@
 // recognisable prefix, PEM private keys, JWTs, and generic
 // "password = value" assignments whose value looks random. The rules follow
 // gitleaks in spirit but are hand-written checks at anchor bytes rather
-// than regular expressions: one pass over the text looks for a handful of
-// rare bytes ('A', 'J', '_', '-', '.', '=', ':'), and each rule looks at a
-// small window around its anchor.
+// than regular expressions: scan looks for a handful of rare bytes ('A',
+// 'J', '_', '-', '.', '=', ':'), and each rule looks at a small window
+// around its anchor.
 package secret
 
 import (
