@@ -144,43 +144,30 @@ func holdRun(text []byte) int {
 
 // runs calls fn for each run in text starting at or after i (where i is
 // the start of a run or not in one) that is long enough to decode and not
-// too long: [s, e) is the run, pad the '=' padding after it. Runs shorter
-// than minBase64 are skipped without looking at most of their bytes.
+// too long: [s, e) is the run, pad the '=' padding after it. Stretches
+// that cannot hold a run that long are skipped eight bytes at a time
+// (skipShort).
 func runs(text []byte, i int, fn func(s, e, pad int)) {
 	n := len(text)
-	v := i // text[i:v] is known to be in a run
-	for {
-		if v-i >= minBase64 {
-			e := v
-			for e < n && run[text[e]] {
-				e++
-			}
-			e = wrapEnd(text, i, e)
-			if e-i <= maxRun {
-				eq := 0
-				for e+eq < n && text[e+eq] == '=' {
-					eq++
-				}
-				if eq > 2 || e+eq < n && run[text[e+eq]] {
-					eq = 0
-				}
-				fn(i, e, eq)
-			}
-			i, v = e+1, e+1
+	for i < n {
+		i = skipShort(text, i)
+		e := runEnd(text, i)
+		if e-i < minBase64 {
+			i = e + 1
 			continue
 		}
-		p := i + minBase64 - 1
-		if p >= n {
-			return
+		e = wrapEnd(text, i, e)
+		if e-i <= maxRun {
+			eq := 0
+			for e+eq < n && text[e+eq] == '=' {
+				eq++
+			}
+			if eq > 2 || e+eq < n && run[text[e+eq]] {
+				eq = 0
+			}
+			fn(i, e, eq)
 		}
-		q := p
-		for q >= v && run[text[q]] {
-			q--
-		}
-		if q >= v {
-			i = q + 1
-		}
-		v = p + 1
+		i = e + 1
 	}
 }
 
