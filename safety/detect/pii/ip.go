@@ -155,12 +155,7 @@ func (ip IP) v4(text []byte, s, e int) (detect.Match, bool) {
 	if n != 4 {
 		return detect.Match{}, false
 	}
-	version := false
-	prevWords(text, s, 24, 2, func(w []byte) bool {
-		version = versionWords.has(w)
-		return !version
-	})
-	if version {
+	if prevWordIn(text, s, 24, 2, versionWords) {
 		return detect.Match{}, false
 	}
 	if !ip.private && !public(netip.AddrFrom4(oct)) {

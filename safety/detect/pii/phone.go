@@ -346,12 +346,7 @@ func (p *Phone) candidate(text []byte, start int, gs []phoneGroup, last bool) bo
 			return false
 		}
 	}
-	bad := false
-	prevWords(text, start, 40, 2, func(w []byte) bool {
-		bad = notPhoneWords.has(w)
-		return !bad
-	})
-	if bad {
+	if prevWordIn(text, start, 40, 2, notPhoneWords) {
 		return false
 	}
 	return p.valid(string(text[start:end]), plus)
@@ -359,12 +354,7 @@ func (p *Phone) candidate(text []byte, start int, gs []phoneGroup, last bool) bo
 
 // keyword reports whether a phone word precedes text[i] within three words.
 func (p *Phone) keyword(text []byte, i int) bool {
-	found := false
-	prevWords(text, i, 40, 3, func(w []byte) bool {
-		found = phoneWords.has(w)
-		return !found
-	})
-	return found
+	return prevWordIn(text, i, 40, 3, phoneWords)
 }
 
 // looksLikeDate reports whether the first three groups read as a date:

@@ -79,12 +79,7 @@ func ssnAt(text []byte, f, e int) bool {
 		return false
 	case n == 3 && sep != 0 && g[0] == 3 && g[1] == 2 && g[2] == 4:
 	case n == 1 && g[0] == 9:
-		found := false
-		prevWords(text, f, 40, 4, func(w []byte) bool {
-			found = ssnWords.has(w)
-			return !found
-		})
-		if !found {
+		if !prevWordIn(text, f, 40, 4, ssnWords) {
 			return false
 		}
 	default:
