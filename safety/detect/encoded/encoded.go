@@ -9,6 +9,7 @@ import (
 	"compress/gzip"
 	"encoding/base32"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"hash/maphash"
 	"io"
@@ -314,9 +315,13 @@ func (d *detector) decodeCached(r []byte) (detect.Match, bool) {
 // decode decodes a run and scans it; ok is false when it is not an
 // encoding of text.
 func (d *detector) decode(r []byte, depth int) (m detect.Match, ok bool) {
+	wrapped := bytes.IndexByte(r, '\n') >= 0
+	if !wrapped && !bytes.HasPrefix(r, []byte("H4sI")) && !isBase32(r) && binaryStart(r) {
+		return m, false // as decodeRun would say, without taking buffers
+	}
 	bp := bufs.Get().(*[]byte)
 	defer bufs.Put(bp)
-	if bytes.IndexByte(r, '\n') >= 0 {
+	if wrapped {
 		up := bufs.Get().(*[]byte)
 		defer bufs.Put(up)
 		r = unwrap(r, *up)
@@ -503,7 +508,13 @@ func binaryStart(r []byte) bool {
 }
 
 func isHex(b []byte) bool {
-	for _, c := range b {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		if nonHex(binary.LittleEndian.Uint64(b[i:])) != 0 {
+			return false
+		}
+	}
+	for _, c := range b[i:] {
 		if !(c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'f') {
 			return false
 		}

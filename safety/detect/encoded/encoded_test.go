@@ -305,8 +305,8 @@ func TestWrapped(t *testing.T) {
 	}
 }
 
-// TestNonRun checks the eight-byte run tests against the run table and the
-// range '+'-'z', for every byte value in every position.
+// TestNonRun checks the eight-byte run tests against the run table, the
+// range '+'-'z' and the hex digits, for every byte value in every position.
 func TestNonRun(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for c := range 256 {
@@ -318,7 +318,12 @@ func TestNonRun(t *testing.T) {
 			w[pos] = byte(c)
 			m := nonRun(binary.LittleEndian.Uint64(w[:]))
 			o := outside(binary.LittleEndian.Uint64(w[:]))
+			h := nonHex(binary.LittleEndian.Uint64(w[:]))
 			for k := range w {
+				c := w[k]
+				if got, want := h>>(8*k+7)&1 == 1, !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'); got != want {
+					t.Fatalf("nonHex(% x) byte %d (%q): %v, want %v", w, k, c, got, want)
+				}
 				if got, want := o>>(8*k+7)&1 == 1, w[k] < '+' || w[k] > 'z'; got != want {
 					t.Fatalf("outside(% x) byte %d (%q): %v, want %v", w, k, w[k], got, want)
 				}

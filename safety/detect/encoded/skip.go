@@ -38,6 +38,15 @@ func nonRun(x uint64) uint64 {
 	return (not | x) & hi
 }
 
+// nonHex has the high bit of each byte of x that is not a hex digit: as in
+// nonRun, with l + 0x19 above 'f'.
+func nonHex(x uint64) uint64 {
+	x7 := x & lo7
+	l := x7 | 0x20*ones
+	not := ((x7 ^ '0'*ones) + 0x76*ones) & (^(l + 0x1F*ones) | (l + 0x19*ones))
+	return (not | x) & hi
+}
+
 // skipShort returns the first place at or after i where a run of
 // minBase64 or more may start: i, or just after a byte that is not in a
 // run. It walks eight-byte words from i and stops at two in a row that
