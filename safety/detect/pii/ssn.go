@@ -47,6 +47,9 @@ func findSSNs[S digitSource](text []byte, from int, src S, report func(detect.Ma
 		}
 		// SSNs written with dashes or dots and joined by single spaces
 		// ("536-22-1234 401-23-4567") are judged one by one.
+		if e-d < 11 {
+			continue // no group that long
+		}
 		for g := d; g < e; {
 			ge := g
 			for ge < e && text[ge] != ' ' {
