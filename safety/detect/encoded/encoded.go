@@ -9,6 +9,7 @@ import (
 	"compress/gzip"
 	"encoding/base32"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"hash/maphash"
 	"io"
@@ -144,43 +145,30 @@ func holdRun(text []byte) int {
 
 // runs calls fn for each run in text starting at or after i (where i is
 // the start of a run or not in one) that is long enough to decode and not
-// too long: [s, e) is the run, pad the '=' padding after it. Runs shorter
-// than minBase64 are skipped without looking at most of their bytes.
+// too long: [s, e) is the run, pad the '=' padding after it. Stretches
+// that cannot hold a run that long are skipped eight bytes at a time
+// (skipShort).
 func runs(text []byte, i int, fn func(s, e, pad int)) {
 	n := len(text)
-	v := i // text[i:v] is known to be in a run
-	for {
-		if v-i >= minBase64 {
-			e := v
-			for e < n && run[text[e]] {
-				e++
-			}
-			e = wrapEnd(text, i, e)
-			if e-i <= maxRun {
-				eq := 0
-				for e+eq < n && text[e+eq] == '=' {
-					eq++
-				}
-				if eq > 2 || e+eq < n && run[text[e+eq]] {
-					eq = 0
-				}
-				fn(i, e, eq)
-			}
-			i, v = e+1, e+1
+	for i < n {
+		i = skipShort(text, i)
+		e := runEnd(text, i)
+		if e-i < minBase64 {
+			i = e + 1
 			continue
 		}
-		p := i + minBase64 - 1
-		if p >= n {
-			return
+		e = wrapEnd(text, i, e)
+		if e-i <= maxRun {
+			eq := 0
+			for e+eq < n && text[e+eq] == '=' {
+				eq++
+			}
+			if eq > 2 || e+eq < n && run[text[e+eq]] {
+				eq = 0
+			}
+			fn(i, e, eq)
 		}
-		q := p
-		for q >= v && run[text[q]] {
-			q--
-		}
-		if q >= v {
-			i = q + 1
-		}
-		v = p + 1
+		i = e + 1
 	}
 }
 
@@ -327,9 +315,13 @@ func (d *detector) decodeCached(r []byte) (detect.Match, bool) {
 // decode decodes a run and scans it; ok is false when it is not an
 // encoding of text.
 func (d *detector) decode(r []byte, depth int) (m detect.Match, ok bool) {
+	wrapped := bytes.IndexByte(r, '\n') >= 0
+	if !wrapped && !bytes.HasPrefix(r, []byte("H4sI")) && !isBase32(r) && binaryStart(r) {
+		return m, false // as decodeRun would say, without taking buffers
+	}
 	bp := bufs.Get().(*[]byte)
 	defer bufs.Put(bp)
-	if bytes.IndexByte(r, '\n') >= 0 {
+	if wrapped {
 		up := bufs.Get().(*[]byte)
 		defer bufs.Put(up)
 		r = unwrap(r, *up)
@@ -516,7 +508,13 @@ func binaryStart(r []byte) bool {
 }
 
 func isHex(b []byte) bool {
-	for _, c := range b {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		if nonHex(binary.LittleEndian.Uint64(b[i:])) != 0 {
+			return false
+		}
+	}
+	for _, c := range b[i:] {
 		if !(c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'f') {
 			return false
 		}

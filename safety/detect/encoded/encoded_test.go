@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
@@ -300,6 +301,102 @@ func TestWrapped(t *testing.T) {
 			if msg := detecttest.Chunked(d, []byte(c.text), sizes); msg != "" {
 				t.Errorf("%q by %d: %s", c.text, n, msg)
 			}
+		}
+	}
+}
+
+// TestNonRun checks the eight-byte run tests against the run table, the
+// range '+'-'z' and the hex digits, for every byte value in every position.
+func TestNonRun(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for c := range 256 {
+		for pos := range 8 {
+			var w [8]byte
+			for k := range w {
+				w[k] = byte(r.IntN(256))
+			}
+			w[pos] = byte(c)
+			m := nonRun(binary.LittleEndian.Uint64(w[:]))
+			o := outside(binary.LittleEndian.Uint64(w[:]))
+			h := nonHex(binary.LittleEndian.Uint64(w[:]))
+			for k := range w {
+				c := w[k]
+				if got, want := h>>(8*k+7)&1 == 1, !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'); got != want {
+					t.Fatalf("nonHex(% x) byte %d (%q): %v, want %v", w, k, c, got, want)
+				}
+				if got, want := o>>(8*k+7)&1 == 1, w[k] < '+' || w[k] > 'z'; got != want {
+					t.Fatalf("outside(% x) byte %d (%q): %v, want %v", w, k, w[k], got, want)
+				}
+				if got, want := m>>(8*k+7)&1 == 1, !run[w[k]]; got != want {
+					t.Fatalf("nonRun(% x) byte %d (%q): %v, want %v", w, k, w[k], got, want)
+				}
+			}
+			if m&^hi != 0 {
+				t.Fatalf("nonRun(% x) = %#x: low bits set", w, m)
+			}
+		}
+	}
+}
+
+// TestRunsSkip checks runs, which skips and extends eight bytes at a
+// time, against a look at every byte, on texts of prose, code, runs of
+// every length around minBase64, wrapped blocks and non-ASCII bytes.
+func TestRunsSkip(t *testing.T) {
+	slow := func(text []byte, i int, fn func(s, e, pad int)) {
+		n := len(text)
+		for i < n {
+			e := i
+			for e < n && run[text[e]] {
+				e++
+			}
+			if e-i >= minBase64 {
+				e = wrapEnd(text, i, e)
+				if e-i <= maxRun {
+					eq := 0
+					for e+eq < n && text[e+eq] == '=' {
+						eq++
+					}
+					if eq > 2 || e+eq < n && run[text[e+eq]] {
+						eq = 0
+					}
+					fn(i, e, eq)
+				}
+			}
+			i = e + 1
+		}
+	}
+	r := rand.New(rand.NewPCG(9, 10))
+	const alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_"
+	pieces := []string{"the model answered ", "json.NewDecoder(r.Body) ", "https://example.com/docs ", " ", "\n", "\r\n",
+		"=", "==", "===", ".", ":", "é", "\xff", "{", "`", "@", "[", "~", "\x00"}
+	for range 3000 {
+		var b []byte
+		for range 1 + r.IntN(30) {
+			switch r.IntN(3) {
+			case 0:
+				b = append(b, pieces[r.IntN(len(pieces))]...)
+			case 1:
+				for range minBase64 - 9 + r.IntN(20) {
+					b = append(b, alpha[r.IntN(len(alpha))])
+				}
+			default:
+				if r.IntN(10) == 0 { // a wrapped block
+					l := 4 * (10 + r.IntN(10))
+					for range 1 + r.IntN(4) {
+						for range l {
+							b = append(b, alpha[r.IntN(62)])
+						}
+						b = append(b, '\n')
+					}
+				}
+			}
+		}
+		type found struct{ s, e, pad int }
+		var got, want []found
+		runs(b, 0, func(s, e, pad int) { got = append(got, found{s, e, pad}) })
+		slow(b, 0, func(s, e, pad int) { want = append(want, found{s, e, pad}) })
+		if !slices.Equal(got, want) {
+			t.Fatalf("runs(%q) = %v, want %v", b, got, want)
 		}
 	}
 }

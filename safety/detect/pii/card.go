@@ -50,6 +50,9 @@ func findCards[S digitSource](text []byte, from int, src S, report func(detect.M
 		// Unbroken numbers of card length joined by single spaces
 		// ("4012888888881881 4111111111111111") are judged one by one: a
 		// run holding such a group is never a card as a whole.
+		if e-d < 13 {
+			continue // no group that long
+		}
 		for g := d; g < e; {
 			ge := g
 			for ge < e && isDigit(text[ge]) {

@@ -69,6 +69,10 @@ func findIBANs[S digitSource](text []byte, from int, src S, report func(detect.M
 				for pos < len(text) && isWord(text[pos]) {
 					pos++ // no IBAN starts inside a word
 				}
+			} else {
+				for pos < len(text) && isDigit(text[pos]) {
+					pos++ // nor after a digit
+				}
 			}
 			continue
 		}

@@ -18,6 +18,9 @@ var ipClass = func() (t [256]bool) {
 	return t
 }()
 
+// ipDot is 1 for the separators of addresses.
+var ipDot = [256]byte{'.': 1, ':': 1}
+
 // IP finds IPv4 and IPv6 addresses.
 //
 // A candidate is a maximal run of hex digits, ':' and '.', containing a
@@ -66,12 +69,16 @@ func findIPs[S digitSource](ip IP, text []byte, from int, src S, report func(det
 		if d < 0 {
 			return
 		}
-		r := d
+		// dots says whether the run holds a '.' or ':', without which it
+		// is no address.
+		r, dots := d, byte(0)
 		for r > 0 && ipClass[text[r-1]] && d-r <= maxIPRun {
 			r--
+			dots |= ipDot[text[r]]
 		}
 		e := d + 1
 		for e < len(text) && ipClass[text[e]] {
+			dots |= ipDot[text[e]]
 			e++
 		}
 		pos = e
@@ -82,6 +89,9 @@ func findIPs[S digitSource](ip IP, text []byte, from int, src S, report func(det
 			continue
 		}
 		if r < from || e-r > maxIPRun || !endOK(text, e) {
+			continue
+		}
+		if dots == 0 {
 			continue
 		}
 		if m, ok := ip.run(text, r, e); ok {
@@ -155,12 +165,7 @@ func (ip IP) v4(text []byte, s, e int) (detect.Match, bool) {
 	if n != 4 {
 		return detect.Match{}, false
 	}
-	version := false
-	prevWords(text, s, 24, 2, func(w []byte) bool {
-		version = versionWords.has(w)
-		return !version
-	})
-	if version {
+	if prevWordIn(text, s, 24, 2, versionWords) {
 		return detect.Match{}, false
 	}
 	if !ip.private && !public(netip.AddrFrom4(oct)) {

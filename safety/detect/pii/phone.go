@@ -346,25 +346,15 @@ func (p *Phone) candidate(text []byte, start int, gs []phoneGroup, last bool) bo
 			return false
 		}
 	}
-	bad := false
-	prevWords(text, start, 40, 2, func(w []byte) bool {
-		bad = notPhoneWords.has(w)
-		return !bad
-	})
-	if bad {
+	if prevWordIn(text, start, 40, 2, notPhoneWords) {
 		return false
 	}
-	return p.valid(string(text[start:end]), plus)
+	return p.valid(text[start:end], plus)
 }
 
 // keyword reports whether a phone word precedes text[i] within three words.
 func (p *Phone) keyword(text []byte, i int) bool {
-	found := false
-	prevWords(text, i, 40, 3, func(w []byte) bool {
-		found = phoneWords.has(w)
-		return !found
-	})
-	return found
+	return prevWordIn(text, i, 40, 3, phoneWords)
 }
 
 // looksLikeDate reports whether the first three groups read as a date:
@@ -398,7 +388,7 @@ func looksLikeDate(text []byte, gs []phoneGroup) bool {
 // maybe a '+'. Parsing costs tens of microseconds (it runs many regular
 // expressions), so answers are cached by digits: separators do not change
 // what phonenumbers decides.
-func (p *Phone) valid(s string, plus bool) bool {
+func (p *Phone) valid(s []byte, plus bool) bool {
 	key, nd := uint64(0), uint64(0)
 	for i := 0; i < len(s); i++ {
 		if isDigit(s[i]) {
@@ -414,7 +404,7 @@ func (p *Phone) valid(s string, plus bool) bool {
 	if e := slot.Load(); e>>2 == key {
 		return e&2 != 0
 	}
-	ok := p.parse(s, plus)
+	ok := p.parse(string(s), plus) // the string only on a miss
 	e := key<<2 | 1
 	if ok {
 		e |= 2

@@ -188,13 +188,14 @@ func lower(c byte) byte {
 	return c
 }
 
-// prevWords calls fn with up to n ASCII words (lower-cased, each at most 15
-// bytes) found in the look bytes before text[i], nearest first; it stops
-// at a line break, at a word cut by the edge of the look-back, or when fn
-// returns false. look must stay below detect.Context (it peeks one byte
+// prevWordIn reports whether one of up to n ASCII words (lower-cased, each
+// at most 15 bytes) found in the look bytes before text[i], nearest first,
+// is in set; it stops at a line break or at a word cut by the edge of the
+// look-back. (A set rather than a callback keeps the word buffer off the
+// heap.) look must stay below detect.Context (it peeks one byte
 // further) so stream and whole-text scans see the same bytes; i must not
 // lie in the released context.
-func prevWords(text []byte, i, look, n int, fn func(w []byte) bool) {
+func prevWordIn(text []byte, i, look, n int, set wordSet) bool {
 	look = min(look, detect.Context-1)
 	var buf [16]byte
 	lo := max(0, i-look)
@@ -202,7 +203,7 @@ func prevWords(text []byte, i, look, n int, fn func(w []byte) bool) {
 	for ; n > 0; n-- {
 		for j > lo && !isWord(text[j-1]) {
 			if text[j-1] == '\n' {
-				return
+				return false
 			}
 			j--
 		}
@@ -211,16 +212,17 @@ func prevWords(text []byte, i, look, n int, fn func(w []byte) bool) {
 			j--
 		}
 		if j == end || (j == lo && lo > 0 && isWord(text[lo-1])) || end-j > len(buf) {
-			return
+			return false
 		}
 		w := buf[:end-j]
 		for k := range w {
 			w[k] = lower(text[j+k])
 		}
-		if !fn(w) {
-			return
+		if set.has(w) {
+			return true
 		}
 	}
+	return false
 }
 
 // A wordSet is a set of lower-case ASCII words.

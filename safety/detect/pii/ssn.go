@@ -47,6 +47,9 @@ func findSSNs[S digitSource](text []byte, from int, src S, report func(detect.Ma
 		}
 		// SSNs written with dashes or dots and joined by single spaces
 		// ("536-22-1234 401-23-4567") are judged one by one.
+		if e-d < 11 {
+			continue // no group that long
+		}
 		for g := d; g < e; {
 			ge := g
 			for ge < e && text[ge] != ' ' {
@@ -79,12 +82,7 @@ func ssnAt(text []byte, f, e int) bool {
 		return false
 	case n == 3 && sep != 0 && g[0] == 3 && g[1] == 2 && g[2] == 4:
 	case n == 1 && g[0] == 9:
-		found := false
-		prevWords(text, f, 40, 4, func(w []byte) bool {
-			found = ssnWords.has(w)
-			return !found
-		})
-		if !found {
+		if !prevWordIn(text, f, 40, 4, ssnWords) {
 			return false
 		}
 	default:

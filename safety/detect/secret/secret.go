@@ -2,9 +2,9 @@
 // recognisable prefix, PEM private keys, JWTs, and generic
 // "password = value" assignments whose value looks random. The rules follow
 // gitleaks in spirit but are hand-written checks at anchor bytes rather
-// than regular expressions: one pass over the text looks for a handful of
-// rare bytes ('A', 'J', '_', '-', '.', '=', ':'), and each rule looks at a
-// small window around its anchor.
+// than regular expressions: scan looks for a handful of rare bytes ('A',
+// 'J', '_', '-', '.', '=', ':'), and each rule looks at a small window
+// around its anchor.
 package secret
 
 import (
@@ -12,7 +12,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"slices"
-	"unicode/utf8"
 
 	"github.com/warden-llm/warden/safety/detect"
 )
@@ -229,47 +228,6 @@ func lastBegin(t []byte) int {
 		e = j
 	}
 }
-
-// anchors are the bytes the rules start looking from, found in one pass
-// with a table (in code and config they are too frequent for a
-// bytes.IndexByte per anchor to pay); Find sorts the candidates.
-const anchors = "AJ_-.=:G,"
-
-// scan appends the candidates starting at or after from that are matches or
-// still open. Anchors from lo on are examined, so that an assignment
-// operator just before from can still produce a value after it.
-func scan(text []byte, from, lo int, cs []cand) []cand {
-	n := len(text)
-	add := func(c cand) {
-		// A match must end on a rune boundary: one followed by a stray
-		// continuation byte (invalid UTF-8) is not reported.
-		if c.ok && c.end < n && !utf8.RuneStart(text[c.end]) {
-			c.ok = false
-		}
-		if c.start >= from && (c.ok || c.open) {
-			cs = append(cs, c)
-		}
-	}
-	for i := lo; i < n; i++ {
-		switch c := text[i]; {
-		case !isAnchor[c]:
-		case c == '.' && (i < 5 || text[i-1] != 's'), c == 'G' && (i+1 == n || text[i+1] != 'R'):
-			// The frequent '.' and 'G' anchor only ".slack.com/" after
-			// "hooks" and "GR1348941": ruled out here, without a call.
-		default:
-			check(text, i, add)
-		}
-	}
-	return cs
-}
-
-// isAnchor has the anchor bytes.
-var isAnchor = func() (t [256]bool) {
-	for _, c := range []byte(anchors) {
-		t[c] = true
-	}
-	return t
-}()
 
 // check runs the rules anchored at text[i].
 func check(text []byte, i int, add func(cand)) {

@@ -3,10 +3,12 @@ package secret
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/warden-llm/warden/safety/detect"
 	"github.com/warden-llm/warden/safety/detect/detecttest"
@@ -352,6 +354,87 @@ func TestChunkedFragments(t *testing.T) {
 		}
 		if msg := detecttest.Chunked(d, text, sizes); msg != "" {
 			t.Fatalf("%q: %s", text, msg)
+		}
+	}
+}
+
+// TestAnchorMask checks the eight-byte anchor search against the table
+// and the rules for '.' and 'G', for every byte value in every position
+// and next to an 's' and an 'R'.
+func TestAnchorMask(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for c := range 256 {
+		for pos := range 8 {
+			var w [8]byte
+			for k := range w {
+				w[k] = byte(r.IntN(256))
+			}
+			w[pos] = byte(c)
+			if pos > 0 && r.IntN(2) == 0 {
+				w[pos-1] = 's'
+			}
+			if pos < 7 && r.IntN(2) == 0 {
+				w[pos+1] = 'R'
+			}
+			x := binary.LittleEndian.Uint64(w[:])
+			m := anchorMask(x)
+			for k := range w {
+				want := isAnchor[w[k]] && !(w[k] == '.' && k > 0 && w[k-1] != 's')
+				if got := m>>(8*k+7)&1 == 1; got != want {
+					t.Fatalf("anchorMask(% x) byte %d (%q): %v, want %v", w, k, w[k], got, want)
+				}
+				if m>>(8*k)&0x7f != 0 {
+					t.Fatalf("anchorMask(% x) = %#x: low bits set", w, m)
+				}
+			}
+		}
+	}
+}
+
+// TestScanBlocks checks scan, which searches blocks with bytes.IndexByte or
+// (dense ones) eight bytes at a time, against scanDense over the whole
+// text, on long texts of rule fragments and prose (sparse blocks) and
+// JSON (dense ones) that cross block boundaries.
+func TestScanBlocks(t *testing.T) {
+	frags := []string{
+		"AKIA" + fake("", 16, b32), fake("ghp_", 36, alnums), "password = " + fake("", 20, alnums), "GR1348941",
+		"GR1348941" + fake("", 20, alnums), "hooks.slack.com/services/T12345678/B12345678/" + fake("", 24, alnums),
+		"https://user:" + fake("", 12, alnums) + "@host", `("api_key", "` + fake("", 20, alnums) + `")`,
+		"-----BEGIN RSA PRIVATE KEY-----\n" + fake("", 64, b64) + "\n-----END RSA PRIVATE KEY-----",
+		jwtToken(), "xoxb-1234567890-1234567890-abc", "a.b", "s.", "G", "R", "/", ":", "=", ",", "-", "é",
+	}
+	prose := "the model answered every question about the garden with care and then "
+	r := rand.New(rand.NewPCG(7, 8))
+	for range 200 {
+		var b strings.Builder
+		for b.Len() < 3*block {
+			if r.IntN(4) == 0 {
+				b.WriteString(frags[r.IntN(len(frags))])
+			} else {
+				b.WriteString(prose[:r.IntN(len(prose))])
+			}
+			switch r.IntN(6) {
+			case 0:
+				b.WriteString(strings.Repeat(prose[:1+r.IntN(20)]+" ", r.IntN(200)))
+			case 1:
+				b.WriteString(strings.Repeat(`"k":1,`, r.IntN(300)))
+			}
+		}
+		text := []byte(b.String())
+		lo := r.IntN(block)
+		from := lo + r.IntN(8)
+		got := scan(text, from, lo, nil)
+		var want []cand
+		scanDense(text, lo, len(text), func(c cand) {
+			if c.ok && c.end < len(text) && !utf8.RuneStart(text[c.end]) {
+				c.ok = false
+			}
+			if c.start >= from && (c.ok || c.open) {
+				want = append(want, c)
+			}
+		})
+		if !slices.Equal(got, want) {
+			t.Fatalf("scan found %d candidates, scanDense %d:\n%v\n%v", len(got), len(want), got, want)
 		}
 	}
 }
