@@ -160,3 +160,16 @@ func (d *injectionDetector) findWhole(text []byte, from int, report func(detect.
 	v.threads = r.threads
 	v.release()
 }
+
+// BenchmarkSegments measures the candidate scan alone on the engine's
+// corpus, with its CPU time as a ratio to the baseline loop.
+func BenchmarkSegments(b *testing.B) {
+	text := detecttest.BenchText()
+	v := new(view)
+	b.SetBytes(int64(len(text)))
+	start := detecttest.CPUTime()
+	for b.Loop() {
+		v.segs, _ = injection.segments(text, 0, v.segs[:0], v)
+	}
+	detecttest.ReportCPU(b, detecttest.CPUTime()-start, text, len(text))
+}
