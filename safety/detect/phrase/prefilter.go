@@ -3,7 +3,6 @@ package phrase
 import (
 	"encoding/binary"
 	"math/bits"
-	"unicode/utf8"
 
 	"github.com/warden-llm/warden/safety/detect/norm"
 )
@@ -24,7 +23,9 @@ import (
 //     are the raw words, lower-cased and with leet digits read as letters,
 //     so a raw word that is not a first word (prefilter.firstWords) starts
 //     nothing. A start token without a left boundary starts with a marker
-//     byte (bMarker) or is CJK.
+//     byte (bMarker) or is CJK. The scan finds the words worth asking
+//     about, the markers and the non-ASCII eight bytes at a time (see
+//     scan.go).
 //   - A word or marker that passes that filter is confirmed by running the
 //     automaton from it over the view, read straight off the raw bytes
 //     (startsAt, asciiReader) or from a small view.
@@ -71,7 +72,14 @@ type prefilter struct {
 	// are looked up in firstWords.
 	seen       [1 << 10]uint64
 	firstWords map[string]bool
-	zone       int // bytes of the view the grammar reads after a start token
+	// keys has the bit keyBit of each first word's key (see wordKey)
+	// set, and maxWord is the longest first word: the scan's filter.
+	keys    [1 << 10]uint64
+	maxWord int
+	// markers are the marker bytes, each repeated over eight bytes
+	// (the first repeated when there are fewer than three).
+	markers [3]uint64
+	zone    int // bytes of the view the grammar reads after a start token
 }
 
 func isStart(class int) bool {
@@ -94,18 +102,27 @@ func newPrefilter(d *injectionDetector, pats [][]byte) *prefilter {
 			p.lower[c] = byte(c) | 0x20
 		}
 	}
+	nm := 0
 	for i, t := range d.toks {
 		if !isStart(t.class) {
 			continue
 		}
 		pat := pats[i]
+		if pat[0] >= '0' && pat[0] <= '9' {
+			panic("phrase: a start token begins with a digit") // see quiet
+		}
 		if !t.left {
 			switch {
 			case pat[0] >= 0x80:
 			case p.kind[pat[0]] == bAlnum:
 				panic("phrase: a start token without a left boundary begins with a letter")
-			default:
+			case p.kind[pat[0]] != bMarker:
 				p.kind[pat[0]] = bMarker
+				if nm == len(p.markers) {
+					panic("phrase: more marker bytes than the scan tests")
+				}
+				p.markers[nm] = uint64(pat[0]) * b01
+				nm++
 			}
 			continue
 		}
@@ -119,6 +136,14 @@ func newPrefilter(d *injectionDetector, pats [][]byte) *prefilter {
 		p.firstWords[string(w)] = true
 		b := wordBit(wordHash(w, &p.lower))
 		p.seen[b/64] |= 1 << (b % 64)
+		p.maxWord = max(p.maxWord, len(w))
+		var key [8]byte
+		copy(key[:], w)
+		k := keyBit(binary.LittleEndian.Uint64(key[:]))
+		p.keys[k/64] |= 1 << (k % 64)
+	}
+	for k := nm; k < len(p.markers); k++ {
+		p.markers[k] = p.markers[0]
 	}
 	return p
 }
@@ -295,109 +320,4 @@ func (z *zoneEnds) after(c int) int {
 		}
 	}
 	return z.end
-}
-
-// segments appends to segs the segments of text that may hold a match
-// starting at or after from. ok is false when Find must scan the whole
-// text instead.
-func (d *injectionDetector) segments(text []byte, from int, segs []segment, v *view) (_ []segment, ok bool) {
-	p := d.pre
-	n := len(text)
-	v.spent = 0
-	cur := segment{-1, -1}
-	covered := 0
-	z := zoneEnds{text: text, zone: p.zone, lp: from, rp: from, end: from}
-	add := func(c, last int) {
-		e := z.after(last)
-		if cur.s >= 0 && c < cur.e {
-			cur.e = max(cur.e, e)
-			return
-		}
-		// Look for a cut back to the current segment's end, so that
-		// every byte is looked at once; without one, the candidate joins
-		// the current segment. Position 0 is always a cut.
-		s := cutBefore(text, c, max(cur.e, 0))
-		if s < 0 || cur.s >= 0 && s <= cur.e {
-			cur.e = max(cur.e, e)
-			return
-		}
-		if cur.s >= 0 {
-			segs = append(segs, cur)
-			covered += cur.e - cur.s
-		}
-		cur = segment{s, e}
-	}
-	i := from
-	for i > 0 && text[i-1] >= 0x80 && from-i < maxCutBack {
-		i-- // a non-ASCII run in the context may glue a word at from
-	}
-	if i == from && i > 0 && i < n && isAlnum(text[i-1]) {
-		// A word running into from started in the context.
-		for i < n && isAlnum(text[i]) {
-			i++
-		}
-	}
-	for i < n {
-		switch p.kind[text[i]] {
-		case bOther:
-			i++
-			continue // nothing changed: no need for the check below
-		case bAlnum:
-			// alnumEnd, its first eight bytes here: most words end in
-			// them.
-			var j int
-			if i+9 <= n {
-				if m := ^alnumMask(binary.LittleEndian.Uint64(text[i+1:])) & hi; m != 0 {
-					j = i + 1 + bits.TrailingZeros64(m)/8
-				} else {
-					j = alnumEnd(text, i+9)
-				}
-			} else {
-				j = alnumEnd(text, i+1)
-			}
-			// The filter, then the automaton. (A word glued to
-			// non-ASCII may read otherwise in the view; the run it is
-			// glued to takes care of it unless the run is inert, and
-			// then the word reads as it is.)
-			if p.firstWord(text[i:j]) {
-				if d.startsAt(text, i, v) {
-					add(i, i)
-				}
-			}
-			i = j
-		case bMarker:
-			if d.startsAt(text, i, v) {
-				add(i, i)
-			}
-			i++
-		case bHigh:
-			j, live := i, false
-			for j < n && text[j] >= 0x80 {
-				r, size := utf8.DecodeRune(text[j:])
-				live = live || !inert(r, size)
-				j += size
-			}
-			if !live || inertWord(text, i, j) {
-				i = j
-				continue
-			}
-			k, yes := d.runStarts(text, i, j, v)
-			if yes {
-				add(i, k)
-			}
-			i = k
-			i = j
-		}
-		// Past half the text in segments, or a quarter of it read again
-		// to judge candidates (adversarial text: look-alikes or a first
-		// word in every word), the whole view is cheaper.
-		if covered+cur.e-cur.s > n/2 || v.spent > n/4 {
-			return segs, false
-		}
-	}
-	if cur.s >= 0 {
-		segs = append(segs, cur)
-		covered += cur.e - cur.s
-	}
-	return segs, covered <= n/2
 }
