@@ -76,6 +76,8 @@ type prefilter struct {
 	// set, and maxWord is the longest first word: the scan's filter.
 	keys    [1 << 10]uint64
 	maxWord int
+	// short holds the keys of the first words of eight letters or fewer.
+	short map[uint64]bool
 	// markers are the marker bytes, each repeated over eight bytes
 	// (the first repeated when there are fewer than three).
 	markers [3]uint64
@@ -87,7 +89,7 @@ func isStart(class int) bool {
 }
 
 func newPrefilter(d *injectionDetector, pats [][]byte) *prefilter {
-	p := &prefilter{firstWords: map[string]bool{}, zone: 2*d.maxLen + maxGap + 8}
+	p := &prefilter{firstWords: map[string]bool{}, short: map[uint64]bool{}, zone: 2*d.maxLen + maxGap + 8}
 	for c := range 256 {
 		switch {
 		case c >= 0x80:
@@ -139,6 +141,9 @@ func newPrefilter(d *injectionDetector, pats [][]byte) *prefilter {
 		p.maxWord = max(p.maxWord, len(w))
 		var key [8]byte
 		copy(key[:], w)
+		if len(w) <= 8 {
+			p.short[binary.LittleEndian.Uint64(key[:])] = true
+		}
 		k := keyBit(binary.LittleEndian.Uint64(key[:]))
 		p.keys[k/64] |= 1 << (k % 64)
 	}

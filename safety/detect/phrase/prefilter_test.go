@@ -223,3 +223,34 @@ func TestBlocksEqualWalk(t *testing.T) {
 		checkBlocks(t, text, rng.IntN(len(text)+1))
 	}
 }
+
+// TestIsFirst holds the key lookup of short words to firstWord: the first
+// words in upper and mixed case, with leet digits, cut short and made
+// longer, and words that are none.
+func TestIsFirst(t *testing.T) {
+	p := injection.pre
+	var words []string
+	for w := range p.firstWords {
+		words = append(words, w, strings.ToUpper(w), strings.ToUpper(w[:1])+w[1:], w+"s", w+"1",
+			strings.NewReplacer("o", "0", "e", "3", "a", "4", "l", "1", "t", "7").Replace(w))
+		if len(w) > 1 {
+			words = append(words, w[:len(w)-1])
+		}
+	}
+	words = append(words, "the", "model", "2024", "4", "a1", "w1th", "x", "instructions", "abcdefgh", "abcdefghi")
+	n := 0
+	for _, w := range words {
+		// Padded: the key is read off eight bytes from the word's start.
+		text := []byte(" " + w + " ........")
+		got, want := p.isFirst(text, 1, 1+len(w)), p.firstWord([]byte(w))
+		if got != want {
+			t.Errorf("isFirst(%q) = %v, firstWord says %v", w, got, want)
+		}
+		if want {
+			n++
+		}
+	}
+	if n < len(p.firstWords) {
+		t.Errorf("%d words are first words, want at least the %d first words", n, len(p.firstWords))
+	}
+}

@@ -115,9 +115,20 @@ func (sc *scanner) word(i, j int) {
 	// The filter, then the automaton. (A word glued to non-ASCII may read
 	// otherwise in the view; the run it is glued to takes care of it
 	// unless the run is inert, and then the word reads as it is.)
-	if sc.d.pre.firstWord(sc.text[i:j]) && sc.d.startsAt(sc.text, i, sc.v) {
+	if sc.d.pre.isFirst(sc.text, i, j) && sc.d.startsAt(sc.text, i, sc.v) {
 		sc.add(i, i)
 	}
+}
+
+// isFirst is firstWord(text[i:j]), by its key when that is the whole
+// word (eight bytes or fewer, no digit).
+func (p *prefilter) isFirst(text []byte, i, j int) bool {
+	if j-i <= 8 {
+		if key, ok := wordKey(text, i, j-i); ok {
+			return p.short[key]
+		}
+	}
+	return p.firstWord(text[i:j])
 }
 
 // high judges the run of non-ASCII at text[i] and returns its end.
@@ -250,10 +261,15 @@ func (sc *scanner) scanBlocks(i int) (int, bool) {
 // that its state stays in registers.
 func (p *prefilter) quiet(text []byte, i int, carry uint64) (int, uint64, uint64) {
 	const letterBits = 0x4040404040404040 // letters have bit 0x40, digits not
+	if i+16 > len(text) {
+		return i, 0, carry
+	}
+	x := binary.LittleEndian.Uint64(text[i:])
+	a := alnumMask(x)
 	for ; i+16 <= len(text); i += 8 {
 		blk := (*[16]byte)(text[i : i+16])
-		x, x2 := binary.LittleEndian.Uint64(blk[:8]), binary.LittleEndian.Uint64(blk[8:])
-		a, a2 := alnumMask(x), alnumMask(x2)
+		x2 := binary.LittleEndian.Uint64(blk[8:])
+		a2 := alnumMask(x2)
 		starts := a &^ (a<<8 | carry)
 		m := x&hi | p.markerMask(x)
 		na, na2 := ^a&hi, ^a2&hi
@@ -274,6 +290,7 @@ func (p *prefilter) quiet(text []byte, i int, carry uint64) (int, uint64, uint64
 			return i, m, a
 		}
 		carry = a >> 56 & 0x80
+		x, a = x2, a2
 	}
 	return i, 0, carry
 }
