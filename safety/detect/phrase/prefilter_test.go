@@ -51,6 +51,7 @@ func TestSegmentsEqualWhole(t *testing.T) {
 		strings.Repeat("word ", 30), strings.Repeat("a", 70), "previously", "précédentes.", "tes", "instructions précédentes",
 		"Ответ полный", "Москва", "аре", "Ёлка", "ёж", "ο", "α", "λόγος", "рrompt", "vollständig", "überspringe", "这是", "。", "—",
 		"ＤＡＮ", "ᴵ", "é", "ﬁ", " ", "　", "٣", "Ｉgnore",
+		"ä", "vollständig", "ïgnore", "Ígnore", "ignörë", "yöu", "wïth", "4ä", "ä4", "résumé", "à", "ñ", "Ⅰ",
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	for range 20000 {

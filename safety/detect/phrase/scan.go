@@ -143,6 +143,9 @@ func (sc *scanner) high(i int) int {
 	if !live || inertWord(text, i, j) {
 		return j
 	}
+	if end, ok := sc.d.pre.plainWord(text, i); ok {
+		return end
+	}
 	if k, yes := sc.d.runStarts(text, i, j, sc.v); yes {
 		sc.add(i, k)
 	}
