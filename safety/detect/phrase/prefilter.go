@@ -24,8 +24,8 @@ import (
 //     so a raw word that is not a first word (prefilter.firstWords) starts
 //     nothing. A start token without a left boundary starts with a marker
 //     byte (bMarker) or is CJK. The scan finds the words worth asking
-//     about, the markers and the non-ASCII eight bytes at a time (see
-//     scan.go).
+//     about, the markers and the non-ASCII sixty-four bytes at a time
+//     (see scan.go).
 //   - A word or marker that passes that filter is confirmed by running the
 //     automaton from it over the view, read straight off the raw bytes
 //     (startsAt, asciiReader) or from a small view.

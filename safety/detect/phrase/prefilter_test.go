@@ -255,3 +255,18 @@ func TestIsFirst(t *testing.T) {
 		t.Errorf("%d words are first words, want at least the %d first words", n, len(p.firstWords))
 	}
 }
+
+// TestPack holds pack to a byte by byte gathering of high bits.
+func TestPack(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for range 10000 {
+		m := rng.Uint64() & hi
+		var want uint64
+		for k := range 8 {
+			want |= m >> (8*k + 7) & 1 << k
+		}
+		if got := pack(m); got != want {
+			t.Fatalf("pack(%#x) = %#x, want %#x", m, got, want)
+		}
+	}
+}

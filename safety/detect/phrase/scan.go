@@ -6,19 +6,20 @@ import (
 	"unicode/utf8"
 )
 
-// The candidate scan (scanBlocks, quiet) reads the raw text eight bytes
-// at a time. One pair of loads gives the block's words (a letter or digit
-// after a byte that is neither), its non-ASCII and its marker bytes, and
-// each word's first eight bytes and length; a word is looked up by its
-// key (keyBit: those bytes in lower case) in a bit set of the first
-// words' keys, without a branch. Only a block with something to judge
-// leaves the tight loop: a word whose key hits, a word of letters and
-// digits (a digit may read as a letter, so its key says nothing), a marker
-// or a non-ASCII byte. A word of digits only (in its first eight bytes)
-// reads as digits and starts nothing: no start token begins with a digit
-// (newPrefilter checks), and startsAt would say no. So the scan takes the
-// same candidates as a walk that asks firstWord and startsAt of every
-// word (scanTail, used for the last bytes; TestBlocksEqualWalk).
+// The candidate scan (scanBlocks, quiet) reads the raw text in blocks of
+// sixty-four bytes, eight at a time, into bit masks: the block's words (a
+// letter or digit after a byte that is neither), its non-ASCII and its
+// marker bytes. Each word's first eight bytes and length come off one
+// load and the masks, and the word is looked up by its key (keyBit: those
+// bytes in lower case) in a bit set of the first words' keys, without a
+// branch. Only a block with something to judge leaves the tight loop: a
+// word whose key hits, a word of letters and digits (a digit may read as
+// a letter, so its key says nothing), a marker or a non-ASCII byte. A
+// word of digits only (in its first eight bytes) reads as digits and
+// starts nothing: no start token begins with a digit (newPrefilter
+// checks), and startsAt would say no. So the scan takes the same
+// candidates as a walk that asks firstWord and startsAt of every word
+// (scanTail, used for the last bytes; TestBlocksEqualWalk).
 
 // keyBit maps a word's key to a bit of prefilter.keys. The key is its
 // first eight bytes, in lower case, padded with zero bytes: it holds the
@@ -191,12 +192,13 @@ func (d *injectionDetector) scan(text []byte, from int, segs []segment, v *view,
 	return sc.segs, sc.covered <= n/2
 }
 
-// scanBlocks scans text from i (not inside a word) eight bytes at a time
-// while sixteen are left (see quiet), and returns where it stopped (not
-// inside a word) and false when the segments grow too large.
+// scanBlocks scans text from i (not inside a word) sixty-four bytes at a
+// time while there are more than seventy-two (see quiet), and returns
+// where it stopped (not inside a word) and false when the segments grow
+// too large.
 func (sc *scanner) scanBlocks(i int) (int, bool) {
 	text, p, d, v := sc.text, sc.d.pre, sc.d, sc.v
-	var carry uint64 // 0x80 when text[i-1] is inside a word
+	var carry uint64 // 1 when text[i-1] is inside a word
 	for {
 		var m, a uint64
 		i, m, a = p.quiet(text, i, carry)
@@ -204,11 +206,10 @@ func (sc *scanner) scanBlocks(i int) (int, bool) {
 			carry = a
 			break
 		}
-		next := i + 8
+		next := i + 64
 	events:
 		for m != 0 {
-			b := bits.TrailingZeros64(m)
-			c := i + b/8
+			c := i + bits.TrailingZeros64(m)
 			switch {
 			case text[c] >= 0x80:
 				j := sc.high(c)
@@ -219,7 +220,7 @@ func (sc *scanner) scanBlocks(i int) (int, bool) {
 					}
 					break events
 				}
-				m &^= 1<<(8*(j-i)) - 1
+				m &^= 1<<(j-i) - 1
 			case isAlnum(text[c]):
 				m &= m - 1
 				sc.word(c, alnumEnd(text, c+1))
@@ -233,10 +234,10 @@ func (sc *scanner) scanBlocks(i int) (int, bool) {
 				return i, false
 			}
 		}
-		if next > i+8 {
+		if next > i+64 {
 			carry = 0 // after a non-ASCII run
 		} else {
-			carry = a >> 56 & 0x80
+			carry = a >> 63
 		}
 		i = next
 	}
@@ -248,52 +249,52 @@ func (sc *scanner) scanBlocks(i int) (int, bool) {
 	return i, true
 }
 
-// quiet passes over the blocks of eight bytes from i (with sixteen bytes
-// left) that hold nothing to judge, and returns the first that does: its
-// start, the high bits of the bytes to judge (m) and of its letters and
-// digits (a); m is 0 when too few bytes are left, and then a is the
-// carry. carry is 0x80 when text[i-1] is inside a word.
+// pack gathers the high bits of the eight bytes of m (which has no other
+// bits set) into the low eight bits, byte k's to bit k.
+func pack(m uint64) uint64 { return m * 0x0002040810204081 >> 56 }
+
+// lenMask[n] has the low n bytes set, for n from 1 to 8.
+var lenMask = [16]uint64{1: 0xff, 2: 0xffff, 3: 0xffffff, 4: 0xffffffff, 5: 0xffffffffff,
+	6: 0xffffffffffff, 7: 0xffffffffffffff, 8: ^uint64(0)}
+
+// quiet passes over the blocks of sixty-four bytes from i (with more than
+// seventy-two left) that hold nothing to judge, and returns the first that
+// does: its start, a bit for each byte to judge (m, bit k for byte i+k)
+// and for each of its letters and digits (a); m is 0 when too few bytes
+// are left, and then a is the carry. carry is 1 when text[i-1] is inside
+// a word.
 //
-// Each block's bytes are classified at once (alnumMask, markerMask): the
-// words starting in it, its non-ASCII and its marker bytes. A word is
-// looked up by its key, read off one load with its length from the
-// classes of the eight bytes from its start, without a branch: only a
-// key that hits (it may be a first word), or a word of letters and
-// digits (a digit may read as a letter), is to be judged. A word of
-// digits only reads as digits and starts nothing. A leaf function, so
-// that its state stays in registers.
+// A block of sixty-four rather than eight bytes leaves the loop over its
+// words once per sixty-four bytes: that branch is the one the processor
+// cannot guess. A leaf function, so that its state stays in registers.
 func (p *prefilter) quiet(text []byte, i int, carry uint64) (int, uint64, uint64) {
 	const letterBits = 0x4040404040404040 // letters have bit 0x40, digits not
-	if i+16 > len(text) {
-		return i, 0, carry
-	}
-	x := binary.LittleEndian.Uint64(text[i:])
-	a := alnumMask(x)
-	for ; i+16 <= len(text); i += 8 {
-		blk := (*[16]byte)(text[i : i+16])
-		x2 := binary.LittleEndian.Uint64(blk[8:])
-		a2 := alnumMask(x2)
-		starts := a &^ (a<<8 | carry)
-		m := x&hi | p.markerMask(x)
-		na, na2 := ^a&hi, ^a2&hi
+	for ; i+72 <= len(text); i += 64 {
+		blk := (*[72]byte)(text[i : i+72])
+		var a, m uint64
+		for j := 0; j < 64; j += 8 {
+			x := binary.LittleEndian.Uint64(blk[j : j+8])
+			a |= pack(alnumMask(x)) << j
+			m |= pack(x&hi|p.markerMask(x)) << j
+		}
+		ax := pack(alnumMask(binary.LittleEndian.Uint64(blk[64:72]))) // for lengths past the block
+		starts := a &^ (a<<1 | carry)
 		for s := starts; s != 0; s &= s - 1 {
-			// The classes of the eight bytes from the word's start: a
-			// shift by sh and one by 64-sh (in two steps: sh may be 0).
-			b := uint(bits.TrailingZeros64(s)) & 63
-			sh := b &^ 7
-			nb := na>>sh | na2<<(^sh&63)<<1
-			lm := (nb&-nb)>>7 - 1 // the word's bytes among them
-			w := binary.LittleEndian.Uint64(blk[b>>3:b>>3+8]) & lm
+			k := uint(bits.TrailingZeros64(s)) & 63
+			// The word's length, up to eight: a shift by k and one by
+			// 64-k (in two steps: k may be 0).
+			n := bits.TrailingZeros64(^(a>>k | ax<<(^k&63)<<1) | 0x100)
+			lm := lenMask[n&15]
+			w := binary.LittleEndian.Uint64(blk[k:k+8]) & lm
 			h := keyBit(w | 0x2020202020202020&lm)
 			letters, digits := w&letterBits, ^w&letterBits&lm
 			mixed := (letters | -letters) & (digits | -digits) >> 63
-			m |= (p.keys[h/64]>>(h%64)&1 | mixed) << b
+			m |= (p.keys[h/64]>>(h%64)&1 | mixed) << k
 		}
 		if m != 0 {
 			return i, m, a
 		}
-		carry = a >> 56 & 0x80
-		x, a = x2, a2
+		carry = a >> 63
 	}
 	return i, 0, carry
 }
