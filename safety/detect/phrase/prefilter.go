@@ -147,6 +147,9 @@ func newPrefilter(d *injectionDetector, pats [][]byte) *prefilter {
 		k := keyBit(binary.LittleEndian.Uint64(key[:]))
 		p.keys[k/64] |= 1 << (k % 64)
 	}
+	if nm == 0 {
+		panic("phrase: no marker bytes") // the padding below would test for NUL
+	}
 	for k := nm; k < len(p.markers); k++ {
 		p.markers[k] = p.markers[0]
 	}
