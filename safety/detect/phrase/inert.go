@@ -114,3 +114,94 @@ func buildInert() {
 		}
 	}
 }
+
+// latinLimit bounds the runes latinLetters knows.
+const latinLimit = 0x2000
+
+var (
+	latinOnce sync.Once
+	// latinLetters maps each rune below latinLimit that the view reads,
+	// wherever it stands, as one ASCII letter (a Latin letter with
+	// diacritics: ä, É, ñ...) to that letter, and the others to 0.
+	latinLetters []byte
+)
+
+func latinLetter(r rune) byte {
+	if r >= latinLimit {
+		return 0
+	}
+	latinOnce.Do(buildLatin)
+	return latinLetters[r]
+}
+
+func buildLatin() {
+	t := make([]byte, latinLimit)
+	var dst []byte
+	var offs []int32
+	for r := rune(0x80); r < latinLimit; r++ {
+		if r >= 0x300 && r <= 0x36f {
+			continue // a combining mark, dropped
+		}
+		s := string(r)
+		dst, offs = norm.Normalize(dst, offs, []byte(s))
+		if len(dst) != 1 || !isLetter(dst[0]) {
+			continue
+		}
+		l := dst[0]
+		// The same between letters, Cyrillic letters and look-alikes, and
+		// spaces. (A leet digit right before it stays a digit, where it
+		// would read as a letter before an ASCII letter: firstWord reads
+		// every leet digit as its letter, so it covers both.)
+		ok := true
+		for _, ctx := range [...][2]string{{"x", "x"}, {"ж", "ж"}, {"о", "о"}, {" ", " "}} {
+			dst, offs = norm.Normalize(dst, offs, []byte(ctx[0]+s+ctx[1]))
+			got := string(dst)
+			dst, offs = norm.Normalize(dst, offs, []byte(ctx[0]+string(l)+ctx[1]))
+			ok = ok && got == string(dst)
+		}
+		if ok {
+			t[r] = l
+		}
+	}
+	latinLetters = t
+}
+
+// plainWord reports whether the live run of non-ASCII at text[i:] is made
+// of Latin letters (latinLetter) inside a word of ASCII letters and
+// digits and such runs, with ASCII that is neither (or the text's ends)
+// on both sides, and that word, as the view reads it (with the base
+// letters), is not a first word. Such a run starts nothing: a start token
+// that needs a left boundary would begin at the word's start and be a
+// first word; one that needs none begins with a marker byte or is CJK.
+// end is the word's end: the other runs in it start nothing either.
+func (p *prefilter) plainWord(text []byte, i int) (end int, ok bool) {
+	s := i
+	for s > 0 && isAlnum(text[s-1]) {
+		s--
+	}
+	if s > 0 && text[s-1] >= 0x80 {
+		return 0, false
+	}
+	var buf [33]byte
+	n, k := 0, s
+	for k < len(text) {
+		c := text[k]
+		switch {
+		case c >= 0x80:
+			r, size := utf8.DecodeRune(text[k:])
+			if c = latinLetter(r); c == 0 {
+				return 0, false
+			}
+			k += size
+		case isAlnum(c):
+			k++
+		default:
+			return k, n > len(buf)-1 || !p.firstWord(buf[:n])
+		}
+		if n < len(buf) {
+			buf[n] = c
+		}
+		n++
+	}
+	return k, n > len(buf)-1 || !p.firstWord(buf[:n])
+}

@@ -3,7 +3,6 @@ package phrase
 import (
 	"encoding/binary"
 	"math/bits"
-	"unicode/utf8"
 
 	"github.com/warden-llm/warden/safety/detect/norm"
 )
@@ -24,7 +23,9 @@ import (
 //     are the raw words, lower-cased and with leet digits read as letters,
 //     so a raw word that is not a first word (prefilter.firstWords) starts
 //     nothing. A start token without a left boundary starts with a marker
-//     byte (bMarker) or is CJK.
+//     byte (bMarker) or is CJK. The scan finds the words worth asking
+//     about, the markers and the non-ASCII sixty-four bytes at a time
+//     (see scan.go).
 //   - A word or marker that passes that filter is confirmed by running the
 //     automaton from it over the view, read straight off the raw bytes
 //     (startsAt, asciiReader) or from a small view.
@@ -71,7 +72,16 @@ type prefilter struct {
 	// are looked up in firstWords.
 	seen       [1 << 10]uint64
 	firstWords map[string]bool
-	zone       int // bytes of the view the grammar reads after a start token
+	// keys has the bit keyBit of each first word's key (see wordKey)
+	// set, and maxWord is the longest first word: the scan's filter.
+	keys    [1 << 10]uint64
+	maxWord int
+	// short holds the keys of the first words of eight letters or fewer.
+	short map[uint64]bool
+	// markers are the marker bytes, each repeated over eight bytes
+	// (the first repeated when there are fewer than three).
+	markers [3]uint64
+	zone    int // bytes of the view the grammar reads after a start token
 }
 
 func isStart(class int) bool {
@@ -79,7 +89,7 @@ func isStart(class int) bool {
 }
 
 func newPrefilter(d *injectionDetector, pats [][]byte) *prefilter {
-	p := &prefilter{firstWords: map[string]bool{}, zone: 2*d.maxLen + maxGap + 8}
+	p := &prefilter{firstWords: map[string]bool{}, short: map[uint64]bool{}, zone: 2*d.maxLen + maxGap + 8}
 	for c := range 256 {
 		switch {
 		case c >= 0x80:
@@ -94,18 +104,27 @@ func newPrefilter(d *injectionDetector, pats [][]byte) *prefilter {
 			p.lower[c] = byte(c) | 0x20
 		}
 	}
+	nm := 0
 	for i, t := range d.toks {
 		if !isStart(t.class) {
 			continue
 		}
 		pat := pats[i]
+		if pat[0] >= '0' && pat[0] <= '9' {
+			panic("phrase: a start token begins with a digit") // see quiet
+		}
 		if !t.left {
 			switch {
 			case pat[0] >= 0x80:
 			case p.kind[pat[0]] == bAlnum:
 				panic("phrase: a start token without a left boundary begins with a letter")
-			default:
+			case p.kind[pat[0]] != bMarker:
 				p.kind[pat[0]] = bMarker
+				if nm == len(p.markers) {
+					panic("phrase: more marker bytes than the scan tests")
+				}
+				p.markers[nm] = uint64(pat[0]) * b01
+				nm++
 			}
 			continue
 		}
@@ -119,6 +138,20 @@ func newPrefilter(d *injectionDetector, pats [][]byte) *prefilter {
 		p.firstWords[string(w)] = true
 		b := wordBit(wordHash(w, &p.lower))
 		p.seen[b/64] |= 1 << (b % 64)
+		p.maxWord = max(p.maxWord, len(w))
+		var key [8]byte
+		copy(key[:], w)
+		if len(w) <= 8 {
+			p.short[binary.LittleEndian.Uint64(key[:])] = true
+		}
+		k := keyBit(binary.LittleEndian.Uint64(key[:]))
+		p.keys[k/64] |= 1 << (k % 64)
+	}
+	if nm == 0 {
+		panic("phrase: no marker bytes") // the padding below would test for NUL
+	}
+	for k := nm; k < len(p.markers); k++ {
+		p.markers[k] = p.markers[0]
 	}
 	return p
 }
@@ -295,302 +328,4 @@ func (z *zoneEnds) after(c int) int {
 		}
 	}
 	return z.end
-}
-
-// segments appends to segs the segments of text that may hold a match
-// starting at or after from. ok is false when Find must scan the whole
-// text instead.
-func (d *injectionDetector) segments(text []byte, from int, segs []segment, v *view) (_ []segment, ok bool) {
-	p := d.pre
-	n := len(text)
-	v.spent = 0
-	cur := segment{-1, -1}
-	covered := 0
-	z := zoneEnds{text: text, zone: p.zone, lp: from, rp: from, end: from}
-	add := func(c, last int) {
-		e := z.after(last)
-		if cur.s >= 0 && c < cur.e {
-			cur.e = max(cur.e, e)
-			return
-		}
-		// Look for a cut back to the current segment's end, so that
-		// every byte is looked at once; without one, the candidate joins
-		// the current segment. Position 0 is always a cut.
-		s := cutBefore(text, c, max(cur.e, 0))
-		if s < 0 || cur.s >= 0 && s <= cur.e {
-			cur.e = max(cur.e, e)
-			return
-		}
-		if cur.s >= 0 {
-			segs = append(segs, cur)
-			covered += cur.e - cur.s
-		}
-		cur = segment{s, e}
-	}
-	i := from
-	for i > 0 && text[i-1] >= 0x80 && from-i < maxCutBack {
-		i-- // a non-ASCII run in the context may glue a word at from
-	}
-	if i == from && i > 0 && i < n && isAlnum(text[i-1]) {
-		// A word running into from started in the context.
-		for i < n && isAlnum(text[i]) {
-			i++
-		}
-	}
-	for i < n {
-		switch p.kind[text[i]] {
-		case bOther:
-			i++
-			continue // nothing changed: no need for the check below
-		case bAlnum:
-			// alnumEnd, its first eight bytes here: most words end in
-			// them.
-			var j int
-			if i+9 <= n {
-				if m := ^alnumMask(binary.LittleEndian.Uint64(text[i+1:])) & hi; m != 0 {
-					j = i + 1 + bits.TrailingZeros64(m)/8
-				} else {
-					j = alnumEnd(text, i+9)
-				}
-			} else {
-				j = alnumEnd(text, i+1)
-			}
-			// The filter, then the automaton. (A word glued to
-			// non-ASCII may read otherwise in the view; the run it is
-			// glued to takes care of it unless the run is inert, and
-			// then the word reads as it is.)
-			if p.firstWord(text[i:j]) {
-				if d.startsAt(text, i, v) {
-					add(i, i)
-				}
-			}
-			i = j
-		case bMarker:
-			if d.startsAt(text, i, v) {
-				add(i, i)
-			}
-			i++
-		case bHigh:
-			j, live := i, false
-			for j < n && text[j] >= 0x80 {
-				r, size := utf8.DecodeRune(text[j:])
-				live = live || !inert(r, size)
-				j += size
-			}
-			if !live || inertWord(text, i, j) {
-				i = j
-				continue
-			}
-			k, yes := d.runStarts(text, i, j, v)
-			if yes {
-				add(i, k)
-			}
-			i = k
-			i = j
-		}
-		// Past half the text in segments, or a quarter of it read again
-		// to judge candidates (adversarial text: look-alikes or a first
-		// word in every word), the whole view is cheaper.
-		if covered+cur.e-cur.s > n/2 || v.spent > n/4 {
-			return segs, false
-		}
-	}
-	if cur.s >= 0 {
-		segs = append(segs, cur)
-		covered += cur.e - cur.s
-	}
-	return segs, covered <= n/2
-}
-
-// startsAt reports whether a start token may begin at the ASCII word or
-// marker byte text[c] in the view. It reads the view straight off the
-// raw bytes (asciiReader) where it can, and builds a small view
-// otherwise; when it cannot tell, it says yes.
-func (d *injectionDetector) startsAt(text []byte, c int, v *view) bool {
-	if c > 0 && text[c-1] == text[c] {
-		return d.startsAtView(text, c, v) // inside a run of punctuation
-	}
-	a := d.a
-	r := asciiReader{text: text, i: c}
-	defer func() { v.spent += r.i - c }()
-	var st uint32
-	for k := 1; ; k++ {
-		b, ok := r.next()
-		if !ok {
-			return r.i < len(text) // non-ASCII: cannot tell
-		}
-		st = a.step(st, b)
-		if int(a.depth[st]) < k {
-			return false // no token starting at c goes on
-		}
-		for _, pi := range a.outs[st] {
-			t := &d.toks[pi]
-			if int(a.plen[pi]) != k || !isStart(t.class) {
-				continue
-			}
-			// The left boundary holds: c starts a word or is
-			// punctuation. After the token comes a byte the view
-			// keeps as it is, unless it is a space or punctuation
-			// (not a word byte either way) or non-ASCII.
-			if j := r.i; !t.right || j == len(text) || text[j] >= 0x80 || !isAlnum(text[j]) {
-				return true
-			}
-		}
-	}
-}
-
-// asciiReader reads the view of ASCII text from a cut, one byte at a time,
-// by the rules of norm.Normalize for ASCII: letters in lower case, the leet
-// digits read as letters next to a letter, a run of white space and
-// control bytes as one space, a run of one punctuation byte cut to three.
-// TestASCIIReader holds it to norm.Normalize.
-type asciiReader struct {
-	text []byte
-	i    int
-	last byte
-	run  int
-}
-
-// next returns the next byte of the view, or ok false at the end of text
-// or at a non-ASCII byte.
-func (r *asciiReader) next() (byte, bool) {
-	for r.i < len(r.text) {
-		c := r.text[r.i]
-		r.i++
-		switch {
-		case c >= 0x80:
-			r.i--
-			return 0, false
-		case c|0x20 >= 'a' && c|0x20 <= 'z':
-			c |= 0x20
-		case c >= '0' && c <= '9':
-			if l := leetDigit[c-'0']; l != 0 && (isLetter(r.last) || r.i < len(r.text) && isLetter(r.text[r.i])) {
-				c = l
-			}
-		case isSpace(c):
-			if r.last == ' ' {
-				continue
-			}
-			c = ' '
-		default:
-			if c == r.last {
-				if r.run >= 3 {
-					continue
-				}
-				r.run++
-			} else {
-				r.run = 1
-			}
-		}
-		r.last = c
-		return c, true
-	}
-	return 0, false
-}
-
-func isLetter(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' }
-
-// leetDigit is the view's reading of the leet digits, from norm itself.
-var leetDigit = func() (t [10]byte) {
-	for c := byte('0'); c <= '9'; c++ {
-		t[c-'0'] = leetOf(c)
-	}
-	return t
-}()
-
-// runStarts reports whether a start token may begin in the view of the
-// non-ASCII run text[i:j], the words glued to it, the text from the cut
-// before it, and the runs that follow closely (with their words and the
-// text between), all read from one small view; when it cannot tell, it
-// says yes. k is where the runs it judged end.
-func (d *injectionDetector) runStarts(text []byte, i, j int, v *view) (k int, yes bool) {
-	k = j
-	for k < len(text) && isAlnum(text[k]) {
-		k++ // a word glued to the run
-	}
-	s := cutBefore(text, i, max(0, i-maxCutBack))
-	if s < 0 {
-		v.spent += maxCutBack
-		return k, true
-	}
-	limit := 4*d.maxLen + maxCutBack
-	var e int
-	for {
-		e = viewEnd(text, k, d.maxLen+2, limit)
-		if e < 0 {
-			return k, true
-		}
-		// Take in the next run if the small view reaches it.
-		r := k
-		for r < e && text[r] < 0x80 {
-			r++
-		}
-		if r == e || e-i > 8*limit {
-			break
-		}
-		for k = r; k < len(text) && (text[k] >= 0x80 || isAlnum(text[k])); k++ {
-		}
-	}
-	v.dst, v.offs = norm.Normalize(v.dst, v.offs, text[s:e])
-	v.spent += e - s
-	a := d.a
-	found := false
-	a.scan(v.dst, func(end int, st uint32) {
-		for _, pi := range a.outs[st] {
-			ns, t := end-int(a.plen[pi]), &d.toks[pi]
-			if found || !isStart(t.class) || int(v.offs[ns]) > k-s ||
-				t.left && v.wordBefore(ns) || t.right && v.wordAt(end) {
-				continue
-			}
-			found = true
-		}
-	})
-	return k, found
-}
-
-// startsAtView is startsAt on a small view built around c.
-func (d *injectionDetector) startsAtView(text []byte, c int, v *view) bool {
-	s := cutBefore(text, c, max(0, c-maxCutBack))
-	if s < 0 {
-		v.spent += maxCutBack
-		return true // in a long word or run: take it
-	}
-	e := viewEnd(text, c, d.maxLen+2, 4*d.maxLen+maxCutBack)
-	if e < 0 {
-		return true // a long stretch that gives little view: take it
-	}
-	v.dst, v.offs = norm.Normalize(v.dst, v.offs, text[s:e])
-	v.spent += e - s
-	vc := -1
-	for k, o := range v.offs {
-		if int(o) == c-s {
-			vc = k
-			break
-		}
-		if int(o) > c-s {
-			break
-		}
-	}
-	if vc < 0 {
-		return false // the byte at c left no trace in the view
-	}
-	a, dst := d.a, v.dst
-	var st uint32
-	for i := vc; i < len(dst); i++ {
-		st = a.step(st, dst[i])
-		if int(a.depth[st]) < i+1-vc {
-			return false // no token starting at c goes on
-		}
-		for _, pi := range a.outs[st] {
-			if int(a.plen[pi]) != i+1-vc {
-				continue
-			}
-			t := &d.toks[pi]
-			if !isStart(t.class) || t.left && v.wordBefore(vc) || t.right && v.wordAt(i+1) {
-				continue
-			}
-			return true
-		}
-	}
-	return true // still open at the end of the small view
 }

@@ -51,6 +51,7 @@ func TestSegmentsEqualWhole(t *testing.T) {
 		strings.Repeat("word ", 30), strings.Repeat("a", 70), "previously", "précédentes.", "tes", "instructions précédentes",
 		"Ответ полный", "Москва", "аре", "Ёлка", "ёж", "ο", "α", "λόγος", "рrompt", "vollständig", "überspringe", "这是", "。", "—",
 		"ＤＡＮ", "ᴵ", "é", "ﬁ", " ", "　", "٣", "Ｉgnore",
+		"ä", "vollständig", "ïgnore", "Ígnore", "ignörë", "yöu", "wïth", "4ä", "ä4", "résumé", "à", "ñ", "Ⅰ",
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	for range 20000 {
@@ -63,7 +64,8 @@ func TestSegmentsEqualWhole(t *testing.T) {
 	}
 }
 
-// FuzzSegments checks the prefilter against a scan of the whole view.
+// FuzzSegments checks the prefilter against a scan of the whole view, and
+// the block scan against the walk.
 func FuzzSegments(f *testing.F) {
 	fuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, text, chunks []byte) {
@@ -72,6 +74,7 @@ func FuzzSegments(f *testing.F) {
 			from = int(chunks[0]) % (len(text) + 1)
 		}
 		checkSegments(t, text, 0, from)
+		checkBlocks(t, text, from)
 		if msg := detecttest.Chunked(injection, text, detecttest.Sizes(chunks)); msg != "" {
 			t.Fatal(msg)
 		}
@@ -159,4 +162,111 @@ func (d *injectionDetector) findWhole(text []byte, from int, report func(detect.
 	r.run()
 	v.threads = r.threads
 	v.release()
+}
+
+// BenchmarkSegments measures the candidate scan alone on the engine's
+// corpus, with its CPU time as a ratio to the baseline loop.
+func BenchmarkSegments(b *testing.B) {
+	text := detecttest.BenchText()
+	v := new(view)
+	b.SetBytes(int64(len(text)))
+	start := detecttest.CPUTime()
+	for b.Loop() {
+		v.segs, _ = injection.segments(text, 0, v.segs[:0], v)
+	}
+	detecttest.ReportCPU(b, detecttest.CPUTime()-start, text, len(text))
+}
+
+// checkBlocks compares the segments the block scan finds with those of
+// the byte by byte walk. The walk may give up where the block scan does
+// not: it also asks startsAt about words of digits, which counts as text
+// read again.
+func checkBlocks(t *testing.T, text []byte, from int) {
+	t.Helper()
+	var v1, v2 view
+	got, ok := injection.scan(text, from, nil, &v1, true)
+	want, wantOK := injection.scan(text, from, nil, &v2, false)
+	if wantOK && (!ok || !slices.Equal(got, want)) {
+		t.Fatalf("from %d on %q:\nblocks %v %v\nwalk   %v %v", from, text, got, ok, want, wantOK)
+	}
+}
+
+// TestBlocksEqualWalk checks that the block scan takes the same candidates
+// as the walk, on random mixes of first words (in any case, with leet
+// digits), other words, digits, markers and non-ASCII at every alignment,
+// and on the corpus and the benchmark text.
+func TestBlocksEqualWalk(t *testing.T) {
+	if b, err := os.ReadFile("testdata/corpus/injection.txt"); err == nil {
+		checkBlocks(t, b, 0)
+		checkBlocks(t, b, 9)
+	}
+	checkBlocks(t, benchText(), 0)
+	checkBlocks(t, detecttest.BenchText(), 3)
+	pieces := []string{
+		"with", "WITH", "w1th", "you", "Y0U", "y0u", "a", "A", "4", "0", "1", "42", "2024", "v1", "x9y", "do", "no",
+		"ignore", "1gn0re", "IGNORE", "disregarding", "disregardingly", "dlsregardlng", "jailbroken", "what",
+		"whats", "the", "model", "instructions", "previous", "all", "your", "system", "prompt", "reveal",
+		"aGVsbG8gd29ybGQsIHRoaXMgaXMgYSBiYXNlNjQg", "9f86d081884c7d659a2feaa0c55ad015", "12345678abc",
+		"abcdefgh1", " ", " ", "  ", "\n", "\t", ".", ",", "-", "'", "_", "<", "<|im_start|>", "[", "[INST]",
+		"#", "### System:", "<<SYS>>", "é", "ä", "Ответ", "这是", "\u200b", "ｉｇｎｏｒｅ", "\xff", "\xe2\x80",
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 20000 {
+		var b strings.Builder
+		for range 1 + rng.IntN(40) {
+			b.WriteString(pieces[rng.IntN(len(pieces))])
+			if rng.IntN(3) > 0 {
+				b.WriteByte(" .,\n"[rng.IntN(4)])
+			}
+		}
+		text := []byte(b.String())
+		checkBlocks(t, text, 0)
+		checkBlocks(t, text, rng.IntN(len(text)+1))
+	}
+}
+
+// TestIsFirst holds the key lookup of short words to firstWord: the first
+// words in upper and mixed case, with leet digits, cut short and made
+// longer, and words that are none.
+func TestIsFirst(t *testing.T) {
+	p := injection.pre
+	var words []string
+	for w := range p.firstWords {
+		words = append(words, w, strings.ToUpper(w), strings.ToUpper(w[:1])+w[1:], w+"s", w+"1",
+			strings.NewReplacer("o", "0", "e", "3", "a", "4", "l", "1", "t", "7").Replace(w))
+		if len(w) > 1 {
+			words = append(words, w[:len(w)-1])
+		}
+	}
+	words = append(words, "the", "model", "2024", "4", "a1", "w1th", "x", "instructions", "abcdefgh", "abcdefghi")
+	n := 0
+	for _, w := range words {
+		// Padded: the key is read off eight bytes from the word's start.
+		text := []byte(" " + w + " ........")
+		got, want := p.isFirst(text, 1, 1+len(w)), p.firstWord([]byte(w))
+		if got != want {
+			t.Errorf("isFirst(%q) = %v, firstWord says %v", w, got, want)
+		}
+		if want {
+			n++
+		}
+	}
+	if n < len(p.firstWords) {
+		t.Errorf("%d words are first words, want at least the %d first words", n, len(p.firstWords))
+	}
+}
+
+// TestPack holds pack to a byte by byte gathering of high bits.
+func TestPack(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for range 10000 {
+		m := rng.Uint64() & hi
+		var want uint64
+		for k := range 8 {
+			want |= m >> (8*k + 7) & 1 << k
+		}
+		if got := pack(m); got != want {
+			t.Fatalf("pack(%#x) = %#x, want %#x", m, got, want)
+		}
+	}
 }
