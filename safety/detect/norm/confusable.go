@@ -40,9 +40,21 @@ func suspect(r rune) bool {
 }
 
 func (confusable) Find(text []byte, from int, report func(detect.Match)) {
+	findConfusable(text, from, nil, report)
+}
+
+// FindSpecial is Find stepping from one special byte of text to the next
+// (detect.SpecialFinder): a confusable word holds a non-ASCII letter.
+func (confusable) FindSpecial(text []byte, from int, sp *detect.Specials, report func(detect.Match)) {
+	findConfusable(text, from, sp, report)
+}
+
+// findConfusable reports the confusable words of text at or after from;
+// sp, when not nil, holds text's special bytes.
+func findConfusable(text []byte, from int, sp *detect.Specials, report func(detect.Match)) {
 	for i := 0; i < len(text); {
 		if text[i] < utf8.RuneSelf {
-			i = skipASCII(text, i)
+			i = skipASCII(text, i, sp)
 			continue
 		}
 		r, size := utf8.DecodeRune(text[i:])

@@ -3,6 +3,7 @@ package norm
 import (
 	"bytes"
 	"fmt"
+	"github.com/warden-llm/warden/safety/detect"
 	"slices"
 	"strings"
 	"testing"
@@ -40,8 +41,26 @@ func TestLiteral(t *testing.T) {
 		if string(v) != c.want || len(offs) != len(v) {
 			t.Errorf("Literal(%q, %v) = %q, want %q", c.in, c.tags, v, c.want)
 		}
+		var sp detect.Specials
+		sp.Scan([]byte(c.in))
+		if v, _ := LiteralMapScanned(nil, nil, []byte(c.in), c.tags, &sp); string(v) != c.want {
+			t.Errorf("LiteralMapScanned(%q, %v) = %q, want %q", c.in, c.tags, v, c.want)
+		}
+		if PlainScanned([]byte(c.in), &sp) != Plain([]byte(c.in)) {
+			t.Errorf("PlainScanned(%q) = %v", c.in, !Plain([]byte(c.in)))
+		}
 		if Plain([]byte(c.in)) != (c.in == c.want && c.in == "Plain ASCII, tabs\tand\nbreaks stay.") {
 			t.Errorf("Plain(%q) = %v", c.in, Plain([]byte(c.in)))
+		}
+	}
+}
+
+// TestCopyBytes holds the bytes the literal view may copy as they are to
+// the ones detect.Specials passes over.
+func TestCopyBytes(t *testing.T) {
+	for c := range 256 {
+		if plainByte(byte(c)) == detect.IsSpecial(byte(c)) {
+			t.Errorf("byte %#x: plain %v, mayEscape %v, special %v", c, plainByte(byte(c)), mayEscape[c], detect.IsSpecial(byte(c)))
 		}
 	}
 }
@@ -89,6 +108,20 @@ func FuzzNormalizedOffsets(f *testing.F) {
 			sv, m := LiteralMap(nil, nil, text, tags)
 			if string(sv) != string(v) {
 				t.Fatalf("LiteralMap view %q, Literal %q", sv, v)
+			}
+			// The filter's way: the special bytes scanned over a
+			// longer text, the view built over a prefix.
+			var sp detect.Specials
+			sp.Scan(append(text[:len(text):len(text)], "&#1"...))
+			scv, scm := LiteralMapScanned(nil, nil, text, tags, &sp)
+			if string(scv) != string(v) || !slices.Equal(scm, m) {
+				t.Fatalf("LiteralMapScanned %q %v, LiteralMap %q %v", scv, scm, v, m)
+			}
+			if PlainScanned(text, &sp) != Plain(text) {
+				t.Fatalf("PlainScanned(%q) = %v", text, !Plain(text))
+			}
+			if Plain(text) && len(text) > 0 && (string(v) != string(text) || !slices.Equal(m, OffsetMap{{0, 0}})) {
+				t.Fatalf("Plain(%q), but view %q %v", text, v, m)
 			}
 			for k := range v {
 				if m.At(k) != int(offs[k]) {
