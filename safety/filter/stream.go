@@ -180,9 +180,10 @@ func (s *Stream) judgeWhole(text []byte) {
 		view, vm = lv.dst, lv.m
 	}
 	for _, d := range s.whole {
+		cur := vm.Cursor()
 		d.Find(view, 0, func(m detect.Match) {
 			if !plain {
-				m.Start, m.End = vm.At(m.Start), vm.End(text, m.End)
+				m.Start, m.End = cur.At(m.Start), cur.End(text, m.End)
 			}
 			if !s.wanted(m) {
 				return
@@ -256,8 +257,9 @@ func (s *Stream) release(final bool, src string) (string, int) {
 		s.lv.dst, s.lv.m = norm.LiteralMapScanned(s.lv.dst, s.lv.m, vw, s.readTags(), s.sp)
 		view, vm = s.lv.dst, s.lv.m
 		vfrom := vm.Start(s.from, len(view))
+		cur := vm.Cursor()
 		mapped := func(m detect.Match) {
-			m.Start, m.End = vm.At(m.Start), vm.End(vw, m.End)
+			m.Start, m.End = cur.At(m.Start), cur.End(vw, m.End)
 			add(m)
 		}
 		scanned := false

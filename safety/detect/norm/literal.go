@@ -66,8 +66,57 @@ type OffsetMap []Seg
 
 // At returns the offset in the text of the rune that produced view byte k.
 func (m OffsetMap) At(k int) int {
-	i := sort.Search(len(m), func(i int) bool { return int(m[i].V) > k }) - 1
+	i := m.seg(k, 0, len(m))
 	return int(m[i].O) + k - int(m[i].V)
+}
+
+// seg returns the last segment of m[lo:hi] that starts at or before view
+// byte k; m[lo].V <= k.
+func (m OffsetMap) seg(k, lo, hi int) int {
+	for hi-lo > 1 {
+		mid := int(uint(lo+hi) >> 1)
+		if int(m[mid].V) <= k {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
+// A Cursor maps view offsets back to the text like the OffsetMap's At
+// and End, fastest when each offset asked for is at or after the last:
+// the matches of one detector, in order.
+type Cursor struct {
+	m OffsetMap
+	i int // the segment of the last offset asked for
+}
+
+// Cursor returns a cursor over m.
+func (m OffsetMap) Cursor() Cursor { return Cursor{m: m} }
+
+// At is OffsetMap.At.
+func (c *Cursor) At(k int) int {
+	m, i := c.m, c.i
+	if int(m[i].V) > k {
+		i = m.seg(k, 0, i)
+	} else {
+		// Gallop forward to a segment past k, then search back.
+		step, hi := 1, i+1
+		for hi < len(m) && int(m[hi].V) <= k {
+			i, hi = hi, hi+step
+			step *= 2
+		}
+		i = m.seg(k, i, min(hi, len(m)))
+	}
+	c.i = i
+	return int(m[i].O) + k - int(m[i].V)
+}
+
+// End is OffsetMap.End.
+func (c *Cursor) End(text []byte, e int) int {
+	o := c.At(e - 1)
+	return RuneEnd(text, o+srcLen(text, o))
 }
 
 // Start returns the first view byte that comes from text at or after

@@ -123,9 +123,25 @@ func FuzzNormalizedOffsets(f *testing.F) {
 			if Plain(text) && len(text) > 0 && (string(v) != string(text) || !slices.Equal(m, OffsetMap{{0, 0}})) {
 				t.Fatalf("Plain(%q), but view %q %v", text, v, m)
 			}
+			cur, back := m.Cursor(), m.Cursor()
 			for k := range v {
 				if m.At(k) != int(offs[k]) {
 					t.Fatalf("LiteralMap offset %d = %d, Literal %d, in %q", k, m.At(k), offs[k], s)
+				}
+				// A cursor going forward, in steps from the fuzzer, and
+				// one going back and forth.
+				if k%(1+int(a%7)) == 0 && cur.At(k) != int(offs[k]) {
+					t.Fatalf("Cursor.At(%d) = %d, want %d, in %q", k, cur.At(k), offs[k], s)
+				}
+				j := k
+				if k%2 == 1 {
+					j = len(v) - k
+				}
+				if back.At(j) != int(offs[j]) {
+					t.Fatalf("Cursor.At(%d) back and forth = %d, want %d, in %q", j, back.At(j), offs[j], s)
+				}
+				if back.End(text, j+1) != m.End(text, j+1) {
+					t.Fatalf("Cursor.End(%d) = %d, want %d, in %q", j+1, back.End(text, j+1), m.End(text, j+1), s)
 				}
 			}
 			for from := 0; from <= len(text); from++ {
@@ -244,5 +260,31 @@ func TestKeptRunes(t *testing.T) {
 				t.Fatalf("%U in %q: view %q %v, want %q %v", r, text, fast.dst, fast.offs, slow.dst, slow.offs)
 			}
 		}
+	}
+}
+
+// BenchmarkOffsetMap maps the view offsets of every eighth byte of the
+// benchmark text's literal view back, in order, as the filter maps the
+// matches of one detector: by binary search (At) and by a cursor.
+func BenchmarkOffsetMap(b *testing.B) {
+	text := detecttest.BenchText()
+	v, m := LiteralMap(nil, nil, text, true)
+	for _, c := range []struct {
+		name string
+		at   func() func(int) int
+	}{
+		{"at", func() func(int) int { return m.At }},
+		{"cursor", func() func(int) int { c := m.Cursor(); return c.At }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			start := detecttest.CPUTime()
+			for b.Loop() {
+				at := c.at()
+				for k := 0; k < len(v); k += 8 {
+					at(k)
+				}
+			}
+			detecttest.ReportCPU(b, detecttest.CPUTime()-start, text, len(text))
+		})
 	}
 }
