@@ -69,12 +69,26 @@ func findConfusable(text []byte, from int, sp *detect.Specials, report func(dete
 			i += size
 			continue
 		}
-		start, end, _ := word(text, i)
-		if start >= from && end-start <= maxWord && confusableWord(text[start:end]) {
+		start, end, class := word(text, i)
+		if start >= from && end-start <= maxWord && confusableClass(class, text[start:end]) {
 			report(detect.Match{Start: start, End: RuneEnd(text, end), Category: "confusable", Detector: "mixed_script"})
 		}
 		i = max(end, i+size)
 	}
+}
+
+// confusableClass is confusableWord for a word whose class bits (see
+// word) are known: most words are judged by them alone.
+func confusableClass(class uint8, w []byte) bool {
+	switch {
+	case class&wOther != 0:
+		return false
+	case class&wLookalike != 0 && class&wLatin != 0:
+		return true
+	case class&(wLookalike|wCyrGreek) != 0, class&wWide == 0:
+		return false
+	}
+	return confusableWord(w)
 }
 
 // confusableWord applies the rules of NewConfusable to one word.
