@@ -357,13 +357,24 @@ func (n *normalizer) literalRune(r rune, size, off int, src []byte) {
 		return
 	}
 	if r < 0x10000 && !n.noKept {
-		f := fast()
+		if n.fastR == nil {
+			n.fastR = fast()
+		}
+		f := n.fastR
 		if f.kept[r>>6]&(1<<(r&63)) != 0 {
-			// The common case: a rune the view keeps as it is.
+			// The common case: a rune the view keeps as it is. Its
+			// first byte may continue the last segment; every further
+			// byte maps to the rune's start too, so it starts one.
 			n.ign = 0
-			for _, b := range src[:size] {
+			n.dst = append(n.dst, src[0])
+			n.mark(off)
+			for _, b := range src[1:size] {
 				n.dst = append(n.dst, b)
-				n.mark(off)
+				if n.sparse {
+					n.segs = append(n.segs, Seg{V: int32(len(n.dst) - 1), O: int32(off)})
+				} else {
+					n.offs = append(n.offs, int32(off))
+				}
 			}
 			n.last = src[size-1]
 			return

@@ -124,6 +124,7 @@ type normalizer struct {
 	segs   []Seg            // see OffsetMap
 	sp     *detect.Specials // literal view: the text's special bytes, when scanned
 	stop   [4]int           // literal view: where the next special and escape bytes are (see nextSpecial)
+	fastR  *fastRunes       // literal view: fast(), once per text
 }
 
 // ASCII byte kinds.
