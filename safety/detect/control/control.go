@@ -54,6 +54,8 @@ var special = func() (t [256]bool) {
 
 type detector struct{}
 
+var _ detect.SpecialFinder = detector{}
+
 // New returns the terminal control sequence detector. It has no options.
 //
 // A raw 0x9B byte cannot start a match, since matches must start on a rune

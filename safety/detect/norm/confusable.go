@@ -28,6 +28,8 @@ func NewConfusable() detect.Detector { return confusable{} }
 
 type confusable struct{}
 
+var _ detect.SpecialFinder = confusable{}
+
 func (confusable) Category() string { return "confusable" }
 
 // RawText marks the detector as reading the original text (detect.Raw):

@@ -48,6 +48,8 @@ func NewHiddenUnicode() detect.Detector { return hidden{} }
 
 type hidden struct{}
 
+var _ detect.SpecialFinder = hidden{}
+
 func (hidden) Category() string { return "hidden_unicode" }
 
 // RawText marks the detector as reading the original text (detect.Raw):
