@@ -3,6 +3,7 @@ package detect
 import (
 	"encoding/binary"
 	"math/bits"
+	"slices"
 	"sort"
 )
 
@@ -51,27 +52,72 @@ func isWord(c byte) bool {
 	return isDigit(c) || c|0x20 >= 'a' && c|0x20 <= 'z' || c == '_'
 }
 
+// pack gathers the high bits of the eight bytes of m into one byte, bit
+// k from byte k.
+func pack(m uint64) uint64 { return (m >> 7) * 0x0102040810204080 >> 56 }
+
 // Scan records the digit runs of text, reusing d's memory.
 func (d *Digits) Scan(text []byte) {
 	d.text = text
-	d.starts, d.words = d.starts[:0], d.words[:0]
 	d.at, d.wat = 0, 0
+	st, ws := d.starts[:0], d.words[:0]
 	var prev uint64 // 0x80 when the byte before the block is a digit
 	i := 0
-	for ; i+8 <= len(text); i += 8 {
-		dm := DigitMask(binary.LittleEndian.Uint64(text[i:]))
-		s := dm &^ (dm<<8 | prev)
-		prev = dm >> 56 & 0x80
-		for ; s != 0; s &= s - 1 {
-			d.add(text, i+bits.TrailingZeros64(s)/8)
-		}
+	if len(text) >= 64 && isDigit(text[0]) {
+		// The one run start with no byte before it.
+		st, ws = append(st, 0), append(ws, 0)
 	}
+	for ; i+64 <= len(text); i += 64 {
+		// The run starts of 64 bytes as a bit set, eight bytes at a
+		// time, then each start recorded without a branch of its own.
+		b := text[i : i+64 : i+64]
+		var set uint64
+		for k := 0; k < 64; k += 8 {
+			dm := DigitMask(binary.LittleEndian.Uint64(b[k : k+8]))
+			set |= pack(dm&^(dm<<8|prev)) << k
+			prev = dm >> 56 & 0x80
+		}
+		if i == 0 {
+			set &^= 1 // recorded above
+		}
+		if set == 0 {
+			continue
+		}
+		ns, nw := len(st), len(ws)
+		if cap(st)-ns < 64 {
+			st = slices.Grow(st, 64+ns/4)
+		}
+		if cap(ws)-nw < 64 {
+			ws = slices.Grow(ws, 64+nw/4)
+		}
+		st, ws = st[:ns+64], ws[:nw+64]
+		for set != 0 {
+			k := i + bits.TrailingZeros64(set)
+			set &= set - 1
+			st[ns] = k
+			ns++
+			ws[nw] = k
+			nw += int(wordStart[text[k-1]])
+		}
+		st, ws = st[:ns], ws[:nw]
+	}
+	d.starts, d.words = st, ws
 	for ; i < len(text); i++ {
 		if isDigit(text[i]) && (i == 0 || !isDigit(text[i-1])) {
 			d.add(text, i)
 		}
 	}
 }
+
+// wordStart is 1 for the bytes after which a digit starts a word.
+var wordStart = func() (t [256]uint8) {
+	for c := range 256 {
+		if !isWord(byte(c)) {
+			t[c] = 1
+		}
+	}
+	return t
+}()
 
 // add records a digit run starting at k.
 func (d *Digits) add(text []byte, k int) {

@@ -56,6 +56,24 @@ func TestDigits(t *testing.T) {
 	}
 }
 
+// TestDigitsBytes puts every byte value before, inside and after digit
+// runs at every offset of the first and the second 64-byte block (Scan
+// reads whole blocks eight bytes at a time).
+func TestDigitsBytes(t *testing.T) {
+	for c := range 256 {
+		for i := range 72 {
+			text := bytes.Repeat([]byte("x1 2"), 40)
+			text[i] = byte(c)
+			text[i+65] = byte(c)
+			var pos []int
+			for p := 0; p <= len(text); p++ {
+				pos = append(pos, p)
+			}
+			checkDigits(t, text, pos)
+		}
+	}
+}
+
 func TestDigitsHostile(t *testing.T) {
 	for name, text := range map[string][]byte{
 		"digits":  bytes.Repeat([]byte("7"), 1<<20),

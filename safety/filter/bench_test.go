@@ -98,6 +98,31 @@ func BenchmarkDetectors(b *testing.B) {
 			run(b, func() { d.Find(text, 0, func(detect.Match) {}) })
 		})
 	}
+	// raw: the detectors that read the raw text (detect.Raw), each on
+	// its own pass; shared: the same through one shared scan of the
+	// special bytes, as the engine runs them.
+	var raw []detect.Detector
+	for _, d := range ds {
+		if _, ok := d.(detect.Raw); ok {
+			raw = append(raw, d)
+		}
+	}
+	b.Run("raw", func(b *testing.B) {
+		run(b, func() {
+			for _, d := range raw {
+				d.Find(text, 0, func(detect.Match) {})
+			}
+		})
+	})
+	b.Run("raw-shared", func(b *testing.B) {
+		var sp detect.Specials
+		run(b, func() {
+			sp.Scan(text)
+			for _, d := range raw {
+				d.(detect.SpecialFinder).FindSpecial(text, 0, &sp, func(detect.Match) {})
+			}
+		})
+	})
 	b.Run("all", func(b *testing.B) {
 		run(b, func() {
 			for _, d := range ds {

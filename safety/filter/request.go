@@ -2,8 +2,8 @@ package filter
 
 import (
 	"cmp"
-	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/warden-llm/warden/safety/detect"
@@ -71,9 +71,8 @@ type Request struct {
 	dets []detect.Detector
 	p    *Profile
 
-	canary   []detect.Detector // output detectors for this request's system prompt
-	names    map[string]string // category + "\x00" + text → placeholder
-	counters map[string]int
+	canary   []detect.Detector            // output detectors for this request's system prompt
+	names    map[string]map[string]string // category → text → placeholder
 	findings []Finding
 
 	showAllowed bool
@@ -132,20 +131,24 @@ func (r *Request) Decisions() []Decision {
 }
 
 // placeholder names a redacted span: the same text of the same category
-// gets the same name within a request.
+// gets the same name within a request. Finding a name again allocates
+// nothing.
 func (r *Request) placeholder(category string, text []byte) string {
 	if stripped[category] {
 		return ""
 	}
-	if r.names == nil {
-		r.names, r.counters = map[string]string{}, map[string]int{}
-	}
-	k := category + "\x00" + string(text)
-	if n, ok := r.names[k]; ok {
+	byText := r.names[category]
+	if n, ok := byText[string(text)]; ok {
 		return n
 	}
-	r.counters[category]++
-	n := fmt.Sprintf("[%s_%d]", strings.ToUpper(category), r.counters[category])
-	r.names[k] = n
+	if r.names == nil {
+		r.names = map[string]map[string]string{}
+	}
+	if byText == nil {
+		byText = map[string]string{}
+		r.names[category] = byText
+	}
+	n := "[" + strings.ToUpper(category) + "_" + strconv.Itoa(len(byText)+1) + "]"
+	byText[string(text)] = n
 	return n
 }

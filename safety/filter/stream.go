@@ -28,8 +28,9 @@ type Stream struct {
 	dets []detect.Detector // the raw ones (detect.Raw), then those reading the literal view
 	nraw int
 
-	lv     *litView       // the literal view of the window, when it is not plain
-	digits *detect.Digits // the digit scan of what the view detectors read, shared by the detect.DigitFinders
+	lv     *litView         // the literal view of the window, when it is not plain
+	digits *detect.Digits   // the digit scan of what the view detectors read, shared by the detect.DigitFinders
+	sp     *detect.Specials // the special bytes of the window, shared by the detect.SpecialFinders and the view
 
 	win  []byte // released context, then held text
 	from int    // win[:from] is released context
@@ -179,9 +180,10 @@ func (s *Stream) judgeWhole(text []byte) {
 		view, vm = lv.dst, lv.m
 	}
 	for _, d := range s.whole {
+		cur := vm.Cursor()
 		d.Find(view, 0, func(m detect.Match) {
 			if !plain {
-				m.Start, m.End = vm.At(m.Start), vm.End(text, m.End)
+				m.Start, m.End = cur.At(m.Start), cur.End(text, m.End)
 			}
 			if !s.wanted(m) {
 				return
@@ -203,7 +205,8 @@ func (s *Stream) judgeWhole(text []byte) {
 // literal view (norm.Literal), and their matches are mapped back to the
 // window: a match covers the original runes it was read from, invisible
 // characters between them included. A plain window (printable ASCII) is
-// its own view.
+// its own view. The window's special bytes (detect.Specials) are found
+// once, for the view and the raw detectors.
 func (s *Stream) release(final bool, src string) (string, int) {
 	win := s.win
 	if s.msBuf == nil {
@@ -225,9 +228,17 @@ func (s *Stream) release(final bool, src string) (string, int) {
 		end -= norm.LiteralPending(win)
 	}
 	vw := win[:max(end, 0)]
-	plain := norm.Plain(vw)
+	if s.sp == nil {
+		s.sp = specialScans.Get().(*detect.Specials)
+	}
+	s.sp.Scan(win)
+	plain := norm.PlainScanned(vw, s.sp)
 	for _, d := range s.dets[:s.nraw] {
-		d.Find(win, s.from, add)
+		if sf, ok := d.(detect.SpecialFinder); ok {
+			sf.FindSpecial(win, s.from, s.sp, add)
+		} else {
+			d.Find(win, s.from, add)
+		}
 	}
 	var view []byte
 	var vm norm.OffsetMap
@@ -243,11 +254,12 @@ func (s *Stream) release(final bool, src string) (string, int) {
 		if s.lv == nil {
 			s.lv = litViews.Get().(*litView)
 		}
-		s.lv.dst, s.lv.m = norm.LiteralMap(s.lv.dst, s.lv.m, vw, s.readTags())
+		s.lv.dst, s.lv.m = norm.LiteralMapScanned(s.lv.dst, s.lv.m, vw, s.readTags(), s.sp)
 		view, vm = s.lv.dst, s.lv.m
 		vfrom := vm.Start(s.from, len(view))
+		cur := vm.Cursor()
 		mapped := func(m detect.Match) {
-			m.Start, m.End = vm.At(m.Start), vm.End(vw, m.End)
+			m.Start, m.End = cur.At(m.Start), cur.End(vw, m.End)
 			add(m)
 		}
 		scanned := false
@@ -378,6 +390,8 @@ func (s *Stream) find(d detect.Detector, text []byte, from int, scanned *bool, r
 
 var digitScans = sync.Pool{New: func() any { return new(detect.Digits) }}
 
+var specialScans = sync.Pool{New: func() any { return new(detect.Specials) }}
+
 // matchBufs holds the match lists of ended streams: a text dense with
 // findings would otherwise grow a new one many times.
 var matchBufs = sync.Pool{New: func() any { return new([]detect.Match) }}
@@ -406,6 +420,13 @@ func (s *Stream) putView() {
 			digitScans.Put(s.digits)
 		}
 		s.digits = nil
+	}
+	if s.sp != nil {
+		s.sp.Scan(nil) // drops the text; keeps the memory
+		if s.sp.Cap() <= 8<<20 {
+			specialScans.Put(s.sp)
+		}
+		s.sp = nil
 	}
 	if s.lv == nil {
 		return

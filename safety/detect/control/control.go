@@ -54,6 +54,8 @@ var special = func() (t [256]bool) {
 
 type detector struct{}
 
+var _ detect.SpecialFinder = detector{}
+
 // New returns the terminal control sequence detector. It has no options.
 //
 // A raw 0x9B byte cannot start a match, since matches must start on a rune
@@ -71,7 +73,14 @@ func (detector) Category() string { return Category }
 func (detector) RawText() {}
 
 func (detector) Find(text []byte, from int, report func(detect.Match)) {
-	scan(text, from, report)
+	scan(text, from, nil, report)
+}
+
+// FindSpecial is Find stepping from one special byte of text to the next
+// (detect.SpecialFinder): every control starts at a C0 control or a byte
+// of 0x80 or more, all of them special.
+func (detector) FindSpecial(text []byte, from int, sp *detect.Specials, report func(detect.Match)) {
+	scan(text, from, sp, report)
 }
 
 // Hold keeps an unfinished sequence at the end of text (ESC, ESC [ 1 ; 3,
@@ -89,7 +98,7 @@ func (detector) Hold(text []byte) int {
 	// Any sequence still open began less than stringMax bytes ago, and its
 	// body holds no byte that could start a sequence, so scanning from a
 	// little further back finds it whatever state that point was in.
-	if open := scan(text, max(0, n-stringMax-8), nil); open >= 0 {
+	if open := scan(text, max(0, n-stringMax-8), nil, nil); open >= 0 {
 		h = max(h, n-open)
 	}
 	return min(h, detect.MaxHold)
@@ -97,11 +106,23 @@ func (detector) Hold(text []byte) int {
 
 // scan reports the matches starting at or after from (when report is not
 // nil) and returns the start of the last match if more text could still
-// change it, or -1.
-func scan(text []byte, from int, report func(detect.Match)) int {
+// change it, or -1. sp, when not nil, holds text's special bytes.
+func scan(text []byte, from int, sp *detect.Specials, report func(detect.Match)) int {
 	n := len(text)
 	last := -1
 	for i := from; i < n; {
+		if sp != nil {
+			// From one special byte to the next, over the bytes of
+			// runes that start no control.
+			i = sp.Next(i)
+			for i < n && text[i] >= 0x80 && !special[text[i]] {
+				i++
+			}
+			if i < n && !special[text[i]] {
+				i++ // printable ASCII or DEL
+				continue
+			}
+		}
 		// Skip eight bytes at a time while all are printable ASCII.
 		for i+8 <= n {
 			w := binary.LittleEndian.Uint64(text[i:])

@@ -156,13 +156,16 @@ func FuzzControl(f *testing.F) {
 	for _, s := range []string{
 		"a\x1b[31mred\x1b[0m", "\x1b]0;t\x07", "\x1b]8;;u\x1b\\l\x1b]8;;\x1b\\", "\x1bPq\x1b\\",
 		"\u009b1m\u009d0;x\u009c", "a\x9b1m", "\x1b[0m\x9b1m", "\xc3\x9b\xe2\x80\x9b", "\x07\x00\x1b(B",
-		"\x1b]0;a\xc2", "\x1b]0;a\x1b", "\x1b[1;3", "\x1b ", "x\x80\x80\x9b[",
+		"\x1b]0;a\xc2", "\x1b]0;a\x1b", "\x1b[1;3", "\x1b ", "x\x80\x80\x9b[", "a\x7fb\x7f\x1b[1m", "中\x7f\x1b",
 	} {
 		f.Add([]byte(s), []byte{1, 2, 3})
 	}
 	d := New()
 	f.Fuzz(func(t *testing.T, text, chunks []byte) {
 		if msg := detecttest.Chunked(d, text, detecttest.Sizes(chunks)); msg != "" {
+			t.Fatal(msg)
+		}
+		if msg := detecttest.SharedSpecials(d, text); msg != "" {
 			t.Fatal(msg)
 		}
 	})
@@ -205,5 +208,11 @@ func TestChunkedFragments(t *testing.T) {
 		if msg := detecttest.Chunked(d, text, sizes); msg != "" {
 			t.Fatalf("%q: %s", text, msg)
 		}
+		if msg := detecttest.SharedSpecials(d, text); msg != "" {
+			t.Fatalf("%q: %s", text, msg)
+		}
+	}
+	if msg := detecttest.SharedSpecials(d, mixed()[:64<<10]); msg != "" {
+		t.Fatalf("benchmark text: %s", msg)
 	}
 }

@@ -130,6 +130,28 @@ func SharedDigits(d detect.Detector, text []byte) string {
 	return ""
 }
 
+// SharedSpecials checks that a detect.SpecialFinder finds the same
+// matches through FindSpecial, from every offset, as through Find, and
+// returns a description of the first difference, or "" when they agree
+// (or d is not a SpecialFinder).
+func SharedSpecials(d detect.Detector, text []byte) string {
+	sf, ok := d.(detect.SpecialFinder)
+	if !ok {
+		return ""
+	}
+	var sp detect.Specials
+	sp.Scan(text)
+	for from := 0; from <= len(text); from += 1 + from/4 {
+		var find, shared []detect.Match
+		d.Find(text, from, func(m detect.Match) { find = append(find, m) })
+		sf.FindSpecial(text, from, &sp, func(m detect.Match) { shared = append(shared, m) })
+		if !slices.Equal(find, shared) {
+			return fmt.Sprintf("from %d: Find %v, FindSpecial %v", from, find, shared)
+		}
+	}
+	return ""
+}
+
 // Sizes turns fuzz bytes into chunk sizes (1..64).
 func Sizes(b []byte) []int {
 	s := make([]int, len(b))

@@ -28,6 +28,8 @@ func NewConfusable() detect.Detector { return confusable{} }
 
 type confusable struct{}
 
+var _ detect.SpecialFinder = confusable{}
+
 func (confusable) Category() string { return "confusable" }
 
 // RawText marks the detector as reading the original text (detect.Raw):
@@ -40,9 +42,21 @@ func suspect(r rune) bool {
 }
 
 func (confusable) Find(text []byte, from int, report func(detect.Match)) {
+	findConfusable(text, from, nil, report)
+}
+
+// FindSpecial is Find stepping from one special byte of text to the next
+// (detect.SpecialFinder): a confusable word holds a non-ASCII letter.
+func (confusable) FindSpecial(text []byte, from int, sp *detect.Specials, report func(detect.Match)) {
+	findConfusable(text, from, sp, report)
+}
+
+// findConfusable reports the confusable words of text at or after from;
+// sp, when not nil, holds text's special bytes.
+func findConfusable(text []byte, from int, sp *detect.Specials, report func(detect.Match)) {
 	for i := 0; i < len(text); {
 		if text[i] < utf8.RuneSelf {
-			i = skipASCII(text, i)
+			i = skipASCII(text, i, sp)
 			continue
 		}
 		r, size := utf8.DecodeRune(text[i:])
@@ -57,12 +71,26 @@ func (confusable) Find(text []byte, from int, report func(detect.Match)) {
 			i += size
 			continue
 		}
-		start, end, _ := word(text, i)
-		if start >= from && end-start <= maxWord && confusableWord(text[start:end]) {
+		start, end, class := word(text, i)
+		if start >= from && end-start <= maxWord && confusableClass(class, text[start:end]) {
 			report(detect.Match{Start: start, End: RuneEnd(text, end), Category: "confusable", Detector: "mixed_script"})
 		}
 		i = max(end, i+size)
 	}
+}
+
+// confusableClass is confusableWord for a word whose class bits (see
+// word) are known: most words are judged by them alone.
+func confusableClass(class uint8, w []byte) bool {
+	switch {
+	case class&wOther != 0:
+		return false
+	case class&wLookalike != 0 && class&wLatin != 0:
+		return true
+	case class&(wLookalike|wCyrGreek) != 0, class&wWide == 0:
+		return false
+	}
+	return confusableWord(w)
 }
 
 // confusableWord applies the rules of NewConfusable to one word.

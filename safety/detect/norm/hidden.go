@@ -48,6 +48,8 @@ func NewHiddenUnicode() detect.Detector { return hidden{} }
 
 type hidden struct{}
 
+var _ detect.SpecialFinder = hidden{}
+
 func (hidden) Category() string { return "hidden_unicode" }
 
 // RawText marks the detector as reading the original text (detect.Raw):
@@ -176,13 +178,19 @@ func flagged(text []byte, from, i, size int, r rune, k int) bool {
 }
 
 func (hidden) Find(text []byte, from int, report func(detect.Match)) {
-	hscan(text, from, report)
+	hscan(text, from, nil, report)
+}
+
+// FindSpecial is Find stepping from one special byte of text to the next
+// (detect.SpecialFinder): hidden characters are not ASCII.
+func (hidden) FindSpecial(text []byte, from int, sp *detect.Specials, report func(detect.Match)) {
+	hscan(text, from, sp, report)
 }
 
 // hscan reports the hidden characters of text at or after from and returns
 // the trailing run: its kind (hNone if text does not end in one), start and
-// length in runes.
-func hscan(text []byte, from int, report func(detect.Match)) (runKind, runStart, runLen int) {
+// length in runes. sp, when not nil, holds text's special bytes.
+func hscan(text []byte, from int, sp *detect.Specials, report func(detect.Match)) (runKind, runStart, runLen int) {
 	var runEnd int
 	flush := func() {
 		if runKind != hNone && runLen <= maxRun && runStart >= from && report != nil {
@@ -200,7 +208,7 @@ func hscan(text []byte, from int, report func(detect.Match)) (runKind, runStart,
 			if runKind != hNone {
 				flush()
 			}
-			i = skipASCII(text, i)
+			i = skipASCII(text, i, sp)
 			continue
 		}
 		r, size := utf8.DecodeRune(text[i:])
@@ -245,8 +253,14 @@ func hscan(text []byte, from int, report func(detect.Match)) (runKind, runStart,
 	return k, s, n
 }
 
-// skipASCII returns the index of the first non-ASCII byte at or after i.
-func skipASCII(text []byte, i int) int {
+// skipASCII moves past the ASCII byte at i: to the first non-ASCII byte
+// after it, or, when sp holds text's special bytes, to the first special
+// byte after it (a non-ASCII byte or one of the few special ASCII bytes,
+// which the caller skips in turn).
+func skipASCII(text []byte, i int, sp *detect.Specials) int {
+	if sp != nil {
+		return sp.Next(i + 1)
+	}
 	const hi = 0x8080808080808080
 	for ; i+16 <= len(text); i += 16 {
 		a, b := binary.LittleEndian.Uint64(text[i:]), binary.LittleEndian.Uint64(text[i+8:])
@@ -278,7 +292,7 @@ func (hidden) Hold(text []byte) int {
 		start++
 	}
 	tail := t[start:]
-	k, s, n := hscan(tail, len(tail), nil)
+	k, s, n := hscan(tail, len(tail), nil, nil)
 	if k != hNone && n <= maxRun {
 		hold = max(hold, len(text)-(start+s))
 	}

@@ -1,12 +1,15 @@
 package norm
 
 import (
+	"bytes"
 	"sort"
 	"sync"
 	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/warden-llm/warden/safety/detect"
 )
 
 // Literal writes the literal view of text to dst[:0] and, for each byte of
@@ -63,8 +66,57 @@ type OffsetMap []Seg
 
 // At returns the offset in the text of the rune that produced view byte k.
 func (m OffsetMap) At(k int) int {
-	i := sort.Search(len(m), func(i int) bool { return int(m[i].V) > k }) - 1
+	i := m.seg(k, 0, len(m))
 	return int(m[i].O) + k - int(m[i].V)
+}
+
+// seg returns the last segment of m[lo:hi] that starts at or before view
+// byte k; m[lo].V <= k.
+func (m OffsetMap) seg(k, lo, hi int) int {
+	for hi-lo > 1 {
+		mid := int(uint(lo+hi) >> 1)
+		if int(m[mid].V) <= k {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
+// A Cursor maps view offsets back to the text like the OffsetMap's At
+// and End, fastest when each offset asked for is at or after the last:
+// the matches of one detector, in order.
+type Cursor struct {
+	m OffsetMap
+	i int // the segment of the last offset asked for
+}
+
+// Cursor returns a cursor over m.
+func (m OffsetMap) Cursor() Cursor { return Cursor{m: m} }
+
+// At is OffsetMap.At.
+func (c *Cursor) At(k int) int {
+	m, i := c.m, c.i
+	if int(m[i].V) > k {
+		i = m.seg(k, 0, i)
+	} else {
+		// Gallop forward to a segment past k, then search back.
+		step, hi := 1, i+1
+		for hi < len(m) && int(m[hi].V) <= k {
+			i, hi = hi, hi+step
+			step *= 2
+		}
+		i = m.seg(k, i, min(hi, len(m)))
+	}
+	c.i = i
+	return int(m[i].O) + k - int(m[i].V)
+}
+
+// End is OffsetMap.End.
+func (c *Cursor) End(text []byte, e int) int {
+	o := c.At(e - 1)
+	return RuneEnd(text, o+srcLen(text, o))
 }
 
 // Start returns the first view byte that comes from text at or after
@@ -90,41 +142,42 @@ func LiteralMap(dst []byte, m OffsetMap, text []byte, readTags bool) ([]byte, Of
 	return n.dst, n.segs
 }
 
+// LiteralMapScanned is LiteralMap for a text whose special bytes sp holds
+// (see PlainScanned): the view copies what lies between them.
+func LiteralMapScanned(dst []byte, m OffsetMap, text []byte, readTags bool, sp *detect.Specials) ([]byte, OffsetMap) {
+	n := normalizer{dst: dst[:0], segs: m[:0], text: text, tags: readTags, sparse: true, sp: sp}
+	n.literal()
+	return n.dst, n.segs
+}
+
 // Plain reports whether text is its own literal view: printable ASCII,
 // tabs and line breaks only, without escapes or in-word tags.
 func Plain(text []byte) bool {
-	i := 0
-	for ; i+8 <= len(text); i += 8 {
-		w := uint64(text[i]) | uint64(text[i+1])<<8 | uint64(text[i+2])<<16 | uint64(text[i+3])<<24 |
-			uint64(text[i+4])<<32 | uint64(text[i+5])<<40 | uint64(text[i+6])<<48 | uint64(text[i+7])<<56
-		const lo, hi = 0x0101010101010101, 0x8080808080808080
-		// A byte >= 0x80, < 0x20 or == 0x7f sets its high bit in one of
-		// these; the per-byte loop then decides (tabs and line breaks).
-		del, amp, pct, lt := w^lo*0x7f, w^lo*'&', w^lo*'%', w^lo*'<'
-		if (w|(w-lo*0x20)&^w|(del-lo)&^del|(amp-lo)&^amp|(pct-lo)&^pct|(lt-lo)&^lt)&hi != 0 {
-			for k := i; k < i+8; k++ {
-				if !plainByte(text[k]) || mayEscape[text[k]] && special(text, k) {
-					return false
-				}
+	return detect.NextSpecial(text, 0) == len(text) && !escapes(text)
+}
+
+// PlainScanned is Plain for a text whose special bytes sp holds: sp was
+// built by detect.Specials.Scan over text, or over a longer text that
+// begins with it.
+func PlainScanned(text []byte, sp *detect.Specials) bool {
+	return sp.Next(0) >= len(text) && !escapes(text)
+}
+
+// escapes reports whether text holds an escape or in-word tags.
+func escapes(text []byte) bool {
+	for _, c := range [...]byte{'&', '%', '<'} {
+		for k := 0; k < len(text); k++ {
+			j := bytes.IndexByte(text[k:], c)
+			if j < 0 {
+				break
+			}
+			if k += j; special(text, k) {
+				return true
 			}
 		}
 	}
-	for k := i; k < len(text); k++ {
-		if !plainByte(text[k]) || mayEscape[text[k]] && special(text, k) {
-			return false
-		}
-	}
-	return true
+	return false
 }
-
-// copyByte marks the plain bytes that are not mayEscape: a run of them is
-// its own literal view.
-var copyByte = func() (t [256]bool) {
-	for c := range 256 {
-		t[c] = plainByte(byte(c)) && !mayEscape[c]
-	}
-	return t
-}()
 
 func plainByte(c byte) bool {
 	return c >= 0x20 && c < 0x7f || c == '\t' || c == '\n' || c == '\r'
@@ -182,6 +235,35 @@ func literalDropped(r rune, size int) bool {
 	return size > 1 && (Ignorable(r) || r >= 0x300 && r <= 0x36f || r >= 0x80 && r <= 0x9f)
 }
 
+// nextSpecial returns the offset of the first byte of the text at or
+// after pos that is special (detect.IsSpecial) or may start an escape
+// (mayEscape), or len(n.text): the bytes before it are their own view.
+// pos grows from one call to the next (and is never 0).
+func (n *normalizer) nextSpecial(pos int) int {
+	// The next special byte and the next '&', '%' and '<', each found
+	// once: stop[0] is the next special byte at or after the last pos
+	// asked for, stop[1:] the next escape bytes.
+	if n.stop[0] < pos {
+		if n.sp != nil {
+			n.stop[0] = min(n.sp.Next(pos), len(n.text))
+		} else {
+			n.stop[0] = detect.NextSpecial(n.text, pos)
+		}
+	}
+	j := n.stop[0]
+	for k, c := range [...]byte{'&', '%', '<'} {
+		if n.stop[k+1] < pos {
+			if e := bytes.IndexByte(n.text[pos:], c); e >= 0 {
+				n.stop[k+1] = pos + e
+			} else {
+				n.stop[k+1] = len(n.text)
+			}
+		}
+		j = min(j, n.stop[k+1])
+	}
+	return j
+}
+
 func (n *normalizer) literal() {
 	text := n.text
 	if cap(n.dst) < len(text) {
@@ -214,10 +296,7 @@ func (n *normalizer) literal() {
 		if plainByte(c) {
 			// A run of plain ASCII, the bulk of most text, is copied
 			// as it is.
-			j := i + 1
-			for j < len(text) && copyByte[text[j]] {
-				j++
-			}
+			j := n.nextSpecial(i + 1)
 			w := len(n.dst)
 			n.dst = append(n.dst, text[i:j]...)
 			if n.sparse {
@@ -278,13 +357,24 @@ func (n *normalizer) literalRune(r rune, size, off int, src []byte) {
 		return
 	}
 	if r < 0x10000 && !n.noKept {
-		f := fast()
+		if n.fastR == nil {
+			n.fastR = fast()
+		}
+		f := n.fastR
 		if f.kept[r>>6]&(1<<(r&63)) != 0 {
-			// The common case: a rune the view keeps as it is.
+			// The common case: a rune the view keeps as it is. Its
+			// first byte may continue the last segment; every further
+			// byte maps to the rune's start too, so it starts one.
 			n.ign = 0
-			for _, b := range src[:size] {
+			n.dst = append(n.dst, src[0])
+			n.mark(off)
+			for _, b := range src[1:size] {
 				n.dst = append(n.dst, b)
-				n.mark(off)
+				if n.sparse {
+					n.segs = append(n.segs, Seg{V: int32(len(n.dst) - 1), O: int32(off)})
+				} else {
+					n.offs = append(n.offs, int32(off))
+				}
 			}
 			n.last = src[size-1]
 			return

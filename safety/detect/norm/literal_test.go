@@ -3,6 +3,7 @@ package norm
 import (
 	"bytes"
 	"fmt"
+	"github.com/warden-llm/warden/safety/detect"
 	"slices"
 	"strings"
 	"testing"
@@ -40,8 +41,26 @@ func TestLiteral(t *testing.T) {
 		if string(v) != c.want || len(offs) != len(v) {
 			t.Errorf("Literal(%q, %v) = %q, want %q", c.in, c.tags, v, c.want)
 		}
+		var sp detect.Specials
+		sp.Scan([]byte(c.in))
+		if v, _ := LiteralMapScanned(nil, nil, []byte(c.in), c.tags, &sp); string(v) != c.want {
+			t.Errorf("LiteralMapScanned(%q, %v) = %q, want %q", c.in, c.tags, v, c.want)
+		}
+		if PlainScanned([]byte(c.in), &sp) != Plain([]byte(c.in)) {
+			t.Errorf("PlainScanned(%q) = %v", c.in, !Plain([]byte(c.in)))
+		}
 		if Plain([]byte(c.in)) != (c.in == c.want && c.in == "Plain ASCII, tabs\tand\nbreaks stay.") {
 			t.Errorf("Plain(%q) = %v", c.in, Plain([]byte(c.in)))
+		}
+	}
+}
+
+// TestCopyBytes holds the bytes the literal view may copy as they are to
+// the ones detect.Specials passes over.
+func TestCopyBytes(t *testing.T) {
+	for c := range 256 {
+		if plainByte(byte(c)) == detect.IsSpecial(byte(c)) {
+			t.Errorf("byte %#x: plain %v, mayEscape %v, special %v", c, plainByte(byte(c)), mayEscape[c], detect.IsSpecial(byte(c)))
 		}
 	}
 }
@@ -90,9 +109,39 @@ func FuzzNormalizedOffsets(f *testing.F) {
 			if string(sv) != string(v) {
 				t.Fatalf("LiteralMap view %q, Literal %q", sv, v)
 			}
+			// The filter's way: the special bytes scanned over a
+			// longer text, the view built over a prefix.
+			var sp detect.Specials
+			sp.Scan(append(text[:len(text):len(text)], "&#1"...))
+			scv, scm := LiteralMapScanned(nil, nil, text, tags, &sp)
+			if string(scv) != string(v) || !slices.Equal(scm, m) {
+				t.Fatalf("LiteralMapScanned %q %v, LiteralMap %q %v", scv, scm, v, m)
+			}
+			if PlainScanned(text, &sp) != Plain(text) {
+				t.Fatalf("PlainScanned(%q) = %v", text, !Plain(text))
+			}
+			if Plain(text) && len(text) > 0 && (string(v) != string(text) || !slices.Equal(m, OffsetMap{{0, 0}})) {
+				t.Fatalf("Plain(%q), but view %q %v", text, v, m)
+			}
+			cur, back := m.Cursor(), m.Cursor()
 			for k := range v {
 				if m.At(k) != int(offs[k]) {
 					t.Fatalf("LiteralMap offset %d = %d, Literal %d, in %q", k, m.At(k), offs[k], s)
+				}
+				// A cursor going forward, in steps from the fuzzer, and
+				// one going back and forth.
+				if k%(1+int(a%7)) == 0 && cur.At(k) != int(offs[k]) {
+					t.Fatalf("Cursor.At(%d) = %d, want %d, in %q", k, cur.At(k), offs[k], s)
+				}
+				j := k
+				if k%2 == 1 {
+					j = len(v) - k
+				}
+				if back.At(j) != int(offs[j]) {
+					t.Fatalf("Cursor.At(%d) back and forth = %d, want %d, in %q", j, back.At(j), offs[j], s)
+				}
+				if back.End(text, j+1) != m.End(text, j+1) {
+					t.Fatalf("Cursor.End(%d) = %d, want %d, in %q", j+1, back.End(text, j+1), m.End(text, j+1), s)
 				}
 			}
 			for from := 0; from <= len(text); from++ {
@@ -211,5 +260,31 @@ func TestKeptRunes(t *testing.T) {
 				t.Fatalf("%U in %q: view %q %v, want %q %v", r, text, fast.dst, fast.offs, slow.dst, slow.offs)
 			}
 		}
+	}
+}
+
+// BenchmarkOffsetMap maps the view offsets of every eighth byte of the
+// benchmark text's literal view back, in order, as the filter maps the
+// matches of one detector: by binary search (At) and by a cursor.
+func BenchmarkOffsetMap(b *testing.B) {
+	text := detecttest.BenchText()
+	v, m := LiteralMap(nil, nil, text, true)
+	for _, c := range []struct {
+		name string
+		at   func() func(int) int
+	}{
+		{"at", func() func(int) int { return m.At }},
+		{"cursor", func() func(int) int { c := m.Cursor(); return c.At }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			start := detecttest.CPUTime()
+			for b.Loop() {
+				at := c.at()
+				for k := 0; k < len(v); k += 8 {
+					at(k)
+				}
+			}
+			detecttest.ReportCPU(b, detecttest.CPUTime()-start, text, len(text))
+		})
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/warden-llm/warden/safety/detect"
 )
 
 // MaxIgnorableRun is how many consecutive invisible characters the view
@@ -117,9 +119,12 @@ type normalizer struct {
 	fold    bool // fold look-alikes in the current word
 	tags    bool // the literal view reads tag characters as ASCII
 
-	sparse bool  // literal view: record offsets as segs, not offs
-	noKept bool  // literal view: no fast path by fastRunes (tests)
-	segs   []Seg // see OffsetMap
+	sparse bool             // literal view: record offsets as segs, not offs
+	noKept bool             // literal view: no fast path by fastRunes (tests)
+	segs   []Seg            // see OffsetMap
+	sp     *detect.Specials // literal view: the text's special bytes, when scanned
+	stop   [4]int           // literal view: where the next special and escape bytes are (see nextSpecial)
+	fastR  *fastRunes       // literal view: fast(), once per text
 }
 
 // ASCII byte kinds.

@@ -3,6 +3,7 @@ package norm
 import (
 	"bytes"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -251,6 +252,9 @@ func FuzzHiddenUnicode(f *testing.F) {
 		if msg := detecttest.Chunked(d, text, detecttest.Sizes(chunks)); msg != "" {
 			t.Fatal(msg)
 		}
+		if msg := detecttest.SharedSpecials(d, text); msg != "" {
+			t.Fatal(msg)
+		}
 	})
 }
 
@@ -259,6 +263,9 @@ func FuzzConfusable(f *testing.F) {
 	d := NewConfusable()
 	f.Fuzz(func(t *testing.T, text, chunks []byte) {
 		if msg := detecttest.Chunked(d, text, detecttest.Sizes(chunks)); msg != "" {
+			t.Fatal(msg)
+		}
+		if msg := detecttest.SharedSpecials(d, text); msg != "" {
 			t.Fatal(msg)
 		}
 	})
@@ -350,6 +357,25 @@ func TestChunkedRandom(t *testing.T) {
 			if msg := detecttest.Chunked(d, text, sizes); msg != "" {
 				t.Fatalf("case %d %s on %q: %s", n, d.Category(), text, msg)
 			}
+			if msg := detecttest.SharedSpecials(d, text); msg != "" {
+				t.Fatalf("case %d %s on %q: %s", n, d.Category(), text, msg)
+			}
+		}
+	}
+}
+
+// TestSharedSpecialsBench holds FindSpecial to Find on the benchmark text
+// with hidden characters and confusable words mixed in.
+func TestSharedSpecialsBench(t *testing.T) {
+	text := detecttest.BenchText("pаypal ", "a\u200bb ", "x\u202ey ", "ｉｇｎｏｒｅ ", "😀\ufe00\ufe01 ", "Café 東京 ")
+	for _, d := range []detect.Detector{NewHiddenUnicode(), NewConfusable()} {
+		var sp detect.Specials
+		sp.Scan(text)
+		var find, shared []detect.Match
+		d.Find(text, 0, func(m detect.Match) { find = append(find, m) })
+		d.(detect.SpecialFinder).FindSpecial(text, 0, &sp, func(m detect.Match) { shared = append(shared, m) })
+		if !slices.Equal(find, shared) || len(find) == 0 {
+			t.Errorf("%s: Find %d matches, FindSpecial %d", d.Category(), len(find), len(shared))
 		}
 	}
 }
