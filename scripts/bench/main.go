@@ -225,10 +225,20 @@ type repResult struct {
 // cellResult is every repetition of one (stream, clients) cell, and its
 // summary.
 type cellResult struct {
+	// Gateway names the side measured against direct when it is not
+	// Warden (the bare proxy).
+	Gateway string      `json:"gateway,omitempty"`
 	Stream  bool        `json:"stream"`
 	Clients int         `json:"clients"`
 	Reps    []repResult `json:"reps"`
 	Summary summary     `json:"summary"`
+}
+
+func (c *cellResult) gateway() string {
+	if c.Gateway != "" {
+		return c.Gateway
+	}
+	return "warden"
 }
 
 // sideSummary is the median of one side across repetitions.
@@ -300,7 +310,7 @@ func summarize(c *cellResult) {
 		for _, side := range []struct {
 			name string
 			res  *sideResult
-		}{{"warden", &r.Warden}, {"direct", &r.Direct}} {
+		}{{c.gateway(), &r.Warden}, {"direct", &r.Direct}} {
 			for _, k := range slices.Sorted(maps.Keys(side.res.Errors)) {
 				s.errorDetail = append(s.errorDetail, fmt.Sprintf("rep %d %s: %d × %s (e.g. %s)",
 					i+1, side.name, side.res.Errors[k], k, side.res.errSamples[k]))

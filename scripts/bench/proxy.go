@@ -52,8 +52,12 @@ func bareProxy(ctx context.Context, stdout, stderr io.Writer, o *options, direct
 			if err != nil {
 				return err
 			}
+			c.Gateway = proxy.name
 			summarize(&c)
-			*failed += c.Summary.Warden.Errors + c.Summary.Direct.Errors
+			// The reference's own failed requests are printed with its
+			// table, not counted against Warden's run (one streamed
+			// answer in some thousands ended early through it here).
+			*failed += c.Summary.Direct.Errors
 			cells = append(cells, c)
 			rep.BareProxyCells = append(rep.BareProxyCells, c)
 		}
