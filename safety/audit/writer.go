@@ -376,16 +376,16 @@ func (w *Writer) write(ctx context.Context, batch []*pending, force bool) (_ []i
 			w.head.ok = false // the next transaction reads the head
 		}
 	}()
+	// The statements run without ctx's cancellation: given a context
+	// that can end, the SQLite driver runs each statement on a goroutine
+	// of its own, a handoff per statement on the path of every request.
+	// Close's deadline still ends the run between transactions.
+	ctx = context.WithoutCancel(ctx)
 	tx, err := w.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
-	// The statements run without ctx's cancellation (ending ctx still
-	// rolls the transaction back between them): given a context that can
-	// end, the SQLite driver runs each statement on a goroutine of its
-	// own, a handoff per statement on the path of every request.
-	ctx = context.WithoutCancel(ctx)
 	if n := w.maxPage.Load(); n > 0 {
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", n)); err != nil {
 			return nil, err
