@@ -38,9 +38,6 @@ var specialBit = func() (t [256]uint8) {
 	return t
 }()
 
-// IsSpecial reports whether c is a special byte (see Specials).
-func IsSpecial(c byte) bool { return specialBit[c] != 0 }
-
 // maybeSpecial has the high bit of each byte of x that may be special: of
 // every special byte, and of tabs, line breaks and bytes right after a
 // special byte (through borrows and carries), which exact tells apart.

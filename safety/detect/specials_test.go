@@ -31,10 +31,13 @@ func BenchmarkDigits(b *testing.B) {
 	detecttest.ReportCPU(b, detecttest.CPUTime()-start, text, len(text))
 }
 
+// special is the definition of a special byte.
+func special(c byte) bool { return !(c >= 0x20 && c < 0x7f || c == '\t' || c == '\n' || c == '\r') }
+
 // naiveSpecial is what Specials.Next and NextSpecial must return.
 func naiveSpecial(text []byte, pos int) int {
 	for i := max(pos, 0); i < len(text); i++ {
-		if detect.IsSpecial(text[i]) {
+		if special(text[i]) {
 			return i
 		}
 	}
@@ -57,10 +60,11 @@ func checkSpecials(t *testing.T, text []byte) {
 }
 
 func TestSpecialBytes(t *testing.T) {
+	var sp detect.Specials
 	for c := range 256 {
-		plain := c >= 0x20 && c < 0x7f || c == '\t' || c == '\n' || c == '\r'
-		if want := !plain; detect.IsSpecial(byte(c)) != want {
-			t.Errorf("IsSpecial(%#x) = %v", c, !want)
+		sp.Scan([]byte{byte(c)})
+		if got := sp.Next(0) == 0; got != special(byte(c)) {
+			t.Errorf("byte %#x: special %v, want %v", c, got, !got)
 		}
 	}
 }

@@ -236,7 +236,7 @@ func literalDropped(r rune, size int) bool {
 }
 
 // nextSpecial returns the offset of the first byte of the text at or
-// after pos that is special (detect.IsSpecial) or may start an escape
+// after pos that is special (see detect.Specials) or may start an escape
 // (mayEscape), or len(n.text): the bytes before it are their own view.
 // pos grows from one call to the next (and is never 0).
 func (n *normalizer) nextSpecial(pos int) int {
