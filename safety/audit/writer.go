@@ -242,7 +242,8 @@ func (w *Writer) Append(ctx context.Context, rec Record) (int64, error) {
 
 // Close stops accepting records, commits those queued, writes a final
 // checkpoint if anything is new, and waits for the goroutine. If ctx ends
-// first, the transaction in progress is abandoned.
+// first, the records not yet committed fail: Close returns ctx's error once
+// the transaction in progress (which it cannot interrupt) has ended.
 func (w *Writer) Close(ctx context.Context) error {
 	w.mu.Lock()
 	if w.state != 1 {
@@ -379,7 +380,10 @@ func (w *Writer) write(ctx context.Context, batch []*pending, force bool) (_ []i
 	// The statements run without ctx's cancellation: given a context
 	// that can end, the SQLite driver runs each statement on a goroutine
 	// of its own, a handoff per statement on the path of every request.
-	// Close's deadline still ends the run between transactions.
+	// Once ctx has ended (Close's deadline passed), no transaction starts.
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	ctx = context.WithoutCancel(ctx)
 	tx, err := w.db.BeginTx(ctx, nil)
 	if err != nil {
