@@ -69,6 +69,9 @@ func TestAllowlistAtAccept(t *testing.T) {
 	if code, err := from(t, "127.0.0.3", srv.URL); err == nil {
 		t.Errorf("a host outside server.allow got an answer: %d", code)
 	}
+	// The refused client can see its connection closed before the
+	// accepting goroutine reports the refusal (it closes, then reports).
+	testwait.For(t, "the refusal reported", func() bool { return len(rec.list()) > 0 })
 	if got := rec.list(); len(got) != 1 || got[0] != "127.0.0.3 not_allowed" {
 		t.Errorf("refusals %v", got)
 	}
