@@ -109,14 +109,16 @@ func (s *Server) auditRequest(c *gin.Context) {
 		c.Request.Body = readCloser{io.TeeReader(body, w), body}
 	}
 	st.trail = tr
+	defer func() {
+		if tr.ticket != nil {
+			tr.ticket.End() // also when the handler panicked
+		}
+	}()
 	c.Next()
 	if !tr.done {
 		// An answer written without a completion record (none of the
 		// handlers does so for a success): record it late rather than not.
 		_ = s.complete(c, outcome{status: c.Writer.Status()})
-	}
-	if tr.ticket != nil {
-		tr.ticket.End()
 	}
 }
 
