@@ -10,9 +10,9 @@ import (
 
 	"github.com/ollama/ollama/api"
 
+	"github.com/warden-llm/warden/internal/proc"
 	"github.com/warden-llm/warden/runtime/sched"
 	"github.com/warden-llm/warden/safety/audit"
-	"github.com/warden-llm/warden/safety/detect/detecttest"
 	"github.com/warden-llm/warden/safety/filter"
 	"github.com/warden-llm/warden/safety/keys"
 	"github.com/warden-llm/warden/safety/quota"
@@ -209,8 +209,8 @@ func benchPosts(b *testing.B, url, header, key, body string) {
 	b.ResetTimer()
 	// CPU time per request (server and in-process client): on a shared
 	// machine the wall clock measures the neighbours too.
-	cpu0 := detecttest.CPUTime()
-	defer func() { b.ReportMetric(float64(detecttest.CPUTime()-cpu0)/float64(b.N)/1e3, "cpu-µs/op") }()
+	cpu0 := proc.CPUTime()
+	defer func() { b.ReportMetric(float64(proc.CPUTime()-cpu0)/float64(b.N)/1e3, "cpu-µs/op") }()
 	for b.Loop() {
 		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 		req.Header.Set(header, key)

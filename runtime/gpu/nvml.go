@@ -3,8 +3,6 @@
 package gpu
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -12,6 +10,7 @@ import (
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/warden-llm/warden/internal/proc"
 )
 
 // NVML samples GPUs through the NVIDIA management library.
@@ -247,23 +246,18 @@ func procPGID(pid int) (int, error) {
 	return parseStatPGID(b)
 }
 
-var errBadStat = errors.New("malformed /proc stat")
-
-// parseStatPGID extracts the pgrp field from a /proc/<pid>/stat line:
-// "pid (comm) state ppid pgrp ...". comm may hold spaces and parentheses,
-// so fields are counted from the last ')'.
+// parseStatPGID extracts the pgrp field from a /proc/<pid>/stat line.
 func parseStatPGID(stat []byte) (int, error) {
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, errBadStat
+	f, err := proc.ParseStat(stat)
+	if err != nil {
+		return 0, err
 	}
-	f := bytes.Fields(stat[i+1:])
 	if len(f) < 3 {
-		return 0, errBadStat
+		return 0, proc.ErrBadStat
 	}
 	g, err := strconv.Atoi(string(f[2]))
 	if err != nil {
-		return 0, fmt.Errorf("%w: pgrp %q", errBadStat, f[2])
+		return 0, fmt.Errorf("%w: pgrp %q", proc.ErrBadStat, f[2])
 	}
 	return g, nil
 }

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/warden-llm/warden/internal/proc"
 	"github.com/warden-llm/warden/safety/store"
 )
 
@@ -68,22 +69,13 @@ func groupMembers(pgid int) ([]groupMember, error) {
 }
 
 // procStat reads the state and the process group of pid from
-// /proc/pid/stat ("pid (comm) state ppid pgrp ..."; comm may hold spaces
-// and parentheses, so fields are counted after the last ')').
+// /proc/pid/stat.
 func procStat(pid int) (state byte, pgid int, ok bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
+	f, err := proc.Stat(pid)
+	if err != nil || len(f) < 3 || len(f[0]) != 1 {
 		return 0, 0, false
 	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 3 || len(f[0]) != 1 {
-		return 0, 0, false
-	}
-	pg, err := strconv.Atoi(f[2])
+	pg, err := strconv.Atoi(string(f[2]))
 	if err != nil {
 		return 0, 0, false
 	}

@@ -4,10 +4,10 @@ import (
 	"context"
 	"slices"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/warden-llm/warden/internal/proc"
 	"github.com/warden-llm/warden/safety/store/storetest"
 )
 
@@ -22,7 +22,7 @@ func BenchmarkAppend(b *testing.B) {
 	var waits []time.Duration
 	b.SetParallelism(32)
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), proc.CPUTime()
 	b.RunParallel(func(pb *testing.PB) {
 		local := make([]time.Duration, 0, 1024)
 		i := 0
@@ -39,7 +39,7 @@ func BenchmarkAppend(b *testing.B) {
 		waits = append(waits, local...)
 		mu.Unlock()
 	})
-	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	elapsed, cpu := time.Since(start), proc.CPUTime()-cpu0
 	b.StopTimer()
 	report(b, waits, elapsed, cpu, w)
 }
@@ -53,7 +53,7 @@ func BenchmarkAppendSerial(b *testing.B) {
 	w := startWriter(b, db, dir, Config{})
 	waits := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), proc.CPUTime()
 	for i := range b.N {
 		t0 := time.Now()
 		if _, err := w.Append(context.Background(), req(i)); err != nil {
@@ -61,7 +61,7 @@ func BenchmarkAppendSerial(b *testing.B) {
 		}
 		waits = append(waits, time.Since(t0))
 	}
-	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	elapsed, cpu := time.Since(start), proc.CPUTime()-cpu0
 	b.StopTimer()
 	report(b, waits, elapsed, cpu, w)
 }
@@ -78,7 +78,7 @@ func BenchmarkAppendAt500PerSecond(b *testing.B) {
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), proc.CPUTime()
 	for i := range b.N {
 		<-tick.C
 		wg.Go(func() {
@@ -90,19 +90,9 @@ func BenchmarkAppendAt500PerSecond(b *testing.B) {
 		})
 	}
 	wg.Wait()
-	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	elapsed, cpu := time.Since(start), proc.CPUTime()-cpu0
 	b.StopTimer()
 	report(b, waits, elapsed, cpu, w)
-}
-
-// cpuTime is the CPU time (user and system) the process used so far: what
-// a record costs the machine, apart from the wait for the disk.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func report(b *testing.B, waits []time.Duration, elapsed, cpu time.Duration, w *Writer) {

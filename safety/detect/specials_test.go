@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/warden-llm/warden/internal/proc"
 	"github.com/warden-llm/warden/safety/detect"
 	"github.com/warden-llm/warden/safety/detect/detecttest"
 )
@@ -13,22 +14,22 @@ func BenchmarkSpecials(b *testing.B) {
 	text := detecttest.BenchText()
 	var sp detect.Specials
 	b.SetBytes(int64(len(text)))
-	start := detecttest.CPUTime()
+	start := proc.CPUTime()
 	for b.Loop() {
 		sp.Scan(text)
 	}
-	detecttest.ReportCPU(b, detecttest.CPUTime()-start, text, len(text))
+	detecttest.ReportCPU(b, proc.CPUTime()-start, text, len(text))
 }
 
 func BenchmarkDigits(b *testing.B) {
 	text := detecttest.BenchText()
 	var d detect.Digits
 	b.SetBytes(int64(len(text)))
-	start := detecttest.CPUTime()
+	start := proc.CPUTime()
 	for b.Loop() {
 		d.Scan(text)
 	}
-	detecttest.ReportCPU(b, detecttest.CPUTime()-start, text, len(text))
+	detecttest.ReportCPU(b, proc.CPUTime()-start, text, len(text))
 }
 
 // special is the definition of a special byte.

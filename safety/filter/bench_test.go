@@ -3,6 +3,7 @@ package filter
 import (
 	"testing"
 
+	"github.com/warden-llm/warden/internal/proc"
 	"github.com/warden-llm/warden/safety/detect"
 	"github.com/warden-llm/warden/safety/detect/detecttest"
 )
@@ -28,30 +29,30 @@ func BenchmarkEngine(b *testing.B) {
 	e := builtinEngine(b)
 	b.Run("whole", func(b *testing.B) {
 		b.SetBytes(int64(len(text)))
-		start := detecttest.CPUTime()
+		start := proc.CPUTime()
 		for b.Loop() {
 			r, _ := e.Request("")
 			r.Scan(Output, text)
 		}
-		detecttest.ReportCPU(b, detecttest.CPUTime()-start, []byte(text), len(text))
+		detecttest.ReportCPU(b, proc.CPUTime()-start, []byte(text), len(text))
 	})
 	// prompt: the same text as a prompt, which the whole-text detectors
 	// (the injection classifier) read in full, not its first 64 KiB.
 	b.Run("prompt", func(b *testing.B) {
 		b.SetBytes(int64(len(text)))
-		start := detecttest.CPUTime()
+		start := proc.CPUTime()
 		for b.Loop() {
 			r, _ := e.Request("")
 			r.Scan(Input, text)
 		}
-		detecttest.ReportCPU(b, detecttest.CPUTime()-start, []byte(text), len(text))
+		detecttest.ReportCPU(b, proc.CPUTime()-start, []byte(text), len(text))
 	})
 	b.Run("stream4", func(b *testing.B) {
 		const piece = 4
 		part := text[:256<<10]
 		b.SetBytes(int64(len(part)))
 		hold := 0
-		start := detecttest.CPUTime()
+		start := proc.CPUTime()
 		for b.Loop() {
 			r, _ := e.Request("")
 			s := r.Output()
@@ -61,7 +62,7 @@ func BenchmarkEngine(b *testing.B) {
 			s.Close()
 			hold = max(hold, s.MaxHold())
 		}
-		used := detecttest.CPUTime() - start
+		used := proc.CPUTime() - start
 		pieces := float64(b.N) * float64(len(part)/piece)
 		b.ReportMetric(float64(b.Elapsed())/pieces, "ns/piece")
 		b.ReportMetric(float64(used)/pieces, "cpu-ns/piece")
@@ -84,11 +85,11 @@ func BenchmarkDetectors(b *testing.B) {
 	}
 	run := func(b *testing.B, find func()) {
 		b.SetBytes(int64(len(text)))
-		start := detecttest.CPUTime()
+		start := proc.CPUTime()
 		for b.Loop() {
 			find()
 		}
-		detecttest.ReportCPU(b, detecttest.CPUTime()-start, text, len(text))
+		detecttest.ReportCPU(b, proc.CPUTime()-start, text, len(text))
 	}
 	b.Run("baseline", func(b *testing.B) {
 		run(b, func() { detecttest.BaselineCPU(text, 1) })

@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/warden-llm/warden/internal/proc"
 )
 
 // BenchmarkAdmitSettle measures one request's quota path. "memory" is
@@ -44,7 +44,7 @@ func BenchmarkAdmitSettle(b *testing.B) {
 		cancel()
 		before := db.Queries()
 		b.ReportAllocs()
-		cpu0 := cpuTime()
+		cpu0 := proc.CPUTime()
 		for b.Loop() {
 			if err := l.CountUser("k", "alice", userLim); err != nil {
 				b.Fatal(err)
@@ -65,7 +65,7 @@ func BenchmarkAdmitSettle(b *testing.B) {
 		if err := l.Close(ctx); err != nil {
 			b.Fatal(err)
 		}
-		b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+		b.ReportMetric(float64((proc.CPUTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 		b.ReportMetric(float64(db.Queries()-before)/float64(b.N), "stmts/op")
 	})
 	// "server-parallel" is "server" from concurrent requests of 4 keys,
@@ -107,7 +107,7 @@ func BenchmarkAdmitSettle(b *testing.B) {
 		admit(b, l, "k", lim, 1, 1, true).Fail(ctx)
 		before := db.Queries()
 		b.ReportAllocs()
-		cpu0 := cpuTime()
+		cpu0 := proc.CPUTime()
 		for b.Loop() {
 			r, err := l.Admit(ctx, "k", lim, 200, 512, false)
 			if err != nil {
@@ -118,7 +118,7 @@ func BenchmarkAdmitSettle(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+		b.ReportMetric(float64((proc.CPUTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 		b.ReportMetric(float64(db.Queries()-before)/float64(b.N), "stmts/op")
 	})
 	b.Run("durable-parallel", func(b *testing.B) {
@@ -143,13 +143,4 @@ func BenchmarkAdmitSettle(b *testing.B) {
 		})
 		b.ReportMetric(float64(db.Queries()-before)/float64(b.N), "stmts/op")
 	})
-}
-
-// cpuTime is the CPU time (user and system) the process used so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

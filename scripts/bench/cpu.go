@@ -4,6 +4,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/warden-llm/warden/internal/proc"
 )
 
 // clockTicks is USER_HZ, the unit of /proc's CPU times (100 on every
@@ -38,16 +40,10 @@ func sampleCPU(pid int) cpuSample {
 	if pid == 0 {
 		return s
 	}
-	if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil {
-		// The command name may hold spaces: fields count from after ')'.
-		if i := strings.LastIndexByte(string(b), ')'); i >= 0 {
-			f := strings.Fields(string(b[i+1:]))
-			if len(f) > 12 {
-				u, _ := strconv.ParseFloat(f[11], 64)
-				k, _ := strconv.ParseFloat(f[12], 64)
-				s.proc = (u + k) / clockTicks
-			}
-		}
+	if f, err := proc.Stat(pid); err == nil && len(f) > 12 {
+		u, _ := strconv.ParseFloat(string(f[11]), 64)
+		k, _ := strconv.ParseFloat(string(f[12]), 64)
+		s.proc = (u + k) / clockTicks
 	}
 	return s
 }

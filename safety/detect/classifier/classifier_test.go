@@ -10,6 +10,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/warden-llm/warden/internal/proc"
 	"github.com/warden-llm/warden/safety/detect"
 	"github.com/warden-llm/warden/safety/detect/detecttest"
 )
@@ -240,11 +241,11 @@ func BenchmarkClassifier(b *testing.B) {
 	text := detecttest.BenchText()
 	b.SetBytes(int64(len(text)))
 	b.ReportAllocs()
-	start := detecttest.CPUTime()
+	start := proc.CPUTime()
 	for b.Loop() {
 		d.Find(text, 0, func(detect.Match) {})
 	}
-	detecttest.ReportCPU(b, detecttest.CPUTime()-start, text, len(text))
+	detecttest.ReportCPU(b, proc.CPUTime()-start, text, len(text))
 }
 
 // refScore is Score written plainly from Tokens: every feature looked up,

@@ -3,9 +3,10 @@ package detecttest
 import (
 	"math/rand/v2"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/warden-llm/warden/internal/proc"
 )
 
 // BenchText is the fixed 1 MiB text the detectors and the filter engine are
@@ -92,7 +93,7 @@ func BaselineCPU(text []byte, n int) time.Duration {
 	for c := range 256 {
 		word[c] = c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z'
 	}
-	start := CPUTime()
+	start := proc.CPUTime()
 	k := 0
 	for range n {
 		for _, c := range text {
@@ -102,14 +103,5 @@ func BaselineCPU(text []byte, n int) time.Duration {
 		}
 	}
 	baselineSink += k
-	return CPUTime() - start
-}
-
-// CPUTime returns the CPU time the process has used so far.
-func CPUTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return proc.CPUTime() - start
 }

@@ -3,11 +3,13 @@ package norm
 import (
 	"bytes"
 	"fmt"
-	"github.com/warden-llm/warden/safety/detect"
 	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/warden-llm/warden/internal/proc"
+	"github.com/warden-llm/warden/safety/detect"
 
 	"github.com/warden-llm/warden/safety/detect/detecttest"
 )
@@ -234,11 +236,11 @@ func BenchmarkLiteralMap(b *testing.B) {
 	b.SetBytes(int64(len(text)))
 	var dst []byte
 	var m OffsetMap
-	start := detecttest.CPUTime()
+	start := proc.CPUTime()
 	for b.Loop() {
 		dst, m = LiteralMap(dst, m, text, true)
 	}
-	detecttest.ReportCPU(b, detecttest.CPUTime()-start, text, len(text))
+	detecttest.ReportCPU(b, proc.CPUTime()-start, text, len(text))
 }
 
 // TestKeptRunes holds the literal view's fast paths (fastRunes) for the runes it keeps
@@ -279,14 +281,14 @@ func BenchmarkOffsetMap(b *testing.B) {
 		{"cursor", func() func(int) int { c := m.Cursor(); return c.At }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			start := detecttest.CPUTime()
+			start := proc.CPUTime()
 			for b.Loop() {
 				at := c.at()
 				for k := 0; k < len(v); k += 8 {
 					at(k)
 				}
 			}
-			detecttest.ReportCPU(b, detecttest.CPUTime()-start, text, len(text))
+			detecttest.ReportCPU(b, proc.CPUTime()-start, text, len(text))
 		})
 	}
 }

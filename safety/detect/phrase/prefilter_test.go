@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/warden-llm/warden/internal/proc"
 	"github.com/warden-llm/warden/safety/detect"
 	"github.com/warden-llm/warden/safety/detect/detecttest"
 	"github.com/warden-llm/warden/safety/detect/norm"
@@ -170,11 +171,11 @@ func BenchmarkSegments(b *testing.B) {
 	text := detecttest.BenchText()
 	v := new(view)
 	b.SetBytes(int64(len(text)))
-	start := detecttest.CPUTime()
+	start := proc.CPUTime()
 	for b.Loop() {
 		v.segs, _ = injection.segments(text, 0, v.segs[:0], v)
 	}
-	detecttest.ReportCPU(b, detecttest.CPUTime()-start, text, len(text))
+	detecttest.ReportCPU(b, proc.CPUTime()-start, text, len(text))
 }
 
 // checkBlocks compares the segments the block scan finds with those of

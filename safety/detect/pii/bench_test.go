@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/warden-llm/warden/internal/proc"
 	"github.com/warden-llm/warden/safety/detect"
 	"github.com/warden-llm/warden/safety/detect/detecttest"
 )
@@ -25,14 +26,14 @@ func benchDetectors(b *testing.B, ds []detect.Detector) {
 	text := detecttest.BenchText(piiLines...)
 	b.SetBytes(int64(len(text)))
 	b.ReportAllocs()
-	cpu := detecttest.CPUTime()
+	cpu := proc.CPUTime()
 	n := 0
 	for b.Loop() {
 		for _, d := range ds {
 			d.Find(text, 0, func(detect.Match) { n++ })
 		}
 	}
-	detecttest.ReportCPU(b, detecttest.CPUTime()-cpu, text, len(text))
+	detecttest.ReportCPU(b, proc.CPUTime()-cpu, text, len(text))
 }
 
 // BenchmarkPII scans the shared 1 MiB text (with piiLines) with all six detectors.
@@ -65,12 +66,12 @@ func BenchmarkPhoneUnique(b *testing.B) {
 	text := []byte(sb.String())
 	b.SetBytes(int64(len(text)))
 	b.ReportAllocs()
-	cpu := detecttest.CPUTime()
+	cpu := proc.CPUTime()
 	for b.Loop() {
 		d := NewPhone(nil) // a cold cache each time
 		d.Find(text, 0, func(detect.Match) {})
 	}
-	detecttest.ReportCPU(b, detecttest.CPUTime()-cpu, text, len(text))
+	detecttest.ReportCPU(b, proc.CPUTime()-cpu, text, len(text))
 }
 
 // BenchmarkDigitDetectors scans the shared text with the five digit
@@ -84,14 +85,14 @@ func BenchmarkDigitDetectors(b *testing.B) {
 		b.SetBytes(int64(len(text)))
 		b.ReportAllocs()
 		var digits detect.Digits
-		cpu := detecttest.CPUTime()
+		cpu := proc.CPUTime()
 		for b.Loop() {
 			digits.Scan(text)
 			for _, d := range ds {
 				d.(detect.DigitFinder).FindDigits(text, 0, &digits, func(detect.Match) {})
 			}
 		}
-		detecttest.ReportCPU(b, detecttest.CPUTime()-cpu, text, len(text))
+		detecttest.ReportCPU(b, proc.CPUTime()-cpu, text, len(text))
 	})
 }
 
@@ -105,11 +106,11 @@ func BenchmarkFindDigits(b *testing.B) {
 		b.Run(d.Category(), func(b *testing.B) {
 			b.SetBytes(int64(len(text)))
 			b.ReportAllocs()
-			cpu := detecttest.CPUTime()
+			cpu := proc.CPUTime()
 			for b.Loop() {
 				d.(detect.DigitFinder).FindDigits(text, 0, &digits, func(detect.Match) {})
 			}
-			detecttest.ReportCPU(b, detecttest.CPUTime()-cpu, text, len(text))
+			detecttest.ReportCPU(b, proc.CPUTime()-cpu, text, len(text))
 		})
 	}
 }
