@@ -119,15 +119,9 @@ func SharedDigits(d detect.Detector, text []byte) string {
 	}
 	var digits detect.Digits
 	digits.Scan(text)
-	for from := 0; from <= len(text); from += 1 + from/4 {
-		var find, shared []detect.Match
-		d.Find(text, from, func(m detect.Match) { find = append(find, m) })
-		df.FindDigits(text, from, &digits, func(m detect.Match) { shared = append(shared, m) })
-		if !slices.Equal(find, shared) {
-			return fmt.Sprintf("from %d: Find %v, FindDigits %v", from, find, shared)
-		}
-	}
-	return ""
+	return sameAsFind(d, text, "FindDigits", func(from int, report func(detect.Match)) {
+		df.FindDigits(text, from, &digits, report)
+	})
 }
 
 // SharedSpecials checks that a detect.SpecialFinder finds the same
@@ -141,12 +135,20 @@ func SharedSpecials(d detect.Detector, text []byte) string {
 	}
 	var sp detect.Specials
 	sp.Scan(text)
+	return sameAsFind(d, text, "FindSpecial", func(from int, report func(detect.Match)) {
+		sf.FindSpecial(text, from, &sp, report)
+	})
+}
+
+// sameAsFind compares d.Find with shared (named name) from every offset
+// and describes the first difference.
+func sameAsFind(d detect.Detector, text []byte, name string, shared func(from int, report func(detect.Match))) string {
 	for from := 0; from <= len(text); from += 1 + from/4 {
-		var find, shared []detect.Match
+		var find, got []detect.Match
 		d.Find(text, from, func(m detect.Match) { find = append(find, m) })
-		sf.FindSpecial(text, from, &sp, func(m detect.Match) { shared = append(shared, m) })
-		if !slices.Equal(find, shared) {
-			return fmt.Sprintf("from %d: Find %v, FindSpecial %v", from, find, shared)
+		shared(from, func(m detect.Match) { got = append(got, m) })
+		if !slices.Equal(find, got) {
+			return fmt.Sprintf("from %d: Find %v, %s %v", from, find, name, got)
 		}
 	}
 	return ""
