@@ -19,21 +19,17 @@ import (
 	"github.com/warden-llm/warden/safety/filter"
 )
 
-// Auditor commits audit records; Append returns once the record is durable.
+// Auditor commits audit records. Append returns once the record is
+// durable. Begin queues a request record and reports its outcome to done
+// later, without a goroutine waiting for it; the record may share another
+// request's transaction until its Ticket is flushed (see
+// audit.Writer.Begin). A nil Ticket means the record commits on its own.
 type Auditor interface {
 	Append(ctx context.Context, rec audit.Record) (int64, error)
-}
-
-var _ Auditor = (*audit.Writer)(nil)
-
-// ticketAuditor is an Auditor that can queue a request record without a
-// goroutine waiting for it, and commit it with another request's record
-// while its request waits for a slot (audit.Writer.Begin).
-type ticketAuditor interface {
 	Begin(ctx context.Context, rec audit.Record, done func(seq int64, err error)) (*audit.Ticket, error)
 }
 
-var _ ticketAuditor = (*audit.Writer)(nil)
+var _ Auditor = (*audit.Writer)(nil)
 
 var errAuditUnavailable = &apiError{
 	Status:     http.StatusServiceUnavailable,
@@ -163,7 +159,7 @@ func (s *Server) commitRequest(c *gin.Context) error {
 type pendingRecord struct {
 	done    chan struct{}
 	durable chan struct{}
-	ticket  *audit.Ticket // nil: a goroutine appends the record
+	ticket  *audit.Ticket // nil: the record commits on its own
 	err     error
 }
 
@@ -204,9 +200,8 @@ func (s *Server) startRequest(c *gin.Context, onFail func()) <-chan struct{} {
 	}
 	pr := &pendingRecord{done: make(chan struct{}), durable: make(chan struct{})}
 	tr.pending = pr
-	// Neither finish nor the goroutine touches c: the handler waits for
-	// the record (awaitRequest) before it returns, on every path, but gin
-	// reuses c.
+	// finish does not touch c: the handler waits for the record
+	// (awaitRequest) before it returns, on every path, but gin reuses c.
 	ctx := context.WithoutCancel(c.Request.Context())
 	id := requestID(c)
 	finish := func(err error) {
@@ -224,18 +219,11 @@ func (s *Server) startRequest(c *gin.Context, onFail func()) <-chan struct{} {
 		}
 		close(pr.durable)
 	}
-	if ta, ok := s.cfg.Audit.(ticketAuditor); ok {
-		t, err := ta.Begin(ctx, rec, func(_ int64, err error) { finish(err) })
-		if err != nil {
-			finish(err)
-		}
-		pr.ticket, tr.ticket = t, t
-		return pr.durable
-	}
-	go func() {
-		_, err := s.cfg.Audit.Append(ctx, rec)
+	t, err := s.cfg.Audit.Begin(ctx, rec, func(_ int64, err error) { finish(err) })
+	if err != nil {
 		finish(err)
-	}()
+	}
+	pr.ticket, tr.ticket = t, t
 	return pr.durable
 }
 
