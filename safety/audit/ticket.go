@@ -49,6 +49,18 @@ func (t *Ticket) Flush() {
 	}
 }
 
+// Soon asks the Writer to commit the ticket's record within
+// Config.CommitDelay if it is still waiting for a transaction: its
+// request got the backend, and its answer will follow, but not at once.
+// Until then the record may share a transaction with the records of
+// other requests. With CommitDelay 0, Soon is Flush.
+func (t *Ticket) Soon() {
+	select {
+	case t.w.soon <- struct{}{}:
+	default: // a request is pending: it sets a deadline no later
+	}
+}
+
 // End closes the ticket; calls after the first do nothing.
 func (t *Ticket) End() {
 	if !t.ended {

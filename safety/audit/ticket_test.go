@@ -94,3 +94,97 @@ func TestTicketsShareTransactions(t *testing.T) {
 		}
 	})
 }
+
+// TestCommitDelay: with CommitDelay set, a record someone waits for waits
+// for the records of other open requests, for CommitDelay at most; it
+// commits at once when its request is the only one open or when every
+// open request's record is already in the batch. Soon bounds a Ticket's
+// record by CommitDelay instead of Linger.
+func TestCommitDelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		db := storetest.OpenDir(t, dir)
+		const delay = 5 * time.Millisecond
+		w := startWriter(t, db, dir, Config{Linger: time.Hour, CommitDelay: delay})
+		begin := func(i int) (*Ticket, chan error) {
+			t.Helper()
+			done := make(chan error, 1)
+			rec := req(i)
+			rec.Kind = KindRequest
+			tk, err := w.Begin(t.Context(), rec, func(_ int64, err error) { done <- err })
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tk, done
+		}
+		appendAsync := func(i int) chan error {
+			done := make(chan error, 1)
+			go func() {
+				_, err := w.Append(t.Context(), req(i))
+				done <- err
+			}()
+			return done
+		}
+		pending := func(what string, done chan error) {
+			t.Helper()
+			synctest.Wait()
+			select {
+			case err := <-done:
+				t.Fatalf("%s: committed at once (err %v), want it to wait", what, err)
+			default:
+			}
+		}
+		committed := func(what string, done chan error, commits int64) {
+			t.Helper()
+			synctest.Wait()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+			default:
+				t.Fatalf("%s: still waiting", what)
+			}
+			if got := w.Stats().Commits; got != commits {
+				t.Fatalf("%s: %d transactions, want %d", what, got, commits)
+			}
+		}
+
+		a, da := begin(1)
+		committed("the only open request's request record", da, 1)
+		ca := appendAsync(1)
+		committed("the only open request's completion", ca, 2)
+		a.End()
+
+		b, db1 := begin(2)
+		committed("b alone", db1, 3)
+		a2, da2 := begin(3) // a second request
+		pending("a request record with b open", da2)
+		cb := appendAsync(2)
+		pending("b's completion with a2 open", cb)
+		time.Sleep(delay)
+		committed("after CommitDelay", cb, 4)
+		if err := <-da2; err != nil { // it rode along
+			t.Fatal(err)
+		}
+		b.End()
+
+		c, dc := begin(4)
+		pending("c's request record with a2 open", dc)
+		c.Soon()
+		pending("c's request record after Soon, within CommitDelay", dc)
+		time.Sleep(delay)
+		committed("c's request record after Soon and CommitDelay", dc, 5)
+
+		ca2, cc := appendAsync(3), appendAsync(4)
+		committed("completions of every open request", ca2, 6)
+		if err := <-cc; err != nil {
+			t.Fatal(err)
+		}
+		a2.End()
+		c.End()
+		if rep := mustVerify(t, db, dir, nil); rep.Records != 8 {
+			t.Errorf("verify: %d records, want 8", rep.Records)
+		}
+	})
+}

@@ -52,6 +52,13 @@ type Config struct {
 	// Linger bounds how long a record queued with Begin may wait for a
 	// transaction someone waits for (default 20ms); see Begin.
 	Linger time.Duration
+	// CommitDelay bounds how long a record someone waits for (Append, or
+	// a Ticket's record after Soon) may wait for the records of other
+	// open requests, so that one fsync commits them all (group commit,
+	// like PostgreSQL's commit_delay). It waits only while tickets are
+	// open that are not yet waiting in the batch, so a lone request
+	// never waits. 0 (the default) commits at once; < 0 too.
+	CommitDelay time.Duration
 	// MaxPageCount, when > 0, is set with PRAGMA max_page_count at the start
 	// of every transaction. Tests only: it simulates a full disk. The pragma
 	// stays on the pooled connection, so lift it with a large value, not 0.
@@ -77,6 +84,7 @@ type Writer struct {
 	state   int // 0 new, stateStarting, 1 running, 2 closed
 	queue   chan *pending
 	kick    chan struct{} // capacity 1: commit what Begin queued, now
+	soon    chan struct{} // capacity 1: commit what Begin queued within CommitDelay
 	open    atomic.Int64  // tickets begun and not yet ended
 	done    chan struct{}
 	cancel  context.CancelFunc
@@ -131,7 +139,7 @@ func NewWriter(db *store.DB, cfg Config) *Writer {
 	if cfg.Linger <= 0 {
 		cfg.Linger = 20 * time.Millisecond
 	}
-	w := &Writer{db: db, cfg: cfg, kick: make(chan struct{}, 1)}
+	w := &Writer{db: db, cfg: cfg, kick: make(chan struct{}, 1), soon: make(chan struct{}, 1)}
 	w.maxPage.Store(cfg.MaxPageCount)
 	return w
 }
@@ -269,12 +277,24 @@ func (w *Writer) run(ctx context.Context) {
 	defer close(w.done)
 	ticker := time.NewTicker(w.cfg.CheckpointInterval)
 	defer ticker.Stop()
-	linger := time.NewTimer(w.cfg.Linger)
-	linger.Stop()
-	lingering := false
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var due time.Time // when timer fires; zero while it is stopped
 	// batch holds the records queued and not yet committed: between
-	// iterations, only Begin's records while they linger.
+	// iterations, only records that linger (see linger). Its first lazy
+	// record may wait until lazyDue, its first waited-for one (or the
+	// lazy ones after Soon) until waitDue; zero while it has none.
 	batch := make([]*pending, 0, w.cfg.MaxBatch)
+	var lazyDue, waitDue time.Time
+	add := func(p *pending) {
+		batch = append(batch, p)
+		switch {
+		case p.lazy && lazyDue.IsZero():
+			lazyDue = time.Now().Add(w.cfg.Linger)
+		case !p.lazy && waitDue.IsZero():
+			waitDue = time.Now().Add(max(w.cfg.CommitDelay, 0))
+		}
+	}
 	for {
 		now := false   // commit batch now, whatever it holds
 		force := false // and write a checkpoint if anything is new
@@ -282,14 +302,18 @@ func (w *Writer) run(ctx context.Context) {
 		select {
 		case p, ok := <-w.queue:
 			if ok {
-				batch = append(batch, p)
+				add(p)
 			} else {
 				closed = true
 			}
 		case <-w.kick:
 			now = true
-		case <-linger.C:
-			lingering, now = false, true
+		case <-w.soon:
+			if len(batch) > 0 && waitDue.IsZero() {
+				waitDue = time.Now().Add(max(w.cfg.CommitDelay, 0))
+			}
+		case <-timer.C:
+			due, now = time.Time{}, true
 		case <-ticker.C:
 			now, force = true, true
 		}
@@ -301,24 +325,27 @@ func (w *Writer) run(ctx context.Context) {
 					closed = true
 					break fill
 				}
-				batch = append(batch, p)
+				add(p)
 			default:
 				break fill
 			}
 		}
-		if !now && !closed && len(batch) < w.cfg.MaxBatch && w.mayLinger(batch) {
-			if !lingering {
-				linger.Reset(w.cfg.Linger)
-				lingering = true
+		if !now && !closed && len(batch) < w.cfg.MaxBatch {
+			if until, ok := w.linger(batch, lazyDue, waitDue); ok {
+				if !until.Equal(due) {
+					timer.Reset(time.Until(until))
+					due = until
+				}
+				continue
 			}
-			continue
 		}
-		if lingering {
-			linger.Stop()
-			lingering = false
+		if !due.IsZero() {
+			timer.Stop()
+			due = time.Time{}
 		}
+		lazyDue, waitDue = time.Time{}, time.Time{}
 		if len(batch) == 0 && !force && !closed {
-			continue // a kick or a linger for records already committed
+			continue // a kick or a timer for records already committed
 		}
 		w.commit(ctx, batch, force || closed)
 		clear(batch)
@@ -329,19 +356,34 @@ func (w *Writer) run(ctx context.Context) {
 	}
 }
 
-// mayLinger reports whether batch may wait for a later transaction: it
-// holds only Begin's records, and other requests are open, whose records
-// someone will wait for soon.
-func (w *Writer) mayLinger(batch []*pending) bool {
-	if w.open.Load() <= 1 {
-		return false
+// linger reports whether batch may wait for a later transaction, and
+// until when: while other requests are open, whose records will come
+// soon, Begin's records wait for at most Linger and records someone waits
+// for at most CommitDelay. A batch that holds a record of every open
+// request commits at once.
+func (w *Writer) linger(batch []*pending, lazyDue, waitDue time.Time) (time.Time, bool) {
+	if len(batch) == 0 {
+		return time.Time{}, false
 	}
+	waiting := int64(0)
 	for _, p := range batch {
 		if !p.lazy {
-			return false
+			waiting++
 		}
 	}
-	return true
+	if w.open.Load() <= max(waiting, 1) {
+		return time.Time{}, false
+	}
+	if waitDue.IsZero() {
+		return lazyDue, true
+	}
+	if w.cfg.CommitDelay <= 0 {
+		return time.Time{}, false
+	}
+	if !lazyDue.IsZero() && lazyDue.Before(waitDue) {
+		return lazyDue, true
+	}
+	return waitDue, true
 }
 
 // commit writes batch (possibly empty) in one transaction, with a
