@@ -292,7 +292,7 @@ func (p *pipe) generate(run runFunc, deliver func(text string, calls []api.ToolC
 		return result{}, p.cause(err)
 	}
 	defer release()
-	p.s.flushRequest(p.c) // the answer follows: its request record commits now
+	p.s.flushRequest(p.c) // the answer follows: its request record commits soon
 	g := &p.own.gen       // the callback's state: no allocation of its own
 	err = run(p.ctx, func(r piece) error {
 		if err := p.ctx.Err(); err != nil {

@@ -139,6 +139,8 @@ func TestConfigErrors(t *testing.T) {
 		{"retention", func(c *Config) { c.Audit.RetentionDays = 0 }, "audit.retention_days"},
 		{"outbox cap", func(c *Config) { c.Audit.OutboxMaxBytes = 100 }, "audit.outbox_max_bytes"},
 		{"outbox full", func(c *Config) { c.Audit.OutboxFull = "shrug" }, "audit.outbox_full"},
+		{"commit delay negative", func(c *Config) { c.Audit.CommitDelay = -time.Millisecond }, "audit.commit_delay"},
+		{"commit delay too long", func(c *Config) { c.Audit.CommitDelay = time.Second }, "audit.commit_delay"},
 		{"sink type", func(c *Config) { c.Audit.Sinks = []SinkConfig{{Name: "x", Type: "carrier-pigeon"}} }, "audit.sink[0]"},
 		{"sink names", func(c *Config) {
 			c.Audit.Sinks = []SinkConfig{{Name: "x", Type: "webhook", URL: "http://a/"}, {Name: "x", Type: "webhook", URL: "http://b/"}}

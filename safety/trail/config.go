@@ -44,6 +44,10 @@ type AuditConfig struct {
 	TextRetentionDays  int           `toml:"text_retention_days"`
 	CheckpointEvery    int64         `toml:"checkpoint_every"`
 	CheckpointInterval time.Duration `toml:"checkpoint_interval"`
+	// CommitDelay is how long a record may wait for the records of other
+	// requests in flight so that one fsync commits them all (group
+	// commit); a request alone never waits. 0 commits each at once.
+	CommitDelay time.Duration `toml:"commit_delay"`
 	// OutboxMaxBytes caps the bytes waiting in the outbox for the sinks.
 	OutboxMaxBytes int64 `toml:"outbox_max_bytes"`
 	// OutboxFull is what happens at the cap: "fail_closed" (requests get
@@ -87,6 +91,14 @@ func (s SinkConfig) outbox() outbox.SinkConfig {
 	}
 }
 
+// DefaultCommitDelay is audit.commit_delay's default: a record waits at
+// most this long for company, and only while other requests are open.
+const DefaultCommitDelay = 2 * time.Millisecond
+
+// maxCommitDelay bounds audit.commit_delay: every answer under load may
+// wait this long for its record.
+const maxCommitDelay = 100 * time.Millisecond
+
 // DefaultAudit is the [audit] table's defaults: hashes only, records kept
 // 30 days.
 func DefaultAudit() AuditConfig {
@@ -96,6 +108,7 @@ func DefaultAudit() AuditConfig {
 		TextRetentionDays:  7,
 		CheckpointEvery:    1000,
 		CheckpointInterval: time.Minute,
+		CommitDelay:        DefaultCommitDelay,
 		OutboxMaxBytes:     outbox.DefaultMaxBytes,
 		OutboxFull:         outbox.FullFailClosed,
 	}
@@ -116,6 +129,9 @@ func (a AuditConfig) Validate(bad func(string, ...any)) {
 	}
 	if a.CheckpointEvery < 1 || a.CheckpointInterval <= 0 {
 		bad("audit.checkpoint_every and audit.checkpoint_interval must be positive")
+	}
+	if a.CommitDelay < 0 || a.CommitDelay > maxCommitDelay {
+		bad("audit.commit_delay must be between 0 and %s, got %s", maxCommitDelay, a.CommitDelay)
 	}
 	if a.OutboxMaxBytes < 4096 {
 		bad("audit.outbox_max_bytes must be at least 4096, got %d", a.OutboxMaxBytes)

@@ -80,6 +80,7 @@ func New(db *store.DB, cfg Config) (*Trail, error) {
 		StoreText:          cfg.Audit.StoreText,
 		CheckpointEvery:    cfg.Audit.CheckpointEvery,
 		CheckpointInterval: cfg.Audit.CheckpointInterval,
+		CommitDelay:        cfg.Audit.CommitDelay,
 		Now:                cfg.Now,
 	})
 	t.agg = audit.NewAggregator(t.writer)
