@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -405,6 +406,9 @@ func (s *Server) respond(c *gin.Context, v any, o outcome) error {
 		return err
 	}
 	s.lateRateHeaders(c)
+	// With its length known, the answer leaves in one write when the
+	// pipeline flushes it, not as chunks and a terminating chunk after.
+	c.Header("Content-Length", strconv.Itoa(len(body)))
 	c.Data(http.StatusOK, "application/json; charset=utf-8", body)
 	return nil
 }
