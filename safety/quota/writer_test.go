@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/warden-llm/warden/internal/testlog"
 	"github.com/warden-llm/warden/internal/testwait"
@@ -70,4 +72,49 @@ func TestFailedWriteIsLoggedCountedAndRetried(t *testing.T) {
 	if err := l.Close(ctx); err != nil {
 		t.Errorf("Close = %v, want nothing left unsaved", err)
 	}
+}
+
+// TestUsageWritesGather: charges nobody waits for (the server settles
+// with a context that is already done) are gathered for gatherFor and
+// written by one statement; a charge whose caller waits is written at
+// once.
+func TestUsageWritesGather(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		db := storetest.OpenDir(t, t.TempDir())
+		l := New(db, Config{Now: newClock(start).Now})
+		lim := Limits{TokensPerDay: 1e6, TokensPerMonth: 1e7}
+		var rs []*Reservation
+		for range 5 {
+			rs = append(rs, admit(t, l, "k", lim, 10, 10, true))
+		}
+		done, cancel := context.WithCancel(context.Background())
+		cancel()
+		before := db.Queries()
+		for _, r := range rs {
+			if err := r.Settle(done, 10, 5); err != nil {
+				t.Fatal(err)
+			}
+		}
+		synctest.Wait()
+		if got := db.Queries() - before; got != 0 {
+			t.Fatalf("%d statements before gatherFor, want 0", got)
+		}
+		time.Sleep(gatherFor)
+		synctest.Wait()
+		if got := db.Queries() - before; got != 1 {
+			t.Fatalf("%d statements after gatherFor, want 1", got)
+		}
+		if got := dbUsage(t, db, "k", "day", "2026-11-22"); got != 5*15 {
+			t.Fatalf("day usage %d, want %d", got, 5*15)
+		}
+		before = db.Queries()
+		settle(t, admit(t, l, "k", lim, 10, 10, true), 10, 5) // waits for its write: no time passes
+		if got := db.Queries() - before; got != 1 {
+			t.Fatalf("%d statements for a charge someone waits for, want 1", got)
+		}
+		if err := l.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+	})
 }
