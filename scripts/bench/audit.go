@@ -50,7 +50,7 @@ func auditMemory(ctx context.Context, stdout, stderr io.Writer, o *options, mode
 		if err != nil {
 			return err
 		}
-		summarize(&c)
+		summarize(&c, targetRatio)
 		*failed += c.Summary.Warden.Errors + c.Summary.Direct.Errors
 		rep.AuditMemoryCells = append(rep.AuditMemoryCells, c)
 	}

@@ -200,7 +200,7 @@ func runStock(ctx context.Context, stdout, stderr io.Writer, o *options, warden 
 		if err != nil {
 			return err
 		}
-		summarize(&c)
+		summarize(&c, targetStock)
 		*failed += c.Summary.Warden.Errors + c.Summary.Direct.Errors
 		cells = append(cells, c)
 	}

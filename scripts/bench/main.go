@@ -274,7 +274,10 @@ type summary struct {
 	errorDetail []string
 }
 
-func summarize(c *cellResult) {
+// summarize takes the medians of c's repetitions and judges its ratio
+// against target (targetRatio against direct Ollama, targetStock against
+// stock Ollama).
+func summarize(c *cellResult, target float64) {
 	var ratio, added []float64
 	var w, d [5][]float64
 	s := &c.Summary
@@ -304,7 +307,7 @@ func summarize(c *cellResult) {
 		s.Ratio = spreadOf(ratio)
 	}
 	s.AddedP50Ms = spreadOf(added)
-	s.RatioOK = s.Ratio.Median >= targetRatio
+	s.RatioOK = s.Ratio.Median >= target
 	s.AddedP50OK = c.Clients != 1 || s.AddedP50Ms.Median <= targetAddedP50 // judged at one client
 	for i, r := range c.Reps {
 		for _, side := range []struct {
@@ -449,7 +452,7 @@ func run(parent context.Context, args []string, stdout, stderr io.Writer) (err e
 				if err != nil {
 					return err
 				}
-				summarize(&c)
+				summarize(&c, targetRatio)
 				failed += c.Summary.Warden.Errors + c.Summary.Direct.Errors
 				cells = append(cells, c)
 				rep.Cells = append(rep.Cells, c)

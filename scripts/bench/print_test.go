@@ -111,3 +111,21 @@ func TestCPUPerRequest(t *testing.T) {
 		t.Errorf("no requests: %+v, want no CPU figures", none)
 	}
 }
+
+// TestSummarizeJudgesAgainstItsTarget: the same ratio is a pass against
+// direct Ollama's target and a miss against stock Ollama's, in the table
+// as in the verdict.
+func TestSummarizeJudgesAgainstItsTarget(t *testing.T) {
+	c := cellResult{Clients: 8, Reps: []repResult{
+		{Warden: sideResult{ReqPerS: 96}, Direct: sideResult{ReqPerS: 100}},
+		{Warden: sideResult{ReqPerS: 97}, Direct: sideResult{ReqPerS: 100}},
+	}}
+	summarize(&c, targetRatio)
+	if !c.Summary.RatioOK {
+		t.Errorf("ratio %.3f against %.2f: not ok", c.Summary.Ratio.Median, targetRatio)
+	}
+	summarize(&c, targetStock)
+	if c.Summary.RatioOK {
+		t.Errorf("ratio %.3f against %.2f: ok", c.Summary.Ratio.Median, targetStock)
+	}
+}

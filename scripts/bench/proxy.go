@@ -53,7 +53,7 @@ func bareProxy(ctx context.Context, stdout, stderr io.Writer, o *options, direct
 				return err
 			}
 			c.Gateway = proxy.name
-			summarize(&c)
+			summarize(&c, targetRatio)
 			// The reference's own failed requests are printed with its
 			// table, not counted against Warden's run (one streamed
 			// answer in some thousands ended early through it here).
