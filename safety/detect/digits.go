@@ -76,7 +76,7 @@ func (d *Digits) Scan(text []byte) {
 		// recorded without a branch of its own.
 		nb := 1
 		if vector {
-			nb = digitMask.Scan(sets[:], sets[:], text[i:])
+			nb = digitMask.Scan(text[i:], sets[:])
 			for k, dm := range sets[:nb] {
 				sets[k] = dm &^ (dm<<1 | prev>>7)
 				prev = dm >> 63 << 7
@@ -128,7 +128,7 @@ func (d *Digits) Scan(text []byte) {
 }
 
 // digitMask is isDigit's blockmask table.
-var digitMask = blockmask.MustNew(isDigit, nil)
+var digitMask = blockmask.MustNew(isDigit)
 
 // wordStart is 1 for the bytes after which a digit starts a word.
 var wordStart = func() (t [256]uint8) {

@@ -45,7 +45,7 @@ var specialBit = func() (t [256]uint8) {
 var vector = blockmask.Vector()
 
 // specialMask is specialBit's blockmask table.
-var specialMask = blockmask.MustNew(func(c byte) bool { return specialBit[c] != 0 }, nil)
+var specialMask = blockmask.MustNew(func(c byte) bool { return specialBit[c] != 0 })
 
 // maybeSpecial has the high bit of each byte of x that may be special: of
 // every special byte, and of tabs, line breaks and bytes right after a
@@ -77,7 +77,7 @@ func (s *Specials) Scan(text []byte) {
 	s.bits = s.bits[:n]
 	i := 0
 	if vector {
-		i = 64 * specialMask.Scan(s.bits, s.bits, text)
+		i = 64 * specialMask.Scan(text, s.bits)
 	}
 	for ; i+64 <= len(text); i += 64 {
 		b := text[i : i+64 : i+64]

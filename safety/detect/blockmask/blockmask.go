@@ -1,9 +1,9 @@
 // Package blockmask turns text into bit masks, one uint64 per block of
-// sixty-four bytes (bit k for byte k of the block), each mask marking the
-// bytes of one class: digits, special bytes, letters and digits. The
-// detectors' own scans build the same masks eight bytes at a time (SWAR);
-// on amd64 with AVX2, Scan builds them thirty-two bytes at a time, and
-// those scans call it where Vector says it pays.
+// sixty-four bytes (bit k for byte k of the block), each marking the bytes
+// of one set: digits, special bytes, a detector's anchor bytes. The
+// detectors' own scans build such masks eight bytes at a time (SWAR); on
+// amd64 with AVX2, Scan builds them thirty-two bytes at a time, and the
+// detectors call it when Vector says so.
 //
 // A Table sorts the bytes by their two nibbles, as simdjson's first stage
 // does: each byte's classes are lo[c&15] & hi[c>>4], one bit per class,
@@ -17,6 +17,7 @@ import "fmt"
 type Table struct {
 	lo, hi [16]byte // class bits by low and by high nibble
 	set    [2]byte  // the class bits of each output
+	n      uint8    // how many outputs
 }
 
 // Vector reports whether Scan runs vector code on this machine. Without
@@ -24,18 +25,16 @@ type Table struct {
 // which they should keep for that case.
 func Vector() bool { return vector }
 
-// New returns the table of the sets in and, when two is not nil, two:
-// Scan marks in its first output the bytes for which in is true, in its
-// second those for which two is. It fails when the sets take more than
-// eight products of nibble sets.
-func New(in, two func(c byte) bool) (*Table, error) {
-	t := new(Table)
+// New returns the table of one or two sets of bytes: Scan marks in its
+// output o the bytes c for which sets[o](c) is true. It fails when the
+// sets take more than eight products of nibble sets.
+func New(sets ...func(c byte) bool) (*Table, error) {
+	if len(sets) == 0 || len(sets) > len(Table{}.set) {
+		return nil, fmt.Errorf("blockmask: %d sets, want 1 or 2", len(sets))
+	}
+	t := &Table{n: uint8(len(sets))}
 	bit := 0
-	for o, f := range [2]func(byte) bool{in, two} {
-		if f == nil {
-			t.set[1] = t.set[0]
-			break
-		}
+	for o, f := range sets {
 		// Group the high nibbles by their set of low nibbles: each
 		// group, times its set, is one product, one class bit.
 		var byLows = map[uint16]byte{}
@@ -73,45 +72,57 @@ func New(in, two func(c byte) bool) (*Table, error) {
 }
 
 // MustNew is New for tables built once, at start-up.
-func MustNew(in, two func(c byte) bool) *Table {
-	t, err := New(in, two)
+func MustNew(sets ...func(c byte) bool) *Table {
+	t, err := New(sets...)
 	if err != nil {
 		panic(err)
 	}
 	return t
 }
 
-// Has reports whether output o (0 or 1) of t marks c.
+// Has reports whether output o of t marks c.
 func (t *Table) Has(o int, c byte) bool {
 	return t.lo[c&15]&t.hi[c>>4]&t.set[o] != 0
 }
 
 // Scan writes the masks of the whole blocks of text, as many as fit in
-// dst0 and dst1 (which may be the same slice when there is one set):
-// dst0[k] the first output's of text[64k:64k+64], dst1[k] the second's.
-// It returns how many blocks it wrote.
-func (t *Table) Scan(dst0, dst1 []uint64, text []byte) int {
-	n := min(len(text)/64, len(dst0), len(dst1))
+// the destinations: dst[o][k] is output o's mask of text[64k:64k+64]. It
+// takes one destination per set of the table, and returns how many blocks
+// it wrote.
+func (t *Table) Scan(text []byte, dst ...[]uint64) int {
+	if len(dst) != int(t.n) {
+		panic("blockmask: Scan takes one destination per set")
+	}
+	n := len(text) / 64
+	for _, d := range dst {
+		n = min(n, len(d))
+	}
 	if n == 0 {
 		return 0
 	}
-	if scanVector(dst0, dst1, text, n, t) {
+	var ptr [2]*uint64
+	for o := range ptr {
+		ptr[o] = &dst[min(o, len(dst)-1)][0]
+	}
+	if scanVector(&ptr, text, n, t) {
 		return n
 	}
-	scanGeneric(dst0[:n], dst1[:n], text, t)
+	scanGeneric(dst, text, n, t)
 	return n
 }
 
 // scanGeneric is Scan a byte at a time.
-func scanGeneric(dst0, dst1 []uint64, text []byte, t *Table) {
-	for k := range dst0 {
-		var w0, w1 uint64
+func scanGeneric(dst [][]uint64, text []byte, n int, t *Table) {
+	for k := range n {
+		var w [2]uint64
 		for j, c := range text[64*k : 64*k+64] {
 			cl := t.lo[c&15] & t.hi[c>>4]
-			w0 |= uint64(min(cl&t.set[0], 1)) << j
-			w1 |= uint64(min(cl&t.set[1], 1)) << j
+			for o := range dst {
+				w[o] |= uint64(min(cl&t.set[o], 1)) << j
+			}
 		}
-		dst1[k] = w1
-		dst0[k] = w0
+		for o, d := range dst {
+			d[k] = w[o]
+		}
 	}
 }

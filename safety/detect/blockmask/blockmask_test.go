@@ -3,7 +3,9 @@ package blockmask
 import (
 	"bytes"
 	"math/rand/v2"
+	"slices"
 	"testing"
+	"unsafe"
 )
 
 // tables are the sets the detectors scan for, and a few more.
@@ -14,15 +16,31 @@ var tables = func() []*Table {
 	highOr := func(c byte) bool { return c >= 0x80 || c == '<' || c == '[' || c == '#' }
 	none := func(byte) bool { return false }
 	all := func(byte) bool { return true }
-	return []*Table{MustNew(digit, nil), MustNew(special, nil), MustNew(alnum, highOr),
+	return []*Table{MustNew(digit), MustNew(special), MustNew(alnum, highOr),
 		MustNew(none, all), MustNew(all, special)}
 }()
+
+// TestLayout holds Table to the offsets scan_amd64.s reads.
+func TestLayout(t *testing.T) {
+	var tb Table
+	if unsafe.Offsetof(tb.lo) != 0 || unsafe.Offsetof(tb.hi) != 16 || unsafe.Offsetof(tb.set) != 32 || unsafe.Offsetof(tb.n) != 34 {
+		t.Fatalf("Table layout: lo %d, hi %d, set %d, n %d; scan_amd64.s reads 0, 16, 32, 34",
+			unsafe.Offsetof(tb.lo), unsafe.Offsetof(tb.hi), unsafe.Offsetof(tb.set), unsafe.Offsetof(tb.n))
+	}
+}
 
 func TestNewTooMany(t *testing.T) {
 	// Nine high nibbles, each with its own set of low nibbles.
 	f := func(c byte) bool { return c>>4 < 9 && int(c&15) <= int(c>>4) }
-	if _, err := New(f, nil); err == nil {
+	if _, err := New(f); err == nil {
 		t.Fatal("New took nine products")
+	}
+	g := func(c byte) bool { return c == 'a' }
+	if _, err := New(g, g, g); err == nil {
+		t.Fatal("New took three sets")
+	}
+	if _, err := New(); err == nil {
+		t.Fatal("New took no set")
 	}
 }
 
@@ -31,70 +49,62 @@ func TestHas(t *testing.T) {
 	alnum := func(c byte) bool { return c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z' }
 	tb := MustNew(special, alnum)
 	for c := range 256 {
-		if got, want := tb.Has(0, byte(c)), special(byte(c)); got != want {
-			t.Errorf("Has(0, %#x) = %v, want %v", c, got, want)
-		}
-		if got, want := tb.Has(1, byte(c)), alnum(byte(c)); got != want {
-			t.Errorf("Has(1, %#x) = %v, want %v", c, got, want)
+		for o, f := range []func(byte) bool{special, alnum} {
+			if got, want := tb.Has(o, byte(c)), f(byte(c)); got != want {
+				t.Errorf("Has(%d, %#x) = %v, want %v", o, c, got, want)
+			}
 		}
 	}
 }
 
 // naive is Scan by Has.
-func naive(t *Table, text []byte) (m0, m1 []uint64) {
+func naive(t *Table, text []byte) [][]uint64 {
+	m := make([][]uint64, t.n)
 	for k := 0; k+64 <= len(text); k += 64 {
-		var w0, w1 uint64
-		for j, c := range text[k : k+64] {
-			if t.Has(0, c) {
-				w0 |= 1 << j
+		for o := range m {
+			var w uint64
+			for j, c := range text[k : k+64] {
+				if t.Has(o, c) {
+					w |= 1 << j
+				}
 			}
-			if t.Has(1, c) {
-				w1 |= 1 << j
-			}
+			m[o] = append(m[o], w)
 		}
-		m0, m1 = append(m0, w0), append(m1, w1)
 	}
-	return m0, m1
+	return m
 }
 
-// check compares Scan, with each output on its own and with both in one
-// slice, and the byte-at-a-time scan with naive.
+// check compares Scan and the byte-at-a-time scan with naive.
 func check(t *testing.T, text []byte) {
 	t.Helper()
 	for ti, tb := range tables {
-		w0, w1 := naive(tb, text)
+		want := naive(tb, text)
 		n := len(text) / 64
-		d0, d1 := make([]uint64, n+1), make([]uint64, n+1)
-		if got := tb.Scan(d0, d1, text); got != n {
-			t.Fatalf("table %d, %d bytes: Scan = %d blocks, want %d", ti, len(text), got, n)
+		got, gen := make([][]uint64, tb.n), make([][]uint64, tb.n)
+		for o := range got {
+			got[o], gen[o] = make([]uint64, n+1), make([]uint64, n)
 		}
-		g0, g1 := make([]uint64, n), make([]uint64, n)
-		if n > 0 {
-			scanGeneric(g0, g1, text, tb)
+		if k := tb.Scan(text, got...); k != n {
+			t.Fatalf("table %d, %d bytes: Scan = %d blocks, want %d", ti, len(text), k, n)
 		}
-		for k := range n {
-			if d0[k] != w0[k] || d1[k] != w1[k] || g0[k] != w0[k] || g1[k] != w1[k] {
-				t.Fatalf("table %d, %q block %d: Scan %#x %#x, generic %#x %#x, want %#x %#x",
-					ti, text, k, d0[k], d1[k], g0[k], g1[k], w0[k], w1[k])
-			}
-		}
-		if d0[n] != 0 || d1[n] != 0 {
-			t.Fatalf("table %d, %d bytes: Scan wrote past its blocks", ti, len(text))
-		}
-		if tb.set[0] == tb.set[1] {
-			// One set: both outputs to one slice.
-			same := make([]uint64, n)
-			tb.Scan(same, same, text)
+		scanGeneric(gen, text, n, tb)
+		for o := range got {
 			for k := range n {
-				if same[k] != w0[k] {
-					t.Fatalf("table %d, %q block %d: Scan into one slice %#x, want %#x", ti, text, k, same[k], w0[k])
+				if got[o][k] != want[o][k] || gen[o][k] != want[o][k] {
+					t.Fatalf("table %d, %q output %d block %d: Scan %#x, generic %#x, want %#x",
+						ti, text, o, k, got[o][k], gen[o][k], want[o][k])
 				}
+			}
+			if got[o][n] != 0 {
+				t.Fatalf("table %d, %d bytes: Scan wrote past its blocks", ti, len(text))
 			}
 		}
 		if n > 1 {
-			// Short destinations bound the blocks.
-			if got := tb.Scan(d0[:1], d1, text); got != 1 {
-				t.Fatalf("table %d: Scan into one slot = %d blocks", ti, got)
+			// A short destination bounds the blocks.
+			short := slices.Clone(got)
+			short[0] = short[0][:1]
+			if k := tb.Scan(text, short...); k != 1 {
+				t.Fatalf("table %d: Scan into one slot = %d blocks", ti, k)
 			}
 		}
 	}

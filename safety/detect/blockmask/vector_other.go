@@ -4,4 +4,4 @@ package blockmask
 
 const vector = false
 
-func scanVector(dst0, dst1 []uint64, text []byte, n int, t *Table) bool { return false }
+func scanVector(dst *[2]*uint64, text []byte, n int, t *Table) bool { return false }

@@ -327,7 +327,7 @@ type blockMasks struct {
 
 // fill scans from i and reports whether the masks cover text[i:i+72].
 func (bm *blockMasks) fill(p *prefilter, text []byte, i int) bool {
-	n := p.masks.Scan(bm.a[:32], bm.m[:32], text[i:])
+	n := p.masks.Scan(text[i:], bm.a[:32], bm.m[:32])
 	bm.a[n], bm.m[n] = 0, 0
 	bm.base, bm.end = i, i+64*n
 	return i+72 <= bm.end

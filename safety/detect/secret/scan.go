@@ -123,7 +123,7 @@ var searchedMask, back = func() (*blockmask.Table, [256]int8) {
 	for _, a := range searched {
 		is[a.c], back[a.c] = true, int8(a.back)
 	}
-	return blockmask.MustNew(func(c byte) bool { return is[c] }, nil), back
+	return blockmask.MustNew(func(c byte) bool { return is[c] }), back
 }()
 
 // markAnchorsVector is markAnchors with the searched bytes of
@@ -134,7 +134,7 @@ func markAnchorsVector(text []byte, s, e int, marks *[block / 64]uint64) bool {
 	const most = len(slackHost) - 5 // the largest back
 	end := min(len(text), e+most)
 	var found [block/64 + 1]uint64
-	nb := searchedMask.Scan(found[:], found[:], text[s:end])
+	nb := searchedMask.Scan(text[s:end], found[:])
 	for j := s + 64*nb; j < end; j++ {
 		if searchedMask.Has(0, text[j]) {
 			found[(j-s)>>6] |= 1 << ((j - s) & 63)
