@@ -9,9 +9,9 @@ import (
 )
 
 // The candidate scan (scanBlocks, quiet) reads the raw text in blocks of
-// sixty-four bytes, eight at a time, into bit masks: the block's words (a
-// letter or digit after a byte that is neither), its non-ASCII and its
-// marker bytes. Each word's first eight bytes and length come off one
+// sixty-four bytes into bit masks (with blockmask's vector scan, or eight
+// bytes at a time): the block's words (a letter or digit after a byte that
+// is neither), its non-ASCII and its marker bytes. Each word's first eight bytes and length come off one
 // load and the masks, and the word is looked up by its key (keyBit: those
 // bytes in lower case) in a bit set of the first words' keys, without a
 // branch. Only a block with something to judge leaves the tight loop: a
