@@ -5,6 +5,8 @@ import (
 	"math/bits"
 	"slices"
 	"sort"
+
+	"github.com/warden-llm/warden/safety/detect/blockmask"
 )
 
 // Digits is the shared digit scan of one text: where each run of ASCII
@@ -67,39 +69,55 @@ func (d *Digits) Scan(text []byte) {
 		// The one run start with no byte before it.
 		st, ws = append(st, 0), append(ws, 0)
 	}
-	for ; i+64 <= len(text); i += 64 {
-		// The run starts of 64 bytes as a bit set, eight bytes at a
-		// time, then each start recorded without a branch of its own.
-		b := text[i : i+64 : i+64]
-		var set uint64
-		for k := 0; k < 64; k += 8 {
-			dm := DigitMask(binary.LittleEndian.Uint64(b[k : k+8]))
-			set |= pack(dm&^(dm<<8|prev)) << k
-			prev = dm >> 56 & 0x80
+	var sets [32]uint64 // the run starts of up to 32 blocks, a bit set each
+	for i+64 <= len(text) {
+		// The run starts of 64 bytes as a bit set, from blockmask's
+		// digit masks or eight bytes at a time, then each start
+		// recorded without a branch of its own.
+		nb := 1
+		if vector {
+			nb = digitMask.Scan(text[i:], sets[:])
+			for k, dm := range sets[:nb] {
+				sets[k] = dm &^ (dm<<1 | prev>>7)
+				prev = dm >> 63 << 7
+			}
+		} else {
+			b := text[i : i+64 : i+64]
+			var set uint64
+			for k := 0; k < 64; k += 8 {
+				dm := DigitMask(binary.LittleEndian.Uint64(b[k : k+8]))
+				set |= pack(dm&^(dm<<8|prev)) << k
+				prev = dm >> 56 & 0x80
+			}
+			sets[0] = set
 		}
 		if i == 0 {
-			set &^= 1 // recorded above
+			sets[0] &^= 1 // recorded above
 		}
-		if set == 0 {
-			continue
+		for _, set := range sets[:nb] {
+			if set == 0 {
+				i += 64
+				continue
+			}
+			ns, nw := len(st), len(ws)
+			if cap(st)-ns < 64 {
+				st = slices.Grow(st, 64+ns/4)
+			}
+			if cap(ws)-nw < 64 {
+				ws = slices.Grow(ws, 64+nw/4)
+			}
+			st, ws = st[:ns+64], ws[:nw+64]
+			for set != 0 {
+				k := i + bits.TrailingZeros64(set)
+				set &= set - 1
+				st[ns] = k
+				ns++
+				ws[nw] = k
+				nw += int(wordStart[text[k-1]])
+			}
+			st, ws = st[:ns], ws[:nw]
+			i += 64
 		}
-		ns, nw := len(st), len(ws)
-		if cap(st)-ns < 64 {
-			st = slices.Grow(st, 64+ns/4)
-		}
-		if cap(ws)-nw < 64 {
-			ws = slices.Grow(ws, 64+nw/4)
-		}
-		st, ws = st[:ns+64], ws[:nw+64]
-		for set != 0 {
-			k := i + bits.TrailingZeros64(set)
-			set &= set - 1
-			st[ns] = k
-			ns++
-			ws[nw] = k
-			nw += int(wordStart[text[k-1]])
-		}
-		st, ws = st[:ns], ws[:nw]
 	}
 	d.starts, d.words = st, ws
 	for ; i < len(text); i++ {
@@ -108,6 +126,9 @@ func (d *Digits) Scan(text []byte) {
 		}
 	}
 }
+
+// digitMask is isDigit's blockmask table.
+var digitMask = blockmask.MustNew(isDigit)
 
 // wordStart is 1 for the bytes after which a digit starts a word.
 var wordStart = func() (t [256]uint8) {

@@ -25,7 +25,16 @@ func naiveNextWord(t []byte, pos int) int {
 	return -1
 }
 
+// checkDigits checks Scan both ways: with the vector scan (where the
+// machine has it) and eight bytes at a time.
 func checkDigits(t *testing.T, text []byte, positions []int) {
+	t.Helper()
+	checkDigitsOnce(t, text, positions)
+	defer SetVector(false)()
+	checkDigitsOnce(t, text, positions)
+}
+
+func checkDigitsOnce(t *testing.T, text []byte, positions []int) {
 	t.Helper()
 	var d Digits
 	d.Scan(text)
@@ -52,6 +61,18 @@ func TestDigits(t *testing.T) {
 			pos = append(pos, p)
 		}
 		pos = append(pos, 0, len(text)/2, 1) // and backwards
+		checkDigits(t, text, pos)
+	}
+	// Texts of many blocks: Scan takes them 32 at a time.
+	for n := range 10 {
+		text := make([]byte, 1000*n+r.IntN(64))
+		for i := range text {
+			text[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		var pos []int
+		for p := 0; p <= len(text); p++ {
+			pos = append(pos, p)
+		}
 		checkDigits(t, text, pos)
 	}
 }

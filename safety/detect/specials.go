@@ -3,6 +3,8 @@ package detect
 import (
 	"encoding/binary"
 	"math/bits"
+
+	"github.com/warden-llm/warden/safety/detect/blockmask"
 )
 
 // Specials is the shared scan of one text for its special bytes, those
@@ -38,6 +40,13 @@ var specialBit = func() (t [256]uint8) {
 	return t
 }()
 
+// vector is whether Specials.Scan and Digits.Scan use blockmask's vector
+// scan rather than their own eight bytes at a time (tests turn it off).
+var vector = blockmask.Vector()
+
+// specialMask is specialBit's blockmask table.
+var specialMask = blockmask.MustNew(func(c byte) bool { return specialBit[c] != 0 })
+
 // maybeSpecial has the high bit of each byte of x that may be special: of
 // every special byte, and of tabs, line breaks and bytes right after a
 // special byte (through borrows and carries), which exact tells apart.
@@ -67,6 +76,9 @@ func (s *Specials) Scan(text []byte) {
 	}
 	s.bits = s.bits[:n]
 	i := 0
+	if vector {
+		i = 64 * specialMask.Scan(text, s.bits)
+	}
 	for ; i+64 <= len(text); i += 64 {
 		b := text[i : i+64 : i+64]
 		x0, x1 := binary.LittleEndian.Uint64(b[0:8]), binary.LittleEndian.Uint64(b[8:16])

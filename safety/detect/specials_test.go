@@ -45,7 +45,16 @@ func naiveSpecial(text []byte, pos int) int {
 	return len(text)
 }
 
+// checkSpecials checks Scan both ways: with the vector scan (where the
+// machine has it) and eight bytes at a time.
 func checkSpecials(t *testing.T, text []byte) {
+	t.Helper()
+	checkSpecialsOnce(t, text)
+	defer detect.SetVector(false)()
+	checkSpecialsOnce(t, text)
+}
+
+func checkSpecialsOnce(t *testing.T, text []byte) {
 	t.Helper()
 	var sp detect.Specials
 	sp.Scan(text)

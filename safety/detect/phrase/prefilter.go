@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math/bits"
 
+	"github.com/warden-llm/warden/safety/detect/blockmask"
 	"github.com/warden-llm/warden/safety/detect/norm"
 )
 
@@ -82,6 +83,9 @@ type prefilter struct {
 	// (the first repeated when there are fewer than three).
 	markers [3]uint64
 	zone    int // bytes of the view the grammar reads after a start token
+	// masks is the vector scan's table of quiet's masks: letters and
+	// digits, and non-ASCII and marker bytes.
+	masks *blockmask.Table
 }
 
 func isStart(class int) bool {
@@ -153,6 +157,7 @@ func newPrefilter(d *injectionDetector, pats [][]byte) *prefilter {
 	for k := nm; k < len(p.markers); k++ {
 		p.markers[k] = p.markers[0]
 	}
+	p.masks = blockmask.MustNew(isAlnum, func(c byte) bool { return p.kind[c] == bHigh || p.kind[c] == bMarker })
 	return p
 }
 

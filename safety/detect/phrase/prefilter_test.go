@@ -190,6 +190,14 @@ func checkBlocks(t *testing.T, text []byte, from int) {
 	if wantOK && (!ok || !slices.Equal(got, want)) {
 		t.Fatalf("from %d on %q:\nblocks %v %v\nwalk   %v %v", from, text, got, ok, want, wantOK)
 	}
+	// The blocks eight bytes at a time, without the vector scan.
+	defer func(old bool) { vector = old }(vector)
+	vector = false
+	var v3 view
+	swar, swarOK := injection.scan(text, from, nil, &v3, true)
+	if swarOK != ok || !slices.Equal(got, swar) {
+		t.Fatalf("from %d on %q:\nvector %v %v\nswar   %v %v", from, text, got, ok, swar, swarOK)
+	}
 }
 
 // TestBlocksEqualWalk checks that the block scan takes the same candidates

@@ -4,12 +4,14 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"unicode/utf8"
+
+	"github.com/warden-llm/warden/safety/detect/blockmask"
 )
 
 // The candidate scan (scanBlocks, quiet) reads the raw text in blocks of
-// sixty-four bytes, eight at a time, into bit masks: the block's words (a
-// letter or digit after a byte that is neither), its non-ASCII and its
-// marker bytes. Each word's first eight bytes and length come off one
+// sixty-four bytes into bit masks (with blockmask's vector scan, or eight
+// bytes at a time): the block's words (a letter or digit after a byte that
+// is neither), its non-ASCII and its marker bytes. Each word's first eight bytes and length come off one
 // load and the masks, and the word is looked up by its key (keyBit: those
 // bytes in lower case) in a bit set of the first words' keys, without a
 // branch. Only a block with something to judge leaves the tight loop: a
@@ -199,9 +201,10 @@ func (d *injectionDetector) scan(text []byte, from int, segs []segment, v *view,
 func (sc *scanner) scanBlocks(i int) (int, bool) {
 	text, p, d, v := sc.text, sc.d.pre, sc.d, sc.v
 	var carry uint64 // 1 when text[i-1] is inside a word
+	var bm blockMasks
 	for {
 		var m, a uint64
-		i, m, a = p.quiet(text, i, carry)
+		i, m, a = p.quiet(text, i, carry, &bm)
 		if m == 0 {
 			carry = a
 			break
@@ -267,17 +270,27 @@ var lenMask = [16]uint64{1: 0xff, 2: 0xffff, 3: 0xffffff, 4: 0xffffffff, 5: 0xff
 // A block of sixty-four rather than eight bytes leaves the loop over its
 // words once per sixty-four bytes: that branch is the one the processor
 // cannot guess. A leaf function, so that its state stays in registers.
-func (p *prefilter) quiet(text []byte, i int, carry uint64) (int, uint64, uint64) {
+func (p *prefilter) quiet(text []byte, i int, carry uint64, bm *blockMasks) (int, uint64, uint64) {
 	const letterBits = 0x4040404040404040 // letters have bit 0x40, digits not
 	for ; i+72 <= len(text); i += 64 {
 		blk := (*[72]byte)(text[i : i+72])
-		var a, m uint64
-		for j := 0; j < 64; j += 8 {
-			x := binary.LittleEndian.Uint64(blk[j : j+8])
-			a |= pack(alnumMask(x)) << j
-			m |= pack(x&hi|p.markerMask(x)) << j
+		var a, m, ax uint64
+		if vector && (i >= bm.base && i+72 <= bm.end || bm.fill(p, text, i)) {
+			// The masks at i, off two of blockmask's each, and ax.
+			o := uint(i - bm.base)
+			q, r := o/64&31, o%64
+			a = bm.a[q]>>r | bm.a[q+1]<<(64-r)
+			m = bm.m[q]>>r | bm.m[q+1]<<(64-r)
+			q = (o + 64) / 64 & 31
+			ax = (bm.a[q]>>r | bm.a[q+1]<<(64-r)) & 0xff
+		} else {
+			for j := 0; j < 64; j += 8 {
+				x := binary.LittleEndian.Uint64(blk[j : j+8])
+				a |= pack(alnumMask(x)) << j
+				m |= pack(x&hi|p.markerMask(x)) << j
+			}
+			ax = pack(alnumMask(binary.LittleEndian.Uint64(blk[64:72]))) // for lengths past the block
 		}
-		ax := pack(alnumMask(binary.LittleEndian.Uint64(blk[64:72]))) // for lengths past the block
 		starts := a &^ (a<<1 | carry)
 		for s := starts; s != 0; s &= s - 1 {
 			k := uint(bits.TrailingZeros64(s)) & 63
@@ -297,6 +310,27 @@ func (p *prefilter) quiet(text []byte, i int, carry uint64) (int, uint64, uint64
 		carry = a >> 63
 	}
 	return i, 0, carry
+}
+
+// vector is whether quiet reads its masks off blockmask's vector scan
+// rather than eight bytes at a time (tests turn it off).
+var vector = blockmask.Vector()
+
+// blockMasks holds what quiet needs of blockmask's scan of up to 32
+// blocks of text from base: a marks the letters and digits, m the
+// non-ASCII and marker bytes (as quiet's masks of the same names). The
+// masks at any i in [base, end-72] come off two of them.
+type blockMasks struct {
+	base, end int
+	a, m      [33]uint64 // [n], past the last block scanned, is 0
+}
+
+// fill scans from i and reports whether the masks cover text[i:i+72].
+func (bm *blockMasks) fill(p *prefilter, text []byte, i int) bool {
+	n := p.masks.Scan(text[i:], bm.a[:32], bm.m[:32])
+	bm.a[n], bm.m[n] = 0, 0
+	bm.base, bm.end = i, i+64*n
+	return i+72 <= bm.end
 }
 
 // scanTail is the scan byte by byte, from i (not inside a word) to the

@@ -2,6 +2,8 @@ package pii
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -267,5 +269,44 @@ func TestSSNPresidioTable(t *testing.T) {
 		if found(s) {
 			t.Errorf("false positive %q", s)
 		}
+	}
+}
+
+// checkObfuscated holds findObfuscated's one-pass search (blockmask) to
+// its six bytes.IndexByte searches, from every offset up to 70.
+func checkObfuscated(t *testing.T, text []byte) {
+	t.Helper()
+	for from := 0; from <= min(len(text), 70); from++ {
+		var got, want []detect.Match
+		findObfuscated(text, from, func(m detect.Match) { got = append(got, m) })
+		old := vector
+		vector = false
+		findObfuscated(text, from, func(m detect.Match) { want = append(want, m) })
+		vector = old
+		if !slices.Equal(got, want) {
+			t.Fatalf("findObfuscated(%q, %d): one pass %v, six searches %v", text, from, got, want)
+		}
+	}
+}
+
+// TestObfuscatedSearches checks findObfuscated's two searches on texts
+// thick with at-tokens, their first bytes and addresses, of every length
+// across a few blocks.
+func TestObfuscatedSearches(t *testing.T) {
+	pieces := []string{"john", " [at] ", "[at]", "(at)", "{at}", "<at>", "%40", "&#64;", "&#x40;", "&commat;",
+		"example", " [dot] ", ".", "(dot)", "com", "de", " ", "%", "&", "[", "(", "{", "<", "x", "a.b", "\xff", "é"}
+	r := rand.New(rand.NewPCG(8, 1))
+	found := 0
+	for range 1500 {
+		var b strings.Builder
+		for range r.IntN(120) {
+			b.WriteString(pieces[r.IntN(len(pieces))])
+		}
+		text := []byte(b.String())
+		checkObfuscated(t, text)
+		findObfuscated(text, 0, func(detect.Match) { found++ })
+	}
+	if found == 0 {
+		t.Fatal("no obfuscated address in the texts: the test compares nothing")
 	}
 }

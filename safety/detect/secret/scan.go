@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"unicode/utf8"
+
+	"github.com/warden-llm/warden/safety/detect/blockmask"
 )
 
 // anchors are the bytes the rules start looking from; Find sorts the
@@ -70,6 +72,9 @@ var searched = [...]struct {
 // superset of them: anchor rules out the rest), or reports false when
 // there are more than maxSearched to look at.
 func markAnchors(text []byte, s, e int, marks *[block / 64]uint64) bool {
+	if vector {
+		return markAnchorsVector(text, s, e, marks)
+	}
 	clear(marks[:])
 	n, hits := len(text), 0
 	for _, a := range searched {
@@ -84,17 +89,72 @@ func markAnchors(text []byte, s, e int, marks *[block / 64]uint64) bool {
 			}
 			j += k
 			p := j - a.back
-			switch a.c {
-			case '/':
-				if p < 5 || string(text[p-5:j]) != slackHost {
-					continue
-				}
-			case 'R':
-				if text[p] != 'G' {
-					continue
-				}
+			if !searchedAt(text, a.c, p, j) {
+				continue
 			}
 			marks[(p-s)>>6] |= 1 << ((p - s) & 63)
+		}
+	}
+	return true
+}
+
+// searchedAt reports whether the searched byte c at text[j] stands for an
+// anchor at p.
+func searchedAt(text []byte, c byte, p, j int) bool {
+	switch c {
+	case '/':
+		return p >= 5 && string(text[p-5:j]) == slackHost
+	case 'R':
+		return text[p] == 'G'
+	}
+	return true
+}
+
+// vector is whether markAnchors finds the searched bytes with
+// blockmask's vector scan, one pass for all of them, rather than with a
+// bytes.IndexByte pass for each (tests turn it off).
+var vector = blockmask.Vector()
+
+// searchedMask is the blockmask table of the searched bytes, back their
+// offsets.
+var searchedMask, back = func() (*blockmask.Table, [256]int8) {
+	var is [256]bool
+	var back [256]int8
+	for _, a := range searched {
+		is[a.c], back[a.c] = true, int8(a.back)
+	}
+	return blockmask.MustNew(func(c byte) bool { return is[c] }), back
+}()
+
+// markAnchorsVector is markAnchors with the searched bytes of
+// text[s:e+back] found in one pass, as bit masks: the same hits, counted
+// the same way.
+func markAnchorsVector(text []byte, s, e int, marks *[block / 64]uint64) bool {
+	clear(marks[:])
+	const most = len(slackHost) - 5 // the largest back
+	end := min(len(text), e+most)
+	var found [block/64 + 1]uint64
+	nb := searchedMask.Scan(text[s:end], found[:])
+	for j := s + 64*nb; j < end; j++ {
+		if searchedMask.Has(0, text[j]) {
+			found[(j-s)>>6] |= 1 << ((j - s) & 63)
+		}
+	}
+	hits := 0
+	for w, m := range found {
+		for ; m != 0; m &= m - 1 {
+			j := s + w*64 + bits.TrailingZeros64(m)
+			c := text[j]
+			p := j - int(back[c])
+			if p < s || p >= e {
+				continue // its anchor lies outside the block
+			}
+			if hits++; hits > maxSearched {
+				return false
+			}
+			if searchedAt(text, c, p, j) {
+				marks[(p-s)>>6] |= 1 << ((p - s) & 63)
+			}
 		}
 	}
 	return true

@@ -304,7 +304,54 @@ func FuzzSecret(f *testing.F) {
 		if msg := detecttest.Chunked(d, text, detecttest.Sizes(chunks)); msg != "" {
 			t.Fatal(msg)
 		}
+		s := 0
+		if len(chunks) > 0 {
+			s = int(chunks[0]) % (len(text) + 1)
+		}
+		checkMarks(t, text, s, min(len(text), s+block))
 	})
+}
+
+// checkMarks compares markAnchors's two ways of finding the searched bytes
+// of text[s:e]: one blockmask pass and a bytes.IndexByte pass for each.
+func checkMarks(t *testing.T, text []byte, s, e int) {
+	t.Helper()
+	var got, want [block / 64]uint64
+	ok := markAnchorsVector(text, s, e, &got)
+	defer func(old bool) { vector = old }(vector)
+	vector = false
+	wantOK := markAnchors(text, s, e, &want)
+	if ok != wantOK || ok && got != want {
+		t.Fatalf("markAnchors(%q, %d, %d): vector %v %x, IndexByte %v %x", text, s, e, ok, got, wantOK, want)
+	}
+}
+
+// TestMarkAnchors holds markAnchors's one-pass search to its IndexByte
+// search, on text thick and thin with the searched bytes and every other
+// byte value, at every length up to two blocks and more.
+func TestMarkAnchors(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 5))
+	const thick = ":=,-AJ_/RG.hooks.slack.com/xy \xff\x00"
+	for range 3000 {
+		text := make([]byte, r.IntN(2*block+200))
+		p := r.IntN(40)
+		for i := range text {
+			switch {
+			case r.IntN(100) < p:
+				text[i] = thick[r.IntN(len(thick))]
+			case r.IntN(50) == 0:
+				text[i] = byte(r.IntN(256))
+			default:
+				text[i] = 'a' + byte(r.IntN(26))
+			}
+		}
+		if r.IntN(4) == 0 && len(text) > 40 {
+			copy(text[r.IntN(len(text)-40):], "hooks.slack.com/services GR1348941")
+		}
+		s := r.IntN(len(text) + 1)
+		e := min(len(text), s+r.IntN(block+1))
+		checkMarks(t, text, s, e)
+	}
 }
 
 // mixed is the shared benchmark text with secrets and a near-miss config
