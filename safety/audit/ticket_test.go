@@ -18,36 +18,7 @@ func TestTicketsShareTransactions(t *testing.T) {
 		db := storetest.OpenDir(t, dir)
 		const linger = 50 * time.Millisecond
 		w := startWriter(t, db, dir, Config{Linger: linger})
-		begin := func(i int) (*Ticket, chan error) {
-			t.Helper()
-			done := make(chan error, 1)
-			rec := req(i)
-			rec.Kind = KindRequest
-			tk, err := w.Begin(t.Context(), rec, func(_ int64, err error) { done <- err })
-			if err != nil {
-				t.Fatal(err)
-			}
-			return tk, done
-		}
-		waiting := func(what string, done chan error) {
-			t.Helper()
-			synctest.Wait()
-			select {
-			case err := <-done:
-				t.Fatalf("%s: committed at once (err %v), want it to wait", what, err)
-			default:
-			}
-		}
-		committed := func(what string, done chan error, commits int64) {
-			t.Helper()
-			if err := <-done; err != nil {
-				t.Fatalf("%s: %v", what, err)
-			}
-			synctest.Wait()
-			if got := w.Stats().Commits; got != commits {
-				t.Fatalf("%s: %d transactions, want %d", what, got, commits)
-			}
-		}
+		begin, waiting, committed := ticketSteps(t, w)
 
 		first, d1 := begin(1)
 		committed("the only open request", d1, 1)
@@ -106,17 +77,7 @@ func TestCommitDelay(t *testing.T) {
 		db := storetest.OpenDir(t, dir)
 		const delay = 5 * time.Millisecond
 		w := startWriter(t, db, dir, Config{Linger: time.Hour, CommitDelay: delay})
-		begin := func(i int) (*Ticket, chan error) {
-			t.Helper()
-			done := make(chan error, 1)
-			rec := req(i)
-			rec.Kind = KindRequest
-			tk, err := w.Begin(t.Context(), rec, func(_ int64, err error) { done <- err })
-			if err != nil {
-				t.Fatal(err)
-			}
-			return tk, done
-		}
+		begin, pending, committed := ticketSteps(t, w)
 		appendAsync := func(i int) chan error {
 			done := make(chan error, 1)
 			go func() {
@@ -124,30 +85,6 @@ func TestCommitDelay(t *testing.T) {
 				done <- err
 			}()
 			return done
-		}
-		pending := func(what string, done chan error) {
-			t.Helper()
-			synctest.Wait()
-			select {
-			case err := <-done:
-				t.Fatalf("%s: committed at once (err %v), want it to wait", what, err)
-			default:
-			}
-		}
-		committed := func(what string, done chan error, commits int64) {
-			t.Helper()
-			synctest.Wait()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatalf("%s: %v", what, err)
-				}
-			default:
-				t.Fatalf("%s: still waiting", what)
-			}
-			if got := w.Stats().Commits; got != commits {
-				t.Fatalf("%s: %d transactions, want %d", what, got, commits)
-			}
 		}
 
 		a, da := begin(1)
@@ -187,4 +124,51 @@ func TestCommitDelay(t *testing.T) {
 			t.Errorf("verify: %d records, want 8", rep.Records)
 		}
 	})
+}
+
+// ticketSteps returns the steps of a ticket test on w: begin queues
+// request record i with Begin; waiting checks that a record has not
+// committed once everything else is blocked; committed that it has, and
+// that w has committed commits transactions in all.
+func ticketSteps(t *testing.T, w *Writer) (
+	begin func(i int) (*Ticket, chan error),
+	waiting func(what string, done chan error),
+	committed func(what string, done chan error, commits int64),
+) {
+	begin = func(i int) (*Ticket, chan error) {
+		t.Helper()
+		done := make(chan error, 1)
+		rec := req(i)
+		rec.Kind = KindRequest
+		tk, err := w.Begin(t.Context(), rec, func(_ int64, err error) { done <- err })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tk, done
+	}
+	waiting = func(what string, done chan error) {
+		t.Helper()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			t.Fatalf("%s: committed at once (err %v), want it to wait", what, err)
+		default:
+		}
+	}
+	committed = func(what string, done chan error, commits int64) {
+		t.Helper()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+		default:
+			t.Fatalf("%s: still waiting", what)
+		}
+		if got := w.Stats().Commits; got != commits {
+			t.Fatalf("%s: %d transactions, want %d", what, got, commits)
+		}
+	}
+	return begin, waiting, committed
 }
