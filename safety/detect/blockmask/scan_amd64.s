@@ -10,6 +10,22 @@
 // (VPAND, VPCMPEQB with zero, VPMOVMSKB, NOT) as one uint64.
 //
 // Table layout: lo at 0, hi at 16, set at 32 (two bytes), n at 34.
+// OUTPUT stores at (dst) the mask of the block's bytes with a class bit
+// of set (a broadcast register): the class bits of bytes 0..31 are in Y0,
+// of 32..63 in Y1, and Y13 is zero. VPCMPEQB with zero marks the bytes
+// not in the set, hence the NOT.
+#define OUTPUT(set, dst) \
+	VPAND set, Y0, Y4; \
+	VPAND set, Y1, Y5; \
+	VPCMPEQB Y13, Y4, Y4; \
+	VPCMPEQB Y13, Y5, Y5; \
+	VPMOVMSKB Y4, AX; \
+	VPMOVMSKB Y5, BX; \
+	SHLQ $32, BX; \
+	ORQ BX, AX; \
+	NOTQ AX; \
+	MOVQ AX, (dst)
+
 TEXT ·scanAVX2(SB), NOSPLIT, $0-32
 	MOVQ dst+0(FP), AX
 	MOVQ 0(AX), DI             // dst[0]
@@ -41,31 +57,10 @@ loop:
 	VPAND Y2, Y0, Y0           // class bits of bytes 0..31
 	VPAND Y3, Y1, Y1           // and of 32..63
 
-	// Output 0.
-	VPAND Y10, Y0, Y4
-	VPAND Y10, Y1, Y5
-	VPCMPEQB Y13, Y4, Y4       // 0xff where the byte is not in the set
-	VPCMPEQB Y13, Y5, Y5
-	VPMOVMSKB Y4, AX
-	VPMOVMSKB Y5, BX
-	SHLQ $32, BX
-	ORQ BX, AX
-	NOTQ AX
-	MOVQ AX, (DI)
+	OUTPUT(Y10, DI)
 	CMPQ DX, $2
 	JB next
-
-	// Output 1.
-	VPAND Y11, Y0, Y4
-	VPAND Y11, Y1, Y5
-	VPCMPEQB Y13, Y4, Y4
-	VPCMPEQB Y13, Y5, Y5
-	VPMOVMSKB Y4, AX
-	VPMOVMSKB Y5, BX
-	SHLQ $32, BX
-	ORQ BX, AX
-	NOTQ AX
-	MOVQ AX, (R8)
+	OUTPUT(Y11, R8)
 
 next:
 	ADDQ $64, SI
