@@ -159,17 +159,25 @@ func runs(text []byte, i int, fn func(s, e, pad int)) {
 		}
 		e = wrapEnd(text, i, e)
 		if e-i <= maxRun {
-			eq := 0
-			for e+eq < n && text[e+eq] == '=' {
-				eq++
-			}
-			if eq > 2 || e+eq < n && run[text[e+eq]] {
-				eq = 0
-			}
-			fn(i, e, eq)
+			fn(i, e, padding(text, e))
 		}
 		i = e + 1
 	}
+}
+
+// padding is the length of the base64 padding ('=' or "==") at text[e:]
+// after a run ending at e, or 0 when the '=' there are not padding (more
+// than two, or a run byte right after them).
+func padding(text []byte, e int) int {
+	n := len(text)
+	eq := 0
+	for e+eq < n && text[e+eq] == '=' {
+		eq++
+	}
+	if eq > 2 || e+eq < n && run[text[e+eq]] {
+		return 0
+	}
+	return eq
 }
 
 // Wrapped base64: a block of lines of one length (at least minWrap and a

@@ -352,14 +352,7 @@ func TestRunsSkip(t *testing.T) {
 			if e-i >= minBase64 {
 				e = wrapEnd(text, i, e)
 				if e-i <= maxRun {
-					eq := 0
-					for e+eq < n && text[e+eq] == '=' {
-						eq++
-					}
-					if eq > 2 || e+eq < n && run[text[e+eq]] {
-						eq = 0
-					}
-					fn(i, e, eq)
+					fn(i, e, padding(text, e))
 				}
 			}
 			i = e + 1
