@@ -292,8 +292,8 @@ func (p *pipe) generate(run runFunc, deliver func(text string, calls []api.ToolC
 		return result{}, p.cause(err)
 	}
 	defer release()
-	p.s.flushRequest(p.c) // the answer follows: its request record commits soon
-	g := &p.own.gen       // the callback's state: no allocation of its own
+	p.s.hastenRequest(p.c) // the answer follows: its request record commits soon
+	g := &p.own.gen        // the callback's state: no allocation of its own
 	err = run(p.ctx, func(r piece) error {
 		if err := p.ctx.Err(); err != nil {
 			return err // the client left while output was held back, or the server cut it
@@ -519,7 +519,7 @@ func (p *pipe) embed(req *api.EmbedRequest) (*api.EmbedResponse, error) {
 		return nil, p.cause(err)
 	}
 	defer release()
-	p.s.flushRequest(p.c)
+	p.s.hastenRequest(p.c)
 	resp, err := p.s.backend.Embed(p.ctx, req)
 	release()
 	if rerr := p.durable(); rerr != nil {

@@ -228,13 +228,13 @@ func (s *Server) startRequest(c *gin.Context, onFail func()) <-chan struct{} {
 	return pr.durable
 }
 
-// flushRequest asks for the request record to be committed soon: the
+// hastenRequest asks for the request record to be committed soon: the
 // request has its slot, and the answer will follow. Until then the record
 // may wait to share another request's transaction (audit.Writer.Begin);
 // now it waits at most audit.commit_delay (audit.Ticket.Soon), which the
 // backend's first token takes longer than, and awaitRequest commits it
 // at once if the answer is there first.
-func (s *Server) flushRequest(c *gin.Context) {
+func (s *Server) hastenRequest(c *gin.Context) {
 	if tr := trailOf(c); tr != nil && tr.pending != nil && tr.pending.ticket != nil {
 		tr.pending.ticket.Soon()
 	}

@@ -91,9 +91,9 @@ func (s SinkConfig) outbox() outbox.SinkConfig {
 	}
 }
 
-// DefaultCommitDelay is audit.commit_delay's default: a record waits at
+// defaultCommitDelay is audit.commit_delay's default: a record waits at
 // most this long for company, and only while other requests are open.
-const DefaultCommitDelay = 2 * time.Millisecond
+const defaultCommitDelay = 2 * time.Millisecond
 
 // maxCommitDelay bounds audit.commit_delay: every answer under load may
 // wait this long for its record.
@@ -108,7 +108,7 @@ func DefaultAudit() AuditConfig {
 		TextRetentionDays:  7,
 		CheckpointEvery:    1000,
 		CheckpointInterval: time.Minute,
-		CommitDelay:        DefaultCommitDelay,
+		CommitDelay:        defaultCommitDelay,
 		OutboxMaxBytes:     outbox.DefaultMaxBytes,
 		OutboxFull:         outbox.FullFailClosed,
 	}
