@@ -111,6 +111,32 @@ func (t *Table) Scan(text []byte, dst ...[]uint64) int {
 	return n
 }
 
+// ScanAll is Scan that also writes the masks of the last, partial block
+// of text (no bits past its end) when the destinations have room for it,
+// and returns how many blocks it wrote, that one included.
+func (t *Table) ScanAll(text []byte, dst ...[]uint64) int {
+	n := t.Scan(text, dst...)
+	rest := text[64*n:]
+	if len(rest) == 0 || len(rest) >= 64 {
+		return n // all of text, or no room for more
+	}
+	for _, d := range dst {
+		if len(d) <= n {
+			return n
+		}
+	}
+	for o, d := range dst {
+		var w uint64
+		for j, c := range rest {
+			if t.Has(o, c) {
+				w |= 1 << j
+			}
+		}
+		d[n] = w
+	}
+	return n + 1
+}
+
 // scanGeneric is Scan a byte at a time.
 func scanGeneric(dst [][]uint64, text []byte, n int, t *Table) {
 	for k := range n {

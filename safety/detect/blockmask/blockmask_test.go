@@ -57,13 +57,13 @@ func TestHas(t *testing.T) {
 	}
 }
 
-// naive is Scan by Has.
+// naive is ScanAll by Has: Scan's blocks, and a last partial one.
 func naive(t *Table, text []byte) [][]uint64 {
 	m := make([][]uint64, t.n)
-	for k := 0; k+64 <= len(text); k += 64 {
+	for k := 0; k < len(text); k += 64 {
 		for o := range m {
 			var w uint64
-			for j, c := range text[k : k+64] {
+			for j, c := range text[k:min(k+64, len(text))] {
 				if t.Has(o, c) {
 					w |= 1 << j
 				}
@@ -97,6 +97,18 @@ func check(t *testing.T, text []byte) {
 			}
 			if got[o][n] != 0 {
 				t.Fatalf("table %d, %d bytes: Scan wrote past its blocks", ti, len(text))
+			}
+		}
+		all := make([][]uint64, tb.n)
+		for o := range all {
+			all[o] = make([]uint64, len(want[o])+1)
+		}
+		if k := tb.ScanAll(text, all...); k != len(want[0]) {
+			t.Fatalf("table %d, %d bytes: ScanAll = %d blocks, want %d", ti, len(text), k, len(want[0]))
+		}
+		for o := range all {
+			if !slices.Equal(all[o][:len(want[o])], want[o]) || all[o][len(want[o])] != 0 {
+				t.Fatalf("table %d, %q output %d: ScanAll %#x, want %#x", ti, text, o, all[o], want[o])
 			}
 		}
 		if n > 1 {

@@ -239,15 +239,7 @@ func obfuscatedVector(text []byte, from int, ms []detect.Match) []detect.Match {
 	var masks [32]uint64
 	i := max(from, 0)
 	for i < end {
-		nb := obfMask.Scan(text[i:end], masks[:])
-		if nb == 0 {
-			for ; i < end; i++ {
-				if obfMask.Has(0, text[i]) {
-					found(i)
-				}
-			}
-			break
-		}
+		nb := obfMask.ScanAll(text[i:end], masks[:])
 		for w, m := range masks[:nb] {
 			for ; m != 0; m &= m - 1 {
 				found(i + 64*w + bits.TrailingZeros64(m))

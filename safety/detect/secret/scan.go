@@ -134,12 +134,7 @@ func markAnchorsVector(text []byte, s, e int, marks *[block / 64]uint64) bool {
 	const most = len(slackHost) - 5 // the largest back
 	end := min(len(text), e+most)
 	var found [block/64 + 1]uint64
-	nb := searchedMask.Scan(text[s:end], found[:])
-	for j := s + 64*nb; j < end; j++ {
-		if searchedMask.Has(0, text[j]) {
-			found[(j-s)>>6] |= 1 << ((j - s) & 63)
-		}
-	}
+	searchedMask.ScanAll(text[s:end], found[:])
 	hits := 0
 	for w, m := range found {
 		for ; m != 0; m &= m - 1 {
