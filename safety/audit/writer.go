@@ -286,8 +286,12 @@ func (w *Writer) run(ctx context.Context) {
 	// lazy ones after Soon) until waitDue; zero while it has none.
 	batch := make([]*pending, 0, w.cfg.MaxBatch)
 	var lazyDue, waitDue time.Time
+	waiting := 0 // the batch's records someone waits for
 	add := func(p *pending) {
 		batch = append(batch, p)
+		if !p.lazy {
+			waiting++
+		}
 		switch {
 		case p.lazy && lazyDue.IsZero():
 			lazyDue = time.Now().Add(w.cfg.Linger)
@@ -331,7 +335,7 @@ func (w *Writer) run(ctx context.Context) {
 			}
 		}
 		if !now && !closed && len(batch) < w.cfg.MaxBatch {
-			if until, ok := w.linger(batch, lazyDue, waitDue); ok {
+			if until, ok := w.linger(len(batch), waiting, lazyDue, waitDue); ok {
 				if !until.Equal(due) {
 					timer.Reset(time.Until(until))
 					due = until
@@ -343,7 +347,7 @@ func (w *Writer) run(ctx context.Context) {
 			timer.Stop()
 			due = time.Time{}
 		}
-		lazyDue, waitDue = time.Time{}, time.Time{}
+		lazyDue, waitDue, waiting = time.Time{}, time.Time{}, 0
 		if len(batch) == 0 && !force && !closed {
 			continue // a kick or a timer for records already committed
 		}
@@ -356,22 +360,17 @@ func (w *Writer) run(ctx context.Context) {
 	}
 }
 
-// linger reports whether batch may wait for a later transaction, and
-// until when: while other requests are open, whose records will come
-// soon, Begin's records wait for at most Linger and records someone waits
-// for at most CommitDelay. A batch that holds a record of every open
-// request commits at once.
-func (w *Writer) linger(batch []*pending, lazyDue, waitDue time.Time) (time.Time, bool) {
-	if len(batch) == 0 {
+// linger reports whether a batch of queued records (waiting of them
+// waited for) may wait for a later transaction, and until when: while
+// other requests are open, whose records will come soon, Begin's records
+// wait for at most Linger and records someone waits for at most
+// CommitDelay. A batch that holds a record of every open request commits
+// at once.
+func (w *Writer) linger(queued, waiting int, lazyDue, waitDue time.Time) (time.Time, bool) {
+	if queued == 0 {
 		return time.Time{}, false
 	}
-	waiting := int64(0)
-	for _, p := range batch {
-		if !p.lazy {
-			waiting++
-		}
-	}
-	if w.open.Load() <= max(waiting, 1) {
+	if w.open.Load() <= int64(max(waiting, 1)) {
 		return time.Time{}, false
 	}
 	if waitDue.IsZero() {
