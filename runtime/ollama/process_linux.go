@@ -2,8 +2,10 @@ package ollama
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"os/exec"
@@ -135,7 +137,7 @@ func groupGone(pgid int, timeout time.Duration) bool {
 }
 
 // child is one spawned `ollama serve`. Its wait goroutine is the only caller
-// of cmd.Wait; its log goroutine reads the child's stdout and stderr.
+// of cmd.Wait; its log goroutine reads the child's output.
 type child struct {
 	pid     int // also the process group id
 	url     *url.URL
@@ -155,7 +157,13 @@ func (s *Supervisor) spawn(port int) (*child, error) {
 	cmd := exec.Command(s.cfg.Bin, "serve")
 	cmd.Env = append(childEnv(s.cfg, port, s.cfg.ParentEnv), s.box.env()...)
 	cmd.Dir = childHome(s.cfg)
-	cmd.Stdout, cmd.Stderr = w, w
+	cmd.Stderr = w
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		// ollama serve's stdout holds only gin's per-request access
+		// lines, which we log at debug; below that they go to /dev/null
+		// rather than wake the log reader for every request.
+		cmd.Stdout = w
+	}
 	cmd.SysProcAttr = childSysProcAttr()
 	s.box.sysProcAttr(cmd.SysProcAttr)
 	err = cmd.Start()

@@ -55,6 +55,13 @@ func TestSupervisorStartClose(t *testing.T) {
 	if v := getVersion(t, s); !strings.Contains(v, `"version"`) {
 		t.Errorf("/api/version = %q, want a version", v)
 	}
+	// At debug, the child's stdout (gin's access lines) is logged too.
+	if out, errs := childOutput(t, pid); !strings.HasPrefix(out, "pipe:") || out != errs {
+		t.Errorf("child stdout %q, stderr %q: want both the log pipe", out, errs)
+	}
+	testwait.For(t, "gin's access line in the log", func() bool {
+		return strings.Contains(logs.String(), `GET      \"/api/version\"`)
+	})
 	environ := readFile(t, "/proc/"+strconv.Itoa(pid)+"/environ")
 	for _, bad := range []string{"OLLAMA_DEBUG=", "HTTPS_PROXY=http://proxy.invalid", "GOFLAGS="} {
 		if strings.Contains(environ, bad) {
@@ -85,6 +92,35 @@ func TestSupervisorStartClose(t *testing.T) {
 	if err := waitHealthy(t.Context(), s); err != ErrStopped {
 		t.Errorf("waitHealthy after Close = %v, want ErrStopped", err)
 	}
+}
+
+// TestChildStdoutBelowDebug: below debug, the child's stdout, which holds
+// only gin's per-request access lines, goes to /dev/null, and its stderr
+// (Ollama's own log) to the log pipe.
+func TestChildStdoutBelowDebug(t *testing.T) {
+	cfg, logs := testConfig(t)
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	s := NewSupervisor(cfg)
+	t.Cleanup(func() { closeSupervisor(t, s) })
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatalf("Start: %v\n%s", err, logs)
+	}
+	if out, errs := childOutput(t, s.PID()); out != "/dev/null" || !strings.HasPrefix(errs, "pipe:") {
+		t.Errorf("child stdout %q, stderr %q: want /dev/null and the log pipe", out, errs)
+	}
+}
+
+// childOutput is where the process pid's stdout and stderr lead.
+func childOutput(t *testing.T, pid int) (stdout, stderr string) {
+	t.Helper()
+	fd := func(n string) string {
+		l, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/fd/" + n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	return fd("1"), fd("2")
 }
 
 func TestSupervisorRestartsKilledChild(t *testing.T) {
