@@ -75,6 +75,13 @@ const (
 )
 
 func main() {
+	if backend := os.Getenv(bareProxyEnv); backend != "" {
+		if err := serveBareProxy(backend, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: bare proxy:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
