@@ -56,7 +56,7 @@ type trail struct {
 	committed bool           // the request record is written (or fail-open skipped it)
 	failed    bool           // the request record could not be written
 	pending   *pendingRecord // the request record being committed (startRequest)
-	ticket    *audit.Ticket  // its ticket, ended with the request
+	ticket    *audit.Ticket  // the request record's (nil: it commits on its own), ended with the request
 	done      bool
 
 	// The request body is hashed as the handler reads it; its text is kept
@@ -160,7 +160,6 @@ func (s *Server) commitRequest(c *gin.Context) error {
 type pendingRecord struct {
 	done    chan struct{}
 	durable chan struct{}
-	ticket  *audit.Ticket // nil: the record commits on its own
 	err     error
 }
 
@@ -224,7 +223,7 @@ func (s *Server) startRequest(c *gin.Context, onFail func()) <-chan struct{} {
 	if err != nil {
 		finish(err)
 	}
-	pr.ticket, tr.ticket = t, t
+	tr.ticket = t
 	return pr.durable
 }
 
@@ -235,8 +234,8 @@ func (s *Server) startRequest(c *gin.Context, onFail func()) <-chan struct{} {
 // backend's first token takes longer than, and awaitRequest commits it
 // at once if the answer is there first.
 func (s *Server) hastenRequest(c *gin.Context) {
-	if tr := trailOf(c); tr != nil && tr.pending != nil && tr.pending.ticket != nil {
-		tr.pending.ticket.Soon()
+	if tr := trailOf(c); tr != nil && tr.pending != nil && tr.ticket != nil {
+		tr.ticket.Soon()
 	}
 }
 
@@ -251,11 +250,11 @@ func (s *Server) awaitRequest(c *gin.Context) error {
 		return nil
 	}
 	if pr := tr.pending; pr != nil {
-		if pr.ticket != nil {
+		if tr.ticket != nil {
 			select {
 			case <-pr.done:
 			default:
-				pr.ticket.Flush()
+				tr.ticket.Flush()
 			}
 		}
 		<-pr.done
