@@ -139,6 +139,7 @@ func NewWriter(db *store.DB, cfg Config) *Writer {
 	if cfg.Linger <= 0 {
 		cfg.Linger = 20 * time.Millisecond
 	}
+	cfg.CommitDelay = max(cfg.CommitDelay, 0)
 	w := &Writer{db: db, cfg: cfg, kick: make(chan struct{}, 1), soon: make(chan struct{}, 1)}
 	w.maxPage.Store(cfg.MaxPageCount)
 	return w
@@ -287,16 +288,20 @@ func (w *Writer) run(ctx context.Context) {
 	batch := make([]*pending, 0, w.cfg.MaxBatch)
 	var lazyDue, waitDue time.Time
 	waiting := 0 // the batch's records someone waits for
+	// hasten has the batch commit within CommitDelay at the latest.
+	hasten := func() {
+		if waitDue.IsZero() {
+			waitDue = time.Now().Add(w.cfg.CommitDelay)
+		}
+	}
 	add := func(p *pending) {
 		batch = append(batch, p)
-		if !p.lazy {
-			waiting++
-		}
 		switch {
-		case p.lazy && lazyDue.IsZero():
+		case !p.lazy:
+			waiting++
+			hasten()
+		case lazyDue.IsZero():
 			lazyDue = time.Now().Add(w.cfg.Linger)
-		case !p.lazy && waitDue.IsZero():
-			waitDue = time.Now().Add(max(w.cfg.CommitDelay, 0))
 		}
 	}
 	for {
@@ -313,8 +318,8 @@ func (w *Writer) run(ctx context.Context) {
 		case <-w.kick:
 			now = true
 		case <-w.soon:
-			if len(batch) > 0 && waitDue.IsZero() {
-				waitDue = time.Now().Add(max(w.cfg.CommitDelay, 0))
+			if len(batch) > 0 {
+				hasten()
 			}
 		case <-timer.C:
 			due, now = time.Time{}, true
@@ -376,7 +381,7 @@ func (w *Writer) linger(queued, waiting int, lazyDue, waitDue time.Time) (time.T
 	if waitDue.IsZero() {
 		return lazyDue, true
 	}
-	if w.cfg.CommitDelay <= 0 {
+	if w.cfg.CommitDelay == 0 {
 		return time.Time{}, false
 	}
 	if !lazyDue.IsZero() && lazyDue.Before(waitDue) {
