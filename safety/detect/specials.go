@@ -77,7 +77,8 @@ func (s *Specials) Scan(text []byte) {
 	s.bits = s.bits[:n]
 	i := 0
 	if vector {
-		i = 64 * specialMask.Scan(text, s.bits)
+		// bits has room for the last, partial block: ScanAll writes it.
+		i = 64 * specialMask.ScanAll(text, s.bits)
 	}
 	for ; i+64 <= len(text); i += 64 {
 		b := text[i : i+64 : i+64]
