@@ -11,23 +11,22 @@ import (
 )
 
 func BenchmarkSpecials(b *testing.B) {
-	text := detecttest.BenchText()
 	var sp detect.Specials
-	b.SetBytes(int64(len(text)))
-	start := proc.CPUTime()
-	for b.Loop() {
-		sp.Scan(text)
-	}
-	detecttest.ReportCPU(b, proc.CPUTime()-start, text, len(text))
+	benchScan(b, sp.Scan)
 }
 
 func BenchmarkDigits(b *testing.B) {
-	text := detecttest.BenchText()
 	var d detect.Digits
+	benchScan(b, d.Scan)
+}
+
+// benchScan runs one of the shared scans over the benchmark text.
+func benchScan(b *testing.B, scan func(text []byte)) {
+	text := detecttest.BenchText()
 	b.SetBytes(int64(len(text)))
 	start := proc.CPUTime()
 	for b.Loop() {
-		d.Scan(text)
+		scan(text)
 	}
 	detecttest.ReportCPU(b, proc.CPUTime()-start, text, len(text))
 }
